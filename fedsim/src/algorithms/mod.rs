@@ -1,0 +1,172 @@
+//! Federated algorithms. Each is a local step (runs on a site, sees only its partition) and an
+//! aggregate step (runs on the coordinator, sees only what sites sent). The transport never looks
+//! inside: requests and replies travel as bytes.
+
+pub mod linreg;
+
+use faer::Mat;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Table;
+use crate::scenario::AlgorithmKind;
+
+/// What a site needs to know about the analysis; sent to each agent when it joins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AlgorithmConfig {
+    pub kind: AlgorithmKind,
+    pub features: Vec<String>,
+    pub target: Option<String>,
+    pub intercept: bool,
+}
+
+impl AlgorithmConfig {
+    /// Names of the estimated terms, intercept first as `const` (statsmodels' convention).
+    pub fn terms(&self) -> Vec<String> {
+        let mut t = Vec::with_capacity(self.features.len() + 1);
+        if self.intercept {
+            t.push("const".to_string());
+        }
+        t.extend(self.features.iter().cloned());
+        t
+    }
+}
+
+/// A site's partition, shaped for the algorithm: features as an n x d matrix, and the target.
+pub struct LocalData {
+    pub x: Mat<f64>,
+    pub y: Option<Vec<f64>>,
+}
+
+impl LocalData {
+    pub fn from_table(
+        table: &Table,
+        config: &AlgorithmConfig,
+        path: &std::path::Path,
+    ) -> Result<LocalData, crate::data::DataError> {
+        let x = table.select_columns(&config.features, path)?;
+        let n = table.rows();
+        let x = Mat::from_fn(n, x.data.len(), |i, j| x.data[j][i]);
+        let y = match &config.target {
+            Some(t) => Some(
+                table
+                    .select_columns(std::slice::from_ref(t), path)?
+                    .data
+                    .remove(0),
+            ),
+            None => None,
+        };
+        Ok(LocalData { x, y })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.x.nrows()
+    }
+}
+
+/// Fitted values, the same shape for the federated result and the baseline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Estimates {
+    pub n: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coef: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub se: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub t: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub p: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub singular_values: Vec<f64>,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum AlgoError {
+    #[error("{0}")]
+    Numeric(String),
+    #[error("site data does not fit the analysis: {0}")]
+    Data(String),
+    #[error("unexpected message: {0}")]
+    Protocol(String),
+}
+
+/// After aggregating a round: ask the sites for another, or stop with the estimates.
+pub enum Step<R> {
+    Next(R),
+    Done(Estimates),
+}
+
+/// One federated algorithm: the site step and the coordinator step, with typed messages.
+pub trait Federated: Send {
+    type Request: Serialize + DeserializeOwned;
+    type Reply: Serialize + DeserializeOwned;
+
+    /// Site side: computes aggregates of the local partition only.
+    fn local(&self, request: &Self::Request, data: &LocalData) -> Result<Self::Reply, AlgoError>;
+    /// Coordinator side: the first request.
+    fn start(&mut self) -> Self::Request;
+    /// Coordinator side: combine one reply per site (in site order).
+    fn aggregate(&mut self, replies: Vec<Self::Reply>) -> Result<Step<Self::Request>, AlgoError>;
+}
+
+/// The byte-level face of [`Federated`] that the coordinator and agents drive.
+pub trait Runner: Send {
+    fn local(&self, request: &[u8], data: &LocalData) -> Result<Vec<u8>, AlgoError>;
+    fn start(&mut self) -> Vec<u8>;
+    fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError>;
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("algorithm messages always serialize")
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, AlgoError> {
+    postcard::from_bytes(b).map_err(|e| AlgoError::Protocol(e.to_string()))
+}
+
+impl<A: Federated> Runner for A {
+    fn local(&self, request: &[u8], data: &LocalData) -> Result<Vec<u8>, AlgoError> {
+        Federated::local(self, &decode(request)?, data).map(|r| encode(&r))
+    }
+    fn start(&mut self) -> Vec<u8> {
+        encode(&Federated::start(self))
+    }
+    fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError> {
+        let replies = replies
+            .iter()
+            .map(|b| decode(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(match Federated::aggregate(self, replies)? {
+            Step::Next(r) => Step::Next(encode(&r)),
+            Step::Done(e) => Step::Done(e),
+        })
+    }
+}
+
+/// The algorithm a configuration names, ready to run on either side.
+pub fn build(config: &AlgorithmConfig) -> Result<Box<dyn Runner>, AlgoError> {
+    match config.kind {
+        AlgorithmKind::LinearRegression => {
+            Ok(Box::new(linreg::LinearRegression::new(config.clone())))
+        }
+        other => Err(AlgoError::Protocol(format!(
+            "algorithm {} is not available in this build",
+            other.as_str()
+        ))),
+    }
+}
+
+/// Two-sided p-values of t statistics with `df` degrees of freedom.
+pub fn t_pvalues(t: &[f64], df: f64) -> Vec<f64> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(dist) => t.iter().map(|x| 2.0 * dist.sf(x.abs())).collect(),
+        Err(_) => vec![f64::NAN; t.len()],
+    }
+}

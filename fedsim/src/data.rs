@@ -1,0 +1,284 @@
+//! Reading a data set (CSV or Parquet, with polars) into a dense numeric table, and writing a
+//! site's share of it back out.
+//!
+//! Everything federated here is numeric; a text cell, an empty cell or a NaN would silently poison
+//! every aggregate, so each is refused with the file, the column and the line that holds it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+/// A numeric table held column by column (the layout polars gives and the algorithms want).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub data: Vec<Vec<f64>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read data file {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("data file {} has no rows", path.display())]
+    Empty { path: PathBuf },
+    #[error("data file {}: no column {column:?} (columns are: {available})", path.display())]
+    NoColumn {
+        path: PathBuf,
+        column: String,
+        available: String,
+    },
+    #[error("data file {}, line {line}, column {column:?}: expected a number, found {value:?}", path.display())]
+    NotNumeric {
+        path: PathBuf,
+        column: String,
+        line: usize,
+        value: String,
+    },
+    #[error("data file {}, line {line}, column {column:?}: empty cell; every cell must hold a finite number", path.display())]
+    Missing {
+        path: PathBuf,
+        column: String,
+        line: usize,
+    },
+    #[error("data file {}, line {line}, column {column:?}: {value} is not a finite number", path.display())]
+    NonFinite {
+        path: PathBuf,
+        column: String,
+        line: usize,
+        value: f64,
+    },
+    #[error("data file {}, column {column:?}: type {dtype} is not numeric", path.display())]
+    BadType {
+        path: PathBuf,
+        column: String,
+        dtype: String,
+    },
+    #[error("cannot write {}: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
+}
+
+impl Table {
+    pub fn rows(&self) -> usize {
+        self.data.first().map_or(0, Vec::len)
+    }
+
+    pub fn column(&self, name: &str) -> Option<&[f64]> {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .map(|i| self.data[i].as_slice())
+    }
+
+    /// The same columns, only the given rows, in the given order.
+    pub fn select_rows(&self, rows: &[usize]) -> Table {
+        Table {
+            columns: self.columns.clone(),
+            data: self
+                .data
+                .iter()
+                .map(|col| rows.iter().map(|&r| col[r]).collect())
+                .collect(),
+        }
+    }
+
+    /// Only the named columns, in the given order.
+    pub fn select_columns(&self, names: &[String], path: &Path) -> Result<Table, DataError> {
+        let data = names
+            .iter()
+            .map(|n| {
+                self.column(n)
+                    .map(<[f64]>::to_vec)
+                    .ok_or_else(|| DataError::NoColumn {
+                        path: path.to_path_buf(),
+                        column: n.clone(),
+                        available: self.columns.join(", "),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Table {
+            columns: names.to_vec(),
+            data,
+        })
+    }
+
+    /// Load a CSV (header row required) or Parquet file and insist that every cell is a finite number.
+    pub fn load(path: &Path) -> Result<Table, DataError> {
+        let read_err = |reason: String| DataError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let df = if ext == "parquet" || ext == "pq" {
+            let f = File::open(path).map_err(|e| read_err(e.to_string()))?;
+            ParquetReader::new(f)
+                .finish()
+                .map_err(|e| read_err(e.to_string()))?
+        } else {
+            // Open first so a missing file says so plainly rather than through polars.
+            File::open(path).map_err(|e| read_err(e.to_string()))?;
+            CsvReadOptions::default()
+                .with_has_header(true)
+                // Infer over all rows, so text far down a column is reported at its line.
+                .with_infer_schema_length(None)
+                .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                .and_then(|r| r.finish())
+                .map_err(|e| read_err(e.to_string()))?
+        };
+        if df.height() == 0 {
+            return Err(DataError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut columns = Vec::with_capacity(df.width());
+        let mut data = Vec::with_capacity(df.width());
+        for col in df.columns() {
+            let name = col.name().to_string();
+            data.push(numeric_column(col.as_materialized_series(), &name, path)?);
+            columns.push(name);
+        }
+        Ok(Table { columns, data })
+    }
+
+    /// Write as CSV with a header; floats keep every digit, so a site reads back exactly its rows.
+    pub fn write_csv(&self, path: &Path) -> Result<(), DataError> {
+        let write_err = |reason: String| DataError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let cols: Vec<Column> = self
+            .columns
+            .iter()
+            .zip(&self.data)
+            .map(|(n, v)| Column::new(n.as_str().into(), v.as_slice()))
+            .collect();
+        let mut df = DataFrame::new_infer_height(cols).map_err(|e| write_err(e.to_string()))?;
+        let mut f = File::create(path).map_err(|e| write_err(e.to_string()))?;
+        CsvWriter::new(&mut f)
+            .include_header(true)
+            .finish(&mut df)
+            .map_err(|e| write_err(e.to_string()))
+    }
+}
+
+/// One column as f64, or an error at the first cell that is not a finite number.
+fn numeric_column(s: &Series, name: &str, path: &Path) -> Result<Vec<f64>, DataError> {
+    let line = |row: usize| row + 2; // header is line 1
+    let column = || name.to_string();
+    if let Ok(text) = s.str() {
+        // Polars saw something that is not a number somewhere in this column: find it.
+        for (row, v) in text.iter().enumerate() {
+            match v {
+                None => {
+                    return Err(DataError::Missing {
+                        path: path.into(),
+                        column: column(),
+                        line: line(row),
+                    })
+                }
+                Some(v) if v.trim().parse::<f64>().is_err() => {
+                    return Err(DataError::NotNumeric {
+                        path: path.into(),
+                        column: column(),
+                        line: line(row),
+                        value: v.to_string(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if !(s.dtype().is_primitive_numeric() || s.dtype().is_bool() || s.dtype() == &DataType::String)
+    {
+        return Err(DataError::BadType {
+            path: path.into(),
+            column: column(),
+            dtype: s.dtype().to_string(),
+        });
+    }
+    let cast = s.cast(&DataType::Float64).map_err(|e| DataError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let f = cast.f64().map_err(|e| DataError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(f.len());
+    for (row, v) in f.iter().enumerate() {
+        match v {
+            None => {
+                return Err(DataError::Missing {
+                    path: path.into(),
+                    column: column(),
+                    line: line(row),
+                })
+            }
+            Some(v) if !v.is_finite() => {
+                return Err(DataError::NonFinite {
+                    path: path.into(),
+                    column: column(),
+                    line: line(row),
+                    value: v,
+                })
+            }
+            Some(v) => out.push(v),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn csv_round_trips_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Table {
+            columns: vec!["a".into(), "b".into()],
+            data: vec![
+                vec![0.1 + 0.2, -1e-300, 12345.678901234567],
+                vec![1.0 / 3.0, 2.0, f64::MAX],
+            ],
+        };
+        let p = dir.path().join("t.csv");
+        t.write_csv(&p).unwrap();
+        assert_eq!(Table::load(&p).unwrap(), t);
+    }
+
+    #[test]
+    fn text_cell_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "x.csv", "a,b\n1,2\n3,oops\n");
+        let e = Table::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3") && e.contains("\"b\"") && e.contains("oops"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nan_and_empty_cells_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "n.csv", "a,b\n1,2\n3,NaN\n");
+        let e = Table::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3") && e.contains("not a finite number"),
+            "{e}"
+        );
+        let p = write(dir.path(), "e.csv", "a,b\n1,2\n3,\n");
+        let e = Table::load(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("empty cell"), "{e}");
+    }
+}

@@ -1,0 +1,193 @@
+//! The site agent (`fedsim agent`): reads its own bundle, dials the coordinator, and answers rounds
+//! with aggregates of its partition. It exits when the coordinator says so or goes away.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::frame::{Channel, FrameError, Role};
+use super::Message;
+use crate::algorithms::{self, LocalData};
+use crate::auth;
+use crate::data::Table;
+
+/// What a site's `.env` holds.
+pub struct SiteEnv {
+    pub site: String,
+    pub token: String,
+    pub coordinator: String,
+    pub data: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("site bundle {}: {reason}", dir.display())]
+    Bundle { dir: PathBuf, reason: String },
+    #[error("cannot reach the coordinator at {addr} within {secs} s: {reason}")]
+    Connect {
+        addr: String,
+        secs: f64,
+        reason: String,
+    },
+    #[error("coordinator link: {0}")]
+    Frame(#[from] FrameError),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl SiteEnv {
+    /// Read `DIR/.env`; the data path in it is relative to DIR.
+    pub fn load(dir: &Path) -> Result<SiteEnv, AgentError> {
+        let bundle = |reason: String| AgentError::Bundle {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let path = dir.join(".env");
+        let mut vars = std::collections::HashMap::new();
+        let iter = dotenvy::from_path_iter(&path).map_err(|e| bundle(format!(".env: {e}")))?;
+        for item in iter {
+            let (k, v) = item.map_err(|e| bundle(format!(".env: {e}")))?;
+            vars.insert(k, v);
+        }
+        let mut take = |k: &str| {
+            vars.remove(k)
+                .ok_or_else(|| bundle(format!(".env has no {k}")))
+        };
+        Ok(SiteEnv {
+            site: take("FEDSIM_SITE")?,
+            token: take("FEDSIM_TOKEN")?,
+            coordinator: take("FEDSIM_COORDINATOR")?,
+            data: dir.join(take("FEDSIM_DATA")?),
+        })
+    }
+}
+
+/// Run one agent to the end of its run.
+pub fn run(
+    dir: &Path,
+    coordinator: Option<&str>,
+    connect_timeout: Duration,
+) -> Result<(), AgentError> {
+    let env = SiteEnv::load(dir)?;
+    let addr = coordinator.unwrap_or(&env.coordinator).to_string();
+    let span = tracing::info_span!("agent", site = %env.site);
+    let _enter = span.enter();
+    let stream = connect(&addr, connect_timeout)?;
+    let mut ch = Channel::new(stream, auth::frame_key(&env.token), Role::Agent);
+    let nonce = auth::nonce();
+    ch.send(&Message::Hello {
+        site: env.site.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        nonce,
+    })?;
+    let long = || Instant::now() + Duration::from_secs(24 * 3600);
+    let (run_id, config) = match ch.recv(Instant::now() + connect_timeout, None)? {
+        Message::Welcome {
+            run_id,
+            nonce: theirs,
+            algorithm,
+        } => {
+            ch.set_session(&nonce, &theirs);
+            (run_id, algorithm)
+        }
+        other => {
+            return Err(AgentError::Protocol(format!(
+                "expected Welcome, got {other:?}"
+            )))
+        }
+    };
+    tracing::info!(phase = "launch", run_id = %run_id, pid = std::process::id(), "connected to coordinator");
+
+    let prepared = Table::load(&env.data)
+        .map_err(|e| e.to_string())
+        .and_then(|t| LocalData::from_table(&t, &config, &env.data).map_err(|e| e.to_string()))
+        .and_then(|d| {
+            algorithms::build(&config)
+                .map(|a| (d, a))
+                .map_err(|e| e.to_string())
+        });
+    let (data, algorithm) = match prepared {
+        Ok(v) => v,
+        Err(reason) => {
+            tracing::error!(phase = "launch", %reason, "cannot prepare local data");
+            ch.send(&Message::Failed {
+                round: 0,
+                reason: reason.clone(),
+            })?;
+            return Err(AgentError::Bundle {
+                dir: dir.to_path_buf(),
+                reason,
+            });
+        }
+    };
+    ch.send(&Message::Ready {
+        rows: data.rows() as u64,
+    })?;
+    tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
+
+    loop {
+        match ch.recv(long(), None) {
+            Ok(Message::Task { round, body }) => {
+                let started = Instant::now();
+                match algorithm.local(&body, &data) {
+                    Ok(reply) => {
+                        let compute_secs = started.elapsed().as_secs_f64();
+                        tracing::info!(
+                            phase = "federate",
+                            round,
+                            compute_secs,
+                            bytes = reply.len(),
+                            "round computed"
+                        );
+                        ch.send(&Message::Reply {
+                            round,
+                            body: reply,
+                            compute_secs,
+                        })?;
+                    }
+                    Err(e) => {
+                        tracing::error!(phase = "federate", round, error = %e, "local step failed");
+                        ch.send(&Message::Failed {
+                            round,
+                            reason: e.to_string(),
+                        })?;
+                    }
+                }
+            }
+            Ok(Message::Shutdown { status }) => {
+                tracing::info!(phase = "finish", %status, "coordinator ended the run");
+                return Ok(());
+            }
+            Ok(other) => return Err(AgentError::Protocol(format!("unexpected {other:?}"))),
+            Err(FrameError::Closed) => {
+                tracing::warn!(phase = "finish", "coordinator closed the connection");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Dial with retries: the coordinator may still be starting.
+fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, AgentError> {
+    let sock: SocketAddr = addr.parse().map_err(|e| AgentError::Connect {
+        addr: addr.into(),
+        secs: 0.0,
+        reason: format!("not an address: {e}"),
+    })?;
+    let started = Instant::now();
+    loop {
+        match TcpStream::connect_timeout(&sock, Duration::from_secs(2)) {
+            Ok(s) => return Ok(s),
+            Err(e) if started.elapsed() >= timeout => {
+                return Err(AgentError::Connect {
+                    addr: addr.into(),
+                    secs: timeout.as_secs_f64(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}

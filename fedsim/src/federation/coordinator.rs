@@ -1,0 +1,386 @@
+//! The coordinator: waits for every site to dial in and authenticate, then drives the algorithm's
+//! rounds. The worst site decides the run: one lost or failing site ends it, named, with its round.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::frame::{Channel, FrameError, Role};
+use super::Message;
+use crate::algorithms::{self, AlgoError, AlgorithmConfig, Estimates, Step};
+use crate::auth::FrameKey;
+
+/// What the coordinator knows of a site: its name and the key derived from its token.
+pub struct SiteAuth {
+    pub name: String,
+    pub key: FrameKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FedError {
+    #[error("site {site} did not connect within {secs:.1} s{detail}")]
+    NotConnected {
+        site: String,
+        secs: f64,
+        detail: String,
+    },
+    #[error("site {site} failed in round {round}: {reason}")]
+    SiteFailed {
+        site: String,
+        round: u32,
+        reason: String,
+    },
+    #[error("site {site} was lost in round {round}: {cause}")]
+    SiteLost {
+        site: String,
+        round: u32,
+        cause: FrameError,
+    },
+    #[error("aggregation failed after round {round}: {source}")]
+    Algorithm { round: u32, source: AlgoError },
+    #[error("run cancelled")]
+    Cancelled,
+    #[error("coordinator socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FedError {
+    /// The site this failure is attributed to, if any.
+    pub fn site(&self) -> Option<&str> {
+        match self {
+            FedError::NotConnected { site, .. }
+            | FedError::SiteFailed { site, .. }
+            | FedError::SiteLost { site, .. } => Some(site),
+            _ => None,
+        }
+    }
+}
+
+/// Per-site traffic and compute for one round, seen from the site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteRound {
+    pub site: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub compute_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundMetrics {
+    pub round: u32,
+    pub wall_secs: f64,
+    pub sites: Vec<SiteRound>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinedSite {
+    pub name: String,
+    pub pid: u32,
+    pub rows: u64,
+    pub agent_version: String,
+}
+
+pub struct Outcome {
+    pub estimates: Estimates,
+    pub joined: Vec<JoinedSite>,
+    pub rounds: Vec<RoundMetrics>,
+}
+
+pub struct Settings<'a> {
+    pub run_id: String,
+    pub connect_timeout: Duration,
+    pub round_timeout: Duration,
+    pub cancel: &'a AtomicBool,
+}
+
+/// Something outside the sockets that can tell a site is gone (e.g. its process exited).
+pub type Liveness<'a> = dyn FnMut() -> Option<(String, String)> + 'a;
+
+pub fn run(
+    listener: &TcpListener,
+    sites: &[SiteAuth],
+    config: &AlgorithmConfig,
+    settings: &Settings,
+    liveness: &mut Liveness,
+) -> Result<Outcome, FedError> {
+    let (mut channels, mut joined) = accept_all(listener, sites, config, settings, liveness)?;
+    let result = drive(&mut channels, &mut joined, config, settings);
+    let status = if result.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    for ch in channels.iter_mut() {
+        let _ = ch.send(&Message::Shutdown {
+            status: status.into(),
+        });
+    }
+    let (estimates, rounds) = result?;
+    Ok(Outcome {
+        estimates,
+        joined,
+        rounds,
+    })
+}
+
+/// Wait until every site has connected and proved it holds its token.
+fn accept_all(
+    listener: &TcpListener,
+    sites: &[SiteAuth],
+    config: &AlgorithmConfig,
+    settings: &Settings,
+    liveness: &mut Liveness,
+) -> Result<(Vec<Channel>, Vec<JoinedSite>), FedError> {
+    listener.set_nonblocking(true)?;
+    let started = Instant::now();
+    let deadline = started + settings.connect_timeout;
+    let mut slots: Vec<Option<(Channel, JoinedSite)>> = sites.iter().map(|_| None).collect();
+    let mut refusals: Vec<String> = Vec::new();
+    while slots.iter().any(Option::is_none) {
+        if settings.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(FedError::Cancelled);
+        }
+        if let Some((site, reason)) = liveness() {
+            return Err(FedError::SiteFailed {
+                site,
+                round: 0,
+                reason,
+            });
+        }
+        if Instant::now() >= deadline {
+            let missing = slots
+                .iter()
+                .position(Option::is_none)
+                .expect("loop condition");
+            let detail = if refusals.is_empty() {
+                String::new()
+            } else {
+                format!(" (refused: {})", refusals.join("; "))
+            };
+            return Err(FedError::NotConnected {
+                site: sites[missing].name.clone(),
+                secs: started.elapsed().as_secs_f64(),
+                detail,
+            });
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => match handshake(stream, sites, &slots, config, settings) {
+                Ok((idx, ch, site)) => {
+                    tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
+                    slots[idx] = Some((ch, site));
+                }
+                Err(reason) => {
+                    tracing::warn!(phase = "launch", %peer, %reason, "connection refused");
+                    refusals.push(reason);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(slots.into_iter().map(|s| s.expect("all joined")).unzip())
+}
+
+fn handshake(
+    stream: TcpStream,
+    sites: &[SiteAuth],
+    slots: &[Option<(Channel, JoinedSite)>],
+    config: &AlgorithmConfig,
+    settings: &Settings,
+) -> Result<(usize, Channel, JoinedSite), String> {
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let mut ch = Channel::new(stream, [0; 32], Role::Coordinator);
+    let mut idx = None;
+    let hello = ch
+        .recv_keyed(
+            Instant::now() + Duration::from_secs(10),
+            |m: &Message| match m {
+                Message::Hello { site, .. } => {
+                    let i = sites
+                        .iter()
+                        .position(|s| &s.name == site)
+                        .ok_or(format!("unknown site {site:?}"))?;
+                    if slots[i].is_some() {
+                        return Err(format!("site {site} is already connected"));
+                    }
+                    idx = Some(i);
+                    Ok(sites[i].key)
+                }
+                other => Err(format!("expected Hello, got {}", kind(other))),
+            },
+        )
+        .map_err(|e| match (e, idx) {
+            (FrameError::BadTag, Some(i)) => {
+                format!("site {} failed authentication (wrong token)", sites[i].name)
+            }
+            (e, _) => e.to_string(),
+        })?;
+    let Message::Hello {
+        site,
+        agent_version,
+        pid,
+        nonce,
+    } = hello
+    else {
+        unreachable!("checked in lookup")
+    };
+    let ours = crate::auth::nonce();
+    ch.send(&Message::Welcome {
+        run_id: settings.run_id.clone(),
+        nonce: ours,
+        algorithm: config.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    ch.set_session(&nonce, &ours);
+    let joined = JoinedSite {
+        name: site,
+        pid,
+        rows: 0,
+        agent_version,
+    };
+    Ok((idx.expect("set by lookup"), ch, joined))
+}
+
+fn kind(m: &Message) -> &'static str {
+    match m {
+        Message::Hello { .. } => "Hello",
+        Message::Welcome { .. } => "Welcome",
+        Message::Ready { .. } => "Ready",
+        Message::Task { .. } => "Task",
+        Message::Reply { .. } => "Reply",
+        Message::Failed { .. } => "Failed",
+        Message::Shutdown { .. } => "Shutdown",
+    }
+}
+
+/// Send one request to every site in parallel and collect one answer each, in site order.
+fn exchange(
+    channels: &mut [Channel],
+    names: &[String],
+    round: u32,
+    request: Option<&[u8]>,
+    settings: &Settings,
+) -> Result<Vec<(Message, SiteRound)>, FedError> {
+    let deadline = Instant::now() + settings.round_timeout;
+    let results: Vec<Result<(Message, SiteRound), FedError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = channels
+            .iter_mut()
+            .zip(names)
+            .map(|(ch, name)| {
+                scope.spawn(move || {
+                    let (sent0, recv0) = (ch.bytes_sent, ch.bytes_received);
+                    let lost = |cause| FedError::SiteLost {
+                        site: name.clone(),
+                        round,
+                        cause,
+                    };
+                    if let Some(body) = request {
+                        ch.send(&Message::Task {
+                            round,
+                            body: body.to_vec(),
+                        })
+                        .map_err(lost)?;
+                    }
+                    let msg: Message =
+                        ch.recv(deadline, Some(settings.cancel))
+                            .map_err(|e| match e {
+                                FrameError::Cancelled => FedError::Cancelled,
+                                e => lost(e),
+                            })?;
+                    let compute_secs = match &msg {
+                        Message::Reply { compute_secs, .. } => *compute_secs,
+                        _ => 0.0,
+                    };
+                    Ok((
+                        msg,
+                        SiteRound {
+                            site: name.clone(),
+                            bytes_sent: ch.bytes_received - recv0,
+                            bytes_received: ch.bytes_sent - sent0,
+                            compute_secs,
+                        },
+                    ))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("site thread does not panic"))
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+fn drive(
+    channels: &mut [Channel],
+    joined: &mut [JoinedSite],
+    config: &AlgorithmConfig,
+    settings: &Settings,
+) -> Result<(Estimates, Vec<RoundMetrics>), FedError> {
+    let names: Vec<String> = joined.iter().map(|j| j.name.clone()).collect();
+    let site_failed = |i: usize, round: u32, reason: String| FedError::SiteFailed {
+        site: names[i].clone(),
+        round,
+        reason,
+    };
+    // Round 0: every site loads its data and says how many rows it holds.
+    for (i, (msg, _)) in exchange(channels, &names, 0, None, settings)?
+        .into_iter()
+        .enumerate()
+    {
+        match msg {
+            Message::Ready { rows } => joined[i].rows = rows,
+            Message::Failed { reason, .. } => return Err(site_failed(i, 0, reason)),
+            other => {
+                return Err(site_failed(
+                    i,
+                    0,
+                    format!("expected Ready, got {}", kind(&other)),
+                ))
+            }
+        }
+    }
+    let mut algorithm =
+        algorithms::build(config).map_err(|source| FedError::Algorithm { round: 0, source })?;
+    let mut request = algorithm.start();
+    let mut rounds = Vec::new();
+    for round in 1u32.. {
+        let started = Instant::now();
+        let answers = exchange(channels, &names, round, Some(&request), settings)?;
+        let mut bodies = Vec::with_capacity(answers.len());
+        let mut per_site = Vec::with_capacity(answers.len());
+        for (i, (msg, traffic)) in answers.into_iter().enumerate() {
+            match msg {
+                Message::Reply { round: r, body, .. } if r == round => bodies.push(body),
+                Message::Failed { reason, .. } => return Err(site_failed(i, round, reason)),
+                other => {
+                    return Err(site_failed(
+                        i,
+                        round,
+                        format!("expected Reply to round {round}, got {}", kind(&other)),
+                    ))
+                }
+            }
+            per_site.push(traffic);
+        }
+        let step = algorithm
+            .aggregate(bodies)
+            .map_err(|source| FedError::Algorithm { round, source })?;
+        let wall_secs = started.elapsed().as_secs_f64();
+        tracing::info!(phase = "federate", round, wall_secs, "round aggregated");
+        rounds.push(RoundMetrics {
+            round,
+            wall_secs,
+            sites: per_site,
+        });
+        match step {
+            Step::Next(next) => request = next,
+            Step::Done(estimates) => return Ok((estimates, rounds)),
+        }
+    }
+    unreachable!("rounds are unbounded; the algorithm ends them")
+}

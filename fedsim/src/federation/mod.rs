@@ -1,0 +1,42 @@
+//! The built-in "native" federation: a coordinator inside the controller and one agent per site,
+//! talking in authenticated frames. Agents dial the coordinator, so sites need no inbound port.
+
+pub mod agent;
+pub mod coordinator;
+pub mod frame;
+
+use serde::{Deserialize, Serialize};
+
+use crate::algorithms::AlgorithmConfig;
+
+/// Everything that crosses the wire between coordinator and agents.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// Agent -> coordinator, first frame: who is calling (authenticated with that site's key).
+    Hello {
+        site: String,
+        agent_version: String,
+        pid: u32,
+        nonce: [u8; 16],
+    },
+    /// Coordinator -> agent: accepted; what to compute.
+    Welcome {
+        run_id: String,
+        nonce: [u8; 16],
+        algorithm: AlgorithmConfig,
+    },
+    /// Agent -> coordinator: data loaded, ready for rounds.
+    Ready { rows: u64 },
+    /// Coordinator -> agent: one round's request (algorithm-specific bytes).
+    Task { round: u32, body: Vec<u8> },
+    /// Agent -> coordinator: the round's aggregates and how long the site computed.
+    Reply {
+        round: u32,
+        body: Vec<u8>,
+        compute_secs: f64,
+    },
+    /// Agent -> coordinator: the site cannot go on.
+    Failed { round: u32, reason: String },
+    /// Coordinator -> agent: the run is over; exit.
+    Shutdown { status: String },
+}

@@ -1,0 +1,200 @@
+//! The `local` provider: each site is its own `fedsim agent` OS process in its own working
+//! directory, with a scrubbed environment. Nothing is shared but the coordinator's address.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Fleet, FleetError, SiteExit};
+use crate::prep::Bundle;
+
+/// Every agent pid alive in this process, so a signal handler can stop them all.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kill every agent this process started (used on Ctrl-C / SIGTERM).
+pub fn kill_all() {
+    if let Ok(pids) = LIVE.lock() {
+        for &pid in pids.iter() {
+            // SAFETY: sending a signal to a pid we spawned; no memory is touched.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+struct Agent {
+    site: String,
+    dir: PathBuf,
+    child: Child,
+    exited: Option<SiteExit>,
+}
+
+pub struct LocalFleet {
+    agent_exe: PathBuf,
+    agents: Vec<Agent>,
+    connect_timeout: Duration,
+}
+
+impl LocalFleet {
+    pub fn new(agent_exe: PathBuf, connect_timeout: Duration) -> Self {
+        LocalFleet {
+            agent_exe,
+            agents: Vec::new(),
+            connect_timeout,
+        }
+    }
+
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.agents
+            .iter()
+            .map(|a| (a.site.clone(), a.child.id()))
+            .collect()
+    }
+}
+
+fn forget(pid: u32) {
+    if let Ok(mut pids) = LIVE.lock() {
+        pids.retain(|p| *p != pid);
+    }
+}
+
+impl Fleet for LocalFleet {
+    fn launch(&mut self, bundles: &[Bundle], coordinator: SocketAddr) -> Result<(), FleetError> {
+        for b in bundles {
+            let start = |reason: String| FleetError::Start {
+                site: b.name.clone(),
+                reason,
+            };
+            let out = File::create(b.dir.join("agent.out")).map_err(|e| start(e.to_string()))?;
+            let err = out.try_clone().map_err(|e| start(e.to_string()))?;
+            let mut cmd = Command::new(&self.agent_exe);
+            cmd.arg("agent")
+                .arg("--dir")
+                .arg(".")
+                .arg("--coordinator")
+                .arg(coordinator.to_string())
+                .arg("--connect-timeout")
+                .arg(self.connect_timeout.as_secs_f64().to_string())
+                .current_dir(&b.dir)
+                // A site sees none of the controller's environment (which may hold secrets).
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err);
+            // SAFETY: prctl is async-signal-safe; it makes the kernel kill the agent if the
+            // controller dies without cleaning up (e.g. SIGKILL), so no agent is ever orphaned.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd
+                .spawn()
+                .map_err(|e| start(format!("{}: {e}", self.agent_exe.display())))?;
+            LIVE.lock().map(|mut l| l.push(child.id())).ok();
+            tracing::info!(phase = "launch", site = %b.name, pid = child.id(), "agent started");
+            self.agents.push(Agent {
+                site: b.name.clone(),
+                dir: b.dir.clone(),
+                child,
+                exited: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn dead_site(&mut self) -> Option<(String, String)> {
+        for a in &mut self.agents {
+            if let Ok(Some(status)) = a.child.try_wait() {
+                forget(a.child.id());
+                let tail = std::fs::read_to_string(a.dir.join("agent.out")).unwrap_or_default();
+                let last = tail
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                return Some((
+                    a.site.clone(),
+                    format!(
+                        "agent exited early ({status}){}",
+                        if last.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {last}")
+                        }
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    fn stop(&mut self) -> Vec<SiteExit> {
+        let grace = Instant::now() + Duration::from_secs(5);
+        for a in &mut self.agents {
+            let pid = a.child.id();
+            let mut killed = false;
+            let status = loop {
+                match a.child.try_wait() {
+                    Ok(Some(s)) => break Some(s),
+                    Ok(None) if Instant::now() < grace => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        killed = true;
+                        let _ = a.child.kill();
+                        break a.child.wait().ok();
+                    }
+                }
+            };
+            forget(pid);
+            a.exited = Some(SiteExit {
+                site: a.site.clone(),
+                pid,
+                code: status.and_then(|s| s.code()),
+                killed,
+            });
+        }
+        self.agents
+            .iter()
+            .filter_map(|a| a.exited.clone())
+            .collect()
+    }
+
+    fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError> {
+        let mut names = Vec::new();
+        for a in &self.agents {
+            let src = a.dir.join("agent.jsonl");
+            let to = dest.join(format!("{}.jsonl", a.site));
+            std::fs::copy(&src, &to).map_err(|e| FleetError::Logs {
+                site: a.site.clone(),
+                reason: format!("{}: {e}", src.display()),
+            })?;
+            names.push(a.site.clone());
+        }
+        Ok(names)
+    }
+}
+
+impl Drop for LocalFleet {
+    /// Whatever happened, no agent outlives the fleet.
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            if a.exited.is_none() {
+                let _ = a.child.kill();
+                let _ = a.child.wait();
+                forget(a.child.id());
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! fedsim: simulate a federated analysis across isolated sites and check that it gives the
+//! pooled (centralised) answer. One module per pipeline stage:
+//! scenario -> prep (plan, partition, bundles) -> fleet (where sites run) -> federation
+//! (coordinator and agents) -> algorithms -> baseline -> compare -> run (summary, metrics, logs).
+
+pub mod algorithms;
+pub mod auth;
+pub mod baseline;
+pub mod compare;
+pub mod data;
+pub mod federation;
+pub mod fleet;
+pub mod logs;
+pub mod partition;
+pub mod prep;
+pub mod run;
+pub mod scenario;

@@ -1,0 +1,208 @@
+//! The `fedsim` command line: the controller's subcommands and the site agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use fedsim::run::{self, RunError, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "fedsim",
+    version,
+    about = "Simulate a federated analysis across isolated sites and compare it with the pooled answer"
+)]
+struct Cli {
+    /// More log detail on the terminal (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on the terminal.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario end to end: prep, sites, federation, baseline, comparison.
+    Run {
+        /// The scenario file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Run directory (default runs/<name>-<UTC time>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Split the data and write each site's bundle (data and .env), nothing more.
+    Prep {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a scenario and its data without writing anything.
+    Validate {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run a site agent from its bundle directory (started by fedsim on each site).
+    Agent {
+        /// The site's bundle directory (holds .env and the data).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Coordinator address, overriding the bundle's.
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// Seconds to keep trying to reach the coordinator.
+        #[arg(long, default_value_t = 30.0)]
+        connect_timeout: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Agent {
+            dir,
+            coordinator,
+            connect_timeout,
+        } => agent(&dir, coordinator.as_deref(), connect_timeout),
+        command => {
+            fedsim::logs::init_controller(cli.verbose, cli.quiet);
+            controller(command)
+        }
+    }
+}
+
+fn fail(e: &RunError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+fn controller(command: Command) -> ExitCode {
+    match command {
+        Command::Validate { config } => {
+            match run::load(&config).and_then(|s| run::plan(&s).map(|p| (s, p))) {
+                Ok((s, p)) => {
+                    let rows: Vec<String> = p
+                        .sites
+                        .iter()
+                        .map(|s| s.source_rows.len().to_string())
+                        .collect();
+                    println!(
+                        "{}: ok ({} on {} rows, {} features, {} sites with rows {})",
+                        config.display(),
+                        s.algorithm.kind.as_str(),
+                        p.table.rows(),
+                        p.config.features.len(),
+                        p.sites.len(),
+                        rows.join("/")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Prep { config, out } => {
+            match run::load(&config).and_then(|s| run::prep_only(&s, out.as_deref())) {
+                Ok((dir, bundles)) => {
+                    for b in &bundles {
+                        eprintln!("{}: {} rows in {}", b.name, b.rows, b.dir.display());
+                    }
+                    println!("{}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Run { config, out } => {
+            let scenario = match run::load(&config) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            let agent_exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: cannot locate the fedsim binary for the agents: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            install_signal_handler();
+            match run::run(&scenario, &RunOptions { out, agent_exe }) {
+                Ok(outcome) => {
+                    let s = &outcome.summary;
+                    if let Some(c) = &s.comparison {
+                        eprintln!(
+                            "{}: {} | federated vs centralised: max rel diff {:.2e} (tolerance {:.0e}) {}",
+                            s.scenario,
+                            s.status,
+                            c.max_rel_diff,
+                            c.tolerance,
+                            if c.passed { "passed" } else { "FAILED" }
+                        );
+                    }
+                    if let Some(r) = &s.reference {
+                        eprintln!(
+                            "reference {}: max rel diff {:.2e} {}",
+                            r.source.display(),
+                            r.comparison.max_rel_diff,
+                            if r.comparison.passed {
+                                "passed"
+                            } else {
+                                "FAILED"
+                            }
+                        );
+                    }
+                    if let Some(e) = &s.error {
+                        eprintln!("error: {}", e.message);
+                    }
+                    println!("{}", outcome.dir.display());
+                    match s.status {
+                        "succeeded" => ExitCode::SUCCESS,
+                        "cancelled" => ExitCode::from(130),
+                        _ => ExitCode::from(1),
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Agent { .. } => unreachable!("handled in main"),
+    }
+}
+
+/// First Ctrl-C / SIGTERM: cancel the run cleanly. Second: kill the agents and leave.
+fn install_signal_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if run::CANCEL.swap(true, Ordering::SeqCst) {
+            fedsim::fleet::local::kill_all();
+            std::process::exit(130);
+        }
+        eprintln!("cancelling: stopping the sites (press Ctrl-C again to force)");
+    });
+}
+
+fn agent(dir: &std::path::Path, coordinator: Option<&str>, connect_timeout: f64) -> ExitCode {
+    if let Err(e) = fedsim::logs::init_agent(&dir.join("agent.jsonl")) {
+        eprintln!(
+            "error: cannot write the agent log in {}: {e}",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    match fedsim::federation::agent::run(
+        dir,
+        coordinator,
+        Duration::from_secs_f64(connect_timeout.max(0.0)),
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(phase = "finish", error = %e, "agent failed");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! The whole job: plan -> prep -> launch -> federate -> collect -> baseline -> compare -> summary.
+//!
+//! Bad input is found before anything is written. Once the run directory exists, every outcome
+//! ends in a truthful `summary.json` (written atomically), and no agent outlives the run.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::algorithms::Estimates;
+use crate::compare::{self, Comparison, ReferenceError};
+use crate::federation::coordinator::{self, FedError, JoinedSite, RoundMetrics, SiteAuth};
+use crate::fleet::local::LocalFleet;
+use crate::fleet::{Fleet, SiteExit};
+use crate::prep::{self, Plan, PlanError, PrepError};
+use crate::scenario::{Scenario, ScenarioError};
+use crate::{baseline, logs};
+
+/// Set by the Ctrl-C handler; the coordinator checks it while waiting.
+pub static CANCEL: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("run directory {}: {source}", path.display())]
+    RunDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Prep(#[from] PrepError),
+    #[error("coordinator cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// 2 for input the user must fix; 1 for a run that could not be carried out.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Scenario(_) | RunError::Plan(_) | RunError::Reference(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub struct RunOptions {
+    /// Exact run directory; default `runs/<name>-<UTC time>/` under the working directory.
+    pub out: Option<PathBuf>,
+    /// The `fedsim` binary that agents run as.
+    pub agent_exe: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SiteSummary {
+    pub name: String,
+    pub rows: usize,
+    pub data_sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<SiteExit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureInfo {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReferenceCheck {
+    pub source: PathBuf,
+    #[serde(flatten)]
+    pub comparison: Comparison,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub fedsim_version: &'static str,
+    pub scenario: String,
+    pub run_id: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<FailureInfo>,
+    pub algorithm: &'static str,
+    pub sites: Vec<SiteSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Estimates>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Estimates>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ReferenceCheck>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Metrics {
+    /// Wall seconds per phase, in pipeline order.
+    pub phases: Vec<(String, f64)>,
+    pub rounds: Vec<RoundMetrics>,
+    pub controller_cpu_secs: f64,
+    pub controller_peak_rss_kib: i64,
+    /// Largest peak RSS among the agent processes (local provider).
+    pub agents_peak_rss_kib: i64,
+}
+
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub summary: Summary,
+}
+
+impl RunOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.summary.status == "succeeded"
+    }
+}
+
+/// `runs/<name>-<UTC time>`, made unique if two runs start within the same second.
+fn fresh_run_dir(name: &str) -> Result<PathBuf, RunError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let root = PathBuf::from("runs");
+    std::fs::create_dir_all(&root).map_err(|source| RunError::RunDir {
+        path: root.clone(),
+        source,
+    })?;
+    for i in 1.. {
+        let dir = root.join(if i == 1 {
+            format!("{name}-{stamp}")
+        } else {
+            format!("{name}-{stamp}-{i}")
+        });
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(RunError::RunDir { path: dir, source }),
+        }
+    }
+    unreachable!()
+}
+
+fn make_run_dir(out: Option<&Path>, name: &str) -> Result<PathBuf, RunError> {
+    let dir = match out {
+        Some(d) => {
+            if d.exists()
+                && std::fs::read_dir(d)
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(RunError::RunDir {
+                    path: d.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists and is not empty",
+                    ),
+                });
+            }
+            std::fs::create_dir_all(d).map_err(|source| RunError::RunDir {
+                path: d.to_path_buf(),
+                source,
+            })?;
+            d.to_path_buf()
+        }
+        None => fresh_run_dir(name)?,
+    };
+    std::fs::create_dir_all(dir.join("logs")).map_err(|source| RunError::RunDir {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// Write JSON via a temporary file and a rename, so a reader never sees half a file.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Validate everything that can be checked without writing: scenario, data, columns, partition,
+/// reference. Returns the plan.
+pub fn plan(scenario: &Scenario) -> Result<Plan, RunError> {
+    let plan = Plan::make(scenario)?;
+    if let Some(r) = &scenario.compare.reference {
+        compare::find_reference(r, &data_file_name(&plan), reference_kind(scenario))?;
+    }
+    Ok(plan)
+}
+
+fn data_file_name(plan: &Plan) -> String {
+    plan.data_path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn reference_kind(s: &Scenario) -> &'static str {
+    match s.algorithm.kind {
+        crate::scenario::AlgorithmKind::LinearRegression => "ols",
+        crate::scenario::AlgorithmKind::LogisticRegression => "logit",
+        crate::scenario::AlgorithmKind::Svd => "pca",
+    }
+}
+
+/// `fedsim prep`: plan and write the site bundles, nothing else.
+pub fn prep_only(
+    scenario: &Scenario,
+    out: Option<&Path>,
+) -> Result<(PathBuf, Vec<prep::Bundle>), RunError> {
+    let plan = plan(scenario)?;
+    let dir = make_run_dir(out, &scenario.scenario.name)?;
+    let bundles = prep::write_bundles(&plan, &dir.join("sites"), &scenario.fleet.coordinator)?;
+    write_plan(&dir, scenario, &plan, &bundles)?;
+    Ok((dir, bundles))
+}
+
+fn write_plan(
+    dir: &Path,
+    scenario: &Scenario,
+    plan: &Plan,
+    bundles: &[prep::Bundle],
+) -> Result<(), RunError> {
+    let io = |source| RunError::RunDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let resolved = toml::to_string_pretty(scenario).map_err(|e| io(std::io::Error::other(e)))?;
+    std::fs::write(dir.join("scenario.toml"), resolved).map_err(io)?;
+    let sites: Vec<_> = plan
+        .sites
+        .iter()
+        .zip(bundles)
+        .map(|(p, b)| serde_json::json!({"name": p.name, "rows": b.rows, "data_sha256": b.data_sha256, "source_rows": p.source_rows}))
+        .collect();
+    let doc = serde_json::json!({
+        "scenario": scenario.scenario.name,
+        "seed": scenario.scenario.seed,
+        "data": plan.data_path,
+        "algorithm": plan.config,
+        "partition": scenario.partition,
+        "sites": sites,
+    });
+    write_json_atomic(&dir.join("plan.json"), &doc).map_err(io)
+}
+
+fn rusage(who: i32) -> (f64, i64) {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (secs(u.ru_utime) + secs(u.ru_stime), u.ru_maxrss)
+}
+
+/// `fedsim run`.
+pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunError> {
+    let mut phases: Vec<(String, f64)> = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, phases: &mut Vec<(String, f64)>| {
+        phases.push((name.to_string(), clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
+
+    let plan = plan(scenario)?;
+    tracing::info!(
+        phase = "plan",
+        sites = plan.sites.len(),
+        rows = plan.table.rows(),
+        "planned"
+    );
+    lap("plan", &mut phases);
+
+    let listener =
+        TcpListener::bind(&scenario.fleet.coordinator).map_err(|source| RunError::Listen {
+            addr: scenario.fleet.coordinator.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RunError::Listen {
+        addr: scenario.fleet.coordinator.clone(),
+        source,
+    })?;
+    let dir = make_run_dir(opts.out.as_deref(), &scenario.scenario.name)?;
+    let _ = logs::attach(&dir.join("logs/controller.jsonl"));
+    let run_id = dir
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let span = tracing::info_span!("run", run_id = %run_id);
+    let _enter = span.enter();
+    tracing::info!(phase = "prep", dir = %dir.display(), "run directory created");
+
+    let bundles = prep::write_bundles(&plan, &dir.join("sites"), &addr.to_string())?;
+    write_plan(&dir, scenario, &plan, &bundles)?;
+    lap("prep", &mut phases);
+
+    let site_keys: Vec<SiteAuth> = bundles
+        .iter()
+        .map(|b| SiteAuth {
+            name: b.name.clone(),
+            key: b.key,
+        })
+        .collect();
+    let settings = coordinator::Settings {
+        run_id: run_id.clone(),
+        connect_timeout: Duration::from_secs_f64(scenario.federation.connect_timeout_secs),
+        round_timeout: Duration::from_secs_f64(scenario.federation.round_timeout_secs),
+        cancel: &CANCEL,
+    };
+    let mut fleet = LocalFleet::new(opts.agent_exe.clone(), settings.connect_timeout);
+    let federated = match fleet.launch(&bundles, addr) {
+        Ok(()) => {
+            tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
+            let mut liveness = || fleet.dead_site();
+            coordinator::run(
+                &listener,
+                &site_keys,
+                &plan.config,
+                &settings,
+                &mut liveness,
+            )
+            .map_err(Failure::from)
+        }
+        Err(e) => Err(Failure {
+            message: e.to_string(),
+            site: None,
+            cancelled: false,
+        }),
+    };
+    drop(listener);
+    let pids = fleet.pids();
+    let exits = fleet.stop();
+    lap("federate", &mut phases);
+
+    let logs_dir = dir.join("logs");
+    if let Err(e) = fleet.collect_logs(&logs_dir) {
+        tracing::warn!(phase = "collect", error = %e, "log collection incomplete");
+    }
+    lap("collect", &mut phases);
+
+    let mut summary = Summary {
+        fedsim_version: env!("CARGO_PKG_VERSION"),
+        scenario: scenario.scenario.name.clone(),
+        run_id: run_id.clone(),
+        status: "failed",
+        error: None,
+        algorithm: plan.config.kind.as_str(),
+        sites: bundles
+            .iter()
+            .map(|b| SiteSummary {
+                name: b.name.clone(),
+                rows: b.rows,
+                data_sha256: b.data_sha256.clone(),
+                pid: pids.iter().find(|(s, _)| *s == b.name).map(|(_, p)| *p),
+                exit: exits.iter().find(|e| e.site == b.name).cloned(),
+            })
+            .collect(),
+        results: None,
+        baseline: None,
+        comparison: None,
+        reference: None,
+    };
+    let mut rounds = Vec::new();
+    match federated {
+        Ok(outcome) => {
+            check_rows(&outcome.joined, &bundles);
+            rounds = outcome.rounds;
+            let fed = outcome.estimates;
+            tracing::info!(phase = "baseline", "computing the centralised baseline");
+            let base = plan
+                .pooled()
+                .map_err(|e| e.to_string())
+                .and_then(|d| baseline::compute(&plan.config, &d).map_err(|e| e.to_string()));
+            lap("baseline", &mut phases);
+            match base {
+                Ok(base) => {
+                    let tol = scenario.compare.tolerance;
+                    let cmp = compare::estimates(&fed, &base, tol);
+                    let reference = match &scenario.compare.reference {
+                        Some(path) => compare::find_reference(
+                            path,
+                            &data_file_name(&plan),
+                            reference_kind(scenario),
+                        )
+                        .ok()
+                        .map(|r| ReferenceCheck {
+                            source: path.clone(),
+                            comparison: compare::estimates(&fed, &r.estimates(), tol),
+                        }),
+                        None => None,
+                    };
+                    let failed_check = [
+                        Some(("centralised baseline", &cmp)),
+                        reference.as_ref().map(|r| ("reference", &r.comparison)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .find(|(_, c)| !c.passed);
+                    summary.status = if failed_check.is_none() {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    };
+                    summary.error = failed_check.map(|(what, c)| FailureInfo {
+                        message: format!(
+                            "federated result differs from the {what}: max relative difference {:.3e} at {} exceeds tolerance {:.1e}",
+                            c.max_rel_diff, c.worst, c.tolerance
+                        ),
+                        site: None,
+                    });
+                    summary.results = Some(fed);
+                    summary.baseline = Some(base);
+                    summary.comparison = Some(cmp);
+                    summary.reference = reference;
+                }
+                Err(message) => {
+                    summary.results = Some(fed);
+                    summary.error = Some(FailureInfo {
+                        message: format!("centralised baseline failed: {message}"),
+                        site: None,
+                    });
+                }
+            }
+        }
+        Err(f) => {
+            summary.status = if f.cancelled { "cancelled" } else { "failed" };
+            summary.error = Some(FailureInfo {
+                message: f.message,
+                site: f.site,
+            });
+        }
+    }
+    lap("compare", &mut phases);
+    match &summary.error {
+        None => tracing::info!(phase = "report", status = summary.status, "run finished"),
+        Some(e) => {
+            tracing::error!(phase = "report", status = summary.status, site = e.site.as_deref().unwrap_or(""), error = %e.message, "run finished")
+        }
+    }
+
+    let (cpu, rss) = rusage(libc::RUSAGE_SELF);
+    let (_, child_rss) = rusage(libc::RUSAGE_CHILDREN);
+    let metrics = Metrics {
+        phases,
+        rounds,
+        controller_cpu_secs: cpu,
+        controller_peak_rss_kib: rss,
+        agents_peak_rss_kib: child_rss,
+    };
+    let io = |source| RunError::RunDir {
+        path: dir.clone(),
+        source,
+    };
+    write_json_atomic(&dir.join("metrics.json"), &metrics).map_err(io)?;
+    logs::detach();
+    let mut sources = vec![("controller".to_string(), logs_dir.join("controller.jsonl"))];
+    sources.extend(
+        bundles
+            .iter()
+            .map(|b| (b.name.clone(), logs_dir.join(format!("{}.jsonl", b.name)))),
+    );
+    logs::merge(&sources, &logs_dir.join("merged.jsonl")).map_err(io)?;
+    // summary.json last: its presence means the run directory is complete.
+    write_json_atomic(&dir.join("summary.json"), &summary).map_err(io)?;
+    Ok(RunOutcome { dir, summary })
+}
+
+/// A federation failure as the summary reports it.
+struct Failure {
+    message: String,
+    site: Option<String>,
+    cancelled: bool,
+}
+
+impl From<FedError> for Failure {
+    fn from(e: FedError) -> Self {
+        Failure {
+            site: e.site().map(str::to_string),
+            cancelled: matches!(e, FedError::Cancelled),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The rows each agent loaded must be the rows prep gave it.
+fn check_rows(joined: &[JoinedSite], bundles: &[prep::Bundle]) {
+    for (j, b) in joined.iter().zip(bundles) {
+        if j.rows as usize != b.rows {
+            tracing::warn!(phase = "launch", site = %j.name, loaded = j.rows, written = b.rows, "site loaded a different number of rows than prep wrote");
+        }
+    }
+}
+
+/// Load a scenario for a command: the error already names file, line and key.
+pub fn load(path: &Path) -> Result<Scenario, RunError> {
+    Ok(Scenario::load(path)?)
+}

@@ -1,0 +1,616 @@
+//! The scenario: one TOML file that says what to split, where the sites run and what they compute.
+//!
+//! Every error names the file, the line and column, the key and what was expected, because a
+//! scenario is usually edited by hand and a bare "invalid type" sends people hunting.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::de::{DeTable, DeValue};
+
+/// A scenario as written by the user, after validation. Paths are resolved against the scenario's
+/// own directory, so a scenario runs the same from any working directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub scenario: Meta,
+    pub data: DataSpec,
+    pub partition: PartitionSpec,
+    #[serde(default)]
+    pub fleet: FleetSpec,
+    pub algorithm: AlgorithmSpec,
+    #[serde(default)]
+    pub compare: CompareSpec,
+    #[serde(default)]
+    pub federation: FederationSpec,
+    /// The file this scenario came from (not a TOML key).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// CSV or Parquet, relative to the scenario file.
+    pub path: PathBuf,
+    /// Regression target; absent for svd.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Feature columns to use, in order; default all columns but the target.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Columns to leave out (e.g. a class label before an svd).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionKind {
+    Horizontal,
+    Vertical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Uniform,
+    Sizes,
+    Dirichlet,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    pub kind: PartitionKind,
+    pub sites: usize,
+    #[serde(default = "default_strategy")]
+    pub strategy: Strategy,
+    /// Fractions of the rows per site, for `strategy = "sizes"`.
+    #[serde(default)]
+    pub sizes: Option<Vec<f64>>,
+    /// Concentration of the label skew, for `strategy = "dirichlet"` (small = more skew).
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// Column whose values drive the label skew; default the target.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// A continuous label is cut into this many quantile bins before the skew.
+    #[serde(default = "default_bins")]
+    pub bins: usize,
+}
+
+fn default_strategy() -> Strategy {
+    Strategy::Uniform
+}
+fn default_bins() -> usize {
+    5
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    #[default]
+    Local,
+    Ssh,
+    Vagrant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    #[serde(default)]
+    pub provider: Provider,
+    /// Address the coordinator listens on; port 0 picks a free one.
+    #[serde(default = "default_coordinator")]
+    pub coordinator: String,
+}
+
+impl Default for FleetSpec {
+    fn default() -> Self {
+        FleetSpec {
+            provider: Provider::Local,
+            coordinator: default_coordinator(),
+        }
+    }
+}
+
+fn default_coordinator() -> String {
+    "127.0.0.1:0".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmKind {
+    LinearRegression,
+    LogisticRegression,
+    Svd,
+}
+
+impl AlgorithmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlgorithmKind::LinearRegression => "linear_regression",
+            AlgorithmKind::LogisticRegression => "logistic_regression",
+            AlgorithmKind::Svd => "svd",
+        }
+    }
+    pub fn needs_target(self) -> bool {
+        !matches!(self, AlgorithmKind::Svd)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlgorithmSpec {
+    pub kind: AlgorithmKind,
+    /// Add an intercept term (`const`), as statsmodels' `add_constant`.
+    #[serde(default = "yes")]
+    pub intercept: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareSpec {
+    /// Largest relative difference between federated and centralised results that passes.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Optional JSON-lines file of independent reference results (e.g. statsmodels).
+    #[serde(default)]
+    pub reference: Option<PathBuf>,
+}
+
+impl Default for CompareSpec {
+    fn default() -> Self {
+        CompareSpec {
+            tolerance: default_tolerance(),
+            reference: None,
+        }
+    }
+}
+
+fn default_tolerance() -> f64 {
+    1e-8
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSpec {
+    /// How long the coordinator waits for every site to connect.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: f64,
+    /// How long one round may take before the slowest site is declared lost.
+    #[serde(default = "default_round_timeout")]
+    pub round_timeout_secs: f64,
+}
+
+impl Default for FederationSpec {
+    fn default() -> Self {
+        FederationSpec {
+            connect_timeout_secs: default_connect_timeout(),
+            round_timeout_secs: default_round_timeout(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> f64 {
+    30.0
+}
+fn default_round_timeout() -> f64 {
+    120.0
+}
+
+/// What is wrong with a scenario, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Scenario {
+    /// Read, parse and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parse and validate scenario text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let locator = Locator { text, path };
+        let mut scenario = deserialize(text, &locator)?;
+        scenario.source = path.to_path_buf();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let tree = DeTable::parse(text).map_err(|e| locator.toml_error(&e, ""))?;
+        let root = DeValue::Table(tree.into_inner());
+        validate(&scenario, &|key, message| locator.at(&root, key, message))?;
+        scenario.data.path = base.join(&scenario.data.path);
+        if let Some(r) = &scenario.compare.reference {
+            scenario.compare.reference = Some(base.join(r));
+        }
+        Ok(scenario)
+    }
+}
+
+fn deserialize(text: &str, locator: &Locator) -> Result<Scenario, ScenarioError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| locator.toml_error(&e, ""))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        locator.toml_error(e.inner(), &key)
+    })
+}
+
+/// Turns byte spans and key paths into `file:line:column` errors.
+struct Locator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
+        (line, column)
+    }
+
+    fn error(&self, span: Option<Range<usize>>, key: &str, message: String) -> ScenarioError {
+        let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
+        let key = if key.is_empty() {
+            "(document)".to_string()
+        } else {
+            key.to_string()
+        };
+        ScenarioError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+
+    /// A TOML or serde error: keep its span, add the key and a "did you mean" where one helps.
+    fn toml_error(&self, e: &toml::de::Error, key: &str) -> ScenarioError {
+        let message = e.message().trim().to_string();
+        let message = add_suggestion(&message);
+        self.error(e.span(), key, message)
+    }
+
+    /// A semantic error about the value at `key` (dotted path), located via the parsed tree.
+    fn at(&self, root: &DeValue, key: &str, message: String) -> ScenarioError {
+        let mut node: Option<&DeValue> = Some(root);
+        let mut span = None;
+        for part in key.split('.') {
+            let Some(next) = node.and_then(|n| n.get(part)) else {
+                break;
+            };
+            span = Some(next.span());
+            node = Some(next.get_ref());
+        }
+        self.error(span, key, message)
+    }
+}
+
+/// serde says "unknown field `sitez`, expected one of `kind`, `sites`"; people want the nearest.
+fn add_suggestion(message: &str) -> String {
+    let unknown = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next());
+    let Some(unknown) = unknown else {
+        return message.to_string();
+    };
+    let expected: Vec<&str> = message
+        .split_once("expected")
+        .map(|(_, tail)| tail.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let best = expected
+        .iter()
+        .map(|cand| (strsim::jaro_winkler(unknown, cand), *cand))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, cand)) => format!("{message} (did you mean `{cand}`?)"),
+        None => message.to_string(),
+    }
+}
+
+type Locate<'a> = dyn Fn(&str, String) -> ScenarioError + 'a;
+
+/// Rules serde cannot express: ranges, combinations, and options that belong to one kind only.
+fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    if s.scenario.name.trim().is_empty()
+        || !s
+            .scenario
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(at(
+            "scenario.name",
+            format!(
+                "expected a non-empty name of letters, digits, '-', '_' or '.', found {:?}",
+                s.scenario.name
+            ),
+        ));
+    }
+    if s.data.path.as_os_str().is_empty() {
+        return Err(at(
+            "data.path",
+            "expected a path to a CSV or Parquet file".into(),
+        ));
+    }
+    let ext = s
+        .data
+        .path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !matches!(ext.as_str(), "csv" | "parquet" | "pq") {
+        return Err(at(
+            "data.path",
+            format!(
+                "expected a .csv or .parquet file, found {:?}",
+                s.data.path.display().to_string()
+            ),
+        ));
+    }
+    let kind = s.algorithm.kind;
+    match (&s.data.target, kind.needs_target()) {
+        (None, true) => {
+            return Err(at(
+                "data",
+                format!(
+                    "missing key `target`: algorithm {} needs a target column",
+                    kind.as_str()
+                ),
+            ))
+        }
+        (Some(_), false) => return Err(at(
+            "data.target",
+            format!(
+                "algorithm {} takes no target column; remove `target` (or list it in `exclude`)",
+                kind.as_str()
+            ),
+        )),
+        _ => {}
+    }
+    if let Some(f) = &s.data.features {
+        if f.is_empty() {
+            return Err(at(
+                "data.features",
+                "expected at least one feature column".into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(dup) = f.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(at(
+                "data.features",
+                format!("column {dup:?} is listed twice"),
+            ));
+        }
+        if let Some(t) = &s.data.target {
+            if f.contains(t) {
+                return Err(at(
+                    "data.features",
+                    format!("the target {t:?} cannot also be a feature"),
+                ));
+            }
+        }
+    }
+    let p = &s.partition;
+    if p.sites == 0 || p.sites > 1024 {
+        return Err(at(
+            "partition.sites",
+            format!(
+                "expected a number of sites from 1 to 1024, found {}",
+                p.sites
+            ),
+        ));
+    }
+    if p.kind == PartitionKind::Vertical {
+        return Err(at(
+            "partition.kind",
+            format!(
+                "vertical partitions are not supported for {} (use \"horizontal\")",
+                kind.as_str()
+            ),
+        ));
+    }
+    match p.strategy {
+        Strategy::Sizes => {
+            let Some(sizes) = &p.sizes else {
+                return Err(at(
+                    "partition",
+                    "missing key `sizes`: strategy \"sizes\" needs a list of fractions, one per site, e.g. sizes = [0.5, 0.3, 0.2]".into(),
+                ));
+            };
+            if sizes.len() != p.sites {
+                return Err(at(
+                    "partition.sizes",
+                    format!("expected {} fractions (one per site), found {}", p.sites, sizes.len()),
+                ));
+            }
+            if sizes.iter().any(|x| !x.is_finite() || *x <= 0.0) {
+                return Err(at("partition.sizes", "expected fractions greater than 0".into()));
+            }
+            let total: f64 = sizes.iter().sum();
+            if (total - 1.0).abs() > 1e-6 {
+                return Err(at(
+                    "partition.sizes",
+                    format!("expected fractions that sum to 1, they sum to {total}"),
+                ));
+            }
+        }
+        Strategy::Dirichlet => match p.alpha {
+            None => {
+                return Err(at(
+                    "partition",
+                    "missing key `alpha`: strategy \"dirichlet\" needs a concentration > 0, e.g. alpha = 0.5".into(),
+                ))
+            }
+            Some(a) if !(a.is_finite() && a > 0.0) => {
+                return Err(at("partition.alpha", format!("expected a number > 0, found {a}")))
+            }
+            Some(_) => {}
+        },
+        Strategy::Uniform => {}
+    }
+    let strategy_only = [
+        ("sizes", p.sizes.is_some(), Strategy::Sizes),
+        ("alpha", p.alpha.is_some(), Strategy::Dirichlet),
+        ("label", p.label.is_some(), Strategy::Dirichlet),
+    ];
+    for (key, present, owner) in strategy_only {
+        if present && p.strategy != owner {
+            return Err(at(
+                &format!("partition.{key}"),
+                format!(
+                    "`{key}` only applies to strategy \"{}\"",
+                    strategy_name(owner)
+                ),
+            ));
+        }
+    }
+    if p.strategy == Strategy::Dirichlet && p.label.is_none() && s.data.target.is_none() {
+        return Err(at(
+            "partition",
+            "missing key `label`: the dirichlet skew needs a label column when there is no target"
+                .into(),
+        ));
+    }
+    if p.bins < 2 {
+        return Err(at(
+            "partition.bins",
+            format!("expected at least 2 bins, found {}", p.bins),
+        ));
+    }
+    if s.fleet.provider != Provider::Local {
+        return Err(at(
+            "fleet.provider",
+            "only provider \"local\" is available in this version".to_string(),
+        ));
+    }
+    if s.fleet.coordinator.parse::<std::net::SocketAddr>().is_err() {
+        return Err(at(
+            "fleet.coordinator",
+            format!(
+                "expected an IP address and port such as \"127.0.0.1:0\", found {:?}",
+                s.fleet.coordinator
+            ),
+        ));
+    }
+    if kind != AlgorithmKind::LinearRegression {
+        return Err(at(
+            "algorithm.kind",
+            format!(
+                "algorithm {} is not available in this version; use \"linear_regression\"",
+                kind.as_str()
+            ),
+        ));
+    }
+    let t = s.compare.tolerance;
+    if !(t.is_finite() && t > 0.0) {
+        return Err(at(
+            "compare.tolerance",
+            format!("expected a number > 0, found {t}"),
+        ));
+    }
+    for (key, v) in [
+        (
+            "federation.connect_timeout_secs",
+            s.federation.connect_timeout_secs,
+        ),
+        (
+            "federation.round_timeout_secs",
+            s.federation.round_timeout_secs,
+        ),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(at(
+                key,
+                format!("expected a number of seconds > 0, found {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::Uniform => "uniform",
+        Strategy::Sizes => "sizes",
+        Strategy::Dirichlet => "dirichlet",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[scenario]
+name = "t"
+[data]
+path = "x.csv"
+target = "y"
+[partition]
+kind = "horizontal"
+sites = 3
+[algorithm]
+kind = "linear_regression"
+"#;
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let s = Scenario::parse(GOOD, Path::new("dir/s.toml")).unwrap();
+        assert_eq!(s.partition.strategy, Strategy::Uniform);
+        assert_eq!(s.fleet.provider, Provider::Local);
+        assert_eq!(s.compare.tolerance, 1e-8);
+        assert_eq!(s.data.path, Path::new("dir/x.csv"));
+    }
+
+    #[test]
+    fn suggestion_picks_nearest_key() {
+        let m =
+            add_suggestion("unknown field `sitez`, expected one of `kind`, `sites`, `strategy`");
+        assert!(m.ends_with("(did you mean `sites`?)"), "{m}");
+        let m = add_suggestion("unknown field `zzzzzz`, expected `kind` or `sites`");
+        assert!(!m.contains("did you mean"), "{m}");
+    }
+}
