@@ -278,13 +278,15 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
-        let column = before
-            .rfind('\n')
-            .map_or(before.len(), |nl| before.len() - nl - 1)
-            + 1;
-        (line, column)
+        let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
+        // Columns count characters, as editors do, not bytes.
+        (line, before[line_start..].chars().count() + 1)
     }
 
     fn error(&self, span: Option<Range<usize>>, key: &str, message: String) -> ScenarioError {
@@ -305,7 +307,7 @@ impl Locator<'_> {
 
     /// A TOML or serde error: keep its span, add the key and a "did you mean" where one helps.
     fn toml_error(&self, e: &toml::de::Error, key: &str) -> ScenarioError {
-        let message = e.message().trim().to_string();
+        let message = plain_words(e.message().trim(), key);
         let message = add_suggestion(&message);
         self.error(e.span(), key, message)
     }
@@ -323,6 +325,31 @@ impl Locator<'_> {
         }
         self.error(span, key, message)
     }
+}
+
+/// serde speaks of fields and Rust types; a scenario has keys, sections and numbers.
+fn plain_words(message: &str, key: &str) -> String {
+    let mut m = message.to_string();
+    if let Some(name) = m
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        m = if key.is_empty() {
+            format!("missing section [{name}]")
+        } else {
+            format!("missing key `{name}`")
+        };
+    }
+    for (rust, words) in [
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    m
 }
 
 /// serde says "unknown field `sitez`, expected one of `kind`, `sites`"; people want the nearest.
@@ -401,13 +428,15 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 ),
             ))
         }
-        (Some(_), false) => return Err(at(
-            "data.target",
-            format!(
+        (Some(_), false) => {
+            return Err(at(
+                "data.target",
+                format!(
                 "algorithm {} takes no target column; remove `target` (or list it in `exclude`)",
                 kind.as_str()
             ),
-        )),
+            ))
+        }
         _ => {}
     }
     if let Some(f) = &s.data.features {
@@ -548,7 +577,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     if !(t.is_finite() && t > 0.0) {
         return Err(at(
             "compare.tolerance",
-            format!("expected a number > 0, found {t}"),
+            format!("expected a number > 0, found {t:e}"),
         ));
     }
     for (key, v) in [

@@ -1,0 +1,87 @@
+//! Helpers shared by the end-to-end tests: real binaries, real data, independent references.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fedsim")
+}
+
+pub fn test_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../test_data")
+        .join(name)
+        .canonicalize()
+        .expect("test data present")
+}
+
+/// A reference row from `test_data/reference.jsonl` (numpy / statsmodels, computed independently).
+pub fn reference(csv: &str, kind: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(test_data("reference.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["csv"] == csv && v["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} reference for {csv}"))
+}
+
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+/// Largest relative difference, element by element (lengths must agree).
+pub fn max_rel(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "length differs: {got:?} vs {want:?}");
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max)
+}
+
+/// Write a scenario into `dir` and return its path.
+pub fn scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// `fedsim ARGS` with `cwd` as working directory.
+pub fn fedsim(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("fedsim runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn summary(run_dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(run_dir.join("summary.json")).expect("summary.json written"),
+    )
+    .unwrap()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,271 @@
+//! Sites are real, separate processes that end with the run; bundles keep secrets to their site;
+//! bad data is refused before anything is written.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn ols(dir: &Path, data: &Path, sites: usize) -> std::path::PathBuf {
+    scenario(
+        dir,
+        "s",
+        &format!(
+            r#"
+[scenario]
+name = "procs"
+[data]
+path = "{}"
+target = "progression"
+[partition]
+kind = "horizontal"
+sites = {sites}
+[algorithm]
+kind = "linear_regression"
+"#,
+            data.display()
+        ),
+    )
+}
+
+fn alive(pid: u64) -> bool {
+    // A reaped process has no /proc entry; a zombie would still show as state Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.contains(") Z "),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn agents_are_separate_processes_that_exit_with_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ols(tmp.path(), &test_data("diabetes.csv"), 4);
+    let out = tmp.path().join("run");
+    let child = std::process::Command::new(bin())
+        .args([
+            "run",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(tmp.path())
+        .spawn()
+        .unwrap();
+    let controller = child.id() as u64;
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let s = summary(&out);
+    let sites = s["sites"].as_array().unwrap();
+    let mut pids: Vec<u64> = sites
+        .iter()
+        .map(|x| x["pid"].as_u64().expect("pid recorded"))
+        .collect();
+    for (site, &pid) in sites.iter().zip(&pids) {
+        let name = site["name"].as_str().unwrap();
+        assert_ne!(pid, controller, "{name} ran inside the controller");
+        assert!(
+            !alive(pid),
+            "{name} (pid {pid}) is still running after the run"
+        );
+        assert_eq!(site["exit"]["code"], 0, "{name} did not exit cleanly");
+        assert_eq!(site["exit"]["killed"], false, "{name} had to be killed");
+        // The process that authenticated and computed is the one that was started, in its own directory.
+        let log =
+            std::fs::read_to_string(out.join("sites").join(name).join("agent.jsonl")).unwrap();
+        assert!(
+            log.contains(&format!("\"pid\":{pid}")),
+            "{name}'s own log does not carry its pid: {log}"
+        );
+        assert!(log.contains("round computed"));
+    }
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "each site has its own process");
+    // The merged timeline holds the controller and every site, in time order.
+    let merged = std::fs::read_to_string(out.join("logs/merged.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = merged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for source in ["controller", "site-1", "site-2", "site-3", "site-4"] {
+        assert!(
+            lines.iter().any(|l| l["source"] == source),
+            "no log line from {source}"
+        );
+    }
+    let stamps: Vec<&str> = lines
+        .iter()
+        .map(|l| l["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "merged log out of order"
+    );
+}
+
+#[test]
+fn each_bundle_holds_its_own_secret_and_nothing_else_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ols(tmp.path(), &test_data("diabetes.csv"), 3);
+    let out = tmp.path().join("run");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut tokens = Vec::new();
+    for site in ["site-1", "site-2", "site-3"] {
+        let env = out.join("sites").join(site).join(".env");
+        let mode = std::fs::metadata(&env).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{site}/.env mode {mode:o}");
+        let text = std::fs::read_to_string(&env).unwrap();
+        assert!(text.contains(&format!("FEDSIM_SITE={site}")));
+        let token = text
+            .lines()
+            .find_map(|l| l.strip_prefix("FEDSIM_TOKEN="))
+            .unwrap()
+            .to_string();
+        assert!(token.len() >= 32);
+        tokens.push((site, token));
+    }
+    let terminal = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    for (site, token) in &tokens {
+        assert!(
+            !terminal.contains(token.as_str()),
+            "{site}'s token reached the terminal"
+        );
+        for f in files(&out) {
+            let own = f.starts_with(out.join("sites").join(site));
+            if own {
+                continue;
+            }
+            let bytes = std::fs::read(&f).unwrap();
+            let found = bytes.windows(token.len()).any(|w| w == token.as_bytes());
+            assert!(!found, "{site}'s token found in {}", f.display());
+        }
+    }
+}
+
+/// Bad data: exit 2, a message naming the problem, and no run directory at all.
+fn refused(data_body: Option<&str>, target: &str, want: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data.csv");
+    if let Some(body) = data_body {
+        std::fs::write(&data, body).unwrap();
+    }
+    let cfg = scenario(
+        tmp.path(),
+        "bad",
+        &format!(
+            "[scenario]\nname = \"bad\"\n[data]\npath = \"data.csv\"\ntarget = \"{target}\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"linear_regression\"\n"
+        ),
+    );
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let out = work.join("run");
+    for cmd in ["run", "prep", "validate"] {
+        let mut args = vec![cmd, "-c", cfg.to_str().unwrap()];
+        if cmd != "validate" {
+            args.extend(["--out", out.to_str().unwrap()]);
+        }
+        let o = fedsim(&work, &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        for w in want {
+            assert!(err.contains(w), "{cmd}: {err:?} lacks {w:?}");
+        }
+        assert!(
+            std::fs::read_dir(&work).unwrap().next().is_none(),
+            "{cmd} wrote something: {:?}",
+            files(&work)
+        );
+    }
+}
+
+#[test]
+fn unreadable_data_file_is_refused() {
+    refused(
+        None,
+        "y",
+        &["data.csv", "cannot read data file", "No such file"],
+    );
+}
+
+#[test]
+fn missing_target_column_is_refused() {
+    refused(
+        Some("a,b,y\n1,2,3\n4,5,6\n7,8,10\n1,1,1\n"),
+        "outcome",
+        &["data.csv", "no column \"outcome\"", "a, b, y"],
+    );
+}
+
+#[test]
+fn non_numeric_column_is_refused_with_its_line() {
+    refused(
+        Some("a,b,y\n1,2,3\n4,five,6\n7,8,10\n1,1,1\n"),
+        "y",
+        &["data.csv", "line 3", "column \"b\"", "\"five\""],
+    );
+}
+
+#[test]
+fn nan_cell_is_refused() {
+    refused(
+        Some("a,b,y\n1,2,3\n4,5,6\n7,nan,10\n1,1,1\n"),
+        "y",
+        &["data.csv", "line 4", "column \"b\"", "not a finite number"],
+    );
+}
+
+#[test]
+fn a_site_with_too_few_rows_for_the_sites_is_refused() {
+    refused(
+        Some("a,y\n1,2\n"),
+        "y",
+        &["data.csv", "cannot split 1 rows into 2 sites"],
+    );
+}
+
+#[test]
+fn a_run_that_fails_writes_a_summary_that_says_so() {
+    // A collinear design fails in aggregation: the run directory holds a summary saying "failed".
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("collinear.csv");
+    let mut body = String::from("a,b,progression\n");
+    for i in 0..50 {
+        body.push_str(&format!("{i},{},{}\n", 2 * i, i % 7));
+    }
+    std::fs::write(&data, body).unwrap();
+    let cfg = ols(tmp.path(), &data, 2);
+    let out = tmp.path().join("run");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "run",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "failed");
+    assert!(
+        s["error"]["message"].as_str().unwrap().contains("singular"),
+        "{}",
+        s["error"]
+    );
+    assert!(s.get("comparison").is_none());
+}
