@@ -7,16 +7,17 @@
 use faer::Mat;
 use rayon::prelude::*;
 
-use crate::algorithms::{t_pvalues, AlgoError, AlgorithmConfig, Estimates, LocalData};
+use crate::algorithms::linreg::solve_scaled;
+use crate::algorithms::{
+    logreg, t_pvalues, z_pvalues, AlgoError, AlgorithmConfig, Estimates, LocalData,
+};
 use crate::scenario::AlgorithmKind;
 
 pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoError> {
     match config.kind {
         AlgorithmKind::LinearRegression => ols(config, data),
-        other => Err(AlgoError::Protocol(format!(
-            "no baseline for {}",
-            other.as_str()
-        ))),
+        AlgorithmKind::LogisticRegression => logit(config, data),
+        AlgorithmKind::Svd => svd(config, data),
     }
 }
 
@@ -103,6 +104,118 @@ fn ols(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         t,
         r2: Some(1.0 - rss / tss),
         sigma2: Some(sigma2),
+        ..Default::default()
+    })
+}
+
+/// Pooled Newton-Raphson: gradient and information summed over row chunks in parallel, iterated
+/// to full convergence (step below 1e-13 relative).
+fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoError> {
+    let y = data
+        .y
+        .as_deref()
+        .ok_or_else(|| AlgoError::Data("no target".into()))?;
+    let (n, d) = (data.x.nrows(), data.x.ncols());
+    let p = d + usize::from(config.intercept);
+    let chunk = chunk_rows(n, p);
+    let terms = config.terms();
+    let mut beta = vec![0.0; p];
+    for iteration in 1..=config.max_iter.max(100) {
+        let starts: Vec<usize> = (0..n).step_by(chunk).collect();
+        let (grad, hess, ll) = starts
+            .into_par_iter()
+            .map(|s| {
+                let rows = chunk.min(n - s);
+                let x = data.x.subrows(s, rows).to_owned();
+                logreg::stats(&x, &y[s..s + rows], &beta, config.intercept)
+            })
+            .try_reduce_with(|(g1, h1, l1), (g2, h2, l2)| {
+                let g = g1.iter().zip(&g2).map(|(a, b)| a + b).collect();
+                Ok((g, &h1 + &h2, l1 + l2))
+            })
+            .unwrap_or_else(|| Err(AlgoError::Data("no rows".into())))?;
+        let (step, cov) = solve_scaled(&hess, &grad, &terms)?;
+        let size = step.iter().fold(0.0f64, |m, s| m.max(s.abs()));
+        let scale = beta.iter().fold(1.0f64, |m, b| m.max(b.abs()));
+        beta.iter_mut().zip(&step).for_each(|(b, s)| *b += s);
+        if size <= 1e-13 * scale {
+            let se: Vec<f64> = (0..p).map(|j| cov[(j, j)].sqrt()).collect();
+            let z: Vec<f64> = beta.iter().zip(&se).map(|(b, s)| b / s).collect();
+            return Ok(Estimates {
+                n,
+                terms,
+                p: z_pvalues(&z),
+                coef: beta,
+                se,
+                t: z,
+                loglik: Some(ll),
+                iterations: Some(iteration),
+                ..Default::default()
+            });
+        }
+    }
+    Err(AlgoError::Numeric(
+        "pooled Newton-Raphson did not converge".into(),
+    ))
+}
+
+/// Pooled SVD of the standardised matrix: the R of a parallel tall-skinny QR has the same singular
+/// values and right singular vectors, and a dense SVD of the small R gets them all, to rounding.
+fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoError> {
+    let (n, d) = (data.x.nrows(), data.x.ncols());
+    let mean: Vec<f64> = (0..d)
+        .map(|j| {
+            if config.center {
+                data.x.col(j).iter().sum::<f64>() / n as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let inv_sd: Vec<f64> = (0..d)
+        .map(|j| {
+            if !config.scale {
+                return Ok(1.0);
+            }
+            let ss: f64 = data.x.col(j).iter().map(|v| (v - mean[j]).powi(2)).sum();
+            let sd = (ss / (n as f64 - 1.0)).sqrt();
+            if sd > 0.0 {
+                Ok(1.0 / sd)
+            } else {
+                Err(AlgoError::Numeric(format!(
+                    "column {:?} is constant and cannot be scaled",
+                    config.features[j]
+                )))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let xs = Mat::from_fn(n, d, |i, j| (data.x[(i, j)] - mean[j]) * inv_sd[j]);
+    let r = tsqr_r(&xs);
+    let svd = r
+        .svd()
+        .map_err(|e| AlgoError::Numeric(format!("SVD failed: {e:?}")))?;
+    let spectrum: Vec<f64> = (0..svd.S().dim()).map(|i| svd.S()[i]).collect();
+    let k = config.k.min(spectrum.len());
+    let v = svd.V();
+    let vectors: Vec<Vec<f64>> = if config.vertical {
+        // Sample-side vectors u_i = X v_i / s_i, the ones a vertical federation shares.
+        let vk = Mat::from_fn(d, k, |r, c| v[(r, c)]);
+        let u = &xs * &vk;
+        (0..k)
+            .map(|c| (0..n).map(|r| u[(r, c)] / spectrum[c]).collect())
+            .collect()
+    } else {
+        (0..k)
+            .map(|c| (0..d).map(|r| v[(r, c)]).collect())
+            .collect()
+    };
+    let sigma = spectrum[..k].to_vec();
+    Ok(Estimates {
+        n,
+        explained_variance: sigma.iter().map(|s| s * s / (n as f64 - 1.0)).collect(),
+        singular_values: sigma,
+        spectrum,
+        vectors,
         ..Default::default()
     })
 }

@@ -15,6 +15,84 @@ pub struct Comparison {
     pub passed: bool,
     /// The quantity with the largest relative difference, e.g. `se[bmi]`.
     pub worst: String,
+    /// svd: sign-invariant angle (degrees, 0..=90) between each federated and centralised vector.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub angles_deg: Vec<f64>,
+    /// svd: whether each component's singular value is separated from its neighbours (relative
+    /// gap above 1e-3); only for those is the vector well defined and its angle checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub separated: Vec<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_angle_deg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub angle_tolerance_deg: Option<f64>,
+}
+
+/// Sign-invariant angle between two vectors, in degrees (0..=90). Computed from the chord
+/// between the unit vectors, 2 asin(|a - b| / 2), which stays accurate near 0 where acos does not.
+pub fn angle_deg(a: &[f64], b: &[f64]) -> f64 {
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if !(na > 0.0 && nb > 0.0) || a.len() != b.len() {
+        return 90.0;
+    }
+    let sign = if a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() < 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
+    let chord = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x / na - sign * y / nb).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    2.0 * (chord / 2.0).min(1.0).asin().to_degrees()
+}
+
+/// Relative gaps of `spectrum[i]` to its neighbours, for the first `k` values.
+pub fn separated(spectrum: &[f64], k: usize) -> Vec<bool> {
+    (0..k.min(spectrum.len()))
+        .map(|i| {
+            let s = spectrum[i];
+            let before = if i > 0 {
+                spectrum[i - 1] - s
+            } else {
+                f64::INFINITY
+            };
+            let after = spectrum.get(i + 1).map_or(f64::INFINITY, |n| s - n);
+            s > 0.0 && before.min(after) / s > 1e-3
+        })
+        .collect()
+}
+
+/// Add the svd vector check to a comparison: angles, and the pass verdict on separated components.
+pub fn with_angles(
+    mut c: Comparison,
+    got: &Estimates,
+    want: &Estimates,
+    tolerance_deg: f64,
+) -> Comparison {
+    if got.vectors.is_empty() || want.vectors.is_empty() {
+        return c;
+    }
+    let k = got.vectors.len().min(want.vectors.len());
+    let angles: Vec<f64> = (0..k)
+        .map(|i| angle_deg(&got.vectors[i], &want.vectors[i]))
+        .collect();
+    let sep = separated(&want.spectrum, k);
+    let max = angles
+        .iter()
+        .zip(&sep)
+        .filter(|(_, s)| **s)
+        .map(|(a, _)| *a)
+        .fold(0.0, f64::max);
+    c.passed &= max <= tolerance_deg;
+    c.angles_deg = angles;
+    c.separated = sep;
+    c.max_angle_deg = Some(max);
+    c.angle_tolerance_deg = Some(tolerance_deg);
+    c
 }
 
 /// Relative difference that falls back to absolute where the reference is exactly zero.
@@ -57,6 +135,10 @@ pub fn estimates(got: &Estimates, want: &Estimates, tolerance: f64) -> Compariso
         tolerance,
         passed: true,
         worst: String::new(),
+        angles_deg: Vec::new(),
+        separated: Vec::new(),
+        max_angle_deg: None,
+        angle_tolerance_deg: None,
     };
     for (name, a, b) in pairs {
         let (abs, r) = ((a - b).abs(), rel(a, b));
@@ -90,6 +172,9 @@ pub struct ReferenceRow {
     pub se: Vec<f64>,
     #[serde(default)]
     pub singular_values: Vec<f64>,
+    /// pca rows: whether columns were z-scored.
+    #[serde(default)]
+    pub zscore: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +196,12 @@ pub enum ReferenceError {
 }
 
 /// The row for this data file and kind of analysis.
-pub fn find_reference(path: &Path, csv: &str, kind: &str) -> Result<ReferenceRow, ReferenceError> {
+pub fn find_reference(
+    path: &Path,
+    csv: &str,
+    kind: &str,
+    zscore: bool,
+) -> Result<ReferenceRow, ReferenceError> {
     let text = std::fs::read_to_string(path).map_err(|e| ReferenceError::Read {
         path: path.into(),
         reason: e.to_string(),
@@ -126,7 +216,7 @@ pub fn find_reference(path: &Path, csv: &str, kind: &str) -> Result<ReferenceRow
             line: i + 1,
             reason: e.to_string(),
         })?;
-        if row.csv == csv && row.kind == kind {
+        if row.csv == csv && row.kind == kind && row.zscore.unwrap_or(false) == zscore {
             return Ok(row);
         }
     }
@@ -170,6 +260,19 @@ mod tests {
         assert_eq!(c.worst, "coef[b]");
         assert!((c.max_rel_diff - 1e-6).abs() < 1e-12);
         assert!(estimates(&est(vec![1.0, 2.0]), &est(vec![1.0, 2.0]), 1e-8).passed);
+    }
+
+    #[test]
+    fn angles_ignore_sign_and_scale() {
+        assert_eq!(angle_deg(&[1.0, 0.0], &[-3.0, 0.0]), 0.0);
+        assert!((angle_deg(&[1.0, 0.0], &[1.0, 1.0]) - 45.0).abs() < 1e-12);
+        assert!((angle_deg(&[1.0, 0.0], &[0.0, 2.0]) - 90.0).abs() < 1e-12);
+        let tiny = angle_deg(&[1.0, 0.0], &[1.0, 1e-9]);
+        assert!((tiny - 1e-9f64.to_degrees()).abs() < 1e-20, "{tiny}");
+        assert_eq!(
+            separated(&[10.0, 5.0, 4.999999, 1.0], 4),
+            vec![true, false, false, true]
+        );
     }
 
     #[test]

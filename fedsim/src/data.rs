@@ -8,6 +8,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::scenario::{Generate, GenerateKind};
 
 /// A numeric table held column by column (the layout polars gives and the algorithms want).
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +170,113 @@ impl Table {
     }
 }
 
+/// Write a CSV whose first column holds text labels (feature names, row numbers) and the rest numbers.
+pub fn write_labeled_csv(
+    path: &Path,
+    label: &str,
+    labels: &[String],
+    names: &[String],
+    columns: &[Vec<f64>],
+) -> Result<(), DataError> {
+    let write_err = |reason: String| DataError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut cols = vec![Column::new(label.into(), labels)];
+    cols.extend(
+        names
+            .iter()
+            .zip(columns)
+            .map(|(n, v)| Column::new(n.as_str().into(), v.as_slice())),
+    );
+    let mut df = DataFrame::new_infer_height(cols).map_err(|e| write_err(e.to_string()))?;
+    let mut f = File::create(path).map_err(|e| write_err(e.to_string()))?;
+    CsvWriter::new(&mut f)
+        .include_header(true)
+        .finish(&mut df)
+        .map_err(|e| write_err(e.to_string()))
+}
+
+impl Table {
+    /// Write as Parquet (binary, exact, compact: for bundles too large for CSV).
+    pub fn write_parquet(&self, path: &Path) -> Result<(), DataError> {
+        let write_err = |reason: String| DataError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let cols: Vec<Column> = self
+            .columns
+            .iter()
+            .zip(&self.data)
+            .map(|(n, v)| Column::new(n.as_str().into(), v.as_slice()))
+            .collect();
+        let mut df = DataFrame::new_infer_height(cols).map_err(|e| write_err(e.to_string()))?;
+        let f = File::create(path).map_err(|e| write_err(e.to_string()))?;
+        ParquetWriter::new(f)
+            .finish(&mut df)
+            .map(|_| ())
+            .map_err(|e| write_err(e.to_string()))
+    }
+
+    /// A synthetic data set, deterministic for the seed.
+    pub fn generate(g: &Generate, seed: u64) -> Table {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (n, d) = (g.rows, g.cols);
+        let mut normal = move || -> f64 { StandardNormal.sample(&mut rng) };
+        let mut columns: Vec<String> = (1..=d).map(|j| format!("x{j}")).collect();
+        let mut data: Vec<Vec<f64>>;
+        match g.kind {
+            GenerateKind::LowRank => {
+                // X = A diag(w) B + noise: rank-r signal with well separated singular values.
+                let r = g.rank;
+                let a = faer::Mat::<f64>::from_fn(n, r, |_, _| normal());
+                let b = faer::Mat::<f64>::from_fn(r, d, |_, _| normal());
+                let w: Vec<f64> = (0..r).map(|i| (r - i) as f64 / r as f64).collect();
+                let aw = faer::Mat::<f64>::from_fn(n, r, |i, k| a[(i, k)] * w[k]);
+                let x = &aw * &b;
+                data = (0..d)
+                    .map(|j| (0..n).map(|i| x[(i, j)] + g.noise * normal()).collect())
+                    .collect();
+            }
+            GenerateKind::Linear | GenerateKind::Logistic => {
+                data = (0..d).map(|_| (0..n).map(|_| normal()).collect()).collect();
+                // Coefficients 1, -1/2, 1/3, ...: every term matters, none dominates.
+                let beta: Vec<f64> = (0..d)
+                    .map(|j| if j % 2 == 0 { 1.0 } else { -1.0 } / (j + 1) as f64)
+                    .collect();
+                let eta: Vec<f64> = (0..n)
+                    .map(|i| 0.5 + (0..d).map(|j| data[j][i] * beta[j]).sum::<f64>())
+                    .collect();
+                let y = match g.kind {
+                    GenerateKind::Linear => eta.iter().map(|e| e + g.noise * normal()).collect(),
+                    _ => {
+                        let mut uniform = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9);
+                        eta.iter()
+                            .map(|e| {
+                                f64::from(
+                                    rand::Rng::random::<f64>(&mut uniform)
+                                        < 1.0 / (1.0 + (-e).exp()),
+                                )
+                            })
+                            .collect()
+                    }
+                };
+                columns.push("y".into());
+                data.push(y);
+            }
+        }
+        Table { columns, data }
+    }
+
+    /// Write in the format the file name says (.parquet / .pq, else CSV).
+    pub fn write(&self, path: &Path) -> Result<(), DataError> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet") | Some("pq") => self.write_parquet(path),
+            _ => self.write_csv(path),
+        }
+    }
+}
+
 /// One column as f64, or an error at the first cell that is not a finite number.
 fn numeric_column(s: &Series, name: &str, path: &Path) -> Result<Vec<f64>, DataError> {
     let line = |row: usize| row + 2; // header is line 1
@@ -252,9 +364,40 @@ mod tests {
                 vec![1.0 / 3.0, 2.0, f64::MAX],
             ],
         };
-        let p = dir.path().join("t.csv");
-        t.write_csv(&p).unwrap();
-        assert_eq!(Table::load(&p).unwrap(), t);
+        for name in ["t.csv", "t.parquet"] {
+            let p = dir.path().join(name);
+            t.write(&p).unwrap();
+            assert_eq!(Table::load(&p).unwrap(), t, "{name}");
+        }
+    }
+
+    #[test]
+    fn generated_data_is_deterministic_and_low_rank_has_its_rank() {
+        let g = Generate {
+            kind: GenerateKind::LowRank,
+            rows: 200,
+            cols: 30,
+            rank: 4,
+            noise: 0.0,
+        };
+        let t = Table::generate(&g, 5);
+        assert_eq!(t, Table::generate(&g, 5));
+        assert_ne!(t, Table::generate(&g, 6));
+        let x = faer::Mat::<f64>::from_fn(200, 30, |i, j| t.data[j][i]);
+        let s = x.singular_values().unwrap();
+        assert!(s[3] > 1e-3 * s[0] && s[4] < 1e-10 * s[0], "{s:?}");
+        let lin = Table::generate(
+            &Generate {
+                kind: GenerateKind::Logistic,
+                rows: 100,
+                cols: 3,
+                rank: 1,
+                noise: 0.0,
+            },
+            1,
+        );
+        assert_eq!(lin.columns, ["x1", "x2", "x3", "y"]);
+        assert!(lin.data[3].iter().all(|v| *v == 0.0 || *v == 1.0));
     }
 
     #[test]

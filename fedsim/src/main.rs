@@ -88,19 +88,22 @@ fn controller(command: Command) -> ExitCode {
         Command::Validate { config } => {
             match run::load(&config).and_then(|s| run::plan(&s).map(|p| (s, p))) {
                 Ok((s, p)) => {
-                    let rows: Vec<String> = p
+                    let shares: Vec<String> = p
                         .sites
                         .iter()
-                        .map(|s| s.source_rows.len().to_string())
+                        .map(|site| match &site.columns {
+                            Some(c) => format!("{} columns", c.len()),
+                            None => format!("{} rows", site.rows(&p)),
+                        })
                         .collect();
                     println!(
-                        "{}: ok ({} on {} rows, {} features, {} sites with rows {})",
+                        "{}: ok ({} on {} rows, {} features; {} sites: {})",
                         config.display(),
                         s.algorithm.kind.as_str(),
                         p.table.rows(),
                         p.config.features.len(),
                         p.sites.len(),
-                        rows.join("/")
+                        shares.join(", ")
                     );
                     ExitCode::SUCCESS
                 }

@@ -18,6 +18,12 @@ pub enum PartitionError {
         sites: usize,
         site: usize,
     },
+    #[error("cannot split {cols} columns into {sites} sites: site {site} would get no columns")]
+    EmptyColumns {
+        cols: usize,
+        sites: usize,
+        site: usize,
+    },
     #[error("the dirichlet split left a site without rows in {tries} draws (alpha {alpha}, {rows} rows, {sites} sites); raise alpha or use fewer sites")]
     DirichletEmpty {
         tries: usize,
@@ -62,6 +68,30 @@ pub fn horizontal(
     if let Some(site) = parts.iter().position(Vec::is_empty) {
         return Err(PartitionError::EmptySite {
             rows,
+            sites,
+            site: site + 1,
+        });
+    }
+    Ok(parts)
+}
+
+/// Column indices per site for a vertical split (each list ascending): `uniform` or `sizes`
+/// fractions of the columns, assigned at random for the seed.
+pub fn vertical(
+    cols: usize,
+    spec: &PartitionSpec,
+    seed: u64,
+) -> Result<Vec<Vec<usize>>, PartitionError> {
+    let sites = spec.sites;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let shares = match spec.strategy {
+        Strategy::Sizes => spec.sizes.clone().unwrap_or_default(),
+        _ => vec![1.0 / sites as f64; sites],
+    };
+    let parts = shuffled_chunks(cols, &shares, &mut rng);
+    if let Some(site) = parts.iter().position(Vec::is_empty) {
+        return Err(PartitionError::EmptyColumns {
+            cols,
             sites,
             site: site + 1,
         });
@@ -238,6 +268,16 @@ mod tests {
             })
             .fold(0.0, f64::max);
         assert!(skew > 0.2, "max deviation from the global mix was {skew}");
+    }
+
+    #[test]
+    fn vertical_split_shares_out_every_column_once() {
+        let s = spec(3, Strategy::Uniform);
+        let cols = vertical(10, &s, 4).unwrap();
+        assert_exact_cover(&cols, 10);
+        assert_eq!(cols.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 3, 3]);
+        assert_eq!(cols, vertical(10, &s, 4).unwrap());
+        assert!(vertical(2, &s, 4).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::algorithms::{AlgorithmConfig, LocalData};
 use crate::auth::{self, FrameKey};
 use crate::data::{DataError, Table};
 use crate::partition::{self, PartitionError};
-use crate::scenario::{Scenario, Strategy};
+use crate::scenario::{AlgorithmKind, PartitionKind, Scenario, Strategy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -25,6 +25,20 @@ pub enum PlanError {
     Partition {
         source: PartitionError,
         path: PathBuf,
+    },
+    #[error("data file {}, line {line}, column {column:?}: logistic regression needs a 0/1 target, found {value}", path.display())]
+    Target {
+        path: PathBuf,
+        column: String,
+        line: usize,
+        value: f64,
+    },
+    #[error("data file {}: k = {k} components, but the data has only {rows} rows and {cols} feature columns", path.display())]
+    TooManyComponents {
+        path: PathBuf,
+        k: usize,
+        rows: usize,
+        cols: usize,
     },
     #[error("data file {}: no feature columns left (columns: {available})", path.display())]
     NoFeatures { path: PathBuf, available: String },
@@ -38,19 +52,59 @@ pub struct Plan {
     pub table: Table,
     pub data_path: PathBuf,
     pub sites: Vec<SitePlan>,
+    /// File format of the site bundles' data: "csv" or "parquet".
+    pub format: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SitePlan {
     pub name: String,
-    /// 0-based indices of the data file's rows that this site holds.
-    pub source_rows: Vec<usize>,
+    /// 0-based indices of the data file's rows that this site holds (horizontal split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_rows: Option<Vec<usize>>,
+    /// The feature columns this site holds (vertical split; every site has all rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+}
+
+impl SitePlan {
+    /// This site's share of the used table.
+    pub fn table(&self, plan: &Plan) -> Result<Table, DataError> {
+        match (&self.source_rows, &self.columns) {
+            (Some(rows), _) => Ok(plan.table.select_rows(rows)),
+            (None, Some(cols)) => plan.table.select_columns(cols, &plan.data_path),
+            (None, None) => Ok(plan.table.clone()),
+        }
+    }
+
+    /// What this site's agent must compute on (its own columns, for a vertical split).
+    pub fn config(&self, plan: &Plan) -> AlgorithmConfig {
+        let mut c = plan.config.clone();
+        if let Some(cols) = &self.columns {
+            c.features = cols.clone();
+        }
+        c
+    }
+
+    pub fn rows(&self, plan: &Plan) -> usize {
+        self.source_rows
+            .as_ref()
+            .map_or(plan.table.rows(), Vec::len)
+    }
 }
 
 impl Plan {
     pub fn make(s: &Scenario) -> Result<Plan, PlanError> {
-        let path = s.data.path.clone();
-        let full = Table::load(&path)?;
+        let (path, full) = match (&s.data.path, &s.data.generate) {
+            (Some(p), _) => (p.clone(), Table::load(p)?),
+            (None, Some(g)) => (
+                PathBuf::from(
+                    format!("generated-{:?}-{}x{}", g.kind, g.rows, g.cols).to_lowercase(),
+                ),
+                Table::generate(g, s.scenario.seed),
+            ),
+            (None, None) => unreachable!("validated: path or generate"),
+        };
         let no_column = |c: &str| DataError::NoColumn {
             path: path.clone(),
             column: c.to_string(),
@@ -82,39 +136,93 @@ impl Plan {
         }
         let used: Vec<String> = features.iter().chain(&s.data.target).cloned().collect();
         let table = full.select_columns(&used, &path)?;
-        let labels = match s.partition.strategy {
-            Strategy::Dirichlet => s
-                .partition
-                .label
-                .as_ref()
-                .or(s.data.target.as_ref())
-                .and_then(|c| full.column(c)),
-            _ => None,
+        let a = &s.algorithm;
+        if a.kind == AlgorithmKind::LogisticRegression {
+            let target = s.data.target.as_deref().unwrap_or_default();
+            let y = table.column(target).unwrap_or_default();
+            if let Some(i) = y.iter().position(|v| *v != 0.0 && *v != 1.0) {
+                return Err(PlanError::Target {
+                    path,
+                    column: target.into(),
+                    line: i + 2,
+                    value: y[i],
+                });
+            }
+        }
+        let partition_error = |source| PlanError::Partition {
+            source,
+            path: path.clone(),
         };
-        let parts = partition::horizontal(table.rows(), &s.partition, labels, s.scenario.seed)
-            .map_err(|source| PlanError::Partition {
-                source,
-                path: path.clone(),
-            })?;
-        let sites = parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, source_rows)| SitePlan {
-                name: format!("site-{}", i + 1),
-                source_rows,
-            })
-            .collect();
+        let name = |i: usize| format!("site-{}", i + 1);
+        let vertical = s.partition.kind == PartitionKind::Vertical;
+        let sites: Vec<SitePlan> = if vertical {
+            partition::vertical(features.len(), &s.partition, s.scenario.seed)
+                .map_err(partition_error)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, cols)| SitePlan {
+                    name: name(i),
+                    source_rows: None,
+                    columns: Some(cols.into_iter().map(|c| features[c].clone()).collect()),
+                })
+                .collect()
+        } else {
+            let labels = match s.partition.strategy {
+                Strategy::Dirichlet => s
+                    .partition
+                    .label
+                    .as_ref()
+                    .or(s.data.target.as_ref())
+                    .and_then(|c| full.column(c)),
+                _ => None,
+            };
+            partition::horizontal(table.rows(), &s.partition, labels, s.scenario.seed)
+                .map_err(partition_error)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, rows)| SitePlan {
+                    name: name(i),
+                    source_rows: Some(rows),
+                    columns: None,
+                })
+                .collect()
+        };
+        let svd = a.kind == AlgorithmKind::Svd;
+        let k = a.k.unwrap_or(0);
+        if svd && k > features.len().min(table.rows()) {
+            return Err(PlanError::TooManyComponents {
+                path,
+                k,
+                rows: table.rows(),
+                cols: features.len(),
+            });
+        }
         let config = AlgorithmConfig {
-            kind: s.algorithm.kind,
+            kind: a.kind,
             features,
             target: s.data.target.clone(),
-            intercept: s.algorithm.intercept,
+            intercept: a.intercept.unwrap_or(true) && !svd,
+            max_iter: a.max_iter.unwrap_or(if svd { 1000 } else { 100 }),
+            tol: a.tol.unwrap_or(1e-10),
+            k,
+            center: a.center.unwrap_or(true),
+            scale: a.scale.unwrap_or(false),
+            method: a.method.unwrap_or_default(),
+            oversample: a.oversample.unwrap_or(10),
+            vertical,
+            seed: s.scenario.seed,
+        };
+        // Generated and Parquet data travel as Parquet: exact and compact.
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => "csv",
+            _ => "parquet",
         };
         Ok(Plan {
             config,
             table,
             data_path: path,
             sites,
+            format,
         })
     }
 
@@ -132,6 +240,8 @@ pub struct Bundle {
     pub rows: usize,
     pub data_sha256: String,
     pub key: FrameKey,
+    /// The analysis as this site runs it (its own columns, for a vertical split).
+    pub config: AlgorithmConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,8 +278,9 @@ pub fn write_bundles(
         .map(|site| {
             let dir = sites_dir.join(&site.name);
             fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io_at(&dir))?;
-            let data_path = dir.join("data.csv");
-            plan.table.select_rows(&site.source_rows).write_csv(&data_path)?;
+            let file = format!("data.{}", plan.format);
+            let data_path = dir.join(&file);
+            site.table(plan)?.write(&data_path)?;
             let bytes = fs::read(&data_path).map_err(io_at(&data_path))?;
             let token = auth::new_token();
             let env_path = dir.join(".env");
@@ -181,14 +292,15 @@ pub fn write_bundles(
                 .map_err(io_at(&env_path))?;
             write!(
                 f,
-                "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA=data.csv\n",
-                site.name, token, coordinator
+                "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA={}\n",
+                site.name, token, coordinator, file
             )
             .map_err(io_at(&env_path))?;
             Ok(Bundle {
                 name: site.name.clone(),
                 dir,
-                rows: site.source_rows.len(),
+                rows: site.rows(plan),
+                config: site.config(plan),
                 data_sha256: hex::encode(Sha256::digest(&bytes)),
                 key: auth::frame_key(&token),
             })

@@ -195,7 +195,12 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Resul
 pub fn plan(scenario: &Scenario) -> Result<Plan, RunError> {
     let plan = Plan::make(scenario)?;
     if let Some(r) = &scenario.compare.reference {
-        compare::find_reference(r, &data_file_name(&plan), reference_kind(scenario))?;
+        compare::find_reference(
+            r,
+            &data_file_name(&plan),
+            reference_kind(scenario),
+            plan.config.scale,
+        )?;
     }
     Ok(plan)
 }
@@ -243,7 +248,16 @@ fn write_plan(
         .sites
         .iter()
         .zip(bundles)
-        .map(|(p, b)| serde_json::json!({"name": p.name, "rows": b.rows, "data_sha256": b.data_sha256, "source_rows": p.source_rows}))
+        .map(|(p, b)| {
+            let mut site =
+                serde_json::json!({"name": p.name, "rows": b.rows, "data_sha256": b.data_sha256});
+            match (&p.source_rows, &p.columns) {
+                (Some(rows), _) => site["source_rows"] = serde_json::json!(rows),
+                (None, Some(cols)) => site["columns"] = serde_json::json!(cols),
+                (None, None) => {}
+            }
+            site
+        })
         .collect();
     let doc = serde_json::json!({
         "scenario": scenario.scenario.name,
@@ -310,6 +324,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         .map(|b| SiteAuth {
             name: b.name.clone(),
             key: b.key,
+            config: b.config.clone(),
         })
         .collect();
     let settings = coordinator::Settings {
@@ -377,6 +392,9 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
             check_rows(&outcome.joined, &bundles);
             rounds = outcome.rounds;
             let fed = outcome.estimates;
+            if let Err(e) = write_vectors(&dir, &plan, &fed) {
+                tracing::warn!(phase = "report", error = %e, "cannot write the component vectors");
+            }
             tracing::info!(phase = "baseline", "computing the centralised baseline");
             let base = plan
                 .pooled()
@@ -385,21 +403,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
             lap("baseline", &mut phases);
             match base {
                 Ok(base) => {
-                    let tol = scenario.compare.tolerance;
-                    let cmp = compare::estimates(&fed, &base, tol);
-                    let reference = match &scenario.compare.reference {
-                        Some(path) => compare::find_reference(
-                            path,
-                            &data_file_name(&plan),
-                            reference_kind(scenario),
-                        )
-                        .ok()
-                        .map(|r| ReferenceCheck {
-                            source: path.clone(),
-                            comparison: compare::estimates(&fed, &r.estimates(), tol),
-                        }),
-                        None => None,
-                    };
+                    let (cmp, reference) = evaluate(scenario, &plan, &fed, &base);
                     let failed_check = [
                         Some(("centralised baseline", &cmp)),
                         reference.as_ref().map(|r| ("reference", &r.comparison)),
@@ -413,10 +417,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
                         "failed"
                     };
                     summary.error = failed_check.map(|(what, c)| FailureInfo {
-                        message: format!(
-                            "federated result differs from the {what}: max relative difference {:.3e} at {} exceeds tolerance {:.1e}",
-                            c.max_rel_diff, c.worst, c.tolerance
-                        ),
+                        message: mismatch(what, c),
                         site: None,
                     });
                     summary.results = Some(fed);
@@ -474,6 +475,76 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     // summary.json last: its presence means the run directory is complete.
     write_json_atomic(&dir.join("summary.json"), &summary).map_err(io)?;
     Ok(RunOutcome { dir, summary })
+}
+
+/// Federated against the centralised baseline, and against the reference file when there is one.
+fn evaluate(
+    scenario: &Scenario,
+    plan: &Plan,
+    fed: &Estimates,
+    base: &Estimates,
+) -> (Comparison, Option<ReferenceCheck>) {
+    let tol = scenario.compare.tolerance;
+    let angle_tol = scenario.compare.angle_tolerance_deg;
+    let cmp = compare::with_angles(compare::estimates(fed, base, tol), fed, base, angle_tol);
+    let reference = scenario.compare.reference.as_ref().and_then(|path| {
+        let row = compare::find_reference(
+            path,
+            &data_file_name(plan),
+            reference_kind(scenario),
+            plan.config.scale,
+        )
+        .ok()?;
+        let mut want = row.estimates();
+        // A reference lists the leading singular values; compare as many as both sides have.
+        let mut got = fed.clone();
+        let m = got.singular_values.len().min(want.singular_values.len());
+        got.singular_values.truncate(m);
+        want.singular_values.truncate(m);
+        Some(ReferenceCheck {
+            source: path.clone(),
+            comparison: compare::estimates(&got, &want, tol),
+        })
+    });
+    (cmp, reference)
+}
+
+fn mismatch(what: &str, c: &Comparison) -> String {
+    let mut m = format!(
+        "federated result differs from the {what}: max relative difference {:.3e} at {} (tolerance {:.1e})",
+        c.max_rel_diff, c.worst, c.tolerance
+    );
+    if let (Some(a), Some(t)) = (c.max_angle_deg, c.angle_tolerance_deg) {
+        m.push_str(&format!(", max angle {a:.2e} deg (tolerance {t} deg)"));
+    }
+    m
+}
+
+/// svd: the coordinator's vectors as CSV: right singular vectors per feature (horizontal), or
+/// sample-side vectors per row (vertical; the feature-side ones stay on the sites).
+fn write_vectors(dir: &Path, plan: &Plan, est: &Estimates) -> Result<(), crate::data::DataError> {
+    if est.vectors.is_empty() {
+        return Ok(());
+    }
+    let pcs: Vec<String> = (1..=est.vectors.len()).map(|i| format!("pc{i}")).collect();
+    if plan.config.vertical {
+        let rows: Vec<String> = (1..=plan.table.rows()).map(|r| r.to_string()).collect();
+        crate::data::write_labeled_csv(
+            &dir.join("sample_vectors.csv"),
+            "row",
+            &rows,
+            &pcs,
+            &est.vectors,
+        )
+    } else {
+        crate::data::write_labeled_csv(
+            &dir.join("components.csv"),
+            "feature",
+            &plan.config.features,
+            &pcs,
+            &est.vectors,
+        )
+    }
 }
 
 /// A federation failure as the summary reports it.

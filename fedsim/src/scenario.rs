@@ -44,7 +44,11 @@ pub struct Meta {
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
     /// CSV or Parquet, relative to the scenario file.
-    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Instead of a file: a synthetic data set made from the scenario's seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<Generate>,
     /// Regression target; absent for svd.
     #[serde(default)]
     pub target: Option<String>,
@@ -54,6 +58,39 @@ pub struct DataSpec {
     /// Columns to leave out (e.g. a class label before an svd).
     #[serde(default)]
     pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerateKind {
+    /// Features x1..xd: a rank-r signal with separated singular values, plus Gaussian noise.
+    LowRank,
+    /// Features x1..xd ~ N(0, 1) and target y = 1 + X beta + noise.
+    Linear,
+    /// Features x1..xd ~ N(0, 1) and a 0/1 target y drawn from a logistic model.
+    Logistic,
+}
+
+/// A synthetic data set, for sizes no real file here has (benchmarks, high dimension).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    pub kind: GenerateKind,
+    pub rows: usize,
+    pub cols: usize,
+    /// low_rank: rank of the signal (default 10).
+    #[serde(default = "default_rank")]
+    pub rank: usize,
+    /// Standard deviation of the added noise (default 0.1).
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+}
+
+fn default_rank() -> usize {
+    10
+}
+fn default_noise() -> f64 {
+    0.1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,17 +189,46 @@ impl AlgorithmKind {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SvdMethod {
+    /// Gram route when the aggregated matrix is small, subspace iteration otherwise.
+    #[default]
+    Auto,
+    /// Exact: sum the d x d (horizontal) or n x n (vertical) Gram matrix and decompose it.
+    Gram,
+    /// Federated randomized subspace iteration: only d x k (or n x k) blocks travel.
+    Subspace,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlgorithmSpec {
     pub kind: AlgorithmKind,
-    /// Add an intercept term (`const`), as statsmodels' `add_constant`.
-    #[serde(default = "yes")]
-    pub intercept: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// Regressions: add an intercept term (`const`), as statsmodels' `add_constant` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intercept: Option<bool>,
+    /// logistic_regression (Newton) and svd (subspace): iteration limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iter: Option<usize>,
+    /// logistic_regression: largest Newton step that counts as converged; svd: subspace change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tol: Option<f64>,
+    /// svd: number of components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// svd: subtract column means (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center: Option<bool>,
+    /// svd: divide columns by their standard deviation, ddof 1 (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<bool>,
+    /// svd: "auto" | "gram" | "subspace".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<SvdMethod>,
+    /// svd subspace: extra vectors iterated beyond k, for faster convergence (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversample: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +237,10 @@ pub struct CompareSpec {
     /// Largest relative difference between federated and centralised results that passes.
     #[serde(default = "default_tolerance")]
     pub tolerance: f64,
+    /// svd: largest angle (degrees) between federated and centralised vectors that passes,
+    /// checked for components whose singular values are separated.
+    #[serde(default = "default_angle_tolerance")]
+    pub angle_tolerance_deg: f64,
     /// Optional JSON-lines file of independent reference results (e.g. statsmodels).
     #[serde(default)]
     pub reference: Option<PathBuf>,
@@ -180,9 +250,14 @@ impl Default for CompareSpec {
     fn default() -> Self {
         CompareSpec {
             tolerance: default_tolerance(),
+            angle_tolerance_deg: default_angle_tolerance(),
             reference: None,
         }
     }
+}
+
+fn default_angle_tolerance() -> f64 {
+    0.01
 }
 
 fn default_tolerance() -> f64 {
@@ -253,7 +328,7 @@ impl Scenario {
         let tree = DeTable::parse(text).map_err(|e| locator.toml_error(&e, ""))?;
         let root = DeValue::Table(tree.into_inner());
         validate(&scenario, &|key, message| locator.at(&root, key, message))?;
-        scenario.data.path = base.join(&scenario.data.path);
+        scenario.data.path = scenario.data.path.as_ref().map(|p| base.join(p));
         if let Some(r) = &scenario.compare.reference {
             scenario.compare.reference = Some(base.join(r));
         }
@@ -395,27 +470,59 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             ),
         ));
     }
-    if s.data.path.as_os_str().is_empty() {
-        return Err(at(
-            "data.path",
-            "expected a path to a CSV or Parquet file".into(),
-        ));
-    }
-    let ext = s
-        .data
-        .path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !matches!(ext.as_str(), "csv" | "parquet" | "pq") {
-        return Err(at(
-            "data.path",
-            format!(
-                "expected a .csv or .parquet file, found {:?}",
-                s.data.path.display().to_string()
-            ),
-        ));
+    match (&s.data.path, &s.data.generate) {
+        (None, None) => {
+            return Err(at(
+                "data",
+                "missing key `path`: give a CSV or Parquet file (or `generate` for synthetic data)"
+                    .into(),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(at(
+                "data.generate",
+                "give either `path` or `generate`, not both".into(),
+            ))
+        }
+        (Some(path), None) => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if !matches!(ext.as_str(), "csv" | "parquet" | "pq") {
+                return Err(at(
+                    "data.path",
+                    format!(
+                        "expected a .csv or .parquet file, found {:?}",
+                        path.display().to_string()
+                    ),
+                ));
+            }
+        }
+        (None, Some(g)) => {
+            if g.rows < 2 || g.cols < 1 || g.rows.saturating_mul(g.cols) > 200_000_000 {
+                return Err(at(
+                    "data.generate",
+                    format!(
+                        "expected rows >= 2, cols >= 1 and rows x cols <= 2e8, found {} x {}",
+                        g.rows, g.cols
+                    ),
+                ));
+            }
+            if g.rank == 0 || g.rank > g.cols.min(g.rows) {
+                return Err(at(
+                    "data.generate.rank",
+                    format!("expected a rank from 1 to {}", g.cols.min(g.rows)),
+                ));
+            }
+            if !(g.noise.is_finite() && g.noise >= 0.0) {
+                return Err(at(
+                    "data.generate.noise",
+                    format!("expected a standard deviation >= 0, found {}", g.noise),
+                ));
+            }
+        }
     }
     let kind = s.algorithm.kind;
     match (&s.data.target, kind.needs_target()) {
@@ -473,13 +580,21 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         ));
     }
     if p.kind == PartitionKind::Vertical {
-        return Err(at(
-            "partition.kind",
-            format!(
-                "vertical partitions are not supported for {} (use \"horizontal\")",
-                kind.as_str()
-            ),
-        ));
+        if kind != AlgorithmKind::Svd {
+            return Err(at(
+                "partition.kind",
+                format!(
+                    "vertical partitions are supported for svd only, not {} (use \"horizontal\")",
+                    kind.as_str()
+                ),
+            ));
+        }
+        if p.strategy == Strategy::Dirichlet {
+            return Err(at(
+                "partition.strategy",
+                "a vertical split shares columns, which have no labels: use \"uniform\" or \"sizes\"".into(),
+            ));
+        }
     }
     match p.strategy {
         Strategy::Sizes => {
@@ -564,13 +679,12 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             ),
         ));
     }
-    if kind != AlgorithmKind::LinearRegression {
+    validate_algorithm(s, at)?;
+    let a = s.compare.angle_tolerance_deg;
+    if !(a.is_finite() && a > 0.0 && a <= 90.0) {
         return Err(at(
-            "algorithm.kind",
-            format!(
-                "algorithm {} is not available in this version; use \"linear_regression\"",
-                kind.as_str()
-            ),
+            "compare.angle_tolerance_deg",
+            format!("expected degrees in (0, 90], found {a}"),
         ));
     }
     let t = s.compare.tolerance;
@@ -596,6 +710,69 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 format!("expected a number of seconds > 0, found {v}"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Each option belongs to the algorithms that use it; elsewhere it is a mistake worth reporting.
+fn validate_algorithm(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    use AlgorithmKind::*;
+    let a = &s.algorithm;
+    let owners: [(&str, bool, &[AlgorithmKind]); 8] = [
+        (
+            "intercept",
+            a.intercept.is_some(),
+            &[LinearRegression, LogisticRegression],
+        ),
+        ("max_iter", a.max_iter.is_some(), &[LogisticRegression, Svd]),
+        ("tol", a.tol.is_some(), &[LogisticRegression, Svd]),
+        ("k", a.k.is_some(), &[Svd]),
+        ("center", a.center.is_some(), &[Svd]),
+        ("scale", a.scale.is_some(), &[Svd]),
+        ("method", a.method.is_some(), &[Svd]),
+        ("oversample", a.oversample.is_some(), &[Svd]),
+    ];
+    for (key, present, kinds) in owners {
+        if present && !kinds.contains(&a.kind) {
+            let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            return Err(at(
+                &format!("algorithm.{key}"),
+                format!(
+                    "`{key}` applies to {} only, not {}",
+                    names.join(" and "),
+                    a.kind.as_str()
+                ),
+            ));
+        }
+    }
+    if a.max_iter == Some(0) || a.max_iter.is_some_and(|m| m > 100_000) {
+        return Err(at(
+            "algorithm.max_iter",
+            "expected a number of iterations from 1 to 100000".into(),
+        ));
+    }
+    if let Some(t) = a.tol {
+        if !(t.is_finite() && t > 0.0 && t < 1.0) {
+            return Err(at(
+                "algorithm.tol",
+                format!("expected a number between 0 and 1, found {t:e}"),
+            ));
+        }
+    }
+    if a.k == Some(0) {
+        return Err(at("algorithm.k", "expected at least 1 component".into()));
+    }
+    if a.kind == Svd && a.k.is_none() {
+        return Err(at(
+            "algorithm",
+            "missing key `k`: svd needs the number of components, e.g. k = 10".into(),
+        ));
+    }
+    if a.scale == Some(true) && a.center == Some(false) {
+        return Err(at(
+            "algorithm.scale",
+            "scale = true needs center = true (a z-score centres first)".into(),
+        ));
     }
     Ok(())
 }
@@ -631,7 +808,7 @@ kind = "linear_regression"
         assert_eq!(s.partition.strategy, Strategy::Uniform);
         assert_eq!(s.fleet.provider, Provider::Local);
         assert_eq!(s.compare.tolerance, 1e-8);
-        assert_eq!(s.data.path, Path::new("dir/x.csv"));
+        assert_eq!(s.data.path.as_deref(), Some(Path::new("dir/x.csv")));
     }
 
     #[test]

@@ -141,7 +141,7 @@ const CASES: &[Case] = &[
         10,
         "partition.kind",
         &[
-            "vertical partitions are not supported",
+            "vertical partitions are supported for svd only, not linear_regression",
             "use \"horizontal\"",
         ],
     ),
@@ -210,13 +210,28 @@ const CASES: &[Case] = &[
         &["expected an IP address and port", "\"localhost\""],
     ),
     case(
-        "unsupported_algorithm.toml",
-        14,
-        "algorithm.kind",
-        &[
-            "algorithm logistic_regression is not available",
-            "use \"linear_regression\"",
-        ],
+        "option_for_other_algorithm.toml",
+        15,
+        "algorithm.k",
+        &["`k` applies to svd only, not logistic_regression"],
+    ),
+    case(
+        "svd_without_k.toml",
+        13,
+        "algorithm",
+        &["missing key `k`", "e.g. k = 10"],
+    ),
+    case(
+        "vertical_dirichlet.toml",
+        12,
+        "partition.strategy",
+        &["vertical split shares columns", "\"uniform\" or \"sizes\""],
+    ),
+    case(
+        "path_and_generate.toml",
+        7,
+        "data.generate",
+        &["either `path` or `generate`, not both"],
     ),
     case(
         "bad_tolerance.toml",

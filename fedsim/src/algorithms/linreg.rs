@@ -220,7 +220,7 @@ impl Federated for LinearRegression {
                     };
                     rss += s;
                 }
-                Ok(Step::Done(self.estimates(rss)))
+                Ok(Step::Done(Box::new(self.estimates(rss))))
             }
         }
     }

@@ -3,21 +3,37 @@
 //! inside: requests and replies travel as bytes.
 
 pub mod linreg;
+pub mod logreg;
+pub mod svd;
 
 use faer::Mat;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Table;
-use crate::scenario::AlgorithmKind;
+use crate::scenario::{AlgorithmKind, SvdMethod};
 
 /// What a site needs to know about the analysis; sent to each agent when it joins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AlgorithmConfig {
     pub kind: AlgorithmKind,
+    /// The feature columns, in order (for a vertical split: this site's columns only).
     pub features: Vec<String>,
     pub target: Option<String>,
     pub intercept: bool,
+    /// Newton / subspace iteration limit and convergence tolerance.
+    pub max_iter: usize,
+    pub tol: f64,
+    /// svd: components, centring, z-scoring, route, extra iterated vectors.
+    pub k: usize,
+    pub center: bool,
+    pub scale: bool,
+    pub method: SvdMethod,
+    pub oversample: usize,
+    /// Sites hold column blocks of the same rows, not row blocks.
+    pub vertical: bool,
+    /// Seeds the random start of subspace iteration.
+    pub seed: u64,
 }
 
 impl AlgorithmConfig {
@@ -82,8 +98,30 @@ pub struct Estimates {
     pub r2: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigma2: Option<f64>,
+    /// Log-likelihood at the estimate (logistic regression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loglik: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub singular_values: Vec<f64>,
+    /// s^2 / (n - 1) for each component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explained_variance: Vec<f64>,
+    /// Which svd route ran ("gram" or "subspace").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Iterations (Newton steps or subspace iterations) until convergence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<usize>,
+    /// Convergence measure per iteration: Newton step size, or subspace residual.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub convergence: Vec<f64>,
+    /// Component vectors, one Vec per component: right singular vectors (d long) for a horizontal
+    /// split, sample-side vectors (n long) for a vertical one. Written to CSV, not to the summary.
+    #[serde(skip)]
+    pub vectors: Vec<Vec<f64>>,
+    /// Every singular value (the baseline's), to tell which components are well separated.
+    #[serde(skip)]
+    pub spectrum: Vec<f64>,
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -99,7 +137,7 @@ pub enum AlgoError {
 /// After aggregating a round: ask the sites for another, or stop with the estimates.
 pub enum Step<R> {
     Next(R),
-    Done(Estimates),
+    Done(Box<Estimates>),
 }
 
 /// One federated algorithm: the site step and the coordinator step, with typed messages.
@@ -155,10 +193,10 @@ pub fn build(config: &AlgorithmConfig) -> Result<Box<dyn Runner>, AlgoError> {
         AlgorithmKind::LinearRegression => {
             Ok(Box::new(linreg::LinearRegression::new(config.clone())))
         }
-        other => Err(AlgoError::Protocol(format!(
-            "algorithm {} is not available in this build",
-            other.as_str()
-        ))),
+        AlgorithmKind::LogisticRegression => {
+            Ok(Box::new(logreg::LogisticRegression::new(config.clone())))
+        }
+        AlgorithmKind::Svd => Ok(Box::new(svd::Svd::new(config.clone()))),
     }
 }
 
@@ -169,4 +207,36 @@ pub fn t_pvalues(t: &[f64], df: f64) -> Vec<f64> {
         Ok(dist) => t.iter().map(|x| 2.0 * dist.sf(x.abs())).collect(),
         Err(_) => vec![f64::NAN; t.len()],
     }
+}
+
+/// Two-sided p-values of z statistics (standard normal), as statsmodels reports for Logit.
+pub fn z_pvalues(z: &[f64]) -> Vec<f64> {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let n = Normal::standard();
+    z.iter().map(|x| 2.0 * n.sf(x.abs())).collect()
+}
+
+/// Row-major copy of a matrix, for the wire.
+pub fn to_rows(m: &Mat<f64>) -> Vec<f64> {
+    (0..m.nrows())
+        .flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)]))
+        .collect()
+}
+
+/// Add a row-major block from the wire into `acc`, checking its size.
+pub fn add_rows(acc: &mut Mat<f64>, rows: &[f64], what: &str) -> Result<(), AlgoError> {
+    let (r, c) = (acc.nrows(), acc.ncols());
+    if rows.len() != r * c {
+        return Err(AlgoError::Protocol(format!(
+            "{what} has {} values, expected {}",
+            rows.len(),
+            r * c
+        )));
+    }
+    for i in 0..r {
+        for j in 0..c {
+            acc[(i, j)] += rows[i * c + j];
+        }
+    }
+    Ok(())
 }

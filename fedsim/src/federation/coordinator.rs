@@ -16,6 +16,8 @@ use crate::auth::FrameKey;
 pub struct SiteAuth {
     pub name: String,
     pub key: FrameKey,
+    /// The analysis as this site runs it (differs per site only in a vertical split).
+    pub config: AlgorithmConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +107,7 @@ pub fn run(
     settings: &Settings,
     liveness: &mut Liveness,
 ) -> Result<Outcome, FedError> {
-    let (mut channels, mut joined) = accept_all(listener, sites, config, settings, liveness)?;
+    let (mut channels, mut joined) = accept_all(listener, sites, settings, liveness)?;
     let result = drive(&mut channels, &mut joined, config, settings);
     let status = if result.is_ok() {
         "succeeded"
@@ -129,7 +131,6 @@ pub fn run(
 fn accept_all(
     listener: &TcpListener,
     sites: &[SiteAuth],
-    config: &AlgorithmConfig,
     settings: &Settings,
     liveness: &mut Liveness,
 ) -> Result<(Vec<Channel>, Vec<JoinedSite>), FedError> {
@@ -166,7 +167,7 @@ fn accept_all(
             });
         }
         match listener.accept() {
-            Ok((stream, peer)) => match handshake(stream, sites, &slots, config, settings) {
+            Ok((stream, peer)) => match handshake(stream, sites, &slots, settings) {
                 Ok((idx, ch, site)) => {
                     tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
                     slots[idx] = Some((ch, site));
@@ -189,7 +190,6 @@ fn handshake(
     stream: TcpStream,
     sites: &[SiteAuth],
     slots: &[Option<(Channel, JoinedSite)>],
-    config: &AlgorithmConfig,
     settings: &Settings,
 ) -> Result<(usize, Channel, JoinedSite), String> {
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
@@ -228,11 +228,12 @@ fn handshake(
     else {
         unreachable!("checked in lookup")
     };
+    let idx = idx.expect("set by lookup");
     let ours = crate::auth::nonce();
     ch.send(&Message::Welcome {
         run_id: settings.run_id.clone(),
         nonce: ours,
-        algorithm: config.clone(),
+        algorithm: sites[idx].config.clone(),
     })
     .map_err(|e| e.to_string())?;
     ch.set_session(&nonce, &ours);
@@ -242,7 +243,7 @@ fn handshake(
         rows: 0,
         agent_version,
     };
-    Ok((idx.expect("set by lookup"), ch, joined))
+    Ok((idx, ch, joined))
 }
 
 fn kind(m: &Message) -> &'static str {
@@ -379,7 +380,7 @@ fn drive(
         });
         match step {
             Step::Next(next) => request = next,
-            Step::Done(estimates) => return Ok((estimates, rounds)),
+            Step::Done(estimates) => return Ok((*estimates, rounds)),
         }
     }
     unreachable!("rounds are unbounded; the algorithm ends them")

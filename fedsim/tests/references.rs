@@ -1,0 +1,298 @@
+//! Every row of `reference.jsonl` (statsmodels OLS / Logit, numpy SVD) reproduced federated over
+//! 3 and 7 local sites, by every route; vertical svd equals horizontal svd.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+struct Run {
+    dir: PathBuf,
+    summary: serde_json::Value,
+    _tmp: tempfile::TempDir,
+}
+
+/// Run a scenario made of `data` + `partition` + `algorithm` TOML bodies and expect success.
+fn run(csv: &str, data_extra: &str, partition: &str, algorithm: &str, tolerance: f64) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "s",
+        &format!(
+            "[scenario]\nname = \"ref\"\nseed = 2\n[data]\npath = \"{}\"\n{data_extra}\n[partition]\n{partition}\n[algorithm]\n{algorithm}\n[compare]\ntolerance = {tolerance:e}\n",
+            test_data(csv).display()
+        ),
+    );
+    let dir = tmp.path().join("run");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "run",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let summary = summary(&dir);
+    assert!(
+        o.status.success(),
+        "{csv} [{partition}] [{algorithm}]: {}\n{summary:#}",
+        stderr(&o)
+    );
+    assert_eq!(summary["status"], "succeeded");
+    Run {
+        dir,
+        summary,
+        _tmp: tmp,
+    }
+}
+
+fn horizontal(sites: usize) -> String {
+    format!("kind = \"horizontal\"\nsites = {sites}")
+}
+
+#[test]
+fn logistic_regression_matches_statsmodels_logit() {
+    let r = reference("spector.csv", "logit");
+    for sites in [3, 7] {
+        let run = run(
+            "spector.csv",
+            "target = \"GRADE\"",
+            &horizontal(sites),
+            "kind = \"logistic_regression\"",
+            1e-6,
+        );
+        let res = &run.summary["results"];
+        assert_eq!(res["terms"], r["terms"]);
+        for field in ["coef", "se"] {
+            let d = max_rel(&floats(&res[field]), &floats(&r[field]));
+            assert!(d <= 1e-6, "{sites} sites: {field} off statsmodels by {d:e}");
+        }
+        let ll = res["loglik"].as_f64().unwrap();
+        assert!(
+            (ll - r["loglik"].as_f64().unwrap()).abs() <= 1e-8,
+            "loglik {ll}"
+        );
+        // Newton ran to convergence, not a fixed number of steps; the trace is recorded.
+        let steps = floats(&res["convergence"]);
+        assert!(
+            steps.len() >= 3 && *steps.last().unwrap() < 1e-9,
+            "{steps:?}"
+        );
+        assert_eq!(res["iterations"].as_u64().unwrap() as usize, steps.len());
+    }
+}
+
+#[test]
+fn ols_on_raw_diabetes_matches_statsmodels_on_3_and_7_sites() {
+    let r = reference("diabetes_raw.csv", "ols");
+    for sites in [3, 7] {
+        let run = run(
+            "diabetes_raw.csv",
+            "target = \"progression\"",
+            &horizontal(sites),
+            "kind = \"linear_regression\"",
+            1e-8,
+        );
+        for field in ["coef", "se"] {
+            let d = max_rel(&floats(&run.summary["results"][field]), &floats(&r[field]));
+            assert!(d <= 1e-8, "{sites} sites: {field} off statsmodels by {d:e}");
+        }
+    }
+}
+
+/// Check singular values and explained variance against numpy, and the vector angles against
+/// the centralised baseline, for the given route.
+fn check_pca(csv: &str, sites: usize, method: &str, partition: &str) -> Run {
+    let r = reference(csv, "pca");
+    let zscore = r["zscore"].as_bool().unwrap();
+    let want_sv = floats(&r["singular_values"]);
+    let k = want_sv.len();
+    let tol = if method == "gram" { 1e-9 } else { 1e-6 };
+    let algorithm =
+        format!("kind = \"svd\"\nk = {k}\ncenter = true\nscale = {zscore}\nmethod = \"{method}\"");
+    let run = run(csv, "exclude = [\"target\"]", partition, &algorithm, tol);
+    let res = &run.summary["results"];
+    assert_eq!(res["method"], method);
+    let sv = max_rel(&floats(&res["singular_values"]), &want_sv);
+    assert!(
+        sv <= tol,
+        "{csv} {sites} sites {method}: singular values off numpy by {sv:e}"
+    );
+    let ev = max_rel(
+        &floats(&res["explained_variance"]),
+        &floats(&r["explained_variance"]),
+    );
+    assert!(
+        ev <= 2.0 * tol,
+        "{csv}: explained variance off numpy by {ev:e}"
+    );
+    let c = &run.summary["comparison"];
+    let angles = floats(&c["angles_deg"]);
+    let separated: Vec<bool> = c["separated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_bool().unwrap())
+        .collect();
+    assert_eq!(angles.len(), k);
+    assert!(
+        separated.iter().filter(|s| **s).count() >= k - 2,
+        "most leading components are separated"
+    );
+    for (i, (a, s)) in angles.iter().zip(&separated).enumerate() {
+        assert!(*a <= 90.0);
+        if *s {
+            assert!(
+                *a < 0.01,
+                "{csv} {method}: component {} at {a} degrees",
+                i + 1
+            );
+        }
+    }
+    run
+}
+
+#[test]
+fn digits_pca_matches_numpy_by_both_routes() {
+    for sites in [3, 7] {
+        for method in ["gram", "subspace"] {
+            let run = check_pca("digits.csv", sites, method, &horizontal(sites));
+            if method == "subspace" {
+                let trace = floats(&run.summary["results"]["convergence"]);
+                assert!(
+                    trace.len() > 1 && *trace.last().unwrap() <= 1e-10,
+                    "{trace:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn zscored_breast_cancer_pca_matches_numpy_by_both_routes() {
+    for sites in [3, 7] {
+        for method in ["gram", "subspace"] {
+            check_pca("breast_cancer.csv", sites, method, &horizontal(sites));
+        }
+    }
+}
+
+fn site_file(run: &Run, site: usize, file: &str) -> String {
+    std::fs::read_to_string(run.dir.join(format!("sites/site-{site}/output/{file}")))
+        .unwrap_or_else(|e| panic!("site-{site} {file}: {e}"))
+}
+
+#[test]
+fn vertical_svd_equals_horizontal_and_keeps_feature_vectors_on_sites() {
+    for (csv, method) in [("breast_cancer.csv", "gram"), ("digits.csv", "subspace")] {
+        let vertical = check_pca(csv, 3, method, "kind = \"vertical\"\nsites = 3");
+        let horizontal = check_pca(csv, 3, method, &horizontal(3));
+        let tol = if method == "gram" { 1e-9 } else { 1e-6 };
+        let d = max_rel(
+            &floats(&vertical.summary["results"]["singular_values"]),
+            &floats(&horizontal.summary["results"]["singular_values"]),
+        );
+        assert!(
+            d <= tol,
+            "{csv}: vertical vs horizontal singular values differ by {d:e}"
+        );
+        // Each site wrote the rows of V for its own columns, and only those.
+        let plan: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(vertical.dir.join("plan.json")).unwrap())
+                .unwrap();
+        let mut all = Vec::new();
+        for site in 1..=3 {
+            let cols: Vec<String> = plan["sites"][site - 1]["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect();
+            let text = site_file(&vertical, site, "components.csv");
+            let rows: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').next().unwrap())
+                .collect();
+            assert_eq!(rows, cols, "site-{site} components are for its own columns");
+            all.extend(cols);
+        }
+        let features = plan["algorithm"]["features"].as_array().unwrap().len();
+        let held = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(
+            (held, all.len()),
+            (features, features),
+            "every feature is at exactly one site"
+        );
+        // The coordinator holds the sample-side vectors only.
+        assert!(vertical.dir.join("sample_vectors.csv").exists());
+        assert!(!vertical.dir.join("components.csv").exists());
+        // Horizontal: the coordinator has V; each site keeps its own projections.
+        assert!(horizontal.dir.join("components.csv").exists());
+        let total: usize = (1..=3)
+            .map(|s| site_file(&horizontal, s, "projections.csv").lines().count() - 1)
+            .sum();
+        assert_eq!(
+            total as u64,
+            horizontal.summary["results"]["n"].as_u64().unwrap()
+        );
+    }
+}
+
+fn expect_failure(csv: &str, data_extra: &str, algorithm: &str, want: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "f",
+        &format!(
+            "[scenario]\nname = \"f\"\n[data]\npath = \"{}\"\n{data_extra}\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\n{algorithm}\n",
+            Path::new(csv).display()
+        ),
+    );
+    let dir = tmp.path().join("run");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "run",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&dir);
+    assert_eq!(s["status"], "failed");
+    let msg = s["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(want), "{msg}");
+}
+
+#[test]
+fn separation_and_non_convergence_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sep = tmp.path().join("separated.csv");
+    let mut body = String::from("x,y\n");
+    for i in 0..40 {
+        body.push_str(&format!("{},{}\n", i as f64 / 10.0, u8::from(i >= 20)));
+    }
+    std::fs::write(&sep, body).unwrap();
+    expect_failure(
+        sep.to_str().unwrap(),
+        "target = \"y\"",
+        "kind = \"logistic_regression\"",
+        "separation",
+    );
+    let spector = test_data("spector.csv");
+    expect_failure(
+        spector.to_str().unwrap(),
+        "target = \"GRADE\"",
+        "kind = \"logistic_regression\"\nmax_iter = 2",
+        "did not converge in 2 iterations",
+    );
+}
