@@ -6,6 +6,7 @@
 pub mod algorithms;
 pub mod auth;
 pub mod baseline;
+pub mod bench;
 pub mod compare;
 pub mod data;
 pub mod federation;

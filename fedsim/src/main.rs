@@ -49,6 +49,15 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Measure federated vs centralised time and traffic: OLS 1e6 x 50 on 10 sites, svd 2e4 x 2e3 on 5.
+    Bench {
+        /// Where the benchmark's runs and bench.json go (default runs/bench-<UTC time>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Smaller data (1/50 of the rows, 1/5 of the columns), same shape of work.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run a site agent from its bundle directory (started by fedsim on each site).
     Agent {
         /// The site's bundle directory (holds .env and the data).
@@ -60,6 +69,10 @@ enum Command {
         /// Seconds to keep trying to reach the coordinator.
         #[arg(long, default_value_t = 30.0)]
         connect_timeout: f64,
+        /// Worker threads for the local computations (default: all cores). Sites sharing one
+        /// machine should split the cores, or their thread pools fight over them.
+        #[arg(long)]
+        threads: Option<usize>,
     },
 }
 
@@ -70,7 +83,13 @@ fn main() -> ExitCode {
             dir,
             coordinator,
             connect_timeout,
-        } => agent(&dir, coordinator.as_deref(), connect_timeout),
+            threads,
+        } => {
+            if let Some(n) = threads {
+                fedsim::federation::agent::limit_threads(n);
+            }
+            agent(&dir, coordinator.as_deref(), connect_timeout)
+        }
         command => {
             fedsim::logs::init_controller(cli.verbose, cli.quiet);
             controller(command)
@@ -168,6 +187,34 @@ fn controller(command: Command) -> ExitCode {
                         "succeeded" => ExitCode::SUCCESS,
                         "cancelled" => ExitCode::from(130),
                         _ => ExitCode::from(1),
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Bench { out, quick } => {
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "runs/bench-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ))
+            });
+            let agent_exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: cannot locate the fedsim binary for the agents: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            install_signal_handler();
+            match fedsim::bench::run(&out, quick, agent_exe) {
+                Ok(report) => {
+                    eprint!("{}", fedsim::bench::table(&report));
+                    println!("{}", out.join("bench.json").display());
+                    if report.cases.iter().all(|c| c.status == "succeeded") {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
                     }
                 }
                 Err(e) => fail(&e),

@@ -110,6 +110,9 @@ pub struct Summary {
 pub struct Metrics {
     /// Wall seconds per phase, in pipeline order.
     pub phases: Vec<(String, f64)>,
+    /// Seconds until every site had connected and authenticated.
+    pub connect_secs: Option<f64>,
+    /// Round 0 is the sites loading their data; then the algorithm's rounds.
     pub rounds: Vec<RoundMetrics>,
     pub controller_cpu_secs: f64,
     pub controller_peak_rss_kib: i64,
@@ -120,6 +123,7 @@ pub struct Metrics {
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub summary: Summary,
+    pub metrics: Metrics,
 }
 
 impl RunOutcome {
@@ -387,10 +391,12 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         reference: None,
     };
     let mut rounds = Vec::new();
+    let mut connect_secs = None;
     match federated {
         Ok(outcome) => {
             check_rows(&outcome.joined, &bundles);
             rounds = outcome.rounds;
+            connect_secs = Some(outcome.connect_secs);
             let fed = outcome.estimates;
             if let Err(e) = write_vectors(&dir, &plan, &fed) {
                 tracing::warn!(phase = "report", error = %e, "cannot write the component vectors");
@@ -454,6 +460,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     let (_, child_rss) = rusage(libc::RUSAGE_CHILDREN);
     let metrics = Metrics {
         phases,
+        connect_secs,
         rounds,
         controller_cpu_secs: cpu,
         controller_peak_rss_kib: rss,
@@ -474,7 +481,11 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     logs::merge(&sources, &logs_dir.join("merged.jsonl")).map_err(io)?;
     // summary.json last: its presence means the run directory is complete.
     write_json_atomic(&dir.join("summary.json"), &summary).map_err(io)?;
-    Ok(RunOutcome { dir, summary })
+    Ok(RunOutcome {
+        dir,
+        summary,
+        metrics,
+    })
 }
 
 /// Federated against the centralised baseline, and against the reference file when there is one.

@@ -62,6 +62,19 @@ impl SiteEnv {
     }
 }
 
+/// Use at most `n` threads for local computations (faer and rayon).
+pub fn limit_threads(n: usize) {
+    let n = n.max(1);
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    faer::set_global_parallelism(if n == 1 {
+        faer::Par::Seq
+    } else {
+        faer::Par::rayon(n)
+    });
+}
+
 /// Run one agent to the end of its run.
 pub fn run(
     dir: &Path,

@@ -71,6 +71,7 @@ pub struct SiteRound {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoundMetrics {
+    /// 0 is the sites loading their data; 1.. are the algorithm's rounds.
     pub round: u32,
     pub wall_secs: f64,
     pub sites: Vec<SiteRound>,
@@ -85,6 +86,8 @@ pub struct JoinedSite {
 }
 
 pub struct Outcome {
+    /// Seconds until every site had connected and authenticated.
+    pub connect_secs: f64,
     pub estimates: Estimates,
     pub joined: Vec<JoinedSite>,
     pub rounds: Vec<RoundMetrics>,
@@ -107,7 +110,9 @@ pub fn run(
     settings: &Settings,
     liveness: &mut Liveness,
 ) -> Result<Outcome, FedError> {
+    let started = Instant::now();
     let (mut channels, mut joined) = accept_all(listener, sites, settings, liveness)?;
+    let connect_secs = started.elapsed().as_secs_f64();
     let result = drive(&mut channels, &mut joined, config, settings);
     let status = if result.is_ok() {
         "succeeded"
@@ -121,6 +126,7 @@ pub fn run(
     }
     let (estimates, rounds) = result?;
     Ok(Outcome {
+        connect_secs,
         estimates,
         joined,
         rounds,
@@ -329,10 +335,14 @@ fn drive(
         reason,
     };
     // Round 0: every site loads its data and says how many rows it holds.
-    for (i, (msg, _)) in exchange(channels, &names, 0, None, settings)?
-        .into_iter()
-        .enumerate()
-    {
+    let started = Instant::now();
+    let ready = exchange(channels, &names, 0, None, settings)?;
+    let mut rounds = vec![RoundMetrics {
+        round: 0,
+        wall_secs: started.elapsed().as_secs_f64(),
+        sites: ready.iter().map(|(_, t)| t.clone()).collect(),
+    }];
+    for (i, (msg, _)) in ready.into_iter().enumerate() {
         match msg {
             Message::Ready { rows } => joined[i].rows = rows,
             Message::Failed { reason, .. } => return Err(site_failed(i, 0, reason)),
@@ -348,7 +358,6 @@ fn drive(
     let mut algorithm =
         algorithms::build(config).map_err(|source| FedError::Algorithm { round: 0, source })?;
     let mut request = algorithm.start();
-    let mut rounds = Vec::new();
     for round in 1u32.. {
         let started = Instant::now();
         let answers = exchange(channels, &names, round, Some(&request), settings)?;

@@ -63,6 +63,8 @@ fn forget(pid: u32) {
 
 impl Fleet for LocalFleet {
     fn launch(&mut self, bundles: &[Bundle], coordinator: SocketAddr) -> Result<(), FleetError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / bundles.len().max(1)).max(1);
         for b in bundles {
             let start = |reason: String| FleetError::Start {
                 site: b.name.clone(),
@@ -78,6 +80,9 @@ impl Fleet for LocalFleet {
                 .arg(coordinator.to_string())
                 .arg("--connect-timeout")
                 .arg(self.connect_timeout.as_secs_f64().to_string())
+                // The sites share this machine's cores: give each its share, at least one.
+                .arg("--threads")
+                .arg(threads.to_string())
                 .current_dir(&b.dir)
                 // A site sees none of the controller's environment (which may hold secrets).
                 .env_clear()

@@ -1,0 +1,70 @@
+//! `fedsim bench --quick`: both cases run for real, succeed, and report ratios and traffic.
+//! No timing is asserted (speed is read from the report, never tested against a clock).
+
+mod common;
+
+use common::*;
+
+#[test]
+fn quick_bench_reports_ratios_and_aggregate_sized_traffic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bench");
+    let o = fedsim(
+        tmp.path(),
+        &["bench", "-q", "--quick", "--out", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stderr(&o);
+    assert!(
+        table.contains("rounds/base")
+            && table.contains("bench-ols")
+            && table.contains("lowrank-svd"),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(report["quick"], true);
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for c in cases {
+        assert_eq!(c["status"], "succeeded", "{c:#}");
+        for key in [
+            "rounds_over_baseline",
+            "federated_over_baseline",
+            "baseline_secs",
+            "rounds_secs",
+        ] {
+            let v = c[key].as_f64().unwrap();
+            assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+        }
+        assert!(c["max_rel_diff"].as_f64().unwrap() < 1e-6);
+    }
+    // svd: each site sends d x p doubles per subspace round, whatever its number of rows.
+    let svd = &cases[1];
+    let (d, p) = (svd["cols"].as_u64().unwrap(), 10 + 10);
+    let payload = 8 * d * p;
+    let rounds: Vec<&serde_json::Value> = svd["traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["round"].as_u64().unwrap() >= 2)
+        .collect();
+    assert!(rounds.len() >= 2, "subspace iterations recorded");
+    for t in &rounds[..rounds.len() - 1] {
+        let sent = t["max_bytes_sent_per_site"].as_u64().unwrap();
+        assert!(
+            sent >= payload && sent < payload + 4096,
+            "sent {sent} bytes for a {d} x {p} block"
+        );
+    }
+    // OLS: the Gram round sends d x d doubles, far less than the site's rows.
+    let ols = &cases[0];
+    let d = ols["cols"].as_u64().unwrap();
+    let gram = ols["traffic"][2]["max_bytes_sent_per_site"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        gram >= 8 * d * d && gram < 8 * d * d + 4096,
+        "Gram round sent {gram} bytes"
+    );
+}
