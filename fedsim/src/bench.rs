@@ -150,6 +150,7 @@ pub fn run(out: &Path, quick: bool, agent_exe: PathBuf) -> Result<BenchReport, R
             &RunOptions {
                 out: Some(dir),
                 agent_exe: agent_exe.clone(),
+                progress: false,
             },
         )?;
         cases.push(summarise(&scenario, &outcome));

@@ -149,24 +149,49 @@ impl Table {
         Ok(Table { columns, data })
     }
 
-    /// Write as CSV with a header; floats keep every digit, so a site reads back exactly its rows.
-    pub fn write_csv(&self, path: &Path) -> Result<(), DataError> {
-        let write_err = |reason: String| DataError::Write {
-            path: path.to_path_buf(),
-            reason,
-        };
+    fn frame(&self) -> Result<DataFrame, PolarsError> {
         let cols: Vec<Column> = self
             .columns
             .iter()
             .zip(&self.data)
             .map(|(n, v)| Column::new(n.as_str().into(), v.as_slice()))
             .collect();
-        let mut df = DataFrame::new_infer_height(cols).map_err(|e| write_err(e.to_string()))?;
-        let mut f = File::create(path).map_err(|e| write_err(e.to_string()))?;
-        CsvWriter::new(&mut f)
-            .include_header(true)
-            .finish(&mut df)
-            .map_err(|e| write_err(e.to_string()))
+        DataFrame::new_infer_height(cols)
+    }
+
+    /// The table as file bytes: "csv" (header, floats with every digit, so a site reads back
+    /// exactly its rows) or "parquet" (binary, exact, compact).
+    pub fn to_bytes(&self, format: &str, path: &Path) -> Result<Vec<u8>, DataError> {
+        let write_err = |e: PolarsError| DataError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut df = self.frame().map_err(write_err)?;
+        let mut out = Vec::new();
+        if format == "parquet" {
+            ParquetWriter::new(&mut out)
+                .finish(&mut df)
+                .map_err(write_err)?;
+        } else {
+            CsvWriter::new(&mut out)
+                .include_header(true)
+                .finish(&mut df)
+                .map_err(write_err)?;
+        }
+        Ok(out)
+    }
+
+    /// Write in the format the file name says (.parquet / .pq, else CSV).
+    pub fn write(&self, path: &Path) -> Result<(), DataError> {
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet") | Some("pq") => "parquet",
+            _ => "csv",
+        };
+        let bytes = self.to_bytes(format, path)?;
+        std::fs::write(path, bytes).map_err(|e| DataError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -198,26 +223,6 @@ pub fn write_labeled_csv(
 }
 
 impl Table {
-    /// Write as Parquet (binary, exact, compact: for bundles too large for CSV).
-    pub fn write_parquet(&self, path: &Path) -> Result<(), DataError> {
-        let write_err = |reason: String| DataError::Write {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let cols: Vec<Column> = self
-            .columns
-            .iter()
-            .zip(&self.data)
-            .map(|(n, v)| Column::new(n.as_str().into(), v.as_slice()))
-            .collect();
-        let mut df = DataFrame::new_infer_height(cols).map_err(|e| write_err(e.to_string()))?;
-        let f = File::create(path).map_err(|e| write_err(e.to_string()))?;
-        ParquetWriter::new(f)
-            .finish(&mut df)
-            .map(|_| ())
-            .map_err(|e| write_err(e.to_string()))
-    }
-
     /// A synthetic data set, deterministic for the seed.
     pub fn generate(g: &Generate, seed: u64) -> Table {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -266,14 +271,6 @@ impl Table {
             }
         }
         Table { columns, data }
-    }
-
-    /// Write in the format the file name says (.parquet / .pq, else CSV).
-    pub fn write(&self, path: &Path) -> Result<(), DataError> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("parquet") | Some("pq") => self.write_parquet(path),
-            _ => self.write_csv(path),
-        }
     }
 }
 

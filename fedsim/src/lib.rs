@@ -7,6 +7,7 @@ pub mod algorithms;
 pub mod auth;
 pub mod baseline;
 pub mod bench;
+pub mod check;
 pub mod compare;
 pub mod data;
 pub mod federation;

@@ -49,6 +49,19 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Health of every site (ssh, host key, prerequisites, agent, data, credentials, network).
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Pull every site's log again and rebuild RUN_DIR/logs/merged.jsonl.
+    Logs {
+        /// A run directory made by `fedsim run`.
+        run_dir: PathBuf,
+    },
+    /// Exit 0 if a TCP connection to ADDR opens within 5 s (used by `check` on the sites).
+    #[command(hide = true)]
+    Probe { addr: String },
     /// Measure federated vs centralised time and traffic: OLS 1e6 x 50 on 10 sites, svd 2e4 x 2e3 on 5.
     Bench {
         /// Where the benchmark's runs and bench.json go (default runs/bench-<UTC time>/).
@@ -92,7 +105,7 @@ fn main() -> ExitCode {
         }
         command => {
             fedsim::logs::init_controller(cli.verbose, cli.quiet);
-            controller(command)
+            controller(command, cli.quiet)
         }
     }
 }
@@ -102,8 +115,76 @@ fn fail(e: &RunError) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
-fn controller(command: Command) -> ExitCode {
+fn options(out: Option<PathBuf>, quiet: bool) -> Result<RunOptions, ExitCode> {
+    match std::env::current_exe() {
+        Ok(agent_exe) => Ok(RunOptions {
+            out,
+            agent_exe,
+            progress: !quiet,
+        }),
+        Err(e) => {
+            eprintln!("error: cannot locate the fedsim binary for the agents: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn controller(command: Command, quiet: bool) -> ExitCode {
     match command {
+        Command::Check { config } => {
+            let opts = match options(None, quiet) {
+                Ok(o) => o,
+                Err(code) => return code,
+            };
+            let result = run::load(&config)
+                .and_then(|s| run::plan(&s).map(|p| (s, p)))
+                .and_then(|(s, p)| fedsim::check::check(&s, &p, &opts.agent_exe).map(|h| (s, h)));
+            match result {
+                Ok((s, health)) if health.is_empty() => {
+                    println!("provider {:?} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
+                    ExitCode::SUCCESS
+                }
+                Ok((_, health)) => {
+                    print!("{}", fedsim::check::table(&health));
+                    if health.iter().all(|h| h.ok()) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Logs { run_dir } => {
+            let opts = match options(None, quiet) {
+                Ok(o) => o,
+                Err(code) => return code,
+            };
+            match run::logs(&run_dir, &opts) {
+                Ok(lines) => {
+                    eprintln!("{lines} log lines merged");
+                    println!("{}", run_dir.join("logs/merged.jsonl").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Probe { addr } => {
+            let reached = addr
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| e.to_string())
+                .and_then(|a| {
+                    std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5))
+                        .map_err(|e| e.to_string())
+                });
+            match reached {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    println!("cannot connect: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Validate { config } => {
             match run::load(&config).and_then(|s| run::plan(&s).map(|p| (s, p))) {
                 Ok((s, p)) => {
@@ -130,10 +211,19 @@ fn controller(command: Command) -> ExitCode {
             }
         }
         Command::Prep { config, out } => {
-            match run::load(&config).and_then(|s| run::prep_only(&s, out.as_deref())) {
+            let opts = match options(out, quiet) {
+                Ok(o) => o,
+                Err(code) => return code,
+            };
+            match run::load(&config).and_then(|s| run::prep_only(&s, opts.out.as_deref(), &opts)) {
                 Ok((dir, bundles)) => {
                     for b in &bundles {
-                        eprintln!("{}: {} rows in {}", b.name, b.rows, b.dir.display());
+                        eprintln!(
+                            "{}: {} rows, data sha256 {}",
+                            b.name,
+                            b.rows,
+                            &b.data_sha256[..12]
+                        );
                     }
                     println!("{}", dir.display());
                     ExitCode::SUCCESS
@@ -146,15 +236,12 @@ fn controller(command: Command) -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
-            let agent_exe = match std::env::current_exe() {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: cannot locate the fedsim binary for the agents: {e}");
-                    return ExitCode::from(1);
-                }
+            let opts = match options(out, quiet) {
+                Ok(o) => o,
+                Err(code) => return code,
             };
             install_signal_handler();
-            match run::run(&scenario, &RunOptions { out, agent_exe }) {
+            match run::run(&scenario, &opts) {
                 Ok(outcome) => {
                     let s = &outcome.summary;
                     if let Some(c) = &s.comparison {
@@ -199,12 +286,9 @@ fn controller(command: Command) -> ExitCode {
                     chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
                 ))
             });
-            let agent_exe = match std::env::current_exe() {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: cannot locate the fedsim binary for the agents: {e}");
-                    return ExitCode::from(1);
-                }
+            let agent_exe = match options(None, quiet) {
+                Ok(o) => o.agent_exe,
+                Err(code) => return code,
             };
             install_signal_handler();
             match fedsim::bench::run(&out, quick, agent_exe) {

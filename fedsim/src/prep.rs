@@ -153,7 +153,11 @@ impl Plan {
             source,
             path: path.clone(),
         };
-        let name = |i: usize| format!("site-{}", i + 1);
+        let name = |i: usize| {
+            s.sites
+                .get(i)
+                .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
+        };
         let vertical = s.partition.kind == PartitionKind::Vertical;
         let sites: Vec<SitePlan> = if vertical {
             partition::vertical(features.len(), &s.partition, s.scenario.seed)
@@ -232,16 +236,23 @@ impl Plan {
     }
 }
 
-/// A written site bundle, as the controller knows it: never the token, only the derived key.
-#[derive(Debug, Clone)]
+/// A site's bundle as the controller holds it until the fleet installs it on the site. Then
+/// `files` is dropped, and the controller keeps only the key derived from the token.
 pub struct Bundle {
     pub name: String,
-    pub dir: PathBuf,
     pub rows: usize,
     pub data_sha256: String,
     pub key: FrameKey,
     /// The analysis as this site runs it (its own columns, for a vertical split).
     pub config: AlgorithmConfig,
+    pub files: Option<BundleFiles>,
+}
+
+/// What goes onto the site: its data and its `.env`.
+pub struct BundleFiles {
+    pub data_name: String,
+    pub data: Vec<u8>,
+    pub env: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +264,12 @@ pub enum PrepError {
     },
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error("site {site}: credentials file {}: {reason}", path.display())]
+    Credentials {
+        site: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 fn io_at(path: &Path) -> impl Fn(std::io::Error) -> PrepError + '_ {
@@ -262,48 +279,72 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> PrepError + '_ {
     }
 }
 
-/// Write every site's bundle under `sites_dir/<site>/`: `data.csv` and `.env` (mode 600).
-pub fn write_bundles(
+/// A site's own token from a `.env` it was given (provider ssh, `env = ...`). The value is never
+/// echoed in an error.
+pub fn token_from_env_file(site: &str, path: &Path) -> Result<String, PrepError> {
+    let fail = |reason: String| PrepError::Credentials {
+        site: site.into(),
+        path: path.into(),
+        reason,
+    };
+    let iter = dotenvy::from_path_iter(path).map_err(|e| fail(e.to_string()))?;
+    for item in iter {
+        let (k, v) = item.map_err(|_| fail("malformed line".into()))?;
+        if k == "FEDSIM_TOKEN" {
+            if v.len() < 32 {
+                return Err(fail("FEDSIM_TOKEN is shorter than 32 characters".into()));
+            }
+            return Ok(v);
+        }
+    }
+    Err(fail("no FEDSIM_TOKEN".into()))
+}
+
+/// Make every site's bundle in memory: its share of the data, and a `.env` with its token
+/// (`tokens[i]`, or a fresh random one).
+pub fn make_bundles(
     plan: &Plan,
-    sites_dir: &Path,
     coordinator: &str,
+    tokens: &[Option<String>],
 ) -> Result<Vec<Bundle>, PrepError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(sites_dir)
-        .map_err(io_at(sites_dir))?;
     plan.sites
         .iter()
-        .map(|site| {
-            let dir = sites_dir.join(&site.name);
-            fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io_at(&dir))?;
-            let file = format!("data.{}", plan.format);
-            let data_path = dir.join(&file);
-            site.table(plan)?.write(&data_path)?;
-            let bytes = fs::read(&data_path).map_err(io_at(&data_path))?;
-            let token = auth::new_token();
-            let env_path = dir.join(".env");
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&env_path)
-                .map_err(io_at(&env_path))?;
-            write!(
-                f,
+        .enumerate()
+        .map(|(i, site)| {
+            let data_name = format!("data.{}", plan.format);
+            let data = site.table(plan)?.to_bytes(plan.format, &plan.data_path)?;
+            let token = tokens.get(i).cloned().flatten().unwrap_or_else(auth::new_token);
+            let env = format!(
                 "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA={}\n",
-                site.name, token, coordinator, file
-            )
-            .map_err(io_at(&env_path))?;
+                site.name, token, coordinator, data_name
+            );
             Ok(Bundle {
                 name: site.name.clone(),
-                dir,
                 rows: site.rows(plan),
                 config: site.config(plan),
-                data_sha256: hex::encode(Sha256::digest(&bytes)),
+                data_sha256: hex::encode(Sha256::digest(&data)),
                 key: auth::frame_key(&token),
+                files: Some(BundleFiles { data_name, data, env }),
             })
         })
         .collect()
+}
+
+/// Write a bundle's files into `dir` (created, mode 700): the data, and `.env` created with mode 600.
+pub fn write_files(files: &BundleFiles, dir: &Path) -> Result<(), PrepError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_at(dir))?;
+    let data_path = dir.join(&files.data_name);
+    fs::write(&data_path, &files.data).map_err(io_at(&data_path))?;
+    let env_path = dir.join(".env");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&env_path)
+        .map_err(io_at(&env_path))?;
+    f.write_all(files.env.as_bytes()).map_err(io_at(&env_path))
 }

@@ -14,9 +14,10 @@ use crate::algorithms::Estimates;
 use crate::compare::{self, Comparison, ReferenceError};
 use crate::federation::coordinator::{self, FedError, JoinedSite, RoundMetrics, SiteAuth};
 use crate::fleet::local::LocalFleet;
-use crate::fleet::{Fleet, SiteExit};
+use crate::fleet::remote::SshFleet;
+use crate::fleet::{vagrant, Fleet, FleetError, SiteExit};
 use crate::prep::{self, Plan, PlanError, PrepError};
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{Provider, Scenario, ScenarioError};
 use crate::{baseline, logs};
 
 /// Set by the Ctrl-C handler; the coordinator checks it while waiting.
@@ -37,6 +38,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Prep(#[from] PrepError),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     #[error("coordinator cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -49,6 +52,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Scenario(_) | RunError::Plan(_) | RunError::Reference(_) => 2,
+            RunError::Prep(PrepError::Credentials { .. }) => 2,
             _ => 1,
         }
     }
@@ -59,6 +63,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// The `fedsim` binary that agents run as.
     pub agent_exe: PathBuf,
+    /// Progress bars on a terminal (off with --quiet).
+    pub progress: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +72,9 @@ pub struct SiteSummary {
     pub name: String,
     pub rows: usize,
     pub data_sha256: String,
+    /// Where the site keeps its bundle (a directory, or user@host:port/~/path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,12 +237,75 @@ fn reference_kind(s: &Scenario) -> &'static str {
 pub fn prep_only(
     scenario: &Scenario,
     out: Option<&Path>,
+    opts: &RunOptions,
 ) -> Result<(PathBuf, Vec<prep::Bundle>), RunError> {
     let plan = plan(scenario)?;
+    let tokens = site_tokens(scenario)?;
     let dir = make_run_dir(out, &scenario.scenario.name)?;
-    let bundles = prep::write_bundles(&plan, &dir.join("sites"), &scenario.fleet.coordinator)?;
+    let mut bundles = prep::make_bundles(&plan, &scenario.fleet.coordinator, &tokens)?;
     write_plan(&dir, scenario, &plan, &bundles)?;
+    let mut fleet = fleet_for(scenario, &dir, opts)?;
+    fleet.install(&mut bundles)?;
     Ok((dir, bundles))
+}
+
+/// Tokens the scenario provides per site (`[[sites]] env`), else None for a fresh one.
+fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<String>>, RunError> {
+    let mut tokens = vec![None; scenario.partition.sites];
+    for (i, site) in scenario.sites.iter().enumerate() {
+        if let Some(env) = &site.env {
+            tokens[i] = Some(prep::token_from_env_file(&site.name, env)?);
+        }
+    }
+    Ok(tokens)
+}
+
+/// SSH calls (connect, each command) give up after this long.
+const SSH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The fleet the scenario asks for.
+fn fleet_for(
+    scenario: &Scenario,
+    dir: &Path,
+    opts: &RunOptions,
+) -> Result<Box<dyn Fleet>, RunError> {
+    let connect = Duration::from_secs_f64(scenario.federation.connect_timeout_secs);
+    let name = &scenario.scenario.name;
+    Ok(match scenario.fleet.provider {
+        Provider::Local => Box::new(LocalFleet::new(
+            opts.agent_exe.clone(),
+            dir.join("sites"),
+            connect,
+        )),
+        Provider::Ssh => Box::new(SshFleet::new(
+            scenario.sites.clone(),
+            name,
+            opts.agent_exe.clone(),
+            SSH_TIMEOUT,
+            opts.progress,
+        )),
+        Provider::Vagrant => {
+            let vdir = scenario
+                .fleet
+                .vagrant_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("."));
+            let specs = vagrant::sites(&vdir, scenario.partition.sites, &dir.join("known_hosts"))
+                .map_err(|e| {
+                RunError::Fleet(FleetError::Install {
+                    site: "vagrant".into(),
+                    reason: e.to_string(),
+                })
+            })?;
+            Box::new(SshFleet::new(
+                specs,
+                name,
+                opts.agent_exe.clone(),
+                SSH_TIMEOUT,
+                opts.progress,
+            ))
+        }
+    })
 }
 
 fn write_plan(
@@ -319,7 +391,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     let _enter = span.enter();
     tracing::info!(phase = "prep", dir = %dir.display(), "run directory created");
 
-    let bundles = prep::write_bundles(&plan, &dir.join("sites"), &addr.to_string())?;
+    let tokens = site_tokens(scenario)?;
+    let mut bundles = prep::make_bundles(&plan, &addr.to_string(), &tokens)?;
     write_plan(&dir, scenario, &plan, &bundles)?;
     lap("prep", &mut phases);
 
@@ -337,8 +410,11 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         round_timeout: Duration::from_secs_f64(scenario.federation.round_timeout_secs),
         cancel: &CANCEL,
     };
-    let mut fleet = LocalFleet::new(opts.agent_exe.clone(), settings.connect_timeout);
-    let federated = match fleet.launch(&bundles, addr) {
+    let mut fleet = fleet_for(scenario, &dir, opts)?;
+    tracing::info!(phase = "provision", sites = bundles.len(), provider = ?scenario.fleet.provider, "installing the sites");
+    let installed = fleet.install(&mut bundles);
+    lap("provision", &mut phases);
+    let federated = match installed.and_then(|()| fleet.start(addr)) {
         Ok(()) => {
             tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
             let mut liveness = || fleet.dead_site();
@@ -352,8 +428,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
             .map_err(Failure::from)
         }
         Err(e) => Err(Failure {
+            site: Some(e.site().to_string()),
             message: e.to_string(),
-            site: None,
             cancelled: false,
         }),
     };
@@ -378,6 +454,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         sites: bundles
             .iter()
             .map(|b| SiteSummary {
+                location: fleet.location(&b.name),
                 name: b.name.clone(),
                 rows: b.rows,
                 data_sha256: b.data_sha256.clone(),
@@ -472,13 +549,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     };
     write_json_atomic(&dir.join("metrics.json"), &metrics).map_err(io)?;
     logs::detach();
-    let mut sources = vec![("controller".to_string(), logs_dir.join("controller.jsonl"))];
-    sources.extend(
-        bundles
-            .iter()
-            .map(|b| (b.name.clone(), logs_dir.join(format!("{}.jsonl", b.name)))),
-    );
-    logs::merge(&sources, &logs_dir.join("merged.jsonl")).map_err(io)?;
+    let names: Vec<String> = bundles.iter().map(|b| b.name.clone()).collect();
+    merge_logs(&logs_dir, &names).map_err(io)?;
     // summary.json last: its presence means the run directory is complete.
     write_json_atomic(&dir.join("summary.json"), &summary).map_err(io)?;
     Ok(RunOutcome {
@@ -556,6 +628,57 @@ fn write_vectors(dir: &Path, plan: &Plan, est: &Estimates) -> Result<(), crate::
             &est.vectors,
         )
     }
+}
+
+/// Merge the controller's and every site's log into `logs/merged.jsonl`.
+fn merge_logs(logs_dir: &Path, sites: &[String]) -> std::io::Result<usize> {
+    let mut sources = vec![("controller".to_string(), logs_dir.join("controller.jsonl"))];
+    sources.extend(
+        sites
+            .iter()
+            .map(|s| (s.clone(), logs_dir.join(format!("{s}.jsonl")))),
+    );
+    logs::merge(&sources, &logs_dir.join("merged.jsonl"))
+}
+
+/// `fedsim logs RUN_DIR`: pull every site's log again (over SSH for remote sites) and re-merge.
+pub fn logs(dir: &Path, opts: &RunOptions) -> Result<usize, RunError> {
+    let scenario = Scenario::load(&dir.join("scenario.toml"))?;
+    let io = |source| RunError::RunDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("plan.json")).map_err(io)?)
+            .map_err(|e| io(std::io::Error::other(e)))?;
+    let names: Vec<String> = plan["sites"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let logs_dir = dir.join("logs");
+    std::fs::create_dir_all(&logs_dir).map_err(io)?;
+    match scenario.fleet.provider {
+        Provider::Local => {
+            for n in &names {
+                let src = dir.join("sites").join(n).join("agent.jsonl");
+                std::fs::copy(&src, logs_dir.join(format!("{n}.jsonl"))).map_err(|e| {
+                    RunError::Fleet(FleetError::Logs {
+                        site: n.clone(),
+                        reason: format!("{}: {e}", src.display()),
+                    })
+                })?;
+            }
+        }
+        _ => {
+            let mut fleet = fleet_for(&scenario, dir, opts)?;
+            fleet.collect_logs(&logs_dir)?;
+        }
+    }
+    merge_logs(&logs_dir, &names).map_err(io)
 }
 
 /// A federation failure as the summary reports it.

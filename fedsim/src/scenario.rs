@@ -25,6 +25,9 @@ pub struct Scenario {
     pub compare: CompareSpec,
     #[serde(default)]
     pub federation: FederationSpec,
+    /// The sites' hosts, for provider "ssh" (one `[[sites]]` table per site, in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteSpec>,
     /// The file this scenario came from (not a TOML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -153,6 +156,9 @@ pub struct FleetSpec {
     /// Address the coordinator listens on; port 0 picks a free one.
     #[serde(default = "default_coordinator")]
     pub coordinator: String,
+    /// vagrant: the folder holding the Vagrantfile (relative to the scenario file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vagrant_dir: Option<PathBuf>,
 }
 
 impl Default for FleetSpec {
@@ -160,8 +166,32 @@ impl Default for FleetSpec {
         FleetSpec {
             provider: Provider::Local,
             coordinator: default_coordinator(),
+            vagrant_dir: None,
         }
     }
+}
+
+/// One site host reached over SSH. No passwords: key files only, host keys checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSpec {
+    pub name: String,
+    pub host: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    pub user: String,
+    /// Private key file (relative to the scenario file).
+    pub key: PathBuf,
+    /// known_hosts file holding this host's key (default ~/.ssh/known_hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    /// A `.env` with this site's own credentials (FEDSIM_TOKEN); default: a fresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<PathBuf>,
+}
+
+fn default_ssh_port() -> u16 {
+    22
 }
 
 fn default_coordinator() -> String {
@@ -329,6 +359,14 @@ impl Scenario {
         let root = DeValue::Table(tree.into_inner());
         validate(&scenario, &|key, message| locator.at(&root, key, message))?;
         scenario.data.path = scenario.data.path.as_ref().map(|p| base.join(p));
+        for site in &mut scenario.sites {
+            site.key = base.join(&site.key);
+            site.known_hosts = site.known_hosts.as_ref().map(|k| base.join(k));
+            site.env = site.env.as_ref().map(|e| base.join(e));
+        }
+        if let Some(d) = &scenario.fleet.vagrant_dir {
+            scenario.fleet.vagrant_dir = Some(base.join(d));
+        }
         if let Some(r) = &scenario.compare.reference {
             scenario.compare.reference = Some(base.join(r));
         }
@@ -392,9 +430,11 @@ impl Locator<'_> {
         let mut node: Option<&DeValue> = Some(root);
         let mut span = None;
         for part in key.split('.') {
-            let Some(next) = node.and_then(|n| n.get(part)) else {
-                break;
+            let next = match part.parse::<usize>() {
+                Ok(i) => node.and_then(|n| n.get(i)),
+                Err(_) => node.and_then(|n| n.get(part)),
             };
+            let Some(next) = next else { break };
             span = Some(next.span());
             node = Some(next.get_ref());
         }
@@ -664,12 +704,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             format!("expected at least 2 bins, found {}", p.bins),
         ));
     }
-    if s.fleet.provider != Provider::Local {
-        return Err(at(
-            "fleet.provider",
-            "only provider \"local\" is available in this version".to_string(),
-        ));
-    }
+    validate_sites(s, at)?;
     if s.fleet.coordinator.parse::<std::net::SocketAddr>().is_err() {
         return Err(at(
             "fleet.coordinator",
@@ -709,6 +744,68 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 key,
                 format!("expected a number of seconds > 0, found {v}"),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// `[[sites]]`: one per site for provider "ssh", none otherwise; unique, usable names.
+fn validate_sites(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    match s.fleet.provider {
+        Provider::Ssh => {
+            if s.sites.len() != s.partition.sites {
+                return Err(at(
+                    "partition.sites",
+                    format!(
+                        "provider \"ssh\" needs one [[sites]] entry per site: partition.sites = {}, but {} [[sites]] are given",
+                        s.partition.sites,
+                        s.sites.len()
+                    ),
+                ));
+            }
+        }
+        Provider::Local | Provider::Vagrant => {
+            if !s.sites.is_empty() {
+                return Err(at(
+                    "sites",
+                    "[[sites]] entries are for provider \"ssh\" (local sites need no hosts; vagrant finds its own)".into(),
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, site) in s.sites.iter().enumerate() {
+        let key = |k: &str| format!("sites.{i}.{k}");
+        if !valid_name(&site.name) {
+            return Err(at(
+                &key("name"),
+                format!(
+                    "expected a site name of letters, digits, '-', '_' or '.', found {:?}",
+                    site.name
+                ),
+            ));
+        }
+        if !seen.insert(site.name.as_str()) {
+            return Err(at(
+                &key("name"),
+                format!(
+                    "duplicate site name {:?}: every site needs its own name",
+                    site.name
+                ),
+            ));
+        }
+        if site.host.trim().is_empty() {
+            return Err(at(&key("host"), "expected a host name or address".into()));
+        }
+        if site.user.trim().is_empty() {
+            return Err(at(&key("user"), "expected a user name".into()));
         }
     }
     Ok(())

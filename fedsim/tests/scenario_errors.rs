@@ -201,7 +201,22 @@ const CASES: &[Case] = &[
         "bad_provider.toml",
         14,
         "fleet.provider",
-        &["only provider \"local\" is available"],
+        &["unknown variant `kubernetes`", "`local`, `ssh`, `vagrant`"],
+    ),
+    case(
+        "ssh_without_sites.toml",
+        11,
+        "partition.sites",
+        &[
+            "provider \"ssh\" needs one [[sites]] entry per site",
+            "0 [[sites]] are given",
+        ],
+    ),
+    case(
+        "duplicate_site_name.toml",
+        26,
+        "sites.1.name",
+        &["duplicate site name \"hospital-a\""],
     ),
     case(
         "bad_coordinator.toml",

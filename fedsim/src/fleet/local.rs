@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Fleet, FleetError, SiteExit};
-use crate::prep::Bundle;
+use crate::prep::{self, Bundle};
 
 /// Every agent pid alive in this process, so a signal handler can stop them all.
 static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -28,30 +28,26 @@ pub fn kill_all() {
 struct Agent {
     site: String,
     dir: PathBuf,
-    child: Child,
+    child: Option<Child>,
     exited: Option<SiteExit>,
 }
 
 pub struct LocalFleet {
     agent_exe: PathBuf,
+    /// Each site's directory is `<sites_dir>/<site>`: its bundle and working directory.
+    sites_dir: PathBuf,
     agents: Vec<Agent>,
     connect_timeout: Duration,
 }
 
 impl LocalFleet {
-    pub fn new(agent_exe: PathBuf, connect_timeout: Duration) -> Self {
+    pub fn new(agent_exe: PathBuf, sites_dir: PathBuf, connect_timeout: Duration) -> Self {
         LocalFleet {
             agent_exe,
+            sites_dir,
             agents: Vec::new(),
             connect_timeout,
         }
-    }
-
-    pub fn pids(&self) -> Vec<(String, u32)> {
-        self.agents
-            .iter()
-            .map(|a| (a.site.clone(), a.child.id()))
-            .collect()
     }
 }
 
@@ -62,15 +58,36 @@ fn forget(pid: u32) {
 }
 
 impl Fleet for LocalFleet {
-    fn launch(&mut self, bundles: &[Bundle], coordinator: SocketAddr) -> Result<(), FleetError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (cores / bundles.len().max(1)).max(1);
+    fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
         for b in bundles {
-            let start = |reason: String| FleetError::Start {
+            let dir = self.sites_dir.join(&b.name);
+            let files = b.files.take().ok_or_else(|| FleetError::Install {
                 site: b.name.clone(),
+                reason: "bundle already installed".into(),
+            })?;
+            prep::write_files(&files, &dir).map_err(|e| FleetError::Install {
+                site: b.name.clone(),
+                reason: e.to_string(),
+            })?;
+            self.agents.push(Agent {
+                site: b.name.clone(),
+                dir,
+                child: None,
+                exited: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / self.agents.len().max(1)).max(1);
+        for a in &mut self.agents {
+            let start = |reason: String| FleetError::Start {
+                site: a.site.clone(),
                 reason,
             };
-            let out = File::create(b.dir.join("agent.out")).map_err(|e| start(e.to_string()))?;
+            let out = File::create(a.dir.join("agent.out")).map_err(|e| start(e.to_string()))?;
             let err = out.try_clone().map_err(|e| start(e.to_string()))?;
             let mut cmd = Command::new(&self.agent_exe);
             cmd.arg("agent")
@@ -83,7 +100,7 @@ impl Fleet for LocalFleet {
                 // The sites share this machine's cores: give each its share, at least one.
                 .arg("--threads")
                 .arg(threads.to_string())
-                .current_dir(&b.dir)
+                .current_dir(&a.dir)
                 // A site sees none of the controller's environment (which may hold secrets).
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -106,21 +123,19 @@ impl Fleet for LocalFleet {
                 .spawn()
                 .map_err(|e| start(format!("{}: {e}", self.agent_exe.display())))?;
             LIVE.lock().map(|mut l| l.push(child.id())).ok();
-            tracing::info!(phase = "launch", site = %b.name, pid = child.id(), "agent started");
-            self.agents.push(Agent {
-                site: b.name.clone(),
-                dir: b.dir.clone(),
-                child,
-                exited: None,
-            });
+            tracing::info!(phase = "launch", site = %a.site, pid = child.id(), "agent started");
+            a.child = Some(child);
         }
         Ok(())
     }
 
     fn dead_site(&mut self) -> Option<(String, String)> {
         for a in &mut self.agents {
-            if let Ok(Some(status)) = a.child.try_wait() {
-                forget(a.child.id());
+            let Some(child) = a.child.as_mut() else {
+                continue;
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                forget(child.id());
                 let tail = std::fs::read_to_string(a.dir.join("agent.out")).unwrap_or_default();
                 let last = tail
                     .lines()
@@ -128,16 +143,14 @@ impl Fleet for LocalFleet {
                     .find(|l| !l.trim().is_empty())
                     .unwrap_or("")
                     .to_string();
+                let detail = if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {last}")
+                };
                 return Some((
                     a.site.clone(),
-                    format!(
-                        "agent exited early ({status}){}",
-                        if last.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {last}")
-                        }
-                    ),
+                    format!("agent exited early ({status}){detail}"),
                 ));
             }
         }
@@ -147,18 +160,21 @@ impl Fleet for LocalFleet {
     fn stop(&mut self) -> Vec<SiteExit> {
         let grace = Instant::now() + Duration::from_secs(5);
         for a in &mut self.agents {
-            let pid = a.child.id();
+            let Some(child) = a.child.as_mut() else {
+                continue;
+            };
+            let pid = child.id();
             let mut killed = false;
             let status = loop {
-                match a.child.try_wait() {
+                match child.try_wait() {
                     Ok(Some(s)) => break Some(s),
                     Ok(None) if Instant::now() < grace => {
                         std::thread::sleep(Duration::from_millis(20))
                     }
                     _ => {
                         killed = true;
-                        let _ = a.child.kill();
-                        break a.child.wait().ok();
+                        let _ = child.kill();
+                        break child.wait().ok();
                     }
                 }
             };
@@ -189,16 +205,30 @@ impl Fleet for LocalFleet {
         }
         Ok(names)
     }
+
+    fn pids(&self) -> Vec<(String, u32)> {
+        self.agents
+            .iter()
+            .filter_map(|a| a.child.as_ref().map(|c| (a.site.clone(), c.id())))
+            .collect()
+    }
+
+    fn location(&self, site: &str) -> Option<String> {
+        self.agents
+            .iter()
+            .find(|a| a.site == site)
+            .map(|a| a.dir.display().to_string())
+    }
 }
 
 impl Drop for LocalFleet {
     /// Whatever happened, no agent outlives the fleet.
     fn drop(&mut self) {
         for a in &mut self.agents {
-            if a.exited.is_none() {
-                let _ = a.child.kill();
-                let _ = a.child.wait();
-                forget(a.child.id());
+            if let (None, Some(child)) = (&a.exited, a.child.as_mut()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                forget(child.id());
             }
         }
     }

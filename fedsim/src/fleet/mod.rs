@@ -1,6 +1,10 @@
 //! Where sites run. One trait, one implementation per provider; the federation does not care which.
 
 pub mod local;
+pub mod package;
+pub mod remote;
+pub mod ssh;
+pub mod vagrant;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,10 +13,22 @@ use crate::prep::Bundle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
+    #[error("cannot install site {site}: {reason}")]
+    Install { site: String, reason: String },
     #[error("cannot start the agent of {site}: {reason}")]
     Start { site: String, reason: String },
     #[error("cannot collect the log of {site}: {reason}")]
     Logs { site: String, reason: String },
+}
+
+impl FleetError {
+    pub fn site(&self) -> &str {
+        match self {
+            FleetError::Install { site, .. }
+            | FleetError::Start { site, .. }
+            | FleetError::Logs { site, .. } => site,
+        }
+    }
 }
 
 /// How a site's agent ended.
@@ -27,12 +43,19 @@ pub struct SiteExit {
 }
 
 pub trait Fleet {
-    /// Start one agent per bundle, each told to dial `coordinator`.
-    fn launch(&mut self, bundles: &[Bundle], coordinator: SocketAddr) -> Result<(), FleetError>;
+    /// Put each bundle on its site (data and `.env`). Takes the files out of the bundles, so
+    /// the controller holds no site's token afterwards.
+    fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError>;
+    /// Start one agent per site, each told to dial `coordinator`.
+    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError>;
     /// A site whose agent has died, with the reason, if any has.
     fn dead_site(&mut self) -> Option<(String, String)>;
     /// Stop every agent (waiting briefly for a clean exit first) and report how each ended.
     fn stop(&mut self) -> Vec<SiteExit>;
     /// Copy each site's log into `dest/<site>.jsonl`.
     fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError>;
+    /// Agent process ids, per site.
+    fn pids(&self) -> Vec<(String, u32)>;
+    /// Where a site keeps its bundle, for people.
+    fn location(&self, site: &str) -> Option<String>;
 }

@@ -1,0 +1,397 @@
+//! The `ssh` provider: each site is a host (VM, cloud, bare metal) reached over SSH. Provisioning
+//! runs in parallel, one progress bar per site: check prerequisites, install the agent (same
+//! architecture, skipped when already there), upload the bundle by SFTP (`.env` created with mode
+//! 600), start the agent detached. The agent dials the coordinator, so sites open no port.
+//!
+//! On a site everything lives under `~/.fedsim/`: `bin/fedsim-<hash>` and `<scenario>/` (data,
+//! `.env`, `agent.jsonl`, `agent.out`, `agent.exit`, `output/`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::package::AgentPackage;
+use super::ssh::{shell_quote, Ssh, SshError};
+use super::{Fleet, FleetError, SiteExit};
+use crate::prep::Bundle;
+use crate::scenario::SiteSpec;
+
+const PREREQ: &str = include_str!("../../../provision/prereq.sh");
+
+pub struct SshFleet {
+    specs: Vec<SiteSpec>,
+    dir: String,
+    agent_exe: PathBuf,
+    connect_timeout: Duration,
+    conns: Vec<Option<Ssh>>,
+    pids: Vec<Option<u32>>,
+    agent: Option<String>,
+    bars: MultiProgress,
+    last_poll: Instant,
+    exits: Vec<Option<SiteExit>>,
+    /// Cores each site reported, for its agent's thread count.
+    cores: Vec<usize>,
+}
+
+/// What one site's provisioning found.
+#[derive(Debug, Clone, Default)]
+pub struct Prereqs {
+    pub arch: String,
+    pub cores: usize,
+    pub missing: Option<String>,
+}
+
+impl SshFleet {
+    /// `scenario` names the site-side folder `~/.fedsim/<scenario>`.
+    pub fn new(
+        specs: Vec<SiteSpec>,
+        scenario: &str,
+        agent_exe: PathBuf,
+        connect_timeout: Duration,
+        progress: bool,
+    ) -> Self {
+        let n = specs.len();
+        let target = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        SshFleet {
+            specs,
+            dir: format!(".fedsim/{scenario}"),
+            agent_exe,
+            connect_timeout,
+            conns: (0..n).map(|_| None).collect(),
+            pids: vec![None; n],
+            agent: None,
+            bars: MultiProgress::with_draw_target(target),
+            last_poll: Instant::now(),
+            exits: vec![None; n],
+            cores: vec![1; n],
+        }
+    }
+
+    fn bar(&self, site: &str) -> ProgressBar {
+        let bar = self.bars.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg}")
+                .expect("static template"),
+        );
+        bar.set_prefix(site.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
+    /// Run `f` for every site in parallel, each with its connection and progress bar; collect
+    /// every failure, naming each site.
+    fn each<T: Send>(
+        &mut self,
+        step: &str,
+        f: impl Fn(usize, &SiteSpec, &mut Option<Ssh>, &ProgressBar) -> Result<T, String> + Sync,
+    ) -> Result<Vec<T>, FleetError> {
+        let bars: Vec<ProgressBar> = self.specs.iter().map(|s| self.bar(&s.name)).collect();
+        let results: Vec<Result<T, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .conns
+                .iter_mut()
+                .zip(&self.specs)
+                .zip(&bars)
+                .enumerate()
+                .map(|(i, ((conn, spec), bar))| {
+                    let f = &f;
+                    scope.spawn(move || {
+                        let r = f(i, spec, conn, bar);
+                        match &r {
+                            Ok(_) => bar.finish_with_message(format!("{step}: done")),
+                            Err(e) => bar.abandon_with_message(format!("{step}: FAILED: {e}")),
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("provisioning thread panicked".into()))
+                })
+                .collect()
+        });
+        let failures: Vec<String> = results
+            .iter()
+            .zip(&self.specs)
+            .filter_map(|(r, s)| r.as_ref().err().map(|e| format!("{}: {e}", s.name)))
+            .collect();
+        if let Some(first) = results
+            .iter()
+            .zip(&self.specs)
+            .find_map(|(r, s)| r.as_ref().err().map(|_| s.name.clone()))
+        {
+            return Err(FleetError::Install {
+                site: first,
+                reason: failures.join("; "),
+            });
+        }
+        Ok(results.into_iter().map(|r| r.expect("checked")).collect())
+    }
+
+    fn connect(spec: &SiteSpec, conn: &mut Option<Ssh>, timeout: Duration) -> Result<(), String> {
+        if conn.is_none() {
+            *conn = Some(Ssh::connect(spec, timeout).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+}
+
+/// Run the prerequisites script on a site.
+pub fn prerequisites(ssh: &Ssh) -> Result<Prereqs, SshError> {
+    let (status, out, _) = ssh.exec(&format!("sh -c {}", shell_quote(PREREQ)))?;
+    let value = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    Ok(Prereqs {
+        arch: value("ARCH"),
+        cores: value("CORES").parse().unwrap_or(1),
+        missing: (status != 0).then(|| {
+            let m = value("MISSING");
+            if m.is_empty() {
+                format!("prerequisites script exited {status}")
+            } else {
+                format!("missing on the site: {m}")
+            }
+        }),
+    })
+}
+
+/// Install the agent binary unless the site already has this exact build; its remote path.
+fn install_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String, SshError> {
+    let path = format!(".fedsim/bin/{}", package.name);
+    let probe = format!("test -x {p} && {p} --version", p = shell_quote(&path));
+    let (status, out, _) = ssh.exec(&probe)?;
+    if status == 0 && out.contains(env!("CARGO_PKG_VERSION")) {
+        return Ok(path);
+    }
+    ssh.run("agent directory", "mkdir -p -m 700 .fedsim/bin")?;
+    ssh.upload(&package.gz, &format!("{path}.gz"), 0o700)?;
+    ssh.run(
+        "agent unpack",
+        &format!(
+            "gunzip -f {p}.gz && chmod 755 {p} && {p} --version",
+            p = shell_quote(&path)
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Cores this site's agent may use: a loopback host shares this machine with the other sites.
+fn threads_for(spec: &SiteSpec, all: &[SiteSpec], remote_cores: usize) -> usize {
+    let local = spec
+        .host
+        .parse::<IpAddr>()
+        .map(|a| a.is_loopback())
+        .unwrap_or(spec.host == "localhost");
+    let sharing = if local {
+        all.iter()
+            .filter(|s| {
+                s.host
+                    .parse::<IpAddr>()
+                    .map(|a| a.is_loopback())
+                    .unwrap_or(s.host == "localhost")
+            })
+            .count()
+    } else {
+        all.iter().filter(|s| s.host == spec.host).count()
+    };
+    let cores = if local {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        remote_cores
+    };
+    (cores / sharing.max(1)).max(1)
+}
+
+impl Fleet for SshFleet {
+    fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
+        let package = AgentPackage::build(&self.agent_exe).map_err(|e| FleetError::Install {
+            site: "controller".into(),
+            reason: format!("cannot package the agent: {e}"),
+        })?;
+        let files: Vec<_> = bundles.iter_mut().map(|b| b.files.take()).collect();
+        let dir = self.dir.clone();
+        let timeout = self.connect_timeout;
+        let local_arch = std::env::consts::ARCH;
+        let paths = self.each("install", |i, spec, conn, bar| {
+            bar.set_message("connecting");
+            Self::connect(spec, conn, timeout)?;
+            let ssh = conn.as_ref().expect("connected");
+            bar.set_message("checking prerequisites");
+            let pre = prerequisites(ssh).map_err(|e| e.to_string())?;
+            if let Some(m) = pre.missing {
+                return Err(m);
+            }
+            if pre.arch != local_arch {
+                return Err(format!(
+                    "site is {} but the agent is built for {local_arch}",
+                    pre.arch
+                ));
+            }
+            bar.set_message(format!(
+                "installing the agent ({} MB)",
+                package.gz.len() / 1_000_000
+            ));
+            let agent = install_agent(ssh, &package).map_err(|e| e.to_string())?;
+            bar.set_message("uploading the bundle");
+            let files = files[i].as_ref().ok_or("bundle already installed")?;
+            let q = shell_quote(&dir);
+            ssh.run(
+                "site directory",
+                &format!("mkdir -p -m 700 {q} && rm -rf {q}/output {q}/agent.* && chmod 700 {q}"),
+            )
+            .map_err(|e| e.to_string())?;
+            ssh.upload(&files.data, &format!("{dir}/{}", files.data_name), 0o600)
+                .map_err(|e| e.to_string())?;
+            ssh.upload(files.env.as_bytes(), &format!("{dir}/.env"), 0o600)
+                .map_err(|e| e.to_string())?;
+            Ok((agent, pre.cores))
+        })?;
+        self.agent = paths.first().map(|(p, _)| p.clone());
+        self.cores = paths.iter().map(|(_, c)| *c).collect();
+        Ok(())
+    }
+
+    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError> {
+        let agent = self.agent.clone().ok_or(FleetError::Start {
+            site: "all".into(),
+            reason: "install first".into(),
+        })?;
+        let dir = self.dir.clone();
+        let all = self.specs.clone();
+        let cores = self.cores.clone();
+        let connect_secs = self.connect_timeout.as_secs_f64().max(30.0);
+        let pids = self.each("start", |i, spec, conn, bar| {
+            let ssh = conn.as_ref().ok_or("not connected")?;
+            let threads = threads_for(spec, &all, cores[i]);
+            bar.set_message("starting the agent");
+            // A detached session: the agent outlives this SSH channel, writes its exit code last.
+            let cmd = format!(
+                "cd {d} && setsid nohup sh -c '\"$0\" agent --dir . --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} < /dev/null > /dev/null 2>&1 & echo $!",
+                d = shell_quote(&dir),
+                a = shell_quote(&agent),
+                c = shell_quote(&coordinator.to_string()),
+                t = threads,
+                s = connect_secs,
+            );
+            let out = ssh.run("agent start", &cmd).map_err(|e| e.to_string())?;
+            out.trim().parse::<u32>().map_err(|_| format!("agent start printed {:?}, not a pid", out.trim()))
+        })?;
+        self.pids = pids.into_iter().map(Some).collect();
+        Ok(())
+    }
+
+    fn dead_site(&mut self) -> Option<(String, String)> {
+        if self.last_poll.elapsed() < Duration::from_secs(1) {
+            return None;
+        }
+        self.last_poll = Instant::now();
+        for (i, conn) in self.conns.iter().enumerate() {
+            let (Some(ssh), Some(_)) = (conn, self.pids[i]) else {
+                continue;
+            };
+            let d = shell_quote(&self.dir);
+            match ssh.exec(&format!(
+                "cat {d}/agent.exit 2>/dev/null && tail -n 3 {d}/agent.out"
+            )) {
+                Ok((0, out, _)) if !out.trim().is_empty() => {
+                    let mut lines = out.lines();
+                    let code = lines.next().unwrap_or("?").trim().to_string();
+                    let tail: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+                    return Some((
+                        self.specs[i].name.clone(),
+                        format!("agent exited early (code {code}): {}", tail.join(" | ")),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Some((
+                        self.specs[i].name.clone(),
+                        format!("lost the SSH connection: {e}"),
+                    ))
+                }
+            }
+        }
+        None
+    }
+
+    fn stop(&mut self) -> Vec<SiteExit> {
+        let dir = self.dir.clone();
+        let pids = self.pids.clone();
+        let exits = self.each("stop", |i, spec, conn, bar| {
+            let Some(pid) = pids[i] else { return Err("not started".into()) };
+            let ssh = conn.as_ref().ok_or("not connected")?;
+            bar.set_message("waiting for the agent to exit");
+            let exit_file = format!("{}/agent.exit", shell_quote(&dir));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut killed = false;
+            let code = loop {
+                if let Ok((0, out, _)) = ssh.exec(&format!("cat {exit_file}")) {
+                    break out.trim().parse::<i32>().ok();
+                }
+                if Instant::now() >= deadline {
+                    killed = true;
+                    let _ = ssh.exec(&format!("kill -TERM -- -{pid} 2>/dev/null; sleep 1; kill -KILL -- -{pid} 2>/dev/null; true"));
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            Ok(SiteExit { site: spec.name.clone(), pid, code, killed })
+        });
+        match exits {
+            Ok(e) => {
+                self.exits = e.iter().cloned().map(Some).collect();
+                e
+            }
+            Err(err) => {
+                tracing::warn!(phase = "finish", error = %err, "could not confirm every agent stopped");
+                Vec::new()
+            }
+        }
+    }
+
+    fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError> {
+        let dir = self.dir.clone();
+        let dest = dest.to_path_buf();
+        let timeout = self.connect_timeout;
+        self.each("logs", |_, spec, conn, bar| {
+            bar.set_message("pulling the log");
+            Self::connect(spec, conn, timeout)?;
+            let ssh = conn.as_ref().expect("connected");
+            let log = ssh
+                .download(&format!("{dir}/agent.jsonl"))
+                .map_err(|e| e.to_string())?;
+            std::fs::write(dest.join(format!("{}.jsonl", spec.name)), log)
+                .map_err(|e| e.to_string())?;
+            Ok(spec.name.clone())
+        })
+    }
+
+    fn pids(&self) -> Vec<(String, u32)> {
+        self.specs
+            .iter()
+            .zip(&self.pids)
+            .filter_map(|(s, p)| p.map(|p| (s.name.clone(), p)))
+            .collect()
+    }
+
+    fn location(&self, site: &str) -> Option<String> {
+        self.specs
+            .iter()
+            .find(|s| s.name == site)
+            .map(|s| format!("{}@{}:{}/~/{}", s.user, s.host, s.port, self.dir))
+    }
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# A test fleet of real SSH hosts on this machine: N independent sshd on 127.0.1.1..N (loopback),
+# each allowing one Linux user of its own. Nothing of the system sshd is touched.
+#
+#   provision/testfleet.sh up N DIR     start the fleet; stays in the foreground as the sshd
+#                                       supervisor (run it in the background) until `down`
+#   provision/testfleet.sh down DIR     stop exactly what `up` started: its sshd, its users
+#
+# `up` writes into DIR: id_ed25519 (the controller's key), known_hosts (the hosts' keys, so no
+# key is ever trusted on first use), fleet.toml ([fleet] + one [[sites]] per host, to append to a
+# scenario), and `ready` once every sshd accepts connections.
+# Settings: FLEET_NET (default 127.0.1), FLEET_PORT (2222), FLEET_USER (user prefix, fedsim-s).
+# Needs root (useradd, sshd) and Debian's openssh-server.
+set -euo pipefail
+
+net=${FLEET_NET:-127.0.1}
+port=${FLEET_PORT:-2222}
+prefix=${FLEET_USER:-fedsim-s}
+sshd=/usr/sbin/sshd
+
+die() { echo "testfleet: $*" >&2; exit 2; }
+
+remove_users() {
+    local dir=$1
+    [ -f "$dir/users" ] || return 0
+    while read -r user; do
+        [ -n "$user" ] && userdel -r "$user" >/dev/null 2>&1 || true
+    done < "$dir/users"
+    rm -f "$dir/users"
+}
+
+stop_daemons() {
+    local dir=$1 f
+    for f in "$dir"/site*/sshd.pid; do
+        [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    done
+}
+
+up() {
+    local n=$1 dir=$2 i user home addr
+    [ "$(id -u)" = 0 ] || die "must run as root (creates users, starts sshd)"
+    [ -x "$sshd" ] || die "$sshd not found: apt-get install openssh-server"
+    [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] || die "N must be 1..250"
+    mkdir -p "$dir" && chmod 700 "$dir"
+    rm -f "$dir/ready"
+    install -d -m 0755 /run/sshd
+    [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C fedsim-controller -f "$dir/id_ed25519"
+    : > "$dir/known_hosts"
+    printf '[fleet]\nprovider = "ssh"\n\n' > "$dir/fleet.toml"
+    touch "$dir/users"
+    for i in $(seq 1 "$n"); do
+        user="$prefix$i"
+        addr="$net.$i"
+        if ! id "$user" >/dev/null 2>&1; then
+            useradd -m -s /bin/sh "$user"
+            echo "$user" >> "$dir/users"
+        fi
+        # A locked account ('!') is refused even for keys when PAM is off; '*' is "no password".
+        usermod -p '*' "$user"
+        home=$(getent passwd "$user" | cut -d: -f6)
+        install -d -m 700 -o "$user" -g "$user" "$home/.ssh"
+        install -m 600 -o "$user" -g "$user" "$dir/id_ed25519.pub" "$home/.ssh/authorized_keys"
+        mkdir -p "$dir/site$i"
+        rm -f "$dir/site$i/host_key" "$dir/site$i/host_key.pub"
+        ssh-keygen -q -t ed25519 -N '' -C "site-$i" -f "$dir/site$i/host_key"
+        cat > "$dir/site$i/sshd_config" <<EOF
+Port $port
+ListenAddress $addr
+HostKey $dir/site$i/host_key
+PidFile $dir/site$i/sshd.pid
+AllowUsers $user
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile .ssh/authorized_keys
+UsePAM no
+StrictModes yes
+Subsystem sftp internal-sftp
+LogLevel INFO
+EOF
+        echo "[$addr]:$port $(cut -d' ' -f1,2 "$dir/site$i/host_key.pub")" >> "$dir/known_hosts"
+        cat >> "$dir/fleet.toml" <<EOF
+[[sites]]
+name = "site-$i"
+host = "$addr"
+port = $port
+user = "$user"
+key = "$dir/id_ed25519"
+known_hosts = "$dir/known_hosts"
+
+EOF
+    done
+    trap 'stop_daemons "$dir"' TERM INT
+    for i in $(seq 1 "$n"); do
+        # -D: stay a child of this shell, which reaps it (no zombies); -e: log to stderr.
+        "$sshd" -D -e -f "$dir/site$i/sshd_config" 2> "$dir/site$i/sshd.log" &
+        echo $! > "$dir/site$i/sshd.pid"
+    done
+    for i in $(seq 1 "$n"); do
+        for _ in $(seq 1 100); do
+            (exec 3<>"/dev/tcp/$net.$i/$port") 2>/dev/null && break
+            sleep 0.05
+        done
+        (exec 3<>"/dev/tcp/$net.$i/$port") 2>/dev/null || { stop_daemons "$dir"; wait; remove_users "$dir"; die "sshd $i did not start: $(tail -n 3 "$dir/site$i/sshd.log")"; }
+    done
+    echo $$ > "$dir/supervisor.pid"
+    touch "$dir/ready"
+    echo "testfleet: $n hosts up on $net.1-$n:$port; scenario fragment: $dir/fleet.toml" >&2
+    wait || true
+    rm -f "$dir/ready" "$dir/supervisor.pid" "$dir"/site*/sshd.pid
+    remove_users "$dir"
+    echo "testfleet: down" >&2
+}
+
+down() {
+    local dir=$1 sup
+    [ -d "$dir" ] || die "no fleet in $dir"
+    stop_daemons "$dir"
+    sup=$(cat "$dir/supervisor.pid" 2>/dev/null || true)
+    if [ -n "$sup" ]; then
+        for _ in $(seq 1 100); do
+            kill -0 "$sup" 2>/dev/null || break
+            sleep 0.05
+        done
+    fi
+    # If the supervisor is gone (killed), clean up after it.
+    remove_users "$dir"
+    rm -f "$dir/ready"
+}
+
+case "${1:-}" in
+    up) [ $# -eq 3 ] || die "usage: $0 up N DIR"; up "$2" "$3" ;;
+    down) [ $# -eq 2 ] || die "usage: $0 down DIR"; down "$2" ;;
+    *) die "usage: $0 up N DIR | down DIR" ;;
+esac
