@@ -277,13 +277,16 @@ fn fleet_for(
             dir.join("sites"),
             connect,
         )),
-        Provider::Ssh => Box::new(SshFleet::new(
-            scenario.sites.clone(),
-            name,
-            opts.agent_exe.clone(),
-            SSH_TIMEOUT,
-            opts.progress,
-        )),
+        Provider::Ssh => Box::new(
+            SshFleet::new(
+                scenario.sites.clone(),
+                name,
+                opts.agent_exe.clone(),
+                SSH_TIMEOUT,
+                opts.progress,
+            )
+            .with_tunnel(scenario.fleet.tunnel),
+        ),
         Provider::Vagrant => {
             let vdir = scenario
                 .fleet
@@ -297,13 +300,16 @@ fn fleet_for(
                     reason: e.to_string(),
                 })
             })?;
-            Box::new(SshFleet::new(
-                specs,
-                name,
-                opts.agent_exe.clone(),
-                SSH_TIMEOUT,
-                opts.progress,
-            ))
+            Box::new(
+                SshFleet::new(
+                    specs,
+                    name,
+                    opts.agent_exe.clone(),
+                    SSH_TIMEOUT,
+                    opts.progress,
+                )
+                .with_tunnel(scenario.fleet.tunnel),
+            )
         }
     })
 }

@@ -159,6 +159,10 @@ pub struct FleetSpec {
     /// vagrant: the folder holding the Vagrantfile (relative to the scenario file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vagrant_dir: Option<PathBuf>,
+    /// ssh/vagrant: agents reach the coordinator through an SSH reverse forward (for sites that
+    /// cannot reach the coordinator's address).
+    #[serde(default)]
+    pub tunnel: bool,
 }
 
 impl Default for FleetSpec {
@@ -167,6 +171,7 @@ impl Default for FleetSpec {
             provider: Provider::Local,
             coordinator: default_coordinator(),
             vagrant_dir: None,
+            tunnel: false,
         }
     }
 }
@@ -772,6 +777,9 @@ fn validate_sites(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             }
         }
         Provider::Local | Provider::Vagrant => {
+            if s.fleet.tunnel && s.fleet.provider == Provider::Local {
+                return Err(at("fleet.tunnel", "tunnel applies to providers \"ssh\" and \"vagrant\"; local sites reach the coordinator directly".into()));
+            }
             if !s.sites.is_empty() {
                 return Err(at(
                     "sites",

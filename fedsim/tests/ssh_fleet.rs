@@ -243,6 +243,51 @@ fn four_ssh_sites_give_the_local_numbers_and_keep_bundles_in_their_homes() {
 }
 
 #[test]
+fn agents_reach_the_coordinator_through_ssh_reverse_tunnels() {
+    let fleet = TestFleet::up(2, "127.0.5", "fedsim-d");
+    let work = tempfile::tempdir().unwrap();
+    let fragment = std::fs::read_to_string(fleet.path("fleet.toml"))
+        .unwrap()
+        .replace("provider = \"ssh\"", "provider = \"ssh\"\ntunnel = true");
+    let cfg = scenario(
+        work.path(),
+        "tun",
+        &format!("{}\n{fragment}", ols_body("tun", 2)),
+    );
+    let out = work.path().join("tun");
+    let s = run_ok(work.path(), &cfg, &out);
+    assert_eq!(s["reference"]["passed"], true);
+    let field = |file: &str, message: &str, key: &str| -> Vec<String> {
+        std::fs::read_to_string(out.join("logs").join(file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["message"] == message)
+            .map(|v| v[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    let coordinator = field("controller.jsonl", "agents started; coordinating", "addr");
+    let tunnels = field("controller.jsonl", "reverse tunnel open", "remote");
+    assert_eq!(tunnels.len(), 2);
+    for site in ["site-1", "site-2"] {
+        let dialed = field(
+            &format!("{site}.jsonl"),
+            "connected to coordinator",
+            "coordinator",
+        );
+        assert_eq!(dialed.len(), 1);
+        assert_ne!(
+            dialed, coordinator,
+            "{site} dialed the coordinator directly"
+        );
+        assert!(
+            tunnels.contains(&dialed[0]),
+            "{site} dialed {dialed:?}, not a tunnel {tunnels:?}"
+        );
+    }
+}
+
+#[test]
 fn check_reports_a_wrong_host_key_a_stopped_sshd_and_a_missing_data_file_on_their_rows() {
     let fleet = TestFleet::up(4, "127.0.3", "fedsim-b");
     let work = tempfile::tempdir().unwrap();

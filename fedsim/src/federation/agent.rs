@@ -110,7 +110,7 @@ pub fn run(
             )))
         }
     };
-    tracing::info!(phase = "launch", run_id = %run_id, pid = std::process::id(), "connected to coordinator");
+    tracing::info!(phase = "launch", run_id = %run_id, pid = std::process::id(), coordinator = %addr, "connected to coordinator");
 
     let prepared = Table::load(&env.data)
         .map_err(|e| e.to_string())

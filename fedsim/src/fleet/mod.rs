@@ -4,6 +4,7 @@ pub mod local;
 pub mod package;
 pub mod remote;
 pub mod ssh;
+pub mod tunnel;
 pub mod vagrant;
 
 use std::net::SocketAddr;

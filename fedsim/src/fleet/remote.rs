@@ -14,6 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::package::AgentPackage;
 use super::ssh::{shell_quote, Ssh, SshError};
+use super::tunnel::Tunnel;
 use super::{Fleet, FleetError, SiteExit};
 use crate::prep::Bundle;
 use crate::scenario::SiteSpec;
@@ -33,6 +34,9 @@ pub struct SshFleet {
     exits: Vec<Option<SiteExit>>,
     /// Cores each site reported, for its agent's thread count.
     cores: Vec<usize>,
+    /// Reach the coordinator through SSH reverse forwards, one per site.
+    tunnel: bool,
+    tunnels: Vec<Tunnel>,
 }
 
 /// What one site's provisioning found.
@@ -70,7 +74,15 @@ impl SshFleet {
             last_poll: Instant::now(),
             exits: vec![None; n],
             cores: vec![1; n],
+            tunnel: false,
+            tunnels: Vec::new(),
         }
+    }
+
+    /// Agents dial the coordinator through SSH reverse forwards instead of directly.
+    pub fn with_tunnel(mut self, tunnel: bool) -> Self {
+        self.tunnel = tunnel;
+        self
     }
 
     fn bar(&self, site: &str) -> ProgressBar {
@@ -274,6 +286,20 @@ impl Fleet for SshFleet {
         let all = self.specs.clone();
         let cores = self.cores.clone();
         let connect_secs = self.connect_timeout.as_secs_f64().max(30.0);
+        let mut targets = vec![coordinator.to_string(); self.specs.len()];
+        if self.tunnel {
+            for (i, spec) in self.specs.iter().enumerate() {
+                let t = Tunnel::open(spec, coordinator, self.connect_timeout).map_err(|e| {
+                    FleetError::Start {
+                        site: spec.name.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                targets[i] = format!("127.0.0.1:{}", t.remote_port);
+                tracing::info!(phase = "launch", site = %spec.name, remote = %targets[i], "reverse tunnel open");
+                self.tunnels.push(t);
+            }
+        }
         let pids = self.each("start", |i, spec, conn, bar| {
             let ssh = conn.as_ref().ok_or("not connected")?;
             let threads = threads_for(spec, &all, cores[i]);
@@ -283,7 +309,7 @@ impl Fleet for SshFleet {
                 "cd {d} && setsid nohup sh -c '\"$0\" agent --dir . --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} < /dev/null > /dev/null 2>&1 & echo $!",
                 d = shell_quote(&dir),
                 a = shell_quote(&agent),
-                c = shell_quote(&coordinator.to_string()),
+                c = shell_quote(&targets[i]),
                 t = threads,
                 s = connect_secs,
             );
@@ -351,6 +377,7 @@ impl Fleet for SshFleet {
             };
             Ok(SiteExit { site: spec.name.clone(), pid, code, killed })
         });
+        self.tunnels.clear();
         match exits {
             Ok(e) => {
                 self.exits = e.iter().cloned().map(Some).collect();
