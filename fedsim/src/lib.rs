@@ -15,5 +15,7 @@ pub mod fleet;
 pub mod logs;
 pub mod partition;
 pub mod prep;
+pub mod progress;
+pub mod report;
 pub mod run;
 pub mod scenario;

@@ -45,8 +45,11 @@ fn filter(default: &str) -> EnvFilter {
 
 /// Controller logging: human lines on stderr (level from `-v`/`--quiet`/`RUST_LOG`), JSON to the run log.
 pub fn init_controller(verbose: u8, quiet: bool) {
+    // At a terminal the progress lines tell the story; the log adds only warnings and errors.
+    let bars = crate::progress::wanted(!quiet);
     let level = match (quiet, verbose) {
         (true, _) => "error",
+        (false, 0) if bars => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
         _ => "trace",
@@ -55,7 +58,7 @@ pub fn init_controller(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .compact()
-        .with_filter(if verbose > 0 || quiet {
+        .with_filter(if verbose > 0 || quiet || bars {
             EnvFilter::new(level)
         } else {
             filter(level)

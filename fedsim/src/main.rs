@@ -36,6 +36,20 @@ enum Command {
         /// Run directory (default runs/<name>-<UTC time>/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write a JUnit XML file: one test case per comparison check.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+    /// Write RUN_DIR/report.html again, or with --compare one table across several runs.
+    Report {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Compare the runs in one table and plot (written to --out, default compare.html).
+        #[arg(long)]
+        compare: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Split the data and write each site's bundle (data and .env), nothing more.
     Prep {
@@ -231,7 +245,31 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Run { config, out } => {
+        Command::Report { runs, compare, out } => {
+            let result = if compare {
+                let path = out.unwrap_or_else(|| PathBuf::from("compare.html"));
+                fedsim::report::compare(&runs).and_then(|html| {
+                    std::fs::write(&path, html)
+                        .map(|()| vec![path.clone()])
+                        .map_err(|source| fedsim::report::ReportError::Write { path, source })
+                })
+            } else {
+                runs.iter().map(|r| fedsim::report::write(r)).collect()
+            };
+            match result {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("{}", p.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run { config, out, junit } => {
             let scenario = match run::load(&config) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
@@ -268,6 +306,13 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                     }
                     if let Some(e) = &s.error {
                         eprintln!("error: {}", e.message);
+                    }
+                    if let Some(path) = &junit {
+                        let summary = serde_json::to_value(&outcome.summary).unwrap_or_default();
+                        if let Err(e) = std::fs::write(path, fedsim::report::junit(&summary)) {
+                            eprintln!("error: cannot write {}: {e}", path.display());
+                            return ExitCode::from(1);
+                        }
                     }
                     println!("{}", outcome.dir.display());
                     match s.status {

@@ -125,8 +125,10 @@ pub struct Metrics {
     pub rounds: Vec<RoundMetrics>,
     pub controller_cpu_secs: f64,
     pub controller_peak_rss_kib: i64,
-    /// Largest peak RSS among the agent processes (local provider).
+    /// Largest peak RSS among this machine's agent processes (local provider).
     pub agents_peak_rss_kib: i64,
+    /// Every site's peak RSS as its agent reported it (any provider).
+    pub sites_peak_rss_kib: std::collections::BTreeMap<String, u64>,
 }
 
 pub struct RunOutcome {
@@ -369,6 +371,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         clock = Instant::now();
     };
 
+    let progress = crate::progress::Progress::new(crate::progress::wanted(opts.progress));
+    progress.phase("plan: checking the scenario and data");
     let plan = plan(scenario)?;
     tracing::info!(
         phase = "plan",
@@ -415,14 +419,22 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         connect_timeout: Duration::from_secs_f64(scenario.federation.connect_timeout_secs),
         round_timeout: Duration::from_secs_f64(scenario.federation.round_timeout_secs),
         cancel: &CANCEL,
+        progress: Some(&progress),
     };
     let mut fleet = fleet_for(scenario, &dir, opts)?;
     tracing::info!(phase = "provision", sites = bundles.len(), provider = ?scenario.fleet.provider, "installing the sites");
+    progress.phase(format!("provision: installing {} sites", bundles.len()));
+    progress.sites(&bundles.iter().map(|b| b.name.clone()).collect::<Vec<_>>());
     let installed = fleet.install(&mut bundles);
     lap("provision", &mut phases);
     let federated = match installed.and_then(|()| fleet.start(addr)) {
         Ok(()) => {
             tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
+            progress.phase(format!(
+                "federate: {} on {} sites",
+                plan.config.kind.as_str(),
+                bundles.len()
+            ));
             let mut liveness = || fleet.dead_site();
             coordinator::run(
                 &listener,
@@ -485,6 +497,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
                 tracing::warn!(phase = "report", error = %e, "cannot write the component vectors");
             }
             tracing::info!(phase = "baseline", "computing the centralised baseline");
+            progress.phase("baseline: the same analysis on the pooled data");
             let base = plan
                 .pooled()
                 .map_err(|e| e.to_string())
@@ -532,6 +545,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         }
     }
     lap("compare", &mut phases);
+    progress.finish(format!("{}: {}", scenario.scenario.name, summary.status));
     match &summary.error {
         None => tracing::info!(phase = "report", status = summary.status, "run finished"),
         Some(e) => {
@@ -541,6 +555,11 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
 
     let (cpu, rss) = rusage(libc::RUSAGE_SELF);
     let (_, child_rss) = rusage(libc::RUSAGE_CHILDREN);
+    let mut sites_peak_rss_kib = std::collections::BTreeMap::new();
+    for site in rounds.iter().flat_map(|r| &r.sites) {
+        let e = sites_peak_rss_kib.entry(site.site.clone()).or_insert(0);
+        *e = site.peak_rss_kib.max(*e);
+    }
     let metrics = Metrics {
         phases,
         connect_secs,
@@ -548,6 +567,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         controller_cpu_secs: cpu,
         controller_peak_rss_kib: rss,
         agents_peak_rss_kib: child_rss,
+        sites_peak_rss_kib,
     };
     let io = |source| RunError::RunDir {
         path: dir.clone(),
@@ -559,6 +579,9 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     merge_logs(&logs_dir, &names).map_err(io)?;
     // summary.json last: its presence means the run directory is complete.
     write_json_atomic(&dir.join("summary.json"), &summary).map_err(io)?;
+    if let Err(e) = crate::report::write(&dir) {
+        tracing::warn!(phase = "report", error = %e, "report.html not written");
+    }
     Ok(RunOutcome {
         dir,
         summary,

@@ -62,6 +62,14 @@ impl SiteEnv {
     }
 }
 
+/// This process's peak resident memory in KiB (Linux getrusage).
+pub fn peak_rss_kib() -> u64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u.ru_maxrss.max(0) as u64
+}
+
 /// Use at most `n` threads for local computations (faer and rayon).
 pub fn limit_threads(n: usize) {
     let n = n.max(1);
@@ -136,6 +144,7 @@ pub fn run(
     };
     ch.send(&Message::Ready {
         rows: data.rows() as u64,
+        peak_rss_kib: peak_rss_kib(),
     })?;
     tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
 
@@ -157,6 +166,7 @@ pub fn run(
                             round,
                             body: reply,
                             compute_secs,
+                            peak_rss_kib: peak_rss_kib(),
                         })?;
                     }
                     Err(e) => {

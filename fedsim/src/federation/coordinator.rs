@@ -67,6 +67,8 @@ pub struct SiteRound {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub compute_secs: f64,
+    /// The site process's peak resident memory (KiB), as it reported.
+    pub peak_rss_kib: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +96,8 @@ pub struct Outcome {
 }
 
 pub struct Settings<'a> {
+    /// Live per-site progress lines (drawn only at a terminal).
+    pub progress: Option<&'a crate::progress::Progress>,
     pub run_id: String,
     pub connect_timeout: Duration,
     pub round_timeout: Duration,
@@ -277,7 +281,8 @@ fn exchange(
         let handles: Vec<_> = channels
             .iter_mut()
             .zip(names)
-            .map(|(ch, name)| {
+            .enumerate()
+            .map(|(index, (ch, name))| {
                 scope.spawn(move || {
                     let (sent0, recv0) = (ch.bytes_sent, ch.bytes_received);
                     let lost = |cause| FedError::SiteLost {
@@ -298,10 +303,24 @@ fn exchange(
                                 FrameError::Cancelled => FedError::Cancelled,
                                 e => lost(e),
                             })?;
-                    let compute_secs = match &msg {
-                        Message::Reply { compute_secs, .. } => *compute_secs,
-                        _ => 0.0,
+                    let (compute_secs, peak_rss_kib) = match &msg {
+                        Message::Reply {
+                            compute_secs,
+                            peak_rss_kib,
+                            ..
+                        } => (*compute_secs, *peak_rss_kib),
+                        Message::Ready { peak_rss_kib, .. } => (0.0, *peak_rss_kib),
+                        _ => (0.0, 0),
                     };
+                    if let Some(p) = settings.progress {
+                        p.site(
+                            index,
+                            format!(
+                                "round {round}: {} B sent, {compute_secs:.3} s computing",
+                                ch.bytes_received - recv0
+                            ),
+                        );
+                    }
                     Ok((
                         msg,
                         SiteRound {
@@ -309,6 +328,7 @@ fn exchange(
                             bytes_sent: ch.bytes_received - recv0,
                             bytes_received: ch.bytes_sent - sent0,
                             compute_secs,
+                            peak_rss_kib,
                         },
                     ))
                 })
@@ -344,7 +364,7 @@ fn drive(
     }];
     for (i, (msg, _)) in ready.into_iter().enumerate() {
         match msg {
-            Message::Ready { rows } => joined[i].rows = rows,
+            Message::Ready { rows, .. } => joined[i].rows = rows,
             Message::Failed { reason, .. } => return Err(site_failed(i, 0, reason)),
             other => {
                 return Err(site_failed(

@@ -26,7 +26,7 @@ pub enum Message {
         algorithm: AlgorithmConfig,
     },
     /// Agent -> coordinator: data loaded, ready for rounds.
-    Ready { rows: u64 },
+    Ready { rows: u64, peak_rss_kib: u64 },
     /// Coordinator -> agent: one round's request (algorithm-specific bytes).
     Task { round: u32, body: Vec<u8> },
     /// Agent -> coordinator: the round's aggregates and how long the site computed.
@@ -34,6 +34,8 @@ pub enum Message {
         round: u32,
         body: Vec<u8>,
         compute_secs: f64,
+        /// The site process's peak resident memory so far.
+        peak_rss_kib: u64,
     },
     /// Agent -> coordinator: the site cannot go on.
     Failed { round: u32, reason: String },

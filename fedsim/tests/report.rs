@@ -1,0 +1,238 @@
+//! The report a person reads: rendered from a real run, checked for its content, and
+//! photographed in headless Chromium (the screenshot is kept as a test artefact).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(bin()).parent().unwrap().join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run_scenario(cwd: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        "-q",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    fedsim(cwd, &args)
+}
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../resources")
+        .join(name)
+}
+
+/// Count of `needle` in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+#[test]
+fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("logit");
+    let junit = tmp.path().join("junit.xml");
+    let o = run_scenario(
+        tmp.path(),
+        &shipped("config_logreg.toml"),
+        &out,
+        &["--junit", junit.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).expect("run writes report.html");
+    for id in ["scenario", "sites", "comparison", "metrics"] {
+        assert!(
+            html.contains(&format!("<table id=\"{id}\"")),
+            "no {id} table"
+        );
+    }
+    // One comparison row per term, with the federated and centralised values side by side.
+    let s = summary(&out);
+    let terms = s["results"]["terms"].as_array().unwrap();
+    let table = html
+        .split("<table id=\"comparison\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(count(table, "<tr>") - 1, terms.len());
+    assert!(table.contains("<td>GPA</td>") && table.contains("<td>const</td>"));
+    // Logistic regression: timeline, convergence, coefficient agreement, traffic.
+    assert_eq!(count(&html, "<svg"), 4, "plots");
+    for plot in ["timeline", "convergence", "agreement", "traffic"] {
+        assert!(
+            html.contains(&format!("data-plot=\"{plot}\"")),
+            "no {plot} plot"
+        );
+    }
+    assert!(html.contains("passed") && html.contains("independent reference"));
+    // Self-contained: nothing to fetch.
+    for bad in [
+        "http://",
+        "https://",
+        "<script src",
+        "<link",
+        "@import",
+        "url(",
+    ] {
+        assert!(!html.contains(bad), "report references {bad}");
+    }
+    // Re-rendered from the directory alone, it is the same document.
+    let before = html.clone();
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let o = fedsim(tmp.path(), &["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("report.html")).unwrap(),
+        before
+    );
+    // JUnit: one test case per check, none failing.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+    assert_eq!(count(&xml, "<testcase"), 4, "{xml}");
+    assert!(
+        xml.contains("coef: federated vs centralised") && xml.contains("independent reference")
+    );
+
+    // A screenshot in real headless Chromium, kept for people to look at.
+    let png = artifacts().join("report-logit.png");
+    let _ = std::fs::remove_file(&png);
+    let profile = tempfile::tempdir().unwrap();
+    let status = Command::new("/usr/bin/chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1000,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .expect("chromium is installed (.ci/run installs it)");
+    assert!(
+        status.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        bytes.len() > 20_000,
+        "a blank page would be tiny: {} bytes",
+        bytes.len()
+    );
+}
+
+#[test]
+fn svd_report_plots_singular_values_and_a_failed_run_shows_its_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("svd");
+    let o = run_scenario(tmp.path(), &shipped("config_svd.toml"), &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let table = html
+        .split("<table id=\"comparison\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(count(table, "<tr>") - 1, 10, "one row per component");
+    assert!(table.contains("<td>pc10</td>"));
+    // gram route: no iterations to plot.
+    assert_eq!(count(&html, "<svg"), 3);
+    assert!(html.contains("Singular values: federated"));
+
+    // A run that fails says why, and where.
+    let data = tmp.path().join("collinear.csv");
+    let mut body = String::from("a,b,y\n");
+    for i in 0..30 {
+        body.push_str(&format!("{i},{},{}\n", 3 * i, i % 4));
+    }
+    std::fs::write(&data, body).unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "bad",
+        &format!("[scenario]\nname = \"bad\"\n[data]\npath = \"{}\"\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"linear_regression\"\n", data.display()),
+    );
+    let out = tmp.path().join("bad");
+    let junit = tmp.path().join("bad.xml");
+    let o = run_scenario(
+        tmp.path(),
+        &cfg,
+        &out,
+        &["--junit", junit.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("class=\"bad\">failed") && html.contains("singular"),
+        "{html}"
+    );
+    assert!(html.contains("<table id=\"errors\">") && html.contains("<td>controller</td>"));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("failures=\"1\"") && xml.contains("singular"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn compare_puts_several_runs_in_one_table_and_plot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    for sites in [2, 5, 10] {
+        let cfg = scenario(
+            tmp.path(),
+            &format!("s{sites}"),
+            &format!(
+                "[scenario]\nname = \"ols-{sites}\"\n[data]\npath = \"{}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = {sites}\n[algorithm]\nkind = \"linear_regression\"\n",
+                test_data("diabetes.csv").display()
+            ),
+        );
+        let out = tmp.path().join(format!("run{sites}"));
+        let o = run_scenario(tmp.path(), &cfg, &out, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        dirs.push(out.to_str().unwrap().to_string());
+    }
+    let page = tmp.path().join("compare.html");
+    let mut args = vec!["report", "--compare", "--out", page.to_str().unwrap()];
+    args.extend(dirs.iter().map(String::as_str));
+    let o = fedsim(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    let table = html
+        .split("<table id=\"runs\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(count(table, "<tr>") - 1, 3);
+    for name in ["ols-2", "ols-5", "ols-10"] {
+        assert!(
+            table.contains(&format!("<td>{name}</td>")),
+            "{name} missing"
+        );
+    }
+    assert_eq!(count(&html, "<svg"), 1);
+    assert!(!html.contains("http://") && !html.contains("https://"));
+}
