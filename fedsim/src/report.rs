@@ -764,7 +764,7 @@ pub fn junit(summary: &Value) -> String {
             .zip(&b)
             .map(|(x, y)| (x - y).abs() / y.abs().max(f64::MIN_POSITIVE))
             .fold(0.0, f64::max);
-        let failed = f.len() != b.len() || !(worst <= tol);
+        let failed = f.len() != b.len() || worst.is_nan() || worst > tol;
         cases.push((
             format!(
                 "{field}: federated vs centralised (rel. diff {worst:.2e}, tolerance {tol:.1e})"
