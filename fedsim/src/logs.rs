@@ -103,6 +103,7 @@ pub fn init_agent(path: &Path) -> std::io::Result<()> {
         .with_writer(Mutex::new(file))
         .with_filter(filter("info"));
     let plain = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .with_filter(filter("warn"));
     let _ = tracing_subscriber::registry()

@@ -318,6 +318,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                     match s.status {
                         "succeeded" => ExitCode::SUCCESS,
                         "cancelled" => ExitCode::from(130),
+                        "degraded" => ExitCode::from(3),
                         _ => ExitCode::from(1),
                     }
                 }

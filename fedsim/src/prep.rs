@@ -230,6 +230,26 @@ impl Plan {
         })
     }
 
+    /// The pooled rows of the named sites only (the survivors of a dropout), shaped for the algorithm.
+    pub fn pooled_of(&self, sites: &[String]) -> Result<LocalData, DataError> {
+        let all = self.sites.iter().all(|s| sites.contains(&s.name));
+        if all || self.config.vertical {
+            return self.pooled();
+        }
+        let mut rows: Vec<usize> = self
+            .sites
+            .iter()
+            .filter(|s| sites.contains(&s.name))
+            .flat_map(|s| s.source_rows.clone().unwrap_or_default())
+            .collect();
+        rows.sort_unstable();
+        LocalData::from_table(
+            &self.table.select_rows(&rows),
+            &self.config,
+            &self.data_path,
+        )
+    }
+
     /// The pooled data, shaped for the algorithm (what the centralised baseline sees).
     pub fn pooled(&self) -> Result<LocalData, DataError> {
         LocalData::from_table(&self.table, &self.config, &self.data_path)

@@ -17,7 +17,7 @@ use crate::fleet::local::LocalFleet;
 use crate::fleet::remote::SshFleet;
 use crate::fleet::{vagrant, Fleet, FleetError, SiteExit};
 use crate::prep::{self, Plan, PlanError, PrepError};
-use crate::scenario::{Provider, Scenario, ScenarioError};
+use crate::scenario::{FaultKind, FaultSpec, OnDropout, Provider, Scenario, ScenarioError};
 use crate::{baseline, logs};
 
 /// Set by the Ctrl-C handler; the coordinator checks it while waiting.
@@ -113,6 +113,9 @@ pub struct Summary {
     pub comparison: Option<Comparison>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<ReferenceCheck>,
+    /// Sites the run went on without (on_dropout = "continue"): the status is then "degraded".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_sites: Vec<coordinator::LostSite>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -412,6 +415,12 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
             name: b.name.clone(),
             key: b.key,
             config: b.config.clone(),
+            delays: scenario
+                .faults
+                .iter()
+                .filter(|f| f.site == b.name && f.kind == FaultKind::Slow)
+                .map(|f| (f.round, f.delay_secs.unwrap_or(0.0)))
+                .collect(),
         })
         .collect();
     let settings = coordinator::Settings {
@@ -420,6 +429,9 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         round_timeout: Duration::from_secs_f64(scenario.federation.round_timeout_secs),
         cancel: &CANCEL,
         progress: Some(&progress),
+        heartbeat: Duration::from_secs_f64(scenario.federation.heartbeat_secs),
+        continue_with: (scenario.federation.on_dropout == OnDropout::Continue)
+            .then_some(scenario.federation.min_sites),
     };
     let mut fleet = fleet_for(scenario, &dir, opts)?;
     tracing::info!(phase = "provision", sites = bundles.len(), provider = ?scenario.fleet.provider, "installing the sites");
@@ -435,15 +447,12 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
                 plan.config.kind.as_str(),
                 bundles.len()
             ));
-            let mut liveness = || fleet.dead_site();
-            coordinator::run(
-                &listener,
-                &site_keys,
-                &plan.config,
-                &settings,
-                &mut liveness,
-            )
-            .map_err(Failure::from)
+            let mut watch = FaultyFleet {
+                fleet: fleet.as_mut(),
+                faults: &scenario.faults,
+            };
+            coordinator::run(&listener, &site_keys, &plan.config, &settings, &mut watch)
+                .map_err(Failure::from)
         }
         Err(e) => Err(Failure {
             site: Some(e.site().to_string()),
@@ -484,6 +493,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         baseline: None,
         comparison: None,
         reference: None,
+        lost_sites: Vec::new(),
     };
     let mut rounds = Vec::new();
     let mut connect_secs = None;
@@ -493,13 +503,16 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
             rounds = outcome.rounds;
             connect_secs = Some(outcome.connect_secs);
             let fed = outcome.estimates;
+            let survivors: Vec<String> = outcome.joined.iter().map(|j| j.name.clone()).collect();
+            summary.lost_sites = outcome.lost;
             if let Err(e) = write_vectors(&dir, &plan, &fed) {
                 tracing::warn!(phase = "report", error = %e, "cannot write the component vectors");
             }
             tracing::info!(phase = "baseline", "computing the centralised baseline");
             progress.phase("baseline: the same analysis on the pooled data");
+            // After a dropout, the centralised answer to compare with is the survivors' pooled data.
             let base = plan
-                .pooled()
+                .pooled_of(&survivors)
                 .map_err(|e| e.to_string())
                 .and_then(|d| baseline::compute(&plan.config, &d).map_err(|e| e.to_string()));
             lap("baseline", &mut phases);
@@ -543,6 +556,23 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
                 site: f.site,
             });
         }
+    }
+    if summary.status == "succeeded" && !summary.lost_sites.is_empty() {
+        summary.status = "degraded";
+        let names: Vec<&str> = summary.lost_sites.iter().map(|l| l.site.as_str()).collect();
+        summary.error = Some(FailureInfo {
+            message: format!(
+                "completed without {} (lost: {})",
+                names.join(", "),
+                summary
+                    .lost_sites
+                    .iter()
+                    .map(|l| format!("{} in round {}: {}", l.site, l.round, l.cause))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            site: names.first().map(|s| s.to_string()),
+        });
     }
     lap("compare", &mut phases);
     progress.finish(format!("{}: {}", scenario.scenario.name, summary.status));
@@ -708,6 +738,36 @@ pub fn logs(dir: &Path, opts: &RunOptions) -> Result<usize, RunError> {
         }
     }
     merge_logs(&logs_dir, &names).map_err(io)
+}
+
+/// The coordinator's view of the fleet: who died, and the faults to inject as rounds start.
+struct FaultyFleet<'a> {
+    fleet: &'a mut dyn Fleet,
+    faults: &'a [FaultSpec],
+}
+
+impl coordinator::Watch for FaultyFleet<'_> {
+    fn dead_site(&mut self) -> Option<(String, String)> {
+        self.fleet.dead_site()
+    }
+
+    fn round_starts(&mut self, round: u32) {
+        for f in self.faults.iter().filter(|f| f.round == round) {
+            let done = match f.kind {
+                FaultKind::Kill => self.fleet.kill(&f.site),
+                FaultKind::Cut => self.fleet.cut(&f.site),
+                FaultKind::Slow => continue,
+            };
+            match done {
+                Ok(()) => {
+                    tracing::warn!(phase = "federate", site = %f.site, round, fault = ?f.kind, "injected fault")
+                }
+                Err(e) => {
+                    tracing::error!(phase = "federate", site = %f.site, round, error = %e, "could not inject fault")
+                }
+            }
+        }
+    }
 }
 
 /// A federation failure as the summary reports it.

@@ -25,6 +25,9 @@ pub struct Scenario {
     pub compare: CompareSpec,
     #[serde(default)]
     pub federation: FederationSpec,
+    /// Faults to inject, for testing what breaks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
     /// The sites' hosts, for provider "ssh" (one `[[sites]]` table per site, in order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<SiteSpec>,
@@ -308,6 +311,18 @@ pub struct FederationSpec {
     /// How long one round may take before the slowest site is declared lost.
     #[serde(default = "default_round_timeout")]
     pub round_timeout_secs: f64,
+    /// Both ends send a heartbeat this often; four missed in a row and the peer is lost.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: f64,
+    /// What a lost site does to the run: "fail" it, or "continue" with the others.
+    #[serde(default)]
+    pub on_dropout: OnDropout,
+    /// With on_dropout = "continue": the fewest sites the run may go on with.
+    #[serde(default = "default_min_sites")]
+    pub min_sites: usize,
+    /// Sites add pairwise masks that cancel in the sum, so the coordinator learns only sums.
+    #[serde(default)]
+    pub secure_aggregation: bool,
 }
 
 impl Default for FederationSpec {
@@ -315,8 +330,51 @@ impl Default for FederationSpec {
         FederationSpec {
             connect_timeout_secs: default_connect_timeout(),
             round_timeout_secs: default_round_timeout(),
+            heartbeat_secs: default_heartbeat(),
+            on_dropout: OnDropout::Fail,
+            min_sites: default_min_sites(),
+            secure_aggregation: false,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDropout {
+    #[default]
+    Fail,
+    Continue,
+}
+
+fn default_heartbeat() -> f64 {
+    1.0
+}
+fn default_min_sites() -> usize {
+    1
+}
+
+/// A fault injected on purpose, to see what the run does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub site: String,
+    pub kind: FaultKind,
+    /// The round in which it strikes (1 = the algorithm's first round).
+    pub round: u32,
+    /// slow: seconds the site waits before answering that round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The site's agent process is killed (SIGKILL) as the round starts.
+    Kill,
+    /// The site's network link goes down as the round starts (ssh test fleet in namespaces).
+    Cut,
+    /// The site answers the round `delay_secs` late (userspace delay; heartbeats go on).
+    Slow,
 }
 
 fn default_connect_timeout() -> f64 {
@@ -710,6 +768,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         ));
     }
     validate_sites(s, at)?;
+    validate_federation(s, at)?;
     if s.fleet.coordinator.parse::<std::net::SocketAddr>().is_err() {
         return Err(at(
             "fleet.coordinator",
@@ -749,6 +808,73 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 key,
                 format!("expected a number of seconds > 0, found {v}"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Heartbeats, dropout policy, secure aggregation and faults.
+fn validate_federation(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let f = &s.federation;
+    if !(f.heartbeat_secs.is_finite() && f.heartbeat_secs >= 0.05 && f.heartbeat_secs <= 60.0) {
+        return Err(at(
+            "federation.heartbeat_secs",
+            format!(
+                "expected seconds from 0.05 to 60, found {}",
+                f.heartbeat_secs
+            ),
+        ));
+    }
+    if f.min_sites == 0 || f.min_sites > s.partition.sites {
+        return Err(at(
+            "federation.min_sites",
+            format!(
+                "expected 1 to {} (partition.sites), found {}",
+                s.partition.sites, f.min_sites
+            ),
+        ));
+    }
+    if f.on_dropout == OnDropout::Continue && (s.partition.kind == PartitionKind::Vertical) {
+        return Err(at("federation.on_dropout", "a vertical split cannot go on without a site: its columns would be missing; use \"fail\"".into()));
+    }
+    if f.secure_aggregation && s.partition.kind == PartitionKind::Vertical {
+        return Err(at("federation.secure_aggregation", "secure aggregation masks sums of same-shaped statistics; a vertical split sends different blocks per site".into()));
+    }
+    if f.secure_aggregation && s.partition.sites < 2 {
+        return Err(at(
+            "federation.secure_aggregation",
+            "secure aggregation needs at least 2 sites (one site's sum is its own statistic)"
+                .into(),
+        ));
+    }
+    let names: Vec<String> = if s.sites.is_empty() {
+        (1..=s.partition.sites)
+            .map(|i| format!("site-{i}"))
+            .collect()
+    } else {
+        s.sites.iter().map(|x| x.name.clone()).collect()
+    };
+    for (i, fault) in s.faults.iter().enumerate() {
+        let key = |k: &str| format!("faults.{i}.{k}");
+        if !names.contains(&fault.site) {
+            return Err(at(
+                &key("site"),
+                format!("no site {:?}; sites are {}", fault.site, names.join(", ")),
+            ));
+        }
+        if fault.round == 0 {
+            return Err(at(&key("round"), "rounds count from 1".into()));
+        }
+        match (fault.kind, fault.delay_secs) {
+            (FaultKind::Slow, None) => return Err(at(&format!("faults.{i}"), "missing key `delay_secs`: a slow fault needs the delay".into())),
+            (FaultKind::Slow, Some(d)) if !(d.is_finite() && d >= 0.0) => {
+                return Err(at(&key("delay_secs"), format!("expected seconds >= 0, found {d}")))
+            }
+            (FaultKind::Kill | FaultKind::Cut, Some(_)) => return Err(at(&key("delay_secs"), "`delay_secs` applies to kind \"slow\" only".into())),
+            (FaultKind::Cut, None) if s.fleet.provider == Provider::Local => {
+                return Err(at(&key("kind"), "a network cut needs sites with their own network (the ssh test fleet in namespaces); local sites share this host's".into()))
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -102,22 +102,29 @@ pub fn run(
         pid: std::process::id(),
         nonce,
     })?;
-    let long = || Instant::now() + Duration::from_secs(24 * 3600);
-    let (run_id, config) = match ch.recv(Instant::now() + connect_timeout, None)? {
-        Message::Welcome {
-            run_id,
-            nonce: theirs,
-            algorithm,
-        } => {
-            ch.set_session(&nonce, &theirs);
-            (run_id, algorithm)
-        }
-        other => {
-            return Err(AgentError::Protocol(format!(
-                "expected Welcome, got {other:?}"
-            )))
-        }
-    };
+    let (run_id, config, heartbeat, delays) =
+        match ch.recv(Instant::now() + connect_timeout, None)? {
+            Message::Welcome {
+                run_id,
+                nonce: theirs,
+                algorithm,
+                heartbeat_secs,
+                delays,
+            } => {
+                ch.set_session(&nonce, &theirs);
+                (
+                    run_id,
+                    algorithm,
+                    Duration::from_secs_f64(heartbeat_secs.max(0.05)),
+                    delays,
+                )
+            }
+            other => {
+                return Err(AgentError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                )))
+            }
+        };
     tracing::info!(phase = "launch", run_id = %run_id, pid = std::process::id(), coordinator = %addr, "connected to coordinator");
 
     let prepared = Table::load(&env.data)
@@ -148,11 +155,48 @@ pub fn run(
     })?;
     tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
 
+    // Heartbeats from a thread of their own, so a long local step still says "alive".
+    let beating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (sender, flag) = (ch.sender(), beating.clone());
+    std::thread::spawn(move || {
+        while flag.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(heartbeat);
+            if sender.send(&Message::Heartbeat).is_err() {
+                break;
+            }
+        }
+    });
+    let result = serve(&mut ch, algorithm.as_ref(), &data, heartbeat, &delays);
+    beating.store(false, std::sync::atomic::Ordering::Relaxed);
+    result
+}
+
+/// Answer rounds until the coordinator ends the run, goes away or falls silent.
+fn serve(
+    ch: &mut Channel,
+    algorithm: &dyn algorithms::Runner,
+    data: &LocalData,
+    heartbeat: Duration,
+    delays: &[(u32, f64)],
+) -> Result<(), AgentError> {
+    let silence = heartbeat * 4;
+    let mut algorithm_round = 0;
     loop {
-        match ch.recv(long(), None) {
+        match ch.recv(Instant::now() + silence, None) {
+            Ok(Message::Heartbeat) => {}
             Ok(Message::Task { round, body }) => {
+                algorithm_round += 1;
+                if let Some((_, secs)) = delays.iter().find(|(r, _)| *r == algorithm_round) {
+                    tracing::warn!(
+                        phase = "federate",
+                        round,
+                        delay_secs = secs,
+                        "injected fault: answering late"
+                    );
+                    std::thread::sleep(Duration::from_secs_f64(*secs));
+                }
                 let started = Instant::now();
-                match algorithm.local(&body, &data) {
+                match algorithm.local(&body, data) {
                     Ok(reply) => {
                         let compute_secs = started.elapsed().as_secs_f64();
                         tracing::info!(
@@ -187,11 +231,21 @@ pub fn run(
                 tracing::warn!(phase = "finish", "coordinator closed the connection");
                 return Ok(());
             }
+            Err(FrameError::Timeout(_)) => {
+                tracing::error!(
+                    phase = "finish",
+                    silence_secs = silence.as_secs_f64(),
+                    "coordinator silent: giving up"
+                );
+                return Err(AgentError::Protocol(format!(
+                    "no word from the coordinator for {:.1} s",
+                    silence.as_secs_f64()
+                )));
+            }
             Err(e) => return Err(e.into()),
         }
     }
 }
-
 /// Dial with retries: the coordinator may still be starting.
 fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, AgentError> {
     let sock: SocketAddr = addr.parse().map_err(|e| AgentError::Connect {

@@ -16,6 +16,8 @@ use crate::auth::FrameKey;
 pub struct SiteAuth {
     pub name: String,
     pub key: FrameKey,
+    /// Injected delays for this site: (algorithm round, seconds).
+    pub delays: Vec<(u32, f64)>,
     /// The analysis as this site runs it (differs per site only in a vertical split).
     pub config: AlgorithmConfig,
 }
@@ -49,6 +51,16 @@ pub enum FedError {
 }
 
 impl FedError {
+    /// The round the failure happened in.
+    pub fn round(&self) -> u32 {
+        match self {
+            FedError::SiteFailed { round, .. }
+            | FedError::SiteLost { round, .. }
+            | FedError::Algorithm { round, .. } => *round,
+            _ => 0,
+        }
+    }
+
     /// The site this failure is attributed to, if any.
     pub fn site(&self) -> Option<&str> {
         match self {
@@ -91,8 +103,10 @@ pub struct Outcome {
     /// Seconds until every site had connected and authenticated.
     pub connect_secs: f64,
     pub estimates: Estimates,
+    /// The sites that finished the run (all of them unless some were lost and the run went on).
     pub joined: Vec<JoinedSite>,
     pub rounds: Vec<RoundMetrics>,
+    pub lost: Vec<LostSite>,
 }
 
 pub struct Settings<'a> {
@@ -101,23 +115,83 @@ pub struct Settings<'a> {
     pub run_id: String,
     pub connect_timeout: Duration,
     pub round_timeout: Duration,
+    /// Heartbeat period; a peer silent for four periods is lost.
+    pub heartbeat: Duration,
+    /// Go on without a lost site while at least this many remain (None: fail the run).
+    pub continue_with: Option<usize>,
     pub cancel: &'a AtomicBool,
 }
 
-/// Something outside the sockets that can tell a site is gone (e.g. its process exited).
-pub type Liveness<'a> = dyn FnMut() -> Option<(String, String)> + 'a;
+/// What the coordinator asks of the world outside the sockets.
+pub trait Watch {
+    /// A site whose agent is known to be gone (e.g. its process exited), with the reason.
+    fn dead_site(&mut self) -> Option<(String, String)>;
+    /// Called as each round starts, before the requests go out (fault injection).
+    fn round_starts(&mut self, _round: u32) {}
+}
+
+/// A site the run went on without.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LostSite {
+    pub site: String,
+    pub round: u32,
+    pub cause: String,
+}
 
 pub fn run(
     listener: &TcpListener,
     sites: &[SiteAuth],
     config: &AlgorithmConfig,
     settings: &Settings,
-    liveness: &mut Liveness,
+    watch: &mut dyn Watch,
 ) -> Result<Outcome, FedError> {
     let started = Instant::now();
-    let (mut channels, mut joined) = accept_all(listener, sites, settings, liveness)?;
+    let (mut channels, mut joined) = accept_all(listener, sites, settings, watch)?;
     let connect_secs = started.elapsed().as_secs_f64();
-    let result = drive(&mut channels, &mut joined, config, settings);
+    let mut lost = Vec::new();
+    let mut rounds = Vec::new();
+    let mut first_round = 0;
+    let result = loop {
+        let senders: Vec<_> = channels.iter().map(Channel::sender).collect();
+        let attempt = with_heartbeats(senders, settings, || {
+            drive(
+                &mut channels,
+                &mut joined,
+                config,
+                settings,
+                watch,
+                first_round,
+                &mut rounds,
+            )
+        });
+        match attempt {
+            Err(e) => {
+                let (Some(min), Some(site)) =
+                    (settings.continue_with, e.site().map(str::to_string))
+                else {
+                    break Err(e);
+                };
+                let Some(i) = joined.iter().position(|j| j.name == site) else {
+                    break Err(e);
+                };
+                if joined.len() - 1 < min {
+                    tracing::error!(phase = "federate", %site, remaining = joined.len() - 1, min, "too few sites left to continue");
+                    break Err(e);
+                }
+                let round = e.round();
+                tracing::warn!(phase = "federate", %site, round, cause = %e, "site lost; continuing without it from the first round");
+                lost.push(LostSite {
+                    site,
+                    round,
+                    cause: e.to_string(),
+                });
+                channels.remove(i).shutdown();
+                joined.remove(i);
+                first_round = rounds.last().map_or(0, |r: &RoundMetrics| r.round) + 1;
+            }
+            Ok(estimates) => break Ok(estimates),
+        }
+    };
     let status = if result.is_ok() {
         "succeeded"
     } else {
@@ -128,12 +202,39 @@ pub fn run(
             status: status.into(),
         });
     }
-    let (estimates, rounds) = result?;
+    let estimates = result?;
     Ok(Outcome {
         connect_secs,
         estimates,
         joined,
         rounds,
+        lost,
+    })
+}
+
+/// Run `f` while a thread sends a heartbeat to every site each period.
+fn with_heartbeats<R>(
+    senders: Vec<super::frame::Sender>,
+    settings: &Settings,
+    f: impl FnOnce() -> R,
+) -> R {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut next = Instant::now() + settings.heartbeat;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if Instant::now() >= next {
+                    for s in &senders {
+                        let _ = s.send(&Message::Heartbeat);
+                    }
+                    next += settings.heartbeat;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let r = f();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
     })
 }
 
@@ -142,7 +243,7 @@ fn accept_all(
     listener: &TcpListener,
     sites: &[SiteAuth],
     settings: &Settings,
-    liveness: &mut Liveness,
+    watch: &mut dyn Watch,
 ) -> Result<(Vec<Channel>, Vec<JoinedSite>), FedError> {
     listener.set_nonblocking(true)?;
     let started = Instant::now();
@@ -153,7 +254,7 @@ fn accept_all(
         if settings.cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(FedError::Cancelled);
         }
-        if let Some((site, reason)) = liveness() {
+        if let Some((site, reason)) = watch.dead_site() {
             return Err(FedError::SiteFailed {
                 site,
                 round: 0,
@@ -244,6 +345,8 @@ fn handshake(
         run_id: settings.run_id.clone(),
         nonce: ours,
         algorithm: sites[idx].config.clone(),
+        heartbeat_secs: settings.heartbeat.as_secs_f64(),
+        delays: sites[idx].delays.clone(),
     })
     .map_err(|e| e.to_string())?;
     ch.set_session(&nonce, &ours);
@@ -265,10 +368,13 @@ fn kind(m: &Message) -> &'static str {
         Message::Reply { .. } => "Reply",
         Message::Failed { .. } => "Failed",
         Message::Shutdown { .. } => "Shutdown",
+        Message::Heartbeat => "Heartbeat",
     }
 }
 
 /// Send one request to every site in parallel and collect one answer each, in site order.
+/// Heartbeats keep a slow site alive; silence beyond four heartbeat periods, or the round
+/// deadline, loses it.
 fn exchange(
     channels: &mut [Channel],
     names: &[String],
@@ -277,6 +383,7 @@ fn exchange(
     settings: &Settings,
 ) -> Result<Vec<(Message, SiteRound)>, FedError> {
     let deadline = Instant::now() + settings.round_timeout;
+    let silence = settings.heartbeat * 4;
     let results: Vec<Result<(Message, SiteRound), FedError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = channels
             .iter_mut()
@@ -284,7 +391,7 @@ fn exchange(
             .enumerate()
             .map(|(index, (ch, name))| {
                 scope.spawn(move || {
-                    let (sent0, recv0) = (ch.bytes_sent, ch.bytes_received);
+                    let (sent0, recv0) = (ch.bytes_sent(), ch.bytes_received);
                     let lost = |cause| FedError::SiteLost {
                         site: name.clone(),
                         round,
@@ -297,12 +404,28 @@ fn exchange(
                         })
                         .map_err(lost)?;
                     }
-                    let msg: Message =
-                        ch.recv(deadline, Some(settings.cancel))
-                            .map_err(|e| match e {
-                                FrameError::Cancelled => FedError::Cancelled,
-                                e => lost(e),
-                            })?;
+                    let msg = loop {
+                        let heard_by = Instant::now() + silence;
+                        let until = heard_by.min(deadline);
+                        match ch.recv::<Message>(until, Some(settings.cancel)) {
+                            Ok(Message::Heartbeat) => continue,
+                            Ok(m) => break m,
+                            Err(FrameError::Cancelled) => return Err(FedError::Cancelled),
+                            Err(FrameError::Timeout(_)) if until == deadline => {
+                                return Err(lost(FrameError::Refused(format!(
+                                    "missed the round deadline of {:.1} s",
+                                    settings.round_timeout.as_secs_f64()
+                                ))))
+                            }
+                            Err(FrameError::Timeout(_)) => {
+                                return Err(lost(FrameError::Refused(format!(
+                                    "no heartbeat for {:.1} s (network cut or host down)",
+                                    silence.as_secs_f64()
+                                ))))
+                            }
+                            Err(e) => return Err(lost(e)),
+                        }
+                    };
                     let (compute_secs, peak_rss_kib) = match &msg {
                         Message::Reply {
                             compute_secs,
@@ -326,7 +449,7 @@ fn exchange(
                         SiteRound {
                             site: name.clone(),
                             bytes_sent: ch.bytes_received - recv0,
-                            bytes_received: ch.bytes_sent - sent0,
+                            bytes_received: ch.bytes_sent() - sent0,
                             compute_secs,
                             peak_rss_kib,
                         },
@@ -339,46 +462,64 @@ fn exchange(
             .map(|h| h.join().expect("site thread does not panic"))
             .collect()
     });
+    // The worst site decides: the first failure in site order.
     results.into_iter().collect()
 }
 
+/// One attempt at the whole algorithm with the current sites; rounds are numbered from `first`.
 fn drive(
     channels: &mut [Channel],
     joined: &mut [JoinedSite],
     config: &AlgorithmConfig,
     settings: &Settings,
-) -> Result<(Estimates, Vec<RoundMetrics>), FedError> {
+    watch: &mut dyn Watch,
+    first: u32,
+    rounds: &mut Vec<RoundMetrics>,
+) -> Result<Estimates, FedError> {
     let names: Vec<String> = joined.iter().map(|j| j.name.clone()).collect();
     let site_failed = |i: usize, round: u32, reason: String| FedError::SiteFailed {
         site: names[i].clone(),
         round,
         reason,
     };
-    // Round 0: every site loads its data and says how many rows it holds.
-    let started = Instant::now();
-    let ready = exchange(channels, &names, 0, None, settings)?;
-    let mut rounds = vec![RoundMetrics {
-        round: 0,
-        wall_secs: started.elapsed().as_secs_f64(),
-        sites: ready.iter().map(|(_, t)| t.clone()).collect(),
-    }];
-    for (i, (msg, _)) in ready.into_iter().enumerate() {
-        match msg {
-            Message::Ready { rows, .. } => joined[i].rows = rows,
-            Message::Failed { reason, .. } => return Err(site_failed(i, 0, reason)),
-            other => {
-                return Err(site_failed(
-                    i,
-                    0,
-                    format!("expected Ready, got {}", kind(&other)),
-                ))
+    if first == 0 {
+        // Round 0: every site loads its data and says how many rows it holds.
+        let started = Instant::now();
+        let ready = exchange(channels, &names, 0, None, settings)?;
+        rounds.push(RoundMetrics {
+            round: 0,
+            wall_secs: started.elapsed().as_secs_f64(),
+            sites: ready.iter().map(|(_, t)| t.clone()).collect(),
+        });
+        for (i, (msg, _)) in ready.into_iter().enumerate() {
+            match msg {
+                Message::Ready { rows, .. } => joined[i].rows = rows,
+                Message::Failed { reason, .. } => return Err(site_failed(i, 0, reason)),
+                other => {
+                    return Err(site_failed(
+                        i,
+                        0,
+                        format!("expected Ready, got {}", kind(&other)),
+                    ))
+                }
             }
         }
     }
     let mut algorithm =
         algorithms::build(config).map_err(|source| FedError::Algorithm { round: 0, source })?;
     let mut request = algorithm.start();
-    for round in 1u32.. {
+    let mut algorithm_round = 0;
+    for round in first.max(1).. {
+        algorithm_round += 1;
+        watch.round_starts(algorithm_round);
+        // A death among the sites still in the run (a site already dropped may be reported late).
+        if let Some((site, reason)) = watch.dead_site().filter(|(site, _)| names.contains(site)) {
+            return Err(FedError::SiteLost {
+                site,
+                round,
+                cause: FrameError::Refused(reason),
+            });
+        }
         let started = Instant::now();
         let answers = exchange(channels, &names, round, Some(&request), settings)?;
         let mut bodies = Vec::with_capacity(answers.len());
@@ -409,7 +550,7 @@ fn drive(
         });
         match step {
             Step::Next(next) => request = next,
-            Step::Done(estimates) => return Ok((*estimates, rounds)),
+            Step::Done(estimates) => return Ok(*estimates),
         }
     }
     unreachable!("rounds are unbounded; the algorithm ends them")

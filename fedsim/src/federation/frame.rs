@@ -8,6 +8,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -81,61 +82,30 @@ pub fn decode_body(body: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
     Ok((payload, tag))
 }
 
-/// One authenticated connection with byte counters.
-pub struct Channel {
+fn tag(key: &FrameKey, session: &[u8], from: Role, seq: u64, payload: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(&[VERSION, from.byte()]);
+    mac.update(&seq.to_be_bytes());
+    mac.update(&(session.len() as u32).to_be_bytes());
+    mac.update(session);
+    mac.update(payload);
+    mac
+}
+
+/// The sending half: shared, so a heartbeat thread can send while the owner waits to receive.
+struct Tx {
     stream: TcpStream,
     key: FrameKey,
     role: Role,
     session: Vec<u8>,
-    sent_seq: u64,
-    recv_seq: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
+    seq: u64,
+    bytes: u64,
 }
 
-impl Channel {
-    pub fn new(stream: TcpStream, key: FrameKey, role: Role) -> Channel {
-        let _ = stream.set_nodelay(true);
-        Channel {
-            stream,
-            key,
-            role,
-            session: Vec::new(),
-            sent_seq: 0,
-            recv_seq: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-        }
-    }
-
-    /// Bind all later frames to this session (both sides' nonces).
-    pub fn set_session(&mut self, agent_nonce: &[u8], coordinator_nonce: &[u8]) {
-        self.session = [agent_nonce, coordinator_nonce].concat();
-    }
-
-    /// Replace the key (the coordinator learns which site is calling only from the first frame).
-    pub fn set_key(&mut self, key: FrameKey) {
-        self.key = key;
-    }
-
-    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.stream.peer_addr().ok()
-    }
-
-    fn tag(&self, from: Role, seq: u64, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(&[VERSION, from.byte()]);
-        mac.update(&seq.to_be_bytes());
-        mac.update(&(self.session.len() as u32).to_be_bytes());
-        mac.update(&self.session);
-        mac.update(payload);
-        mac
-    }
-
-    pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
+impl Tx {
+    fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
         let payload = postcard::to_stdvec(msg).map_err(|e| FrameError::Decode(e.to_string()))?;
-        let tag = self
-            .tag(self.role, self.sent_seq, &payload)
+        let tag = tag(&self.key, &self.session, self.role, self.seq, &payload)
             .finalize()
             .into_bytes();
         let len = 1 + payload.len() + TAG;
@@ -148,9 +118,94 @@ impl Channel {
         buf.extend_from_slice(&payload);
         buf.extend_from_slice(&tag);
         self.stream.write_all(&buf)?;
-        self.sent_seq += 1;
-        self.bytes_sent += buf.len() as u64;
+        self.seq += 1;
+        self.bytes += buf.len() as u64;
         Ok(())
+    }
+}
+
+/// A handle that sends on a channel from another thread (heartbeats).
+#[derive(Clone)]
+pub struct Sender(Arc<Mutex<Tx>>);
+
+impl Sender {
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), FrameError> {
+        self.0.lock().map_err(|_| FrameError::Closed)?.send(msg)
+    }
+}
+
+/// One authenticated connection with byte counters.
+pub struct Channel {
+    stream: TcpStream,
+    tx: Arc<Mutex<Tx>>,
+    key: FrameKey,
+    role: Role,
+    session: Vec<u8>,
+    recv_seq: u64,
+    pub bytes_received: u64,
+}
+
+impl Channel {
+    pub fn new(stream: TcpStream, key: FrameKey, role: Role) -> Channel {
+        let _ = stream.set_nodelay(true);
+        let writer = stream.try_clone().expect("a TCP stream can be cloned");
+        let tx = Tx {
+            stream: writer,
+            key,
+            role,
+            session: Vec::new(),
+            seq: 0,
+            bytes: 0,
+        };
+        Channel {
+            stream,
+            tx: Arc::new(Mutex::new(tx)),
+            key,
+            role,
+            session: Vec::new(),
+            recv_seq: 0,
+            bytes_received: 0,
+        }
+    }
+
+    fn with_tx<R>(&self, f: impl FnOnce(&mut Tx) -> R) -> R {
+        let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut tx)
+    }
+
+    /// Bind all later frames to this session (both sides' nonces).
+    pub fn set_session(&mut self, agent_nonce: &[u8], coordinator_nonce: &[u8]) {
+        self.session = [agent_nonce, coordinator_nonce].concat();
+        let session = self.session.clone();
+        self.with_tx(|tx| tx.session = session);
+    }
+
+    /// Replace the key (the coordinator learns which site is calling only from the first frame).
+    pub fn set_key(&mut self, key: FrameKey) {
+        self.key = key;
+        self.with_tx(|tx| tx.key = key);
+    }
+
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.with_tx(|tx| tx.bytes)
+    }
+
+    /// A sender for another thread.
+    pub fn sender(&self) -> Sender {
+        Sender(self.tx.clone())
+    }
+
+    /// Close both directions now (the peer sees the connection end).
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
+        self.with_tx(|tx| tx.send(msg))
     }
 
     /// Wait for the next frame until `deadline`, checking `cancel` every 100 ms.
@@ -174,7 +229,8 @@ impl Channel {
         let (payload, _) = decode_body(&body)?;
         let claimed: T =
             postcard::from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))?;
-        self.key = lookup(&claimed).map_err(FrameError::Refused)?;
+        let key = lookup(&claimed).map_err(FrameError::Refused)?;
+        self.set_key(key);
         self.open(&body)
     }
 
@@ -202,10 +258,16 @@ impl Channel {
     }
 
     fn open<T: DeserializeOwned>(&mut self, body: &[u8]) -> Result<T, FrameError> {
-        let (payload, tag) = decode_body(body)?;
-        self.tag(self.role.peer(), self.recv_seq, payload)
-            .verify_slice(tag)
-            .map_err(|_| FrameError::BadTag)?;
+        let (payload, tag_bytes) = decode_body(body)?;
+        tag(
+            &self.key,
+            &self.session,
+            self.role.peer(),
+            self.recv_seq,
+            payload,
+        )
+        .verify_slice(tag_bytes)
+        .map_err(|_| FrameError::BadTag)?;
         self.recv_seq += 1;
         postcard::from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))
     }
@@ -280,7 +342,7 @@ mod tests {
         a.send(&(1u32, vec![1.5f64, -2.0])).unwrap();
         let got: (u32, Vec<f64>) = c.recv(soon(), None).unwrap();
         assert_eq!(got, (1, vec![1.5, -2.0]));
-        assert_eq!(a.bytes_sent, c.bytes_received);
+        assert_eq!(a.bytes_sent(), c.bytes_received);
         c.send(&"ok".to_string()).unwrap();
         assert_eq!(a.recv::<String>(soon(), None).unwrap(), "ok");
     }

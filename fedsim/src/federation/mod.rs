@@ -24,6 +24,10 @@ pub enum Message {
         run_id: String,
         nonce: [u8; 16],
         algorithm: AlgorithmConfig,
+        /// Heartbeat period (seconds) both ends keep.
+        heartbeat_secs: f64,
+        /// Injected delays for this site: (round, seconds).
+        delays: Vec<(u32, f64)>,
     },
     /// Agent -> coordinator: data loaded, ready for rounds.
     Ready { rows: u64, peak_rss_kib: u64 },
@@ -39,6 +43,8 @@ pub enum Message {
     },
     /// Agent -> coordinator: the site cannot go on.
     Failed { round: u32, reason: String },
+    /// Either way: still here (sent every heartbeat period).
+    Heartbeat,
     /// Coordinator -> agent: the run is over; exit.
     Shutdown { status: String },
 }

@@ -130,12 +130,20 @@ impl Fleet for LocalFleet {
     }
 
     fn dead_site(&mut self) -> Option<(String, String)> {
-        for a in &mut self.agents {
+        // Each death is reported once; the agent's record then holds its exit.
+        for a in self.agents.iter_mut().filter(|a| a.exited.is_none()) {
             let Some(child) = a.child.as_mut() else {
                 continue;
             };
             if let Ok(Some(status)) = child.try_wait() {
-                forget(child.id());
+                let pid = child.id();
+                forget(pid);
+                a.exited = Some(SiteExit {
+                    site: a.site.clone(),
+                    pid,
+                    code: status.code(),
+                    killed: false,
+                });
                 let tail = std::fs::read_to_string(a.dir.join("agent.out")).unwrap_or_default();
                 let last = tail
                     .lines()
@@ -204,6 +212,25 @@ impl Fleet for LocalFleet {
             names.push(a.site.clone());
         }
         Ok(names)
+    }
+
+    fn kill(&mut self, site: &str) -> Result<(), FleetError> {
+        let a = self
+            .agents
+            .iter_mut()
+            .find(|a| a.site == site)
+            .ok_or_else(|| FleetError::Start {
+                site: site.into(),
+                reason: "no such site".into(),
+            })?;
+        let child = a.child.as_mut().ok_or_else(|| FleetError::Start {
+            site: site.into(),
+            reason: "not started".into(),
+        })?;
+        child.kill().map_err(|e| FleetError::Start {
+            site: site.into(),
+            reason: e.to_string(),
+        })
     }
 
     fn pids(&self) -> Vec<(String, u32)> {

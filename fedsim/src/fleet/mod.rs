@@ -55,6 +55,15 @@ pub trait Fleet {
     fn stop(&mut self) -> Vec<SiteExit>;
     /// Copy each site's log into `dest/<site>.jsonl`.
     fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError>;
+    /// Kill a site's agent at once (fault injection).
+    fn kill(&mut self, site: &str) -> Result<(), FleetError>;
+    /// Cut a site's network link (fault injection); only fleets with their own links can.
+    fn cut(&mut self, site: &str) -> Result<(), FleetError> {
+        Err(FleetError::Start {
+            site: site.into(),
+            reason: "this fleet cannot cut a site's network".into(),
+        })
+    }
     /// Agent process ids, per site.
     fn pids(&self) -> Vec<(String, u32)>;
     /// Where a site keeps its bundle, for people.

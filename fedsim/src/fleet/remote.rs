@@ -326,7 +326,8 @@ impl Fleet for SshFleet {
         }
         self.last_poll = Instant::now();
         for (i, conn) in self.conns.iter().enumerate() {
-            let (Some(ssh), Some(_)) = (conn, self.pids[i]) else {
+            // Each death is reported once.
+            let (Some(ssh), Some(_), None) = (conn, self.pids[i], &self.exits[i]) else {
                 continue;
             };
             let d = shell_quote(&self.dir);
@@ -405,6 +406,26 @@ impl Fleet for SshFleet {
                 .map_err(|e| e.to_string())?;
             Ok(spec.name.clone())
         })
+    }
+
+    fn kill(&mut self, site: &str) -> Result<(), FleetError> {
+        let fail = |reason: String| FleetError::Start {
+            site: site.into(),
+            reason,
+        };
+        let i = self
+            .specs
+            .iter()
+            .position(|s| s.name == site)
+            .ok_or_else(|| fail("no such site".into()))?;
+        let pid = self.pids[i].ok_or_else(|| fail("not started".into()))?;
+        let ssh = self.conns[i]
+            .as_ref()
+            .ok_or_else(|| fail("not connected".into()))?;
+        // The agent is the child of the session leader `pid`: kill the whole process group.
+        ssh.run("kill", &format!("kill -KILL -- -{pid}"))
+            .map(|_| ())
+            .map_err(|e| fail(e.to_string()))
     }
 
     fn pids(&self) -> Vec<(String, u32)> {

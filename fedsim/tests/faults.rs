@@ -1,0 +1,165 @@
+//! Faults: a killed agent or a site past its deadline ends the run as failed, in bounded time,
+//! naming the site and the round; with `on_dropout = "continue"` the run completes without the
+//! site, says so, and matches the centralised answer on the sites that remained.
+
+mod common;
+
+use common::*;
+use std::time::Instant;
+
+fn faulty(dir: &std::path::Path, name: &str, federation: &str, fault: &str) -> std::path::PathBuf {
+    scenario(
+        dir,
+        name,
+        &format!(
+            "[scenario]\nname = \"{name}\"\n[data]\npath = \"{}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = 4\n[algorithm]\nkind = \"linear_regression\"\n[federation]\nheartbeat_secs = 0.2\nround_timeout_secs = 3\n{federation}\n[[faults]]\nsite = \"site-3\"\n{fault}\n",
+            test_data("diabetes.csv").display()
+        ),
+    )
+}
+
+fn run(
+    dir: &std::path::Path,
+    cfg: &std::path::Path,
+    name: &str,
+) -> (Option<i32>, serde_json::Value, f64) {
+    let out = dir.join(name);
+    let started = Instant::now();
+    let o = fedsim(
+        dir,
+        &[
+            "run",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let secs = started.elapsed().as_secs_f64();
+    (o.status.code(), summary(&out), secs)
+}
+
+fn no_agent_left(s: &serde_json::Value) {
+    for site in s["sites"].as_array().unwrap() {
+        let pid = site["pid"].as_u64().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "{} (pid {pid}) still running",
+            site["name"]
+        );
+    }
+}
+
+#[test]
+fn a_killed_agent_fails_the_run_naming_site_and_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = faulty(
+        tmp.path(),
+        "kill",
+        "on_dropout = \"fail\"",
+        "kind = \"kill\"\nround = 2",
+    );
+    let (code, s, secs) = run(tmp.path(), &cfg, "kill");
+    assert_eq!(code, Some(1));
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["error"]["site"], "site-3");
+    let msg = s["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("site-3") && msg.contains("round 2"), "{msg}");
+    assert!(secs < 3.0, "took {secs} s, more than the round deadline");
+    assert!(
+        s.get("results").is_none() && s.get("comparison").is_none(),
+        "a failed run claims no result"
+    );
+    no_agent_left(&s);
+    // The run directory is complete and consistent: metrics and the merged log exist too.
+    assert!(
+        tmp.path().join("kill/metrics.json").exists()
+            && tmp.path().join("kill/logs/merged.jsonl").exists()
+    );
+}
+
+#[test]
+fn with_continue_the_run_completes_without_the_lost_site_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = faulty(
+        tmp.path(),
+        "cont",
+        "on_dropout = \"continue\"\nmin_sites = 3",
+        "kind = \"kill\"\nround = 2",
+    );
+    let (code, s, _) = run(tmp.path(), &cfg, "cont");
+    assert_eq!(code, Some(3), "degraded exits 3");
+    assert_eq!(s["status"], "degraded");
+    let lost = s["lost_sites"].as_array().unwrap();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0]["site"], "site-3");
+    assert_eq!(lost[0]["round"], 2);
+    assert!(s["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("completed without site-3"));
+    // The federated answer is the survivors' pooled answer, exactly.
+    let site3 = s["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "site-3")
+        .unwrap()["rows"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(s["results"]["n"].as_u64().unwrap(), 442 - site3);
+    assert_eq!(s["baseline"]["n"], s["results"]["n"]);
+    assert_eq!(s["comparison"]["passed"], true);
+    no_agent_left(&s);
+
+    // Not enough sites left: the run fails instead.
+    let cfg = faulty(
+        tmp.path(),
+        "few",
+        "on_dropout = \"continue\"\nmin_sites = 4",
+        "kind = \"kill\"\nround = 1",
+    );
+    let (code, s, _) = run(tmp.path(), &cfg, "few");
+    assert_eq!(code, Some(1));
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["error"]["site"], "site-3");
+}
+
+#[test]
+fn a_slow_site_is_waited_for_within_the_deadline_and_lost_past_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Slow but alive (heartbeats keep coming): the run waits and succeeds.
+    let cfg = faulty(
+        tmp.path(),
+        "slow",
+        "",
+        "kind = \"slow\"\nround = 2\ndelay_secs = 1.0",
+    );
+    let (code, s, secs) = run(tmp.path(), &cfg, "slow");
+    assert_eq!(code, Some(0), "{s:#}");
+    assert!(secs >= 1.0);
+    let round2 = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(tmp.path().join("slow/metrics.json")).unwrap(),
+    )
+    .unwrap()["rounds"][2]["wall_secs"]
+        .as_f64()
+        .unwrap();
+    assert!(round2 >= 1.0, "round 2 took {round2} s");
+    // Slower than the round deadline: lost, named, within the deadline plus a margin.
+    let cfg = faulty(
+        tmp.path(),
+        "late",
+        "",
+        "kind = \"slow\"\nround = 2\ndelay_secs = 8.0",
+    );
+    let (code, s, secs) = run(tmp.path(), &cfg, "late");
+    assert_eq!(code, Some(1));
+    assert_eq!(s["error"]["site"], "site-3");
+    assert!(s["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("missed the round deadline of 3.0 s"));
+    assert!(secs < 3.0 + 6.0, "took {secs} s");
+}
