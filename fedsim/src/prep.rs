@@ -321,12 +321,16 @@ pub fn token_from_env_file(site: &str, path: &Path) -> Result<String, PrepError>
 }
 
 /// Make every site's bundle in memory: its share of the data, and a `.env` with its token
-/// (`tokens[i]`, or a fresh random one).
+/// (`tokens[i]`, or a fresh random one) and, with `secure`, its pairwise mask seeds.
 pub fn make_bundles(
     plan: &Plan,
     coordinator: &str,
     tokens: &[Option<String>],
+    secure: bool,
 ) -> Result<Vec<Bundle>, PrepError> {
+    let names: Vec<String> = plan.sites.iter().map(|s| s.name.clone()).collect();
+    // Secure aggregation: each pair's seed goes into the two sites' own .env files, nowhere else.
+    let seeds = secure.then(|| crate::federation::secagg::pair_seeds(&names));
     plan.sites
         .iter()
         .enumerate()
@@ -334,10 +338,13 @@ pub fn make_bundles(
             let data_name = format!("data.{}", plan.format);
             let data = site.table(plan)?.to_bytes(plan.format, &plan.data_path)?;
             let token = tokens.get(i).cloned().flatten().unwrap_or_else(auth::new_token);
-            let env = format!(
+            let mut env = format!(
                 "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA={}\n",
                 site.name, token, coordinator, data_name
             );
+            if let Some(seeds) = &seeds {
+                env.push_str(&format!("FEDSIM_PAIR_SEEDS={}\n", crate::federation::secagg::encode_seeds(&seeds[i])));
+            }
             Ok(Bundle {
                 name: site.name.clone(),
                 rows: site.rows(plan),

@@ -247,7 +247,12 @@ pub fn prep_only(
     let plan = plan(scenario)?;
     let tokens = site_tokens(scenario)?;
     let dir = make_run_dir(out, &scenario.scenario.name)?;
-    let mut bundles = prep::make_bundles(&plan, &scenario.fleet.coordinator, &tokens)?;
+    let mut bundles = prep::make_bundles(
+        &plan,
+        &scenario.fleet.coordinator,
+        &tokens,
+        scenario.federation.secure_aggregation,
+    )?;
     write_plan(&dir, scenario, &plan, &bundles)?;
     let mut fleet = fleet_for(scenario, &dir, opts)?;
     fleet.install(&mut bundles)?;
@@ -405,7 +410,12 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     tracing::info!(phase = "prep", dir = %dir.display(), "run directory created");
 
     let tokens = site_tokens(scenario)?;
-    let mut bundles = prep::make_bundles(&plan, &addr.to_string(), &tokens)?;
+    let mut bundles = prep::make_bundles(
+        &plan,
+        &addr.to_string(),
+        &tokens,
+        scenario.federation.secure_aggregation,
+    )?;
     write_plan(&dir, scenario, &plan, &bundles)?;
     lap("prep", &mut phases);
 
@@ -423,6 +433,10 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
                 .collect(),
         })
         .collect();
+    // Test hook: record every frame the coordinator receives (to show what it can and cannot see).
+    let recording = std::env::var_os("FEDSIM_RECORD_FRAMES")
+        .and_then(|p| std::fs::File::create(p).ok())
+        .map(std::sync::Mutex::new);
     let settings = coordinator::Settings {
         run_id: run_id.clone(),
         connect_timeout: Duration::from_secs_f64(scenario.federation.connect_timeout_secs),
@@ -430,6 +444,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         cancel: &CANCEL,
         progress: Some(&progress),
         heartbeat: Duration::from_secs_f64(scenario.federation.heartbeat_secs),
+        secure: scenario.federation.secure_aggregation,
+        record: recording.as_ref(),
         continue_with: (scenario.federation.on_dropout == OnDropout::Continue)
             .then_some(scenario.federation.min_sites),
     };
@@ -790,7 +806,8 @@ impl From<FedError> for Failure {
 /// The rows each agent loaded must be the rows prep gave it.
 fn check_rows(joined: &[JoinedSite], bundles: &[prep::Bundle]) {
     for (j, b) in joined.iter().zip(bundles) {
-        if j.rows as usize != b.rows {
+        // 0: the site keeps its size to itself (secure aggregation).
+        if j.rows != 0 && j.rows as usize != b.rows {
             tracing::warn!(phase = "launch", site = %j.name, loaded = j.rows, written = b.rows, "site loaded a different number of rows than prep wrote");
         }
     }

@@ -137,6 +137,30 @@ impl Federated for LinearRegression {
         Request::Moments
     }
 
+    fn values(reply: &Reply) -> Vec<f64> {
+        match reply {
+            Reply::Moments { n, sum_x, sum_y } => [&[*n as f64][..], sum_x, &[*sum_y]].concat(),
+            Reply::Centred { xtx, xty, yty } => [&xtx[..], xty, &[*yty]].concat(),
+            Reply::Residuals { rss } => vec![*rss],
+        }
+    }
+
+    fn with_values(template: &Reply, v: &mut super::Values) -> Result<Reply, AlgoError> {
+        Ok(match template {
+            Reply::Moments { sum_x, .. } => Reply::Moments {
+                n: v.count()?,
+                sum_x: v.take(sum_x.len())?,
+                sum_y: v.one()?,
+            },
+            Reply::Centred { xtx, xty, .. } => Reply::Centred {
+                xtx: v.take(xtx.len())?,
+                xty: v.take(xty.len())?,
+                yty: v.one()?,
+            },
+            Reply::Residuals { .. } => Reply::Residuals { rss: v.one()? },
+        })
+    }
+
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
         let d = self.config.features.len();
         let first = replies

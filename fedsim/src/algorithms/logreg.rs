@@ -129,6 +129,19 @@ impl Federated for LogisticRegression {
         }
     }
 
+    fn values(r: &Reply) -> Vec<f64> {
+        [&[r.n as f64][..], &r.grad, &r.hess, &[r.loglik]].concat()
+    }
+
+    fn with_values(t: &Reply, v: &mut super::Values) -> Result<Reply, AlgoError> {
+        Ok(Reply {
+            n: v.count()?,
+            grad: v.take(t.grad.len())?,
+            hess: v.take(t.hess.len())?,
+            loglik: v.one()?,
+        })
+    }
+
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
         let p = self.beta.len();
         let (mut n, mut grad, mut hess, mut ll) =

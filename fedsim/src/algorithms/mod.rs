@@ -149,8 +149,57 @@ pub trait Federated: Send {
     fn local(&self, request: &Self::Request, data: &LocalData) -> Result<Self::Reply, AlgoError>;
     /// Coordinator side: the first request.
     fn start(&mut self) -> Self::Request;
-    /// Coordinator side: combine one reply per site (in site order).
+    /// Coordinator side: combine one reply per site (in site order). Every reply is a sum of
+    /// per-row terms, so one reply holding the sum over sites aggregates the same way (that is
+    /// what secure aggregation delivers).
     fn aggregate(&mut self, replies: Vec<Self::Reply>) -> Result<Step<Self::Request>, AlgoError>;
+
+    /// Secure aggregation: the reply's numbers in a fixed order...
+    fn values(reply: &Self::Reply) -> Vec<f64>;
+    /// ...and a reply of the same shape holding `values` (e.g. the sum over sites).
+    fn with_values(template: &Self::Reply, values: &mut Values) -> Result<Self::Reply, AlgoError>;
+}
+
+/// Numbers handed out in order, to rebuild a reply from a flat vector.
+pub struct Values<'a> {
+    values: &'a [f64],
+    at: usize,
+}
+
+impl<'a> Values<'a> {
+    pub fn new(values: &'a [f64]) -> Self {
+        Values { values, at: 0 }
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<Vec<f64>, AlgoError> {
+        let end = self.at + n;
+        let part = self
+            .values
+            .get(self.at..end)
+            .ok_or_else(|| AlgoError::Protocol("too few aggregated values".into()))?;
+        self.at = end;
+        Ok(part.to_vec())
+    }
+
+    pub fn one(&mut self) -> Result<f64, AlgoError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A count (sent as a number, summed exactly).
+    pub fn count(&mut self) -> Result<u64, AlgoError> {
+        Ok(self.one()?.round().max(0.0) as u64)
+    }
+
+    fn done(&self) -> Result<(), AlgoError> {
+        if self.at == self.values.len() {
+            Ok(())
+        } else {
+            Err(AlgoError::Protocol(format!(
+                "{} aggregated values left over",
+                self.values.len() - self.at
+            )))
+        }
+    }
 }
 
 /// The byte-level face of [`Federated`] that the coordinator and agents drive.
@@ -158,6 +207,10 @@ pub trait Runner: Send {
     fn local(&self, request: &[u8], data: &LocalData) -> Result<Vec<u8>, AlgoError>;
     fn start(&mut self) -> Vec<u8>;
     fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError>;
+    /// A reply's numbers, and the reply with every number zeroed (its shape only).
+    fn split(&self, reply: &[u8]) -> Result<(Vec<u8>, Vec<f64>), AlgoError>;
+    /// The reply of `template`'s shape holding `values`.
+    fn join(&self, template: &[u8], values: &[f64]) -> Result<Vec<u8>, AlgoError>;
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -175,6 +228,22 @@ impl<A: Federated> Runner for A {
     fn start(&mut self) -> Vec<u8> {
         encode(&Federated::start(self))
     }
+    fn split(&self, reply: &[u8]) -> Result<(Vec<u8>, Vec<f64>), AlgoError> {
+        let reply: A::Reply = decode(reply)?;
+        let values = A::values(&reply);
+        let zeros = vec![0.0; values.len()];
+        let template = A::with_values(&reply, &mut Values::new(&zeros))?;
+        Ok((encode(&template), values))
+    }
+
+    fn join(&self, template: &[u8], values: &[f64]) -> Result<Vec<u8>, AlgoError> {
+        let template: A::Reply = decode(template)?;
+        let mut v = Values::new(values);
+        let reply = A::with_values(&template, &mut v)?;
+        v.done()?;
+        Ok(encode(&reply))
+    }
+
     fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError> {
         let replies = replies
             .iter()

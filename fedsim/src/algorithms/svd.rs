@@ -351,6 +351,35 @@ impl Federated for Svd {
         Request::Moments
     }
 
+    fn values(reply: &Reply) -> Vec<f64> {
+        match reply {
+            Reply::Moments { n, sum } => [&[*n as f64][..], sum].concat(),
+            Reply::Spread { ss } => ss.clone(),
+            Reply::Gram { rows } => rows.clone(),
+            Reply::Multiply { block } => block.clone(),
+            Reply::Finished { rows } => vec![*rows as f64],
+        }
+    }
+
+    fn with_values(template: &Reply, v: &mut super::Values) -> Result<Reply, AlgoError> {
+        Ok(match template {
+            Reply::Moments { sum, .. } => Reply::Moments {
+                n: v.count()?,
+                sum: v.take(sum.len())?,
+            },
+            Reply::Spread { ss } => Reply::Spread {
+                ss: v.take(ss.len())?,
+            },
+            Reply::Gram { rows } => Reply::Gram {
+                rows: v.take(rows.len())?,
+            },
+            Reply::Multiply { block } => Reply::Multiply {
+                block: v.take(block.len())?,
+            },
+            Reply::Finished { .. } => Reply::Finished { rows: v.count()? },
+        })
+    }
+
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
         let wrong = || AlgoError::Protocol("sites answered different rounds".into());
         match self.phase {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::frame::{Channel, FrameError, Role};
-use super::Message;
+use super::{secagg, Message};
 use crate::algorithms::{self, LocalData};
 use crate::auth;
 use crate::data::Table;
@@ -17,6 +17,8 @@ pub struct SiteEnv {
     pub token: String,
     pub coordinator: String,
     pub data: PathBuf,
+    /// Seeds shared with each other site (secure aggregation only).
+    pub pair_seeds: Option<secagg::PairSeeds>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,13 @@ impl SiteEnv {
             token: take("FEDSIM_TOKEN")?,
             coordinator: take("FEDSIM_COORDINATOR")?,
             data: dir.join(take("FEDSIM_DATA")?),
+            pair_seeds: match vars.remove("FEDSIM_PAIR_SEEDS") {
+                Some(v) => Some(
+                    secagg::decode_seeds(&v)
+                        .ok_or_else(|| bundle("FEDSIM_PAIR_SEEDS is malformed".into()))?,
+                ),
+                None => None,
+            },
         })
     }
 }
@@ -102,7 +111,7 @@ pub fn run(
         pid: std::process::id(),
         nonce,
     })?;
-    let (run_id, config, heartbeat, delays) =
+    let (run_id, config, heartbeat, delays, secure) =
         match ch.recv(Instant::now() + connect_timeout, None)? {
             Message::Welcome {
                 run_id,
@@ -110,6 +119,7 @@ pub fn run(
                 algorithm,
                 heartbeat_secs,
                 delays,
+                secure,
             } => {
                 ch.set_session(&nonce, &theirs);
                 (
@@ -117,6 +127,7 @@ pub fn run(
                     algorithm,
                     Duration::from_secs_f64(heartbeat_secs.max(0.05)),
                     delays,
+                    secure,
                 )
             }
             other => {
@@ -150,7 +161,8 @@ pub fn run(
         }
     };
     ch.send(&Message::Ready {
-        rows: data.rows() as u64,
+        // Under secure aggregation even the site's size is sent only inside masked sums.
+        rows: if secure { 0 } else { data.rows() as u64 },
         peak_rss_kib: peak_rss_kib(),
     })?;
     tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
@@ -166,7 +178,30 @@ pub fn run(
             }
         }
     });
-    let result = serve(&mut ch, algorithm.as_ref(), &data, heartbeat, &delays);
+    let masking = match (secure, &env.pair_seeds) {
+        (false, _) => None,
+        (true, Some(seeds)) => Some((env.site.as_str(), seeds)),
+        (true, None) => {
+            let reason = "secure aggregation is on but this site's .env has no FEDSIM_PAIR_SEEDS"
+                .to_string();
+            ch.send(&Message::Failed {
+                round: 0,
+                reason: reason.clone(),
+            })?;
+            return Err(AgentError::Bundle {
+                dir: dir.to_path_buf(),
+                reason,
+            });
+        }
+    };
+    let result = serve(
+        &mut ch,
+        algorithm.as_ref(),
+        &data,
+        heartbeat,
+        &delays,
+        masking,
+    );
     beating.store(false, std::sync::atomic::Ordering::Relaxed);
     result
 }
@@ -178,13 +213,18 @@ fn serve(
     data: &LocalData,
     heartbeat: Duration,
     delays: &[(u32, f64)],
+    masking: Option<(&str, &secagg::PairSeeds)>,
 ) -> Result<(), AgentError> {
     let silence = heartbeat * 4;
     let mut algorithm_round = 0;
     loop {
         match ch.recv(Instant::now() + silence, None) {
             Ok(Message::Heartbeat) => {}
-            Ok(Message::Task { round, body }) => {
+            Ok(Message::Task {
+                round,
+                body,
+                active,
+            }) => {
                 algorithm_round += 1;
                 if let Some((_, secs)) = delays.iter().find(|(r, _)| *r == algorithm_round) {
                     tracing::warn!(
@@ -206,11 +246,33 @@ fn serve(
                             bytes = reply.len(),
                             "round computed"
                         );
+                        let (body, masked) = match masking {
+                            None => (reply, None),
+                            Some((me, seeds)) => {
+                                // Only the shape travels in clear; the numbers go masked.
+                                let masked = algorithm
+                                    .split(&reply)
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|(shape, values)| {
+                                        secagg::mask(&values, me, &active, seeds, round)
+                                            .map(|m| (shape, m))
+                                            .map_err(|e| e.to_string())
+                                    });
+                                match masked {
+                                    Ok((shape, m)) => (shape, Some(m)),
+                                    Err(reason) => {
+                                        ch.send(&Message::Failed { round, reason })?;
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
                         ch.send(&Message::Reply {
                             round,
-                            body: reply,
+                            body,
                             compute_secs,
                             peak_rss_kib: peak_rss_kib(),
+                            masked,
                         })?;
                     }
                     Err(e) => {

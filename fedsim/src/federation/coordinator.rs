@@ -117,6 +117,10 @@ pub struct Settings<'a> {
     pub round_timeout: Duration,
     /// Heartbeat period; a peer silent for four periods is lost.
     pub heartbeat: Duration,
+    /// Sites mask their replies pairwise; the coordinator sums the masked numbers.
+    pub secure: bool,
+    /// Test hook: every frame received from a site is appended here as a JSON line.
+    pub record: Option<&'a std::sync::Mutex<std::fs::File>>,
     /// Go on without a lost site while at least this many remain (None: fail the run).
     pub continue_with: Option<usize>,
     pub cancel: &'a AtomicBool,
@@ -218,6 +222,13 @@ fn with_heartbeats<R>(
     settings: &Settings,
     f: impl FnOnce() -> R,
 ) -> R {
+    /// Stops the heartbeat thread however `f` ends, a panic included.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -232,9 +243,8 @@ fn with_heartbeats<R>(
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        let r = f();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
+        let _stop = Stop(&stop);
+        f()
     })
 }
 
@@ -347,6 +357,7 @@ fn handshake(
         algorithm: sites[idx].config.clone(),
         heartbeat_secs: settings.heartbeat.as_secs_f64(),
         delays: sites[idx].delays.clone(),
+        secure: settings.secure,
     })
     .map_err(|e| e.to_string())?;
     ch.set_session(&nonce, &ours);
@@ -401,6 +412,7 @@ fn exchange(
                         ch.send(&Message::Task {
                             round,
                             body: body.to_vec(),
+                            active: names.to_vec(),
                         })
                         .map_err(lost)?;
                     }
@@ -409,7 +421,10 @@ fn exchange(
                         let until = heard_by.min(deadline);
                         match ch.recv::<Message>(until, Some(settings.cancel)) {
                             Ok(Message::Heartbeat) => continue,
-                            Ok(m) => break m,
+                            Ok(m) => {
+                                record(settings, name, round, &m);
+                                break m;
+                            }
                             Err(FrameError::Cancelled) => return Err(FedError::Cancelled),
                             Err(FrameError::Timeout(_)) if until == deadline => {
                                 return Err(lost(FrameError::Refused(format!(
@@ -464,6 +479,23 @@ fn exchange(
     });
     // The worst site decides: the first failure in site order.
     results.into_iter().collect()
+}
+
+/// Append a received frame to the recording, if there is one.
+fn record(settings: &Settings, site: &str, round: u32, m: &Message) {
+    let Some(file) = settings.record else { return };
+    // 128-bit masked values go as decimal strings, which every JSON reader keeps exact.
+    let masked: Vec<String> = match m {
+        Message::Reply {
+            masked: Some(v), ..
+        } => v.iter().map(u128::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let line = serde_json::to_string(m).map(|frame| serde_json::json!({"site": site, "round": round, "masked": masked, "frame": serde_json::from_str::<serde_json::Value>(&frame).unwrap_or_default()}));
+    if let (Ok(mut f), Ok(line)) = (file.lock(), line) {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 /// One attempt at the whole algorithm with the current sites; rounds are numbered from `first`.
@@ -523,20 +555,44 @@ fn drive(
         let started = Instant::now();
         let answers = exchange(channels, &names, round, Some(&request), settings)?;
         let mut bodies = Vec::with_capacity(answers.len());
+        let mut masked = Vec::with_capacity(answers.len());
         let mut per_site = Vec::with_capacity(answers.len());
         for (i, (msg, traffic)) in answers.into_iter().enumerate() {
             match msg {
-                Message::Reply { round: r, body, .. } if r == round => bodies.push(body),
+                Message::Reply {
+                    round: r,
+                    body,
+                    masked: m,
+                    ..
+                } if r == round && m.is_some() == settings.secure => {
+                    bodies.push(body);
+                    masked.extend(m);
+                }
                 Message::Failed { reason, .. } => return Err(site_failed(i, round, reason)),
                 other => {
                     return Err(site_failed(
                         i,
                         round,
-                        format!("expected Reply to round {round}, got {}", kind(&other)),
+                        format!(
+                            "expected a {}Reply to round {round}, got {}",
+                            if settings.secure { "masked " } else { "" },
+                            kind(&other)
+                        ),
                     ))
                 }
             }
             per_site.push(traffic);
+        }
+        if settings.secure {
+            // The masks cancel in the sum: one reply holding the sites' total.
+            let sum = super::secagg::unmask_sum(&masked).map_err(|e| FedError::Algorithm {
+                round,
+                source: algorithms::AlgoError::Protocol(e.to_string()),
+            })?;
+            let total = algorithm
+                .join(&bodies[0], &sum)
+                .map_err(|source| FedError::Algorithm { round, source })?;
+            bodies = vec![total];
         }
         let step = algorithm
             .aggregate(bodies)

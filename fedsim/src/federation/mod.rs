@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod coordinator;
 pub mod frame;
+pub mod secagg;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,11 +29,18 @@ pub enum Message {
         heartbeat_secs: f64,
         /// Injected delays for this site: (round, seconds).
         delays: Vec<(u32, f64)>,
+        /// Replies are masked pairwise (secure aggregation).
+        secure: bool,
     },
     /// Agent -> coordinator: data loaded, ready for rounds.
     Ready { rows: u64, peak_rss_kib: u64 },
     /// Coordinator -> agent: one round's request (algorithm-specific bytes).
-    Task { round: u32, body: Vec<u8> },
+    /// `active`: the sites taking part in this round (secure aggregation masks over them).
+    Task {
+        round: u32,
+        body: Vec<u8>,
+        active: Vec<String>,
+    },
     /// Agent -> coordinator: the round's aggregates and how long the site computed.
     Reply {
         round: u32,
@@ -40,6 +48,8 @@ pub enum Message {
         compute_secs: f64,
         /// The site process's peak resident memory so far.
         peak_rss_kib: u64,
+        /// Secure aggregation: the reply's numbers, masked; `body` then holds only its shape.
+        masked: Option<Vec<u128>>,
     },
     /// Agent -> coordinator: the site cannot go on.
     Failed { round: u32, reason: String },
