@@ -40,6 +40,13 @@ pub enum DataError {
         line: usize,
         value: String,
     },
+    #[error("data file {}, line {line}: {fields} fields, but the header has {expected}", path.display())]
+    Ragged {
+        path: PathBuf,
+        line: usize,
+        fields: usize,
+        expected: usize,
+    },
     #[error("data file {}, line {line}, column {column:?}: empty cell; every cell must hold a finite number", path.display())]
     Missing {
         path: PathBuf,
@@ -143,7 +150,10 @@ impl Table {
         let mut data = Vec::with_capacity(df.width());
         for col in df.columns() {
             let name = col.name().to_string();
-            data.push(numeric_column(col.as_materialized_series(), &name, path)?);
+            data.push(
+                numeric_column(col.as_materialized_series(), &name, path)
+                    .map_err(|e| ragged(e, path, df.width()))?,
+            );
             columns.push(name);
         }
         Ok(Table { columns, data })
@@ -271,6 +281,31 @@ impl Table {
             }
         }
         Table { columns, data }
+    }
+}
+
+/// Polars pads a short CSV row with empty cells; say what really happened at that line.
+fn ragged(e: DataError, path: &Path, expected: usize) -> DataError {
+    let DataError::Missing { line, .. } = &e else {
+        return e;
+    };
+    let is_csv = path
+        .extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| x.eq_ignore_ascii_case("csv"));
+    let text = if is_csv {
+        std::fs::read_to_string(path).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    match text.lines().nth(line - 1) {
+        Some(raw) if raw.split(',').count() != expected => DataError::Ragged {
+            path: path.to_path_buf(),
+            line: *line,
+            fields: raw.split(',').count(),
+            expected,
+        },
+        _ => e,
     }
 }
 

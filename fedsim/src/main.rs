@@ -316,6 +316,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                     }
                     println!("{}", outcome.dir.display());
                     match s.status {
+                        _ if outcome.input_error => ExitCode::from(2),
                         "succeeded" => ExitCode::SUCCESS,
                         "cancelled" => ExitCode::from(130),
                         "degraded" => ExitCode::from(3),

@@ -138,6 +138,9 @@ pub struct RunOutcome {
     pub dir: PathBuf,
     pub summary: Summary,
     pub metrics: Metrics,
+    /// The sites could not be provisioned as the scenario describes them (unreachable host,
+    /// unknown or changed host key, failed login): bad input, exit code 2.
+    pub input_error: bool,
 }
 
 impl RunOutcome {
@@ -454,6 +457,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     progress.phase(format!("provision: installing {} sites", bundles.len()));
     progress.sites(&bundles.iter().map(|b| b.name.clone()).collect::<Vec<_>>());
     let installed = fleet.install(&mut bundles);
+    let input_error = installed.is_err();
     lap("provision", &mut phases);
     let federated = match installed.and_then(|()| fleet.start(addr)) {
         Ok(()) => {
@@ -632,6 +636,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         dir,
         summary,
         metrics,
+        input_error,
     })
 }
 

@@ -285,6 +285,31 @@ fn agents_reach_the_coordinator_through_ssh_reverse_tunnels() {
             "{site} dialed {dialed:?}, not a tunnel {tunnels:?}"
         );
     }
+
+    // A wrong host key is bad input: refused, named, exit 2, nothing written outside the run dir.
+    let kh = std::fs::read_to_string(fleet.path("known_hosts")).unwrap();
+    let lines: Vec<(&str, &str)> = kh.lines().map(|l| l.split_once(' ').unwrap()).collect();
+    let swapped = format!(
+        "{} {}\n{} {}\n",
+        lines[0].0, lines[1].1, lines[1].0, lines[0].1
+    );
+    std::fs::write(fleet.path("known_hosts"), swapped).unwrap();
+    let work2 = tempfile::tempdir().unwrap();
+    let o = fedsim(
+        work2.path(),
+        &["run", "-q", "-c", cfg.to_str().unwrap(), "--out", "run"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("CHANGED") && stderr(&o).contains("site-1"),
+        "{}",
+        stderr(&o)
+    );
+    let written: Vec<_> = std::fs::read_dir(work2.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(written, vec![std::ffi::OsString::from("run")]);
 }
 
 #[test]

@@ -1,0 +1,154 @@
+//! The bad-input corpus in `test_data/bad/run/`: each file gets a clear error naming the file,
+//! the place and the problem, exit code 2, and nothing written outside the run directory.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../test_data/bad/run")
+        .canonicalize()
+        .unwrap()
+}
+
+/// (file, fragments the error must contain, whether a run directory may exist afterwards).
+const CASES: &[(&str, &[&str], bool)] = &[
+    (
+        "nan_cell.toml",
+        &[
+            "nan_cell.csv",
+            "line 8",
+            "column \"bp\"",
+            "NaN is not a finite number",
+        ],
+        false,
+    ),
+    (
+        "inf_cell.toml",
+        &[
+            "inf_cell.csv",
+            "line 13",
+            "column \"progression\"",
+            "inf is not a finite number",
+        ],
+        false,
+    ),
+    (
+        "ragged_row.toml",
+        &[
+            "ragged_row.csv",
+            "line 6",
+            "7 fields, but the header has 11",
+        ],
+        false,
+    ),
+    (
+        "text_in_numeric.toml",
+        &[
+            "text_in_numeric.csv",
+            "line 22",
+            "column \"bmi\"",
+            "expected a number, found \"male\"",
+        ],
+        false,
+    ),
+    (
+        "empty_cell.toml",
+        &["empty_cell.csv", "line 11", "column \"s2\"", "empty cell"],
+        false,
+    ),
+    (
+        "header_only.toml",
+        &["header_only.csv", "has no rows"],
+        false,
+    ),
+    (
+        "two_rows.toml",
+        &[
+            "two_rows.csv",
+            "cannot split 2 rows into 3 sites",
+            "site 3 would get no rows",
+        ],
+        false,
+    ),
+    (
+        "missing_file.toml",
+        &["no_such_file.csv", "cannot read data file", "No such file"],
+        false,
+    ),
+    (
+        "missing_column.toml",
+        &[
+            "diabetes.csv",
+            "no column \"cholesterol\"",
+            "columns are: age, sex",
+        ],
+        false,
+    ),
+    // The hosts are only tried once the run has started: a run directory records the failure.
+    (
+        "unreachable_host.toml",
+        &[
+            "hospital-a",
+            "cannot reach 127.0.0.1:1",
+            "Connection refused",
+        ],
+        true,
+    ),
+];
+
+#[test]
+fn every_bad_input_is_refused_with_its_reason_and_exit_code_2() {
+    let mut seen: Vec<String> = std::fs::read_dir(corpus())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    seen.sort();
+    let mut listed: Vec<String> = CASES.iter().map(|c| c.0.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        seen, listed,
+        "every corpus file has a case, and every case a file"
+    );
+
+    for (file, fragments, run_dir) in CASES {
+        let work = tempfile::tempdir().unwrap();
+        let cfg = corpus().join(file);
+        let first = std::fs::read_to_string(&cfg).unwrap();
+        assert!(
+            first.starts_with("# Bad "),
+            "{file} says what is wrong on its first line"
+        );
+        let o = fedsim(
+            work.path(),
+            &["run", "-q", "-c", cfg.to_str().unwrap(), "--out", "run"],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{file}: {err}");
+        for f in *fragments {
+            assert!(err.contains(f), "{file}: {err:?} lacks {f:?}");
+        }
+        let written: Vec<PathBuf> = std::fs::read_dir(work.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        if *run_dir {
+            assert_eq!(
+                written,
+                vec![work.path().join("run")],
+                "{file}: wrote outside the run directory"
+            );
+            let s = summary(&work.path().join("run"));
+            assert_eq!(s["status"], "failed", "{file}");
+            assert!(
+                s.get("results").is_none(),
+                "{file}: a failed run claims no result"
+            );
+        } else {
+            assert!(written.is_empty(), "{file}: wrote {written:?}");
+        }
+    }
+}
