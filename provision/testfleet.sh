@@ -10,6 +10,10 @@
 # key is ever trusted on first use), fleet.toml ([fleet] + one [[sites]] per host, to append to a
 # scenario), and `ready` once every sshd accepts connections.
 # Settings: FLEET_NET (default 127.0.1), FLEET_PORT (2222), FLEET_USER (user prefix, fedsim-s).
+# FLEET_NETNS=ID puts each site in a network namespace of its own instead: a veth pair to a bridge
+# fsbrID holding 10.250.ID.1/24 (the coordinator's address), sites at 10.250.ID.11..; the range
+# 10.250.0.0/16 is routed `unreachable` and the namespaces have no default route, so nothing
+# leaves the machine. Each [[sites]] then gets a `cut_command` that takes its link down.
 # Needs root (useradd, sshd) and Debian's openssh-server.
 set -euo pipefail
 
@@ -24,9 +28,27 @@ remove_users() {
     local dir=$1
     [ -f "$dir/users" ] || return 0
     while read -r user; do
-        [ -n "$user" ] && userdel -r "$user" >/dev/null 2>&1 || true
+        [ -z "$user" ] && continue
+        # Sessions to a cut site cannot close by themselves: end the user's processes first.
+        pkill -KILL -u "$user" 2>/dev/null || true
+        sleep 0.1
+        userdel -r "$user" >/dev/null 2>&1 || true
     done < "$dir/users"
     rm -f "$dir/users"
+}
+
+remove_netns() {
+    local dir=$1 ns
+    [ -f "$dir/netns" ] || return 0
+    while read -r ns; do
+        [ -z "$ns" ] && continue
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+        ip link del "fs${ns#fedsim}" 2>/dev/null || true
+        ip netns del "$ns" 2>/dev/null || true
+    done < "$dir/netns"
+    [ -f "$dir/bridge" ] && ip link del "$(cat "$dir/bridge")" 2>/dev/null || true
+    [ -f "$dir/route" ] && ip route del unreachable "$(cat "$dir/route")" 2>/dev/null || true
+    rm -f "$dir/netns" "$dir/bridge" "$dir/route"
 }
 
 stop_daemons() {
@@ -46,11 +68,32 @@ up() {
     install -d -m 0755 /run/sshd
     [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C fedsim-controller -f "$dir/id_ed25519"
     : > "$dir/known_hosts"
-    printf '[fleet]\nprovider = "ssh"\n\n' > "$dir/fleet.toml"
+    printf '[fleet]\nprovider = "ssh"\n' > "$dir/fleet.toml"
     touch "$dir/users"
+    local nsid=${FLEET_NETNS:-} br=""
+    if [ -n "$nsid" ]; then
+        [[ "$nsid" =~ ^[0-9]+$ ]] && [ "$nsid" -le 250 ] || die "FLEET_NETNS must be 0..250"
+        br="fsbr$nsid"
+        ip link add "$br" type bridge && echo "$br" > "$dir/bridge"
+        ip addr add "10.250.$nsid.1/24" dev "$br"
+        ip link set "$br" up
+        if ip route add unreachable 10.250.0.0/16 2>/dev/null; then echo 10.250.0.0/16 > "$dir/route"; fi
+        : > "$dir/netns"
+        printf 'coordinator = "10.250.%s.1:0"\n' "$nsid" >> "$dir/fleet.toml"
+    fi
+    printf '\n' >> "$dir/fleet.toml"
     for i in $(seq 1 "$n"); do
         user="$prefix$i"
         addr="$net.$i"
+        if [ -n "$nsid" ]; then
+            addr="10.250.$nsid.$((10 + i))"
+            ip netns add "fedsim$nsid-$i" && echo "fedsim$nsid-$i" >> "$dir/netns"
+            ip link add "fs$nsid-$i" type veth peer name eth0 netns "fedsim$nsid-$i"
+            ip link set "fs$nsid-$i" master "$br" up
+            ip netns exec "fedsim$nsid-$i" ip addr add "$addr/24" dev eth0
+            ip netns exec "fedsim$nsid-$i" ip link set eth0 up
+            ip netns exec "fedsim$nsid-$i" ip link set lo up
+        fi
         if ! id "$user" >/dev/null 2>&1; then
             useradd -m -s /bin/sh "$user"
             echo "$user" >> "$dir/users"
@@ -87,28 +130,38 @@ port = $port
 user = "$user"
 key = "$dir/id_ed25519"
 known_hosts = "$dir/known_hosts"
-
 EOF
+        if [ -n "$nsid" ]; then
+            printf 'cut_command = "ip link set fs%s-%s down"\n' "$nsid" "$i" >> "$dir/fleet.toml"
+        fi
+        printf '\n' >> "$dir/fleet.toml"
     done
     trap 'stop_daemons "$dir"' TERM INT
     for i in $(seq 1 "$n"); do
         # -D: stay a child of this shell, which reaps it (no zombies); -e: log to stderr.
-        "$sshd" -D -e -f "$dir/site$i/sshd_config" 2> "$dir/site$i/sshd.log" &
+        if [ -n "$nsid" ]; then
+            ip netns exec "fedsim$nsid-$i" "$sshd" -D -e -f "$dir/site$i/sshd_config" 2> "$dir/site$i/sshd.log" &
+        else
+            "$sshd" -D -e -f "$dir/site$i/sshd_config" 2> "$dir/site$i/sshd.log" &
+        fi
         echo $! > "$dir/site$i/sshd.pid"
     done
     for i in $(seq 1 "$n"); do
+        addr="$net.$i"
+        [ -n "$nsid" ] && addr="10.250.$nsid.$((10 + i))"
         for _ in $(seq 1 100); do
-            (exec 3<>"/dev/tcp/$net.$i/$port") 2>/dev/null && break
+            (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null && break
             sleep 0.05
         done
-        (exec 3<>"/dev/tcp/$net.$i/$port") 2>/dev/null || { stop_daemons "$dir"; wait; remove_users "$dir"; die "sshd $i did not start: $(tail -n 3 "$dir/site$i/sshd.log")"; }
+        (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null || { stop_daemons "$dir"; wait; remove_users "$dir"; remove_netns "$dir"; die "sshd $i did not start: $(tail -n 3 "$dir/site$i/sshd.log")"; }
     done
     echo $$ > "$dir/supervisor.pid"
     touch "$dir/ready"
-    echo "testfleet: $n hosts up on $net.1-$n:$port; scenario fragment: $dir/fleet.toml" >&2
+    echo "testfleet: $n hosts up on port $port; scenario fragment: $dir/fleet.toml" >&2
     wait || true
     rm -f "$dir/ready" "$dir/supervisor.pid" "$dir"/site*/sshd.pid
     remove_users "$dir"
+    remove_netns "$dir"
     echo "testfleet: down" >&2
 }
 
@@ -125,6 +178,7 @@ down() {
     fi
     # If the supervisor is gone (killed), clean up after it.
     remove_users "$dir"
+    remove_netns "$dir"
     rm -f "$dir/ready"
 }
 

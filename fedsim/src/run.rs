@@ -538,7 +538,9 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
             lap("baseline", &mut phases);
             match base {
                 Ok(base) => {
-                    let (cmp, reference) = evaluate(scenario, &plan, &fed, &base);
+                    // A reference describes all the data: after a dropout it no longer applies.
+                    let (cmp, reference) =
+                        evaluate(scenario, &plan, &fed, &base, summary.lost_sites.is_empty());
                     let failed_check = [
                         Some(("centralised baseline", &cmp)),
                         reference.as_ref().map(|r| ("reference", &r.comparison)),
@@ -646,29 +648,35 @@ fn evaluate(
     plan: &Plan,
     fed: &Estimates,
     base: &Estimates,
+    all_sites: bool,
 ) -> (Comparison, Option<ReferenceCheck>) {
     let tol = scenario.compare.tolerance;
     let angle_tol = scenario.compare.angle_tolerance_deg;
     let cmp = compare::with_angles(compare::estimates(fed, base, tol), fed, base, angle_tol);
-    let reference = scenario.compare.reference.as_ref().and_then(|path| {
-        let row = compare::find_reference(
-            path,
-            &data_file_name(plan),
-            reference_kind(scenario),
-            plan.config.scale,
-        )
-        .ok()?;
-        let mut want = row.estimates();
-        // A reference lists the leading singular values; compare as many as both sides have.
-        let mut got = fed.clone();
-        let m = got.singular_values.len().min(want.singular_values.len());
-        got.singular_values.truncate(m);
-        want.singular_values.truncate(m);
-        Some(ReferenceCheck {
-            source: path.clone(),
-            comparison: compare::estimates(&got, &want, tol),
-        })
-    });
+    let reference = scenario
+        .compare
+        .reference
+        .as_ref()
+        .filter(|_| all_sites)
+        .and_then(|path| {
+            let row = compare::find_reference(
+                path,
+                &data_file_name(plan),
+                reference_kind(scenario),
+                plan.config.scale,
+            )
+            .ok()?;
+            let mut want = row.estimates();
+            // A reference lists the leading singular values; compare as many as both sides have.
+            let mut got = fed.clone();
+            let m = got.singular_values.len().min(want.singular_values.len());
+            got.singular_values.truncate(m);
+            want.singular_values.truncate(m);
+            Some(ReferenceCheck {
+                source: path.clone(),
+                comparison: compare::estimates(&got, &want, tol),
+            })
+        });
     (cmp, reference)
 }
 

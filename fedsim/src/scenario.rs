@@ -196,6 +196,10 @@ pub struct SiteSpec {
     /// A `.env` with this site's own credentials (FEDSIM_TOKEN); default: a fresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<PathBuf>,
+    /// Fault injection: a command run on the controller that cuts this site's network link
+    /// (the test fleet in namespaces writes `ip link set <veth> down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_command: Option<String>,
 }
 
 fn default_ssh_port() -> u16 {
@@ -871,8 +875,8 @@ fn validate_federation(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 return Err(at(&key("delay_secs"), format!("expected seconds >= 0, found {d}")))
             }
             (FaultKind::Kill | FaultKind::Cut, Some(_)) => return Err(at(&key("delay_secs"), "`delay_secs` applies to kind \"slow\" only".into())),
-            (FaultKind::Cut, None) if s.fleet.provider == Provider::Local => {
-                return Err(at(&key("kind"), "a network cut needs sites with their own network (the ssh test fleet in namespaces); local sites share this host's".into()))
+            (FaultKind::Cut, None) if !s.sites.iter().any(|x| x.name == fault.site && x.cut_command.is_some()) => {
+                return Err(at(&key("kind"), "a network cut needs the site's `cut_command` in its [[sites]] entry (the ssh test fleet in namespaces writes one); local sites share this host's network".into()))
             }
             _ => {}
         }

@@ -22,6 +22,15 @@ fn script() -> PathBuf {
 
 impl TestFleet {
     fn up(n: usize, net: &'static str, user: &'static str) -> TestFleet {
+        TestFleet::start(n, &[("FLEET_NET", net), ("FLEET_USER", user)], user)
+    }
+
+    /// Each site in a network namespace of its own, on 10.250.<id>.0/24.
+    fn up_netns(n: usize, id: &'static str, user: &'static str) -> TestFleet {
+        TestFleet::start(n, &[("FLEET_NETNS", id), ("FLEET_USER", user)], user)
+    }
+
+    fn start(n: usize, env: &[(&str, &str)], user: &'static str) -> TestFleet {
         // SAFETY: geteuid has no preconditions.
         assert_eq!(
             unsafe { libc::geteuid() },
@@ -32,8 +41,7 @@ impl TestFleet {
         let child = Command::new("bash")
             .arg(script())
             .args(["up", &n.to_string(), dir.path().to_str().unwrap()])
-            .env("FLEET_NET", net)
-            .env("FLEET_USER", user)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
             .spawn()
@@ -428,4 +436,91 @@ fn thirty_two_sites_provision_and_run_in_parallel() {
         "32 ssh sites, agent already installed: whole run {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn cutting_a_sites_link_fails_the_run_within_the_deadline_or_continues_without_it() {
+    let fleet = TestFleet::up_netns(3, "9", "fedsim-e");
+    let work = tempfile::tempdir().unwrap();
+    let fault = "[[faults]]\nsite = \"site-2\"\nkind = \"cut\"\nround = 2\n";
+    let body = |name: &str, policy: &str| {
+        format!(
+            "{}[federation]\nheartbeat_secs = 0.25\nround_timeout_secs = 20\n{policy}\n{fault}",
+            ols_body(name, 3)
+        )
+    };
+    // Fail: the run ends failed, naming site, round and cause, long before the round deadline.
+    let cfg = fleet.scenario("cut", &body("cut", "on_dropout = \"fail\""));
+    let out = work.path().join("cut");
+    let o = fedsim(
+        work.path(),
+        &[
+            "run",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["error"]["site"], "site-2");
+    let msg = s["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("round 2") && msg.contains("no heartbeat"),
+        "{msg}"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let federate = metrics["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == "federate")
+        .unwrap()[1]
+        .as_f64()
+        .unwrap();
+    assert!(
+        federate < 20.0,
+        "the loss took {federate} s to decide; the round deadline is 20 s"
+    );
+    // The other sites' agents were stopped and the run directory is complete.
+    for site in s["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["name"] != "site-2")
+    {
+        assert_eq!(site["exit"]["killed"], false, "{site}");
+    }
+    assert!(out.join("report.html").exists() && out.join("logs/merged.jsonl").exists());
+
+    // Continue: bring the link back up, cut it again, and finish with the two others.
+    Command::new("ip")
+        .args(["link", "set", "fs9-2", "up"])
+        .status()
+        .unwrap();
+    let cfg = fleet.scenario(
+        "cutc",
+        &body("cutc", "on_dropout = \"continue\"\nmin_sites = 2"),
+    );
+    let out = work.path().join("cutc");
+    let o = fedsim(
+        work.path(),
+        &[
+            "run",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "degraded");
+    assert_eq!(s["lost_sites"][0]["site"], "site-2");
+    assert_eq!(s["comparison"]["passed"], true);
 }

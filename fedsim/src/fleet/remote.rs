@@ -37,6 +37,8 @@ pub struct SshFleet {
     /// Reach the coordinator through SSH reverse forwards, one per site.
     tunnel: bool,
     tunnels: Vec<Tunnel>,
+    /// Sites whose link a fault injection cut.
+    cut: Vec<bool>,
 }
 
 /// What one site's provisioning found.
@@ -76,6 +78,7 @@ impl SshFleet {
             cores: vec![1; n],
             tunnel: false,
             tunnels: Vec::new(),
+            cut: vec![false; n],
         }
     }
 
@@ -358,7 +361,11 @@ impl Fleet for SshFleet {
     fn stop(&mut self) -> Vec<SiteExit> {
         let dir = self.dir.clone();
         let pids = self.pids.clone();
+        let known = self.exits.clone();
         let exits = self.each("stop", |i, spec, conn, bar| {
+            if let Some(exit) = &known[i] {
+                return Ok(exit.clone());
+            }
             let Some(pid) = pids[i] else { return Err("not started".into()) };
             let ssh = conn.as_ref().ok_or("not connected")?;
             bar.set_message("waiting for the agent to exit");
@@ -395,7 +402,11 @@ impl Fleet for SshFleet {
         let dir = self.dir.clone();
         let dest = dest.to_path_buf();
         let timeout = self.connect_timeout;
-        self.each("logs", |_, spec, conn, bar| {
+        let cut = self.cut.clone();
+        self.each("logs", |i, spec, conn, bar| {
+            if cut[i] {
+                return Err("its network was cut; its log stays on the site".into());
+            }
             bar.set_message("pulling the log");
             Self::connect(spec, conn, timeout)?;
             let ssh = conn.as_ref().expect("connected");
@@ -426,6 +437,40 @@ impl Fleet for SshFleet {
         ssh.run("kill", &format!("kill -KILL -- -{pid}"))
             .map(|_| ())
             .map_err(|e| fail(e.to_string()))
+    }
+
+    fn cut(&mut self, site: &str) -> Result<(), FleetError> {
+        let fail = |reason: String| FleetError::Start {
+            site: site.into(),
+            reason,
+        };
+        let i = self
+            .specs
+            .iter()
+            .position(|s| s.name == site)
+            .ok_or_else(|| fail("no such site".into()))?;
+        let cmd = self.specs[i]
+            .cut_command
+            .clone()
+            .ok_or_else(|| fail("no cut_command for this site".into()))?;
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .status()
+            .map_err(|e| fail(e.to_string()))?;
+        if !status.success() {
+            return Err(fail(format!("`{cmd}` exited {status}")));
+        }
+        // The site is unreachable from now on: nothing more is asked of it over SSH.
+        self.exits[i] = Some(SiteExit {
+            site: site.into(),
+            pid: self.pids[i].unwrap_or(0),
+            code: None,
+            killed: false,
+        });
+        self.conns[i] = None;
+        self.cut[i] = true;
+        Ok(())
     }
 
     fn pids(&self) -> Vec<(String, u32)> {

@@ -56,6 +56,7 @@ pub fn parse_ssh_config(text: &str, known_hosts: &Path) -> Result<Vec<SiteSpec>,
                 key: PathBuf::from(get("identityfile")?),
                 known_hosts: Some(known_hosts.to_path_buf()),
                 env: None,
+                cut_command: None,
                 name: host,
             })
         })
