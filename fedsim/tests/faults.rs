@@ -8,14 +8,8 @@ use common::*;
 use std::time::Instant;
 
 fn faulty(dir: &std::path::Path, name: &str, federation: &str, fault: &str) -> std::path::PathBuf {
-    scenario(
-        dir,
-        name,
-        &format!(
-            "[scenario]\nname = \"{name}\"\n[data]\npath = \"{}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = 4\n[algorithm]\nkind = \"linear_regression\"\n[federation]\nheartbeat_secs = 0.2\nround_timeout_secs = 3\n{federation}\n[[faults]]\nsite = \"site-3\"\n{fault}\n",
-            test_data("diabetes.csv").display()
-        ),
-    )
+    let extra = format!("[federation]\nheartbeat_secs = 0.2\nround_timeout_secs = 3\n{federation}\n[[faults]]\nsite = \"site-3\"\n{fault}\n");
+    scenario(dir, name, &ols_toml(name, "diabetes.csv", 4, &extra))
 }
 
 fn run(
@@ -25,17 +19,7 @@ fn run(
 ) -> (Option<i32>, serde_json::Value, f64) {
     let out = dir.join(name);
     let started = Instant::now();
-    let o = fedsim(
-        dir,
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(dir, cfg, &out, &[]);
     let secs = started.elapsed().as_secs_f64();
     (o.status.code(), summary(&out), secs)
 }

@@ -13,19 +13,6 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-fn run_scenario(cwd: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "run",
-        "-q",
-        "-c",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    fedsim(cwd, &args)
-}
-
 fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../resources")
@@ -42,7 +29,7 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("logit");
     let junit = tmp.path().join("junit.xml");
-    let o = run_scenario(
+    let o = run_to(
         tmp.path(),
         &shipped("config_logreg.toml"),
         &out,
@@ -145,7 +132,7 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
 fn svd_report_plots_singular_values_and_a_failed_run_shows_its_error() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("svd");
-    let o = run_scenario(tmp.path(), &shipped("config_svd.toml"), &out, &[]);
+    let o = run_to(tmp.path(), &shipped("config_svd.toml"), &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let table = html
@@ -175,7 +162,7 @@ fn svd_report_plots_singular_values_and_a_failed_run_shows_its_error() {
     );
     let out = tmp.path().join("bad");
     let junit = tmp.path().join("bad.xml");
-    let o = run_scenario(
+    let o = run_to(
         tmp.path(),
         &cfg,
         &out,
@@ -209,7 +196,7 @@ fn compare_puts_several_runs_in_one_table_and_plot() {
             ),
         );
         let out = tmp.path().join(format!("run{sites}"));
-        let o = run_scenario(tmp.path(), &cfg, &out, &[]);
+        let o = run_to(tmp.path(), &cfg, &out, &[]);
         assert!(o.status.success(), "{}", stderr(&o));
         dirs.push(out.to_str().unwrap().to_string());
     }

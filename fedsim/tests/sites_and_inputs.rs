@@ -8,25 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn ols(dir: &Path, data: &Path, sites: usize) -> std::path::PathBuf {
-    scenario(
-        dir,
-        "s",
-        &format!(
-            r#"
-[scenario]
-name = "procs"
-[data]
-path = "{}"
-target = "progression"
-[partition]
-kind = "horizontal"
-sites = {sites}
-[algorithm]
-kind = "linear_regression"
-"#,
-            data.display()
-        ),
-    )
+    let body = ols_toml("procs", "diabetes.csv", sites, "").replace(
+        &test_data("diabetes.csv").display().to_string(),
+        &data.display().to_string(),
+    );
+    scenario(dir, "s", &body)
 }
 
 fn alive(pid: u64) -> bool {

@@ -150,14 +150,15 @@ pub fn run(
         Ok(v) => v,
         Err(reason) => {
             tracing::error!(phase = "launch", %reason, "cannot prepare local data");
-            ch.send(&Message::Failed {
-                round: 0,
-                reason: reason.clone(),
-            })?;
-            return Err(AgentError::Bundle {
-                dir: dir.to_path_buf(),
-                reason,
-            });
+            return Err(give_up(&mut ch, dir, reason));
+        }
+    };
+    let masking = match (secure, &env.pair_seeds) {
+        (false, _) => None,
+        (true, Some(seeds)) => Some((env.site.as_str(), seeds)),
+        (true, None) => {
+            let reason = "secure aggregation is on but this site's .env has no FEDSIM_PAIR_SEEDS";
+            return Err(give_up(&mut ch, dir, reason.into()));
         }
     };
     ch.send(&Message::Ready {
@@ -178,22 +179,6 @@ pub fn run(
             }
         }
     });
-    let masking = match (secure, &env.pair_seeds) {
-        (false, _) => None,
-        (true, Some(seeds)) => Some((env.site.as_str(), seeds)),
-        (true, None) => {
-            let reason = "secure aggregation is on but this site's .env has no FEDSIM_PAIR_SEEDS"
-                .to_string();
-            ch.send(&Message::Failed {
-                round: 0,
-                reason: reason.clone(),
-            })?;
-            return Err(AgentError::Bundle {
-                dir: dir.to_path_buf(),
-                reason,
-            });
-        }
-    };
     let result = serve(
         &mut ch,
         algorithm.as_ref(),
@@ -204,6 +189,18 @@ pub fn run(
     );
     beating.store(false, std::sync::atomic::Ordering::Relaxed);
     result
+}
+
+/// Tell the coordinator this site cannot take part (round 0), and why.
+fn give_up(ch: &mut Channel, dir: &Path, reason: String) -> AgentError {
+    let _ = ch.send(&Message::Failed {
+        round: 0,
+        reason: reason.clone(),
+    });
+    AgentError::Bundle {
+        dir: dir.to_path_buf(),
+        reason,
+    }
 }
 
 /// Answer rounds until the coordinator ends the run, goes away or falls silent.

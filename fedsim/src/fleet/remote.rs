@@ -82,6 +82,16 @@ impl SshFleet {
         }
     }
 
+    fn site_index(&self, site: &str) -> Result<usize, FleetError> {
+        self.specs
+            .iter()
+            .position(|s| s.name == site)
+            .ok_or_else(|| FleetError::Start {
+                site: site.into(),
+                reason: "no such site".into(),
+            })
+    }
+
     /// Agents dial the coordinator through SSH reverse forwards instead of directly.
     pub fn with_tunnel(mut self, tunnel: bool) -> Self {
         self.tunnel = tunnel;
@@ -420,15 +430,11 @@ impl Fleet for SshFleet {
     }
 
     fn kill(&mut self, site: &str) -> Result<(), FleetError> {
+        let i = self.site_index(site)?;
         let fail = |reason: String| FleetError::Start {
             site: site.into(),
             reason,
         };
-        let i = self
-            .specs
-            .iter()
-            .position(|s| s.name == site)
-            .ok_or_else(|| fail("no such site".into()))?;
         let pid = self.pids[i].ok_or_else(|| fail("not started".into()))?;
         let ssh = self.conns[i]
             .as_ref()
@@ -440,15 +446,11 @@ impl Fleet for SshFleet {
     }
 
     fn cut(&mut self, site: &str) -> Result<(), FleetError> {
+        let i = self.site_index(site)?;
         let fail = |reason: String| FleetError::Start {
             site: site.into(),
             reason,
         };
-        let i = self
-            .specs
-            .iter()
-            .position(|s| s.name == site)
-            .ok_or_else(|| fail("no such site".into()))?;
         let cmd = self.specs[i]
             .cut_command
             .clone()

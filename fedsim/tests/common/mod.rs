@@ -85,3 +85,26 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A linear-regression scenario on a shipped data set (`target = "progression"` for diabetes),
+/// with `extra` TOML appended (federation settings, faults, ...).
+pub fn ols_toml(name: &str, csv: &str, sites: usize, extra: &str) -> String {
+    format!(
+        "[scenario]\nname = \"{name}\"\n[data]\npath = \"{}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = {sites}\n[algorithm]\nkind = \"linear_regression\"\n{extra}",
+        test_data(csv).display()
+    )
+}
+
+/// `fedsim run -q -c CFG --out OUT EXTRA...` in `cwd`.
+pub fn run_to(cwd: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "-q",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    fedsim(cwd, &args)
+}
