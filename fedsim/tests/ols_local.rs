@@ -48,17 +48,7 @@ fn check_against_statsmodels(csv: &str, sites: usize, strategy: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = ols_scenario(tmp.path(), csv, sites, strategy);
     let out = tmp.path().join("run");
-    let o = fedsim(
-        tmp.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
     assert!(
         o.status.success(),
         "{csv} {sites} {strategy}: {}",
@@ -125,17 +115,7 @@ fn shipped_scenario_runs_and_checks_its_reference() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let cfg = root.join("resources/config_linreg.toml");
-    let o = fedsim(
-        tmp.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = summary(&out);
     assert_eq!(s["status"], "succeeded");

@@ -24,17 +24,7 @@ fn run(csv: &str, data_extra: &str, partition: &str, algorithm: &str, tolerance:
         ),
     );
     let dir = tmp.path().join("run");
-    let o = fedsim(
-        tmp.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(tmp.path(), &cfg, &dir, &[]);
     let summary = summary(&dir);
     assert!(
         o.status.success(),
@@ -255,17 +245,7 @@ fn expect_failure(csv: &str, data_extra: &str, algorithm: &str, want: &str) {
         ),
     );
     let dir = tmp.path().join("run");
-    let o = fedsim(
-        tmp.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(tmp.path(), &cfg, &dir, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let s = summary(&dir);
     assert_eq!(s["status"], "failed");

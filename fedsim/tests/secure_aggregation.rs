@@ -59,19 +59,9 @@ fn the_coordinator_learns_only_sums_and_the_result_is_exact() {
     }
     let plain_cfg = scenario(tmp.path(), "plain", &scenario_text(false));
     let plain_out = tmp.path().join("plain");
-    assert!(fedsim(
-        tmp.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            plain_cfg.to_str().unwrap(),
-            "--out",
-            plain_out.to_str().unwrap()
-        ]
-    )
-    .status
-    .success());
+    assert!(run_to(tmp.path(), &plain_cfg, &plain_out, &[])
+        .status
+        .success());
     let plain = summary(&plain_out);
     let d = max_rel(
         &floats(&s["results"]["coef"]),

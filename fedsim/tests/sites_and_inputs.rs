@@ -234,17 +234,7 @@ fn a_run_that_fails_writes_a_summary_that_says_so() {
     std::fs::write(&data, body).unwrap();
     let cfg = ols(tmp.path(), &data, 2);
     let out = tmp.path().join("run");
-    let o = fedsim(
-        tmp.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let s = summary(&out);
     assert_eq!(s["status"], "failed");

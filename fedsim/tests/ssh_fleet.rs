@@ -109,17 +109,7 @@ fn svd_body(name: &str, sites: usize) -> String {
 }
 
 fn run_ok(cwd: &Path, cfg: &Path, out: &Path) -> serde_json::Value {
-    let o = fedsim(
-        cwd,
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(cwd, cfg, out, &[]);
     let s = summary(out);
     assert!(o.status.success(), "{}\n{s:#}", stderr(&o));
     assert_eq!(s["status"], "succeeded");
@@ -452,17 +442,7 @@ fn cutting_a_sites_link_fails_the_run_within_the_deadline_or_continues_without_i
     // Fail: the run ends failed, naming site, round and cause, long before the round deadline.
     let cfg = fleet.scenario("cut", &body("cut", "on_dropout = \"fail\""));
     let out = work.path().join("cut");
-    let o = fedsim(
-        work.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(work.path(), &cfg, &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let s = summary(&out);
     assert_eq!(s["status"], "failed");
@@ -507,17 +487,7 @@ fn cutting_a_sites_link_fails_the_run_within_the_deadline_or_continues_without_i
         &body("cutc", "on_dropout = \"continue\"\nmin_sites = 2"),
     );
     let out = work.path().join("cutc");
-    let o = fedsim(
-        work.path(),
-        &[
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run_to(work.path(), &cfg, &out, &[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let s = summary(&out);
     assert_eq!(s["status"], "degraded");
