@@ -54,7 +54,9 @@ pub fn init_controller(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
+    // Colours only for a terminal: piped into a file or CI log they are noise.
     let human = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .compact()
