@@ -35,16 +35,7 @@ fn the_coordinator_learns_only_sums_and_the_result_is_exact() {
     let frames = tmp.path().join("frames.jsonl");
     let cfg = scenario(tmp.path(), "secure", &scenario_text(true));
     let out = tmp.path().join("secure");
-    let o = std::process::Command::new(bin())
-        .args([
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .current_dir(tmp.path())
+    let o = run_command(tmp.path(), &cfg, &out)
         .env("FEDSIM_RECORD_FRAMES", &frames)
         .output()
         .unwrap();

@@ -28,18 +28,7 @@ fn agents_are_separate_processes_that_exit_with_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = ols(tmp.path(), &test_data("diabetes.csv"), 4);
     let out = tmp.path().join("run");
-    let child = std::process::Command::new(bin())
-        .args([
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .current_dir(tmp.path())
-        .spawn()
-        .unwrap();
+    let child = run_command(tmp.path(), &cfg, &out).spawn().unwrap();
     let controller = child.id() as u64;
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
@@ -71,24 +60,9 @@ fn agents_are_separate_processes_that_exit_with_the_run() {
     pids.dedup();
     assert_eq!(pids.len(), 4, "each site has its own process");
     // The merged timeline holds the controller and every site, in time order.
-    let merged = std::fs::read_to_string(out.join("logs/merged.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = merged
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    for source in ["controller", "site-1", "site-2", "site-3", "site-4"] {
-        assert!(
-            lines.iter().any(|l| l["source"] == source),
-            "no log line from {source}"
-        );
-    }
-    let stamps: Vec<&str> = lines
-        .iter()
-        .map(|l| l["timestamp"].as_str().unwrap())
-        .collect();
-    assert!(
-        stamps.windows(2).all(|w| w[0] <= w[1]),
-        "merged log out of order"
+    merged_log(
+        &out,
+        &["controller", "site-1", "site-2", "site-3", "site-4"],
     );
 }
 

@@ -206,29 +206,14 @@ fn four_ssh_sites_give_the_local_numbers_and_keep_bundles_in_their_homes() {
             }
         }
         // One timeline: every site and the controller, in time order.
-        let merged = std::fs::read_to_string(run_dir.join("logs/merged.jsonl")).unwrap();
-        let lines: Vec<serde_json::Value> = merged
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        for source in ["controller", "site-1", "site-2", "site-3", "site-4"] {
-            assert!(
-                lines.iter().any(|l| l["source"] == source),
-                "{name}: no line from {source}"
-            );
-        }
+        let lines = merged_log(
+            &run_dir,
+            &["controller", "site-1", "site-2", "site-3", "site-4"],
+        );
         assert!(lines
             .iter()
             .filter(|l| l["source"] != "controller")
             .all(|l| l["phase"].is_string()));
-        let stamps: Vec<&str> = lines
-            .iter()
-            .map(|l| l["timestamp"].as_str().unwrap())
-            .collect();
-        assert!(
-            stamps.windows(2).all(|w| w[0] <= w[1]),
-            "merged log out of order"
-        );
         // `fedsim logs` pulls them again over SSH.
         std::fs::remove_file(run_dir.join("logs/site-2.jsonl")).unwrap();
         let o = fedsim(work.path(), &["logs", "-q", run_dir.to_str().unwrap()]);

@@ -95,16 +95,51 @@ pub fn ols_toml(name: &str, csv: &str, sites: usize, extra: &str) -> String {
     )
 }
 
-/// `fedsim run -q -c CFG --out OUT EXTRA...` in `cwd`.
-pub fn run_to(cwd: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
+/// The command `fedsim run -q -c CFG --out OUT` in `cwd`, for callers that spawn it themselves
+/// (to learn its pid, or to set its environment).
+pub fn run_command(cwd: &Path, cfg: &Path, out: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.args([
         "run",
         "-q",
         "-c",
         cfg.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    fedsim(cwd, &args)
+    ])
+    .current_dir(cwd);
+    c
+}
+
+/// `fedsim run -q -c CFG --out OUT EXTRA...` in `cwd`.
+pub fn run_to(cwd: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_command(cwd, cfg, out)
+        .args(extra)
+        .output()
+        .expect("fedsim runs")
+}
+
+/// The run's merged log, checked to hold a line from every one of `sources` and to be in time order.
+pub fn merged_log(run_dir: &Path, sources: &[&str]) -> Vec<serde_json::Value> {
+    let merged = std::fs::read_to_string(run_dir.join("logs/merged.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = merged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for source in sources {
+        assert!(
+            lines.iter().any(|l| l["source"] == *source),
+            "{}: no log line from {source}",
+            run_dir.display()
+        );
+    }
+    let stamps: Vec<&str> = lines
+        .iter()
+        .map(|l| l["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "merged log out of order"
+    );
+    lines
 }
