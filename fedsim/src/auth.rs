@@ -15,6 +15,11 @@ pub fn new_token() -> String {
     hex::encode(bytes)
 }
 
+/// A fresh portal password: 128 random bits, hex-encoded.
+pub fn new_password() -> String {
+    new_token()[..32].to_string()
+}
+
 /// HMAC-SHA256(token, label): the key every frame of this site is authenticated with.
 pub fn frame_key(token: &str) -> FrameKey {
     let mut mac =

@@ -15,6 +15,7 @@ use crate::algorithms::{AlgorithmConfig, LocalData};
 use crate::auth::{self, FrameKey};
 use crate::data::{DataError, Table};
 use crate::partition::{self, PartitionError};
+use crate::portal::{Account, Role};
 use crate::scenario::{AlgorithmKind, PartitionKind, Scenario, Strategy};
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +266,8 @@ pub struct Bundle {
     pub key: FrameKey,
     /// The analysis as this site runs it (its own columns, for a vertical split).
     pub config: AlgorithmConfig,
+    /// The site's portal account (name and password verifier).
+    pub portal: Account,
     pub files: Option<BundleFiles>,
 }
 
@@ -299,33 +302,54 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> PrepError + '_ {
     }
 }
 
-/// A site's own token from a `.env` it was given (provider ssh, `env = ...`). The value is never
+/// Credentials a site brings in a `.env` it was given (provider ssh, `env = ...`).
+#[derive(Clone, Default)]
+pub struct GivenCredentials {
+    pub token: String,
+    /// Its portal password, if the file has one (else a fresh one is made).
+    pub portal_password: Option<String>,
+}
+
+/// A site's own token (and portal password, if any) from a `.env` it was given. Values are never
 /// echoed in an error.
-pub fn token_from_env_file(site: &str, path: &Path) -> Result<String, PrepError> {
+pub fn token_from_env_file(site: &str, path: &Path) -> Result<GivenCredentials, PrepError> {
     let fail = |reason: String| PrepError::Credentials {
         site: site.into(),
         path: path.into(),
         reason,
     };
     let iter = dotenvy::from_path_iter(path).map_err(|e| fail(e.to_string()))?;
+    let mut given = GivenCredentials::default();
     for item in iter {
         let (k, v) = item.map_err(|_| fail("malformed line".into()))?;
-        if k == "FEDSIM_TOKEN" {
-            if v.len() < 32 {
-                return Err(fail("FEDSIM_TOKEN is shorter than 32 characters".into()));
+        match k.as_str() {
+            "FEDSIM_TOKEN" if v.len() < 32 => {
+                return Err(fail("FEDSIM_TOKEN is shorter than 32 characters".into()))
             }
-            return Ok(v);
+            "FEDSIM_TOKEN" => given.token = v,
+            crate::participants::PASSWORD_VAR if v.len() < 12 => {
+                return Err(fail(format!(
+                    "{} is shorter than 12 characters",
+                    crate::participants::PASSWORD_VAR
+                )))
+            }
+            crate::participants::PASSWORD_VAR => given.portal_password = Some(v),
+            _ => {}
         }
     }
-    Err(fail("no FEDSIM_TOKEN".into()))
+    if given.token.is_empty() {
+        return Err(fail("no FEDSIM_TOKEN".into()));
+    }
+    Ok(given)
 }
 
-/// Make every site's bundle in memory: its share of the data, and a `.env` with its token
-/// (`tokens[i]`, or a fresh random one) and, with `secure`, its pairwise mask seeds.
+/// Make every site's bundle in memory: its share of the data, and a `.env` with its token and
+/// portal password (`given[i]`, or fresh random ones) and, with `secure`, its pairwise mask seeds.
+/// The bundle keeps the portal password's verifier, not the password.
 pub fn make_bundles(
     plan: &Plan,
     coordinator: &str,
-    tokens: &[Option<String>],
+    given: &[Option<GivenCredentials>],
     secure: bool,
 ) -> Result<Vec<Bundle>, PrepError> {
     let names: Vec<String> = plan.sites.iter().map(|s| s.name.clone()).collect();
@@ -337,10 +361,19 @@ pub fn make_bundles(
         .map(|(i, site)| {
             let data_name = format!("data.{}", plan.format);
             let data = site.table(plan)?.to_bytes(plan.format, &plan.data_path)?;
-            let token = tokens.get(i).cloned().flatten().unwrap_or_else(auth::new_token);
+            let given = given.get(i).cloned().flatten();
+            let token = given
+                .as_ref()
+                .map(|g| g.token.clone())
+                .unwrap_or_else(auth::new_token);
+            let password = given
+                .and_then(|g| g.portal_password)
+                .unwrap_or_else(auth::new_password);
             let mut env = format!(
-                "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA={}\n",
-                site.name, token, coordinator, data_name
+                "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA={}\n{}={}\n{}={}\n",
+                site.name, token, coordinator, data_name,
+                crate::participants::USER_VAR, site.name,
+                crate::participants::PASSWORD_VAR, password,
             );
             if let Some(seeds) = &seeds {
                 env.push_str(&format!("FEDSIM_PAIR_SEEDS={}\n", crate::federation::secagg::encode_seeds(&seeds[i])));
@@ -351,6 +384,7 @@ pub fn make_bundles(
                 config: site.config(plan),
                 data_sha256: hex::encode(Sha256::digest(&data)),
                 key: auth::frame_key(&token),
+                portal: Account::new(&site.name, Role::Participant, &password),
                 files: Some(BundleFiles { data_name, data, env }),
             })
         })

@@ -40,6 +40,8 @@ pub enum RunError {
     Prep(#[from] PrepError),
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Enrol(#[from] crate::enrol::EnrolError),
     #[error("coordinator cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -132,6 +134,9 @@ pub struct Metrics {
     pub agents_peak_rss_kib: i64,
     /// Every site's peak RSS as its agent reported it (any provider).
     pub sites_peak_rss_kib: std::collections::BTreeMap<String, u64>,
+    /// The portal: each account's steps (API calls or GUI steps) and their times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portal: Option<crate::participants::DriveReport>,
 }
 
 pub struct RunOutcome {
@@ -215,6 +220,9 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Resul
 /// reference. Returns the plan.
 pub fn plan(scenario: &Scenario) -> Result<Plan, RunError> {
     let plan = Plan::make(scenario)?;
+    if scenario.gui.enabled {
+        crate::gui::script::Script::load(scenario.gui.script.as_deref())?;
+    }
     if let Some(r) = &scenario.compare.reference {
         compare::find_reference(
             r,
@@ -262,8 +270,8 @@ pub fn prep_only(
     Ok((dir, bundles))
 }
 
-/// Tokens the scenario provides per site (`[[sites]] env`), else None for a fresh one.
-fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<String>>, RunError> {
+/// Credentials the scenario provides per site (`[[sites]] env`), else None for fresh ones.
+fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<prep::GivenCredentials>>, RunError> {
     let mut tokens = vec![None; scenario.partition.sites];
     for (i, site) in scenario.sites.iter().enumerate() {
         if let Some(env) = &site.env {
@@ -436,6 +444,25 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
                 .collect(),
         })
         .collect();
+    let algorithm = match &plan.config.target {
+        Some(t) => format!(
+            "{} of {t} on {} features",
+            plan.config.kind.as_str(),
+            plan.config.features.len()
+        ),
+        None => format!(
+            "{} of {} features",
+            plan.config.kind.as_str(),
+            plan.config.features.len()
+        ),
+    };
+    let mut enrolment = crate::enrol::Enrolment::start(crate::enrol::Setup {
+        scenario,
+        algorithm: &algorithm,
+        bundles: &bundles,
+        run_dir: &dir,
+        project: &scenario.scenario.name,
+    })?;
     // Test hook: record every frame the coordinator receives (to show what it can and cannot see).
     let recording = std::env::var_os("FEDSIM_RECORD_FRAMES")
         .and_then(|p| std::fs::File::create(p).ok())
@@ -451,6 +478,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         record: recording.as_ref(),
         continue_with: (scenario.federation.on_dropout == OnDropout::Continue)
             .then_some(scenario.federation.min_sites),
+        portal: Some(&enrolment.board),
+        start_timeout: Duration::from_secs_f64(scenario.gui.start_timeout_secs),
     };
     let mut fleet = fleet_for(scenario, &dir, opts)?;
     tracing::info!(phase = "provision", sites = bundles.len(), provider = ?scenario.fleet.provider, "installing the sites");
@@ -484,6 +513,35 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     let pids = fleet.pids();
     let exits = fleet.stop();
     lap("federate", &mut phases);
+
+    // Everyone at the portal sees the end and downloads the results; each download must be the
+    // coordinator's results, byte for byte.
+    let file = match &federated {
+        Ok(o) => Ok(results_file(scenario, &run_id, &o.estimates)),
+        Err(f) => Err(f.message.clone()),
+    };
+    let driven = enrolment.finish(file.clone(), Duration::from_secs(120));
+    let portal_report = driven.as_ref().ok().cloned();
+    let federated = match (federated, driven, file) {
+        (Ok(o), Ok(report), Ok(bytes)) => crate::participants::check_downloads(&report, &bytes)
+            .map(|()| o)
+            .map_err(|message| Failure {
+                message,
+                site: None,
+                cancelled: false,
+            }),
+        (Ok(_), Err(e), _) => Err(Failure {
+            site: e
+                .account()
+                .filter(|a| bundles.iter().any(|b| b.name == *a))
+                .map(str::to_string),
+            message: e.to_string(),
+            cancelled: false,
+        }),
+        (federated, _, _) => federated,
+    };
+    drop(enrolment);
+    lap("results", &mut phases);
 
     let logs_dir = dir.join("logs");
     if let Err(e) = fleet.collect_logs(&logs_dir) {
@@ -620,6 +678,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         controller_peak_rss_kib: rss,
         agents_peak_rss_kib: child_rss,
         sites_peak_rss_kib,
+        portal: portal_report,
     };
     let io = |source| RunError::RunDir {
         path: dir.clone(),
@@ -640,6 +699,18 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         metrics,
         input_error,
     })
+}
+
+/// The file the portal offers for download: the federated results and what they came from.
+fn results_file(scenario: &Scenario, run_id: &str, est: &Estimates) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "fedsim_version": env!("CARGO_PKG_VERSION"),
+        "project": scenario.scenario.name,
+        "run_id": run_id,
+        "algorithm": reference_kind(scenario),
+        "results": est,
+    });
+    serde_json::to_vec_pretty(&doc).unwrap_or_default()
 }
 
 /// Federated against the centralised baseline, and against the reference file when there is one.
@@ -785,7 +856,7 @@ impl coordinator::Watch for FaultyFleet<'_> {
             let done = match f.kind {
                 FaultKind::Kill => self.fleet.kill(&f.site),
                 FaultKind::Cut => self.fleet.cut(&f.site),
-                FaultKind::Slow => continue,
+                FaultKind::Slow | FaultKind::WrongPassword | FaultKind::WrongToken => continue,
             };
             match done {
                 Ok(()) => {

@@ -25,6 +25,9 @@ pub struct Scenario {
     pub compare: CompareSpec,
     #[serde(default)]
     pub federation: FederationSpec,
+    /// The coordinator's portal, and whether browsers click it instead of programs calling its API.
+    #[serde(default)]
+    pub gui: GuiSpec,
     /// Faults to inject, for testing what breaks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultSpec>,
@@ -210,6 +213,59 @@ fn default_coordinator() -> String {
     "127.0.0.1:0".into()
 }
 
+/// `[gui]`: the portal the coordinator serves, and the browsers that may drive it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuiSpec {
+    /// Each account clicks through the portal in its own headless browser (WebDriver), instead
+    /// of fedsim calling the portal's JSON API for it.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The step script; by default the one for fedsim's own portal (`resources/gui/portal.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<PathBuf>,
+    /// Address the portal listens on; port 0 picks a free one.
+    #[serde(default = "default_coordinator")]
+    pub portal: String,
+    /// How long one step may take (a `wait_for` step may say otherwise).
+    #[serde(default = "default_step_timeout")]
+    pub step_timeout_secs: f64,
+    /// How long the coordinator waits for the start once every site is connected.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: f64,
+    #[serde(default = "default_chromedriver")]
+    pub chromedriver: PathBuf,
+    #[serde(default = "default_browser")]
+    pub browser: PathBuf,
+}
+
+impl Default for GuiSpec {
+    fn default() -> Self {
+        GuiSpec {
+            enabled: false,
+            script: None,
+            portal: default_coordinator(),
+            step_timeout_secs: default_step_timeout(),
+            start_timeout_secs: default_start_timeout(),
+            chromedriver: default_chromedriver(),
+            browser: default_browser(),
+        }
+    }
+}
+
+fn default_step_timeout() -> f64 {
+    30.0
+}
+fn default_start_timeout() -> f64 {
+    300.0
+}
+fn default_chromedriver() -> PathBuf {
+    PathBuf::from("/usr/bin/chromedriver")
+}
+fn default_browser() -> PathBuf {
+    PathBuf::from("/usr/bin/chromium")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlgorithmKind {
@@ -363,7 +419,9 @@ fn default_min_sites() -> usize {
 pub struct FaultSpec {
     pub site: String,
     pub kind: FaultKind,
-    /// The round in which it strikes (1 = the algorithm's first round).
+    /// The round in which it strikes (1 = the algorithm's first round); none for the portal's
+    /// wrong_password and wrong_token, which strike before the run.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub round: u32,
     /// slow: seconds the site waits before answering that round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,6 +437,14 @@ pub enum FaultKind {
     Cut,
     /// The site answers the round `delay_secs` late (userspace delay; heartbeats go on).
     Slow,
+    /// The site's person mistypes its portal password.
+    WrongPassword,
+    /// The site's person mistypes the join token the coordinator sent.
+    WrongToken,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn default_connect_timeout() -> f64 {
@@ -419,7 +485,7 @@ impl Scenario {
     /// Parse and validate scenario text; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let locator = Locator { text, path };
-        let mut scenario = deserialize(text, &locator)?;
+        let mut scenario: Scenario = deserialize(text, &locator)?;
         scenario.source = path.to_path_buf();
         let base = path.parent().unwrap_or(Path::new("."));
         let tree = DeTable::parse(text).map_err(|e| locator.toml_error(&e, ""))?;
@@ -437,11 +503,32 @@ impl Scenario {
         if let Some(r) = &scenario.compare.reference {
             scenario.compare.reference = Some(base.join(r));
         }
+        if let Some(g) = &scenario.gui.script {
+            scenario.gui.script = Some(base.join(g));
+        }
         Ok(scenario)
     }
 }
 
-fn deserialize(text: &str, locator: &Locator) -> Result<Scenario, ScenarioError> {
+/// Parse another hand-written TOML file (a GUI step script) with the scenario's error style:
+/// serde errors and `check`'s errors both come out as `file:line:column: key: message`.
+pub fn parse_located<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    check: impl FnOnce(&T, &Locate) -> Result<(), ScenarioError>,
+) -> Result<T, ScenarioError> {
+    let locator = Locator { text, path };
+    let value: T = deserialize(text, &locator)?;
+    let tree = DeTable::parse(text).map_err(|e| locator.toml_error(&e, ""))?;
+    let root = DeValue::Table(tree.into_inner());
+    check(&value, &|key, message| locator.at(&root, key, message))?;
+    Ok(value)
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(
+    text: &str,
+    locator: &Locator,
+) -> Result<T, ScenarioError> {
     let de = toml::Deserializer::parse(text).map_err(|e| locator.toml_error(&e, ""))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -558,7 +645,7 @@ fn add_suggestion(message: &str) -> String {
     }
 }
 
-type Locate<'a> = dyn Fn(&str, String) -> ScenarioError + 'a;
+pub type Locate<'a> = dyn Fn(&str, String) -> ScenarioError + 'a;
 
 /// Rules serde cannot express: ranges, combinations, and options that belong to one kind only.
 fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
@@ -783,6 +870,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         ));
     }
     validate_algorithm(s, at)?;
+    validate_gui(s, at)?;
     let a = s.compare.angle_tolerance_deg;
     if !(a.is_finite() && a > 0.0 && a <= 90.0) {
         return Err(at(
@@ -866,19 +954,55 @@ fn validate_federation(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 format!("no site {:?}; sites are {}", fault.site, names.join(", ")),
             ));
         }
-        if fault.round == 0 {
-            return Err(at(&key("round"), "rounds count from 1".into()));
+        let portal = matches!(fault.kind, FaultKind::WrongPassword | FaultKind::WrongToken);
+        if portal && fault.round != 0 {
+            return Err(at(
+                &key("round"),
+                "a portal fault strikes before the first round; remove `round`".into(),
+            ));
+        }
+        if !portal && fault.round == 0 {
+            return Err(at(
+                &key("round"),
+                "expected the round it strikes in, counting from 1".into(),
+            ));
         }
         match (fault.kind, fault.delay_secs) {
             (FaultKind::Slow, None) => return Err(at(&format!("faults.{i}"), "missing key `delay_secs`: a slow fault needs the delay".into())),
             (FaultKind::Slow, Some(d)) if !(d.is_finite() && d >= 0.0) => {
                 return Err(at(&key("delay_secs"), format!("expected seconds >= 0, found {d}")))
             }
-            (FaultKind::Kill | FaultKind::Cut, Some(_)) => return Err(at(&key("delay_secs"), "`delay_secs` applies to kind \"slow\" only".into())),
+            (FaultKind::Kill | FaultKind::Cut | FaultKind::WrongPassword | FaultKind::WrongToken, Some(_)) => return Err(at(&key("delay_secs"), "`delay_secs` applies to kind \"slow\" only".into())),
             (FaultKind::Cut, None) if !s.sites.iter().any(|x| x.name == fault.site && x.cut_command.is_some()) => {
                 return Err(at(&key("kind"), "a network cut needs the site's `cut_command` in its [[sites]] entry (the ssh test fleet in namespaces writes one); local sites share this host's network".into()))
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `[gui]`: a portal address, positive timeouts.
+fn validate_gui(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let g = &s.gui;
+    if g.portal.parse::<std::net::SocketAddr>().is_err() {
+        return Err(at(
+            "gui.portal",
+            format!(
+                "expected an IP address and port such as \"127.0.0.1:0\", found {:?}",
+                g.portal
+            ),
+        ));
+    }
+    for (key, v) in [
+        ("gui.step_timeout_secs", g.step_timeout_secs),
+        ("gui.start_timeout_secs", g.start_timeout_secs),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(at(
+                key,
+                format!("expected a number of seconds > 0, found {v}"),
+            ));
         }
     }
     Ok(())

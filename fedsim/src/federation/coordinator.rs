@@ -46,6 +46,13 @@ pub enum FedError {
     Algorithm { round: u32, source: AlgoError },
     #[error("run cancelled")]
     Cancelled,
+    #[error(
+        "{} could not take part through the portal: {reason}",
+        portal_who(site)
+    )]
+    Portal { site: String, reason: String },
+    #[error("nobody started the run in the portal within {secs:.1} s of every site connecting")]
+    NotStarted { secs: f64 },
     #[error("coordinator socket: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -67,8 +74,22 @@ impl FedError {
             FedError::NotConnected { site, .. }
             | FedError::SiteFailed { site, .. }
             | FedError::SiteLost { site, .. } => Some(site),
+            FedError::Portal { site, .. } if !is_operator(site) => Some(site),
             _ => None,
         }
+    }
+}
+
+/// The coordinator's own account and the browser machinery are not sites.
+fn is_operator(account: &str) -> bool {
+    account == crate::enrol::COORDINATOR || account == "browser"
+}
+
+fn portal_who(account: &str) -> String {
+    if is_operator(account) {
+        account.to_string()
+    } else {
+        format!("site {account}")
     }
 }
 
@@ -124,6 +145,11 @@ pub struct Settings<'a> {
     /// Go on without a lost site while at least this many remain (None: fail the run).
     pub continue_with: Option<usize>,
     pub cancel: &'a AtomicBool,
+    /// The portal: rounds begin only once its coordinator account presses start, and it shows
+    /// each site's progress to that site.
+    pub portal: Option<&'a crate::portal::Board>,
+    /// How long to wait for that start once every site is connected.
+    pub start_timeout: Duration,
 }
 
 /// What the coordinator asks of the world outside the sockets.
@@ -152,6 +178,11 @@ pub fn run(
     let started = Instant::now();
     let (mut channels, mut joined) = accept_all(listener, sites, settings, watch)?;
     let connect_secs = started.elapsed().as_secs_f64();
+    if let Some(board) = settings.portal {
+        // The agents wait too, and take silence for a lost coordinator.
+        let senders: Vec<_> = channels.iter().map(Channel::sender).collect();
+        with_heartbeats(senders, settings, || wait_for_start(board, settings, watch))?;
+    }
     let mut lost = Vec::new();
     let mut rounds = Vec::new();
     let mut first_round = 0;
@@ -184,6 +215,12 @@ pub fn run(
                 }
                 let round = e.round();
                 tracing::warn!(phase = "federate", %site, round, cause = %e, "site lost; continuing without it from the first round");
+                if let Some(b) = settings.portal {
+                    b.event(
+                        Some(&site),
+                        format!("lost in round {round}: {e}; the run goes on without it"),
+                    );
+                }
                 lost.push(LostSite {
                     site,
                     round,
@@ -248,6 +285,41 @@ fn with_heartbeats<R>(
     })
 }
 
+/// Hold the rounds until the coordinator account presses start in the portal. A site whose
+/// driver gave up (say, its login was refused) fails the run, named.
+fn wait_for_start(
+    board: &crate::portal::Board,
+    settings: &Settings,
+    watch: &mut dyn Watch,
+) -> Result<(), FedError> {
+    use crate::portal::NoStart;
+    board.event(None, "every agent is connected; waiting for the start");
+    let started = Instant::now();
+    loop {
+        if let Some((site, reason)) = watch.dead_site() {
+            return Err(FedError::SiteFailed {
+                site,
+                round: 0,
+                reason,
+            });
+        }
+        let left = settings.start_timeout.saturating_sub(started.elapsed());
+        match board.wait_start(left.min(Duration::from_millis(200)), settings.cancel) {
+            Ok(()) => return Ok(()),
+            Err(NoStart::Aborted { site, reason }) => {
+                return Err(FedError::Portal { site, reason });
+            }
+            Err(NoStart::Cancelled) => return Err(FedError::Cancelled),
+            Err(NoStart::TimedOut) if left.is_zero() => {
+                return Err(FedError::NotStarted {
+                    secs: started.elapsed().as_secs_f64(),
+                })
+            }
+            Err(NoStart::TimedOut) => {}
+        }
+    }
+}
+
 /// Wait until every site has connected and proved it holds its token.
 fn accept_all(
     listener: &TcpListener,
@@ -291,6 +363,12 @@ fn accept_all(
             Ok((stream, peer)) => match handshake(stream, sites, &slots, settings) {
                 Ok((idx, ch, site)) => {
                     tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
+                    if let Some(b) = settings.portal {
+                        b.event(
+                            Some(&site.name),
+                            format!("agent connected from {peer} and authenticated"),
+                        );
+                    }
                     slots[idx] = Some((ch, site));
                 }
                 Err(reason) => {
@@ -450,6 +528,15 @@ fn exchange(
                         Message::Ready { peak_rss_kib, .. } => (0.0, *peak_rss_kib),
                         _ => (0.0, 0),
                     };
+                    if let Some(b) = settings.portal {
+                        b.event(
+                            Some(name),
+                            format!(
+                                "round {round}: sent {} B, {compute_secs:.3} s computing",
+                                ch.bytes_received - recv0
+                            ),
+                        );
+                    }
                     if let Some(p) = settings.progress {
                         p.site(
                             index,
@@ -551,6 +638,9 @@ fn drive(
                 round,
                 cause: FrameError::Refused(reason),
             });
+        }
+        if let Some(b) = settings.portal {
+            b.set_round(round);
         }
         let started = Instant::now();
         let answers = exchange(channels, &names, round, Some(&request), settings)?;

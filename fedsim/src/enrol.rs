@@ -1,0 +1,230 @@
+//! Enrolment, between provisioning and the rounds: the coordinator serves its portal, and every
+//! account (the coordinator and each site, each with only its own credentials) logs in; the
+//! coordinator creates the project and join tokens, the sites join, the coordinator starts. Then
+//! everyone watches the run and downloads the results. Programs do this through the JSON API;
+//! with `[gui] enabled = true`, headless browsers click the pages instead.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::gui::script::Script;
+use crate::gui::GuiOptions;
+use crate::participants::{Actor, DriveError, DriveReport, PASSWORD_VAR, TOKEN_VAR, USER_VAR};
+use crate::portal::{Account, Board, Role, Server};
+use crate::prep::Bundle;
+use crate::scenario::{FaultKind, Scenario};
+
+/// The coordinator's own portal account name.
+pub const COORDINATOR: &str = "coordinator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    #[error("cannot start the portal's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("the portal cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("site {0}: its bundle has no .env to take portal credentials from")]
+    NoEnv(String),
+}
+
+/// The portal and the actors driving it, running on their own small runtime.
+pub struct Enrolment {
+    rt: tokio::runtime::Runtime,
+    pub board: Arc<Board>,
+    pub url: String,
+    server: Option<Server>,
+    task: Option<tokio::task::JoinHandle<Result<DriveReport, DriveError>>>,
+}
+
+/// Everything enrolment needs from the run.
+pub struct Setup<'a> {
+    pub scenario: &'a Scenario,
+    pub algorithm: &'a str,
+    pub bundles: &'a [Bundle],
+    pub run_dir: &'a Path,
+    pub project: &'a str,
+}
+
+impl Enrolment {
+    /// Serve the portal and set the actors going. The coordinator's credentials are made here and
+    /// written to `controller.env` (mode 600) in the run directory; each site's come from its own
+    /// bundle's `.env`.
+    pub fn start(s: Setup<'_>) -> Result<Enrolment, EnrolError> {
+        let gui = &s.scenario.gui;
+        let script = if gui.enabled {
+            // Checked at plan time; a failure here would be a file changed since.
+            Some(
+                Script::load(gui.script.as_deref())
+                    .map_err(|e| EnrolError::Runtime(std::io::Error::other(e.to_string())))?,
+            )
+        } else {
+            None
+        };
+        let password = crate::auth::new_password();
+        let controller_env = s.run_dir.join("controller.env");
+        let text = format!(
+            "# fedsim controller: the coordinator's portal account. Do not share.\n{USER_VAR}={COORDINATOR}\n{PASSWORD_VAR}={password}\n"
+        );
+        write_private(&controller_env, &text).map_err(|source| EnrolError::Write {
+            path: controller_env.clone(),
+            source,
+        })?;
+        let coordinator = Actor::from_env_text(COORDINATOR, Role::Coordinator, &text);
+        let mut sites = Vec::new();
+        let mut accounts = vec![Account::new(COORDINATOR, Role::Coordinator, &password)];
+        for b in s.bundles {
+            let env = b
+                .files
+                .as_ref()
+                .map(|f| f.env.as_str())
+                .ok_or_else(|| EnrolError::NoEnv(b.name.clone()))?;
+            let mut actor = Actor::from_env_text(&b.name, Role::Participant, env);
+            for f in s.scenario.faults.iter().filter(|f| f.site == b.name) {
+                match f.kind {
+                    FaultKind::WrongPassword => actor.typos.insert(PASSWORD_VAR.into()),
+                    FaultKind::WrongToken => actor.typos.insert(TOKEN_VAR.into()),
+                    _ => false,
+                };
+            }
+            sites.push(actor);
+            accounts.push(b.portal.clone());
+        }
+        let board = Board::new(
+            s.algorithm,
+            s.bundles.iter().map(|b| b.name.clone()).collect(),
+            accounts,
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fedsim-portal")
+            .enable_all()
+            .build()
+            .map_err(EnrolError::Runtime)?;
+        let addr: SocketAddr = gui.portal.parse().map_err(|_| EnrolError::Listen {
+            addr: gui.portal.clone(),
+            source: std::io::Error::other("not an address"),
+        })?;
+        let server = rt
+            .block_on(crate::portal::serve(board.clone(), addr))
+            .map_err(|source| EnrolError::Listen {
+                addr: gui.portal.clone(),
+                source,
+            })?;
+        let url = server.url();
+        tracing::info!(phase = "enrol", %url, driver = if gui.enabled { "gui" } else { "api" }, "portal serving; log in with the credentials in controller.env");
+        let task = {
+            let (board, url, project) = (board.clone(), url.clone(), s.project.to_string());
+            let run_dir = s.run_dir.to_path_buf();
+            let (chromedriver, browser) = (gui.chromedriver.clone(), gui.browser.clone());
+            let step_timeout = Duration::from_secs_f64(gui.step_timeout_secs);
+            rt.spawn(async move {
+                let driven = match &script {
+                    None => {
+                        crate::portal::client::drive(&url, &project, &coordinator, &sites, &run_dir)
+                            .await
+                    }
+                    Some(script) => {
+                        if !script.exercised {
+                            tracing::warn!(phase = "enrol", script = %script.source.display(), "this step script is not exercised by fedsim's tests; its selectors may be stale");
+                        }
+                        let opts = GuiOptions {
+                            chromedriver: &chromedriver,
+                            browser: &browser,
+                            step_timeout,
+                            portal_url: url.clone(),
+                            project,
+                            run_dir: &run_dir,
+                        };
+                        crate::gui::drive(script, &opts, &coordinator, &sites).await
+                    }
+                };
+                if let Err(e) = &driven {
+                    let (who, why) = match e {
+                        DriveError::Step(f) => (f.account.clone(), f.detail()),
+                        DriveError::Setup(m) => ("browser".to_string(), m.clone()),
+                    };
+                    tracing::error!(phase = "enrol", account = %who, error = %why, "portal step failed");
+                    board.abort(&who, &why);
+                }
+                driven
+            })
+        };
+        Ok(Enrolment {
+            rt,
+            board,
+            url,
+            server: Some(server),
+            task: Some(task),
+        })
+    }
+
+    /// The run is over: publish its results (or its failure), let the actors see it and download,
+    /// and collect what they did. Waits at most `wait`.
+    pub fn finish(
+        &mut self,
+        results: Result<Vec<u8>, String>,
+        wait: Duration,
+    ) -> Result<DriveReport, DriveError> {
+        // After a failure there is nothing to download: only give the pages time to show it.
+        let wait = match results {
+            Ok(bytes) => {
+                self.board.finish(bytes);
+                wait
+            }
+            Err(message) => {
+                self.board.fail(&message);
+                wait.min(Duration::from_secs(3))
+            }
+        };
+        let Some(mut task) = self.task.take() else {
+            return Err(DriveError::Setup("already finished".into()));
+        };
+        let out = self.rt.block_on(async {
+            match tokio::time::timeout(wait, &mut task).await {
+                Ok(Ok(driven)) => driven,
+                Ok(Err(join)) => Err(DriveError::Setup(format!("the driver stopped: {join}"))),
+                Err(_) => {
+                    task.abort();
+                    let _ = task.await;
+                    Err(DriveError::Setup(format!(
+                        "the accounts did not finish within {:.0} s of the run's end",
+                        wait.as_secs_f64()
+                    )))
+                }
+            }
+        });
+        self.server.take();
+        out
+    }
+}
+
+impl Drop for Enrolment {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.server.take();
+    }
+}
+
+/// Create `path` with mode 600 and write `text`.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}

@@ -1,0 +1,294 @@
+//! The non-GUI path: the same portal actions as the pages, through the JSON API. Each actor logs in
+//! with its own `.env` credentials; the coordinator creates the project and the join tokens and
+//! "sends" each site its own; the sites join; the coordinator starts; everyone waits for the end
+//! and downloads the results.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::participants::{
+    Actor, DriveError, DriveReport, StepFailure, StepTime, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
+};
+
+/// How often the actors look at the run's state while it runs.
+const POLL: Duration = Duration::from_millis(50);
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A step's failure before it is tied to an actor and phase.
+type Reason = String;
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Vec<u8>, Reason> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(s) = session {
+            req = req.bearer_auth(s);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("portal unreachable: {e}"))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        if !status.is_success() {
+            let said = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(format!("the portal answered {status}: {said}"));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Value, Reason> {
+        let bytes = self.call(method, path, session, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("the portal sent bad JSON: {e}"))
+    }
+}
+
+/// Times steps and turns reasons into errors that name the actor.
+#[derive(Default)]
+struct Log {
+    steps: std::sync::Mutex<Vec<StepTime>>,
+}
+
+impl Log {
+    async fn step<T>(
+        &self,
+        actor: &Actor,
+        phase: &str,
+        step: &str,
+        f: impl std::future::Future<Output = Result<T, Reason>>,
+    ) -> Result<T, DriveError> {
+        let t = Instant::now();
+        let out = f.await;
+        if let Ok(mut s) = self.steps.lock() {
+            s.push(StepTime {
+                account: actor.account.clone(),
+                phase: phase.into(),
+                step: step.into(),
+                secs: t.elapsed().as_secs_f64(),
+            });
+        }
+        out.map_err(|reason| {
+            DriveError::Step(Box::new(StepFailure {
+                account: actor.account.clone(),
+                role: actor.role,
+                phase: phase.into(),
+                step: step.into(),
+                reason,
+                screenshot: None,
+            }))
+        })
+    }
+}
+
+fn missing(actor: &Actor, var: &str) -> Reason {
+    format!("{var} is not in {}'s .env", actor.account)
+}
+
+/// Drive every actor through the API, phase by phase; the first failure ends the drive.
+pub async fn drive(
+    url: &str,
+    project: &str,
+    coordinator: &Actor,
+    sites: &[Actor],
+    run_dir: &Path,
+) -> Result<DriveReport, DriveError> {
+    let api = Api {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| DriveError::Setup(format!("HTTP client: {e}")))?,
+        base: url.trim_end_matches('/').to_string(),
+    };
+    let log = Log::default();
+    let mut phases = Vec::new();
+    let none = BTreeMap::new();
+    let everyone: Vec<&Actor> = std::iter::once(coordinator).chain(sites).collect();
+
+    // login
+    let t = Instant::now();
+    let sessions = join_all(everyone.iter().map(|a| {
+        log.step(a, "login", "POST /api/login", async {
+            let user = a.var(USER_VAR, &none).ok_or_else(|| missing(a, USER_VAR))?;
+            let password = a
+                .var(PASSWORD_VAR, &none)
+                .ok_or_else(|| missing(a, PASSWORD_VAR))?;
+            let v = api
+                .json(
+                    reqwest::Method::POST,
+                    "/api/login",
+                    None,
+                    Some(json!({"user": user, "password": password})),
+                )
+                .await?;
+            v["session"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| "no session in the answer".to_string())
+        })
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<String>, _>>()?;
+    phases.push(("login".to_string(), t.elapsed().as_secs_f64()));
+    let coord = sessions[0].as_str();
+
+    // create: the project and one join token per site
+    let t = Instant::now();
+    log.step(coordinator, "create", "POST /api/project", async {
+        api.json(
+            reqwest::Method::POST,
+            "/api/project",
+            Some(coord),
+            Some(json!({ "name": project })),
+        )
+        .await
+    })
+    .await?;
+    let tokens = log
+        .step(coordinator, "create", "POST /api/project/tokens", async {
+            let v = api
+                .json(
+                    reqwest::Method::POST,
+                    "/api/project/tokens",
+                    Some(coord),
+                    None,
+                )
+                .await?;
+            serde_json::from_value::<BTreeMap<String, String>>(v)
+                .map_err(|e| format!("tokens: {e}"))
+        })
+        .await?;
+    phases.push(("create".to_string(), t.elapsed().as_secs_f64()));
+
+    // join: each site with the token sent to it
+    let t = Instant::now();
+    join_all(sites.iter().zip(&sessions[1..]).map(|(a, s)| {
+        log.step(a, "join", "POST /api/project/join", async {
+            let sent: BTreeMap<String, String> = tokens
+                .get(&a.account)
+                .map(|t| (TOKEN_VAR.to_string(), t.clone()))
+                .into_iter()
+                .collect();
+            let token = a
+                .var(TOKEN_VAR, &sent)
+                .ok_or_else(|| "the coordinator made no join token for this site".to_string())?;
+            api.json(
+                reqwest::Method::POST,
+                "/api/project/join",
+                Some(s),
+                Some(json!({ "token": token })),
+            )
+            .await
+        })
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
+    phases.push(("join".to_string(), t.elapsed().as_secs_f64()));
+
+    // start
+    let t = Instant::now();
+    log.step(coordinator, "start", "POST /api/project/start", async {
+        api.json(
+            reqwest::Method::POST,
+            "/api/project/start",
+            Some(coord),
+            None,
+        )
+        .await
+    })
+    .await?;
+    phases.push(("start".to_string(), t.elapsed().as_secs_f64()));
+
+    // finish: everyone watches the run to its end, then downloads the results
+    let t = Instant::now();
+    let states = join_all(everyone.iter().zip(&sessions).map(|(a, s)| {
+        log.step(
+            a,
+            "finish",
+            "GET /api/project/status until the run ends",
+            async {
+                loop {
+                    let v = api
+                        .json(
+                            reqwest::Method::GET,
+                            "/api/project/status?since=0",
+                            Some(s),
+                            None,
+                        )
+                        .await?;
+                    match v["state"].as_str() {
+                        Some("finished") => return Ok(true),
+                        Some("failed") => return Ok(false),
+                        _ => tokio::time::sleep(POLL).await,
+                    }
+                }
+            },
+        )
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<bool>, _>>()?;
+    let finished = states.iter().all(|&f| f);
+    let mut downloads = BTreeMap::new();
+    if finished {
+        let saved = join_all(everyone.iter().zip(&sessions).map(|(a, s)| {
+            log.step(a, "finish", "GET /api/project/results", async {
+                let bytes = api
+                    .call(reqwest::Method::GET, "/api/project/results", Some(s), None)
+                    .await?;
+                let dir = a.dir(run_dir);
+                let path = dir.join("results.json");
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&path, bytes))
+                    .map_err(|e| format!("saving {}: {e}", path.display()))?;
+                Ok((a.account.clone(), path))
+            })
+        }))
+        .await;
+        for s in saved {
+            let (account, path) = s?;
+            downloads.insert(account, path);
+        }
+    }
+    phases.push(("finish".to_string(), t.elapsed().as_secs_f64()));
+
+    let steps = log.steps.into_inner().unwrap_or_default();
+    Ok(DriveReport {
+        driver: "api".into(),
+        script: None,
+        steps,
+        phases,
+        downloads,
+        screenshots: Vec::new(),
+        finished,
+    })
+}
