@@ -143,3 +143,59 @@ pub fn merged_log(run_dir: &Path, sources: &[&str]) -> Vec<serde_json::Value> {
     );
     lines
 }
+
+/// Every secret a run made: each site's token, portal password and mask seeds (from the bundles'
+/// own `.env`), and the coordinator's portal password (`controller.env`).
+pub fn run_secrets(out: &Path, sites: &[&str]) -> Vec<(String, String)> {
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for site in sites {
+        let env = std::fs::read_to_string(out.join("sites").join(site).join(".env")).unwrap();
+        for line in env.lines() {
+            if let Some(token) = line.strip_prefix("FEDSIM_TOKEN=") {
+                secrets.push((format!("{site} token"), token.to_string()));
+            }
+            if let Some(pw) = line.strip_prefix("FEDSIM_PORTAL_PASSWORD=") {
+                secrets.push((format!("{site} portal password"), pw.to_string()));
+            }
+            if let Some(seeds) = line.strip_prefix("FEDSIM_PAIR_SEEDS=") {
+                for pair in seeds.split(',') {
+                    let (peer, seed) = pair.split_once(':').unwrap();
+                    secrets.push((format!("{site}/{peer} mask seed"), seed.to_string()));
+                }
+            }
+        }
+    }
+    let controller = std::fs::read_to_string(out.join("controller.env")).unwrap();
+    let pw = controller
+        .lines()
+        .find_map(|l| l.strip_prefix("FEDSIM_PORTAL_PASSWORD="))
+        .unwrap();
+    secrets.push(("coordinator portal password".into(), pw.to_string()));
+    assert!(secrets.iter().all(|(_, s)| s.len() >= 32));
+    secrets
+}
+
+/// No secret appears in `extra` (the terminal, ...) or in any file of the run directory other than
+/// the bundles' `.env` and `controller.env`. Returns the places searched.
+pub fn assert_secrets_stay_home(
+    out: &Path,
+    secrets: &[(String, String)],
+    mut places: Vec<(String, Vec<u8>)>,
+) -> Vec<(String, Vec<u8>)> {
+    for f in files(out) {
+        let in_bundle_env =
+            f.file_name().is_some_and(|n| n == ".env") && f.starts_with(out.join("sites"));
+        if !in_bundle_env && f != out.join("controller.env") {
+            places.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+        }
+    }
+    for (what, secret) in secrets {
+        for (place, bytes) in &places {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{what} found in {place}"
+            );
+        }
+    }
+    places
+}

@@ -1,0 +1,212 @@
+//! The portal clicked through in real headless Chromium (Debian `chromium` and `chromium-driver`,
+//! which `.ci/run` installs): every account in its own browser with only its own credentials,
+//! following `resources/gui/portal.toml`. One GUI run at a time: four browsers on two cores are
+//! enough.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use common::*;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const ACCOUNTS: [&str; 4] = ["coordinator", "site-1", "site-2", "site-3"];
+
+fn need_browser() {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: install chromium and chromium-driver (.ci/run does)"
+        );
+    }
+}
+
+fn gui_ols(name: &str, extra: &str) -> String {
+    ols_toml(
+        name,
+        "diabetes.csv",
+        3,
+        &format!(
+            "[compare]\nreference = \"{}\"\n[gui]\nenabled = true\n{extra}",
+            test_data("reference.jsonl").display()
+        ),
+    )
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() > 5_000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+/// No browser or chromedriver that fedsim started outlives its run.
+fn no_browser_left() {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", "fedsim-browser-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "browser processes left behind: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn three_site_ols_through_the_gui_gives_the_api_paths_numbers() {
+    need_browser();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+
+    let api_cfg = scenario(
+        tmp.path(),
+        "api",
+        &ols_toml(
+            "portal-api",
+            "diabetes.csv",
+            3,
+            &format!(
+                "[compare]\nreference = \"{}\"\n",
+                test_data("reference.jsonl").display()
+            ),
+        ),
+    );
+    let api_out = tmp.path().join("api");
+    let o = run_to(tmp.path(), &api_cfg, &api_out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let gui_cfg = scenario(tmp.path(), "gui", &gui_ols("portal-gui", ""));
+    let out = tmp.path().join("gui");
+    let o = run_to(tmp.path(), &gui_cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let terminal = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    no_browser_left();
+
+    // The same numbers as the API path, and as statsmodels.
+    let (gui, api) = (summary(&out), summary(&api_out));
+    assert_eq!(gui["status"], "succeeded");
+    assert_eq!(gui["reference"]["passed"], true);
+    for key in ["coef", "se", "t", "p"] {
+        let (g, a) = (floats(&gui["results"][key]), floats(&api["results"][key]));
+        assert_eq!(g.len(), 11);
+        assert!(max_rel(&g, &a) <= 1e-12, "{key}: gui {g:?} vs api {a:?}");
+    }
+    let want = reference("diabetes.csv", "ols");
+    assert!(max_rel(&floats(&gui["results"]["coef"]), &floats(&want["coef"])) < 1e-8);
+    assert!(max_rel(&floats(&gui["results"]["se"]), &floats(&want["se"])) < 1e-8);
+
+    // Every account downloaded the results through its page: the coordinator's, byte for byte.
+    let first = std::fs::read(out.join("portal/coordinator/results.json")).unwrap();
+    let file: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(file["results"]["coef"], gui["results"]["coef"]);
+    for a in ACCOUNTS {
+        let got = std::fs::read(out.join("portal").join(a).join("results.json")).unwrap();
+        assert_eq!(got, first, "{a}'s download");
+        assert!(
+            is_png(&out.join("portal").join(a).join("results.png")),
+            "{a}"
+        );
+    }
+    assert!(is_png(&out.join("portal/coordinator/project.png")));
+    assert!(files(&out.join("portal"))
+        .iter()
+        .all(|f| !f.to_string_lossy().contains("failure-")));
+
+    // Time per GUI step, for every account and phase, in metrics.json.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let portal = &m["portal"];
+    assert_eq!(portal["driver"], "gui");
+    let phases: Vec<&str> = portal["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["browsers", "login", "create", "join", "start", "finish"]
+    );
+    let steps = portal["steps"].as_array().unwrap();
+    for a in ACCOUNTS {
+        for phase in ["login", "finish"] {
+            assert!(
+                steps.iter().any(|s| s["account"] == a
+                    && s["phase"] == phase
+                    && s["secs"].as_f64().unwrap() > 0.0),
+                "{a} {phase}"
+            );
+        }
+    }
+    assert!(steps
+        .iter()
+        .any(|s| s["account"] == "site-2" && s["step"].as_str().unwrap().contains("fill #token")));
+    let api_m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(api_out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(api_m["portal"]["driver"], "api");
+
+    // Typed passwords reach neither chromedriver's log nor anything else.
+    assert!(out.join("logs/chromedriver.log").exists());
+    let secrets = run_secrets(&out, &["site-1", "site-2", "site-3"]);
+    assert_secrets_stay_home(
+        &out,
+        &secrets,
+        vec![("terminal".into(), terminal.into_bytes())],
+    );
+}
+
+/// Runs a GUI scenario with one fault and checks it failed at `site`'s `phase`, with a screenshot.
+fn fails_at(fault: &str, site: &str, phase: &str, says: &str) {
+    need_browser();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = format!("[[faults]]\nsite = \"{site}\"\nkind = \"{fault}\"\n");
+    let cfg = scenario(tmp.path(), fault, &gui_ols(fault, &extra));
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    no_browser_left();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["error"]["site"], site);
+    let message = s["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "site {site} could not take part through the portal: {phase} step"
+        )),
+        "{message}"
+    );
+    assert!(message.contains(says), "{message}");
+    assert!(stderr(&o).contains(message), "{}", stderr(&o));
+    assert!(s.get("results").is_none());
+    let shots: Vec<_> = files(&out.join("portal"))
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("failure-"))
+        .collect();
+    assert_eq!(shots.len(), 1, "{shots:?}");
+    assert!(shots[0].starts_with(out.join("portal").join(site)));
+    assert!(is_png(&shots[0]));
+    assert!(message.contains(&shots[0].display().to_string()));
+    let secrets = run_secrets(&out, &["site-1", "site-2", "site-3"]);
+    assert_secrets_stay_home(&out, &secrets, vec![("stderr".into(), o.stderr.clone())]);
+}
+
+#[test]
+fn a_wrong_password_fails_that_sites_login_and_names_it() {
+    fails_at(
+        "wrong_password",
+        "site-2",
+        "login",
+        "the page says: wrong user name or password",
+    );
+}
+
+#[test]
+fn a_wrong_join_token_fails_that_sites_join_and_names_it() {
+    fails_at(
+        "wrong_token",
+        "site-3",
+        "join",
+        "the page says: this join token is not valid for this site",
+    );
+}

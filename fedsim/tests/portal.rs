@@ -1,0 +1,362 @@
+//! The portal over real HTTP on loopback: who may do what through the JSON API and the pages, that
+//! a site sees only its own log lines, that pages load nothing from elsewhere; and the non-GUI
+//! path failing, named, when one site's credentials are wrong.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use fedsim::portal::{serve, Account, Board, Role};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Portal {
+    url: String,
+    http: reqwest::Client,
+    board: Arc<Board>,
+    _server: fedsim::portal::Server,
+}
+
+async fn portal() -> Portal {
+    let board = Board::new(
+        "linear_regression of y on 3 features",
+        vec!["north".into(), "south".into()],
+        vec![
+            Account::new("coordinator", Role::Coordinator, "coordinator-pass-1"),
+            Account::new("north", Role::Participant, "north-pass-123"),
+            Account::new("south", Role::Participant, "south-pass-456"),
+        ],
+    );
+    let server = serve(board.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    Portal {
+        url: server.url(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        board,
+        _server: server,
+    }
+}
+
+impl Portal {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(s) = session {
+            r = r.bearer_auth(s);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn login(&self, user: &str, password: &str) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/login",
+                None,
+                Some(json!({"user": user, "password": password})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["session"].as_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lets_each_account_do_only_its_part() {
+    let p = portal().await;
+    let (s, v) = p
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            Some(json!({"user": "north", "password": "south-pass-456"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"], "wrong user name or password");
+    let (s, _) = p.call("GET", "/api/project/status", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = p
+        .call("GET", "/api/project/status", Some("forged"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let c = p.login("coordinator", "coordinator-pass-1").await;
+    let n = p.login("north", "north-pass-123").await;
+    let so = p.login("south", "south-pass-456").await;
+
+    let (s, v) = p
+        .call("POST", "/api/project", Some(&n), Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("only the coordinator can create a project")
+        )
+    );
+    let (s, _) = p
+        .call(
+            "POST",
+            "/api/project",
+            Some(&c),
+            Some(json!({"name": "study"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = p.call("POST", "/api/project/tokens", Some(&n), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, tokens) = p.call("POST", "/api/project/tokens", Some(&c), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (tn, ts) = (
+        tokens["north"].as_str().unwrap(),
+        tokens["south"].as_str().unwrap(),
+    );
+    assert_ne!(tn, ts);
+
+    // A site cannot see the project before joining, nor join with another site's token.
+    let (s, _) = p.call("GET", "/api/project", Some(&n), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = p
+        .call(
+            "POST",
+            "/api/project/join",
+            Some(&n),
+            Some(json!({"token": ts})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("this join token is not valid for this site")
+        )
+    );
+    let (s, _) = p
+        .call(
+            "POST",
+            "/api/project/join",
+            Some(&c),
+            Some(json!({"token": tn})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = p
+        .call(
+            "POST",
+            "/api/project/join",
+            Some(&n),
+            Some(json!({"token": tn})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = p
+        .call(
+            "POST",
+            "/api/project/join",
+            Some(&n),
+            Some(json!({"token": tn})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Only the coordinator starts, and only once everyone has joined.
+    let (s, v) = p.call("POST", "/api/project/start", Some(&c), None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (
+            StatusCode::CONFLICT,
+            Some("cannot start yet: waiting for south to join")
+        )
+    );
+    let (s, _) = p
+        .call(
+            "POST",
+            "/api/project/join",
+            Some(&so),
+            Some(json!({"token": ts})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = p.call("POST", "/api/project/start", Some(&n), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = p.call("GET", "/api/project", Some(&c), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v.get("tokens").is_none(),
+        "used tokens are no longer shown: {v}"
+    );
+    let (s, _) = p.call("POST", "/api/project/start", Some(&c), None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The coordinator's side reports per site; each site sees only its own lines.
+    p.board.set_round(1);
+    p.board.event(Some("north"), "round 1: sent 800 B");
+    p.board.event(Some("south"), "round 1: sent 960 B");
+    let (_, north) = p.call("GET", "/api/project/status", Some(&n), None).await;
+    let (_, all) = p.call("GET", "/api/project/status", Some(&c), None).await;
+    assert_eq!(north["round"], 1);
+    let lines = |v: &Value| -> Vec<(Option<String>, String)> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["site"].as_str().map(str::to_string),
+                    e["text"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (north, all) = (lines(&north), lines(&all));
+    assert!(
+        north.iter().all(|(s, _)| s.as_deref() == Some("north")),
+        "{north:?}"
+    );
+    assert!(north.iter().any(|(_, t)| t == "round 1: sent 800 B"));
+    assert!(north.iter().all(|(_, t)| !t.contains("south")), "{north:?}");
+    assert!(all.iter().any(|(_, t)| t == "round 1: sent 960 B"));
+    assert!(all.iter().any(|(s, _)| s.is_none()));
+
+    // Results only once the run is over, for those who took part.
+    let (s, v) = p.call("GET", "/api/project/results", Some(&so), None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("no results: the run is running"))
+    );
+    p.board.finish(br#"{"results":{"n":3}}"#.to_vec());
+    let resp = p
+        .http
+        .get(format!("{}/api/project/results", p.url))
+        .bearer_auth(&so)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment; filename=\"results-study.json\""));
+    assert_eq!(resp.text().await.unwrap(), r#"{"results":{"n":3}}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_use_a_session_cookie_and_load_nothing_from_elsewhere() {
+    let p = portal().await;
+    let (s, _) = p.call("GET", "/project", None, None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let login = p
+        .http
+        .get(format!("{}/login", p.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains("id=\"password\"") && login.contains("type=\"password\""));
+    let resp = p
+        .http
+        .post(format!("{}/login", p.url))
+        .form(&[("user", "south"), ("password", "wrong-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.text().await.unwrap().contains("id=\"error\""));
+    let resp = p
+        .http
+        .post(format!("{}/login", p.url))
+        .form(&[("user", "coordinator"), ("password", "coordinator-pass-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = p
+        .http
+        .get(format!("{}/project", p.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"create\""),
+        "the coordinator may create a project"
+    );
+    for page in [&login, &page] {
+        for outside in ["src=\"http", "href=\"http", "@import", "url(http", "//cdn"] {
+            assert!(!page.contains(outside), "{outside} in a page");
+        }
+    }
+    // A site's page has no create form and no start button.
+    let n = p.login("north", "north-pass-123").await;
+    let page = p
+        .http
+        .get(format!("{}/project", p.url))
+        .header("cookie", format!("fedsim_session={n}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"join\"")
+            && !page.contains("id=\"create\"")
+            && !page.contains("id=\"start\"")
+    );
+}
+
+#[test]
+fn the_api_path_names_the_site_whose_password_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "pw",
+        &ols_toml(
+            "api-wrong-password",
+            "diabetes.csv",
+            3,
+            "[[faults]]\nsite = \"site-1\"\nkind = \"wrong_password\"\n",
+        ),
+    );
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["error"]["site"], "site-1");
+    assert_eq!(
+        s["error"]["message"],
+        "site site-1 could not take part through the portal: login step POST /api/login: the portal answered 401 Unauthorized: wrong user name or password"
+    );
+}
