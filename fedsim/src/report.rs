@@ -626,6 +626,7 @@ pub fn render(run: &RunFiles) -> Result<String, ReportError> {
         m["controller_cpu_secs"].as_f64().unwrap_or(0.0),
         m["controller_peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0
     );
+    h.push_str(&portal(&m["portal"]));
     let problems: Vec<&Value> = run
         .log
         .iter()
@@ -654,6 +655,71 @@ pub fn render(run: &RunFiles) -> Result<String, ReportError> {
     }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// The portal: how the accounts enrolled (API or browsers), the time per phase, the slowest steps
+/// and links to the screenshots.
+fn portal(p: &Value) -> String {
+    let Some(driver) = p["driver"].as_str() else {
+        return String::new();
+    };
+    let mut h = format!(
+        "<h2>Portal ({})</h2><table id=\"portal\"><tr><th>phase</th><th>seconds</th></tr>",
+        if driver == "gui" {
+            "every account in its own headless browser"
+        } else {
+            "JSON API"
+        }
+    );
+    for ph in p["phases"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.3}</td></tr>",
+            esc(ph[0].as_str().unwrap_or("")),
+            ph[1].as_f64().unwrap_or(0.0)
+        );
+    }
+    h.push_str("</table>");
+    let mut steps: Vec<&Value> = p["steps"].as_array().into_iter().flatten().collect();
+    steps.sort_by(|a, b| {
+        b["secs"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&a["secs"].as_f64().unwrap_or(0.0))
+    });
+    h.push_str("<table id=\"portal-steps\"><tr><th>slowest steps</th><th>account</th><th>phase</th><th>seconds</th></tr>");
+    for s in steps.iter().take(5) {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>",
+            esc(s["step"].as_str().unwrap_or("")),
+            esc(s["account"].as_str().unwrap_or("")),
+            esc(s["phase"].as_str().unwrap_or("")),
+            s["secs"].as_f64().unwrap_or(0.0)
+        );
+    }
+    h.push_str("</table>");
+    let shots: Vec<&str> = p["screenshots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str())
+        .filter_map(|s| s.find("portal/").map(|i| &s[i..]))
+        .collect();
+    if !shots.is_empty() {
+        h.push_str("<p>Screenshots: ");
+        for (i, s) in shots.iter().enumerate() {
+            let _ = write!(
+                h,
+                "{}<a href=\"{}\">{}</a>",
+                if i > 0 { ", " } else { "" },
+                esc(s),
+                esc(s.trim_start_matches("portal/"))
+            );
+        }
+        h.push_str("</p>");
+    }
+    h
 }
 
 /// Write `report.html` into the run directory.

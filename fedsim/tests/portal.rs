@@ -360,3 +360,33 @@ fn the_api_path_names_the_site_whose_password_is_wrong() {
         "site site-1 could not take part through the portal: login step POST /api/login: the portal answered 401 Unauthorized: wrong user name or password"
     );
 }
+
+/// A bad step script is bad input: `fedsim validate` names the script's file, line and key.
+#[test]
+fn a_bad_step_script_is_located_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (script, line, says) in [
+        (
+            "unknown_action.toml",
+            12,
+            "step[1].do: unknown variant `clik`",
+        ),
+        ("unclosed_variable.toml", 9, "step.0.value: unclosed ${"),
+    ] {
+        let path = test_data("bad/gui").join(script);
+        let extra = format!("[gui]\nenabled = true\nscript = \"{}\"\n", path.display());
+        let cfg = scenario(
+            tmp.path(),
+            script,
+            &ols_toml("bad-script", "diabetes.csv", 3, &extra),
+        );
+        let o = fedsim(tmp.path(), &["validate", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("{}:{line}:", path.display())),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -260,6 +260,30 @@ const CASES: &[Case] = &[
         "federation.round_timeout_secs",
         &["expected a number of seconds > 0", "found 0"],
     ),
+    case(
+        "gui_bad_portal.toml",
+        18,
+        "gui.portal",
+        &["expected an IP address and port", "\"localhost:8080\""],
+    ),
+    case(
+        "gui_unknown_key.toml",
+        17,
+        "gui.enable",
+        &["unknown field `enable`", "did you mean `enabled`"],
+    ),
+    case(
+        "gui_bad_step_timeout.toml",
+        18,
+        "gui.step_timeout_secs",
+        &["expected a number of seconds > 0", "found -5"],
+    ),
+    case(
+        "portal_fault_round.toml",
+        22,
+        "faults.0.round",
+        &["a portal fault strikes before the first round; remove `round`"],
+    ),
 ];
 
 /// Files also run through the real `fedsim validate` binary.

@@ -191,6 +191,22 @@ fn wd(e: WebDriverError) -> String {
     browser::first_words(&e)
 }
 
+/// Run `act` again (up to three times) when the element it found was replaced under it, as when
+/// a page redraws between finding a field and typing into it.
+async fn afresh<F, Fut>(act: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut tries = 0;
+    loop {
+        match act().await {
+            Err(e) if e.contains("stale element") && tries < 3 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Wait for `selector` (holding `text`, if given); fail at once if `fail_on` appears.
 async fn find(
     session: &WebDriver,
@@ -245,13 +261,19 @@ async fn run_step(shared: &Shared<'_>, seat: &Seat<'_>, step: &Step) -> Result<(
         }
         Action::Fill => {
             let value = fill_in(shared, actor, step.value.as_deref().unwrap_or_default())?;
-            let e = find(s, sel, None, fail_on, timeout).await?;
-            e.clear().await.map_err(wd)?;
-            e.send_keys(value.as_str()).await.map_err(wd)
+            afresh(|| async {
+                let e = find(s, sel, None, fail_on, timeout).await?;
+                e.clear().await.map_err(wd)?;
+                e.send_keys(value.as_str()).await.map_err(wd)
+            })
+            .await
         }
         Action::Click => {
-            let e = find(s, sel, None, fail_on, timeout).await?;
-            e.click().await.map_err(wd)?;
+            afresh(|| async {
+                let e = find(s, sel, None, fail_on, timeout).await?;
+                e.click().await.map_err(wd)
+            })
+            .await?;
             // A click that submits a form lands on a page that may carry the refusal.
             if let Some(f) = fail_on {
                 if let Ok(e) = s.find(By::Css(f)).await {
@@ -386,14 +408,21 @@ async fn download(
             .into_iter()
             .filter(|p| !before.contains(p))
             .collect();
-        let partial = fresh.iter().any(|p| {
+        // Chromium writes to a hidden temporary, renames it to *.crdownload, then to its name.
+        let partial = |p: &PathBuf| {
             p.extension()
                 .is_some_and(|x| x == "crdownload" || x == "tmp")
-        });
-        if let (false, Some(done)) = (partial, fresh.first()) {
+                || p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        };
+        if let (false, Some(done)) = (fresh.iter().any(partial), fresh.first()) {
             let dest = actor.dir(shared.opts.run_dir).join(name);
-            std::fs::copy(done, &dest).map_err(|e| format!("keeping {}: {e}", dest.display()))?;
-            return Ok(dest);
+            match std::fs::copy(done, &dest) {
+                Ok(_) => return Ok(dest),
+                // Renamed under us: look again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("keeping {}: {e}", dest.display())),
+            }
         }
         if Instant::now() >= deadline {
             return Err(format!(

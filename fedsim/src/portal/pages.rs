@@ -246,7 +246,7 @@ async function poll(){{
   const r=await fetch('/api/project/status?since='+since,{{credentials:'same-origin'}});
   if(r.ok){{
    const s=await r.json();
-   if(s.state!==rendered&&(s.state==='finished'||s.state==='failed'||rendered==='no_project')){{location.reload();return;}}
+   if(s.state!==rendered&&(s.state==='finished'||s.state==='failed')){{location.reload();return;}}
    set('state',s.state.replace('_',' '));set('round',s.round);
    for(const site of s.joined){{
     const row=document.querySelector('tr[data-site="'+CSS.escape(site)+'"]');
