@@ -210,3 +210,38 @@ fn a_wrong_join_token_fails_that_sites_join_and_names_it() {
         "the page says: this join token is not valid for this site",
     );
 }
+
+/// `[gui] script` takes another step script: here the portal's own, but handing out the tokens in
+/// site order (as for a platform whose tokens are not tied to a site) and with its own phase names.
+#[test]
+fn another_step_script_drives_the_same_portal() {
+    need_browser();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/gui/portal.toml"),
+    )
+    .unwrap();
+    let script = shipped
+        .replace("key_attribute = \"data-token-for\"", "in_order = true")
+        .replace("\"finish\"", "\"results\"");
+    assert_ne!(script, shipped);
+    let path = tmp.path().join("in_order.toml");
+    std::fs::write(&path, script).unwrap();
+    let extra = format!("script = \"{}\"\n", path.display());
+    let cfg = scenario(tmp.path(), "custom", &gui_ols("custom-script", &extra));
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    no_browser_left();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["portal"]["script"], path.display().to_string());
+    assert_eq!(m["portal"]["phases"][5][0], "results");
+    for a in ACCOUNTS {
+        assert!(
+            out.join("portal").join(a).join("results.json").exists(),
+            "{a}"
+        );
+    }
+}
