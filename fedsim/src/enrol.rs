@@ -204,7 +204,10 @@ impl Enrolment {
             }
         });
         self.server.take();
-        out
+        out.map(|mut report| {
+            report.url = self.url.clone();
+            report
+        })
     }
 }
 

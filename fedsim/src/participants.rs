@@ -93,6 +93,8 @@ pub struct StepTime {
 pub struct DriveReport {
     /// "api" or "gui".
     pub driver: String,
+    /// Where the portal was served.
+    pub url: String,
     /// The step script, for the GUI driver.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,

@@ -492,9 +492,10 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         Ok(()) => {
             tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
             progress.phase(format!(
-                "federate: {} on {} sites",
+                "federate: {} on {} sites (portal {})",
                 plan.config.kind.as_str(),
-                bundles.len()
+                bundles.len(),
+                enrolment.url
             ));
             let mut watch = FaultyFleet {
                 fleet: fleet.as_mut(),

@@ -99,6 +99,7 @@ pub async fn drive(
     }
     Ok(DriveReport {
         driver: "gui".into(),
+        url: opts.portal_url.clone(),
         script: Some(script.source.display().to_string()),
         steps: shared.steps.into_inner().unwrap_or_default(),
         phases,

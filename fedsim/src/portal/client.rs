@@ -284,6 +284,7 @@ pub async fn drive(
     let steps = log.steps.into_inner().unwrap_or_default();
     Ok(DriveReport {
         driver: "api".into(),
+        url: url.to_string(),
         script: None,
         steps,
         phases,
