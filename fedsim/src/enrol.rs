@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use crate::gui::script::Script;
 use crate::gui::GuiOptions;
-use crate::participants::{Actor, DriveError, DriveReport, PASSWORD_VAR, TOKEN_VAR, USER_VAR};
+use crate::participants::{
+    Actor, DriveError, DriveReport, StepFailure, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
+};
 use crate::portal::{Account, Board, Role, Server};
 use crate::prep::Bundle;
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{FaultKind, OnDropout, Scenario};
 
 /// The coordinator's own portal account name.
 pub const COORDINATOR: &str = "coordinator";
@@ -104,6 +106,8 @@ impl Enrolment {
             s.bundles.iter().map(|b| b.name.clone()).collect(),
             accounts,
         );
+        let fed = &s.scenario.federation;
+        board.continue_with((fed.on_dropout == OnDropout::Continue).then_some(fed.min_sites));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("fedsim-portal")
@@ -128,10 +132,24 @@ impl Enrolment {
             let (chromedriver, browser) = (gui.chromedriver.clone(), gui.browser.clone());
             let step_timeout = Duration::from_secs_f64(gui.step_timeout_secs);
             rt.spawn(async move {
+                let leave = |f: &StepFailure| {
+                    let gone = board.leave(&f.account, &f.detail());
+                    if gone {
+                        tracing::warn!(phase = "enrol", site = %f.account, error = %f.detail(), "site left at the portal; going on without it");
+                    }
+                    gone
+                };
                 let driven = match &script {
                     None => {
-                        crate::portal::client::drive(&url, &project, &coordinator, &sites, &run_dir)
-                            .await
+                        crate::portal::client::drive(
+                            &url,
+                            &project,
+                            &coordinator,
+                            &sites,
+                            &run_dir,
+                            &leave,
+                        )
+                        .await
                     }
                     Some(script) => {
                         if !script.exercised {
@@ -145,7 +163,7 @@ impl Enrolment {
                             project,
                             run_dir: &run_dir,
                         };
-                        crate::gui::drive(script, &opts, &coordinator, &sites).await
+                        crate::gui::drive(script, &opts, &coordinator, &sites, &leave).await
                     }
                 };
                 if let Err(e) = &driven {

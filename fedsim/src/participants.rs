@@ -129,6 +129,9 @@ impl DriveError {
     }
 }
 
+/// Asked when a site's step fails: true lets that site go and the others carry on.
+pub type Leave<'a> = &'a (dyn Fn(&StepFailure) -> bool + Sync);
+
 /// One actor's step failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {phase} step {step}: {reason}{}", who(.role, .account), shot(.screenshot))]

@@ -890,7 +890,10 @@ impl From<FedError> for Failure {
 
 /// The rows each agent loaded must be the rows prep gave it.
 fn check_rows(joined: &[JoinedSite], bundles: &[prep::Bundle]) {
-    for (j, b) in joined.iter().zip(bundles) {
+    for j in joined {
+        let Some(b) = bundles.iter().find(|b| b.name == j.name) else {
+            continue;
+        };
         // 0: the site keeps its size to itself (secure aggregation).
         if j.rows != 0 && j.rows as usize != b.rows {
             tracing::warn!(phase = "launch", site = %j.name, loaded = j.rows, written = b.rows, "site loaded a different number of rows than prep wrote");

@@ -245,3 +245,31 @@ fn another_step_script_drives_the_same_portal() {
         );
     }
 }
+
+/// With on_dropout = "continue", the browsers go on without a site whose login failed.
+#[test]
+fn with_continue_the_browsers_go_on_without_a_site_that_cannot_log_in() {
+    need_browser();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let body = gui_ols(
+        "gui-leave",
+        "[federation]\non_dropout = \"continue\"\nmin_sites = 2\n[[faults]]\nsite = \"site-2\"\nkind = \"wrong_password\"\n",
+    );
+    let cfg = scenario(tmp.path(), "leave", &body);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    no_browser_left();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "degraded");
+    assert_eq!(s["lost_sites"][0]["site"], "site-2");
+    assert_eq!(s["comparison"]["passed"], true);
+    assert!(is_png(&out.join("portal/site-2/failure-login-step5.png")));
+    for a in ["coordinator", "site-1", "site-3"] {
+        assert!(
+            out.join("portal").join(a).join("results.json").exists(),
+            "{a}"
+        );
+    }
+}

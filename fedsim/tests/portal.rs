@@ -390,3 +390,64 @@ fn a_bad_step_script_is_located_before_anything_runs() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// With on_dropout = "continue", a site that cannot log in is let go before the first round: the
+/// run ends "degraded" (exit 3), names it, and matches the pooled answer of the others.
+#[test]
+fn with_continue_a_site_that_cannot_log_in_is_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "leave",
+        &ols_toml(
+            "api-leave",
+            "diabetes.csv",
+            3,
+            "[federation]\non_dropout = \"continue\"\nmin_sites = 2\n[[faults]]\nsite = \"site-3\"\nkind = \"wrong_password\"\n",
+        ),
+    );
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "degraded");
+    assert_eq!(s["lost_sites"][0]["site"], "site-3");
+    assert_eq!(s["lost_sites"][0]["round"], 0);
+    assert!(s["lost_sites"][0]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("wrong user name or password"));
+    assert_eq!(s["comparison"]["passed"], true);
+    let rows: u64 = ["site-1", "site-2"]
+        .iter()
+        .map(|n| {
+            s["sites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == *n)
+                .unwrap()["rows"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(s["results"]["n"].as_u64().unwrap(), rows);
+    assert!(out.join("portal/site-1/results.json").exists());
+    assert!(!out.join("portal/site-3/results.json").exists());
+}
+
+/// Without "continue", or when too few sites would remain, a site failing at the portal stops
+/// the run.
+#[test]
+fn a_site_may_leave_only_while_enough_remain() {
+    let board = Board::new(
+        "x",
+        vec!["a".into(), "b".into()],
+        vec![Account::new("coordinator", Role::Coordinator, "pc")],
+    );
+    assert!(!board.leave("a", "typo"), "fail is the default policy");
+    board.continue_with(Some(1));
+    assert!(board.leave("a", "typo"));
+    assert!(!board.leave("b", "typo"), "one site must remain");
+    assert_eq!(board.left(), [("a".to_string(), "typo".to_string())]);
+}

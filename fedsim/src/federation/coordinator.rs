@@ -178,12 +178,30 @@ pub fn run(
     let started = Instant::now();
     let (mut channels, mut joined) = accept_all(listener, sites, settings, watch)?;
     let connect_secs = started.elapsed().as_secs_f64();
+    let mut lost = Vec::new();
     if let Some(board) = settings.portal {
         // The agents wait too, and take silence for a lost coordinator.
         let senders: Vec<_> = channels.iter().map(Channel::sender).collect();
         with_heartbeats(senders, settings, || wait_for_start(board, settings, watch))?;
+        // Sites that failed at the portal and were let go (on_dropout = "continue").
+        for (site, reason) in board.left() {
+            let Some(i) = joined.iter().position(|j| j.name == site) else {
+                continue;
+            };
+            let mut ch = channels.remove(i);
+            let _ = ch.send(&Message::Shutdown {
+                status: "left".into(),
+            });
+            ch.shutdown();
+            joined.remove(i);
+            tracing::warn!(phase = "federate", %site, %reason, "site left at the portal; going on without it");
+            lost.push(LostSite {
+                site,
+                round: 0,
+                cause: format!("could not take part through the portal: {reason}"),
+            });
+        }
     }
-    let mut lost = Vec::new();
     let mut rounds = Vec::new();
     let mut first_round = 0;
     let result = loop {

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use thirtyfour::prelude::*;
 
-use crate::participants::{Actor, DriveError, DriveReport, StepFailure, StepTime};
+use crate::participants::{Actor, DriveError, DriveReport, Leave, StepFailure, StepTime};
+use crate::portal::Role;
 use browser::{Driver, Scratch};
 use script::{expand, Action, Script, Step, BUILTINS};
 
@@ -34,6 +35,8 @@ struct Shared<'a> {
     opts: &'a GuiOptions<'a>,
     script: &'a Script,
     accounts: Vec<String>,
+    /// Sites that failed and were let go.
+    left: Mutex<Vec<String>>,
     /// Values sent to each account by a `read` step, by account, then variable.
     sent: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     steps: Mutex<Vec<StepTime>>,
@@ -55,6 +58,7 @@ pub async fn drive(
     opts: &GuiOptions<'_>,
     coordinator: &Actor,
     sites: &[Actor],
+    leave: Leave<'_>,
 ) -> Result<DriveReport, DriveError> {
     let log = opts.run_dir.join("logs").join("chromedriver.log");
     let driver = Driver::start(opts.chromedriver, &log)
@@ -65,6 +69,7 @@ pub async fn drive(
         opts,
         script,
         accounts: actors.iter().map(|a| a.account.clone()).collect(),
+        left: Mutex::new(Vec::new()),
         sent: Mutex::new(BTreeMap::new()),
         steps: Mutex::new(Vec::new()),
         downloads: Mutex::new(BTreeMap::new()),
@@ -81,13 +86,34 @@ pub async fn drive(
             Err(e) => failure = failure.or(Some(e)),
         }
     }
+    let mut active = vec![true; seats.len()];
     if failure.is_none() {
-        for phase in &script.phases {
+        'phases: for phase in &script.phases {
             let t = Instant::now();
-            let done = join_all(seats.iter().map(|s| run_phase(&shared, s, phase))).await;
-            if let Some(e) = done.into_iter().find_map(Result::err) {
-                failure = Some(e);
-                break;
+            let done = join_all(seats.iter().zip(&active).map(|(s, on)| {
+                let shared = &shared;
+                async move {
+                    match on {
+                        true => run_phase(shared, s, phase).await,
+                        false => Ok(()),
+                    }
+                }
+            }))
+            .await;
+            for (i, r) in done.into_iter().enumerate() {
+                match r {
+                    Ok(()) => {}
+                    Err(DriveError::Step(f)) if f.role == Role::Participant && leave(&f) => {
+                        active[i] = false;
+                        if let Ok(mut l) = shared.left.lock() {
+                            l.push(f.account.clone());
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break 'phases;
+                    }
+                }
             }
             phases.push((phase.clone(), t.elapsed().as_secs_f64()));
         }
@@ -351,8 +377,12 @@ async fn read(
     }
     let mut sent = shared.sent.lock().map_err(|_| "poisoned".to_string())?;
     if step.in_order == Some(true) {
-        // The coordinator is first; the sites follow in order.
-        let sites = &shared.accounts[1..];
+        // The coordinator is first; the sites still taking part follow in order.
+        let left = shared.left.lock().map(|l| l.clone()).unwrap_or_default();
+        let sites: Vec<&String> = shared.accounts[1..]
+            .iter()
+            .filter(|a| !left.contains(a))
+            .collect();
         if values.len() < sites.len() {
             return Err(format!(
                 "found {} values at {sel} for {} sites",
@@ -360,7 +390,7 @@ async fn read(
                 sites.len()
             ));
         }
-        for (site, (_, value)) in sites.iter().zip(values) {
+        for (site, (_, value)) in sites.into_iter().zip(values) {
             sent.entry(site.clone())
                 .or_default()
                 .insert(into.clone(), value);

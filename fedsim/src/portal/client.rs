@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
+use super::Role;
+
 use crate::participants::{
-    Actor, DriveError, DriveReport, StepFailure, StepTime, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
+    Actor, DriveError, DriveReport, Leave, StepFailure, StepTime, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
 };
 
 /// How often the actors look at the run's state while it runs.
@@ -112,13 +114,32 @@ fn missing(actor: &Actor, var: &str) -> Reason {
     format!("{var} is not in {}'s .env", actor.account)
 }
 
-/// Drive every actor through the API, phase by phase; the first failure ends the drive.
+/// Keep what each actor's step gave; a site whose step failed leaves if `leave` lets it (and is
+/// `None` from then on), any other failure ends the drive.
+fn settle<T>(
+    results: Vec<(usize, Result<T, DriveError>)>,
+    leave: Leave<'_>,
+    out: &mut [Option<T>],
+) -> Result<(), DriveError> {
+    for (i, r) in results {
+        match r {
+            Ok(v) => out[i] = Some(v),
+            Err(DriveError::Step(f)) if f.role == Role::Participant && leave(&f) => out[i] = None,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Drive every actor through the API, phase by phase. A failing step ends the drive, unless the
+/// failing actor is a site that `leave` lets go.
 pub async fn drive(
     url: &str,
     project: &str,
     coordinator: &Actor,
     sites: &[Actor],
     run_dir: &Path,
+    leave: Leave<'_>,
 ) -> Result<DriveReport, DriveError> {
     let api = Api {
         http: reqwest::Client::builder()
@@ -134,31 +155,38 @@ pub async fn drive(
 
     // login
     let t = Instant::now();
-    let sessions = join_all(everyone.iter().map(|a| {
-        log.step(a, "login", "POST /api/login", async {
-            let user = a.var(USER_VAR, &none).ok_or_else(|| missing(a, USER_VAR))?;
-            let password = a
-                .var(PASSWORD_VAR, &none)
-                .ok_or_else(|| missing(a, PASSWORD_VAR))?;
-            let v = api
-                .json(
-                    reqwest::Method::POST,
-                    "/api/login",
-                    None,
-                    Some(json!({"user": user, "password": password})),
-                )
-                .await?;
-            v["session"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| "no session in the answer".to_string())
-        })
+    let logins = join_all(everyone.iter().enumerate().map(|(i, a)| {
+        let (log, api, none) = (&log, &api, &none);
+        async move {
+            let r = log
+                .step(a, "login", "POST /api/login", async {
+                    let user = a.var(USER_VAR, &none).ok_or_else(|| missing(a, USER_VAR))?;
+                    let password = a
+                        .var(PASSWORD_VAR, &none)
+                        .ok_or_else(|| missing(a, PASSWORD_VAR))?;
+                    let v = api
+                        .json(
+                            reqwest::Method::POST,
+                            "/api/login",
+                            None,
+                            Some(json!({"user": user, "password": password})),
+                        )
+                        .await?;
+                    v["session"]
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| "no session in the answer".to_string())
+                })
+                .await;
+            (i, r)
+        }
     }))
-    .await
-    .into_iter()
-    .collect::<Result<Vec<String>, _>>()?;
+    .await;
+    let mut sessions: Vec<Option<String>> = vec![None; everyone.len()];
+    settle(logins, leave, &mut sessions)?;
     phases.push(("login".to_string(), t.elapsed().as_secs_f64()));
-    let coord = sessions[0].as_str();
+    let coord = sessions[0].clone().unwrap_or_default();
+    let coord = coord.as_str();
 
     // create: the project and one join token per site
     let t = Instant::now();
@@ -190,28 +218,49 @@ pub async fn drive(
 
     // join: each site with the token sent to it
     let t = Instant::now();
-    join_all(sites.iter().zip(&sessions[1..]).map(|(a, s)| {
-        log.step(a, "join", "POST /api/project/join", async {
-            let sent: BTreeMap<String, String> = tokens
-                .get(&a.account)
-                .map(|t| (TOKEN_VAR.to_string(), t.clone()))
-                .into_iter()
-                .collect();
-            let token = a
-                .var(TOKEN_VAR, &sent)
-                .ok_or_else(|| "the coordinator made no join token for this site".to_string())?;
-            api.json(
-                reqwest::Method::POST,
-                "/api/project/join",
-                Some(s),
-                Some(json!({ "token": token })),
-            )
-            .await
-        })
-    }))
-    .await
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()?;
+    let joins = join_all(
+        everyone
+            .iter()
+            .zip(&sessions)
+            .enumerate()
+            .skip(1)
+            .filter_map(|(i, (a, s))| s.as_deref().map(|s| (i, a, s)))
+            .map(|(i, a, s)| {
+                let tokens = &tokens;
+                let log = &log;
+                let api = &api;
+                async move {
+                    let r = log
+                        .step(a, "join", "POST /api/project/join", async {
+                            let sent: BTreeMap<String, String> = tokens
+                                .get(&a.account)
+                                .map(|t| (TOKEN_VAR.to_string(), t.clone()))
+                                .into_iter()
+                                .collect();
+                            let token = a.var(TOKEN_VAR, &sent).ok_or_else(|| {
+                                "the coordinator made no join token for this site".to_string()
+                            })?;
+                            api.json(
+                                reqwest::Method::POST,
+                                "/api/project/join",
+                                Some(s),
+                                Some(json!({ "token": token })),
+                            )
+                            .await
+                            .map(|_| s.to_string())
+                        })
+                        .await;
+                    (i, r)
+                }
+            }),
+    )
+    .await;
+    let mut joined: Vec<Option<String>> = sessions.clone();
+    for (i, _) in joins.iter() {
+        joined[*i] = None;
+    }
+    settle(joins, leave, &mut joined)?;
+    let sessions = joined;
     phases.push(("join".to_string(), t.elapsed().as_secs_f64()));
 
     // start
@@ -230,7 +279,12 @@ pub async fn drive(
 
     // finish: everyone watches the run to its end, then downloads the results
     let t = Instant::now();
-    let states = join_all(everyone.iter().zip(&sessions).map(|(a, s)| {
+    let active: Vec<(&Actor, &str)> = everyone
+        .iter()
+        .zip(&sessions)
+        .filter_map(|(a, s)| s.as_deref().map(|s| (*a, s)))
+        .collect();
+    let states = join_all(active.iter().map(|(a, s)| {
         log.step(
             a,
             "finish",
@@ -260,7 +314,7 @@ pub async fn drive(
     let finished = states.iter().all(|&f| f);
     let mut downloads = BTreeMap::new();
     if finished {
-        let saved = join_all(everyone.iter().zip(&sessions).map(|(a, s)| {
+        let saved = join_all(active.iter().map(|(a, s)| {
             log.step(a, "finish", "GET /api/project/results", async {
                 let bytes = api
                     .call(reqwest::Method::GET, "/api/project/results", Some(s), None)

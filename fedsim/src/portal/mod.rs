@@ -160,6 +160,9 @@ pub struct ProjectView {
 pub struct SiteView {
     pub name: String,
     pub joined: bool,
+    /// It failed at the portal and the run goes on without it.
+    #[serde(default)]
+    pub left: bool,
 }
 
 /// The small, frequently polled part: what pages refresh in place.
@@ -196,6 +199,10 @@ struct State {
     failure: Option<String>,
     /// A site's driver gave up (e.g. its login failed): the run cannot start.
     abort: Option<(String, String)>,
+    /// Sites that failed at the portal and were let go, with why.
+    left: Vec<(String, String)>,
+    /// With on_dropout = "continue": the fewest sites the run may go on with.
+    continue_with: Option<usize>,
 }
 
 /// The portal's state, shared by the HTTP handlers, the coordinator and the controller.
@@ -229,10 +236,18 @@ impl Board {
                 results: None,
                 failure: None,
                 abort: None,
+                left: Vec::new(),
+                continue_with: None,
             }),
             changed: Condvar::new(),
             started: Instant::now(),
         })
+    }
+
+    /// Let a site that fails at the portal leave while at least `min` sites remain (the
+    /// scenario's on_dropout = "continue"); without this, such a failure stops the run.
+    pub fn continue_with(&self, min: Option<usize>) {
+        self.lock().continue_with = min;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -337,7 +352,7 @@ impl Board {
             return Err(PortalError::CoordinatorOnly("create join tokens"));
         }
         let mut st = self.lock();
-        let invited = st.invited.clone();
+        let invited = remaining(&st);
         let project = st.project.as_mut().ok_or(PortalError::NoProject)?;
         for site in invited.iter().filter(|s| !project.joined.contains(s)) {
             // Short enough to type, long enough not to guess: 128 bits.
@@ -390,7 +405,7 @@ impl Board {
             return Err(PortalError::CoordinatorOnly("start the run"));
         }
         let mut st = self.lock();
-        let invited = st.invited.clone();
+        let invited = remaining(&st);
         let state = st.state;
         let project = st.project.as_ref().ok_or(PortalError::NoProject)?;
         if state != RunState::Open {
@@ -427,6 +442,7 @@ impl Board {
                 .map(|s| SiteView {
                     name: s.clone(),
                     joined: project.joined.contains(s),
+                    left: st.left.iter().any(|(l, _)| l == s),
                 })
                 .collect(),
             tokens: if who.role == Role::Coordinator {
@@ -452,7 +468,7 @@ impl Board {
             state: st.state,
             round: if member { st.round } else { 0 },
             joined: if member { joined } else { Vec::new() },
-            sites: st.invited.len(),
+            sites: remaining(&st).len(),
             events: st
                 .events
                 .iter()
@@ -527,6 +543,37 @@ impl Board {
         self.lock().abort.clone()
     }
 
+    /// A site failed at the portal: let it go if the policy allows (true), so the others can
+    /// start without it.
+    pub fn leave(&self, site: &str, reason: &str) -> bool {
+        let mut st = self.lock();
+        let Some(min) = st.continue_with else {
+            return false;
+        };
+        if st.state != RunState::NoProject && st.state != RunState::Open {
+            return false;
+        }
+        if !st.invited.iter().any(|s| s == site) || remaining(&st).len() <= min {
+            return false;
+        }
+        st.left.push((site.to_string(), reason.to_string()));
+        if let Some(p) = st.project.as_mut() {
+            p.tokens.remove(site);
+        }
+        self.push_event(
+            &mut st,
+            Some(site),
+            format!("{site} left the project: {reason}; the others go on without it"),
+        );
+        self.changed.notify_all();
+        true
+    }
+
+    /// The sites that left at the portal, with why.
+    pub fn left(&self) -> Vec<(String, String)> {
+        self.lock().left.clone()
+    }
+
     pub fn set_round(&self, round: u32) {
         let mut st = self.lock();
         st.round = round;
@@ -556,6 +603,15 @@ impl Board {
     pub fn state(&self) -> RunState {
         self.lock().state
     }
+}
+
+/// The invited sites that have not left.
+fn remaining(st: &State) -> Vec<String> {
+    st.invited
+        .iter()
+        .filter(|s| !st.left.iter().any(|(l, _)| l == *s))
+        .cloned()
+        .collect()
 }
 
 fn visible(who: &Viewer, e: &Event) -> bool {

@@ -28,6 +28,7 @@ dd{margin:0 0 .3em}
 .error{background:#fde8e8;border:1px solid #e8a0a0;color:#8a1c1c;padding:.6em 1em;border-radius:4px}
 .ok{color:#1f7a3a;font-weight:600}
 .wait{color:#9a6b00}
+.gone{color:#8a1c1c;font-weight:600}
 ol#events{font:13px/1.4 ui-monospace,monospace;max-height:22em;overflow:auto;padding-left:2.5em}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 "#;
@@ -127,7 +128,7 @@ pub fn project(
 }
 
 fn project_section(p: &ProjectView, coordinator: bool) -> Markup {
-    let all_joined = p.sites.iter().all(|s| s.joined);
+    let all_joined = p.sites.iter().all(|s| s.joined || s.left);
     html! {
         section #project {
             h2 { "Project " span #project-title { (p.name) } }
@@ -143,7 +144,9 @@ fn project_section(p: &ProjectView, coordinator: bool) -> Markup {
                 @for s in &p.sites {
                     tr data-site=(s.name) {
                         td { (s.name) }
-                        td .joined .ok[s.joined] .wait[!s.joined] { @if s.joined { "joined" } @else { "waiting" } }
+                        td .joined .ok[s.joined] .wait[!s.joined && !s.left] .gone[s.left] {
+                            @if s.joined { "joined" } @else if s.left { "left" } @else { "waiting" }
+                        }
                         @if coordinator {
                             td .token {
                                 @if let Some(t) = p.tokens.get(&s.name) { code data-token-for=(s.name) { (t) } }
