@@ -160,9 +160,9 @@ pub async fn drive(
         async move {
             let r = log
                 .step(a, "login", "POST /api/login", async {
-                    let user = a.var(USER_VAR, &none).ok_or_else(|| missing(a, USER_VAR))?;
+                    let user = a.var(USER_VAR, none).ok_or_else(|| missing(a, USER_VAR))?;
                     let password = a
-                        .var(PASSWORD_VAR, &none)
+                        .var(PASSWORD_VAR, none)
                         .ok_or_else(|| missing(a, PASSWORD_VAR))?;
                     let v = api
                         .json(
