@@ -25,6 +25,8 @@ pub const COORDINATOR: &str = "coordinator";
 pub enum EnrolError {
     #[error("cannot start the portal's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Script(#[from] crate::scenario::ScenarioError),
     #[error("the portal cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -63,15 +65,11 @@ impl Enrolment {
     /// bundle's `.env`.
     pub fn start(s: Setup<'_>) -> Result<Enrolment, EnrolError> {
         let gui = &s.scenario.gui;
-        let script = if gui.enabled {
-            // Checked at plan time; a failure here would be a file changed since.
-            Some(
-                Script::load(gui.script.as_deref())
-                    .map_err(|e| EnrolError::Runtime(std::io::Error::other(e.to_string())))?,
-            )
-        } else {
-            None
-        };
+        // Checked at plan time already; this fails only for a file changed since.
+        let script = gui
+            .enabled
+            .then(|| Script::load(gui.script.as_deref()))
+            .transpose()?;
         let password = crate::auth::new_password();
         let controller_env = s.run_dir.join("controller.env");
         let text = format!(

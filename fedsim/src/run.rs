@@ -54,6 +54,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Scenario(_) | RunError::Plan(_) | RunError::Reference(_) => 2,
+            RunError::Enrol(crate::enrol::EnrolError::Script(_)) => 2,
             RunError::Prep(PrepError::Credentials { .. }) => 2,
             _ => 1,
         }
