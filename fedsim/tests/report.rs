@@ -64,6 +64,18 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
         );
     }
     assert!(html.contains("passed") && html.contains("independent reference"));
+    // How the accounts enrolled at the portal, phase by phase.
+    assert!(html.contains("<h2>Portal (JSON API)</h2>"));
+    let portal = html
+        .split("<table id=\"portal\">")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    for phase in ["login", "create", "join", "start", "finish"] {
+        assert!(portal.contains(&format!("<td>{phase}</td>")), "{phase}");
+    }
     // Self-contained: nothing to fetch.
     for bad in [
         "http://",
