@@ -151,6 +151,7 @@ pub fn run(out: &Path, quick: bool, agent_exe: PathBuf) -> Result<BenchReport, R
                 out: Some(dir),
                 agent_exe: agent_exe.clone(),
                 progress: false,
+                by_hand: false,
             },
         )?;
         cases.push(summarise(&scenario, &outcome));

@@ -57,6 +57,8 @@ pub struct Setup<'a> {
     pub bundles: &'a [Bundle],
     pub run_dir: &'a Path,
     pub project: &'a str,
+    /// Wait for people to do it all in their browsers.
+    pub by_hand: bool,
 }
 
 impl Enrolment {
@@ -124,6 +126,22 @@ impl Enrolment {
             })?;
         let url = server.url();
         tracing::info!(phase = "enrol", %url, driver = if gui.enabled { "gui" } else { "api" }, "portal serving; log in with the credentials in controller.env");
+        if s.by_hand {
+            eprintln!(
+                "portal {url}: waiting up to {:.0} s for people to log in, create the project, join \
+                 and start. The coordinator's credentials are in {}; each site's are \
+                 FEDSIM_PORTAL_USER and FEDSIM_PORTAL_PASSWORD in its own .env.",
+                gui.start_timeout_secs,
+                controller_env.display()
+            );
+            return Ok(Enrolment {
+                rt,
+                board,
+                url,
+                server: Some(server),
+                task: None,
+            });
+        }
         let task = {
             let (board, url, project) = (board.clone(), url.clone(), s.project.to_string());
             let run_dir = s.run_dir.to_path_buf();
@@ -203,7 +221,25 @@ impl Enrolment {
             }
         };
         let Some(mut task) = self.task.take() else {
-            return Err(DriveError::Setup("already finished".into()));
+            // By hand: give the people time to fetch the results before the portal goes.
+            if self.board.state() == crate::portal::RunState::Finished {
+                eprintln!(
+                    "portal {}: the results are ready; waiting up to {:.0} s until everyone has downloaded them",
+                    self.url,
+                    wait.as_secs_f64()
+                );
+                let until = std::time::Instant::now() + wait;
+                while !self.board.all_downloaded() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            self.server.take();
+            return Ok(DriveReport {
+                driver: "people".into(),
+                url: self.url.clone(),
+                finished: self.board.state() == crate::portal::RunState::Finished,
+                ..DriveReport::default()
+            });
         };
         let out = self.rt.block_on(async {
             match tokio::time::timeout(wait, &mut task).await {

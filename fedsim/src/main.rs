@@ -39,6 +39,10 @@ enum Command {
         /// Also write a JUnit XML file: one test case per comparison check.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// Serve the portal and wait for people to log in, join and start in their browsers
+        /// (credentials: RUN_DIR/controller.env and each site's .env), instead of acting for them.
+        #[arg(long)]
+        by_hand: bool,
     },
     /// Write RUN_DIR/report.html again, or with --compare one table across several runs.
     Report {
@@ -135,6 +139,7 @@ fn options(out: Option<PathBuf>, quiet: bool) -> Result<RunOptions, ExitCode> {
             out,
             agent_exe,
             progress: !quiet,
+            by_hand: false,
         }),
         Err(e) => {
             eprintln!("error: cannot locate the fedsim binary for the agents: {e}");
@@ -269,13 +274,18 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 }
             }
         }
-        Command::Run { config, out, junit } => {
+        Command::Run {
+            config,
+            out,
+            junit,
+            by_hand,
+        } => {
             let scenario = match run::load(&config) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
             let opts = match options(out, quiet) {
-                Ok(o) => o,
+                Ok(o) => RunOptions { by_hand, ..o },
                 Err(code) => return code,
             };
             install_signal_handler();

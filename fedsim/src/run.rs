@@ -68,6 +68,8 @@ pub struct RunOptions {
     pub agent_exe: PathBuf,
     /// Progress bars on a terminal (off with --quiet).
     pub progress: bool,
+    /// Serve the portal and wait for people to log in, join and start, instead of acting for them.
+    pub by_hand: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -463,6 +465,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
         bundles: &bundles,
         run_dir: &dir,
         project: &scenario.scenario.name,
+        by_hand: opts.by_hand,
     })?;
     // Test hook: record every frame the coordinator receives (to show what it can and cannot see).
     let recording = std::env::var_os("FEDSIM_RECORD_FRAMES")

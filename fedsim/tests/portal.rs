@@ -451,3 +451,138 @@ fn a_site_may_leave_only_while_enough_remain() {
     assert!(!board.leave("b", "typo"), "one site must remain");
     assert_eq!(board.left(), [("a".to_string(), "typo".to_string())]);
 }
+
+/// `fedsim run --by-hand`: fedsim only serves the portal. People (here, plain HTTP calls, each
+/// with its own account's `.env`) log in, create the project, join, start and download; the run
+/// waits for them and ends when everyone has the results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_hand_the_run_waits_for_people_to_click() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "hand",
+        &ols_toml("by-hand", "diabetes.csv", 2, ""),
+    );
+    let out = tmp.path().join("run");
+    let mut child = run_command(tmp.path(), &cfg, &out)
+        .arg("--by-hand")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The portal's address, from the controller's log.
+    let mut url = None;
+    for _ in 0..300 {
+        let log = std::fs::read_to_string(out.join("logs/controller.jsonl")).unwrap_or_default();
+        url = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|v| v["url"].as_str().map(str::to_string));
+        if url.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let url = url.expect("the portal's address in the controller's log");
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, session: Option<&str>, body: Option<Value>| {
+        let mut r = http.request(method, format!("{url}{path}"));
+        if let Some(s) = session {
+            r = r.bearer_auth(s);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+            resp.bytes().await.unwrap().to_vec()
+        }
+    };
+    let creds = |env: std::path::PathBuf| -> (String, String) {
+        let text = std::fs::read_to_string(env).unwrap();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .to_string()
+        };
+        (get("FEDSIM_PORTAL_USER"), get("FEDSIM_PORTAL_PASSWORD"))
+    };
+    let login = |(user, password): (String, String)| {
+        let call = &call;
+        async move {
+            let v: Value = serde_json::from_slice(
+                &call(
+                    reqwest::Method::POST,
+                    "/api/login",
+                    None,
+                    Some(json!({"user": user, "password": password})),
+                )
+                .await,
+            )
+            .unwrap();
+            v["session"].as_str().unwrap().to_string()
+        }
+    };
+    let c = login(creds(out.join("controller.env"))).await;
+    let sites = ["site-1", "site-2"];
+    let mut s = Vec::new();
+    for site in sites {
+        s.push(login(creds(out.join("sites").join(site).join(".env"))).await);
+    }
+    call(
+        reqwest::Method::POST,
+        "/api/project",
+        Some(&c),
+        Some(json!({"name": "by hand"})),
+    )
+    .await;
+    let tokens: Value = serde_json::from_slice(
+        &call(reqwest::Method::POST, "/api/project/tokens", Some(&c), None).await,
+    )
+    .unwrap();
+    for (site, session) in sites.iter().zip(&s) {
+        let token = tokens[*site].as_str().unwrap();
+        call(
+            reqwest::Method::POST,
+            "/api/project/join",
+            Some(session),
+            Some(json!({"token": token})),
+        )
+        .await;
+    }
+    call(reqwest::Method::POST, "/api/project/start", Some(&c), None).await;
+    let mut results = None;
+    for _ in 0..300 {
+        let st: Value = serde_json::from_slice(
+            &call(reqwest::Method::GET, "/api/project/status", Some(&c), None).await,
+        )
+        .unwrap();
+        if st["state"] == "finished" {
+            results =
+                Some(call(reqwest::Method::GET, "/api/project/results", Some(&c), None).await);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let results: Value = serde_json::from_slice(&results.expect("the run finished")).unwrap();
+    for session in &s {
+        call(
+            reqwest::Method::GET,
+            "/api/project/results",
+            Some(session),
+            None,
+        )
+        .await;
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let summary = summary(&out);
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(results["results"]["coef"], summary["results"]["coef"]);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["portal"]["driver"], "people");
+}

@@ -203,6 +203,8 @@ struct State {
     left: Vec<(String, String)>,
     /// With on_dropout = "continue": the fewest sites the run may go on with.
     continue_with: Option<usize>,
+    /// Accounts that have downloaded the results.
+    downloaded: std::collections::BTreeSet<String>,
 }
 
 /// The portal's state, shared by the HTTP handlers, the coordinator and the controller.
@@ -238,6 +240,7 @@ impl Board {
                 abort: None,
                 left: Vec::new(),
                 continue_with: None,
+                downloaded: Default::default(),
             }),
             changed: Condvar::new(),
             started: Instant::now(),
@@ -482,14 +485,42 @@ impl Board {
 
     /// The results file, for the coordinator and the sites that took part.
     pub fn results(&self, who: &Viewer) -> Result<Vec<u8>, PortalError> {
-        let st = self.lock();
+        self.fetch_results(who, true)
+    }
+
+    /// The results to show on a page (not counted as a download).
+    pub fn results_to_show(&self, who: &Viewer) -> Result<Vec<u8>, PortalError> {
+        self.fetch_results(who, false)
+    }
+
+    fn fetch_results(&self, who: &Viewer, download: bool) -> Result<Vec<u8>, PortalError> {
+        let mut st = self.lock();
         let project = st.project.as_ref().ok_or(PortalError::NoProject)?;
         if who.role == Role::Participant && !project.joined.contains(&who.user) {
             return Err(PortalError::NotJoined);
         }
-        st.results
+        let results = st
+            .results
             .clone()
-            .ok_or(PortalError::NoResults(st.state.as_str()))
+            .ok_or(PortalError::NoResults(st.state.as_str()))?;
+        if download {
+            st.downloaded.insert(who.user.clone());
+        }
+        Ok(results)
+    }
+
+    /// Whether the coordinator and every site that joined have fetched the results.
+    pub fn all_downloaded(&self) -> bool {
+        let st = self.lock();
+        let joined = st
+            .project
+            .as_ref()
+            .map(|p| p.joined.clone())
+            .unwrap_or_default();
+        st.accounts
+            .iter()
+            .filter(|a| a.role == Role::Coordinator || joined.contains(&a.user))
+            .all(|a| st.downloaded.contains(&a.user))
     }
 
     pub fn project_name(&self) -> Option<String> {

@@ -286,7 +286,7 @@ fn render(board: &Board, who: &Viewer, error: Option<&str>) -> String {
     let project = board.project(who).ok();
     let status = board.status(who, 0);
     let results = board
-        .results(who)
+        .results_to_show(who)
         .ok()
         .and_then(|r| serde_json::from_slice(&r).ok());
     pages::project(who, project.as_ref(), &status, error, results.as_ref())
