@@ -109,18 +109,8 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     let _ = std::fs::remove_file(&png);
     let profile = tempfile::tempdir().unwrap();
     let status = Command::new("/usr/bin/chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1000,1400",
-        ])
+        .args(fedsim::gui::browser::FLAGS)
+        .arg("--window-size=1000,1400")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", out.join("report.html").display()))

@@ -10,7 +10,7 @@ use thirtyfour::prelude::*;
 use thirtyfour::ChromiumLikeCapabilities;
 
 /// The Chromium flags (see DESIGN.md): headless, no sandbox (root in CI), nothing that phones home.
-pub const FLAGS: [&str; 10] = [
+pub const FLAGS: [&str; 9] = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -20,7 +20,6 @@ pub const FLAGS: [&str; 10] = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1280,1200",
 ];
 
 /// A running chromedriver; dropping it kills its process group (chromedriver and any browser).
@@ -101,6 +100,7 @@ impl Driver {
         for flag in FLAGS {
             caps.add_arg(flag).map_err(setup)?;
         }
+        caps.add_arg("--window-size=1280,1200").map_err(setup)?;
         caps.add_arg(&format!("--user-data-dir={}", profile.display()))
             .map_err(setup)?;
         caps.add_experimental_option(
