@@ -10,6 +10,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Fleet, FleetError, SiteExit};
+
+/// Have the kernel kill `cmd`'s process when the controller dies without cleaning up (e.g.
+/// SIGKILL), so no child of fedsim (agent, chromedriver) is ever orphaned.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe, which is all pre_exec asks of the closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
 use crate::prep::{self, Bundle};
 
 /// Every agent pid alive in this process, so a signal handler can stop them all.
@@ -111,14 +123,7 @@ impl Fleet for LocalFleet {
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err);
-            // SAFETY: prctl is async-signal-safe; it makes the kernel kill the agent if the
-            // controller dies without cleaning up (e.g. SIGKILL), so no agent is ever orphaned.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+            die_with_parent(&mut cmd);
             let child = cmd
                 .spawn()
                 .map_err(|e| start(format!("{}: {e}", self.agent_exe.display())))?;
