@@ -77,7 +77,7 @@ impl Enrolment {
         let text = format!(
             "# fedsim controller: the coordinator's portal account. Do not share.\n{USER_VAR}={COORDINATOR}\n{PASSWORD_VAR}={password}\n"
         );
-        write_private(&controller_env, &text).map_err(|source| EnrolError::Write {
+        crate::prep::write_private(&controller_env, &text).map_err(|source| EnrolError::Write {
             path: controller_env.clone(),
             source,
         })?;
@@ -270,16 +270,4 @@ impl Drop for Enrolment {
         }
         self.server.take();
     }
-}
-
-/// Create `path` with mode 600 and write `text`.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
 }

@@ -401,11 +401,16 @@ pub fn write_files(files: &BundleFiles, dir: &Path) -> Result<(), PrepError> {
     let data_path = dir.join(&files.data_name);
     fs::write(&data_path, &files.data).map_err(io_at(&data_path))?;
     let env_path = dir.join(".env");
+    write_private(&env_path, &files.env).map_err(io_at(&env_path))
+}
+
+/// Create `path` (it must not exist) with mode 600 from the start, and write `text`: the way
+/// every credentials file is written, so none is ever readable by others, even briefly.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&env_path)
-        .map_err(io_at(&env_path))?;
-    f.write_all(files.env.as_bytes()).map_err(io_at(&env_path))
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
