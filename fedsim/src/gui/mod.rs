@@ -86,25 +86,21 @@ pub async fn drive(
             Err(e) => failure = failure.or(Some(e)),
         }
     }
-    let mut active = vec![true; seats.len()];
     if failure.is_none() {
         'phases: for phase in &script.phases {
             let t = Instant::now();
-            let done = join_all(seats.iter().zip(&active).map(|(s, on)| {
-                let shared = &shared;
-                async move {
-                    match on {
-                        true => run_phase(shared, s, phase).await,
-                        false => Ok(()),
-                    }
-                }
-            }))
+            let gone = shared.left.lock().map(|l| l.clone()).unwrap_or_default();
+            let done = join_all(
+                seats
+                    .iter()
+                    .filter(|s| !gone.contains(&s.actor.account))
+                    .map(|s| run_phase(&shared, s, phase)),
+            )
             .await;
-            for (i, r) in done.into_iter().enumerate() {
+            for r in done {
                 match r {
                     Ok(()) => {}
                     Err(DriveError::Step(f)) if f.role == Role::Participant && leave(&f) => {
-                        active[i] = false;
                         if let Ok(mut l) = shared.left.lock() {
                             l.push(f.account.clone());
                         }

@@ -255,12 +255,7 @@ pub async fn drive(
             }),
     )
     .await;
-    let mut joined: Vec<Option<String>> = sessions.clone();
-    for (i, _) in joins.iter() {
-        joined[*i] = None;
-    }
-    settle(joins, leave, &mut joined)?;
-    let sessions = joined;
+    settle(joins, leave, &mut sessions)?;
     phases.push(("join".to_string(), t.elapsed().as_secs_f64()));
 
     // start
