@@ -461,11 +461,7 @@ impl Board {
     /// Run state and the log lines `who` may see: a site its own, the coordinator all.
     pub fn status(&self, who: &Viewer, since: usize) -> Status {
         let st = self.lock();
-        let joined = st
-            .project
-            .as_ref()
-            .map(|p| p.joined.clone())
-            .unwrap_or_default();
+        let joined = joined(&st);
         let member = who.role == Role::Coordinator || joined.contains(&who.user);
         Status {
             state: st.state,
@@ -512,11 +508,7 @@ impl Board {
     /// Whether the coordinator and every site that joined have fetched the results.
     pub fn all_downloaded(&self) -> bool {
         let st = self.lock();
-        let joined = st
-            .project
-            .as_ref()
-            .map(|p| p.joined.clone())
-            .unwrap_or_default();
+        let joined = joined(&st);
         st.accounts
             .iter()
             .filter(|a| a.role == Role::Coordinator || joined.contains(&a.user))
@@ -634,6 +626,14 @@ impl Board {
     pub fn state(&self) -> RunState {
         self.lock().state
     }
+}
+
+/// The sites that have joined the project (none before there is one).
+fn joined(st: &State) -> Vec<String> {
+    st.project
+        .as_ref()
+        .map(|p| p.joined.clone())
+        .unwrap_or_default()
 }
 
 /// The invited sites that have not left.
