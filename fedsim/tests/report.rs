@@ -20,6 +20,16 @@ fn shipped(name: &str) -> PathBuf {
 }
 
 /// Count of `needle` in `hay`.
+/// The inside of `<table id="ID">` in `html`.
+fn table_in<'a>(html: &'a str, id: &str) -> &'a str {
+    html.split(&format!("<table id=\"{id}\">"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no table {id}"))
+        .split("</table>")
+        .next()
+        .unwrap()
+}
+
 fn count(hay: &str, needle: &str) -> usize {
     hay.matches(needle).count()
 }
@@ -46,13 +56,7 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     // One comparison row per term, with the federated and centralised values side by side.
     let s = summary(&out);
     let terms = s["results"]["terms"].as_array().unwrap();
-    let table = html
-        .split("<table id=\"comparison\">")
-        .nth(1)
-        .unwrap()
-        .split("</table>")
-        .next()
-        .unwrap();
+    let table = table_in(&html, "comparison");
     assert_eq!(count(table, "<tr>") - 1, terms.len());
     assert!(table.contains("<td>GPA</td>") && table.contains("<td>const</td>"));
     // Logistic regression: timeline, convergence, coefficient agreement, traffic.
@@ -66,13 +70,7 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     assert!(html.contains("passed") && html.contains("independent reference"));
     // How the accounts enrolled at the portal, phase by phase.
     assert!(html.contains("<h2>Portal (JSON API)</h2>"));
-    let portal = html
-        .split("<table id=\"portal\">")
-        .nth(1)
-        .unwrap()
-        .split("</table>")
-        .next()
-        .unwrap();
+    let portal = table_in(&html, "portal");
     for phase in ["login", "create", "join", "start", "finish"] {
         assert!(portal.contains(&format!("<td>{phase}</td>")), "{phase}");
     }
@@ -137,13 +135,7 @@ fn svd_report_plots_singular_values_and_a_failed_run_shows_its_error() {
     let o = run_to(tmp.path(), &shipped("config_svd.toml"), &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    let table = html
-        .split("<table id=\"comparison\">")
-        .nth(1)
-        .unwrap()
-        .split("</table>")
-        .next()
-        .unwrap();
+    let table = table_in(&html, "comparison");
     assert_eq!(count(table, "<tr>") - 1, 10, "one row per component");
     assert!(table.contains("<td>pc10</td>"));
     // gram route: no iterations to plot.
@@ -208,13 +200,7 @@ fn compare_puts_several_runs_in_one_table_and_plot() {
     let o = fedsim(tmp.path(), &args);
     assert!(o.status.success(), "{}", stderr(&o));
     let html = std::fs::read_to_string(&page).unwrap();
-    let table = html
-        .split("<table id=\"runs\">")
-        .nth(1)
-        .unwrap()
-        .split("</table>")
-        .next()
-        .unwrap();
+    let table = table_in(&html, "runs");
     assert_eq!(count(table, "<tr>") - 1, 3);
     for name in ["ols-2", "ols-5", "ols-10"] {
         assert!(
