@@ -11,11 +11,24 @@ use fedsim::portal::{serve, Account, Board, Role};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-struct Portal {
+/// A client of a portal's JSON API.
+struct Api {
     url: String,
     http: reqwest::Client,
+}
+
+/// A portal served in this process, and a client of it.
+struct Portal {
+    api: Api,
     board: Arc<Board>,
     _server: fedsim::portal::Server,
+}
+
+impl std::ops::Deref for Portal {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 async fn portal() -> Portal {
@@ -32,17 +45,24 @@ async fn portal() -> Portal {
         .await
         .unwrap();
     Portal {
-        url: server.url(),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        api: Api::new(&server.url()),
         board,
         _server: server,
     }
 }
 
-impl Portal {
+impl Api {
+    /// Redirects are not followed, so that tests see them.
+    fn new(url: &str) -> Api {
+        Api {
+            url: url.to_string(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -65,6 +85,19 @@ impl Portal {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// A call that must succeed; its JSON answer.
+    async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, v) = self.call(method, path, session, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
+        v
     }
 
     async fn login(&self, user: &str, password: &str) -> String {
@@ -483,21 +516,7 @@ async fn by_hand_the_run_waits_for_people_to_click() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let url = url.expect("the portal's address in the controller's log");
-    let http = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, session: Option<&str>, body: Option<Value>| {
-        let mut r = http.request(method, format!("{url}{path}"));
-        if let Some(s) = session {
-            r = r.bearer_auth(s);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        async move {
-            let resp = r.send().await.unwrap();
-            assert!(resp.status().is_success(), "{}", resp.status());
-            resp.bytes().await.unwrap().to_vec()
-        }
-    };
+    let api = Api::new(&url);
     let creds = |env: std::path::PathBuf| -> (String, String) {
         let text = std::fs::read_to_string(env).unwrap();
         let get = |k: &str| {
@@ -508,72 +527,46 @@ async fn by_hand_the_run_waits_for_people_to_click() {
         };
         (get("FEDSIM_PORTAL_USER"), get("FEDSIM_PORTAL_PASSWORD"))
     };
-    let login = |(user, password): (String, String)| {
-        let call = &call;
-        async move {
-            let v: Value = serde_json::from_slice(
-                &call(
-                    reqwest::Method::POST,
-                    "/api/login",
-                    None,
-                    Some(json!({"user": user, "password": password})),
-                )
-                .await,
-            )
-            .unwrap();
-            v["session"].as_str().unwrap().to_string()
-        }
-    };
-    let c = login(creds(out.join("controller.env"))).await;
+    let (user, password) = creds(out.join("controller.env"));
+    let c = api.login(&user, &password).await;
     let sites = ["site-1", "site-2"];
     let mut s = Vec::new();
     for site in sites {
-        s.push(login(creds(out.join("sites").join(site).join(".env"))).await);
+        let (user, password) = creds(out.join("sites").join(site).join(".env"));
+        s.push(api.login(&user, &password).await);
     }
-    call(
-        reqwest::Method::POST,
+    api.ok(
+        "POST",
         "/api/project",
         Some(&c),
         Some(json!({"name": "by hand"})),
     )
     .await;
-    let tokens: Value = serde_json::from_slice(
-        &call(reqwest::Method::POST, "/api/project/tokens", Some(&c), None).await,
-    )
-    .unwrap();
+    let tokens = api.ok("POST", "/api/project/tokens", Some(&c), None).await;
     for (site, session) in sites.iter().zip(&s) {
         let token = tokens[*site].as_str().unwrap();
-        call(
-            reqwest::Method::POST,
+        api.ok(
+            "POST",
             "/api/project/join",
             Some(session),
             Some(json!({"token": token})),
         )
         .await;
     }
-    call(reqwest::Method::POST, "/api/project/start", Some(&c), None).await;
+    api.ok("POST", "/api/project/start", Some(&c), None).await;
     let mut results = None;
     for _ in 0..300 {
-        let st: Value = serde_json::from_slice(
-            &call(reqwest::Method::GET, "/api/project/status", Some(&c), None).await,
-        )
-        .unwrap();
+        let st = api.ok("GET", "/api/project/status", Some(&c), None).await;
         if st["state"] == "finished" {
-            results =
-                Some(call(reqwest::Method::GET, "/api/project/results", Some(&c), None).await);
+            results = Some(api.ok("GET", "/api/project/results", Some(&c), None).await);
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let results: Value = serde_json::from_slice(&results.expect("the run finished")).unwrap();
+    let results = results.expect("the run finished");
     for session in &s {
-        call(
-            reqwest::Method::GET,
-            "/api/project/results",
-            Some(session),
-            None,
-        )
-        .await;
+        api.ok("GET", "/api/project/results", Some(session), None)
+            .await;
     }
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
