@@ -87,6 +87,12 @@ impl Api {
         )
     }
 
+    async fn join(&self, session: &str, token: &str) -> (StatusCode, Value) {
+        let body = json!({ "token": token });
+        self.call("POST", "/api/project/join", Some(session), Some(body))
+            .await
+    }
+
     /// A call that must succeed; its JSON answer.
     async fn ok(
         &self,
@@ -170,14 +176,7 @@ async fn the_api_lets_each_account_do_only_its_part() {
     // A site cannot see the project before joining, nor join with another site's token.
     let (s, _) = p.call("GET", "/api/project", Some(&n), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, v) = p
-        .call(
-            "POST",
-            "/api/project/join",
-            Some(&n),
-            Some(json!({"token": ts})),
-        )
-        .await;
+    let (s, v) = p.join(&n, ts).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (
@@ -185,32 +184,11 @@ async fn the_api_lets_each_account_do_only_its_part() {
             Some("this join token is not valid for this site")
         )
     );
-    let (s, _) = p
-        .call(
-            "POST",
-            "/api/project/join",
-            Some(&c),
-            Some(json!({"token": tn})),
-        )
-        .await;
+    let (s, _) = p.join(&c, tn).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = p
-        .call(
-            "POST",
-            "/api/project/join",
-            Some(&n),
-            Some(json!({"token": tn})),
-        )
-        .await;
+    let (s, _) = p.join(&n, tn).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = p
-        .call(
-            "POST",
-            "/api/project/join",
-            Some(&n),
-            Some(json!({"token": tn})),
-        )
-        .await;
+    let (s, _) = p.join(&n, tn).await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // Only the coordinator starts, and only once everyone has joined.
@@ -222,14 +200,7 @@ async fn the_api_lets_each_account_do_only_its_part() {
             Some("cannot start yet: waiting for south to join")
         )
     );
-    let (s, _) = p
-        .call(
-            "POST",
-            "/api/project/join",
-            Some(&so),
-            Some(json!({"token": ts})),
-        )
-        .await;
+    let (s, _) = p.join(&so, ts).await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = p.call("POST", "/api/project/start", Some(&n), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
