@@ -1,31 +1,332 @@
-//! Federated versus centralised (and versus an independent reference): how far apart, and
-//! whether that is within the scenario's tolerance.
-
-use std::path::{Path, PathBuf};
+//! Federated versus centralised (and versus an independent reference): the one place where a
+//! difference is computed and judged. `summary.json`, `report.html` and the JUnit file all show
+//! the [`Comparison`] made here, so they cannot disagree.
+//!
+//! The rule, per quantity:
+//! - a coefficient is judged on the scale of its own uncertainty:
+//!   `|got - want| <= tolerance * max(|want|, se_want)`. A coefficient whose true value is 0 is
+//!   estimated as rounding noise on both sides, and relative to itself that noise is huge; relative
+//!   to its standard error it is nothing, which is what the statistics say it is.
+//! - a standard error, and a singular value, relative to itself: `|got - want| <= tolerance * |want|`.
+//!   A singular value below the spectrum's resolution (`sqrt(eps) * s_1`, where the Gram route can
+//!   no longer resolve it) is judged on that resolution instead.
+//! - a component vector (svd) by the sign-invariant angle to the centralised one, for components
+//!   whose singular value is separated from its neighbours (elsewhere the vector is not defined).
 
 use serde::{Deserialize, Serialize};
 
 use crate::algorithms::Estimates;
 
+/// What a check compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    Coef,
+    Se,
+    SingularValue,
+    Angle,
+}
+
+impl Quantity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantity::Coef => "coef",
+            Quantity::Se => "se",
+            Quantity::SingularValue => "singular_value",
+            Quantity::Angle => "angle",
+        }
+    }
+}
+
+/// One number checked: both values, the scale it is judged on and the verdict.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Comparison {
-    pub max_abs_diff: f64,
-    pub max_rel_diff: f64,
+pub struct Check {
+    pub quantity: Quantity,
+    /// The term (`const`, `bmi`) or component (`pc1`).
+    pub term: String,
+    /// Federated value (angles: the angle in degrees).
+    pub got: f64,
+    /// Centralised or reference value (angles: 0).
+    pub want: f64,
+    pub abs_diff: f64,
+    /// What the difference is divided by (see the module's rule; 1 for angles).
+    pub scale: f64,
+    /// `abs_diff / scale`: the number held against `tolerance`.
+    pub diff: f64,
     pub tolerance: f64,
     pub passed: bool,
-    /// The quantity with the largest relative difference, e.g. `se[bmi]`.
-    pub worst: String,
-    /// svd: sign-invariant angle (degrees, 0..=90) between each federated and centralised vector.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub angles_deg: Vec<f64>,
-    /// svd: whether each component's singular value is separated from its neighbours (relative
-    /// gap above 1e-3); only for those is the vector well defined and its angle checked.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub separated: Vec<bool>,
+    /// Why the check is judged differently, or not at all (e.g. an unseparated component).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_angle_deg: Option<f64>,
+    pub note: Option<String>,
+}
+
+impl Check {
+    /// `coef[bmi]`, `angle[pc2]`: stable across runs of one scenario (no measured values).
+    pub fn name(&self) -> String {
+        format!("{}[{}]", self.quantity.as_str(), self.term)
+    }
+}
+
+/// Every check against one side (the centralised baseline or a reference), and the verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Comparison {
+    pub tolerance: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub angle_tolerance_deg: Option<f64>,
+    pub passed: bool,
+    /// Largest `diff` over the value checks (coef, se, singular values).
+    pub max_diff: f64,
+    /// Largest absolute difference over the value checks.
+    pub max_abs_diff: f64,
+    /// The value check with the largest `diff`, e.g. `se[bmi]`.
+    pub worst: String,
+    /// svd: largest angle among the separated components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_angle_deg: Option<f64>,
+    pub checks: Vec<Check>,
+}
+
+impl Comparison {
+    /// The failed checks, worst first.
+    pub fn failures(&self) -> Vec<&Check> {
+        let mut f: Vec<&Check> = self.checks.iter().filter(|c| !c.passed).collect();
+        f.sort_by(|a, b| (b.diff / b.tolerance).total_cmp(&(a.diff / a.tolerance)));
+        f
+    }
+
+    /// One line for people: the worst value check, and the angles.
+    pub fn describe(&self) -> String {
+        let mut m = format!(
+            "max difference {:.3e} at {} (tolerance {:.1e})",
+            self.max_diff, self.worst, self.tolerance
+        );
+        if let (Some(a), Some(t)) = (self.max_angle_deg, self.angle_tolerance_deg) {
+            m.push_str(&format!(", max angle {a:.2e} deg (tolerance {t} deg)"));
+        }
+        if let Some(f) = self.failures().first() {
+            m.push_str(&format!(
+                "; {} differs by {:.3e} (federated {}, expected {}, scale {:.3e})",
+                f.name(),
+                f.diff,
+                f.got,
+                f.want,
+                f.scale
+            ));
+        }
+        m
+    }
+}
+
+/// A difference that cannot be computed: which term, and why.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum CompareError {
+    #[error("cannot compare {quantity}[{term}]: the {side} value is {value}")]
+    NotFinite {
+        quantity: &'static str,
+        term: String,
+        side: &'static str,
+        value: f64,
+    },
+    #[error("cannot compare {quantity}: the federated result has {got} values, the {side} {want}")]
+    Length {
+        quantity: &'static str,
+        side: &'static str,
+        got: usize,
+        want: usize,
+    },
+    #[error("cannot compare {quantity}[{term}]: its scale is 0 (value 0 with standard error 0) and the values differ ({got} vs {want})")]
+    ZeroScale {
+        quantity: &'static str,
+        term: String,
+        got: f64,
+        want: f64,
+    },
+}
+
+/// What the federated result is held against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Against {
+    Centralised,
+    Reference,
+}
+
+impl Against {
+    fn side(self) -> &'static str {
+        match self {
+            Against::Centralised => "centralised",
+            Against::Reference => "reference",
+        }
+    }
+}
+
+/// Compare every quantity both sides estimate. `angle_tolerance_deg` adds the vector angles
+/// (when both sides have vectors, i.e. against the centralised svd).
+pub fn compare(
+    got: &Estimates,
+    want: &Estimates,
+    against: Against,
+    tolerance: f64,
+    angle_tolerance_deg: Option<f64>,
+) -> Result<Comparison, CompareError> {
+    let side = against.side();
+    let term = |i: usize| want.terms.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let mut checks = Vec::new();
+    let pairs = |q: Quantity, a: &[f64], b: &[f64]| -> Result<Vec<(String, f64, f64)>, _> {
+        if a.len() != b.len() {
+            return Err(CompareError::Length {
+                quantity: q.as_str(),
+                side,
+                got: a.len(),
+                want: b.len(),
+            });
+        }
+        let label = |i: usize| match q {
+            Quantity::SingularValue => format!("pc{}", i + 1),
+            _ => term(i),
+        };
+        a.iter()
+            .zip(b)
+            .enumerate()
+            .map(|(i, (x, y))| {
+                for (value, which) in [(*x, "federated"), (*y, side)] {
+                    if !value.is_finite() {
+                        return Err(CompareError::NotFinite {
+                            quantity: q.as_str(),
+                            term: label(i),
+                            side: which,
+                            value,
+                        });
+                    }
+                }
+                Ok((label(i), *x, *y))
+            })
+            .collect()
+    };
+    // Coefficients on the scale of their uncertainty (the reference's or baseline's own se).
+    if !(got.coef.is_empty() && want.coef.is_empty()) {
+        let se = (want.se.len() == want.coef.len()).then_some(&want.se);
+        for (i, (t, a, b)) in pairs(Quantity::Coef, &got.coef, &want.coef)?
+            .into_iter()
+            .enumerate()
+        {
+            let se_b = se.map_or(0.0, |s| s[i].abs());
+            checks.push(judge(
+                Quantity::Coef,
+                t,
+                a,
+                b,
+                b.abs().max(se_b),
+                tolerance,
+            )?);
+        }
+    }
+    if !(got.se.is_empty() && want.se.is_empty()) {
+        for (t, a, b) in pairs(Quantity::Se, &got.se, &want.se)? {
+            checks.push(judge(Quantity::Se, t, a, b, b.abs(), tolerance)?);
+        }
+    }
+    if !(got.singular_values.is_empty() && want.singular_values.is_empty()) {
+        let sv = pairs(
+            Quantity::SingularValue,
+            &got.singular_values,
+            &want.singular_values,
+        )?;
+        let top = want
+            .singular_values
+            .iter()
+            .fold(0.0f64, |m, s| m.max(s.abs()));
+        let resolution = f64::EPSILON.sqrt() * top;
+        for (t, a, b) in sv {
+            let mut c = if b.abs() >= resolution {
+                judge(Quantity::SingularValue, t, a, b, b.abs(), tolerance)?
+            } else {
+                // Numerically zero: judged on the spectrum's resolution, at tolerance 1.
+                let mut c = judge(Quantity::SingularValue, t, a, b, resolution, 1.0)?;
+                c.note = Some(format!(
+                    "below the spectrum's resolution sqrt(eps) * s_1 = {resolution:.3e}: judged on it"
+                ));
+                c
+            };
+            c.tolerance = c.tolerance.min(1.0);
+            checks.push(c);
+        }
+    }
+    let mut max_angle_deg = None;
+    if let Some(angle_tol) =
+        angle_tolerance_deg.filter(|_| !got.vectors.is_empty() && !want.vectors.is_empty())
+    {
+        let k = got.vectors.len().min(want.vectors.len());
+        let sep = separated(&want.spectrum, k);
+        let mut max = 0.0f64;
+        for (i, is_separated) in sep.iter().enumerate() {
+            let a = angle_deg(&got.vectors[i], &want.vectors[i]);
+            if *is_separated {
+                max = max.max(a);
+            }
+            checks.push(Check {
+                quantity: Quantity::Angle,
+                term: format!("pc{}", i + 1),
+                got: a,
+                want: 0.0,
+                abs_diff: a,
+                scale: 1.0,
+                diff: a,
+                tolerance: angle_tol,
+                passed: !is_separated || a <= angle_tol,
+                note: (!is_separated).then(|| {
+                    "singular value not separated from its neighbours: the vector is not defined, the angle is not judged".to_string()
+                }),
+            });
+        }
+        max_angle_deg = Some(max);
+    }
+    let values = || checks.iter().filter(|c| c.quantity != Quantity::Angle);
+    let worst = values().max_by(|a, b| a.diff.total_cmp(&b.diff));
+    Ok(Comparison {
+        tolerance,
+        angle_tolerance_deg: max_angle_deg.and(angle_tolerance_deg),
+        passed: checks.iter().all(|c| c.passed),
+        max_diff: worst.map_or(0.0, |c| c.diff),
+        max_abs_diff: values().map(|c| c.abs_diff).fold(0.0, f64::max),
+        worst: worst.map(Check::name).unwrap_or_default(),
+        max_angle_deg,
+        checks,
+    })
+}
+
+fn judge(
+    quantity: Quantity,
+    term: String,
+    got: f64,
+    want: f64,
+    scale: f64,
+    tolerance: f64,
+) -> Result<Check, CompareError> {
+    let abs_diff = (got - want).abs();
+    let diff = if scale > 0.0 {
+        abs_diff / scale
+    } else if abs_diff == 0.0 {
+        0.0
+    } else {
+        return Err(CompareError::ZeroScale {
+            quantity: quantity.as_str(),
+            term,
+            got,
+            want,
+        });
+    };
+    Ok(Check {
+        quantity,
+        term,
+        got,
+        want,
+        abs_diff,
+        scale,
+        diff,
+        tolerance,
+        passed: diff <= tolerance,
+        note: None,
+    })
 }
 
 /// Sign-invariant angle between two vectors, in degrees (0..=90). Computed from the chord
@@ -50,11 +351,14 @@ pub fn angle_deg(a: &[f64], b: &[f64]) -> f64 {
     2.0 * (chord / 2.0).min(1.0).asin().to_degrees()
 }
 
-/// Relative gaps of `spectrum[i]` to its neighbours, for the first `k` values.
+/// Whether each of the first `k` values of `spectrum` is separated from its neighbours (relative
+/// gap above 1e-3); only for those is the vector well defined and its angle judged.
 pub fn separated(spectrum: &[f64], k: usize) -> Vec<bool> {
-    (0..k.min(spectrum.len()))
+    (0..k)
         .map(|i| {
-            let s = spectrum[i];
+            let Some(&s) = spectrum.get(i) else {
+                return false;
+            };
             let before = if i > 0 {
                 spectrum[i - 1] - s
             } else {
@@ -66,200 +370,90 @@ pub fn separated(spectrum: &[f64], k: usize) -> Vec<bool> {
         .collect()
 }
 
-/// Add the svd vector check to a comparison: angles, and the pass verdict on separated components.
-pub fn with_angles(
-    mut c: Comparison,
-    got: &Estimates,
-    want: &Estimates,
-    tolerance_deg: f64,
-) -> Comparison {
-    if got.vectors.is_empty() || want.vectors.is_empty() {
-        return c;
-    }
-    let k = got.vectors.len().min(want.vectors.len());
-    let angles: Vec<f64> = (0..k)
-        .map(|i| angle_deg(&got.vectors[i], &want.vectors[i]))
-        .collect();
-    let sep = separated(&want.spectrum, k);
-    let max = angles
-        .iter()
-        .zip(&sep)
-        .filter(|(_, s)| **s)
-        .map(|(a, _)| *a)
-        .fold(0.0, f64::max);
-    c.passed &= max <= tolerance_deg;
-    c.angles_deg = angles;
-    c.separated = sep;
-    c.max_angle_deg = Some(max);
-    c.angle_tolerance_deg = Some(tolerance_deg);
-    c
-}
-
-/// Relative difference that falls back to absolute where the reference is exactly zero.
-fn rel(a: f64, b: f64) -> f64 {
-    let d = (a - b).abs();
-    if b == 0.0 {
-        d
-    } else {
-        d / b.abs()
-    }
-}
-
-/// Compare every estimated quantity both sides have (coefficients, standard errors, singular values).
-pub fn estimates(got: &Estimates, want: &Estimates, tolerance: f64) -> Comparison {
-    let mut pairs: Vec<(String, f64, f64)> = Vec::new();
-    let label = |i: usize| want.terms.get(i).cloned().unwrap_or_else(|| i.to_string());
-    let mut add = |name: &str, a: &[f64], b: &[f64]| {
-        if a.len() != b.len() {
-            pairs.push((
-                format!("{name} (length {} vs {})", a.len(), b.len()),
-                f64::INFINITY,
-                0.0,
-            ));
-            return;
-        }
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            pairs.push((format!("{name}[{}]", label(i)), *x, *y));
-        }
-    };
-    add("coef", &got.coef, &want.coef);
-    add("se", &got.se, &want.se);
-    add(
-        "singular_values",
-        &got.singular_values,
-        &want.singular_values,
-    );
-    let mut out = Comparison {
-        max_abs_diff: 0.0,
-        max_rel_diff: 0.0,
-        tolerance,
-        passed: true,
-        worst: String::new(),
-        angles_deg: Vec::new(),
-        separated: Vec::new(),
-        max_angle_deg: None,
-        angle_tolerance_deg: None,
-    };
-    for (name, a, b) in pairs {
-        let (abs, r) = ((a - b).abs(), rel(a, b));
-        let (abs, r) = if abs.is_nan() {
-            (f64::INFINITY, f64::INFINITY)
-        } else {
-            (abs, r)
-        };
-        out.max_abs_diff = out.max_abs_diff.max(abs);
-        if r > out.max_rel_diff || out.worst.is_empty() {
-            out.max_rel_diff = out.max_rel_diff.max(r);
-            out.worst = name;
-        }
-    }
-    out.passed = out.max_rel_diff <= tolerance;
-    out
-}
-
-/// One line of a reference file (numpy / statsmodels results), as in `reference.jsonl`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ReferenceRow {
-    pub csv: String,
-    pub kind: String,
-    #[serde(default)]
-    pub n: usize,
-    #[serde(default)]
-    pub terms: Vec<String>,
-    #[serde(default)]
-    pub coef: Vec<f64>,
-    #[serde(default)]
-    pub se: Vec<f64>,
-    #[serde(default)]
-    pub singular_values: Vec<f64>,
-    /// pca rows: whether columns were z-scored.
-    #[serde(default)]
-    pub zscore: Option<bool>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReferenceError {
-    #[error("cannot read reference file {}: {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
-    #[error("reference file {}, line {line}: {reason}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
-    #[error("reference file {} has no {kind:?} row for {csv:?}", path.display())]
-    NotFound {
-        path: PathBuf,
-        csv: String,
-        kind: String,
-    },
-}
-
-/// The row for this data file and kind of analysis.
-pub fn find_reference(
-    path: &Path,
-    csv: &str,
-    kind: &str,
-    zscore: bool,
-) -> Result<ReferenceRow, ReferenceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ReferenceError::Read {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let row: ReferenceRow = serde_json::from_str(line).map_err(|e| ReferenceError::Parse {
-            path: path.into(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?;
-        if row.csv == csv && row.kind == kind && row.zscore.unwrap_or(false) == zscore {
-            return Ok(row);
-        }
-    }
-    Err(ReferenceError::NotFound {
-        path: path.into(),
-        csv: csv.into(),
-        kind: kind.into(),
-    })
-}
-
-impl ReferenceRow {
-    pub fn estimates(&self) -> Estimates {
-        Estimates {
-            n: self.n,
-            terms: self.terms.clone(),
-            coef: self.coef.clone(),
-            se: self.se.clone(),
-            singular_values: self.singular_values.clone(),
-            ..Default::default()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn est(coef: Vec<f64>) -> Estimates {
+    fn est(coef: Vec<f64>, se: Vec<f64>) -> Estimates {
         Estimates {
             terms: vec!["a".into(), "b".into()],
-            se: vec![1.0, 1.0],
+            se,
             coef,
             ..Default::default()
         }
     }
 
+    fn cmp(got: &Estimates, want: &Estimates) -> Comparison {
+        compare(got, want, Against::Centralised, 1e-8, None).unwrap()
+    }
+
     #[test]
     fn finds_the_worst_term() {
-        let c = estimates(&est(vec![1.0, 2.0 + 2e-6]), &est(vec![1.0, 2.0]), 1e-8);
+        let want = est(vec![1.0, 2.0], vec![0.1, 0.1]);
+        let c = cmp(&est(vec![1.0, 2.0 + 2e-6], vec![0.1, 0.1]), &want);
         assert!(!c.passed);
         assert_eq!(c.worst, "coef[b]");
-        assert!((c.max_rel_diff - 1e-6).abs() < 1e-12);
-        assert!(estimates(&est(vec![1.0, 2.0]), &est(vec![1.0, 2.0]), 1e-8).passed);
+        assert!((c.max_diff - 1e-6).abs() < 1e-12);
+        assert_eq!(c.failures()[0].name(), "coef[b]");
+        assert!(c.describe().contains("coef[b]"), "{}", c.describe());
+        assert!(cmp(&want, &want).passed);
+        assert_eq!(cmp(&want, &want).checks.len(), 4);
+    }
+
+    #[test]
+    fn a_true_zero_coefficient_is_judged_on_its_standard_error() {
+        // The case from the field: an orthogonal covariate, -8e-17 federated vs 3e-17 pooled,
+        // standard error 2.6. Relative to itself that is 3.7; relative to its se, 4e-17.
+        let want = est(vec![3e-17, 5.0], vec![2.6, 0.5]);
+        let got = est(vec![-8e-17, 5.0], vec![2.6, 0.5]);
+        let c = cmp(&got, &want);
+        assert!(c.passed, "{c:?}");
+        let zero = &c.checks[0];
+        assert_eq!(zero.scale, 2.6);
+        assert!(zero.diff < 1e-16);
+        // A real difference on that scale still fails.
+        let off = est(vec![1e-7, 5.0], vec![2.6, 0.5]);
+        assert!(!cmp(&off, &want).passed);
+    }
+
+    #[test]
+    fn non_finite_and_length_mismatch_are_errors_naming_the_term() {
+        let want = est(vec![1.0, 2.0], vec![0.1, 0.1]);
+        let e = compare(
+            &est(vec![f64::NAN, 2.0], vec![0.1, 0.1]),
+            &want,
+            Against::Reference,
+            1e-8,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot compare coef[a]: the federated value is NaN"
+        );
+        let e = compare(
+            &est(vec![1.0], vec![0.1]),
+            &want,
+            Against::Reference,
+            1e-8,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("1 values, the reference 2"), "{e}");
+    }
+
+    #[test]
+    fn a_numerically_zero_singular_value_is_judged_on_the_resolution() {
+        let sv = |v: Vec<f64>| Estimates {
+            singular_values: v,
+            ..Default::default()
+        };
+        // s_3 is zero in truth; the Gram route resolves it only to sqrt(eps) * s_1.
+        let c = cmp(&sv(vec![10.0, 5.0, 1.2e-7]), &sv(vec![10.0, 5.0, 3e-15]));
+        assert!(c.passed, "{c:?}");
+        assert!(c.checks[2].note.is_some());
+        assert_eq!(c.checks[2].name(), "singular_value[pc3]");
+        assert!(!cmp(&sv(vec![10.0, 5.0 + 1e-6, 0.0]), &sv(vec![10.0, 5.0, 0.0])).passed);
     }
 
     #[test]
@@ -276,8 +470,32 @@ mod tests {
     }
 
     #[test]
-    fn nan_and_length_mismatch_fail() {
-        assert!(!estimates(&est(vec![f64::NAN, 2.0]), &est(vec![1.0, 2.0]), 1e-8).passed);
-        assert!(!estimates(&est(vec![1.0]), &est(vec![1.0, 2.0]), 1e-8).passed);
+    fn unseparated_components_are_listed_but_not_judged() {
+        let e = |v: Vec<Vec<f64>>| Estimates {
+            singular_values: vec![10.0, 5.0, 5.0],
+            spectrum: vec![10.0, 5.0, 5.0],
+            vectors: v,
+            ..Default::default()
+        };
+        let want = e(vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ]);
+        let got = e(vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 1.0],
+            vec![0.0, 1.0, -1.0],
+        ]);
+        let c = compare(&got, &want, Against::Centralised, 1e-8, Some(0.01)).unwrap();
+        assert!(c.passed, "{c:?}");
+        let angles: Vec<&Check> = c
+            .checks
+            .iter()
+            .filter(|c| c.quantity == Quantity::Angle)
+            .collect();
+        assert_eq!(angles.len(), 3);
+        assert!(angles[1].got > 1.0 && angles[1].note.is_some());
+        assert_eq!(c.max_angle_deg, Some(0.0));
     }
 }

@@ -1,0 +1,305 @@
+//! Independent reference results (`reference.jsonl`, made by `test_data/make_reference.py` with
+//! statsmodels and numpy). A row counts only if it describes this very analysis: the same data
+//! file, kind, target and terms (and for a PCA the same k, centring and scaling). A row for the
+//! same file that describes another analysis is bad input, found before the run starts, because
+//! holding the run against it would give a verdict about something else.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::algorithms::Estimates;
+use crate::prep::Plan;
+use crate::scenario::AlgorithmKind;
+
+/// One line of a reference file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceRow {
+    pub csv: String,
+    /// `ols`, `logit` or `pca`.
+    pub kind: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Regressions: `const` then the features; pca: the feature columns.
+    pub terms: Vec<String>,
+    pub n: usize,
+    #[serde(default)]
+    pub coef: Vec<f64>,
+    #[serde(default)]
+    pub se: Vec<f64>,
+    #[serde(default)]
+    pub r2: Option<f64>,
+    #[serde(default)]
+    pub sigma2: Option<f64>,
+    #[serde(default)]
+    pub loglik: Option<f64>,
+    /// pca: the leading `k` singular values and their explained variance.
+    #[serde(default)]
+    pub singular_values: Vec<f64>,
+    #[serde(default)]
+    pub explained_variance: Vec<f64>,
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub center: Option<bool>,
+    #[serde(default)]
+    pub scale: Option<bool>,
+    /// What computed the row (e.g. "statsmodels 0.15.0 OLS"), for provenance.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+impl ReferenceRow {
+    pub fn estimates(&self) -> Estimates {
+        Estimates {
+            n: self.n,
+            terms: self.terms.clone(),
+            coef: self.coef.clone(),
+            se: self.se.clone(),
+            singular_values: self.singular_values.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The analysis a reference row must describe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// The data file's name (references are made per file).
+    pub csv: String,
+    pub kind: &'static str,
+    pub target: Option<String>,
+    pub terms: Vec<String>,
+    /// pca only: components, centring, scaling.
+    pub k: Option<usize>,
+    pub center: Option<bool>,
+    pub scale: Option<bool>,
+}
+
+impl Analysis {
+    pub fn of(plan: &Plan) -> Analysis {
+        let c = &plan.config;
+        let svd = c.kind == AlgorithmKind::Svd;
+        Analysis {
+            csv: plan
+                .data_path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            kind: kind_name(c.kind),
+            target: c.target.clone(),
+            terms: c.terms(),
+            k: svd.then_some(c.k),
+            center: svd.then_some(c.center),
+            scale: svd.then_some(c.scale),
+        }
+    }
+
+    /// How a row differs from this analysis, in words; None when it describes it.
+    fn mismatch(&self, row: &ReferenceRow) -> Option<String> {
+        let mut diffs = Vec::new();
+        if row.target != self.target {
+            diffs.push(format!(
+                "target {} (the analysis: {})",
+                show(&row.target),
+                show(&self.target)
+            ));
+        }
+        if row.terms != self.terms {
+            diffs.push(format!(
+                "terms [{}] (the analysis: [{}])",
+                row.terms.join(", "),
+                self.terms.join(", ")
+            ));
+        }
+        if self.kind == "pca" {
+            for (key, theirs, ours) in [
+                (
+                    "k",
+                    row.k.map(|k| k.to_string()),
+                    self.k.map(|k| k.to_string()),
+                ),
+                (
+                    "center",
+                    row.center.map(|b| b.to_string()),
+                    self.center.map(|b| b.to_string()),
+                ),
+                (
+                    "scale",
+                    row.scale.map(|b| b.to_string()),
+                    self.scale.map(|b| b.to_string()),
+                ),
+            ] {
+                if theirs != ours {
+                    diffs.push(format!(
+                        "{key} = {} (the analysis: {})",
+                        theirs.unwrap_or_else(|| "missing".into()),
+                        ours.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        (!diffs.is_empty()).then(|| diffs.join("; "))
+    }
+}
+
+fn show(v: &Option<String>) -> String {
+    v.as_ref()
+        .map_or_else(|| "none".to_string(), |t| format!("{t:?}"))
+}
+
+/// The reference file's name for an algorithm.
+pub fn kind_name(kind: AlgorithmKind) -> &'static str {
+    match kind {
+        AlgorithmKind::LinearRegression => "ols",
+        AlgorithmKind::LogisticRegression => "logit",
+        AlgorithmKind::Svd => "pca",
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("cannot read reference file {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("reference file {}, line {line}: {reason}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("reference file {} has no {kind:?} row for {csv:?}: the analysis cannot be checked against it (remove [compare] reference, or add the row with test_data/make_reference.py)", path.display())]
+    NotFound {
+        path: PathBuf,
+        csv: String,
+        kind: String,
+    },
+    #[error("reference file {}, line {line}: its {kind:?} row for {csv:?} describes another analysis: {differs}", path.display())]
+    Mismatch {
+        path: PathBuf,
+        line: usize,
+        csv: String,
+        kind: String,
+        differs: String,
+    },
+}
+
+/// The row describing `analysis`. A row for the same file and kind that describes another
+/// analysis is named (the first such), so people see what to fix.
+pub fn find(path: &Path, analysis: &Analysis) -> Result<ReferenceRow, ReferenceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ReferenceError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let mut near: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: ReferenceRow = serde_json::from_str(line).map_err(|e| ReferenceError::Parse {
+            path: path.into(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        if row.csv != analysis.csv || row.kind != analysis.kind {
+            continue;
+        }
+        match analysis.mismatch(&row) {
+            None => return Ok(row),
+            Some(d) => {
+                near.get_or_insert((i + 1, d));
+            }
+        }
+    }
+    Err(match near {
+        Some((line, differs)) => ReferenceError::Mismatch {
+            path: path.into(),
+            line,
+            csv: analysis.csv.clone(),
+            kind: analysis.kind.into(),
+            differs,
+        },
+        None => ReferenceError::NotFound {
+            path: path.into(),
+            csv: analysis.csv.clone(),
+            kind: analysis.kind.into(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ols(terms: &[&str]) -> Analysis {
+        Analysis {
+            csv: "d.csv".into(),
+            kind: "ols",
+            target: Some("y".into()),
+            terms: terms.iter().map(|t| t.to_string()).collect(),
+            k: None,
+            center: None,
+            scale: None,
+        }
+    }
+
+    fn file(lines: &[&str]) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), lines.join("\n")).unwrap();
+        f
+    }
+
+    #[test]
+    fn rows_match_on_target_and_terms() {
+        let f = file(&[
+            r#"{"csv":"d.csv","kind":"ols","target":"y","terms":["const","a","b"],"n":5,"coef":[1,2,3],"se":[1,1,1]}"#,
+            r#"{"csv":"d.csv","kind":"ols","target":"y","terms":["const","a"],"n":5,"coef":[1,2],"se":[1,1]}"#,
+        ]);
+        assert_eq!(
+            find(f.path(), &ols(&["const", "a"])).unwrap().coef,
+            [1.0, 2.0]
+        );
+        let e = find(f.path(), &ols(&["const", "b"])).unwrap_err();
+        assert!(matches!(e, ReferenceError::Mismatch { line: 1, .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("terms [const, a, b] (the analysis: [const, b])"),
+            "{e}"
+        );
+        let mut other = ols(&["const", "a"]);
+        other.csv = "e.csv".into();
+        assert!(matches!(
+            find(f.path(), &other),
+            Err(ReferenceError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn pca_rows_match_on_k_center_and_scale() {
+        let f = file(&[
+            r#"{"csv":"d.csv","kind":"pca","terms":["a","b"],"n":5,"k":2,"center":true,"scale":false,"singular_values":[2,1]}"#,
+        ]);
+        let mut a = Analysis {
+            csv: "d.csv".into(),
+            kind: "pca",
+            target: None,
+            terms: vec!["a".into(), "b".into()],
+            k: Some(2),
+            center: Some(true),
+            scale: Some(false),
+        };
+        assert!(find(f.path(), &a).is_ok());
+        a.scale = Some(true);
+        let e = find(f.path(), &a).unwrap_err().to_string();
+        assert!(e.contains("scale = false (the analysis: true)"), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_line_is_named() {
+        let f = file(&[r#"{"csv":"d.csv""#]);
+        assert!(matches!(
+            find(f.path(), &ols(&["const"])),
+            Err(ReferenceError::Parse { line: 1, .. })
+        ));
+    }
+}
