@@ -3,6 +3,9 @@
 //! OLS here is a tall-skinny QR of `[1 X y]`: rayon factors row chunks in parallel, the stacked R
 //! factors are factored again (faer), and everything follows from the final R. QR never forms
 //! X'X, so this checks the federated normal equations against a numerically independent method.
+//!
+//! Every route checks the cancel flag between chunks and iterations; the run waits for it on a
+//! thread of its own (see [`crate::cancel::wait_for`]), so a cancel never waits for a dense step.
 
 use faer::Mat;
 use rayon::prelude::*;
@@ -34,7 +37,13 @@ fn tsqr_r(a: &Mat<f64>) -> Mat<f64> {
     let starts: Vec<usize> = (0..n).step_by(chunk).collect();
     starts
         .into_par_iter()
-        .map(|s| a.subrows(s, chunk.min(n - s)).qr().thin_R().to_owned())
+        .map(|s| {
+            if crate::cancel::requested() {
+                // The result is thrown away: stop factoring.
+                return Mat::zeros(p, p);
+            }
+            a.subrows(s, chunk.min(n - s)).qr().thin_R().to_owned()
+        })
         .reduce_with(|top, bottom| {
             let stacked = Mat::from_fn(top.nrows() + bottom.nrows(), p, |i, j| {
                 if i < top.nrows() {
@@ -121,6 +130,7 @@ fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoEr
     let terms = config.terms();
     let mut beta = vec![0.0; p];
     for iteration in 1..=config.max_iter.max(100) {
+        crate::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
         let starts: Vec<usize> = (0..n).step_by(chunk).collect();
         let (grad, hess, ll) = starts
             .into_par_iter()
@@ -191,6 +201,7 @@ fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         .collect::<Result<_, _>>()?;
     let xs = Mat::from_fn(n, d, |i, j| (data.x[(i, j)] - mean[j]) * inv_sd[j]);
     let r = tsqr_r(&xs);
+    crate::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
     let svd = r
         .svd()
         .map_err(|e| AlgoError::Numeric(format!("SVD failed: {e:?}")))?;

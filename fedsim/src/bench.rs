@@ -41,7 +41,8 @@ pub struct CaseResult {
     pub cols: usize,
     pub sites: usize,
     pub status: String,
-    pub max_rel_diff: Option<f64>,
+    /// Largest federated-vs-centralised difference, on each check's own scale.
+    pub max_diff: Option<f64>,
     /// Splitting the data and writing the site bundles.
     pub prep_secs: f64,
     /// Sites started, connected, authenticated and loaded their data.
@@ -104,7 +105,7 @@ fn summarise(scenario: &Scenario, outcome: &RunOutcome) -> CaseResult {
         cols: g.map_or(0, |g| g.cols),
         sites: scenario.partition.sites,
         status: outcome.summary.status.to_string(),
-        max_rel_diff: outcome.summary.comparison.as_ref().map(|c| c.max_rel_diff),
+        max_diff: outcome.summary.comparison.as_ref().map(|c| c.max_diff),
         prep_secs: phase(outcome, "prep"),
         launch_secs,
         rounds_secs,
@@ -162,11 +163,11 @@ pub fn run(out: &Path, quick: bool, agent_exe: PathBuf) -> Result<BenchReport, R
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cases,
     };
-    run::write_json_atomic(&out.join("bench.json"), &report).map_err(|source| {
-        RunError::RunDir {
+    crate::rundir::write_json_atomic(&out.join("bench.json"), &report).map_err(|source| {
+        RunError::RunDir(crate::rundir::RunDirError::Io {
             path: out.to_path_buf(),
             source,
-        }
+        })
     })?;
     Ok(report)
 }

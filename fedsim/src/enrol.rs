@@ -50,11 +50,49 @@ pub struct Enrolment {
     task: Option<tokio::task::JoinHandle<Result<DriveReport, DriveError>>>,
 }
 
+/// The sites' people at the portal, each with only its own credentials. Taken from the bundles'
+/// `.env` files at prep, while the controller still holds them (provisioning then moves them
+/// onto the sites).
+pub struct People {
+    sites: Vec<Actor>,
+    accounts: Vec<Account>,
+    names: Vec<String>,
+}
+
+impl People {
+    pub fn from_bundles(scenario: &Scenario, bundles: &[Bundle]) -> Result<People, EnrolError> {
+        let mut sites = Vec::new();
+        let mut accounts = Vec::new();
+        for b in bundles {
+            let env = b
+                .files
+                .as_ref()
+                .map(|f| f.env.as_str())
+                .ok_or_else(|| EnrolError::NoEnv(b.name.clone()))?;
+            let mut actor = Actor::from_env_text(&b.name, Role::Participant, env);
+            for f in scenario.faults.iter().filter(|f| f.site == b.name) {
+                match f.kind {
+                    FaultKind::WrongPassword => actor.typos.insert(PASSWORD_VAR.into()),
+                    FaultKind::WrongToken => actor.typos.insert(TOKEN_VAR.into()),
+                    _ => false,
+                };
+            }
+            sites.push(actor);
+            accounts.push(b.portal.clone());
+        }
+        Ok(People {
+            sites,
+            accounts,
+            names: bundles.iter().map(|b| b.name.clone()).collect(),
+        })
+    }
+}
+
 /// Everything enrolment needs from the run.
 pub struct Setup<'a> {
     pub scenario: &'a Scenario,
     pub algorithm: &'a str,
-    pub bundles: &'a [Bundle],
+    pub people: People,
     pub run_dir: &'a Path,
     pub project: &'a str,
     /// Wait for people to do it all in their browsers.
@@ -82,30 +120,14 @@ impl Enrolment {
             source,
         })?;
         let coordinator = Actor::from_env_text(COORDINATOR, Role::Coordinator, &text);
-        let mut sites = Vec::new();
+        let People {
+            sites,
+            accounts: site_accounts,
+            names,
+        } = s.people;
         let mut accounts = vec![Account::new(COORDINATOR, Role::Coordinator, &password)];
-        for b in s.bundles {
-            let env = b
-                .files
-                .as_ref()
-                .map(|f| f.env.as_str())
-                .ok_or_else(|| EnrolError::NoEnv(b.name.clone()))?;
-            let mut actor = Actor::from_env_text(&b.name, Role::Participant, env);
-            for f in s.scenario.faults.iter().filter(|f| f.site == b.name) {
-                match f.kind {
-                    FaultKind::WrongPassword => actor.typos.insert(PASSWORD_VAR.into()),
-                    FaultKind::WrongToken => actor.typos.insert(TOKEN_VAR.into()),
-                    _ => false,
-                };
-            }
-            sites.push(actor);
-            accounts.push(b.portal.clone());
-        }
-        let board = Board::new(
-            s.algorithm,
-            s.bundles.iter().map(|b| b.name.clone()).collect(),
-            accounts,
-        );
+        accounts.extend(site_accounts);
+        let board = Board::new(s.algorithm, names, accounts);
         let fed = &s.scenario.federation;
         board.continue_with((fed.on_dropout == OnDropout::Continue).then_some(fed.min_sites));
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,13 +1,16 @@
 //! fedsim: simulate a federated analysis across isolated sites and check that it gives the
-//! pooled (centralised) answer. One module per pipeline stage:
-//! scenario -> prep (plan, partition, bundles) -> fleet (where sites run) -> federation
-//! (coordinator and agents) -> algorithms -> baseline -> compare -> run (summary, metrics, logs).
+//! pooled (centralised) answer. One module per pipeline stage, in the order a run takes them:
+//! scenario -> prep (plan, partition, bundles) -> fleet (where sites run) -> enrol (portal) ->
+//! federation (coordinator and agents) -> algorithms -> baseline -> compare (and reference) ->
+//! summary, metrics, report. `run` strings the stages together.
 
 pub mod algorithms;
 pub mod auth;
 pub mod baseline;
 pub mod bench;
+pub mod cancel;
 pub mod check;
+pub mod children;
 pub mod compare;
 pub mod data;
 pub mod enrol;
@@ -15,11 +18,15 @@ pub mod federation;
 pub mod fleet;
 pub mod gui;
 pub mod logs;
+pub mod metrics;
 pub mod participants;
 pub mod partition;
 pub mod portal;
 pub mod prep;
 pub mod progress;
+pub mod reference;
 pub mod report;
 pub mod run;
+pub mod rundir;
 pub mod scenario;
+pub mod summary;

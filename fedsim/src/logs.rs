@@ -148,3 +148,58 @@ pub fn merge(sources: &[(String, std::path::PathBuf)], out: &Path) -> std::io::R
     w.flush()?;
     Ok(lines.len())
 }
+
+/// Merge the controller's and every site's log of a run into `logs/merged.jsonl`.
+pub fn merge_run(logs_dir: &Path, sites: &[String]) -> std::io::Result<usize> {
+    let mut sources = vec![("controller".to_string(), logs_dir.join("controller.jsonl"))];
+    sources.extend(
+        sites
+            .iter()
+            .map(|s| (s.clone(), logs_dir.join(format!("{s}.jsonl")))),
+    );
+    merge(&sources, &logs_dir.join("merged.jsonl"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `fedsim logs RUN_DIR`: pull every site's log again (over SSH for remote sites) and re-merge.
+pub fn pull_again(dir: &Path, agent_exe: &Path) -> Result<usize, PullError> {
+    use crate::fleet::FleetError;
+    let scenario = crate::scenario::Scenario::load(&dir.join("scenario.toml"))?;
+    let plan = crate::rundir::PlanFile::load(dir)?;
+    let names: Vec<String> = plan.sites.iter().map(|s| s.name.clone()).collect();
+    let logs_dir = dir.join("logs");
+    let io = |source| PullError::Io {
+        path: logs_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&logs_dir).map_err(io)?;
+    if scenario.fleet.provider == crate::scenario::Provider::Local {
+        for n in &names {
+            let src = dir.join("sites").join(n).join("agent.jsonl");
+            std::fs::copy(&src, logs_dir.join(format!("{n}.jsonl"))).map_err(|e| {
+                FleetError::Logs {
+                    site: n.clone(),
+                    reason: format!("{}: {e}", src.display()),
+                }
+            })?;
+        }
+    } else {
+        let mut fleet = crate::fleet::for_scenario(&scenario, dir, agent_exe, false)?;
+        fleet.collect_logs(&logs_dir)?;
+    }
+    merge_run(&logs_dir, &names).map_err(io)
+}

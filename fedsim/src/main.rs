@@ -156,8 +156,10 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(code) => return code,
             };
             let result = run::load(&config)
-                .and_then(|s| run::plan(&s).map(|p| (s, p)))
-                .and_then(|(s, p)| fedsim::check::check(&s, &p, &opts.agent_exe).map(|h| (s, h)));
+                .and_then(|s| run::plan(&s, None, false).map(|p| (s, p)))
+                .and_then(|(s, p)| {
+                    fedsim::check::check(&s, &p.plan, &opts.agent_exe).map(|h| (s, h))
+                });
             match result {
                 Ok((s, health)) if health.is_empty() => {
                     println!("provider {:?} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
@@ -179,13 +181,18 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Ok(o) => o,
                 Err(code) => return code,
             };
-            match run::logs(&run_dir, &opts) {
+            match fedsim::logs::pull_again(&run_dir, &opts.agent_exe) {
                 Ok(lines) => {
-                    eprintln!("{lines} log lines merged");
+                    if !quiet {
+                        eprintln!("{lines} log lines merged");
+                    }
                     println!("{}", run_dir.join("logs/merged.jsonl").display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&e),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
             }
         }
         Command::Probe { addr } => {
@@ -205,7 +212,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
             }
         }
         Command::Validate { config } => {
-            match run::load(&config).and_then(|s| run::plan(&s).map(|p| (s, p))) {
+            match run::load(&config).and_then(|s| run::plan(&s, None, true).map(|p| (s, p.plan))) {
                 Ok((s, p)) => {
                     let shares: Vec<String> = p
                         .sites
@@ -234,9 +241,9 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Ok(o) => o,
                 Err(code) => return code,
             };
-            match run::load(&config).and_then(|s| run::prep_only(&s, opts.out.as_deref(), &opts)) {
+            match run::load(&config).and_then(|s| run::prep_only(&s, &opts)) {
                 Ok((dir, bundles)) => {
-                    for b in &bundles {
+                    for b in bundles.iter().filter(|_| !quiet) {
                         eprintln!(
                             "{}: {} rows, data sha256 {}",
                             b.name,
@@ -288,50 +295,23 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Ok(o) => RunOptions { by_hand, ..o },
                 Err(code) => return code,
             };
-            install_signal_handler();
+            install_signal_handler(quiet);
             match run::run(&scenario, &opts) {
                 Ok(outcome) => {
-                    let s = &outcome.summary;
-                    if let Some(c) = &s.comparison {
-                        eprintln!(
-                            "{}: {} | federated vs centralised: max rel diff {:.2e} (tolerance {:.0e}) {}",
-                            s.scenario,
-                            s.status,
-                            c.max_rel_diff,
-                            c.tolerance,
-                            if c.passed { "passed" } else { "FAILED" }
-                        );
-                    }
-                    if let Some(r) = &s.reference {
-                        eprintln!(
-                            "reference {}: max rel diff {:.2e} {}",
-                            r.source.display(),
-                            r.comparison.max_rel_diff,
-                            if r.comparison.passed {
-                                "passed"
-                            } else {
-                                "FAILED"
-                            }
-                        );
-                    }
-                    if let Some(e) = &s.error {
+                    if !quiet {
+                        tell_outcome(&outcome.summary);
+                    } else if let Some(e) = &outcome.summary.error {
                         eprintln!("error: {}", e.message);
                     }
                     if let Some(path) = &junit {
-                        let summary = serde_json::to_value(&outcome.summary).unwrap_or_default();
-                        if let Err(e) = std::fs::write(path, fedsim::report::junit(&summary)) {
+                        let xml = fedsim::report::junit::render(&outcome.summary);
+                        if let Err(e) = std::fs::write(path, xml) {
                             eprintln!("error: cannot write {}: {e}", path.display());
                             return ExitCode::from(1);
                         }
                     }
                     println!("{}", outcome.dir.display());
-                    match s.status {
-                        _ if outcome.input_error => ExitCode::from(2),
-                        "succeeded" => ExitCode::SUCCESS,
-                        "cancelled" => ExitCode::from(130),
-                        "degraded" => ExitCode::from(3),
-                        _ => ExitCode::from(1),
-                    }
+                    ExitCode::from(outcome.exit_code())
                 }
                 Err(e) => fail(&e),
             }
@@ -347,7 +327,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Ok(o) => o.agent_exe,
                 Err(code) => return code,
             };
-            install_signal_handler();
+            install_signal_handler(quiet);
             match fedsim::bench::run(&out, quick, agent_exe) {
                 Ok(report) => {
                     eprint!("{}", fedsim::bench::table(&report));
@@ -365,18 +345,60 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
     }
 }
 
-/// First Ctrl-C / SIGTERM: cancel the run cleanly. Second: kill the agents and leave.
-fn install_signal_handler() {
-    let _ = ctrlc::set_handler(|| {
-        if run::CANCEL.swap(true, Ordering::SeqCst) {
-            fedsim::fleet::local::kill_all();
+/// The run's end, for people: the verdicts and the error, on stderr.
+fn tell_outcome(s: &fedsim::summary::Summary) {
+    if let Some(c) = &s.comparison {
+        eprintln!(
+            "{}: {} | federated vs centralised: max difference {:.2e} at {} (tolerance {:.0e}) {}",
+            s.scenario,
+            s.status,
+            c.max_diff,
+            c.worst,
+            c.tolerance,
+            if c.passed { "passed" } else { "FAILED" }
+        );
+    }
+    if let Some(r) = &s.reference {
+        eprintln!(
+            "reference {}: max difference {:.2e} {}",
+            r.source.display(),
+            r.comparison.max_diff,
+            if r.comparison.passed {
+                "passed"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    if let Some(e) = &s.error {
+        eprintln!(
+            "{}: {}",
+            if s.status == fedsim::summary::Status::Degraded {
+                "degraded"
+            } else {
+                "error"
+            },
+            e.message
+        );
+    }
+}
+
+/// First Ctrl-C / SIGTERM: cancel the run cleanly. Second: kill everything fedsim started and
+/// leave at once.
+fn install_signal_handler(quiet: bool) {
+    let _ = ctrlc::set_handler(move || {
+        if fedsim::cancel::CANCEL.swap(true, Ordering::SeqCst) {
+            fedsim::children::kill_all();
             std::process::exit(130);
         }
-        eprintln!("cancelling: stopping the sites (press Ctrl-C again to force)");
+        if !quiet {
+            eprintln!("cancelling: stopping the sites (press Ctrl-C again to force)");
+        }
     });
 }
 
 fn agent(dir: &std::path::Path, coordinator: Option<&str>, connect_timeout: f64) -> ExitCode {
+    fedsim::children::die_with_controller();
     if let Err(e) = fedsim::logs::init_agent(&dir.join("agent.jsonl")) {
         eprintln!(
             "error: cannot write the agent log in {}: {e}",

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::portal::Role;
 
@@ -79,7 +79,7 @@ fn mistype(v: &str) -> String {
 }
 
 /// How long one step took.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepTime {
     pub account: String,
     pub phase: String,
@@ -89,7 +89,7 @@ pub struct StepTime {
 }
 
 /// What a driver did for all actors.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct DriveReport {
     /// "api" or "gui".
     pub driver: String,

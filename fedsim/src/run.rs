@@ -1,27 +1,33 @@
-//! The whole job: plan -> prep -> launch -> federate -> collect -> baseline -> compare -> summary.
+//! The whole job, one stage after the other:
+//! plan -> prep -> provision -> enrol -> federate -> results -> collect -> baseline -> compare -> report.
 //!
-//! Bad input is found before anything is written. Once the run directory exists, every outcome
-//! ends in a truthful `summary.json` (written atomically), and no agent outlives the run.
+//! Everything that can be bad input is checked in [`plan`], before anything is written or
+//! started. From the moment the run directory exists, every outcome (a failure, a cancel, a portal
+//! that cannot start) ends in a truthful `summary.json`, and no agent, browser or remote process
+//! outlives the run. Each stage takes what the one before handed over; the cancel flag is checked
+//! between stages, and inside the long ones.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::algorithms::Estimates;
-use crate::compare::{self, Comparison, ReferenceError};
-use crate::federation::coordinator::{self, FedError, JoinedSite, RoundMetrics, SiteAuth};
-use crate::fleet::local::LocalFleet;
-use crate::fleet::remote::SshFleet;
-use crate::fleet::{vagrant, Fleet, FleetError, SiteExit};
-use crate::prep::{self, Plan, PlanError, PrepError};
-use crate::scenario::{FaultKind, FaultSpec, OnDropout, Provider, Scenario, ScenarioError};
-use crate::{baseline, logs};
-
-/// Set by the Ctrl-C handler; the coordinator checks it while waiting.
-pub static CANCEL: AtomicBool = AtomicBool::new(false);
+use crate::compare::{self, Against, CompareError};
+use crate::enrol::{Enrolment, People};
+use crate::federation::coordinator::{self, FedError, RoundMetrics, SiteAuth};
+use crate::fleet::{faults::Injector, Fleet, FleetError};
+use crate::metrics::{Metrics, PhaseClock};
+use crate::participants::DriveReport;
+use crate::prep::{self, Bundle, GivenCredentials, Plan, PlanError, PrepError};
+use crate::progress::Progress;
+use crate::reference::{self, Analysis, ReferenceError, ReferenceRow};
+use crate::rundir::{self, PlanFile, RunDirError};
+use crate::scenario::{OnDropout, Scenario, ScenarioError};
+use crate::summary::{
+    FailureInfo, Findings, ReferenceCheck, SiteSummary, Stopped, Summary, SummaryHead,
+};
+use crate::{baseline, cancel, logs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -31,31 +37,35 @@ pub enum RunError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("run directory {}: {source}", path.display())]
-    RunDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    #[error("{0}")]
+    Gui(String),
     #[error(transparent)]
     Prep(#[from] PrepError),
     #[error(transparent)]
     Fleet(#[from] FleetError),
-    #[error(transparent)]
-    Enrol(#[from] crate::enrol::EnrolError),
     #[error("coordinator cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
         source: std::io::Error,
     },
+    /// Cancelled before the run directory existed: nothing was written.
+    #[error("cancelled before the run started; nothing was written")]
+    Cancelled,
 }
 
 impl RunError {
-    /// 2 for input the user must fix; 1 for a run that could not be carried out.
+    /// 2 for input the user must fix; 130 for a cancel; 1 for a run that could not be carried out.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Scenario(_) | RunError::Plan(_) | RunError::Reference(_) => 2,
-            RunError::Enrol(crate::enrol::EnrolError::Script(_)) => 2,
-            RunError::Prep(PrepError::Credentials { .. }) => 2,
+            RunError::Scenario(_)
+            | RunError::Plan(_)
+            | RunError::Reference(_)
+            | RunError::Gui(_)
+            | RunError::RunDir(RunDirError::Unusable { .. })
+            | RunError::Prep(PrepError::Credentials { .. }) => 2,
+            RunError::Cancelled => 130,
             _ => 1,
         }
     }
@@ -72,76 +82,6 @@ pub struct RunOptions {
     pub by_hand: bool,
 }
 
-#[derive(Debug, Serialize)]
-pub struct SiteSummary {
-    pub name: String,
-    pub rows: usize,
-    pub data_sha256: String,
-    /// Where the site keeps its bundle (a directory, or user@host:port/~/path).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit: Option<SiteExit>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FailureInfo {
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub site: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ReferenceCheck {
-    pub source: PathBuf,
-    #[serde(flatten)]
-    pub comparison: Comparison,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Summary {
-    pub fedsim_version: &'static str,
-    pub scenario: String,
-    pub run_id: String,
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<FailureInfo>,
-    pub algorithm: &'static str,
-    pub sites: Vec<SiteSummary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub results: Option<Estimates>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<Estimates>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comparison: Option<Comparison>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reference: Option<ReferenceCheck>,
-    /// Sites the run went on without (on_dropout = "continue"): the status is then "degraded".
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub lost_sites: Vec<coordinator::LostSite>,
-}
-
-#[derive(Debug, Serialize, Default)]
-pub struct Metrics {
-    /// Wall seconds per phase, in pipeline order.
-    pub phases: Vec<(String, f64)>,
-    /// Seconds until every site had connected and authenticated.
-    pub connect_secs: Option<f64>,
-    /// Round 0 is the sites loading their data; then the algorithm's rounds.
-    pub rounds: Vec<RoundMetrics>,
-    pub controller_cpu_secs: f64,
-    pub controller_peak_rss_kib: i64,
-    /// Largest peak RSS among this machine's agent processes (local provider).
-    pub agents_peak_rss_kib: i64,
-    /// Every site's peak RSS as its agent reported it (any provider).
-    pub sites_peak_rss_kib: std::collections::BTreeMap<String, u64>,
-    /// The portal: each account's steps (API calls or GUI steps) and their times.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub portal: Option<crate::participants::DriveReport>,
-}
-
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub summary: Summary,
@@ -152,129 +92,51 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    pub fn succeeded(&self) -> bool {
-        self.summary.status == "succeeded"
-    }
-}
-
-/// `runs/<name>-<UTC time>`, made unique if two runs start within the same second.
-fn fresh_run_dir(name: &str) -> Result<PathBuf, RunError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let root = PathBuf::from("runs");
-    std::fs::create_dir_all(&root).map_err(|source| RunError::RunDir {
-        path: root.clone(),
-        source,
-    })?;
-    for i in 1.. {
-        let dir = root.join(if i == 1 {
-            format!("{name}-{stamp}")
+    pub fn exit_code(&self) -> u8 {
+        if self.input_error && self.summary.status != crate::summary::Status::Cancelled {
+            2
         } else {
-            format!("{name}-{stamp}-{i}")
-        });
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(RunError::RunDir { path: dir, source }),
+            self.summary.status.exit_code()
         }
     }
-    unreachable!()
 }
 
-fn make_run_dir(out: Option<&Path>, name: &str) -> Result<PathBuf, RunError> {
-    let dir = match out {
-        Some(d) => {
-            if d.exists()
-                && std::fs::read_dir(d)
-                    .map(|mut r| r.next().is_some())
-                    .unwrap_or(true)
-            {
-                return Err(RunError::RunDir {
-                    path: d.to_path_buf(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::AlreadyExists,
-                        "exists and is not empty",
-                    ),
-                });
-            }
-            std::fs::create_dir_all(d).map_err(|source| RunError::RunDir {
-                path: d.to_path_buf(),
-                source,
-            })?;
-            d.to_path_buf()
+/// What planning found: the plan, and the inputs it checked (credentials, reference row).
+pub struct Planned {
+    pub plan: Arc<Plan>,
+    pub tokens: Vec<Option<GivenCredentials>>,
+    pub reference: Option<(PathBuf, ReferenceRow)>,
+}
+
+/// Check everything that can be checked without writing or starting anything: `--out`, the
+/// scenario's data, columns and partition, the per-site `.env` files, the browsers (when they
+/// will be used), and the reference row. Loading or generating the data can be cancelled.
+pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<Planned, RunError> {
+    rundir::check_out(out)?;
+    let gui = &scenario.gui;
+    if gui.enabled {
+        crate::gui::script::Script::load(gui.script.as_deref())?;
+        if browsers {
+            crate::gui::check_binaries(&gui.chromedriver, &gui.browser).map_err(RunError::Gui)?;
         }
-        None => fresh_run_dir(name)?,
-    };
-    std::fs::create_dir_all(dir.join("logs")).map_err(|source| RunError::RunDir {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
-}
-
-/// Write JSON via a temporary file and a rename, so a reader never sees half a file.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Validate everything that can be checked without writing: scenario, data, columns, partition,
-/// reference. Returns the plan.
-pub fn plan(scenario: &Scenario) -> Result<Plan, RunError> {
-    let plan = Plan::make(scenario)?;
-    if scenario.gui.enabled {
-        crate::gui::script::Script::load(scenario.gui.script.as_deref())?;
     }
-    if let Some(r) = &scenario.compare.reference {
-        compare::find_reference(
-            r,
-            &data_file_name(&plan),
-            reference_kind(scenario),
-            plan.config.scale,
-        )?;
-    }
-    Ok(plan)
-}
-
-fn data_file_name(plan: &Plan) -> String {
-    plan.data_path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn reference_kind(s: &Scenario) -> &'static str {
-    match s.algorithm.kind {
-        crate::scenario::AlgorithmKind::LinearRegression => "ols",
-        crate::scenario::AlgorithmKind::LogisticRegression => "logit",
-        crate::scenario::AlgorithmKind::Svd => "pca",
-    }
-}
-
-/// `fedsim prep`: plan and write the site bundles, nothing else.
-pub fn prep_only(
-    scenario: &Scenario,
-    out: Option<&Path>,
-    opts: &RunOptions,
-) -> Result<(PathBuf, Vec<prep::Bundle>), RunError> {
-    let plan = plan(scenario)?;
     let tokens = site_tokens(scenario)?;
-    let dir = make_run_dir(out, &scenario.scenario.name)?;
-    let mut bundles = prep::make_bundles(
-        &plan,
-        &scenario.fleet.coordinator,
-        &tokens,
-        scenario.federation.secure_aggregation,
-    )?;
-    write_plan(&dir, scenario, &plan, &bundles)?;
-    let mut fleet = fleet_for(scenario, &dir, opts)?;
-    fleet.install(&mut bundles)?;
-    Ok((dir, bundles))
+    let owned = scenario.clone();
+    let plan =
+        cancel::wait_for("plan", move || Plan::make(&owned)).map_err(|_| RunError::Cancelled)??;
+    let reference = match &scenario.compare.reference {
+        Some(path) => Some((path.clone(), reference::find(path, &Analysis::of(&plan))?)),
+        None => None,
+    };
+    Ok(Planned {
+        plan: Arc::new(plan),
+        tokens,
+        reference,
+    })
 }
 
 /// Credentials the scenario provides per site (`[[sites]] env`), else None for fresh ones.
-fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<prep::GivenCredentials>>, RunError> {
+fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<GivenCredentials>>, RunError> {
     let mut tokens = vec![None; scenario.partition.sites];
     for (i, site) in scenario.sites.iter().enumerate() {
         if let Some(env) = &site.env {
@@ -284,426 +146,642 @@ fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<prep::GivenCredentials>
     Ok(tokens)
 }
 
-/// SSH calls (connect, each command) give up after this long.
-const SSH_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The fleet the scenario asks for.
-fn fleet_for(
-    scenario: &Scenario,
-    dir: &Path,
-    opts: &RunOptions,
-) -> Result<Box<dyn Fleet>, RunError> {
-    let connect = Duration::from_secs_f64(scenario.federation.connect_timeout_secs);
-    let name = &scenario.scenario.name;
-    Ok(match scenario.fleet.provider {
-        Provider::Local => Box::new(LocalFleet::new(
-            opts.agent_exe.clone(),
-            dir.join("sites"),
-            connect,
-        )),
-        Provider::Ssh => Box::new(
-            SshFleet::new(
-                scenario.sites.clone(),
-                name,
-                opts.agent_exe.clone(),
-                SSH_TIMEOUT,
-                opts.progress,
-            )
-            .with_tunnel(scenario.fleet.tunnel),
-        ),
-        Provider::Vagrant => {
-            let vdir = scenario
-                .fleet
-                .vagrant_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("."));
-            let specs = vagrant::sites(&vdir, scenario.partition.sites, &dir.join("known_hosts"))
-                .map_err(|e| {
-                RunError::Fleet(FleetError::Install {
-                    site: "vagrant".into(),
-                    reason: e.to_string(),
-                })
-            })?;
-            Box::new(
-                SshFleet::new(
-                    specs,
-                    name,
-                    opts.agent_exe.clone(),
-                    SSH_TIMEOUT,
-                    opts.progress,
-                )
-                .with_tunnel(scenario.fleet.tunnel),
-            )
-        }
-    })
-}
-
-fn write_plan(
-    dir: &Path,
-    scenario: &Scenario,
-    plan: &Plan,
-    bundles: &[prep::Bundle],
-) -> Result<(), RunError> {
-    let io = |source| RunError::RunDir {
-        path: dir.to_path_buf(),
+/// The coordinator's socket: bound before the run directory exists, so its address is known to
+/// the bundles and a taken port fails before anything is written.
+fn listen(scenario: &Scenario) -> Result<(TcpListener, SocketAddr), RunError> {
+    let addr = &scenario.fleet.coordinator;
+    let listen = |source| RunError::Listen {
+        addr: addr.clone(),
         source,
     };
-    let resolved = toml::to_string_pretty(scenario).map_err(|e| io(std::io::Error::other(e)))?;
-    std::fs::write(dir.join("scenario.toml"), resolved).map_err(io)?;
-    let sites: Vec<_> = plan
-        .sites
-        .iter()
-        .zip(bundles)
-        .map(|(p, b)| {
-            let mut site =
-                serde_json::json!({"name": p.name, "rows": b.rows, "data_sha256": b.data_sha256});
-            match (&p.source_rows, &p.columns) {
-                (Some(rows), _) => site["source_rows"] = serde_json::json!(rows),
-                (None, Some(cols)) => site["columns"] = serde_json::json!(cols),
-                (None, None) => {}
-            }
-            site
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "scenario": scenario.scenario.name,
-        "seed": scenario.scenario.seed,
-        "data": plan.data_path,
-        "algorithm": plan.config,
-        "partition": scenario.partition,
-        "sites": sites,
-    });
-    write_json_atomic(&dir.join("plan.json"), &doc).map_err(io)
+    let listener = TcpListener::bind(addr).map_err(listen)?;
+    let local = listener.local_addr().map_err(listen)?;
+    Ok((listener, local))
 }
 
-fn rusage(who: i32) -> (f64, i64) {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut u) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    (secs(u.ru_utime) + secs(u.ru_stime), u.ru_maxrss)
+/// `fedsim prep`: plan and write the site bundles, nothing else.
+pub fn prep_only(
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> Result<(PathBuf, Vec<Bundle>), RunError> {
+    let planned = plan(scenario, opts.out.as_deref(), false)?;
+    let dir = rundir::create(opts.out.as_deref(), &scenario.scenario.name)?;
+    let mut bundles = prep::make_bundles(
+        &planned.plan,
+        &scenario.fleet.coordinator,
+        &planned.tokens,
+        scenario.federation.secure_aggregation,
+    )?;
+    rundir::write_plan(
+        &dir,
+        scenario,
+        &PlanFile::new(scenario, &planned.plan, &bundles),
+    )?;
+    let mut fleet = crate::fleet::for_scenario(scenario, &dir, &opts.agent_exe, opts.progress)?;
+    fleet.install(&mut bundles)?;
+    Ok((dir, bundles))
 }
 
 /// `fedsim run`.
 pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunError> {
-    let mut phases: Vec<(String, f64)> = Vec::new();
-    let mut clock = Instant::now();
-    let mut lap = |name: &str, phases: &mut Vec<(String, f64)>| {
-        phases.push((name.to_string(), clock.elapsed().as_secs_f64()));
-        clock = Instant::now();
-    };
-
-    let progress = crate::progress::Progress::new(crate::progress::wanted(opts.progress));
+    let progress = Progress::new(crate::progress::wanted(opts.progress));
+    let mut clock = PhaseClock::default();
+    cancel::pause_point("plan");
     progress.phase("plan: checking the scenario and data");
-    let plan = plan(scenario)?;
-    tracing::info!(
-        phase = "plan",
-        sites = plan.sites.len(),
-        rows = plan.table.rows(),
-        "planned"
-    );
-    lap("plan", &mut phases);
-
-    let listener =
-        TcpListener::bind(&scenario.fleet.coordinator).map_err(|source| RunError::Listen {
-            addr: scenario.fleet.coordinator.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| RunError::Listen {
-        addr: scenario.fleet.coordinator.clone(),
-        source,
-    })?;
-    let dir = make_run_dir(opts.out.as_deref(), &scenario.scenario.name)?;
-    let _ = logs::attach(&dir.join("logs/controller.jsonl"));
-    let run_id = dir
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let span = tracing::info_span!("run", run_id = %run_id);
-    let _enter = span.enter();
-    tracing::info!(phase = "prep", dir = %dir.display(), "run directory created");
-
-    let tokens = site_tokens(scenario)?;
-    let mut bundles = prep::make_bundles(
-        &plan,
-        &addr.to_string(),
-        &tokens,
-        scenario.federation.secure_aggregation,
-    )?;
-    write_plan(&dir, scenario, &plan, &bundles)?;
-    lap("prep", &mut phases);
-
-    let site_keys: Vec<SiteAuth> = bundles
-        .iter()
-        .map(|b| SiteAuth {
-            name: b.name.clone(),
-            key: b.key,
-            config: b.config.clone(),
-            delays: scenario
-                .faults
-                .iter()
-                .filter(|f| f.site == b.name && f.kind == FaultKind::Slow)
-                .map(|f| (f.round, f.delay_secs.unwrap_or(0.0)))
-                .collect(),
-        })
-        .collect();
-    let algorithm = match &plan.config.target {
-        Some(t) => format!(
-            "{} of {t} on {} features",
-            plan.config.kind.as_str(),
-            plan.config.features.len()
-        ),
-        None => format!(
-            "{} of {} features",
-            plan.config.kind.as_str(),
-            plan.config.features.len()
-        ),
-    };
-    let mut enrolment = crate::enrol::Enrolment::start(crate::enrol::Setup {
-        scenario,
-        algorithm: &algorithm,
-        bundles: &bundles,
-        run_dir: &dir,
-        project: &scenario.scenario.name,
-        by_hand: opts.by_hand,
-    })?;
-    // Test hook: record every frame the coordinator receives (to show what it can and cannot see).
-    let recording = std::env::var_os("FEDSIM_RECORD_FRAMES")
-        .and_then(|p| std::fs::File::create(p).ok())
-        .map(std::sync::Mutex::new);
-    let settings = coordinator::Settings {
-        run_id: run_id.clone(),
-        connect_timeout: Duration::from_secs_f64(scenario.federation.connect_timeout_secs),
-        round_timeout: Duration::from_secs_f64(scenario.federation.round_timeout_secs),
-        cancel: &CANCEL,
-        progress: Some(&progress),
-        heartbeat: Duration::from_secs_f64(scenario.federation.heartbeat_secs),
-        secure: scenario.federation.secure_aggregation,
-        record: recording.as_ref(),
-        continue_with: (scenario.federation.on_dropout == OnDropout::Continue)
-            .then_some(scenario.federation.min_sites),
-        portal: Some(&enrolment.board),
-        start_timeout: Duration::from_secs_f64(scenario.gui.start_timeout_secs),
-    };
-    let mut fleet = fleet_for(scenario, &dir, opts)?;
-    tracing::info!(phase = "provision", sites = bundles.len(), provider = ?scenario.fleet.provider, "installing the sites");
-    progress.phase(format!("provision: installing {} sites", bundles.len()));
-    progress.sites(&bundles.iter().map(|b| b.name.clone()).collect::<Vec<_>>());
-    let installed = fleet.install(&mut bundles);
-    let input_error = installed.is_err();
-    lap("provision", &mut phases);
-    let federated = match installed.and_then(|()| fleet.start(addr)) {
-        Ok(()) => {
-            tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
-            progress.phase(format!(
-                "federate: {} on {} sites (portal {})",
-                plan.config.kind.as_str(),
-                bundles.len(),
-                enrolment.url
-            ));
-            let mut watch = FaultyFleet {
-                fleet: fleet.as_mut(),
-                faults: &scenario.faults,
-            };
-            coordinator::run(&listener, &site_keys, &plan.config, &settings, &mut watch)
-                .map_err(Failure::from)
-        }
-        Err(e) => Err(Failure {
-            site: Some(e.site().to_string()),
-            message: e.to_string(),
-            cancelled: false,
-        }),
-    };
+    let planned = plan(scenario, opts.out.as_deref(), !opts.by_hand)?;
+    let (listener, addr) = listen(scenario)?;
+    clock.lap("plan");
+    cancel::check().map_err(|_| RunError::Cancelled)?;
+    let dir = rundir::create(opts.out.as_deref(), &scenario.scenario.name)?;
+    let mut run = Run::new(scenario, opts, dir, progress, clock, planned.plan.clone());
+    let ended = run.pipeline(planned, &listener, addr);
     drop(listener);
-    let pids = fleet.pids();
-    let exits = fleet.stop();
-    lap("federate", &mut phases);
+    run.finish(ended)
+}
 
-    // Everyone at the portal sees the end and downloads the results; each download must be the
-    // coordinator's results, byte for byte.
-    let file = match &federated {
-        Ok(o) => Ok(results_file(scenario, &run_id, &o.estimates)),
-        Err(f) => Err(f.message.clone()),
-    };
-    let driven = enrolment.finish(file.clone(), Duration::from_secs(120));
-    let portal_report = driven.as_ref().ok().cloned();
-    let federated = match (federated, driven, file) {
-        (Ok(o), Ok(report), Ok(bytes)) => crate::participants::check_downloads(&report, &bytes)
-            .map(|()| o)
-            .map_err(|message| Failure {
-                message,
-                site: None,
-                cancelled: false,
-            }),
-        (Ok(_), Err(e), _) => Err(Failure {
-            site: e
-                .account()
-                .filter(|a| bundles.iter().any(|b| b.name == *a))
-                .map(str::to_string),
-            message: e.to_string(),
-            cancelled: false,
-        }),
-        (federated, _, _) => federated,
-    };
-    drop(enrolment);
-    lap("results", &mut phases);
+/// The stages after planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Prep,
+    Provision,
+    Enrol,
+    Federate,
+    Results,
+    Collect,
+    Baseline,
+    Compare,
+}
 
-    let logs_dir = dir.join("logs");
-    if let Err(e) = fleet.collect_logs(&logs_dir) {
-        tracing::warn!(phase = "collect", error = %e, "log collection incomplete");
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Prep => "prep",
+            Phase::Provision => "provision",
+            Phase::Enrol => "enrol",
+            Phase::Federate => "federate",
+            Phase::Results => "results",
+            Phase::Collect => "collect",
+            Phase::Baseline => "baseline",
+            Phase::Compare => "compare",
+        }
     }
-    lap("collect", &mut phases);
+}
 
-    let mut summary = Summary {
-        fedsim_version: env!("CARGO_PKG_VERSION"),
-        scenario: scenario.scenario.name.clone(),
-        run_id: run_id.clone(),
-        status: "failed",
-        error: None,
-        algorithm: plan.config.kind.as_str(),
-        sites: bundles
+/// Why the pipeline stopped before its end.
+enum Stop {
+    Cancelled,
+    Failed {
+        message: String,
+        site: Option<String>,
+    },
+}
+
+impl Stop {
+    fn failed(message: impl Into<String>) -> Stop {
+        Stop::Failed {
+            message: message.into(),
+            site: None,
+        }
+    }
+}
+
+impl From<cancel::Cancelled> for Stop {
+    fn from(_: cancel::Cancelled) -> Stop {
+        Stop::Cancelled
+    }
+}
+
+impl From<FedError> for Stop {
+    fn from(e: FedError) -> Stop {
+        match e {
+            FedError::Cancelled => Stop::Cancelled,
+            e => Stop::Failed {
+                site: e.site().map(str::to_string),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<CompareError> for Stop {
+    fn from(e: CompareError) -> Stop {
+        Stop::failed(e.to_string())
+    }
+}
+
+/// What the federation handed over.
+struct Federated {
+    estimates: Estimates,
+    /// The sites that finished the run.
+    survivors: Vec<String>,
+}
+
+/// One run, from its directory's creation to its summary.
+struct Run<'a> {
+    scenario: &'a Scenario,
+    opts: &'a RunOptions,
+    dir: PathBuf,
+    run_id: String,
+    progress: Progress,
+    clock: PhaseClock,
+    plan: Arc<Plan>,
+    /// One per site, filled in as the stages learn more (location, pid, exit).
+    sites: Vec<SiteSummary>,
+    findings: Findings,
+    connect_secs: Option<f64>,
+    rounds: Vec<RoundMetrics>,
+    portal: Option<DriveReport>,
+    input_error: bool,
+    /// Live until torn down: the sites and the portal.
+    fleet: Option<Box<dyn Fleet>>,
+    fleet_running: bool,
+    enrolment: Option<Enrolment>,
+    logs_collected: bool,
+    /// Every controller log line carries the run id.
+    _span: tracing::span::EnteredSpan,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        scenario: &'a Scenario,
+        opts: &'a RunOptions,
+        dir: PathBuf,
+        progress: Progress,
+        clock: PhaseClock,
+        plan: Arc<Plan>,
+    ) -> Run<'a> {
+        let _ = logs::attach(&dir.join("logs/controller.jsonl"));
+        let run_id = dir
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let span = tracing::info_span!("run", run_id = %run_id).entered();
+        tracing::info!(phase = "prep", dir = %dir.display(), sites = plan.sites.len(), rows = plan.table.rows(), "run directory created");
+        Run {
+            scenario,
+            opts,
+            dir,
+            run_id,
+            progress,
+            clock,
+            plan,
+            sites: Vec::new(),
+            findings: Findings::default(),
+            connect_secs: None,
+            rounds: Vec::new(),
+            portal: None,
+            input_error: false,
+            fleet: None,
+            fleet_running: false,
+            enrolment: None,
+            logs_collected: false,
+            _span: span,
+        }
+    }
+
+    /// The pipeline, one call per stage.
+    fn pipeline(
+        &mut self,
+        planned: Planned,
+        listener: &TcpListener,
+        addr: SocketAddr,
+    ) -> Result<(), (Phase, Stop)> {
+        let (mut bundles, people) = self.stage(Phase::Prep, |r| r.prep(&planned, addr))?;
+        self.stage(Phase::Provision, |r| r.provision(&mut bundles))?;
+        self.stage(Phase::Enrol, |r| r.enrol(people))?;
+        let federated = self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?;
+        self.stage(Phase::Results, |r| r.results(federated.estimates))?;
+        self.stage(Phase::Collect, |r| r.collect())?;
+        let baseline = self.stage(Phase::Baseline, |r| r.baseline(federated.survivors))?;
+        self.stage(Phase::Compare, |r| r.compare(baseline, planned.reference))
+    }
+
+    /// Run one stage: a cancel check first, then the stage, timed.
+    fn stage<T>(
+        &mut self,
+        phase: Phase,
+        f: impl FnOnce(&mut Self) -> Result<T, Stop>,
+    ) -> Result<T, (Phase, Stop)> {
+        cancel::pause_point(phase.name());
+        let result = cancel::check().map_err(Stop::from).and_then(|()| f(self));
+        self.clock.lap(phase.name());
+        result.map_err(|s| (phase, s))
+    }
+
+    /// prep: every site's bundle (its rows and its own `.env`), the plan on disk, the people.
+    fn prep(&mut self, planned: &Planned, addr: SocketAddr) -> Result<(Vec<Bundle>, People), Stop> {
+        self.progress
+            .phase("prep: splitting the data into site bundles");
+        let (plan, tokens) = (planned.plan.clone(), planned.tokens.clone());
+        let secure = self.scenario.federation.secure_aggregation;
+        let bundles = cancel::wait_for("prep", move || {
+            prep::make_bundles(&plan, &addr.to_string(), &tokens, secure)
+        })?
+        .map_err(|e| Stop::failed(e.to_string()))?;
+        rundir::write_plan(
+            &self.dir,
+            self.scenario,
+            &PlanFile::new(self.scenario, &self.plan, &bundles),
+        )
+        .map_err(|e| Stop::failed(e.to_string()))?;
+        self.sites = bundles
             .iter()
             .map(|b| SiteSummary {
-                location: fleet.location(&b.name),
                 name: b.name.clone(),
                 rows: b.rows,
                 data_sha256: b.data_sha256.clone(),
-                pid: pids.iter().find(|(s, _)| *s == b.name).map(|(_, p)| *p),
-                exit: exits.iter().find(|e| e.site == b.name).cloned(),
+                location: None,
+                pid: None,
+                exit: None,
             })
-            .collect(),
-        results: None,
-        baseline: None,
-        comparison: None,
-        reference: None,
-        lost_sites: Vec::new(),
-    };
-    let mut rounds = Vec::new();
-    let mut connect_secs = None;
-    match federated {
-        Ok(outcome) => {
-            check_rows(&outcome.joined, &bundles);
-            rounds = outcome.rounds;
-            connect_secs = Some(outcome.connect_secs);
-            let fed = outcome.estimates;
-            let survivors: Vec<String> = outcome.joined.iter().map(|j| j.name.clone()).collect();
-            summary.lost_sites = outcome.lost;
-            if let Err(e) = write_vectors(&dir, &plan, &fed) {
-                tracing::warn!(phase = "report", error = %e, "cannot write the component vectors");
-            }
-            tracing::info!(phase = "baseline", "computing the centralised baseline");
-            progress.phase("baseline: the same analysis on the pooled data");
-            // After a dropout, the centralised answer to compare with is the survivors' pooled data.
-            let base = plan
-                .pooled_of(&survivors)
-                .map_err(|e| e.to_string())
-                .and_then(|d| baseline::compute(&plan.config, &d).map_err(|e| e.to_string()));
-            lap("baseline", &mut phases);
-            match base {
-                Ok(base) => {
-                    // A reference describes all the data: after a dropout it no longer applies.
-                    let (cmp, reference) =
-                        evaluate(scenario, &plan, &fed, &base, summary.lost_sites.is_empty());
-                    let failed_check = [
-                        Some(("centralised baseline", &cmp)),
-                        reference.as_ref().map(|r| ("reference", &r.comparison)),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .find(|(_, c)| !c.passed);
-                    summary.status = if failed_check.is_none() {
-                        "succeeded"
-                    } else {
-                        "failed"
-                    };
-                    summary.error = failed_check.map(|(what, c)| FailureInfo {
-                        message: mismatch(what, c),
-                        site: None,
-                    });
-                    summary.results = Some(fed);
-                    summary.baseline = Some(base);
-                    summary.comparison = Some(cmp);
-                    summary.reference = reference;
-                }
-                Err(message) => {
-                    summary.results = Some(fed);
-                    summary.error = Some(FailureInfo {
-                        message: format!("centralised baseline failed: {message}"),
-                        site: None,
-                    });
-                }
-            }
-        }
-        Err(f) => {
-            summary.status = if f.cancelled { "cancelled" } else { "failed" };
-            summary.error = Some(FailureInfo {
-                message: f.message,
-                site: f.site,
-            });
-        }
+            .collect();
+        let people = People::from_bundles(self.scenario, &bundles)
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        Ok((bundles, people))
     }
-    if summary.status == "succeeded" && !summary.lost_sites.is_empty() {
-        summary.status = "degraded";
-        let names: Vec<&str> = summary.lost_sites.iter().map(|l| l.site.as_str()).collect();
-        summary.error = Some(FailureInfo {
-            message: format!(
-                "completed without {} (lost: {})",
-                names.join(", "),
-                summary
-                    .lost_sites
-                    .iter()
-                    .map(|l| format!("{} in round {}: {}", l.site, l.round, l.cause))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            site: names.first().map(|s| s.to_string()),
-        });
+
+    /// provision: put each bundle on its site. Takes the files out of the bundles, so the
+    /// controller holds no site's token afterwards.
+    fn provision(&mut self, bundles: &mut [Bundle]) -> Result<(), Stop> {
+        let provider = self.scenario.fleet.provider;
+        tracing::info!(phase = "provision", sites = bundles.len(), provider = ?provider, "installing the sites");
+        self.progress
+            .phase(format!("provision: installing {} sites", bundles.len()));
+        self.progress
+            .sites(&bundles.iter().map(|b| b.name.clone()).collect::<Vec<_>>());
+        let fleet = crate::fleet::for_scenario(
+            self.scenario,
+            &self.dir,
+            &self.opts.agent_exe,
+            self.opts.progress,
+        )
+        .map_err(|e| self.bad_hosts(e))?;
+        let fleet = self.fleet.insert(fleet);
+        let installed = fleet.install(bundles);
+        for s in &mut self.sites {
+            s.location = fleet.location(&s.name);
+        }
+        installed.map_err(|e| self.bad_hosts(e))
     }
-    lap("compare", &mut phases);
-    progress.finish(format!("{}: {}", scenario.scenario.name, summary.status));
-    match &summary.error {
-        None => tracing::info!(phase = "report", status = summary.status, "run finished"),
-        Some(e) => {
-            tracing::error!(phase = "report", status = summary.status, site = e.site.as_deref().unwrap_or(""), error = %e.message, "run finished")
+
+    /// Hosts that cannot be used as the scenario describes them: bad input (exit 2).
+    fn bad_hosts(&mut self, e: FleetError) -> Stop {
+        self.input_error = true;
+        Stop::Failed {
+            site: Some(e.site().to_string()),
+            message: e.to_string(),
         }
     }
 
-    let (cpu, rss) = rusage(libc::RUSAGE_SELF);
-    let (_, child_rss) = rusage(libc::RUSAGE_CHILDREN);
-    let mut sites_peak_rss_kib = std::collections::BTreeMap::new();
-    for site in rounds.iter().flat_map(|r| &r.sites) {
-        let e = sites_peak_rss_kib.entry(site.site.clone()).or_insert(0);
-        *e = site.peak_rss_kib.max(*e);
+    /// enrol: serve the portal; every account logs in, the sites join, the coordinator starts.
+    fn enrol(&mut self, people: People) -> Result<(), Stop> {
+        self.progress.phase("enrol: serving the portal");
+        let enrolment = Enrolment::start(crate::enrol::Setup {
+            scenario: self.scenario,
+            algorithm: &self.algorithm(),
+            people,
+            run_dir: &self.dir,
+            project: &self.scenario.scenario.name,
+            by_hand: self.opts.by_hand,
+        })
+        .map_err(|e| {
+            if matches!(e, crate::enrol::EnrolError::Script(_)) {
+                self.input_error = true;
+            }
+            Stop::failed(format!("the portal could not start: {e}"))
+        })?;
+        self.enrolment = Some(enrolment);
+        Ok(())
     }
-    let metrics = Metrics {
-        phases,
-        connect_secs,
-        rounds,
-        controller_cpu_secs: cpu,
-        controller_peak_rss_kib: rss,
-        agents_peak_rss_kib: child_rss,
-        sites_peak_rss_kib,
-        portal: portal_report,
-    };
-    let io = |source| RunError::RunDir {
-        path: dir.clone(),
-        source,
-    };
-    write_json_atomic(&dir.join("metrics.json"), &metrics).map_err(io)?;
-    logs::detach();
-    let names: Vec<String> = bundles.iter().map(|b| b.name.clone()).collect();
-    merge_logs(&logs_dir, &names).map_err(io)?;
-    // summary.json last: its presence means the run directory is complete.
-    write_json_atomic(&dir.join("summary.json"), &summary).map_err(io)?;
-    if let Err(e) = crate::report::write(&dir) {
-        tracing::warn!(phase = "report", error = %e, "report.html not written");
+
+    fn algorithm(&self) -> String {
+        let c = &self.plan.config;
+        match &c.target {
+            Some(t) => format!(
+                "{} of {t} on {} features",
+                c.kind.as_str(),
+                c.features.len()
+            ),
+            None => format!("{} of {} features", c.kind.as_str(), c.features.len()),
+        }
     }
-    Ok(RunOutcome {
-        dir,
-        summary,
-        metrics,
-        input_error,
-    })
+
+    /// federate: start the agents, let the coordinator drive the rounds, stop the agents.
+    fn federate(
+        &mut self,
+        listener: &TcpListener,
+        addr: SocketAddr,
+        bundles: &[Bundle],
+    ) -> Result<Federated, Stop> {
+        let scenario = self.scenario;
+        let site_keys: Vec<SiteAuth> = bundles
+            .iter()
+            .map(|b| SiteAuth {
+                name: b.name.clone(),
+                key: b.key,
+                config: b.config.clone(),
+                delays: delays(scenario, &b.name),
+            })
+            .collect();
+        let fleet = self.fleet.as_mut().expect("provisioned");
+        let enrolment = self.enrolment.as_ref().expect("enrolled");
+        self.fleet_running = true;
+        fleet.start(addr).map_err(|e| Stop::Failed {
+            site: Some(e.site().to_string()),
+            message: e.to_string(),
+        })?;
+        tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
+        self.progress.phase(format!(
+            "federate: {} on {} sites (portal {})",
+            self.plan.config.kind.as_str(),
+            bundles.len(),
+            enrolment.url
+        ));
+        // Test hook: record every frame the coordinator receives (what it can and cannot see).
+        let recording = std::env::var_os("FEDSIM_RECORD_FRAMES")
+            .and_then(|p| std::fs::File::create(p).ok())
+            .map(std::sync::Mutex::new);
+        let fed = &scenario.federation;
+        let settings = coordinator::Settings {
+            run_id: self.run_id.clone(),
+            connect_timeout: Duration::from_secs_f64(fed.connect_timeout_secs),
+            round_timeout: Duration::from_secs_f64(fed.round_timeout_secs),
+            cancel: &cancel::CANCEL,
+            progress: Some(&self.progress),
+            heartbeat: Duration::from_secs_f64(fed.heartbeat_secs),
+            secure: fed.secure_aggregation,
+            record: recording.as_ref(),
+            continue_with: (fed.on_dropout == OnDropout::Continue).then_some(fed.min_sites),
+            portal: Some(&enrolment.board),
+            start_timeout: Duration::from_secs_f64(scenario.gui.start_timeout_secs),
+        };
+        let mut watch = Injector::new(fleet.as_mut(), &scenario.faults);
+        let outcome = coordinator::run(
+            listener,
+            &site_keys,
+            &self.plan.config,
+            &settings,
+            &mut watch,
+        );
+        self.stop_sites();
+        let outcome = outcome?;
+        check_rows(&outcome.joined, bundles);
+        self.connect_secs = Some(outcome.connect_secs);
+        self.rounds = outcome.rounds;
+        self.findings.lost_sites = outcome.lost;
+        Ok(Federated {
+            estimates: outcome.estimates,
+            survivors: outcome.joined.into_iter().map(|j| j.name).collect(),
+        })
+    }
+
+    /// Stop the agents (briefly, after a cancel) and record how each ended.
+    fn stop_sites(&mut self) {
+        let Some(fleet) = self.fleet.as_mut().filter(|_| self.fleet_running) else {
+            return;
+        };
+        let grace = if cancel::requested() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
+        let pids = fleet.pids();
+        let exits = fleet.stop(grace);
+        self.fleet_running = false;
+        for s in &mut self.sites {
+            s.pid = pids.iter().find(|(n, _)| *n == s.name).map(|(_, p)| *p);
+            s.exit = exits.iter().find(|e| e.site == s.name).cloned();
+        }
+    }
+
+    /// results: everyone at the portal sees the end and downloads the results, each download
+    /// byte for byte the coordinator's.
+    fn results(&mut self, estimates: Estimates) -> Result<(), Stop> {
+        if let Err(e) = write_vectors(&self.dir, &self.plan, &estimates) {
+            tracing::warn!(phase = "results", error = %e, "cannot write the component vectors");
+        }
+        let bytes = results_file(self.scenario, &self.run_id, &estimates);
+        self.findings.results = Some(estimates);
+        let Some(mut enrolment) = self.enrolment.take() else {
+            return Ok(());
+        };
+        let driven = enrolment.finish(Ok(bytes.clone()), Duration::from_secs(120));
+        self.portal = driven.as_ref().ok().cloned();
+        match driven {
+            Ok(report) => {
+                crate::participants::check_downloads(&report, &bytes).map_err(Stop::failed)
+            }
+            Err(e) => Err(Stop::Failed {
+                site: e
+                    .account()
+                    .filter(|a| self.sites.iter().any(|s| s.name == *a))
+                    .map(str::to_string),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// collect: every site's log, merged later into one timeline.
+    fn collect(&mut self) -> Result<(), Stop> {
+        self.collect_logs();
+        Ok(())
+    }
+
+    fn collect_logs(&mut self) {
+        let Some(fleet) = self.fleet.as_mut() else {
+            return;
+        };
+        self.logs_collected = true;
+        // After a cancel there is no time to pull logs over SSH; `fedsim logs` does it later.
+        if cancel::requested() && self.scenario.fleet.provider != crate::scenario::Provider::Local {
+            tracing::warn!(
+                phase = "collect",
+                "cancelled: site logs not pulled; `fedsim logs RUN_DIR` pulls them"
+            );
+            return;
+        }
+        if let Err(e) = fleet.collect_logs(&self.dir.join("logs")) {
+            tracing::warn!(phase = "collect", error = %e, "log collection incomplete");
+        }
+    }
+
+    /// baseline: the same analysis on the pooled data of the sites that finished (after a
+    /// dropout, the survivors' rows).
+    fn baseline(&mut self, survivors: Vec<String>) -> Result<Estimates, Stop> {
+        tracing::info!(phase = "baseline", "computing the centralised baseline");
+        self.progress
+            .phase("baseline: the same analysis on the pooled data");
+        let plan = self.plan.clone();
+        let base = cancel::wait_for("baseline", move || {
+            plan.pooled_of(&survivors)
+                .map_err(|e| e.to_string())
+                .and_then(|d| baseline::compute(&plan.config, &d).map_err(|e| e.to_string()))
+        })?
+        .map_err(|m| Stop::failed(format!("centralised baseline failed: {m}")))?;
+        self.findings.baseline = Some(base.clone());
+        Ok(base)
+    }
+
+    /// compare: federated against the baseline, and against the reference when every site
+    /// finished (a reference describes all the data).
+    fn compare(
+        &mut self,
+        base: Estimates,
+        reference: Option<(PathBuf, ReferenceRow)>,
+    ) -> Result<(), Stop> {
+        let fed = self
+            .findings
+            .results
+            .as_ref()
+            .expect("results before compare");
+        for (side, est) in [("federated", fed), ("centralised", &base)] {
+            if let Some(what) = est.non_finite() {
+                return Err(Stop::failed(format!(
+                    "the {side} result has a non-finite {what}"
+                )));
+            }
+        }
+        let c = &self.scenario.compare;
+        let cmp = compare::compare(
+            fed,
+            &base,
+            Against::Centralised,
+            c.tolerance,
+            Some(c.angle_tolerance_deg),
+        )?;
+        let reference = match reference.filter(|_| self.findings.lost_sites.is_empty()) {
+            Some((source, row)) => Some(ReferenceCheck {
+                source,
+                comparison: compare::compare(
+                    fed,
+                    &row.estimates(),
+                    Against::Reference,
+                    c.tolerance,
+                    None,
+                )?,
+            }),
+            None => None,
+        };
+        self.findings.comparison = Some(cmp);
+        self.findings.reference = reference;
+        Ok(())
+    }
+
+    /// Tear down what is still running, then report: metrics, merged log, report.html and,
+    /// last, summary.json.
+    fn finish(mut self, ended: Result<(), (Phase, Stop)>) -> Result<RunOutcome, RunError> {
+        self.stop_sites();
+        if let Some(mut enrolment) = self.enrolment.take() {
+            // The portal shows how the run ended before it goes (not after a cancel: no time).
+            if let (Err((_, Stop::Failed { message, .. })), false) = (&ended, cancel::requested()) {
+                self.portal = enrolment
+                    .finish(Err(message.clone()), Duration::from_secs(3))
+                    .ok();
+            }
+        }
+        if !self.logs_collected {
+            self.collect_logs();
+        }
+        cancel::pause_point("report");
+        self.findings.stopped = match ended {
+            Ok(()) => None,
+            Err((phase, stop)) => Some(stopped(phase.name(), stop)),
+        };
+        let metrics = crate::metrics::collect(
+            &self.clock,
+            self.connect_secs,
+            std::mem::take(&mut self.rounds),
+            self.portal.take(),
+        );
+        let head = || SummaryHead {
+            scenario: self.scenario.scenario.name.clone(),
+            run_id: self.run_id.clone(),
+            algorithm: self.plan.config.kind.as_str().to_string(),
+        };
+        let findings = std::mem::take(&mut self.findings);
+        let mut summary = Summary::decide(head(), self.sites.clone(), findings);
+        log_end(&summary);
+        self.progress.finish(format!(
+            "{}: {}",
+            self.scenario.scenario.name, summary.status
+        ));
+        let io = |source| {
+            RunError::RunDir(RunDirError::Io {
+                path: self.dir.clone(),
+                source,
+            })
+        };
+        rundir::write_json_atomic(&self.dir.join("metrics.json"), &metrics).map_err(io)?;
+        logs::detach();
+        let names: Vec<String> = self.sites.iter().map(|s| s.name.clone()).collect();
+        logs::merge_run(&self.dir.join("logs"), &names).map_err(io)?;
+        // A cancel that comes while the report is written still makes the run "cancelled".
+        for _ in 0..2 {
+            if cancel::requested() && summary.status != crate::summary::Status::Cancelled {
+                summary.status = crate::summary::Status::Cancelled;
+                summary.error = Some(FailureInfo {
+                    message: "run cancelled while the report was written".into(),
+                    site: None,
+                    phase: Some("report".into()),
+                });
+            }
+            if let Err(e) = crate::report::write_from(&self.dir, &summary, &metrics) {
+                tracing::warn!(phase = "report", error = %e, "report.html not written");
+            }
+            if !cancel::requested() || summary.status == crate::summary::Status::Cancelled {
+                break;
+            }
+        }
+        // summary.json last: its presence means the run directory is complete.
+        rundir::write_json_atomic(&self.dir.join("summary.json"), &summary).map_err(io)?;
+        Ok(RunOutcome {
+            dir: self.dir.clone(),
+            summary,
+            metrics,
+            input_error: self.input_error,
+        })
+    }
+}
+
+/// The injected delays for a site: (algorithm round, seconds).
+fn delays(scenario: &Scenario, site: &str) -> Vec<(u32, f64)> {
+    scenario
+        .faults
+        .iter()
+        .filter(|f| f.site == site && f.kind == crate::scenario::FaultKind::Slow)
+        .map(|f| (f.round, f.delay_secs.unwrap_or(0.0)))
+        .collect()
+}
+
+fn stopped(phase: &str, stop: Stop) -> Stopped {
+    match stop {
+        Stop::Cancelled => Stopped {
+            cancelled: true,
+            failure: FailureInfo {
+                message: format!("run cancelled during {phase}"),
+                site: None,
+                phase: Some(phase.into()),
+            },
+        },
+        Stop::Failed { message, site, .. } => Stopped {
+            cancelled: false,
+            failure: FailureInfo {
+                message,
+                site,
+                phase: Some(phase.into()),
+            },
+        },
+    }
+}
+
+fn log_end(summary: &Summary) {
+    let status = summary.status.as_str();
+    match &summary.error {
+        None => tracing::info!(phase = "report", status, "run finished"),
+        Some(e) => {
+            tracing::error!(phase = "report", status, site = e.site.as_deref().unwrap_or(""), error = %e.message, "run finished")
+        }
+    }
 }
 
 /// The file the portal offers for download: the federated results and what they came from.
@@ -712,59 +790,10 @@ fn results_file(scenario: &Scenario, run_id: &str, est: &Estimates) -> Vec<u8> {
         "fedsim_version": env!("CARGO_PKG_VERSION"),
         "project": scenario.scenario.name,
         "run_id": run_id,
-        "algorithm": reference_kind(scenario),
+        "algorithm": reference::kind_name(scenario.algorithm.kind),
         "results": est,
     });
     serde_json::to_vec_pretty(&doc).unwrap_or_default()
-}
-
-/// Federated against the centralised baseline, and against the reference file when there is one.
-fn evaluate(
-    scenario: &Scenario,
-    plan: &Plan,
-    fed: &Estimates,
-    base: &Estimates,
-    all_sites: bool,
-) -> (Comparison, Option<ReferenceCheck>) {
-    let tol = scenario.compare.tolerance;
-    let angle_tol = scenario.compare.angle_tolerance_deg;
-    let cmp = compare::with_angles(compare::estimates(fed, base, tol), fed, base, angle_tol);
-    let reference = scenario
-        .compare
-        .reference
-        .as_ref()
-        .filter(|_| all_sites)
-        .and_then(|path| {
-            let row = compare::find_reference(
-                path,
-                &data_file_name(plan),
-                reference_kind(scenario),
-                plan.config.scale,
-            )
-            .ok()?;
-            let mut want = row.estimates();
-            // A reference lists the leading singular values; compare as many as both sides have.
-            let mut got = fed.clone();
-            let m = got.singular_values.len().min(want.singular_values.len());
-            got.singular_values.truncate(m);
-            want.singular_values.truncate(m);
-            Some(ReferenceCheck {
-                source: path.clone(),
-                comparison: compare::estimates(&got, &want, tol),
-            })
-        });
-    (cmp, reference)
-}
-
-fn mismatch(what: &str, c: &Comparison) -> String {
-    let mut m = format!(
-        "federated result differs from the {what}: max relative difference {:.3e} at {} (tolerance {:.1e})",
-        c.max_rel_diff, c.worst, c.tolerance
-    );
-    if let (Some(a), Some(t)) = (c.max_angle_deg, c.angle_tolerance_deg) {
-        m.push_str(&format!(", max angle {a:.2e} deg (tolerance {t} deg)"));
-    }
-    m
 }
 
 /// svd: the coordinator's vectors as CSV: right singular vectors per feature (horizontal), or
@@ -794,106 +823,8 @@ fn write_vectors(dir: &Path, plan: &Plan, est: &Estimates) -> Result<(), crate::
     }
 }
 
-/// Merge the controller's and every site's log into `logs/merged.jsonl`.
-fn merge_logs(logs_dir: &Path, sites: &[String]) -> std::io::Result<usize> {
-    let mut sources = vec![("controller".to_string(), logs_dir.join("controller.jsonl"))];
-    sources.extend(
-        sites
-            .iter()
-            .map(|s| (s.clone(), logs_dir.join(format!("{s}.jsonl")))),
-    );
-    logs::merge(&sources, &logs_dir.join("merged.jsonl"))
-}
-
-/// `fedsim logs RUN_DIR`: pull every site's log again (over SSH for remote sites) and re-merge.
-pub fn logs(dir: &Path, opts: &RunOptions) -> Result<usize, RunError> {
-    let scenario = Scenario::load(&dir.join("scenario.toml"))?;
-    let io = |source| RunError::RunDir {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let plan: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("plan.json")).map_err(io)?)
-            .map_err(|e| io(std::io::Error::other(e)))?;
-    let names: Vec<String> = plan["sites"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let logs_dir = dir.join("logs");
-    std::fs::create_dir_all(&logs_dir).map_err(io)?;
-    match scenario.fleet.provider {
-        Provider::Local => {
-            for n in &names {
-                let src = dir.join("sites").join(n).join("agent.jsonl");
-                std::fs::copy(&src, logs_dir.join(format!("{n}.jsonl"))).map_err(|e| {
-                    RunError::Fleet(FleetError::Logs {
-                        site: n.clone(),
-                        reason: format!("{}: {e}", src.display()),
-                    })
-                })?;
-            }
-        }
-        _ => {
-            let mut fleet = fleet_for(&scenario, dir, opts)?;
-            fleet.collect_logs(&logs_dir)?;
-        }
-    }
-    merge_logs(&logs_dir, &names).map_err(io)
-}
-
-/// The coordinator's view of the fleet: who died, and the faults to inject as rounds start.
-struct FaultyFleet<'a> {
-    fleet: &'a mut dyn Fleet,
-    faults: &'a [FaultSpec],
-}
-
-impl coordinator::Watch for FaultyFleet<'_> {
-    fn dead_site(&mut self) -> Option<(String, String)> {
-        self.fleet.dead_site()
-    }
-
-    fn round_starts(&mut self, round: u32) {
-        for f in self.faults.iter().filter(|f| f.round == round) {
-            let done = match f.kind {
-                FaultKind::Kill => self.fleet.kill(&f.site),
-                FaultKind::Cut => self.fleet.cut(&f.site),
-                FaultKind::Slow | FaultKind::WrongPassword | FaultKind::WrongToken => continue,
-            };
-            match done {
-                Ok(()) => {
-                    tracing::warn!(phase = "federate", site = %f.site, round, fault = ?f.kind, "injected fault")
-                }
-                Err(e) => {
-                    tracing::error!(phase = "federate", site = %f.site, round, error = %e, "could not inject fault")
-                }
-            }
-        }
-    }
-}
-
-/// A federation failure as the summary reports it.
-struct Failure {
-    message: String,
-    site: Option<String>,
-    cancelled: bool,
-}
-
-impl From<FedError> for Failure {
-    fn from(e: FedError) -> Self {
-        Failure {
-            site: e.site().map(str::to_string),
-            cancelled: matches!(e, FedError::Cancelled),
-            message: e.to_string(),
-        }
-    }
-}
-
 /// The rows each agent loaded must be the rows prep gave it.
-fn check_rows(joined: &[JoinedSite], bundles: &[prep::Bundle]) {
+fn check_rows(joined: &[coordinator::JoinedSite], bundles: &[Bundle]) {
     for j in joined {
         let Some(b) = bundles.iter().find(|b| b.name == j.name) else {
             continue;

@@ -94,13 +94,20 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
         std::fs::read_to_string(out.join("report.html")).unwrap(),
         before
     );
-    // JUnit: one test case per check, none failing.
+    // JUnit: the run, each site, and one case per term and check, none failing.
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("failures=\"0\""), "{xml}");
-    assert_eq!(count(&xml, "<testcase"), 4, "{xml}");
-    assert!(
-        xml.contains("coef: federated vs centralised") && xml.contains("independent reference")
-    );
+    let checks = 2 * terms.len();
+    assert_eq!(count(&xml, "<testcase"), 1 + 3 + 2 * checks, "{xml}");
+    for case in [
+        "run completes",
+        "site site-2 takes part to the end",
+        "coef[GPA] federated vs centralised",
+        "se[const] federated vs centralised",
+        "coef[PSI] federated vs reference",
+    ] {
+        assert!(xml.contains(&format!("name=\"{case}\"")), "{case}: {xml}");
+    }
 
     // A screenshot in real headless Chromium, kept for people to look at.
     let png = artifacts().join("report-logit.png");

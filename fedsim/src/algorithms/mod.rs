@@ -124,6 +124,46 @@ pub struct Estimates {
     pub spectrum: Vec<f64>,
 }
 
+impl Estimates {
+    /// The first number that is not finite, named (`p[bmi]`, `r2`): the summary promises numbers,
+    /// and JSON would turn NaN into null.
+    pub fn non_finite(&self) -> Option<String> {
+        let term = |i: usize| {
+            self.terms
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("pc{}", i + 1))
+        };
+        let lists: [(&str, &[f64]); 6] = [
+            ("coef", &self.coef),
+            ("se", &self.se),
+            ("t", &self.t),
+            ("p", &self.p),
+            ("singular_value", &self.singular_values),
+            ("explained_variance", &self.explained_variance),
+        ];
+        for (name, values) in lists {
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Some(format!("{name}[{}] ({})", term(i), values[i]));
+            }
+        }
+        [
+            ("r2", self.r2),
+            ("sigma2", self.sigma2),
+            ("loglik", self.loglik),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.is_some_and(|v| !v.is_finite()))
+        .map(|(name, v)| format!("{name} ({})", v.unwrap_or_default()))
+        .or_else(|| {
+            self.convergence
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|i| format!("convergence[{}]", i + 1))
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum AlgoError {
     #[error("{0}")]

@@ -1,41 +1,22 @@
 //! The `local` provider: each site is its own `fedsim agent` OS process in its own working
 //! directory, with a scrubbed environment. Nothing is shared but the coordinator's address.
+//!
+//! Agents run in process groups of their own, so a terminal's Ctrl-C (which reaches the whole
+//! foreground group) goes to the controller alone, and the controller decides how they stop.
+//! They are started without a `pre_exec` hook, so the standard library can use posix_spawn
+//! instead of forking the (possibly large) controller; each agent ties its life to the
+//! controller itself (see [`crate::children`]).
 
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Fleet, FleetError, SiteExit};
-
-/// Have the kernel kill `cmd`'s process when the controller dies without cleaning up (e.g.
-/// SIGKILL), so no child of fedsim (agent, chromedriver) is ever orphaned.
-pub fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe, which is all pre_exec asks of the closure.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
+use crate::children::{self, PARENT_VAR};
 use crate::prep::{self, Bundle};
-
-/// Every agent pid alive in this process, so a signal handler can stop them all.
-static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-/// Kill every agent this process started (used on Ctrl-C / SIGTERM).
-pub fn kill_all() {
-    if let Ok(pids) = LIVE.lock() {
-        for &pid in pids.iter() {
-            // SAFETY: sending a signal to a pid we spawned; no memory is touched.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
-}
 
 struct Agent {
     site: String,
@@ -60,12 +41,6 @@ impl LocalFleet {
             agents: Vec::new(),
             connect_timeout,
         }
-    }
-}
-
-fn forget(pid: u32) {
-    if let Ok(mut pids) = LIVE.lock() {
-        pids.retain(|p| *p != pid);
     }
 }
 
@@ -120,14 +95,15 @@ impl Fleet for LocalFleet {
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
                 )
+                .env(PARENT_VAR, std::process::id().to_string())
                 .stdin(Stdio::null())
                 .stdout(out)
-                .stderr(err);
-            die_with_parent(&mut cmd);
+                .stderr(err)
+                .process_group(0);
             let child = cmd
                 .spawn()
                 .map_err(|e| start(format!("{}: {e}", self.agent_exe.display())))?;
-            LIVE.lock().map(|mut l| l.push(child.id())).ok();
+            children::track(child.id());
             tracing::info!(phase = "launch", site = %a.site, pid = child.id(), "agent started");
             a.child = Some(child);
         }
@@ -142,7 +118,7 @@ impl Fleet for LocalFleet {
             };
             if let Ok(Some(status)) = child.try_wait() {
                 let pid = child.id();
-                forget(pid);
+                children::untrack(pid);
                 a.exited = Some(SiteExit {
                     site: a.site.clone(),
                     pid,
@@ -170,8 +146,8 @@ impl Fleet for LocalFleet {
         None
     }
 
-    fn stop(&mut self) -> Vec<SiteExit> {
-        let grace = Instant::now() + Duration::from_secs(5);
+    fn stop(&mut self, grace: Duration) -> Vec<SiteExit> {
+        let grace = Instant::now() + grace;
         for a in &mut self.agents {
             let Some(child) = a.child.as_mut() else {
                 continue;
@@ -191,7 +167,7 @@ impl Fleet for LocalFleet {
                     }
                 }
             };
-            forget(pid);
+            children::untrack(pid);
             a.exited = Some(SiteExit {
                 site: a.site.clone(),
                 pid,
@@ -260,7 +236,7 @@ impl Drop for LocalFleet {
             if let (None, Some(child)) = (&a.exited, a.child.as_mut()) {
                 let _ = child.kill();
                 let _ = child.wait();
-                forget(child.id());
+                children::untrack(child.id());
             }
         }
     }

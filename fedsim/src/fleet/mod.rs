@@ -1,5 +1,6 @@
 //! Where sites run. One trait, one implementation per provider; the federation does not care which.
 
+pub mod faults;
 pub mod local;
 pub mod package;
 pub mod remote;
@@ -8,9 +9,11 @@ pub mod tunnel;
 pub mod vagrant;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::prep::Bundle;
+use crate::scenario::{Provider, Scenario};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -33,7 +36,7 @@ impl FleetError {
 }
 
 /// How a site's agent ended.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SiteExit {
     pub site: String,
     pub pid: u32,
@@ -51,8 +54,8 @@ pub trait Fleet {
     fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError>;
     /// A site whose agent has died, with the reason, if any has.
     fn dead_site(&mut self) -> Option<(String, String)>;
-    /// Stop every agent (waiting briefly for a clean exit first) and report how each ended.
-    fn stop(&mut self) -> Vec<SiteExit>;
+    /// Stop every agent (waiting up to `grace` for a clean exit first) and report how each ended.
+    fn stop(&mut self, grace: Duration) -> Vec<SiteExit>;
     /// Copy each site's log into `dest/<site>.jsonl`.
     fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError>;
     /// Kill a site's agent at once (fault injection).
@@ -68,4 +71,49 @@ pub trait Fleet {
     fn pids(&self) -> Vec<(String, u32)>;
     /// Where a site keeps its bundle, for people.
     fn location(&self, site: &str) -> Option<String>;
+}
+
+/// SSH calls (connect, each command) give up after this long.
+const SSH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The fleet a scenario asks for, its site directories under `run_dir`.
+pub fn for_scenario(
+    scenario: &Scenario,
+    run_dir: &Path,
+    agent_exe: &Path,
+    progress: bool,
+) -> Result<Box<dyn Fleet>, FleetError> {
+    let connect = Duration::from_secs_f64(scenario.federation.connect_timeout_secs);
+    let name = &scenario.scenario.name;
+    let ssh = |specs| {
+        Box::new(
+            remote::SshFleet::new(specs, name, agent_exe.to_path_buf(), SSH_TIMEOUT, progress)
+                .with_tunnel(scenario.fleet.tunnel),
+        )
+    };
+    Ok(match scenario.fleet.provider {
+        Provider::Local => Box::new(local::LocalFleet::new(
+            agent_exe.to_path_buf(),
+            run_dir.join("sites"),
+            connect,
+        )),
+        Provider::Ssh => ssh(scenario.sites.clone()),
+        Provider::Vagrant => {
+            let vdir = scenario
+                .fleet
+                .vagrant_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("."));
+            let specs = vagrant::sites(
+                &vdir,
+                scenario.partition.sites,
+                &run_dir.join("known_hosts"),
+            )
+            .map_err(|e| FleetError::Install {
+                site: "vagrant".into(),
+                reason: e.to_string(),
+            })?;
+            ssh(specs)
+        }
+    })
 }

@@ -368,7 +368,7 @@ impl Fleet for SshFleet {
         None
     }
 
-    fn stop(&mut self) -> Vec<SiteExit> {
+    fn stop(&mut self, grace: Duration) -> Vec<SiteExit> {
         let dir = self.dir.clone();
         let pids = self.pids.clone();
         let known = self.exits.clone();
@@ -380,7 +380,7 @@ impl Fleet for SshFleet {
             let ssh = conn.as_ref().ok_or("not connected")?;
             bar.set_message("waiting for the agent to exit");
             let exit_file = format!("{}/agent.exit", shell_quote(&dir));
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = Instant::now() + grace;
             let mut killed = false;
             let code = loop {
                 if let Ok((0, out, _)) = ssh.exec(&format!("cat {exit_file}")) {
@@ -388,7 +388,8 @@ impl Fleet for SshFleet {
                 }
                 if Instant::now() >= deadline {
                     killed = true;
-                    let _ = ssh.exec(&format!("kill -TERM -- -{pid} 2>/dev/null; sleep 1; kill -KILL -- -{pid} 2>/dev/null; true"));
+                    // TERM, half a second to go, then KILL: the whole process group.
+                    let _ = ssh.exec(&format!("kill -TERM -- -{pid} 2>/dev/null; for i in 1 2 3 4 5; do kill -0 -- -{pid} 2>/dev/null || break; sleep 0.1; done; kill -KILL -- -{pid} 2>/dev/null; true"));
                     break None;
                 }
                 std::thread::sleep(Duration::from_millis(100));

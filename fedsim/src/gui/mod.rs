@@ -18,6 +18,29 @@ use crate::portal::Role;
 use browser::{Driver, Scratch};
 use script::{expand, Action, Script, Step, BUILTINS};
 
+/// The browser machinery is there and can be run: checked before a run starts anything, so a
+/// missing package is bad input, not a failure halfway through.
+pub fn check_binaries(chromedriver: &Path, browser: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for (key, path, package) in [
+        ("chromedriver", chromedriver, "chromium-driver"),
+        ("browser", browser, "chromium"),
+    ] {
+        let problem = match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "not found".to_string(),
+            Err(e) => e.to_string(),
+            Ok(m) if !m.is_file() => "not a file".to_string(),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable".to_string(),
+            Ok(_) => continue,
+        };
+        return Err(format!(
+            "[gui] {key} = {:?}: {problem}; install Debian's {package} or set [gui] {key} (needed because [gui] enabled = true)",
+            path.display().to_string()
+        ));
+    }
+    Ok(())
+}
+
 /// How often a waiting step looks at the page again.
 const POLL: Duration = Duration::from_millis(100);
 

@@ -1,0 +1,427 @@
+//! What a person reads: `report.html` from a run directory alone (self-contained: inline CSS and
+//! SVG plots, nothing fetched), a table across several runs, and JUnit XML for CI systems.
+//!
+//! The report renders the same typed [`Summary`] and [`Metrics`] the run writes, so a renamed
+//! field is a compile error here, not a silently blank cell. `fedsim report RUN_DIR` reads them
+//! back from the directory, so it works on any finished run, also one copied from elsewhere.
+
+mod across;
+pub mod junit;
+mod plots;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub use across::compare;
+
+use crate::compare::{Check, Comparison, Quantity};
+use crate::metrics::Metrics;
+use crate::participants::DriveReport;
+use crate::rundir::PlanFile;
+use crate::summary::{Status, Summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("plot {0}: {1}")]
+    Plot(&'static str, String),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Read a JSON file the run wrote into its typed form, naming the file on failure.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ReportError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ReportError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Everything a report is made from.
+pub struct RunView {
+    pub dir: PathBuf,
+    pub summary: Summary,
+    pub metrics: Metrics,
+    /// Absent only for a directory whose plan was never written.
+    pub plan: Option<PlanFile>,
+    /// The merged log, one JSON object a line (its shape is tracing's, not ours).
+    pub log: Vec<Value>,
+}
+
+impl RunView {
+    pub fn load(dir: &Path) -> Result<RunView, ReportError> {
+        Ok(RunView::with(dir, Summary::load(dir)?, Metrics::load(dir)?))
+    }
+
+    /// The run's summary and metrics as given, its plan and log from the directory.
+    fn with(dir: &Path, summary: Summary, metrics: Metrics) -> RunView {
+        let log = std::fs::read_to_string(dir.join("logs/merged.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        RunView {
+            dir: dir.to_path_buf(),
+            summary,
+            metrics,
+            plan: PlanFile::load(dir).ok(),
+            log,
+        }
+    }
+}
+
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn num(x: f64) -> String {
+    if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
+        format!("{x:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        format!("{x:.4e}")
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.ok{color:#0a7d32;font-weight:bold}
+.bad{color:#b00020;font-weight:bold}.note{color:#666}figure.plot{margin:1em 0}code{background:#f3f3f3;padding:0 3px}";
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "<span class=\"ok\">passed</span>"
+    } else {
+        "<span class=\"bad\">FAILED</span>"
+    }
+}
+
+/// The checks of one comparison, grouped by term (or component) in their order.
+fn by_term(c: &Comparison) -> Vec<(&str, Vec<&Check>)> {
+    let mut rows: Vec<(&str, Vec<&Check>)> = Vec::new();
+    for check in &c.checks {
+        match rows.iter_mut().find(|(t, _)| *t == check.term) {
+            Some((_, checks)) => checks.push(check),
+            None => rows.push((&check.term, vec![check])),
+        }
+    }
+    rows
+}
+
+/// The comparison table: one row per term (regressions) or component (svd), each value with its
+/// difference on the scale it is judged on, and the verdict.
+fn comparison_table(c: &Comparison, svd: bool) -> String {
+    let cols: &[Quantity] = if svd {
+        &[Quantity::SingularValue, Quantity::Angle]
+    } else {
+        &[Quantity::Coef, Quantity::Se]
+    };
+    let mut t = String::from("<table id=\"comparison\"><tr><th>");
+    t.push_str(if svd { "component" } else { "term" });
+    t.push_str("</th>");
+    for q in cols {
+        match q {
+            Quantity::Angle => t.push_str("<th>angle (deg)</th>"),
+            q => {
+                let _ = write!(
+                    t,
+                    "<th>federated {n}</th><th>centralised {n}</th><th>diff</th>",
+                    n = q.as_str()
+                );
+            }
+        }
+    }
+    t.push_str("<th>verdict</th></tr>");
+    for (term, checks) in by_term(c) {
+        let _ = write!(t, "<tr><td>{}</td>", esc(term));
+        for q in cols {
+            let check = checks.iter().find(|c| c.quantity == *q);
+            match (q, check) {
+                (Quantity::Angle, Some(a)) => {
+                    let _ = write!(t, "<td>{:.2e}</td>", a.got);
+                }
+                (Quantity::Angle, None) => t.push_str("<td>-</td>"),
+                (_, Some(v)) => {
+                    let _ = write!(
+                        t,
+                        "<td>{}</td><td>{}</td><td>{:.2e}</td>",
+                        num(v.got),
+                        num(v.want),
+                        v.diff
+                    );
+                }
+                (_, None) => t.push_str("<td>-</td><td>-</td><td>-</td>"),
+            }
+        }
+        let notes: Vec<&str> = checks.iter().filter_map(|c| c.note.as_deref()).collect();
+        let _ = write!(
+            t,
+            "<td>{}{}</td></tr>",
+            verdict(checks.iter().all(|c| c.passed)),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" <span class=\"note\">({})</span>", esc(&notes.join("; ")))
+            }
+        );
+    }
+    t.push_str("</table>");
+    let _ = write!(
+        t,
+        "<p>Federated vs centralised: largest difference <b>{:.3e}</b> at <code>{}</code> (absolute {:.3e}), tolerance {:.1e}: {}</p>",
+        c.max_diff,
+        esc(&c.worst),
+        c.max_abs_diff,
+        c.tolerance,
+        verdict(c.passed)
+    );
+    t.push_str("<p class=\"note\">A coefficient's difference is divided by the larger of |centralised value| and its standard error (a coefficient near 0 is judged on its uncertainty); a standard error's or singular value's by its own size; vectors by their angle.</p>");
+    t
+}
+
+/// `report.html` for one run.
+pub fn render(run: &RunView) -> Result<String, ReportError> {
+    let s = &run.summary;
+    let m = &run.metrics;
+    let status = s.status.as_str();
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fedsim: {name}</title><style>{STYLE}</style></head><body>\
+         <h1>fedsim run <code>{name}</code>: {badge}</h1>\
+         <p>Run <code>{id}</code>, algorithm <b>{alg}</b>, fedsim {ver}.</p>",
+        name = esc(&s.scenario),
+        badge = if s.status == Status::Succeeded {
+            format!("<span class=\"ok\">{status}</span>")
+        } else {
+            format!("<span class=\"bad\">{status}</span>")
+        },
+        id = esc(&s.run_id),
+        alg = esc(&s.algorithm),
+        ver = esc(&s.fedsim_version),
+    );
+    if let Some(e) = &s.error {
+        let site = e
+            .site
+            .as_deref()
+            .map(|x| format!(" (site <b>{}</b>)", esc(x)))
+            .unwrap_or_default();
+        let phase = e
+            .phase
+            .as_deref()
+            .map(|p| format!(" in {}", esc(p)))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<p class=\"bad\">Error{phase}{site}: {}</p>",
+            esc(&e.message)
+        );
+    }
+    h.push_str("<h2>Scenario</h2><table id=\"scenario\"><tr><th>item</th><th>value</th></tr>");
+    let mut row = |k: &str, v: String| {
+        let _ = write!(h, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
+    };
+    if let Some(p) = &run.plan {
+        row("data", p.data.display().to_string());
+        row("seed", p.seed.to_string());
+        row(
+            "partition",
+            format!(
+                "{} / {} over {} sites",
+                serde_plain(&p.partition.kind),
+                serde_plain(&p.partition.strategy),
+                p.partition.sites
+            ),
+        );
+        row("features", p.algorithm.features.len().to_string());
+    }
+    row(
+        "rows",
+        s.results.as_ref().map_or("-".into(), |r| r.n.to_string()),
+    );
+    h.push_str("</table><h2>Sites</h2><table id=\"sites\"><tr><th>site</th><th>rows</th><th>where</th><th>agent exit</th><th>peak memory (MiB)</th></tr>");
+    for site in &s.sites {
+        let exit = match &site.exit {
+            Some(e) if e.killed => "killed".to_string(),
+            Some(e) => e.code.map_or("signal".into(), |c| c.to_string()),
+            None => "-".to_string(),
+        };
+        let mem = m
+            .sites_peak_rss_kib
+            .get(&site.name)
+            .map_or("-".into(), |k| format!("{:.0}", *k as f64 / 1024.0));
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{exit}</td><td>{mem}</td></tr>",
+            esc(&site.name),
+            site.rows,
+            esc(site.location.as_deref().unwrap_or(""))
+        );
+    }
+    h.push_str("</table>");
+    if let Some(c) = &s.comparison {
+        h.push_str("<h2>Federated vs centralised</h2>");
+        h.push_str(&comparison_table(c, s.algorithm == "svd"));
+    }
+    if let Some(r) = &s.reference {
+        let _ = write!(
+            h,
+            "<p>Against the independent reference <code>{}</code>: largest difference <b>{:.3e}</b> at <code>{}</code>: {}</p>",
+            esc(&r.source.display().to_string()),
+            r.comparison.max_diff,
+            esc(&r.comparison.worst),
+            verdict(r.comparison.passed)
+        );
+    }
+    h.push_str("<h2>Plots</h2>");
+    h.push_str(&plots::timeline(run)?);
+    for plot in [
+        plots::convergence(run)?,
+        plots::agreement(run)?,
+        plots::traffic(run)?,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        h.push_str(&plot);
+    }
+    h.push_str("<h2>Costs</h2><table id=\"metrics\"><tr><th>phase</th><th>seconds</th></tr>");
+    for (phase, secs) in &m.phases {
+        let _ = write!(h, "<tr><td>{}</td><td>{secs:.3}</td></tr>", esc(phase));
+    }
+    let _ = write!(
+        h,
+        "</table><p>Controller CPU {:.2} s, controller peak memory {:.0} MiB.</p>",
+        m.controller_cpu_secs,
+        m.controller_peak_rss_kib as f64 / 1024.0
+    );
+    if let Some(p) = &m.portal {
+        h.push_str(&portal(p));
+    }
+    let problems: Vec<&Value> = run
+        .log
+        .iter()
+        .filter(|l| matches!(l["level"].as_str(), Some("ERROR") | Some("WARN")))
+        .collect();
+    let _ = write!(h, "<h2>Errors and warnings ({})</h2>", problems.len());
+    if !problems.is_empty() {
+        h.push_str("<table id=\"errors\"><tr><th>time</th><th>source</th><th>level</th><th>message</th></tr>");
+        for l in problems {
+            let detail = l["error"]
+                .as_str()
+                .or(l["reason"].as_str())
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                esc(l["timestamp"].as_str().unwrap_or("")),
+                esc(l["source"].as_str().unwrap_or("")),
+                esc(l["level"].as_str().unwrap_or("")),
+                esc(l["message"].as_str().unwrap_or("")),
+                esc(&detail)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// An enum as the scenario spells it (its serde name).
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The portal: how the accounts enrolled (API or browsers), the time per phase, the slowest steps
+/// and links to the screenshots.
+fn portal(p: &DriveReport) -> String {
+    let how = match p.driver.as_str() {
+        "gui" => "every account in its own headless browser",
+        "people" => "people in their browsers",
+        _ => "JSON API",
+    };
+    let mut h = format!(
+        "<h2>Portal ({how})</h2><table id=\"portal\"><tr><th>phase</th><th>seconds</th></tr>"
+    );
+    for (phase, secs) in &p.phases {
+        let _ = write!(h, "<tr><td>{}</td><td>{secs:.3}</td></tr>", esc(phase));
+    }
+    h.push_str("</table>");
+    let mut steps: Vec<_> = p.steps.iter().collect();
+    steps.sort_by(|a, b| b.secs.total_cmp(&a.secs));
+    h.push_str("<table id=\"portal-steps\"><tr><th>slowest steps</th><th>account</th><th>phase</th><th>seconds</th></tr>");
+    for s in steps.iter().take(5) {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>",
+            esc(&s.step),
+            esc(&s.account),
+            esc(&s.phase),
+            s.secs
+        );
+    }
+    h.push_str("</table>");
+    let shots: Vec<String> = p
+        .screenshots
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter_map(|s| s.find("portal/").map(|i| s[i..].to_string()))
+        .collect();
+    if !shots.is_empty() {
+        h.push_str("<p>Screenshots: ");
+        for (i, s) in shots.iter().enumerate() {
+            let _ = write!(
+                h,
+                "{}<a href=\"{}\">{}</a>",
+                if i > 0 { ", " } else { "" },
+                esc(s),
+                esc(s.trim_start_matches("portal/"))
+            );
+        }
+        h.push_str("</p>");
+    }
+    h
+}
+
+/// Write `report.html` into a run directory from its files.
+pub fn write(dir: &Path) -> Result<PathBuf, ReportError> {
+    write_view(&RunView::load(dir)?)
+}
+
+/// Write `report.html` for a run that is finishing, from its summary and metrics in hand.
+pub fn write_from(
+    dir: &Path,
+    summary: &Summary,
+    metrics: &Metrics,
+) -> Result<PathBuf, ReportError> {
+    write_view(&RunView::with(dir, summary.clone(), metrics.clone()))
+}
+
+fn write_view(run: &RunView) -> Result<PathBuf, ReportError> {
+    let html = render(run)?;
+    let path = run.dir.join("report.html");
+    std::fs::write(&path, html).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
