@@ -87,6 +87,39 @@ const CASES: &[(&str, &[&str], bool)] = &[
         ],
         false,
     ),
+    // References must describe the analysis: same file, kind, target and terms.
+    (
+        "reference_terms.toml",
+        &[
+            "reference.jsonl, line 1",
+            "describes another analysis",
+            "terms [const, age, sex, bmi",
+            "(the analysis: [const, age, bmi, bp])",
+        ],
+        false,
+    ),
+    (
+        "reference_missing.toml",
+        &["reference.jsonl", "no \"ols\" row for \"spector.csv\""],
+        false,
+    ),
+    // Browsers asked for but not there: found before anything starts.
+    (
+        "gui_no_chromedriver.toml",
+        &[
+            "[gui] chromedriver",
+            "/nonexistent/chromedriver",
+            "not found",
+            "chromium-driver",
+        ],
+        false,
+    ),
+    // A site's own .env is read before anything starts; its token is never echoed.
+    (
+        "site_env_short_token.toml",
+        &["hospital-a", "short_token.env", "shorter than 32 characters"],
+        false,
+    ),
     // The hosts are only tried once the run has started: a run directory records the failure.
     (
         "unreachable_host.toml",
@@ -128,6 +161,7 @@ fn every_bad_input_is_refused_with_its_reason_and_exit_code_2() {
         );
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{file}: {err}");
+        assert!(!err.contains("abc123"), "{file}: a secret in the error");
         for f in *fragments {
             assert!(err.contains(f), "{file}: {err:?} lacks {f:?}");
         }
