@@ -67,3 +67,8 @@ pub fn untrack(pid: u32) {
         l.retain(|p| *p != pid);
     }
 }
+
+/// The process groups (leaders' pids) started and not yet reaped, e.g. to measure their memory.
+pub fn tracked() -> Vec<u32> {
+    LIVE.lock().map(|l| l.clone()).unwrap_or_default()
+}

@@ -125,7 +125,11 @@ impl Enrolment {
             accounts: site_accounts,
             names,
         } = s.people;
-        let mut accounts = vec![Account::new(COORDINATOR, Role::Coordinator, &password)];
+        let mut accounts = vec![Account::generated(
+            COORDINATOR,
+            Role::Coordinator,
+            &password,
+        )];
         accounts.extend(site_accounts);
         let board = Board::new(s.algorithm, names, accounts);
         let fed = &s.scenario.federation;

@@ -88,6 +88,15 @@ enum Command {
         /// Smaller data (1/50 of the rows, 1/5 of the columns), same shape of work.
         #[arg(long)]
         quick: bool,
+        /// Measure scaling in sites instead: one run per count, e.g. --sites 10,100,1000.
+        #[arg(long, value_delimiter = ',')]
+        sites: Vec<usize>,
+        /// With --sites: the analysis each count runs.
+        #[arg(long, value_enum, default_value = "ols")]
+        workload: fedsim::bench::sites::Workload,
+        /// With --sites: rows of generated data.
+        #[arg(long, default_value_t = 20_000)]
+        rows: usize,
     },
     /// Run a site agent from its bundle directory (started by fedsim on each site).
     Agent {
@@ -316,7 +325,13 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Bench { out, quick } => {
+        Command::Bench {
+            out,
+            quick,
+            sites,
+            workload,
+            rows,
+        } => {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from(format!(
                     "runs/bench-{}",
@@ -328,6 +343,20 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(code) => return code,
             };
             install_signal_handler(quiet);
+            if !sites.is_empty() {
+                return match fedsim::bench::sites::run(&out, &sites, workload, rows, &agent_exe) {
+                    Ok(report) => {
+                        eprint!("{}", fedsim::bench::sites::table(&report));
+                        println!("{}", out.join("sites.json").display());
+                        if report.cases.iter().all(|c| c.status == "succeeded") {
+                            ExitCode::SUCCESS
+                        } else {
+                            ExitCode::from(1)
+                        }
+                    }
+                    Err(e) => fail(&e),
+                };
+            }
             match fedsim::bench::run(&out, quick, agent_exe) {
                 Ok(report) => {
                     eprint!("{}", fedsim::bench::table(&report));

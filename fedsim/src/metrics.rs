@@ -128,6 +128,16 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// A process's proportional set size in KiB (`Pss` of `/proc/PID/smaps_rollup`): its private
+/// memory plus its share of what it shares, so that summing it over processes counts shared
+/// pages (the agents' common binary) once.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -366,9 +366,18 @@ pub fn make_bundles(
                 .as_ref()
                 .map(|g| g.token.clone())
                 .unwrap_or_else(auth::new_token);
-            let password = given
-                .and_then(|g| g.portal_password)
-                .unwrap_or_else(auth::new_password);
+            // A password someone chose gets argon2; one fedsim made is random enough for SHA-256.
+            let (password, portal) = match given.and_then(|g| g.portal_password) {
+                Some(p) => {
+                    let account = Account::new(&site.name, Role::Participant, &p);
+                    (p, account)
+                }
+                None => {
+                    let p = auth::new_password();
+                    let account = Account::generated(&site.name, Role::Participant, &p);
+                    (p, account)
+                }
+            };
             let mut env = format!(
                 "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA={}\n{}={}\n{}={}\n",
                 site.name, token, coordinator, data_name,
@@ -384,7 +393,7 @@ pub fn make_bundles(
                 config: site.config(plan),
                 data_sha256: hex::encode(Sha256::digest(&data)),
                 key: auth::frame_key(&token),
-                portal: Account::new(&site.name, Role::Participant, &password),
+                portal,
                 files: Some(BundleFiles { data_name, data, env }),
             })
         })

@@ -117,7 +117,11 @@ const CASES: &[(&str, &[&str], bool)] = &[
     // A site's own .env is read before anything starts; its token is never echoed.
     (
         "site_env_short_token.toml",
-        &["hospital-a", "short_token.env", "shorter than 32 characters"],
+        &[
+            "hospital-a",
+            "short_token.env",
+            "shorter than 32 characters",
+        ],
         false,
     ),
     // The hosts are only tried once the run has started: a run directory records the failure.

@@ -110,7 +110,10 @@ fn a_non_empty_out_directory_is_refused_and_left_untouched() {
     assert!(err.contains("busy") && err.contains("not empty"), "{err}");
     let left: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
     assert_eq!(left.len(), 1, "nothing added to {}", out.display());
-    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
 }
 
 /// The `name` attributes of a JUnit file's test cases, in order.
@@ -143,14 +146,18 @@ fn junit_case_names_are_stable_across_seeds_and_a_lost_site_is_a_failed_case() {
         assert!(text.contains("failures=\"0\""), "{text}");
         names.push(case_names(&text));
     }
-    assert_eq!(names[0], names[1], "same scenario, other seed: the same cases");
+    assert_eq!(
+        names[0], names[1],
+        "same scenario, other seed: the same cases"
+    );
     assert_eq!(names[0].len(), 1 + 3 + 2 * 11);
     assert!(names[0].contains(&"coef[bmi] federated vs centralised".to_string()));
     // Names say what is checked, never a measured value.
     for n in &names[0] {
         let known = n == "run completes"
             || (n.starts_with("site site-") && n.ends_with(" takes part to the end"))
-            || ((n.starts_with("coef[") || n.starts_with("se[")) && n.ends_with("] federated vs centralised"));
+            || ((n.starts_with("coef[") || n.starts_with("se["))
+                && n.ends_with("] federated vs centralised"));
         assert!(known, "{n}");
     }
 
@@ -172,7 +179,9 @@ fn junit_case_names_are_stable_across_seeds_and_a_lost_site_is_a_failed_case() {
     let text = std::fs::read_to_string(&xml).unwrap();
     assert!(text.contains("failures=\"1\""), "{text}");
     assert!(
-        text.contains("name=\"site site-4 takes part to the end\"><failure message=\"lost in round 1"),
+        text.contains(
+            "name=\"site site-4 takes part to the end\"><failure message=\"lost in round 1"
+        ),
         "{text}"
     );
 }
@@ -186,7 +195,12 @@ fn a_portal_that_cannot_start_ends_in_a_failed_summary() {
     let cfg = scenario(
         tmp.path(),
         "portal",
-        &ols_toml("portal", "diabetes.csv", 2, &format!("[gui]\nportal = \"{addr}\"\n")),
+        &ols_toml(
+            "portal",
+            "diabetes.csv",
+            2,
+            &format!("[gui]\nportal = \"{addr}\"\n"),
+        ),
     );
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
@@ -237,7 +251,9 @@ fn make_reference_regenerates_the_shipped_numbers() {
     let (shipped, regenerated) = (rows(&test_data("reference.jsonl")), rows(&made));
     assert_eq!(shipped.len(), regenerated.len());
     for (a, b) in shipped.iter().zip(&regenerated) {
-        for key in ["csv", "kind", "target", "terms", "n", "k", "center", "scale"] {
+        for key in [
+            "csv", "kind", "target", "terms", "n", "k", "center", "scale",
+        ] {
             assert_eq!(a.get(key), b.get(key), "{key} of {}", a["csv"]);
         }
         for key in ["coef", "se", "singular_values", "explained_variance"] {
@@ -247,7 +263,11 @@ fn make_reference_regenerates_the_shipped_numbers() {
             };
             // Other library versions may differ in the last bits, no more.
             let d = max_rel(&floats(y), &floats(x));
-            assert!(d <= 1e-10, "{} {key}: regenerated differs by {d:e}", a["csv"]);
+            assert!(
+                d <= 1e-10,
+                "{} {key}: regenerated differs by {d:e}",
+                a["csv"]
+            );
         }
     }
 }

@@ -16,8 +16,9 @@ use crate::participants::{
     Actor, DriveError, DriveReport, Leave, StepFailure, StepTime, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
 };
 
-/// How often the actors look at the run's state while it runs.
-const POLL: Duration = Duration::from_millis(50);
+/// How long one status request may wait for the run's state to change (a long poll: a thousand
+/// sites watching a run send a few requests each, not twenty a second).
+const LONG_POLL_SECS: f64 = 20.0;
 
 struct Api {
     http: reqwest::Client,
@@ -285,11 +286,14 @@ pub async fn drive(
             "finish",
             "GET /api/project/status until the run ends",
             async {
+                let mut seen = String::from("running");
                 loop {
                     let v = api
                         .json(
                             reqwest::Method::GET,
-                            "/api/project/status?since=0",
+                            &format!(
+                                "/api/project/status?since=0&state={seen}&wait={LONG_POLL_SECS}"
+                            ),
                             Some(s),
                             None,
                         )
@@ -297,7 +301,8 @@ pub async fn drive(
                     match v["state"].as_str() {
                         Some("finished") => return Ok(true),
                         Some("failed") => return Ok(false),
-                        _ => tokio::time::sleep(POLL).await,
+                        Some(other) => seen = other.to_string(),
+                        None => return Err("no state in the answer".to_string()),
                     }
                 }
             },

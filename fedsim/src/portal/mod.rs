@@ -26,36 +26,103 @@ pub enum Role {
     Participant,
 }
 
-/// A portal account: its name, role and argon2 verifier (PHC string).
+/// A portal account: its name, role and password verifier.
 #[derive(Clone)]
 pub struct Account {
     pub user: String,
     pub role: Role,
-    verifier: String,
+    verifier: Verifier,
+}
+
+/// How a password is checked. A slow KDF protects secrets people choose, which can be guessed;
+/// against a random 128-bit secret that fedsim made, a guess is hopeless either way, and a hash
+/// of 19 MiB of argon2 memory per login only stops a thousand sites from logging in at once.
+#[derive(Clone)]
+enum Verifier {
+    /// A secret fedsim generated (at least 128 random bits): its SHA-256.
+    Generated([u8; 32]),
+    /// A secret a person chose: argon2id with a fresh salt (PHC string), slow on purpose.
+    Chosen(String),
+}
+
+fn sha256(password: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(password.as_bytes()).into()
+}
+
+/// Argon2 hashes running at once: each takes 19 MiB, so a crowd of logins queues here instead
+/// of taking the machine's memory.
+static ARGON2_SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+fn with_argon2_slot<T>(f: impl FnOnce() -> T) -> T {
+    let most = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (count, freed) = &ARGON2_SLOTS;
+    {
+        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= most {
+            n = freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+    }
+    /// Gives the slot back however `f` ends.
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let (count, freed) = &ARGON2_SLOTS;
+            *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            freed.notify_one();
+        }
+    }
+    let _release = Release;
+    f()
 }
 
 impl Account {
-    /// Hash `password` with a fresh salt; the password itself is not kept.
+    /// An account whose password a person chose (or was given by someone): argon2, fresh salt.
+    /// The password itself is not kept.
     pub fn new(user: &str, role: Role, password: &str) -> Account {
-        let verifier = Argon2::default()
-            .hash_password(password.as_bytes())
-            .expect("argon2 with default parameters hashes any password")
-            .to_string();
+        let phc = with_argon2_slot(|| {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .expect("argon2 with default parameters hashes any password")
+                .to_string()
+        });
         Account {
             user: user.to_string(),
             role,
-            verifier,
+            verifier: Verifier::Chosen(phc),
+        }
+    }
+
+    /// An account whose password fedsim generated (see [`crate::auth::new_password`]).
+    pub fn generated(user: &str, role: Role, password: &str) -> Account {
+        Account {
+            user: user.to_string(),
+            role,
+            verifier: Verifier::Generated(sha256(password)),
         }
     }
 
     fn verify(&self, password: &str) -> bool {
-        PasswordHash::new(&self.verifier)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+        match &self.verifier {
+            Verifier::Generated(digest) => {
+                let got = sha256(password);
+                // Constant time: every byte is compared whatever the first difference.
+                got.iter()
+                    .zip(digest)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }
+            Verifier::Chosen(phc) => PasswordHash::new(phc)
+                .map(|h| {
+                    with_argon2_slot(|| {
+                        Argon2::default()
+                            .verify_password(password.as_bytes(), &h)
+                            .is_ok()
+                    })
+                })
+                .unwrap_or(false),
+        }
     }
 }
 
@@ -211,6 +278,9 @@ struct State {
 pub struct Board {
     state: Mutex<State>,
     changed: Condvar,
+    /// The run state, for HTTP handlers that wait for it to change (long polls) without holding
+    /// a thread each: a thousand sites watching a run cost a thousand idle futures.
+    watch: tokio::sync::watch::Sender<RunState>,
     started: Instant,
 }
 
@@ -243,6 +313,7 @@ impl Board {
                 downloaded: Default::default(),
             }),
             changed: Condvar::new(),
+            watch: tokio::sync::watch::Sender::new(RunState::NoProject),
             started: Instant::now(),
         })
     }
@@ -274,7 +345,7 @@ impl Board {
         self.changed.notify_all();
     }
 
-    /// Check a password (slow on purpose: argon2) and open a session.
+    /// Check a password (slow on purpose, argon2, for a password a person chose) and open a session.
     pub fn login(&self, user: &str, password: &str) -> Result<(String, Viewer), PortalError> {
         let account = {
             let st = self.lock();
@@ -284,8 +355,9 @@ impl Board {
                 .map(|i| (i, st.accounts[i].clone()))
         };
         let Some((index, account)) = account else {
-            // Same work as a real check, so a wrong user name takes as long as a wrong password.
-            let _ = Account::new("", Role::Participant, password);
+            // The work of a generated account's check (account names are no secret: the project
+            // page lists the sites).
+            let _ = Account::generated("", Role::Participant, password).verify(password);
             return Err(PortalError::Login);
         };
         if !account.verify(password) {
@@ -343,7 +415,7 @@ impl Board {
             tokens_made: false,
             joined: Vec::new(),
         });
-        st.state = RunState::Open;
+        self.set_state(&mut st, RunState::Open);
         self.push_event(&mut st, None, format!("project {name:?} created"));
         self.changed.notify_all();
         Ok(())
@@ -422,7 +494,7 @@ impl Board {
         if !missing.is_empty() {
             return Err(PortalError::NotAllJoined(missing.join(", ")));
         }
-        st.state = RunState::Running;
+        self.set_state(&mut st, RunState::Running);
         self.push_event(&mut st, None, "run started by the coordinator".to_string());
         self.changed.notify_all();
         Ok(())
@@ -607,7 +679,7 @@ impl Board {
     pub fn finish(&self, results: Vec<u8>) {
         let mut st = self.lock();
         st.results = Some(results);
-        st.state = RunState::Finished;
+        self.set_state(&mut st, RunState::Finished);
         self.push_event(&mut st, None, "run finished; results are ready".to_string());
         self.changed.notify_all();
     }
@@ -618,13 +690,24 @@ impl Board {
             return;
         }
         st.failure = Some(message.to_string());
-        st.state = RunState::Failed;
+        self.set_state(&mut st, RunState::Failed);
         self.push_event(&mut st, None, format!("run failed: {message}"));
         self.changed.notify_all();
     }
 
     pub fn state(&self) -> RunState {
         self.lock().state
+    }
+
+    fn set_state(&self, st: &mut State, state: RunState) {
+        st.state = state;
+        self.watch.send_replace(state);
+    }
+
+    /// Wait (asynchronously) until the run's state is no longer `from`, at most `wait`.
+    pub async fn state_change(&self, from: RunState, wait: Duration) {
+        let mut rx = self.watch.subscribe();
+        let _ = tokio::time::timeout(wait, rx.wait_for(|s| *s != from)).await;
     }
 }
 

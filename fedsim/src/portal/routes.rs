@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -210,10 +211,24 @@ async fn api_start(State(board): Shared, headers: HeaderMap) -> ApiResult {
 struct Since {
     #[serde(default)]
     since: usize,
+    /// Long poll: answer once the run's state is no longer this one...
+    #[serde(default)]
+    state: Option<super::RunState>,
+    /// ...or after this many seconds (at most 30).
+    #[serde(default)]
+    wait: Option<f64>,
 }
 
 async fn api_status(State(board): Shared, headers: HeaderMap, Query(q): Query<Since>) -> ApiResult {
     let who = viewer(&board, &headers)?;
+    let now = board.state();
+    if let (Some(seen), Some(wait)) = (q.state, q.wait) {
+        if seen == now && wait.is_finite() && wait > 0.0 {
+            board
+                .state_change(now, Duration::from_secs_f64(wait.min(30.0)))
+                .await;
+        }
+    }
     Ok(Json(board.status(&who, q.since)).into_response())
 }
 

@@ -3,7 +3,10 @@
 //!
 //! Two cases, each a full `fedsim run` on local sites: OLS on 1 000 000 x 50 over 10 sites and
 //! svd k = 10 on 20 000 x 2 000 over 5 sites (federated subspace iteration). `--quick` shrinks both
-//! (for tests and smoke checks) and keeps their shape.
+//! (for tests and smoke checks) and keeps their shape. `--sites` measures scaling in sites instead
+//! ([`sites`]).
+
+pub mod sites;
 
 use std::path::{Path, PathBuf};
 
@@ -15,11 +18,11 @@ use crate::scenario::Scenario;
 const CASES: [(&str, &str); 2] = [
     (
         "bench_ols.toml",
-        include_str!("../../resources/bench_ols.toml"),
+        include_str!("../../../resources/bench_ols.toml"),
     ),
     (
         "config_svd_highdim.toml",
-        include_str!("../../resources/config_svd_highdim.toml"),
+        include_str!("../../../resources/config_svd_highdim.toml"),
     ),
 ];
 

@@ -1,0 +1,228 @@
+//! `fedsim bench --sites 10,100,1000`: how a run scales in sites on one machine. The same analysis
+//! (OLS or logistic regression of 20 000 generated rows) runs once per site count, each site its
+//! own agent process; for each count it reports the whole run, the enrolment (start, connect,
+//! portal, data loading), the rounds, and the memory of the controller and every agent together,
+//! sampled while the run goes.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::metrics::pss_kib;
+use crate::run::{self, RunError, RunOptions};
+use crate::scenario::Scenario;
+
+/// The analysis each site count runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// OLS of y on 10 features.
+    Ols,
+    /// Logistic regression of a 0/1 y on 2 features (the workload of `bench/flower_logreg.py`).
+    Logistic,
+}
+
+impl Workload {
+    fn scenario(self, sites: usize, rows: usize) -> String {
+        let (kind, generate) = match self {
+            Workload::Ols => (
+                "linear_regression",
+                format!("kind = \"linear\", rows = {rows}, cols = 10, noise = 1.0"),
+            ),
+            Workload::Logistic => (
+                "logistic_regression",
+                format!("kind = \"logistic\", rows = {rows}, cols = 2"),
+            ),
+        };
+        format!(
+            "[scenario]\nname = \"bench-sites-{sites}\"\nseed = 11\n\
+             [data]\ngenerate = {{ {generate} }}\ntarget = \"y\"\n\
+             [partition]\nkind = \"horizontal\"\nsites = {sites}\n\
+             [algorithm]\nkind = \"{kind}\"\n\
+             [federation]\nconnect_timeout_secs = {connect}\n",
+            connect = 30.0 + sites as f64 * 0.1,
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SitesCase {
+    pub sites: usize,
+    pub status: String,
+    /// The whole `run`, plan to summary.
+    pub run_secs: f64,
+    /// Agents started, connected and authenticated, the portal enrolment, data loaded: the
+    /// federate phase less its rounds.
+    pub enrol_secs: f64,
+    pub rounds: usize,
+    pub mean_round_secs: f64,
+    pub max_round_secs: f64,
+    /// Peak over the run of the summed PSS of the controller and every agent.
+    pub total_pss_mib: f64,
+    /// The controller's own peak PSS, sampled, and its peak RSS (VmHWM).
+    pub controller_pss_mib: f64,
+    pub controller_peak_rss_mib: f64,
+    /// The largest peak RSS an agent reported (its own VmHWM).
+    pub largest_site_peak_rss_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SitesReport {
+    pub fedsim_version: &'static str,
+    pub workload: Workload,
+    pub rows: usize,
+    pub cores: usize,
+    pub cases: Vec<SitesCase>,
+}
+
+/// Peak memory of the controller and its agents, sampled on a thread while a run goes.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    peaks: Arc<Mutex<(u64, u64)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(every: Duration) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks = Arc::new(Mutex::new((0u64, 0u64)));
+        let (s, p) = (stop.clone(), peaks.clone());
+        let thread = std::thread::spawn(move || {
+            let me = std::process::id();
+            while !s.load(Ordering::Relaxed) {
+                let own = pss_kib(me).unwrap_or(0);
+                let agents: u64 = crate::children::tracked()
+                    .into_iter()
+                    .filter_map(pss_kib)
+                    .sum();
+                if let Ok(mut p) = p.lock() {
+                    p.0 = p.0.max(own + agents);
+                    p.1 = p.1.max(own);
+                }
+                std::thread::sleep(every);
+            }
+        });
+        Sampler {
+            stop,
+            peaks,
+            thread: Some(thread),
+        }
+    }
+
+    /// (total, controller) peak PSS in KiB.
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peaks.lock().map(|p| *p).unwrap_or((0, 0))
+    }
+}
+
+const MIB: f64 = 1024.0;
+
+/// Run the workload once per site count under `out`; the report also goes to `out/sites.json`.
+pub fn run(
+    out: &Path,
+    counts: &[usize],
+    workload: Workload,
+    rows: usize,
+    agent_exe: &Path,
+) -> Result<SitesReport, RunError> {
+    let mut cases = Vec::new();
+    for &n in counts {
+        let scenario = Scenario::parse(
+            &workload.scenario(n, rows),
+            &out.join(format!("sites-{n}.toml")),
+        )?;
+        tracing::info!(phase = "bench", sites = n, "running");
+        let sampler = Sampler::start(Duration::from_millis(200));
+        let started = Instant::now();
+        let outcome = run::run(
+            &scenario,
+            &RunOptions {
+                out: Some(out.join(format!("sites-{n}"))),
+                agent_exe: agent_exe.to_path_buf(),
+                progress: false,
+                by_hand: false,
+            },
+        );
+        let run_secs = started.elapsed().as_secs_f64();
+        let (total, controller) = sampler.finish();
+        let outcome = outcome?;
+        let m = &outcome.metrics;
+        let rounds: Vec<f64> = m
+            .rounds
+            .iter()
+            .filter(|r| r.round > 0)
+            .map(|r| r.wall_secs)
+            .collect();
+        let federate = m.phase_secs("federate").unwrap_or(0.0);
+        cases.push(SitesCase {
+            sites: n,
+            status: outcome.summary.status.to_string(),
+            run_secs,
+            enrol_secs: federate - rounds.iter().sum::<f64>(),
+            rounds: rounds.len(),
+            mean_round_secs: rounds.iter().sum::<f64>() / rounds.len().max(1) as f64,
+            max_round_secs: rounds.iter().copied().fold(0.0, f64::max),
+            total_pss_mib: total as f64 / MIB,
+            controller_pss_mib: controller as f64 / MIB,
+            controller_peak_rss_mib: m.controller_peak_rss_kib as f64 / MIB,
+            largest_site_peak_rss_mib: m.sites_peak_rss_kib.values().copied().max().unwrap_or(0)
+                as f64
+                / MIB,
+        });
+        crate::cancel::check().map_err(|_| RunError::Cancelled)?;
+    }
+    let report = SitesReport {
+        fedsim_version: env!("CARGO_PKG_VERSION"),
+        workload,
+        rows,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cases,
+    };
+    crate::rundir::write_json_atomic(&out.join("sites.json"), &report).map_err(|source| {
+        RunError::RunDir(crate::rundir::RunDirError::Io {
+            path: out.to_path_buf(),
+            source,
+        })
+    })?;
+    Ok(report)
+}
+
+/// The report as a table for people.
+pub fn table(r: &SitesReport) -> String {
+    let mut s = format!(
+        "{:>6} {:>10} {:>9} {:>9} {:>7} {:>11} {:>10} {:>12} {:>13} {:>11}\n",
+        "sites",
+        "status",
+        "run s",
+        "enrol s",
+        "rounds",
+        "mean rnd s",
+        "max rnd s",
+        "total MiB",
+        "controller MiB",
+        "site MiB"
+    );
+    for c in &r.cases {
+        s.push_str(&format!(
+            "{:>6} {:>10} {:>9.2} {:>9.2} {:>7} {:>11.3} {:>10.3} {:>12.0} {:>13.0} {:>11.1}\n",
+            c.sites,
+            c.status,
+            c.run_secs,
+            c.enrol_secs,
+            c.rounds,
+            c.mean_round_secs,
+            c.max_round_secs,
+            c.total_pss_mib,
+            c.controller_pss_mib,
+            c.largest_site_peak_rss_mib
+        ));
+    }
+    s
+}
