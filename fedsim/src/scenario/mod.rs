@@ -1,0 +1,178 @@
+//! The scenario: one TOML file that says what to split, where the sites run and what they compute.
+//!
+//! Every error names the file, the line and column, the key and what was expected, because a
+//! scenario is usually edited by hand and a bare "invalid type" sends people hunting.
+//!
+//! One file per section of the scenario, each with its types, defaults and checks; this file
+//! holds the whole, its loading and the resolution of its paths.
+
+mod algorithm;
+mod compare;
+mod data;
+mod federation;
+mod fleet;
+mod gui;
+mod locate;
+mod meta;
+mod partition;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use algorithm::{AlgorithmKind, AlgorithmSpec, SvdMethod};
+pub use compare::CompareSpec;
+pub use data::{DataSpec, Generate, GenerateKind};
+pub use federation::{FaultKind, FaultSpec, FederationSpec, OnDropout};
+pub use fleet::{FleetSpec, Provider, SiteSpec};
+pub use gui::GuiSpec;
+pub use locate::{parse_located, Locate};
+pub use meta::Meta;
+pub use partition::{PartitionKind, PartitionSpec, Strategy};
+
+/// A scenario as written by the user, after validation. Paths are resolved against the scenario's
+/// own directory, so a scenario runs the same from any working directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub scenario: Meta,
+    pub data: DataSpec,
+    pub partition: PartitionSpec,
+    #[serde(default)]
+    pub fleet: FleetSpec,
+    pub algorithm: AlgorithmSpec,
+    #[serde(default)]
+    pub compare: CompareSpec,
+    #[serde(default)]
+    pub federation: FederationSpec,
+    /// The coordinator's portal, and whether browsers click it instead of programs calling its API.
+    #[serde(default)]
+    pub gui: GuiSpec,
+    /// Faults to inject, for testing what breaks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
+    /// The sites' hosts, for provider "ssh" (one `[[sites]]` table per site, in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteSpec>,
+    /// The file this scenario came from (not a TOML key).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// What is wrong with a scenario, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Scenario {
+    /// Read, parse and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parse and validate scenario text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario = parse_located(text, path, validate)?;
+        scenario.source = path.to_path_buf();
+        scenario.resolve(path.parent().unwrap_or(Path::new(".")));
+        Ok(scenario)
+    }
+
+    /// Anchor every relative path at `base`, the scenario's directory.
+    fn resolve(&mut self, base: &Path) {
+        self.data.path = self.data.path.as_ref().map(|p| base.join(p));
+        for site in &mut self.sites {
+            site.key = base.join(&site.key);
+            site.known_hosts = site.known_hosts.as_ref().map(|k| base.join(k));
+            site.env = site.env.as_ref().map(|e| base.join(e));
+        }
+        if let Some(d) = &self.fleet.vagrant_dir {
+            self.fleet.vagrant_dir = Some(base.join(d));
+        }
+        if let Some(r) = &self.compare.reference {
+            self.compare.reference = Some(base.join(r));
+        }
+        if let Some(g) = &self.gui.script {
+            self.gui.script = Some(base.join(g));
+        }
+    }
+}
+
+/// One section's checks.
+type SectionCheck = fn(&Scenario, &Locate) -> Result<(), ScenarioError>;
+
+/// Rules serde cannot express: ranges, combinations, and options that belong to one kind only.
+/// Each section checks its own keys (some against other sections); the first error is reported.
+fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let sections: [SectionCheck; 8] = [
+        meta::validate,
+        data::validate,
+        partition::validate,
+        fleet::validate,
+        federation::validate,
+        algorithm::validate,
+        gui::validate,
+        compare::validate,
+    ];
+    sections.iter().try_for_each(|check| check(s, at))
+}
+
+/// Where the coordinator and the portal listen unless told otherwise: loopback, a free port.
+fn default_address() -> String {
+    "127.0.0.1:0".into()
+}
+
+/// A listening address is written `IP:port` (port 0 picks a free one).
+fn check_address(at: &Locate, key: &str, value: &str) -> Result<(), ScenarioError> {
+    if value.parse::<std::net::SocketAddr>().is_err() {
+        return Err(at(
+            key,
+            format!("expected an IP address and port such as \"127.0.0.1:0\", found {value:?}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[scenario]
+name = "t"
+[data]
+path = "x.csv"
+target = "y"
+[partition]
+kind = "horizontal"
+sites = 3
+[algorithm]
+kind = "linear_regression"
+"#;
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let s = Scenario::parse(GOOD, Path::new("dir/s.toml")).unwrap();
+        assert_eq!(s.partition.strategy, Strategy::Uniform);
+        assert_eq!(s.fleet.provider, Provider::Local);
+        assert_eq!(s.compare.tolerance, 1e-8);
+        assert_eq!(s.data.path.as_deref(), Some(Path::new("dir/x.csv")));
+    }
+}
