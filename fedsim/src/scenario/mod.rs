@@ -95,8 +95,14 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Anchor every relative path at `base`, the scenario's directory.
+    /// Anchor every relative path at `base`, the scenario's directory, and write down the
+    /// defaults that depend on other keys, so the resolved scenario a run keeps says what ran.
     fn resolve(&mut self, base: &Path) {
+        if let Some(g) = &mut self.data.generate {
+            if g.kind == GenerateKind::LowRank {
+                g.rank = Some(g.signal_rank());
+            }
+        }
         self.data.path = self.data.path.as_ref().map(|p| base.join(p));
         for site in &mut self.sites {
             site.key = base.join(&site.key);
