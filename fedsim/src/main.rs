@@ -160,7 +160,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 .and_then(|(s, p)| fedsim::check::check(&s, &p, &opts.agent_exe).map(|h| (s, h)));
             match result {
                 Ok((s, health)) if health.is_empty() => {
-                    println!("provider {:?} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
+                    println!("provider {} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
                     ExitCode::SUCCESS
                 }
                 Ok((_, health)) => {

@@ -219,3 +219,20 @@ fn a_run_that_fails_writes_a_summary_that_says_so() {
     );
     assert!(s.get("comparison").is_none());
 }
+
+#[test]
+fn check_names_the_provider_as_the_scenario_spells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = scenario(
+        dir.path(),
+        "s",
+        &ols_toml("local-check", "diabetes.csv", 2, ""),
+    );
+    let o = fedsim(dir.path(), &["check", "-c", cfg.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.starts_with("provider local has no hosts to check"),
+        "{out}"
+    );
+}

@@ -13,6 +13,7 @@ pub enum AlgorithmKind {
 }
 
 impl AlgorithmKind {
+    /// As written in a scenario.
     pub fn as_str(self) -> &'static str {
         match self {
             AlgorithmKind::LinearRegression => "linear_regression",
@@ -35,6 +36,17 @@ pub enum SvdMethod {
     Gram,
     /// Federated randomized subspace iteration: only d x k (or n x k) blocks travel.
     Subspace,
+}
+
+impl SvdMethod {
+    /// As written in a scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SvdMethod::Auto => "auto",
+            SvdMethod::Gram => "gram",
+            SvdMethod::Subspace => "subspace",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

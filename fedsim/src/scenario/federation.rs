@@ -49,6 +49,16 @@ pub enum OnDropout {
     Continue,
 }
 
+impl OnDropout {
+    /// As written in a scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDropout::Fail => "fail",
+            OnDropout::Continue => "continue",
+        }
+    }
+}
+
 fn default_connect_timeout() -> f64 {
     30.0
 }
@@ -90,6 +100,19 @@ pub enum FaultKind {
     WrongPassword,
     /// The site's person mistypes the join token the coordinator sent.
     WrongToken,
+}
+
+impl FaultKind {
+    /// As written in a scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Cut => "cut",
+            FaultKind::Slow => "slow",
+            FaultKind::WrongPassword => "wrong_password",
+            FaultKind::WrongToken => "wrong_token",
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

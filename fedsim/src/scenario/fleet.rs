@@ -67,6 +67,17 @@ pub struct SiteSpec {
     pub cut_command: Option<String>,
 }
 
+impl Provider {
+    /// As written in a scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Local => "local",
+            Provider::Ssh => "ssh",
+            Provider::Vagrant => "vagrant",
+        }
+    }
+}
+
 fn default_ssh_port() -> u16 {
     22
 }

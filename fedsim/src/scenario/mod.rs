@@ -140,6 +140,29 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     sections.iter().try_for_each(|check| check(s, at))
 }
 
+/// People read the words they wrote: the kinds print as the scenario spells them (`local`, not
+/// `Local`).
+macro_rules! display_as_written {
+    ($($kind:ty),*) => {$(
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+display_as_written!(
+    AlgorithmKind,
+    FaultKind,
+    GenerateKind,
+    OnDropout,
+    PartitionKind,
+    Provider,
+    Strategy,
+    SvdMethod
+);
+
 /// Where the coordinator and the portal listen unless told otherwise: loopback, a free port.
 fn default_address() -> String {
     "127.0.0.1:0".into()
@@ -172,6 +195,32 @@ sites = 3
 [algorithm]
 kind = "linear_regression"
 "#;
+
+    /// `as_str` (and so `Display`) spells every kind as serde reads it from a scenario.
+    #[test]
+    fn kinds_print_as_the_scenario_spells_them() {
+        fn same<T: Serialize + std::fmt::Display>(values: &[T]) {
+            for v in values {
+                let serde = serde_json::to_value(v).unwrap();
+                assert_eq!(serde.as_str(), Some(v.to_string().as_str()));
+            }
+        }
+        use AlgorithmKind::*;
+        same(&[LinearRegression, LogisticRegression, Svd]);
+        use FaultKind::*;
+        same(&[Kill, Cut, Slow, WrongPassword, WrongToken]);
+        same(&[
+            GenerateKind::LowRank,
+            GenerateKind::Linear,
+            GenerateKind::Logistic,
+        ]);
+        same(&[OnDropout::Fail, OnDropout::Continue]);
+        same(&[PartitionKind::Horizontal, PartitionKind::Vertical]);
+        same(&[Provider::Local, Provider::Ssh, Provider::Vagrant]);
+        same(&[Strategy::Uniform, Strategy::Sizes, Strategy::Dirichlet]);
+        same(&[SvdMethod::Auto, SvdMethod::Gram, SvdMethod::Subspace]);
+        assert_eq!(format!("provider {}", Provider::Local), "provider local");
+    }
 
     #[test]
     fn minimal_scenario_gets_defaults() {

@@ -19,6 +19,16 @@ pub enum Strategy {
     Dirichlet,
 }
 
+impl PartitionKind {
+    /// As written in a scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionKind::Horizontal => "horizontal",
+            PartitionKind::Vertical => "vertical",
+        }
+    }
+}
+
 impl Strategy {
     /// As written in a scenario.
     pub fn as_str(self) -> &'static str {
