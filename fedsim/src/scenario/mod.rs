@@ -16,7 +16,7 @@ mod locate;
 mod meta;
 mod partition;
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,22 +103,43 @@ impl Scenario {
                 g.rank = Some(g.signal_rank());
             }
         }
-        self.data.path = self.data.path.as_ref().map(|p| base.join(p));
+        let at_base = |p: &Path| normalize(&base.join(p));
+        self.data.path = self.data.path.as_deref().map(at_base);
         for site in &mut self.sites {
-            site.key = base.join(&site.key);
-            site.known_hosts = site.known_hosts.as_ref().map(|k| base.join(k));
-            site.env = site.env.as_ref().map(|e| base.join(e));
+            site.key = at_base(&site.key);
+            site.known_hosts = site.known_hosts.as_deref().map(at_base);
+            site.env = site.env.as_deref().map(at_base);
         }
-        if let Some(d) = &self.fleet.vagrant_dir {
-            self.fleet.vagrant_dir = Some(base.join(d));
-        }
-        if let Some(r) = &self.compare.reference {
-            self.compare.reference = Some(base.join(r));
-        }
-        if let Some(g) = &self.gui.script {
-            self.gui.script = Some(base.join(g));
+        self.fleet.vagrant_dir = self.fleet.vagrant_dir.as_deref().map(at_base);
+        self.compare.reference = self.compare.reference.as_deref().map(at_base);
+        self.gui.script = self.gui.script.as_deref().map(at_base);
+    }
+}
+
+/// `resources/../test_data/x.csv` -> `test_data/x.csv`, without asking the filesystem, so the
+/// paths a run prints and records are the short ones people would write. Like Go's
+/// `filepath.Clean`, a `..` undoes the component before it even if that is a symlink.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                // `/..` is `/`.
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                // Nothing left to undo: a relative path keeps its leading `..`.
+                None | Some(Component::ParentDir | Component::CurDir) => out.push(".."),
+            },
+            other => out.push(other),
         }
     }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// One section's checks.
@@ -220,6 +241,37 @@ kind = "linear_regression"
         same(&[Strategy::Uniform, Strategy::Sizes, Strategy::Dirichlet]);
         same(&[SvdMethod::Auto, SvdMethod::Gram, SvdMethod::Subspace]);
         assert_eq!(format!("provider {}", Provider::Local), "provider local");
+    }
+
+    #[test]
+    fn paths_are_normalized_without_the_filesystem() {
+        for (given, want) in [
+            ("resources/../test_data/x.csv", "test_data/x.csv"),
+            ("./a/./b/", "a/b"),
+            ("a/b/../../c", "c"),
+            ("a/..", "."),
+            ("../../x", "../../x"),
+            ("a/../../x", "../x"),
+            ("/../x/./y/..", "/x"),
+            ("/no/such/dir/../f", "/no/such/f"),
+            ("", "."),
+        ] {
+            assert_eq!(normalize(Path::new(given)), Path::new(want), "{given}");
+        }
+    }
+
+    #[test]
+    fn resolved_paths_are_clean() {
+        let text = GOOD.replace("x.csv", "../data/./x.csv")
+            + "[compare]\nreference = \"../data/ref.jsonl\"\n";
+        let s = Scenario::parse(&text, Path::new("work/resources/s.toml")).unwrap();
+        assert_eq!(s.data.path.as_deref(), Some(Path::new("work/data/x.csv")));
+        assert_eq!(
+            s.compare.reference.as_deref(),
+            Some(Path::new("work/data/ref.jsonl"))
+        );
+        // The scenario's own path stays as given: errors name the file the user typed.
+        assert_eq!(s.source, Path::new("work/resources/s.toml"));
     }
 
     #[test]
