@@ -1,9 +1,13 @@
 //! `fedsim check`: a health table per site, like `hagrid check`. For each site: SSH reachable,
 //! host key, login, prerequisites, agent build, data present (checksum against the plan),
-//! credentials present (mode 600), and whether the site can reach the coordinator. Each row is a
-//! tick or a cross with its reason; a row that depends on a failed one says so.
+//! credentials present (mode 600), and whether the site can reach the coordinator.
+//!
+//! Each row is ok, info or failed, and only a failed row fails the check: it names what would make
+//! `fedsim run` fail. What a run puts in place itself (the agent, the data, the `.env`) is info
+//! until then, so a fresh, healthy fleet passes before its first run. A row that depends on a
+//! failed one says so.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -15,10 +19,32 @@ use crate::prep::Plan;
 use crate::run::RunError;
 use crate::scenario::{Provider, Scenario, SiteSpec};
 
+/// A row's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Ok,
+    /// Not in place yet, or not checked, and no reason for the run to fail: `fedsim run`
+    /// installs, uploads or replaces it.
+    Info,
+    /// `fedsim run` would fail on this.
+    Failed,
+}
+
+impl State {
+    fn mark(self) -> &'static str {
+        match self {
+            State::Ok => "✔",
+            State::Info => "·",
+            State::Failed => "✘",
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
     pub check: &'static str,
-    pub ok: bool,
+    pub state: State,
     pub detail: String,
 }
 
@@ -29,8 +55,9 @@ pub struct SiteHealth {
 }
 
 impl SiteHealth {
+    /// No row failed: the run can go ahead on this site.
     pub fn ok(&self) -> bool {
-        self.rows.iter().all(|r| r.ok)
+        self.rows.iter().all(|r| r.state != State::Failed)
     }
 }
 
@@ -45,6 +72,20 @@ const CHECKS: [&str; 8] = [
     "coordinator reachable",
 ];
 
+/// What every site is checked against.
+struct Expect<'a> {
+    /// `.fedsim/<scenario>`, relative to the site user's home.
+    dir: String,
+    /// `data.<format>`
+    data: String,
+    /// The agent package this controller would install, or why it cannot make one.
+    package: Result<&'a AgentPackage, String>,
+    /// The address the site's probe dials.
+    coordinator: SocketAddr,
+    /// Agents reach the coordinator through SSH reverse forwards, not its address.
+    tunnel: bool,
+}
+
 /// Check every site of the scenario, in parallel.
 pub fn check(
     scenario: &Scenario,
@@ -54,7 +95,8 @@ pub fn check(
     if scenario.fleet.provider != Provider::Ssh {
         return Ok(Vec::new());
     }
-    let package = AgentPackage::build(agent_exe).ok();
+    let package = AgentPackage::build(agent_exe)
+        .map_err(|e| format!("cannot package this fedsim binary for the sites: {e}"));
     let expected: Vec<String> = plan
         .sites
         .iter()
@@ -79,6 +121,13 @@ pub fn check(
             addr: addr.to_string(),
             source,
         })?;
+    let expect = Expect {
+        dir: format!(".fedsim/{}", scenario.scenario.name),
+        data: format!("data.{}", plan.format),
+        package: package.as_ref().map_err(Clone::clone),
+        coordinator: addr,
+        tunnel: scenario.fleet.tunnel,
+    };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let health = std::thread::scope(|scope| {
         let acceptor = scope.spawn(|| {
@@ -94,10 +143,8 @@ pub fn check(
             .iter()
             .zip(&expected)
             .map(|(spec, sha)| {
-                let package = package.as_ref();
-                let dir = format!(".fedsim/{}", scenario.scenario.name);
-                let data = format!("data.{}", plan.format);
-                scope.spawn(move || check_site(spec, &dir, &data, sha, package, &addr.to_string()))
+                let expect = &expect;
+                scope.spawn(move || check_site(spec, sha, expect))
             })
             .collect();
         let out: Vec<SiteHealth> = handles
@@ -111,42 +158,24 @@ pub fn check(
     Ok(health)
 }
 
-fn check_site(
-    spec: &SiteSpec,
-    dir: &str,
-    data: &str,
-    sha: &str,
-    package: Option<&AgentPackage>,
-    coordinator: &str,
-) -> SiteHealth {
+fn row(check: &'static str, state: State, detail: impl Into<String>) -> Row {
+    Row {
+        check,
+        state,
+        detail: detail.into(),
+    }
+}
+
+fn check_site(spec: &SiteSpec, sha: &str, expect: &Expect) -> SiteHealth {
     let mut rows: Vec<Row> = Vec::new();
-    let mut push = |check: &'static str, result: Result<String, String>| {
-        let ok = result.is_ok();
-        rows.push(Row {
-            check,
-            ok,
-            detail: result.unwrap_or_else(|e| e),
-        });
-        ok
-    };
-    let skipped = |rows: &mut Vec<Row>, from: usize, why: &str| {
-        for check in &CHECKS[from..] {
-            rows.push(Row {
-                check,
-                ok: false,
-                detail: format!("not checked: {why}"),
-            });
-        }
-    };
     let timeout = Duration::from_secs(5);
     let ssh = match Ssh::connect(spec, timeout) {
         Ok(s) => {
-            push("ssh reachable", Ok(format!("{}:{}", spec.host, spec.port)));
-            push("host key", Ok("matches known_hosts".into()));
-            push(
-                "login",
-                Ok(format!("as {} with {}", spec.user, spec.key.display())),
-            );
+            let addr = format!("{}:{}", spec.host, spec.port);
+            rows.push(row("ssh reachable", State::Ok, addr));
+            rows.push(row("host key", State::Ok, "matches known_hosts"));
+            let login = format!("as {} with {}", spec.user, spec.key.display());
+            rows.push(row("login", State::Ok, login));
             s
         }
         Err(e) => {
@@ -160,120 +189,279 @@ fn check_site(
                 _ => (2, e.to_string()),
             };
             for check in &CHECKS[..stage] {
-                rows.push(Row {
+                rows.push(row(
                     check,
-                    ok: true,
-                    detail: format!("{}:{}", spec.host, spec.port),
-                });
+                    State::Ok,
+                    format!("{}:{}", spec.host, spec.port),
+                ));
             }
-            rows.push(Row {
-                check: CHECKS[stage],
-                ok: false,
-                detail: reason,
-            });
-            skipped(&mut rows, stage + 1, &format!("{} failed", CHECKS[stage]));
+            rows.push(row(CHECKS[stage], State::Failed, reason));
+            for check in &CHECKS[stage + 1..] {
+                let why = format!("not checked: {} failed", CHECKS[stage]);
+                rows.push(row(check, State::Info, why));
+            }
             return SiteHealth {
                 site: spec.name.clone(),
                 rows,
             };
         }
     };
-    match prerequisites(&ssh) {
-        Ok(p) => match p.missing {
-            None if p.arch == std::env::consts::ARCH => push(
-                "prerequisites",
-                Ok(format!("{}, {} cores", p.arch, p.cores)),
-            ),
-            None => push(
-                "prerequisites",
-                Err(format!(
-                    "site is {}, the agent is built for {}",
-                    p.arch,
-                    std::env::consts::ARCH
-                )),
-            ),
-            Some(m) => push("prerequisites", Err(m)),
-        },
-        Err(e) => push("prerequisites", Err(e.to_string())),
-    };
-    let agent = package.map(|p| format!(".fedsim/bin/{}", p.name));
-    let agent_ok = match &agent {
-        Some(path) => match ssh.exec(&format!("{} --version", shell_quote(path))) {
-            Ok((0, out, _)) => push("agent build", Ok(format!("{} ({path})", out.trim()))),
-            _ => push("agent build", Err(format!("this build ({path}) is not installed; `fedsim prep` or `fedsim run` installs it"))),
-        },
-        None => push("agent build", Err("cannot package the local binary to compare".into())),
-    };
-    let q = shell_quote(&format!("{dir}/{data}"));
-    let got = ssh.exec(&format!(
-        "sha256sum {q} 2>/dev/null || (test -f {q} && echo unreadable)"
-    ));
-    match got {
-        Ok((0, out, _)) if out.split_whitespace().next() == Some(sha) => push("data", Ok(format!("{dir}/{data}, sha256 {}", &sha[..12]))),
-        Ok((0, out, _)) if out.starts_with("unreadable") => push("data", Err(format!("{dir}/{data} exists but cannot be hashed"))),
-        Ok((0, _, _)) => push("data", Err(format!("{dir}/{data} differs from the plan's split (checksum mismatch); run `fedsim prep` again"))),
-        Ok(_) => push("data", Err(format!("{dir}/{data} is missing; `fedsim prep` uploads it"))),
-        Err(e) => push("data", Err(e.to_string())),
-    };
-    let env = shell_quote(&format!("{dir}/.env"));
-    match ssh.exec(&format!(
-        "stat -c %a {env} && grep -c '^FEDSIM_TOKEN=' {env}"
-    )) {
-        Ok((0, out, _)) => {
-            let mut l = out.lines();
-            let mode = l.next().unwrap_or("").trim().to_string();
-            if mode == "600" {
-                push(
-                    "credentials",
-                    Ok(format!("{dir}/.env, mode 600, token present")),
-                )
-            } else {
-                push(
-                    "credentials",
-                    Err(format!("{dir}/.env has mode {mode}, expected 600")),
-                )
-            }
-        }
-        _ => push(
-            "credentials",
-            Err(format!("{dir}/.env missing or without FEDSIM_TOKEN")),
-        ),
-    };
-    if agent_ok {
-        let path = agent.expect("agent_ok implies a path");
-        let started = Instant::now();
-        match ssh.exec(&format!(
-            "{} probe {}",
-            shell_quote(&path),
-            shell_quote(coordinator)
-        )) {
-            Ok((0, _, _)) => push(
-                "coordinator reachable",
-                Ok(format!(
-                    "{coordinator} in {:.0} ms",
-                    started.elapsed().as_secs_f64() * 1e3
-                )),
-            ),
-            Ok((_, out, err)) => push(
-                "coordinator reachable",
-                Err(format!("{coordinator}: {}", format!("{out}{err}").trim())),
-            ),
-            Err(e) => push("coordinator reachable", Err(e.to_string())),
-        };
-    } else {
-        skipped(
-            &mut rows,
-            CHECKS.len() - 1,
-            "no agent on the site to dial from",
-        );
-    }
+    rows.push(check_prerequisites(&ssh));
+    let (agent_row, agent) = check_agent(&ssh, expect);
+    rows.push(agent_row);
+    rows.push(check_data(&ssh, spec, sha, expect));
+    rows.push(check_credentials(&ssh, spec, expect));
+    rows.push(check_coordinator(&ssh, agent.as_deref(), expect));
     SiteHealth {
         site: spec.name.clone(),
         rows,
     }
 }
 
-/// The table for people: one block per site, a tick or a cross per check.
+/// The run stops on a missing tool or another architecture.
+fn check_prerequisites(ssh: &Ssh) -> Row {
+    let name = "prerequisites";
+    match prerequisites(ssh) {
+        Ok(p) => match p.missing {
+            None if p.arch == std::env::consts::ARCH => {
+                row(name, State::Ok, format!("{}, {} cores", p.arch, p.cores))
+            }
+            None => row(
+                name,
+                State::Failed,
+                format!(
+                    "site is {}, the agent is built for {}",
+                    p.arch,
+                    std::env::consts::ARCH
+                ),
+            ),
+            Some(m) => row(name, State::Failed, m),
+        },
+        Err(e) => row(name, State::Failed, e.to_string()),
+    }
+}
+
+/// This build on the site; the run installs it when it is absent or does not run. Returns the
+/// row, and the agent's path when it runs (for the coordinator probe).
+fn check_agent(ssh: &Ssh, expect: &Expect) -> (Row, Option<String>) {
+    let name = "agent build";
+    let package = match &expect.package {
+        Ok(p) => p,
+        Err(e) => return (row(name, State::Failed, e.as_str()), None),
+    };
+    let path = format!(".fedsim/bin/{}", package.name);
+    let q = shell_quote(&path);
+    match ssh.exec(&format!("test -e {q} || exit 3; {q} --version 2>&1")) {
+        Ok((0, out, _)) => (
+            row(name, State::Ok, format!("{} ({path})", out.trim())),
+            Some(path),
+        ),
+        Ok((3, _, _)) => (
+            row(
+                name,
+                State::Info,
+                format!("not installed yet; `fedsim run` installs it ({path})"),
+            ),
+            None,
+        ),
+        Ok((status, out, _)) => (
+            row(
+                name,
+                State::Info,
+                format!(
+                    "{path} does not run (exit {status}: {}); `fedsim run` installs it again",
+                    last_line(&out)
+                ),
+            ),
+            None,
+        ),
+        Err(e) => (row(name, State::Failed, e.to_string()), None),
+    }
+}
+
+/// Every run uploads the data afresh, so a missing or different file is info. What fails is a
+/// site folder the run cannot write: an unwritable ancestor, or a folder of another user (the run
+/// sets its mode 700).
+fn check_data(ssh: &Ssh, spec: &SiteSpec, sha: &str, expect: &Expect) -> Row {
+    let name = "data";
+    let (dir, data) = (&expect.dir, &expect.data);
+    let file = format!("{dir}/{data}");
+    let (qd, qf) = (shell_quote(dir), shell_quote(&file));
+    let script = format!(
+        r#"d={qd}
+while [ ! -e "$d" ] && [ "$d" != . ]; do d=$(dirname "$d"); done
+if [ ! -d "$d" ] || [ ! -w "$d" ] || [ ! -x "$d" ]; then echo "unwritable $d"; exit 0; fi
+if [ -e {qd} ] && [ ! -O {qd} ]; then echo notowner; exit 0; fi
+if [ ! -e {qf} ]; then echo missing; exit 0; fi
+command -v sha256sum >/dev/null 2>&1 || {{ echo nohash; exit 0; }}
+sha256sum {qf} 2>/dev/null || echo unreadable"#
+    );
+    let out = match ssh.exec(&script) {
+        Ok((0, out, _)) => out,
+        Ok((status, out, err)) => {
+            let why = format!(
+                "the check's script exited {status}: {}",
+                last_line(&(out + err.as_str()))
+            );
+            return row(name, State::Failed, why);
+        }
+        Err(e) => return row(name, State::Failed, e.to_string()),
+    };
+    let word = out.split_whitespace().next().unwrap_or("");
+    match word {
+        "unwritable" => {
+            let at = out.split_whitespace().nth(1).unwrap_or(dir);
+            row(
+                name,
+                State::Failed,
+                format!(
+                    "{at} is not writable by {}: `fedsim run` cannot upload the bundle",
+                    spec.user
+                ),
+            )
+        }
+        "notowner" => row(
+            name,
+            State::Failed,
+            format!(
+                "{dir} belongs to another user than {}: `fedsim run` cannot make it private (mode 700)",
+                spec.user
+            ),
+        ),
+        "missing" => row(
+            name,
+            State::Info,
+            format!("{file} not uploaded yet; `fedsim run` uploads it"),
+        ),
+        "nohash" => row(
+            name,
+            State::Info,
+            format!("{file} present, not compared (no sha256sum on the site); `fedsim run` uploads it again"),
+        ),
+        "unreadable" => row(
+            name,
+            State::Info,
+            format!("{file} exists but cannot be read; `fedsim run` replaces it"),
+        ),
+        got if got == sha => row(
+            name,
+            State::Ok,
+            format!("{file}, sha256 {}", &sha[..12]),
+        ),
+        _ => row(
+            name,
+            State::Info,
+            format!("{file} differs from this plan's split; `fedsim run` uploads the new one"),
+        ),
+    }
+}
+
+/// The run writes a fresh `.env` (mode 600) on every site, so only the controller's side can
+/// fail here: a credentials file the scenario names (`[[sites]] env`) that is missing or bad.
+fn check_credentials(ssh: &Ssh, spec: &SiteSpec, expect: &Expect) -> Row {
+    let name = "credentials";
+    if let Some(given) = &spec.env {
+        if let Err(e) = crate::prep::token_from_env_file(&spec.name, given) {
+            return row(name, State::Failed, e.to_string());
+        }
+    }
+    let path = format!("{}/.env", expect.dir);
+    let (dir, env) = (shell_quote(&expect.dir), shell_quote(&path));
+    let script = format!(
+        "test -e {dir} && ! test -x {dir} && exit 4; test -e {env} || exit 3; stat -c %a {env} && grep -c '^FEDSIM_TOKEN=' {env}"
+    );
+    match ssh.exec(&script) {
+        Ok((0, out, _)) => match out.lines().next().unwrap_or("").trim() {
+            "600" => row(name, State::Ok, format!("{path}, mode 600, token present")),
+            mode => row(
+                name,
+                State::Info,
+                format!("{path} has mode {mode}, not 600; `fedsim run` replaces it with a mode 600 file"),
+            ),
+        },
+        Ok((3, _, _)) => row(
+            name,
+            State::Info,
+            format!("{path} not written yet; `fedsim run` writes it (mode 600)"),
+        ),
+        Ok((4, _, _)) => row(
+            name,
+            State::Info,
+            format!("not checked: {} cannot be entered", expect.dir),
+        ),
+        Ok(_) => row(
+            name,
+            State::Info,
+            format!("{path} cannot be read or holds no FEDSIM_TOKEN; `fedsim run` replaces it"),
+        ),
+        Err(e) => row(name, State::Failed, e.to_string()),
+    }
+}
+
+/// Dial the coordinator from the site: with the agent when it is installed, else with the
+/// site's own bash. Not needed when the agents come through SSH reverse forwards.
+fn check_coordinator(ssh: &Ssh, agent: Option<&str>, expect: &Expect) -> Row {
+    let name = "coordinator reachable";
+    let addr = expect.coordinator;
+    if expect.tunnel {
+        return row(
+            name,
+            State::Info,
+            "not needed: with fleet.tunnel the agent reaches the coordinator through an SSH reverse forward",
+        );
+    }
+    let (command, with) = match agent {
+        Some(path) => (
+            format!("{} probe {}", shell_quote(path), shell_quote(&addr.to_string())),
+            "the agent",
+        ),
+        None => (
+            // bash's /dev/tcp opens a TCP connection; `timeout` bounds it as the probe does.
+            format!(
+                "command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1 || exit 3; timeout 5 bash -c {} 2>&1",
+                shell_quote(&format!("</dev/tcp/{}/{}", addr.ip(), addr.port()))
+            ),
+            "bash, the agent is not installed yet",
+        ),
+    };
+    let started = Instant::now();
+    match ssh.exec(&command) {
+        Ok((0, _, _)) => row(
+            name,
+            State::Ok,
+            format!(
+                "{addr} in {:.0} ms (dialled with {with})",
+                started.elapsed().as_secs_f64() * 1e3
+            ),
+        ),
+        Ok((3, _, _)) if agent.is_none() => row(
+            name,
+            State::Info,
+            "not checked: the agent is not installed yet and the site has no bash and timeout to dial with",
+        ),
+        Ok((124, _, _)) if agent.is_none() => row(
+            name,
+            State::Failed,
+            format!("{addr}: no connection within 5 s (dialled with bash)"),
+        ),
+        Ok((_, out, err)) => row(
+            name,
+            State::Failed,
+            format!("{addr}: {}", last_line(&format!("{out}{err}"))),
+        ),
+        Err(e) => row(name, State::Failed, e.to_string()),
+    }
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// The table for people: one block per site, a mark per check (✔ ok, · info, ✘ failed).
 pub fn table(health: &[SiteHealth]) -> String {
     let mut out = String::new();
     for h in health {
@@ -281,7 +469,7 @@ pub fn table(health: &[SiteHealth]) -> String {
         for r in &h.rows {
             out.push_str(&format!(
                 "    {} {:<22} {}\n",
-                if r.ok { "✔" } else { "✘" },
+                r.state.mark(),
                 r.check,
                 r.detail
             ));

@@ -243,7 +243,7 @@ impl Table {
         match g.kind {
             GenerateKind::LowRank => {
                 // X = A diag(w) B + noise: rank-r signal with well separated singular values.
-                let r = g.rank;
+                let r = g.signal_rank();
                 let a = faer::Mat::<f64>::from_fn(n, r, |_, _| normal());
                 let b = faer::Mat::<f64>::from_fn(r, d, |_, _| normal());
                 let w: Vec<f64> = (0..r).map(|i| (r - i) as f64 / r as f64).collect();
@@ -409,7 +409,7 @@ mod tests {
             kind: GenerateKind::LowRank,
             rows: 200,
             cols: 30,
-            rank: 4,
+            rank: Some(4),
             noise: 0.0,
         };
         let t = Table::generate(&g, 5);
@@ -423,7 +423,7 @@ mod tests {
                 kind: GenerateKind::Logistic,
                 rows: 100,
                 cols: 3,
-                rank: 1,
+                rank: None,
                 noise: 0.0,
             },
             1,

@@ -171,7 +171,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 });
             match result {
                 Ok((s, health)) if health.is_empty() => {
-                    println!("provider {:?} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
+                    println!("provider {} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
                     ExitCode::SUCCESS
                 }
                 Ok((_, health)) => {

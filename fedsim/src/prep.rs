@@ -99,9 +99,7 @@ impl Plan {
         let (path, full) = match (&s.data.path, &s.data.generate) {
             (Some(p), _) => (p.clone(), Table::load(p)?),
             (None, Some(g)) => (
-                PathBuf::from(
-                    format!("generated-{:?}-{}x{}", g.kind, g.rows, g.cols).to_lowercase(),
-                ),
+                PathBuf::from(format!("generated-{}-{}x{}", g.kind, g.rows, g.cols)),
                 Table::generate(g, s.scenario.seed),
             ),
             (None, None) => unreachable!("validated: path or generate"),

@@ -219,3 +219,69 @@ fn a_run_that_fails_writes_a_summary_that_says_so() {
     );
     assert!(s.get("comparison").is_none());
 }
+
+#[test]
+fn check_names_the_provider_as_the_scenario_spells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = scenario(
+        dir.path(),
+        "s",
+        &ols_toml("local-check", "diabetes.csv", 2, ""),
+    );
+    let o = fedsim(dir.path(), &["check", "-c", cfg.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.starts_with("provider local has no hosts to check"),
+        "{out}"
+    );
+}
+
+#[test]
+fn paths_relative_to_the_scenario_are_recorded_and_printed_normalised() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("resources")).unwrap();
+    std::fs::create_dir_all(work.path().join("data")).unwrap();
+    std::fs::copy(
+        test_data("diabetes.csv"),
+        work.path().join("data/diabetes.csv"),
+    )
+    .unwrap();
+    let body = |csv: &str| {
+        ols_toml("norm", "diabetes.csv", 2, "")
+            .replace(&test_data("diabetes.csv").display().to_string(), csv)
+    };
+    scenario(
+        &work.path().join("resources"),
+        "s",
+        &body("../data/./diabetes.csv"),
+    );
+    let o = fedsim(
+        work.path(),
+        &["prep", "-q", "-c", "resources/s.toml", "--out", "prep"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resolved = std::fs::read_to_string(work.path().join("prep/scenario.toml")).unwrap();
+    assert!(
+        resolved.contains("path = \"data/diabetes.csv\""),
+        "{resolved}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("prep/plan.json")).unwrap())
+            .unwrap();
+    assert_eq!(plan["data"], "data/diabetes.csv");
+
+    // An error about the data names the clean path too.
+    scenario(
+        &work.path().join("resources"),
+        "gone",
+        &body("../data/gone.csv"),
+    );
+    let o = fedsim(work.path(), &["validate", "-c", "resources/gone.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("data/gone.csv") && !stderr(&o).contains(".."),
+        "{}",
+        stderr(&o)
+    );
+}

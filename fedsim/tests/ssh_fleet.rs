@@ -317,10 +317,14 @@ fn check_reports_a_wrong_host_key_a_stopped_sshd_and_a_missing_data_file_on_thei
     assert!(o.status.success(), "healthy fleet: {table}{}", stderr(&o));
     assert_eq!(table.matches('✔').count(), 4 * 9, "{table}");
 
-    // site-2: sshd stopped; site-3: data file gone; site-4: known_hosts holds another key.
+    // site-2: sshd stopped; site-4: known_hosts holds another key. Those fail the check. A run
+    // uploads the data and `.env` afresh, so site-3's missing data file and site-1's `.env` with
+    // a loose mode are info only.
     let pid = std::fs::read_to_string(fleet.path("site2/sshd.pid")).unwrap();
     Command::new("kill").arg(pid.trim()).status().unwrap();
     std::fs::remove_file(fleet.home(3).join(".fedsim/chk/data.csv")).unwrap();
+    let env = fleet.home(1).join(".fedsim/chk/.env");
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
     let kh = std::fs::read_to_string(fleet.path("known_hosts")).unwrap();
     let mut lines: Vec<String> = kh.lines().map(String::from).collect();
     let key1 = lines[0].split_once(' ').unwrap().1.to_string();
@@ -344,12 +348,19 @@ fn check_reports_a_wrong_host_key_a_stopped_sshd_and_a_missing_data_file_on_thei
     };
     assert!(table.contains("✔ site-1\n"), "{table}");
     assert!(
+        row("site-1", "credentials").contains('·')
+            && row("site-1", "credentials").contains("mode 644"),
+        "{table}"
+    );
+    assert!(
         row("site-2", "ssh reachable").contains('✘')
             && row("site-2", "ssh reachable").contains("refused"),
         "{table}"
     );
+    assert!(row("site-2", "coordinator reachable").contains("not checked: ssh reachable failed"));
+    assert!(table.contains("✔ site-3\n"), "{table}");
     assert!(
-        row("site-3", "data").contains('✘') && row("site-3", "data").contains("missing"),
+        row("site-3", "data").contains('·') && row("site-3", "data").contains("not uploaded yet"),
         "{table}"
     );
     assert!(row("site-3", "ssh reachable").contains('✔'));
@@ -372,6 +383,89 @@ fn check_reports_a_wrong_host_key_a_stopped_sshd_and_a_missing_data_file_on_thei
         ),
         "{table}"
     );
+}
+
+#[test]
+fn check_passes_on_a_fresh_fleet_and_fails_on_what_would_fail_the_run() {
+    let fleet = TestFleet::up(3, "127.0.6", "fedsim-f");
+    let work = tempfile::tempdir().unwrap();
+    let cfg = fleet.scenario("fresh", &ols_body("fresh", 3));
+    let check = |cfg: &Path| {
+        let o = fedsim(work.path(), &["check", "-c", cfg.to_str().unwrap()]);
+        let table = String::from_utf8_lossy(&o.stdout).to_string();
+        (o.status.code(), table)
+    };
+    let has = |table: &str, site: &str, check: &str, mark: char, want: &str| {
+        let found = table
+            .split(&format!(" {site}\n"))
+            .nth(1)
+            .and_then(|b| b.lines().find(|l| l.contains(check)))
+            .is_some_and(|l| l.contains(mark) && l.contains(want));
+        assert!(found, "{site} {check}: no {mark} with {want:?}:\n{table}");
+    };
+
+    // Nothing installed yet: what the run puts in place is info, and the check passes.
+    let (code, table) = check(&cfg);
+    assert_eq!(code, Some(0), "{table}");
+    for site in ["site-1", "site-2", "site-3"] {
+        assert!(table.contains(&format!("✔ {site}\n")), "{table}");
+        has(&table, site, "prerequisites", '✔', "cores");
+        has(&table, site, "agent build", '·', "not installed yet");
+        has(&table, site, "data", '·', "not uploaded yet");
+        has(&table, site, "credentials", '·', "not written yet");
+        // Without the agent, the site dials with its own bash.
+        has(
+            &table,
+            site,
+            "coordinator reachable",
+            '✔',
+            "dialled with bash",
+        );
+    }
+    assert_eq!(table.matches('·').count(), 3 * 3, "{table}");
+    assert!(!table.contains('✘'), "{table}");
+
+    // Through reverse tunnels the coordinator's address need not be reachable.
+    let fragment = std::fs::read_to_string(fleet.path("fleet.toml"))
+        .unwrap()
+        .replace("provider = \"ssh\"", "provider = \"ssh\"\ntunnel = true");
+    let tunnelled = scenario(
+        work.path(),
+        "fresh-tunnel",
+        &format!("{}\n{fragment}", ols_body("fresh", 3)),
+    );
+    let (code, table) = check(&tunnelled);
+    assert_eq!(code, Some(0), "{table}");
+    has(&table, "site-2", "coordinator reachable", '·', "not needed");
+
+    // The check passed, so the run works; afterwards every row is in place.
+    run_ok(work.path(), &cfg, &work.path().join("run"));
+    let (code, table) = check(&cfg);
+    assert_eq!(code, Some(0), "{table}");
+    assert_eq!(table.matches('✔').count(), 3 * 9, "{table}");
+    has(
+        &table,
+        "site-1",
+        "coordinator reachable",
+        '✔',
+        "dialled with the agent",
+    );
+
+    // A site folder the site's user cannot write fails the check, and the run too.
+    let dir = fleet.home(2).join(".fedsim/fresh");
+    Command::new("chown")
+        .arg("root:root")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    let (code, table) = check(&cfg);
+    assert_eq!(code, Some(1), "{table}");
+    assert!(table.contains("✘ site-2\n"), "{table}");
+    has(&table, "site-2", "data", '✘', "not writable by fedsim-f2");
+    has(&table, "site-2", "credentials", '·', "not checked");
+    let o = run_to(work.path(), &cfg, &work.path().join("run2"), &[]);
+    assert!(!o.status.success(), "the run went ahead: {}", stderr(&o));
+    assert!(stderr(&o).contains("site-2"), "{}", stderr(&o));
 }
 
 fn row_contains(table: &str, site: &str, check: &str, want: &str) -> bool {

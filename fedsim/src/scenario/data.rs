@@ -1,0 +1,312 @@
+//! `[data]`: a file or a synthetic data set, the target and the columns to use.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Locate, Scenario, ScenarioError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// CSV or Parquet, relative to the scenario file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Instead of a file: a synthetic data set made from the scenario's seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<Generate>,
+    /// Regression target; absent for svd.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Feature columns to use, in order; default all columns but the target.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Columns to leave out (e.g. a class label before an svd).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerateKind {
+    /// Features x1..xd: a rank-r signal with separated singular values, plus Gaussian noise.
+    LowRank,
+    /// Features x1..xd ~ N(0, 1) and target y = 1 + X beta + noise.
+    Linear,
+    /// Features x1..xd ~ N(0, 1) and a 0/1 target y drawn from a logistic model.
+    Logistic,
+}
+
+/// A synthetic data set, for sizes no real file here has (benchmarks, high dimension).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    pub kind: GenerateKind,
+    pub rows: usize,
+    pub cols: usize,
+    /// low_rank only: rank of the signal (default 10, filled in when the scenario is loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
+    /// Standard deviation of the added noise (default 0.1).
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+}
+
+/// The signal rank of a low_rank data set that does not say.
+pub const DEFAULT_RANK: usize = 10;
+
+impl Generate {
+    /// The rank of a low_rank signal: as written, else the default.
+    pub fn signal_rank(&self) -> usize {
+        self.rank.unwrap_or(DEFAULT_RANK)
+    }
+}
+
+impl GenerateKind {
+    /// As written in a scenario.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenerateKind::LowRank => "low_rank",
+            GenerateKind::Linear => "linear",
+            GenerateKind::Logistic => "logistic",
+        }
+    }
+}
+
+fn default_noise() -> f64 {
+    0.1
+}
+
+/// Exactly one source; a target where the algorithm needs one; feature lists without repeats.
+pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    match (&s.data.path, &s.data.generate) {
+        (None, None) => {
+            return Err(at(
+                "data",
+                "missing key `path`: give a CSV or Parquet file (or `generate` for synthetic data)"
+                    .into(),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(at(
+                "data.generate",
+                "give either `path` or `generate`, not both".into(),
+            ))
+        }
+        (Some(path), None) => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if !matches!(ext.as_str(), "csv" | "parquet" | "pq") {
+                return Err(at(
+                    "data.path",
+                    format!(
+                        "expected a .csv or .parquet file, found {:?}",
+                        path.display().to_string()
+                    ),
+                ));
+            }
+        }
+        (None, Some(g)) => validate_generate(g, at)?,
+    }
+    let kind = s.algorithm.kind;
+    match (&s.data.target, kind.needs_target()) {
+        (None, true) => {
+            return Err(at(
+                "data",
+                format!(
+                    "missing key `target`: algorithm {} needs a target column",
+                    kind.as_str()
+                ),
+            ))
+        }
+        (Some(_), false) => {
+            return Err(at(
+                "data.target",
+                format!(
+                "algorithm {} takes no target column; remove `target` (or list it in `exclude`)",
+                kind.as_str()
+            ),
+            ))
+        }
+        _ => {}
+    }
+    if let Some(f) = &s.data.features {
+        if f.is_empty() {
+            return Err(at(
+                "data.features",
+                "expected at least one feature column".into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(dup) = f.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(at(
+                "data.features",
+                format!("column {dup:?} is listed twice"),
+            ));
+        }
+        if let Some(t) = &s.data.target {
+            if f.contains(t) {
+                return Err(at(
+                    "data.features",
+                    format!("the target {t:?} cannot also be a feature"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sizes this machine can hold, and a rank the matrix can have.
+fn validate_generate(g: &Generate, at: &Locate) -> Result<(), ScenarioError> {
+    if g.rows < 2 || g.cols < 1 || g.rows.saturating_mul(g.cols) > 200_000_000 {
+        return Err(at(
+            "data.generate",
+            format!(
+                "expected rows >= 2, cols >= 1 and rows x cols <= 2e8, found {} x {}",
+                g.rows, g.cols
+            ),
+        ));
+    }
+    // Only low_rank has a rank: the other kinds draw full-rank features.
+    let most = g.cols.min(g.rows);
+    match (g.kind, g.rank) {
+        (GenerateKind::LowRank, Some(r)) if r == 0 || r > most => {
+            return Err(at(
+                "data.generate.rank",
+                format!("expected a rank from 1 to {most}"),
+            ));
+        }
+        (GenerateKind::LowRank, None) if DEFAULT_RANK > most => {
+            return Err(at(
+                "data.generate.rank",
+                format!(
+                    "the default rank {DEFAULT_RANK} needs at least {DEFAULT_RANK} rows and columns; give a rank from 1 to {most}"
+                ),
+            ));
+        }
+        (GenerateKind::Linear | GenerateKind::Logistic, Some(_)) => {
+            return Err(at(
+                "data.generate.rank",
+                format!(
+                    "`rank` applies to kind \"low_rank\" only, not \"{}\"",
+                    g.kind.as_str()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if !(g.noise.is_finite() && g.noise >= 0.0) {
+        return Err(at(
+            "data.generate.noise",
+            format!("expected a standard deviation >= 0, found {}", g.noise),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Scenario, ScenarioError};
+    use super::*;
+
+    /// A scenario whose data is `generate = GENERATE` (on line 4), for `algorithm`.
+    fn generated(generate: &str, algorithm: &str) -> Result<Scenario, ScenarioError> {
+        let (target, k) = if algorithm == "svd" {
+            ("", "k = 1\n")
+        } else {
+            ("target = \"y\"\n", "")
+        };
+        let text = format!(
+            "[scenario]\nname = \"g\"\n[data]\ngenerate = {generate}\n{target}[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"{algorithm}\"\n{k}"
+        );
+        Scenario::parse(&text, Path::new("g.toml"))
+    }
+
+    #[test]
+    fn logistic_and_linear_data_need_no_rank() {
+        let s = generated(
+            r#"{ kind = "logistic", rows = 10000, cols = 2 }"#,
+            "logistic_regression",
+        )
+        .unwrap();
+        let g = s.data.generate.unwrap();
+        assert_eq!(
+            (g.kind, g.rows, g.cols, g.rank),
+            (GenerateKind::Logistic, 10000, 2, None)
+        );
+        generated(
+            r#"{ kind = "linear", rows = 3, cols = 1 }"#,
+            "linear_regression",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn rank_for_another_kind_is_a_located_error() {
+        let e = generated(
+            r#"{ kind = "linear", rows = 100, cols = 20, rank = 3 }"#,
+            "linear_regression",
+        )
+        .unwrap_err();
+        let ScenarioError::Invalid {
+            line,
+            column,
+            key,
+            message,
+            ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        // The column is that of `3`.
+        assert_eq!((*line, key.as_str()), (4, "data.generate.rank"), "{e}");
+        assert_eq!(
+            *column,
+            "generate = { kind = \"linear\", rows = 100, cols = 20, rank = ".len() + 1,
+            "{e}"
+        );
+        assert_eq!(
+            message,
+            "`rank` applies to kind \"low_rank\" only, not \"linear\""
+        );
+    }
+
+    #[test]
+    fn low_rank_gets_the_default_rank_written_down_or_a_clear_error() {
+        let s = generated(r#"{ kind = "low_rank", rows = 50, cols = 20 }"#, "svd").unwrap();
+        let g = s.data.generate.as_ref().unwrap();
+        assert_eq!(
+            (g.rank, g.signal_rank()),
+            (Some(DEFAULT_RANK), DEFAULT_RANK)
+        );
+        // The resolved scenario a run writes states the rank it used.
+        let resolved = toml::to_string_pretty(&s).unwrap();
+        assert!(resolved.contains("rank = 10"), "{resolved}");
+
+        let e = generated(r#"{ kind = "low_rank", rows = 50, cols = 4 }"#, "svd")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.generate.rank: the default rank 10 needs at least 10 rows and columns; give a rank from 1 to 4"),
+            "{e}"
+        );
+        let e = generated(
+            r#"{ kind = "low_rank", rows = 50, cols = 4, rank = 5 }"#,
+            "svd",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("expected a rank from 1 to 4"), "{e}");
+        generated(
+            r#"{ kind = "low_rank", rows = 50, cols = 4, rank = 4 }"#,
+            "svd",
+        )
+        .unwrap();
+    }
+}

@@ -1,0 +1,285 @@
+//! The scenario: one TOML file that says what to split, where the sites run and what they compute.
+//!
+//! Every error names the file, the line and column, the key and what was expected, because a
+//! scenario is usually edited by hand and a bare "invalid type" sends people hunting.
+//!
+//! One file per section of the scenario, each with its types, defaults and checks; this file
+//! holds the whole, its loading and the resolution of its paths.
+
+mod algorithm;
+mod compare;
+mod data;
+mod federation;
+mod fleet;
+mod gui;
+mod locate;
+mod meta;
+mod partition;
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use algorithm::{AlgorithmKind, AlgorithmSpec, SvdMethod};
+pub use compare::CompareSpec;
+pub use data::{DataSpec, Generate, GenerateKind};
+pub use federation::{FaultKind, FaultSpec, FederationSpec, OnDropout};
+pub use fleet::{FleetSpec, Provider, SiteSpec};
+pub use gui::GuiSpec;
+pub use locate::{parse_located, Locate};
+pub use meta::Meta;
+pub use partition::{PartitionKind, PartitionSpec, Strategy};
+
+/// A scenario as written by the user, after validation. Paths are resolved against the scenario's
+/// own directory, so a scenario runs the same from any working directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub scenario: Meta,
+    pub data: DataSpec,
+    pub partition: PartitionSpec,
+    #[serde(default)]
+    pub fleet: FleetSpec,
+    pub algorithm: AlgorithmSpec,
+    #[serde(default)]
+    pub compare: CompareSpec,
+    #[serde(default)]
+    pub federation: FederationSpec,
+    /// The coordinator's portal, and whether browsers click it instead of programs calling its API.
+    #[serde(default)]
+    pub gui: GuiSpec,
+    /// Faults to inject, for testing what breaks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
+    /// The sites' hosts, for provider "ssh" (one `[[sites]]` table per site, in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteSpec>,
+    /// The file this scenario came from (not a TOML key).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// What is wrong with a scenario, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Scenario {
+    /// Read, parse and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parse and validate scenario text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario = parse_located(text, path, validate)?;
+        scenario.source = path.to_path_buf();
+        scenario.resolve(path.parent().unwrap_or(Path::new(".")));
+        Ok(scenario)
+    }
+
+    /// Anchor every relative path at `base`, the scenario's directory, and write down the
+    /// defaults that depend on other keys, so the resolved scenario a run keeps says what ran.
+    fn resolve(&mut self, base: &Path) {
+        if let Some(g) = &mut self.data.generate {
+            if g.kind == GenerateKind::LowRank {
+                g.rank = Some(g.signal_rank());
+            }
+        }
+        let at_base = |p: &Path| normalize(&base.join(p));
+        self.data.path = self.data.path.as_deref().map(at_base);
+        for site in &mut self.sites {
+            site.key = at_base(&site.key);
+            site.known_hosts = site.known_hosts.as_deref().map(at_base);
+            site.env = site.env.as_deref().map(at_base);
+        }
+        self.fleet.vagrant_dir = self.fleet.vagrant_dir.as_deref().map(at_base);
+        self.compare.reference = self.compare.reference.as_deref().map(at_base);
+        self.gui.script = self.gui.script.as_deref().map(at_base);
+    }
+}
+
+/// `resources/../test_data/x.csv` -> `test_data/x.csv`, without asking the filesystem, so the
+/// paths a run prints and records are the short ones people would write. Like Go's
+/// `filepath.Clean`, a `..` undoes the component before it even if that is a symlink.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                // `/..` is `/`.
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                // Nothing left to undo: a relative path keeps its leading `..`.
+                None | Some(Component::ParentDir | Component::CurDir) => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// One section's checks.
+type SectionCheck = fn(&Scenario, &Locate) -> Result<(), ScenarioError>;
+
+/// Rules serde cannot express: ranges, combinations, and options that belong to one kind only.
+/// Each section checks its own keys (some against other sections); the first error is reported.
+fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let sections: [SectionCheck; 8] = [
+        meta::validate,
+        data::validate,
+        partition::validate,
+        fleet::validate,
+        federation::validate,
+        algorithm::validate,
+        gui::validate,
+        compare::validate,
+    ];
+    sections.iter().try_for_each(|check| check(s, at))
+}
+
+/// People read the words they wrote: the kinds print as the scenario spells them (`local`, not
+/// `Local`).
+macro_rules! display_as_written {
+    ($($kind:ty),*) => {$(
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+display_as_written!(
+    AlgorithmKind,
+    FaultKind,
+    GenerateKind,
+    OnDropout,
+    PartitionKind,
+    Provider,
+    Strategy,
+    SvdMethod
+);
+
+/// Where the coordinator and the portal listen unless told otherwise: loopback, a free port.
+fn default_address() -> String {
+    "127.0.0.1:0".into()
+}
+
+/// A listening address is written `IP:port` (port 0 picks a free one).
+fn check_address(at: &Locate, key: &str, value: &str) -> Result<(), ScenarioError> {
+    if value.parse::<std::net::SocketAddr>().is_err() {
+        return Err(at(
+            key,
+            format!("expected an IP address and port such as \"127.0.0.1:0\", found {value:?}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[scenario]
+name = "t"
+[data]
+path = "x.csv"
+target = "y"
+[partition]
+kind = "horizontal"
+sites = 3
+[algorithm]
+kind = "linear_regression"
+"#;
+
+    /// `as_str` (and so `Display`) spells every kind as serde reads it from a scenario.
+    #[test]
+    fn kinds_print_as_the_scenario_spells_them() {
+        fn same<T: Serialize + std::fmt::Display>(values: &[T]) {
+            for v in values {
+                let serde = serde_json::to_value(v).unwrap();
+                assert_eq!(serde.as_str(), Some(v.to_string().as_str()));
+            }
+        }
+        use AlgorithmKind::*;
+        same(&[LinearRegression, LogisticRegression, Svd]);
+        use FaultKind::*;
+        same(&[Kill, Cut, Slow, WrongPassword, WrongToken]);
+        same(&[
+            GenerateKind::LowRank,
+            GenerateKind::Linear,
+            GenerateKind::Logistic,
+        ]);
+        same(&[OnDropout::Fail, OnDropout::Continue]);
+        same(&[PartitionKind::Horizontal, PartitionKind::Vertical]);
+        same(&[Provider::Local, Provider::Ssh, Provider::Vagrant]);
+        same(&[Strategy::Uniform, Strategy::Sizes, Strategy::Dirichlet]);
+        same(&[SvdMethod::Auto, SvdMethod::Gram, SvdMethod::Subspace]);
+        assert_eq!(format!("provider {}", Provider::Local), "provider local");
+    }
+
+    #[test]
+    fn paths_are_normalized_without_the_filesystem() {
+        for (given, want) in [
+            ("resources/../test_data/x.csv", "test_data/x.csv"),
+            ("./a/./b/", "a/b"),
+            ("a/b/../../c", "c"),
+            ("a/..", "."),
+            ("../../x", "../../x"),
+            ("a/../../x", "../x"),
+            ("/../x/./y/..", "/x"),
+            ("/no/such/dir/../f", "/no/such/f"),
+            ("", "."),
+        ] {
+            assert_eq!(normalize(Path::new(given)), Path::new(want), "{given}");
+        }
+    }
+
+    #[test]
+    fn resolved_paths_are_clean() {
+        let text = GOOD.replace("x.csv", "../data/./x.csv")
+            + "[compare]\nreference = \"../data/ref.jsonl\"\n";
+        let s = Scenario::parse(&text, Path::new("work/resources/s.toml")).unwrap();
+        assert_eq!(s.data.path.as_deref(), Some(Path::new("work/data/x.csv")));
+        assert_eq!(
+            s.compare.reference.as_deref(),
+            Some(Path::new("work/data/ref.jsonl"))
+        );
+        // The scenario's own path stays as given: errors name the file the user typed.
+        assert_eq!(s.source, Path::new("work/resources/s.toml"));
+    }
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let s = Scenario::parse(GOOD, Path::new("dir/s.toml")).unwrap();
+        assert_eq!(s.partition.strategy, Strategy::Uniform);
+        assert_eq!(s.fleet.provider, Provider::Local);
+        assert_eq!(s.compare.tolerance, 1e-8);
+        assert_eq!(s.data.path.as_deref(), Some(Path::new("dir/x.csv")));
+    }
+}
