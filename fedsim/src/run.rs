@@ -404,7 +404,7 @@ impl<'a> Run<'a> {
     /// controller holds no site's token afterwards.
     fn provision(&mut self, bundles: &mut [Bundle]) -> Result<(), Stop> {
         let provider = self.scenario.fleet.provider;
-        tracing::info!(phase = "provision", sites = bundles.len(), provider = ?provider, "installing the sites");
+        tracing::info!(phase = "provision", sites = bundles.len(), provider = %provider, "installing the sites");
         self.progress
             .phase(format!("provision: installing {} sites", bundles.len()));
         self.progress

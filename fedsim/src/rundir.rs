@@ -142,7 +142,8 @@ pub fn write_plan(dir: &Path, scenario: &Scenario, file: &PlanFile) -> Result<()
         path: dir.to_path_buf(),
         source,
     };
-    let resolved = toml::to_string_pretty(scenario).map_err(|e| io(std::io::Error::other(e)))?;
+    let resolved = toml::to_string_pretty(&scenario.with_absolute_paths())
+        .map_err(|e| io(std::io::Error::other(e)))?;
     std::fs::write(dir.join("scenario.toml"), resolved).map_err(io)?;
     write_json_atomic(&dir.join("plan.json"), file).map_err(io)
 }

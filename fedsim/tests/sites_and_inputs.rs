@@ -262,8 +262,10 @@ fn paths_relative_to_the_scenario_are_recorded_and_printed_normalised() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let resolved = std::fs::read_to_string(work.path().join("prep/scenario.toml")).unwrap();
+    // The resolved scenario records absolute paths, so it can be reloaded from anywhere.
+    let absolute = work.path().join("data/diabetes.csv");
     assert!(
-        resolved.contains("path = \"data/diabetes.csv\""),
+        resolved.contains(&format!("path = \"{}\"", absolute.display())) && !resolved.contains(".."),
         "{resolved}"
     );
     let plan: serde_json::Value =

@@ -30,7 +30,7 @@ impl Watch for Injector<'_> {
             };
             match done {
                 Ok(()) => {
-                    tracing::warn!(phase = "federate", site = %f.site, round, fault = ?f.kind, "injected fault")
+                    tracing::warn!(phase = "federate", site = %f.site, round, fault = %f.kind, "injected fault")
                 }
                 Err(e) => {
                     tracing::error!(phase = "federate", site = %f.site, round, error = %e, "could not inject fault")

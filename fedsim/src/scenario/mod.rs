@@ -103,16 +103,29 @@ impl Scenario {
                 g.rank = Some(g.signal_rank());
             }
         }
-        let at_base = |p: &Path| normalize(&base.join(p));
-        self.data.path = self.data.path.as_deref().map(at_base);
+        self.map_paths(|p| normalize(&base.join(p)));
+    }
+
+    /// Every path key, changed by `f`.
+    fn map_paths(&mut self, f: impl Fn(&Path) -> PathBuf) {
+        self.data.path = self.data.path.as_deref().map(&f);
         for site in &mut self.sites {
-            site.key = at_base(&site.key);
-            site.known_hosts = site.known_hosts.as_deref().map(at_base);
-            site.env = site.env.as_deref().map(at_base);
+            site.key = f(&site.key);
+            site.known_hosts = site.known_hosts.as_deref().map(&f);
+            site.env = site.env.as_deref().map(&f);
         }
-        self.fleet.vagrant_dir = self.fleet.vagrant_dir.as_deref().map(at_base);
-        self.compare.reference = self.compare.reference.as_deref().map(at_base);
-        self.gui.script = self.gui.script.as_deref().map(at_base);
+        self.fleet.vagrant_dir = self.fleet.vagrant_dir.as_deref().map(&f);
+        self.compare.reference = self.compare.reference.as_deref().map(&f);
+        self.gui.script = self.gui.script.as_deref().map(&f);
+    }
+
+    /// The scenario with every path absolute (against the working directory), as a run records
+    /// it: `fedsim logs RUN_DIR` reloads it from the run directory, where relative paths would
+    /// point elsewhere.
+    pub fn with_absolute_paths(&self) -> Scenario {
+        let mut s = self.clone();
+        s.map_paths(|p| std::path::absolute(p).map_or_else(|_| p.to_path_buf(), |a| normalize(&a)));
+        s
     }
 }
 
