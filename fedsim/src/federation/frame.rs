@@ -389,6 +389,53 @@ mod tests {
         ));
     }
 
+    /// `cargo test --release -p fedsim --lib frame::tests::throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement: run it in release"]
+    fn throughput_of_a_64_mib_round_trip() {
+        use crate::federation::Message;
+        let (mut a, mut c) = pair([4; 32], [4; 32]);
+        let body = vec![0x5a_u8; 64 << 20];
+        let echo = std::thread::spawn(move || {
+            for _ in 0..5 {
+                let Message::Reply { body, .. } = c.recv(soon(), None).unwrap() else {
+                    panic!("expected a Reply")
+                };
+                c.send(&Message::Task {
+                    round: 1,
+                    body,
+                    active: Vec::new(),
+                })
+                .unwrap();
+            }
+        });
+        let mut secs = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            a.send(&Message::Reply {
+                round: 1,
+                body: body.clone(),
+                compute_secs: 0.0,
+                peak_rss_kib: 0,
+                masked: None,
+            })
+            .unwrap();
+            let Message::Task { body: back, .. } = a.recv(soon(), None).unwrap() else {
+                panic!("expected a Task")
+            };
+            secs.push(started.elapsed().as_secs_f64());
+            assert_eq!(back.len(), body.len());
+        }
+        echo.join().unwrap();
+        secs.sort_by(f64::total_cmp);
+        println!(
+            "64 MiB round trip: best {:.3} s, median {:.3} s ({:.0} MiB/s each way at the median)",
+            secs[0],
+            secs[2],
+            128.0 / secs[2]
+        );
+    }
+
     #[test]
     fn silence_times_out() {
         let (_a, mut c) = pair([1; 32], [1; 32]);
