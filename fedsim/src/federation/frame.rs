@@ -95,8 +95,20 @@ pub fn decode_opening(body: &[u8]) -> Result<Opening, FrameError> {
     postcard::from_bytes(handshake_body(body)?).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
-/// Split a data frame body into its Noise messages, checking version and sizes; split out so
-/// the decoder can be fuzzed alone.
+/// How many Noise messages a data frame's `sealed` bytes hold: full 64 KiB ones, then the rest.
+/// Every message holds its tag and at least one byte; the first holds the inner header too.
+fn message_count(sealed: usize) -> Result<usize, FrameError> {
+    let last = sealed % CHUNK;
+    if sealed < INNER + TAG || (last != 0 && last <= TAG) {
+        return Err(FrameError::Decode(format!(
+            "{sealed} sealed bytes do not split into messages"
+        )));
+    }
+    Ok(sealed.div_ceil(CHUNK))
+}
+
+/// Split a data frame body into its Noise messages, checking version and sizes, as
+/// [`Channel::recv`] does while it reads; split out so the decoder can be fuzzed alone.
 pub fn decode_body(body: &[u8]) -> Result<std::slice::Chunks<'_, u8>, FrameError> {
     let Some((&version, sealed)) = body.split_first() else {
         return Err(FrameError::Decode("empty frame".into()));
@@ -104,14 +116,7 @@ pub fn decode_body(body: &[u8]) -> Result<std::slice::Chunks<'_, u8>, FrameError
     if version != VERSION {
         return Err(FrameError::Version(version));
     }
-    // Every message holds its tag and at least one byte; the first holds the inner header too.
-    let last = sealed.len() % CHUNK;
-    if sealed.len() < INNER + TAG || (last != 0 && last <= TAG) {
-        return Err(FrameError::Decode(format!(
-            "{} sealed bytes do not split into messages",
-            sealed.len()
-        )));
-    }
+    message_count(sealed.len())?;
     Ok(sealed.chunks(CHUNK))
 }
 
@@ -177,7 +182,7 @@ struct Tx {
 
 impl Tx {
     fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
-        let plain = postcard::serialize_with_flavor(msg, Plain(vec![VERSION, 0, 0, 0, 0]))
+        let mut plain = postcard::serialize_with_flavor(msg, Plain(vec![VERSION, 0, 0, 0, 0]))
             .map_err(|e| FrameError::Decode(e.to_string()))?;
         let payload = plain.len() - INNER;
         let messages = plain.len().div_ceil(CHUNK - TAG);
@@ -188,23 +193,23 @@ impl Tx {
                 limit: MAX_FRAME,
             });
         }
-        let mut plain = plain;
         plain[1..INNER].copy_from_slice(&(payload as u32).to_be_bytes());
-        let mut buf = vec![0u8; 4 + len];
-        buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
-        buf[4] = VERSION;
-        let mut at = 5;
+        // Seal and write one message at a time: the peer opens each while the next is sealed,
+        // and no sealed copy of the whole frame is made.
+        let mut out = vec![0u8; 5 + CHUNK.min(plain.len() + TAG)];
+        out[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        out[4] = VERSION;
+        let mut header = 5;
         for (i, piece) in plain.chunks(CHUNK - TAG).enumerate() {
-            at += self.noise.write_message(
-                self.seq + i as u64,
-                piece,
-                &mut buf[at..at + piece.len() + TAG],
-            )?;
+            let end = header + piece.len() + TAG;
+            let n = self
+                .noise
+                .write_message(self.seq + i as u64, piece, &mut out[header..end])?;
+            self.stream.write_all(&out[..header + n])?;
+            self.bytes += (header + n) as u64;
+            header = 0;
         }
-        debug_assert_eq!(at, buf.len());
-        self.stream.write_all(&buf)?;
         self.seq += messages as u64;
-        self.bytes += buf.len() as u64;
         Ok(())
     }
 }
@@ -390,33 +395,71 @@ impl Channel {
         cancel: Option<&AtomicBool>,
         limit: usize,
     ) -> Result<T, FrameError> {
-        let body = read_frame(&self.stream, deadline, cancel, limit)?;
-        self.bytes_received += 4 + body.len() as u64;
-        let messages = decode_body(&body)?;
-        let count = messages.len() as u64;
-        let mut plain = vec![0u8; body.len() - 1 - messages.len() * TAG];
-        let mut at = 0;
-        for (i, sealed) in messages.enumerate() {
-            at += self.noise.read_message(
+        let len = read_len(&self.stream, deadline, cancel, limit)?;
+        self.bytes_received += 4 + len as u64;
+        // Read and open one message at a time, so opening overlaps the transfer. A frame that
+        // fails is still read to its end, so the stream stays in step.
+        let mut stream = &self.stream;
+        let mut version = [0u8; 1];
+        let Some(sealed) = len.checked_sub(1) else {
+            return Err(FrameError::Decode("empty frame".into()));
+        };
+        read_exact(&mut stream, &mut version)?;
+        let checked = match version[0] {
+            VERSION => message_count(sealed),
+            v => Err(FrameError::Version(v)),
+        };
+        let count = match checked {
+            Ok(count) => count,
+            Err(e) => {
+                skip(stream, sealed)?;
+                return Err(e);
+            }
+        };
+        let mut plain = vec![0u8; sealed - count * TAG];
+        let mut message = vec![0u8; sealed.min(CHUNK)];
+        let (mut at, mut left) = (0, sealed);
+        for i in 0..count {
+            let n = left.min(CHUNK);
+            read_exact(&mut stream, &mut message[..n])?;
+            left -= n;
+            let opened = self.noise.read_message(
                 self.recv_seq + i as u64,
-                sealed,
-                &mut plain[at..at + sealed.len() - TAG],
-            )?;
+                &message[..n],
+                &mut plain[at..at + n - TAG],
+            );
+            match opened {
+                Ok(m) => at += m,
+                Err(e) => {
+                    skip(stream, left)?;
+                    return Err(e.into());
+                }
+            }
         }
         let payload = decode_plain(&plain)?;
         // Only a whole frame moves the nonce on.
-        self.recv_seq += count;
+        self.recv_seq += count as u64;
         postcard::from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))
     }
 }
 
-/// Read one frame's body (after its length), refusing lengths over `limit` before allocating.
-fn read_frame(
+/// Read and drop the rest of a frame that failed.
+fn skip(stream: &TcpStream, bytes: usize) -> Result<(), FrameError> {
+    let mut rest = Read::take(stream, bytes as u64);
+    match std::io::copy(&mut rest, &mut std::io::sink()) {
+        Ok(n) if n == bytes as u64 => Ok(()),
+        Ok(_) => Err(FrameError::Closed),
+        Err(e) => Err(FrameError::Io(e)),
+    }
+}
+
+/// Wait for a frame and read its length, refusing lengths over `limit` before reading on.
+fn read_len(
     mut stream: &TcpStream,
     deadline: Instant,
     cancel: Option<&AtomicBool>,
     limit: usize,
-) -> Result<Vec<u8>, FrameError> {
+) -> Result<usize, FrameError> {
     wait_readable(stream, deadline, cancel)?;
     // Data is there: read the whole frame, allowing the remaining time (at least a few seconds).
     let left = deadline
@@ -429,6 +472,17 @@ fn read_frame(
     if len > limit {
         return Err(FrameError::TooLarge { len, limit });
     }
+    Ok(len)
+}
+
+/// Read one handshake frame's body (after its length).
+fn read_frame(
+    mut stream: &TcpStream,
+    deadline: Instant,
+    cancel: Option<&AtomicBool>,
+    limit: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let len = read_len(stream, deadline, cancel, limit)?;
     let mut body = vec![0u8; len];
     read_exact(&mut stream, &mut body)?;
     Ok(body)
@@ -688,6 +742,20 @@ mod tests {
         raw[4] = VERSION;
         (&a.stream).write_all(&raw).unwrap();
         assert_eq!(c.recv::<String>(soon(), None).unwrap(), "pay site-2");
+        // A frame of two messages whose first is tampered fails whole, yet is read to its end,
+        // so the next frame still opens.
+        let long = "x".repeat(100_000);
+        a.send(&long).unwrap();
+        let mut raw = raw_frame(&c.stream);
+        raw[4 + 1 + 10] ^= 1;
+        (&a.stream).write_all(&raw).unwrap();
+        assert!(matches!(
+            c.recv::<String>(soon(), None),
+            Err(FrameError::BadTag)
+        ));
+        raw[4 + 1 + 10] ^= 1;
+        (&a.stream).write_all(&raw).unwrap();
+        assert_eq!(c.recv::<String>(soon(), None).unwrap(), long);
     }
 
     #[test]
