@@ -1,7 +1,8 @@
 //! Site credentials: a random token per site, and the frame key derived from it.
 //!
 //! The token lives only in the site's own `.env`. The coordinator keeps the derived key, which is
-//! all it needs to authenticate that site's frames and cannot be turned back into the token.
+//! all it needs for that site's handshake (the Noise pre-shared key) and cannot be turned back
+//! into the token.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -20,19 +21,12 @@ pub fn new_password() -> String {
     new_token()[..32].to_string()
 }
 
-/// HMAC-SHA256(token, label): the key every frame of this site is authenticated with.
+/// HMAC-SHA256(token, label): the pre-shared key of this site's encrypted connection.
 pub fn frame_key(token: &str) -> FrameKey {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
     mac.update(b"fedsim frame key v1");
     mac.finalize().into_bytes().into()
-}
-
-/// Fresh random bytes for a session nonce.
-pub fn nonce() -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    bytes
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::frame::{Channel, FrameError, Role};
+use super::frame::{Channel, FrameError, Sender};
 use super::{secagg, Message};
 use crate::algorithms::{self, LocalData};
 use crate::auth;
@@ -93,6 +95,9 @@ pub fn limit_threads(n: usize) {
 }
 
 /// Run one agent to the end of its run.
+///
+/// This thread only reads frames, so a `Shutdown` ends the agent at once (with success) even
+/// while a worker thread is still loading data, computing or sleeping off an injected delay.
 pub fn run(
     dir: &Path,
     coordinator: Option<&str>,
@@ -103,189 +108,138 @@ pub fn run(
     let span = tracing::info_span!("agent", site = %env.site);
     let _enter = span.enter();
     let stream = connect(&addr, connect_timeout)?;
-    let mut ch = Channel::new(stream, auth::frame_key(&env.token), Role::Agent);
-    let nonce = auth::nonce();
+    let key = auth::frame_key(&env.token);
+    let mut ch = Channel::connect(stream, &key, &env.site, Instant::now() + connect_timeout)?;
     ch.send(&Message::Hello {
         site: env.site.clone(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
-        nonce,
     })?;
-    let (run_id, config, heartbeat, delays, secure) =
-        match ch.recv(Instant::now() + connect_timeout, None)? {
-            Message::Welcome {
-                run_id,
-                nonce: theirs,
-                algorithm,
-                heartbeat_secs,
-                delays,
-                secure,
-            } => {
-                ch.set_session(&nonce, &theirs);
-                (
-                    run_id,
-                    algorithm,
-                    Duration::from_secs_f64(heartbeat_secs.max(0.05)),
-                    delays,
-                    secure,
-                )
-            }
-            other => {
-                return Err(AgentError::Protocol(format!(
-                    "expected Welcome, got {other:?}"
-                )))
-            }
-        };
+    let (run_id, config, heartbeat, delays, secure) = match ch
+        .recv(Instant::now() + connect_timeout, None)?
+    {
+        Message::Welcome {
+            run_id,
+            algorithm,
+            heartbeat_secs,
+            delays,
+            secure,
+        } => (
+            run_id,
+            algorithm,
+            Duration::from_secs_f64(heartbeat_secs.max(0.05)),
+            delays,
+            secure,
+        ),
+        Message::Shutdown { status } => {
+            tracing::info!(phase = "finish", %status, "coordinator ended the run before it began");
+            return Ok(());
+        }
+        other => {
+            return Err(AgentError::Protocol(format!(
+                "expected Welcome, got {other:?}"
+            )))
+        }
+    };
     tracing::info!(phase = "launch", run_id = %run_id, pid = std::process::id(), coordinator = %addr, "connected to coordinator");
 
-    let prepared = Table::load(&env.data)
-        .map_err(|e| e.to_string())
-        .and_then(|t| LocalData::from_table(&t, &config, &env.data).map_err(|e| e.to_string()))
-        .and_then(|d| {
-            algorithms::build(&config)
-                .map(|a| (d, a))
-                .map_err(|e| e.to_string())
-        });
-    let (data, algorithm) = match prepared {
-        Ok(v) => v,
-        Err(reason) => {
-            tracing::error!(phase = "launch", %reason, "cannot prepare local data");
-            return Err(give_up(&mut ch, dir, reason));
-        }
-    };
-    let masking = match (secure, &env.pair_seeds) {
-        (false, _) => None,
-        (true, Some(seeds)) => Some((env.site.as_str(), seeds)),
-        (true, None) => {
-            let reason = "secure aggregation is on but this site's .env has no FEDSIM_PAIR_SEEDS";
-            return Err(give_up(&mut ch, dir, reason.into()));
-        }
-    };
-    ch.send(&Message::Ready {
-        // Under secure aggregation even the site's size is sent only inside masked sums.
-        rows: if secure { 0 } else { data.rows() as u64 },
-        peak_rss_kib: peak_rss_kib(),
-    })?;
-    tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
-
-    // Heartbeats from a thread of their own, so a long local step still says "alive".
-    let beating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let (sender, flag) = (ch.sender(), beating.clone());
+    // Heartbeats from a thread of their own, so loading and long local steps still say "alive".
+    let (sender, beating) = (ch.sender(), Arc::new(AtomicBool::new(true)));
+    let flag = beating.clone();
     std::thread::spawn(move || {
-        while flag.load(std::sync::atomic::Ordering::Relaxed) {
+        while flag.load(Ordering::Relaxed) {
             std::thread::sleep(heartbeat);
             if sender.send(&Message::Heartbeat).is_err() {
                 break;
             }
         }
     });
-    let result = serve(
-        &mut ch,
-        algorithm.as_ref(),
-        &data,
-        heartbeat,
-        &delays,
-        masking,
-    );
-    beating.store(false, std::sync::atomic::Ordering::Relaxed);
+    // The work (data, rounds) on another thread; it raises `stopped` when it cannot go on.
+    let (tasks, inbox) = mpsc::channel();
+    let (outcome_tx, outcome) = mpsc::channel();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let worker = Worker {
+        sender: ch.sender(),
+        site: env.site.clone(),
+        data: env.data.clone(),
+        config,
+        delays,
+        seeds: secure.then_some(env.pair_seeds),
+    };
+    let flag = stopped.clone();
+    std::thread::spawn(move || {
+        let _ = outcome_tx.send(worker.run(inbox));
+        flag.store(true, Ordering::Relaxed);
+    });
+    let result = listen(&mut ch, tasks, heartbeat, &stopped, outcome, dir);
+    beating.store(false, Ordering::Relaxed);
     result
 }
 
-/// Tell the coordinator this site cannot take part (round 0), and why.
-fn give_up(ch: &mut Channel, dir: &Path, reason: String) -> AgentError {
-    let _ = ch.send(&Message::Failed {
-        round: 0,
-        reason: reason.clone(),
-    });
-    AgentError::Bundle {
-        dir: dir.to_path_buf(),
-        reason,
-    }
+/// Why the worker stopped.
+enum Stop {
+    /// The site cannot take part (its data, its secure-aggregation seeds): tell the coordinator.
+    GiveUp(String),
+    /// The link failed under it.
+    Frame(FrameError),
 }
 
-/// Answer rounds until the coordinator ends the run, goes away or falls silent.
-fn serve(
+/// One round's request, handed to the worker.
+struct Task {
+    round: u32,
+    body: Vec<u8>,
+    active: Vec<String>,
+}
+
+/// Read frames until the coordinator ends the run, goes away or falls silent, or the worker stops.
+fn listen(
     ch: &mut Channel,
-    algorithm: &dyn algorithms::Runner,
-    data: &LocalData,
+    tasks: mpsc::Sender<Task>,
     heartbeat: Duration,
-    delays: &[(u32, f64)],
-    masking: Option<(&str, &secagg::PairSeeds)>,
+    stopped: &AtomicBool,
+    outcome: mpsc::Receiver<Result<(), Stop>>,
+    dir: &Path,
 ) -> Result<(), AgentError> {
     let silence = heartbeat * 4;
-    let mut algorithm_round = 0;
     loop {
-        match ch.recv(Instant::now() + silence, None) {
+        match ch.recv(Instant::now() + silence, Some(stopped)) {
             Ok(Message::Heartbeat) => {}
             Ok(Message::Task {
                 round,
                 body,
                 active,
             }) => {
-                algorithm_round += 1;
-                if let Some((_, secs)) = delays.iter().find(|(r, _)| *r == algorithm_round) {
-                    tracing::warn!(
-                        phase = "federate",
-                        round,
-                        delay_secs = secs,
-                        "injected fault: answering late"
-                    );
-                    std::thread::sleep(Duration::from_secs_f64(*secs));
-                }
-                let started = Instant::now();
-                match algorithm.local(&body, data) {
-                    Ok(reply) => {
-                        let compute_secs = started.elapsed().as_secs_f64();
-                        tracing::info!(
-                            phase = "federate",
-                            round,
-                            compute_secs,
-                            bytes = reply.len(),
-                            "round computed"
-                        );
-                        let (body, masked) = match masking {
-                            None => (reply, None),
-                            Some((me, seeds)) => {
-                                // Only the shape travels in clear; the numbers go masked.
-                                let masked = algorithm
-                                    .split(&reply)
-                                    .map_err(|e| e.to_string())
-                                    .and_then(|(shape, values)| {
-                                        secagg::mask(&values, me, &active, seeds, round)
-                                            .map(|m| (shape, m))
-                                            .map_err(|e| e.to_string())
-                                    });
-                                match masked {
-                                    Ok((shape, m)) => (shape, Some(m)),
-                                    Err(reason) => {
-                                        ch.send(&Message::Failed { round, reason })?;
-                                        continue;
-                                    }
-                                }
-                            }
-                        };
-                        ch.send(&Message::Reply {
-                            round,
-                            body,
-                            compute_secs,
-                            peak_rss_kib: peak_rss_kib(),
-                            masked,
-                        })?;
-                    }
-                    Err(e) => {
-                        tracing::error!(phase = "federate", round, error = %e, "local step failed");
-                        ch.send(&Message::Failed {
-                            round,
-                            reason: e.to_string(),
-                        })?;
-                    }
-                }
+                // A send fails only once the worker has stopped, which `stopped` reports next.
+                let _ = tasks.send(Task {
+                    round,
+                    body,
+                    active,
+                });
             }
             Ok(Message::Shutdown { status }) => {
                 tracing::info!(phase = "finish", %status, "coordinator ended the run");
                 return Ok(());
             }
             Ok(other) => return Err(AgentError::Protocol(format!("unexpected {other:?}"))),
+            Err(FrameError::Cancelled) => {
+                return match outcome.recv() {
+                    Ok(Err(Stop::GiveUp(reason))) => {
+                        tracing::error!(phase = "launch", %reason, "cannot prepare local data");
+                        let _ = ch.send(&Message::Failed {
+                            round: 0,
+                            reason: reason.clone(),
+                        });
+                        Err(AgentError::Bundle {
+                            dir: dir.to_path_buf(),
+                            reason,
+                        })
+                    }
+                    Ok(Err(Stop::Frame(e))) => Err(e.into()),
+                    Ok(Ok(())) | Err(_) => Err(AgentError::Protocol(
+                        "the worker stopped unexpectedly".into(),
+                    )),
+                };
+            }
             Err(FrameError::Closed) => {
                 tracing::warn!(phase = "finish", "coordinator closed the connection");
                 return Ok(());
@@ -305,6 +259,122 @@ fn serve(
         }
     }
 }
+
+/// The site's side of the analysis: loads its data, then answers each round's task.
+struct Worker {
+    sender: Sender,
+    site: String,
+    data: PathBuf,
+    config: algorithms::AlgorithmConfig,
+    delays: Vec<(u32, f64)>,
+    /// Secure aggregation is on: this site's pair seeds, if its `.env` has them.
+    seeds: Option<Option<secagg::PairSeeds>>,
+}
+
+impl Worker {
+    fn run(self, inbox: mpsc::Receiver<Task>) -> Result<(), Stop> {
+        let config = &self.config;
+        let (data, algorithm) = Table::load(&self.data)
+            .map_err(|e| e.to_string())
+            .and_then(|t| LocalData::from_table(&t, config, &self.data).map_err(|e| e.to_string()))
+            .and_then(|d| {
+                algorithms::build(config)
+                    .map(|a| (d, a))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(Stop::GiveUp)?;
+        let masking = match &self.seeds {
+            None => None,
+            Some(Some(seeds)) => Some((self.site.as_str(), seeds)),
+            Some(None) => {
+                return Err(Stop::GiveUp(
+                    "secure aggregation is on but this site's .env has no FEDSIM_PAIR_SEEDS".into(),
+                ))
+            }
+        };
+        let send = |m: &Message| self.sender.send(m).map_err(Stop::Frame);
+        send(&Message::Ready {
+            // Under secure aggregation even the site's size is sent only inside masked sums.
+            rows: if masking.is_some() {
+                0
+            } else {
+                data.rows() as u64
+            },
+            peak_rss_kib: peak_rss_kib(),
+        })?;
+        tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
+        // Ends when the reading thread returns (the run is over).
+        for (
+            algorithm_round,
+            Task {
+                round,
+                body,
+                active,
+            },
+        ) in (1..).zip(inbox)
+        {
+            if let Some((_, secs)) = self.delays.iter().find(|(r, _)| *r == algorithm_round) {
+                tracing::warn!(
+                    phase = "federate",
+                    round,
+                    delay_secs = secs,
+                    "injected fault: answering late"
+                );
+                std::thread::sleep(Duration::from_secs_f64(*secs));
+            }
+            let started = Instant::now();
+            let reply = match algorithm.local(&body, &data) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::error!(phase = "federate", round, error = %e, "local step failed");
+                    send(&Message::Failed {
+                        round,
+                        reason: e.to_string(),
+                    })?;
+                    continue;
+                }
+            };
+            let compute_secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                phase = "federate",
+                round,
+                compute_secs,
+                bytes = reply.len(),
+                "round computed"
+            );
+            let (body, masked) = match masking {
+                None => (reply, None),
+                Some((me, seeds)) => {
+                    // Only the shape travels in clear; the numbers go masked.
+                    let masked = algorithm.split(&reply).map_err(|e| e.to_string()).and_then(
+                        |(shape, values)| {
+                            secagg::mask(&values, me, &active, seeds, round)
+                                .map(|m| (shape, m))
+                                .map_err(|e| e.to_string())
+                        },
+                    );
+                    match masked {
+                        Ok((shape, m)) => (shape, Some(m)),
+                        Err(reason) => {
+                            tracing::error!(phase = "federate", round, %reason, "cannot mask the reply");
+                            send(&Message::Failed { round, reason })?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            send(&Message::Reply {
+                round,
+                body,
+                compute_secs,
+                peak_rss_kib: peak_rss_kib(),
+                masked,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Dial with retries: the coordinator may still be starting.
 fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, AgentError> {
     let sock: SocketAddr = addr.parse().map_err(|e| AgentError::Connect {

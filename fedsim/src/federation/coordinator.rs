@@ -1,13 +1,14 @@
 //! The coordinator: waits for every site to dial in and authenticate, then drives the algorithm's
 //! rounds. The worst site decides the run: one lost or failing site ends it, named, with its round.
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::AtomicBool;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::frame::{Channel, FrameError, Role};
+use super::frame::{Channel, FrameError};
 use super::Message;
 use crate::algorithms::{self, AlgoError, AlgorithmConfig, Estimates, Step};
 use crate::auth::FrameKey;
@@ -179,6 +180,56 @@ pub fn run(
     let (mut channels, mut joined) = accept_all(listener, sites, settings, watch)?;
     let connect_secs = started.elapsed().as_secs_f64();
     let mut lost = Vec::new();
+    let mut rounds = Vec::new();
+    let result = federate(
+        &mut channels,
+        &mut joined,
+        &mut lost,
+        &mut rounds,
+        config,
+        settings,
+        watch,
+    );
+    shut_down(&mut channels, end_status(result.as_ref().err()));
+    let estimates = result?;
+    Ok(Outcome {
+        connect_secs,
+        estimates,
+        joined,
+        rounds,
+        lost,
+    })
+}
+
+/// How a run that ended this way is announced to the agents.
+fn end_status(error: Option<&FedError>) -> &'static str {
+    match error {
+        None => "succeeded",
+        Some(FedError::Cancelled) => "cancelled",
+        Some(_) => "failed",
+    }
+}
+
+/// Tell every agent still connected that the run is over, and how it ended.
+fn shut_down(channels: &mut [Channel], status: &str) {
+    for ch in channels.iter_mut() {
+        let _ = ch.send(&Message::Shutdown {
+            status: status.into(),
+        });
+    }
+}
+
+/// Everything after enrolment: the portal's start, then the rounds, restarted without a lost
+/// site while the dropout policy allows.
+fn federate(
+    channels: &mut Vec<Channel>,
+    joined: &mut Vec<JoinedSite>,
+    lost: &mut Vec<LostSite>,
+    rounds: &mut Vec<RoundMetrics>,
+    config: &AlgorithmConfig,
+    settings: &Settings,
+    watch: &mut dyn Watch,
+) -> Result<Estimates, FedError> {
     if let Some(board) = settings.portal {
         // The agents wait too, and take silence for a lost coordinator.
         let senders: Vec<_> = channels.iter().map(Channel::sender).collect();
@@ -202,73 +253,51 @@ pub fn run(
             });
         }
     }
-    let mut rounds = Vec::new();
     let mut first_round = 0;
-    let result = loop {
+    loop {
         let senders: Vec<_> = channels.iter().map(Channel::sender).collect();
         let attempt = with_heartbeats(senders, settings, || {
             drive(
-                &mut channels,
-                &mut joined,
+                channels,
+                joined,
                 config,
                 settings,
                 watch,
                 first_round,
-                &mut rounds,
+                rounds,
             )
         });
-        match attempt {
-            Err(e) => {
-                let (Some(min), Some(site)) =
-                    (settings.continue_with, e.site().map(str::to_string))
-                else {
-                    break Err(e);
-                };
-                let Some(i) = joined.iter().position(|j| j.name == site) else {
-                    break Err(e);
-                };
-                if joined.len() - 1 < min {
-                    tracing::error!(phase = "federate", %site, remaining = joined.len() - 1, min, "too few sites left to continue");
-                    break Err(e);
-                }
-                let round = e.round();
-                tracing::warn!(phase = "federate", %site, round, cause = %e, "site lost; continuing without it from the first round");
-                if let Some(b) = settings.portal {
-                    b.event(
-                        Some(&site),
-                        format!("lost in round {round}: {e}; the run goes on without it"),
-                    );
-                }
-                lost.push(LostSite {
-                    site,
-                    round,
-                    cause: e.to_string(),
-                });
-                channels.remove(i).shutdown();
-                joined.remove(i);
-                first_round = rounds.last().map_or(0, |r: &RoundMetrics| r.round) + 1;
-            }
-            Ok(estimates) => break Ok(estimates),
+        let e = match attempt {
+            Ok(estimates) => return Ok(estimates),
+            Err(e) => e,
+        };
+        let (Some(min), Some(site)) = (settings.continue_with, e.site().map(str::to_string)) else {
+            return Err(e);
+        };
+        let Some(i) = joined.iter().position(|j| j.name == site) else {
+            return Err(e);
+        };
+        if joined.len() - 1 < min {
+            tracing::error!(phase = "federate", %site, remaining = joined.len() - 1, min, "too few sites left to continue");
+            return Err(e);
         }
-    };
-    let status = if result.is_ok() {
-        "succeeded"
-    } else {
-        "failed"
-    };
-    for ch in channels.iter_mut() {
-        let _ = ch.send(&Message::Shutdown {
-            status: status.into(),
+        let round = e.round();
+        tracing::warn!(phase = "federate", %site, round, cause = %e, "site lost; continuing without it from the first round");
+        if let Some(b) = settings.portal {
+            b.event(
+                Some(&site),
+                format!("lost in round {round}: {e}; the run goes on without it"),
+            );
+        }
+        lost.push(LostSite {
+            site,
+            round,
+            cause: e.to_string(),
         });
+        channels.remove(i).shutdown();
+        joined.remove(i);
+        first_round = rounds.last().map_or(0, |r: &RoundMetrics| r.round) + 1;
     }
-    let estimates = result?;
-    Ok(Outcome {
-        connect_secs,
-        estimates,
-        joined,
-        rounds,
-        lost,
-    })
 }
 
 /// Run `f` while a thread sends a heartbeat to every site each period.
@@ -338,7 +367,31 @@ fn wait_for_start(
     }
 }
 
-/// Wait until every site has connected and proved it holds its token.
+/// Handshakes in flight at once, each on its own thread. More connections wait in the
+/// listen backlog, so a flood of silent peers costs at most this many threads.
+const MAX_PENDING: usize = 64;
+/// How long one connection may take to complete its handshake and say Hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection that completed its handshake and said Hello: which site, and from where.
+struct Arrival {
+    idx: usize,
+    channel: Channel,
+    agent_version: String,
+    pid: u32,
+}
+
+/// Set on drop: handshake threads still running give up within 100 ms.
+struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Wait until every site has connected and proved it holds its token. Handshakes run
+/// concurrently, so a silent or slow connection does not hold up the sites behind it.
 fn accept_all(
     listener: &TcpListener,
     sites: &[SiteAuth],
@@ -348,18 +401,30 @@ fn accept_all(
     listener.set_nonblocking(true)?;
     let started = Instant::now();
     let deadline = started + settings.connect_timeout;
+    let keys: Arc<Vec<(String, FrameKey)>> =
+        Arc::new(sites.iter().map(|s| (s.name.clone(), s.key)).collect());
+    let stop = Stop(Arc::new(AtomicBool::new(false)));
+    let (done, arrivals) = mpsc::channel::<(SocketAddr, Result<Arrival, String>)>();
+    let mut pending = 0usize;
     let mut slots: Vec<Option<(Channel, JoinedSite)>> = sites.iter().map(|_| None).collect();
     let mut refusals: Vec<String> = Vec::new();
+    // Enrolment failed: the sites that already joined hear so, not just a closed connection.
+    let abandon = |slots: Vec<Option<(Channel, JoinedSite)>>, e: FedError| {
+        let mut joined: Vec<Channel> = slots.into_iter().flatten().map(|(c, _)| c).collect();
+        shut_down(&mut joined, end_status(Some(&e)));
+        e
+    };
     while slots.iter().any(Option::is_none) {
-        if settings.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(FedError::Cancelled);
+        if settings.cancel.load(Ordering::Relaxed) {
+            return Err(abandon(slots, FedError::Cancelled));
         }
         if let Some((site, reason)) = watch.dead_site() {
-            return Err(FedError::SiteFailed {
+            let e = FedError::SiteFailed {
                 site,
                 round: 0,
                 reason,
-            });
+            };
+            return Err(abandon(slots, e));
         }
         if Instant::now() >= deadline {
             let missing = slots
@@ -371,99 +436,152 @@ fn accept_all(
             } else {
                 format!(" (refused: {})", refusals.join("; "))
             };
-            return Err(FedError::NotConnected {
+            let e = FedError::NotConnected {
                 site: sites[missing].name.clone(),
                 secs: started.elapsed().as_secs_f64(),
                 detail,
-            });
+            };
+            return Err(abandon(slots, e));
         }
-        match listener.accept() {
-            Ok((stream, peer)) => match handshake(stream, sites, &slots, settings) {
-                Ok((idx, ch, site)) => {
-                    tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
-                    if let Some(b) = settings.portal {
-                        b.event(
-                            Some(&site.name),
-                            format!("agent connected from {peer} and authenticated"),
-                        );
+        // New connections, while there is room: each handshakes on a thread of its own.
+        let mut accepted = false;
+        if pending < MAX_PENDING {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    accepted = true;
+                    let (keys, stop, done) = (keys.clone(), stop.0.clone(), done.clone());
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("handshake".into())
+                            .spawn(move || {
+                                let _ = done.send((peer, handshake(stream, &keys, &stop)));
+                            });
+                    match spawned {
+                        Ok(_) => pending += 1,
+                        Err(e) => {
+                            tracing::warn!(phase = "launch", %peer, error = %e, "no thread for a handshake; connection dropped")
+                        }
                     }
-                    slots[idx] = Some((ch, site));
                 }
-                Err(reason) => {
-                    tracing::warn!(phase = "launch", %peer, %reason, "connection refused");
-                    refusals.push(reason);
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(abandon(slots, e.into())),
             }
-            Err(e) => return Err(e.into()),
+        }
+        // Finished handshakes; wait a little for one when there was nothing to accept.
+        let wait = if accepted {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(10)
+        };
+        let Ok((peer, outcome)) = arrivals.recv_timeout(wait) else {
+            continue;
+        };
+        pending -= 1;
+        match outcome.and_then(|a| welcome(a, sites, &slots, settings)) {
+            Ok((idx, channel, site)) => {
+                tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
+                if let Some(b) = settings.portal {
+                    b.event(
+                        Some(&site.name),
+                        format!("agent connected from {peer} and authenticated"),
+                    );
+                }
+                slots[idx] = Some((channel, site));
+            }
+            Err(reason) => {
+                tracing::warn!(phase = "launch", %peer, %reason, "connection refused");
+                refusals.push(reason);
+            }
         }
     }
     Ok(slots.into_iter().map(|s| s.expect("all joined")).unzip())
 }
 
+/// One connection's handshake, on its own thread: which site it is for, checked by the Noise
+/// handshake with that site's key, then the agent's Hello under the session keys.
 fn handshake(
     stream: TcpStream,
+    keys: &[(String, FrameKey)],
+    stop: &AtomicBool,
+) -> Result<Arrival, String> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut idx = None;
+    let refusal = |e: FrameError, idx: Option<usize>| match (e, idx) {
+        (FrameError::BadTag, Some(i)) => {
+            format!("site {} failed authentication (wrong token)", keys[i].0)
+        }
+        (e, Some(i)) => format!("site {}: {e}", keys[i].0),
+        (e, None) => e.to_string(),
+    };
+    let mut channel = Channel::accept(stream, deadline, Some(stop), |site| {
+        let i = keys
+            .iter()
+            .position(|(name, _)| name == site)
+            .ok_or(format!("unknown site {site:?}"))?;
+        idx = Some(i);
+        Ok(keys[i].1)
+    })
+    .map_err(|e| refusal(e, idx))?;
+    let idx = idx.expect("set by lookup");
+    // Only a peer that completed the handshake can seal this frame: a replayed first message
+    // gets no further than here.
+    match channel
+        .recv_small(deadline, Some(stop))
+        .map_err(|e| refusal(e, Some(idx)))?
+    {
+        Message::Hello {
+            site,
+            agent_version,
+            pid,
+        } if site == keys[idx].0 => Ok(Arrival {
+            idx,
+            channel,
+            agent_version,
+            pid,
+        }),
+        Message::Hello { site, .. } => Err(format!("site {} said Hello as {site:?}", keys[idx].0)),
+        other => Err(format!(
+            "site {}: expected Hello, got {}",
+            keys[idx].0,
+            kind(&other)
+        )),
+    }
+}
+
+/// Take an authenticated site into its slot and send it what to compute.
+fn welcome(
+    arrival: Arrival,
     sites: &[SiteAuth],
     slots: &[Option<(Channel, JoinedSite)>],
     settings: &Settings,
 ) -> Result<(usize, Channel, JoinedSite), String> {
-    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-    let mut ch = Channel::new(stream, [0; 32], Role::Coordinator);
-    let mut idx = None;
-    let hello = ch
-        .recv_keyed(
-            Instant::now() + Duration::from_secs(10),
-            |m: &Message| match m {
-                Message::Hello { site, .. } => {
-                    let i = sites
-                        .iter()
-                        .position(|s| &s.name == site)
-                        .ok_or(format!("unknown site {site:?}"))?;
-                    if slots[i].is_some() {
-                        return Err(format!("site {site} is already connected"));
-                    }
-                    idx = Some(i);
-                    Ok(sites[i].key)
-                }
-                other => Err(format!("expected Hello, got {}", kind(other))),
-            },
-        )
-        .map_err(|e| match (e, idx) {
-            (FrameError::BadTag, Some(i)) => {
-                format!("site {} failed authentication (wrong token)", sites[i].name)
-            }
-            (e, _) => e.to_string(),
-        })?;
-    let Message::Hello {
-        site,
+    let Arrival {
+        idx,
+        mut channel,
         agent_version,
         pid,
-        nonce,
-    } = hello
-    else {
-        unreachable!("checked in lookup")
-    };
-    let idx = idx.expect("set by lookup");
-    let ours = crate::auth::nonce();
-    ch.send(&Message::Welcome {
-        run_id: settings.run_id.clone(),
-        nonce: ours,
-        algorithm: sites[idx].config.clone(),
-        heartbeat_secs: settings.heartbeat.as_secs_f64(),
-        delays: sites[idx].delays.clone(),
-        secure: settings.secure,
-    })
-    .map_err(|e| e.to_string())?;
-    ch.set_session(&nonce, &ours);
+    } = arrival;
+    let site = &sites[idx];
+    if slots[idx].is_some() {
+        channel.shutdown();
+        return Err(format!("site {} is already connected", site.name));
+    }
+    channel
+        .send(&Message::Welcome {
+            run_id: settings.run_id.clone(),
+            algorithm: site.config.clone(),
+            heartbeat_secs: settings.heartbeat.as_secs_f64(),
+            delays: site.delays.clone(),
+            secure: settings.secure,
+        })
+        .map_err(|e| format!("site {}: {e}", site.name))?;
     let joined = JoinedSite {
-        name: site,
+        name: site.name.clone(),
         pid,
         rows: 0,
         agent_version,
     };
-    Ok((idx, ch, joined))
+    Ok((idx, channel, joined))
 }
 
 fn kind(m: &Message) -> &'static str {
@@ -718,4 +836,188 @@ fn drive(
         }
     }
     unreachable!("rounds are unbounded; the algorithm ends them")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{AlgorithmKind, SvdMethod};
+    use std::io::Write;
+
+    struct Quiet;
+    impl Watch for Quiet {
+        fn dead_site(&mut self) -> Option<(String, String)> {
+            None
+        }
+    }
+
+    fn sites(n: usize) -> Vec<SiteAuth> {
+        (1..=n)
+            .map(|i| SiteAuth {
+                name: format!("site-{i}"),
+                key: [i as u8; 32],
+                delays: Vec::new(),
+                config: AlgorithmConfig {
+                    kind: AlgorithmKind::LinearRegression,
+                    features: vec!["x".into()],
+                    target: Some("y".into()),
+                    intercept: true,
+                    max_iter: 100,
+                    tol: 1e-10,
+                    k: 0,
+                    center: true,
+                    scale: false,
+                    method: SvdMethod::default(),
+                    oversample: 10,
+                    vertical: false,
+                    seed: 1,
+                },
+            })
+            .collect()
+    }
+
+    fn settings(cancel: &AtomicBool, connect_timeout: Duration) -> Settings<'_> {
+        Settings {
+            progress: None,
+            run_id: "test".into(),
+            connect_timeout,
+            round_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_millis(200),
+            secure: false,
+            record: None,
+            continue_with: None,
+            cancel,
+            portal: None,
+            start_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A real agent's opening: handshake, Hello, then the Welcome (or whatever comes instead).
+    fn agent(
+        addr: SocketAddr,
+        site: &str,
+        key: FrameKey,
+    ) -> std::thread::JoinHandle<Result<(Message, Channel), FrameError>> {
+        let site = site.to_string();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut ch = Channel::connect(TcpStream::connect(addr)?, &key, &site, deadline)?;
+            ch.send(&Message::Hello {
+                site,
+                agent_version: "test".into(),
+                pid: 7,
+            })?;
+            Ok((ch.recv(deadline, None)?, ch))
+        })
+    }
+
+    #[test]
+    fn silent_connections_do_not_hold_up_the_sites() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // First in the queue: peers that connect and say nothing, or half a length and stop.
+        let mut squatters: Vec<TcpStream> =
+            (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        squatters[2].write_all(&[0, 0]).unwrap();
+        let sites = sites(3);
+        let agents: Vec<_> = sites.iter().map(|s| agent(addr, &s.name, s.key)).collect();
+        let cancel = AtomicBool::new(false);
+        let started = Instant::now();
+        let (channels, joined) = accept_all(
+            &listener,
+            &sites,
+            &settings(&cancel, Duration::from_secs(30)),
+            &mut Quiet,
+        )
+        .unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        // One at a time, each squatter would have held enrolment for the 10 s handshake limit.
+        assert!(secs < 3.0, "enrolment took {secs:.1} s");
+        assert_eq!(channels.len(), 3);
+        let names: Vec<_> = joined.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["site-1", "site-2", "site-3"]);
+        assert!(joined.iter().all(|j| j.pid == 7));
+        for a in agents {
+            let (welcome, _) = a.join().unwrap().unwrap();
+            assert!(
+                matches!(welcome, Message::Welcome { ref run_id, .. } if run_id == "test"),
+                "{welcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_site_and_the_reason_but_no_key() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sites = sites(2);
+        let wrong = agent(addr, "site-2", [9; 32]);
+        let stranger = agent(addr, "site-9", [9; 32]);
+        let ok = agent(addr, "site-1", sites[0].key);
+        let cancel = AtomicBool::new(false);
+        let r = accept_all(
+            &listener,
+            &sites,
+            &settings(&cancel, Duration::from_secs(2)),
+            &mut Quiet,
+        );
+        assert!(wrong.join().unwrap().is_err());
+        assert!(stranger.join().unwrap().is_err());
+        let Err(e) = r else {
+            panic!("site-2 never joined")
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with("site site-2 did not connect"), "{msg}");
+        assert!(
+            msg.contains("site site-2 failed authentication (wrong token)"),
+            "{msg}"
+        );
+        assert!(msg.contains("unknown site \"site-9\""), "{msg}");
+        for key in [sites[0].key, sites[1].key, [9; 32]] {
+            assert!(!msg.contains(&hex::encode(key)), "{msg}");
+        }
+        // The site that had joined is told the run is over, and why.
+        let (_, mut ch) = ok.join().unwrap().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let shutdown = loop {
+            match ch.recv::<Message>(deadline, None).unwrap() {
+                Message::Heartbeat => continue,
+                m => break m,
+            }
+        };
+        assert!(
+            matches!(shutdown, Message::Shutdown { ref status } if status == "failed"),
+            "{shutdown:?}"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_enrolment_tells_the_joined_sites_cancelled() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sites = sites(2);
+        let first = agent(addr, "site-1", sites[0].key);
+        let cancel = AtomicBool::new(false);
+        let r = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(500));
+                cancel.store(true, Ordering::Relaxed);
+            });
+            accept_all(
+                &listener,
+                &sites,
+                &settings(&cancel, Duration::from_secs(30)),
+                &mut Quiet,
+            )
+        });
+        assert!(matches!(r, Err(FedError::Cancelled)));
+        let (_, mut ch) = first.join().unwrap().unwrap();
+        let m: Message = ch
+            .recv(Instant::now() + Duration::from_secs(5), None)
+            .unwrap();
+        assert!(
+            matches!(m, Message::Shutdown { ref status } if status == "cancelled"),
+            "{m:?}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The built-in "native" federation: a coordinator inside the controller and one agent per site,
-//! talking in authenticated frames. Agents dial the coordinator, so sites need no inbound port.
+//! talking in encrypted, authenticated frames. Agents dial the coordinator, so sites need no
+//! inbound port.
 
 pub mod agent;
 pub mod coordinator;
@@ -13,17 +14,16 @@ use crate::algorithms::AlgorithmConfig;
 /// Everything that crosses the wire between coordinator and agents.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Message {
-    /// Agent -> coordinator, first frame: who is calling (authenticated with that site's key).
+    /// Agent -> coordinator, first frame after the handshake: who is calling. Arriving sealed
+    /// under the session's keys, it shows the agent finished the handshake with the site's key.
     Hello {
         site: String,
         agent_version: String,
         pid: u32,
-        nonce: [u8; 16],
     },
     /// Coordinator -> agent: accepted; what to compute.
     Welcome {
         run_id: String,
-        nonce: [u8; 16],
         algorithm: AlgorithmConfig,
         /// Heartbeat period (seconds) both ends keep.
         heartbeat_secs: f64,

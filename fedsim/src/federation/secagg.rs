@@ -8,7 +8,9 @@
 //! The arithmetic is exact. Values are fixed-point numbers with 64 fractional bits in wrapping
 //! 128-bit integers, so the masks cancel to the last bit. The result differs from a plain
 //! floating-point sum by at most one rounding to f64, plus 2^-64 per value per site from
-//! quantisation. Values must stay below 2^62 in magnitude.
+//! quantisation. The sum over the sites taking part must not wrap: with n of them, each value's
+//! fixed-point magnitude is kept within (2^127 - 1) / n, i.e. |value| below 2^63 / n, and a
+//! value past that is refused rather than summed into a wrong answer.
 //!
 //! In a real deployment the pair seeds come from a key agreement between the sites. Here prep
 //! draws them and writes each into the two sites' own `.env` files only; the controller keeps none.
@@ -21,12 +23,17 @@ use rand_chacha::ChaCha20Rng;
 use sha2::Sha256;
 
 const SCALE: f64 = 18_446_744_073_709_551_616.0; // 2^64
-const LIMIT: f64 = 4_611_686_018_427_387_904.0; // 2^62
+/// 2^63: the largest magnitude 128-bit fixed point with 64 fractional bits holds.
+const RANGE: f64 = 9_223_372_036_854_775_808.0;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SecAggError {
-    #[error("value {0:e} is too large for secure aggregation (limit 2^62)")]
-    TooLarge(f64),
+    #[error(
+        "value {value:e} is too large for secure aggregation over {sites} sites: their sum could \
+         overflow (each value must stay below 2^63 / {sites} = {:e})",
+        RANGE / *sites as f64
+    )]
+    TooLarge { value: f64, sites: usize },
     #[error("value is not finite")]
     NotFinite,
     #[error("no pair seed shared with site {0:?}")]
@@ -72,14 +79,22 @@ pub fn pair_seeds(sites: &[String]) -> Vec<PairSeeds> {
     out
 }
 
-fn to_fixed(v: f64) -> Result<u128, SecAggError> {
+/// `v` in fixed point, if `sites` such values can be summed without wrapping.
+fn to_fixed(v: f64, sites: usize) -> Result<u128, SecAggError> {
     if !v.is_finite() {
         return Err(SecAggError::NotFinite);
     }
-    if v.abs() >= LIMIT {
-        return Err(SecAggError::TooLarge(v));
+    let too_large = SecAggError::TooLarge { value: v, sites };
+    // Checked first so the conversion below cannot saturate.
+    if v.abs() >= RANGE {
+        return Err(too_large);
     }
-    Ok(((v * SCALE).round() as i128) as u128)
+    let fixed = (v * SCALE).round() as i128;
+    // Exact: n values each at most (2^127 - 1) / n in magnitude sum within i128.
+    if fixed.unsigned_abs() > i128::MAX as u128 / sites.max(1) as u128 {
+        return Err(too_large);
+    }
+    Ok(fixed as u128)
 }
 
 fn from_fixed(x: u128) -> f64 {
@@ -102,9 +117,11 @@ pub fn mask(
     seeds: &PairSeeds,
     round: u32,
 ) -> Result<Vec<u128>, SecAggError> {
+    // Every site taking part checks against the same count, so no sum of theirs can wrap.
+    let sites = active.len().max(1);
     let mut out = values
         .iter()
-        .map(|v| to_fixed(*v))
+        .map(|v| to_fixed(*v, sites))
         .collect::<Result<Vec<_>, _>>()?;
     let my_pos = active.iter().position(|s| s == me);
     for (pos, other) in active.iter().enumerate().filter(|(_, s)| s.as_str() != me) {
@@ -185,11 +202,55 @@ mod tests {
         assert_eq!(decode_seeds(&encode_seeds(&seeds[0])).unwrap(), seeds[0]);
         assert_eq!(
             mask(&[1e19], "a", &sites, &seeds[0], 1),
-            Err(SecAggError::TooLarge(1e19))
+            Err(SecAggError::TooLarge {
+                value: 1e19,
+                sites: 2
+            })
         );
         assert_eq!(
             mask(&[f64::NAN], "a", &sites, &seeds[0], 1),
             Err(SecAggError::NotFinite)
         );
+    }
+
+    #[test]
+    fn values_whose_sum_could_wrap_are_refused_naming_the_value() {
+        // 3e18 < 2^63 / 2 fits a pair of sites, and their sum comes out exact...
+        let v = 3e18;
+        let pair: Vec<String> = vec!["a".into(), "b".into()];
+        let seeds = pair_seeds(&pair);
+        let masked: Vec<Vec<u128>> = (0..2)
+            .map(|i| mask(&[v], &pair[i], &pair, &seeds[i], 1).unwrap())
+            .collect();
+        assert_eq!(unmask_sum(&masked).unwrap(), vec![2.0 * v]);
+        // ...but not four: 4 * 3e18 > 2^63 would wrap to a negative sum, so it is refused.
+        let four: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let seeds = pair_seeds(&four);
+        let err = mask(&[1.0, -v], "a", &four, &seeds[0], 1).unwrap_err();
+        assert_eq!(
+            err,
+            SecAggError::TooLarge {
+                value: -v,
+                sites: 4
+            }
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("3e18") && msg.contains("4 sites"), "{msg}");
+        // The bound is exact: the largest value allowed for 4 sites sums without wrapping.
+        let edge = (i128::MAX / 4) as f64 / SCALE;
+        let edge = f64::from_bits(edge.to_bits() - 1); // strictly inside after rounding to f64
+        let masked: Vec<Vec<u128>> = (0..4)
+            .map(|i| mask(&[edge], &four[i], &four, &seeds[i], 2).unwrap())
+            .collect();
+        let sum = unmask_sum(&masked).unwrap()[0];
+        assert!(
+            sum > 0.0 && (sum - 4.0 * edge).abs() <= 4.0 * edge * 1e-15,
+            "{sum}"
+        );
+        // Just past it, refused; and with one site the range is the whole 2^63.
+        let past = RANGE / 4.0;
+        assert!(mask(&[past], "a", &four, &seeds[0], 2).is_err());
+        assert!(mask(&[5e18], "a", &["a".to_string()], &PairSeeds::new(), 2).is_ok());
+        assert!(mask(&[RANGE], "a", &["a".to_string()], &PairSeeds::new(), 2).is_err());
     }
 }
