@@ -23,6 +23,8 @@ pub struct Table {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    #[error("cancelled while making the data")]
+    Cancelled,
     #[error("cannot read data file {}: {reason}", path.display())]
     Read { path: PathBuf, reason: String },
     #[error("data file {} has no rows", path.display())]
@@ -234,7 +236,9 @@ pub fn write_labeled_csv(
 
 impl Table {
     /// A synthetic data set, deterministic for the seed.
-    pub fn generate(g: &Generate, seed: u64) -> Table {
+    /// Checks the cancel flag column by column: tens of millions of draws take seconds.
+    pub fn generate(g: &Generate, seed: u64) -> Result<Table, DataError> {
+        let column_done = || crate::cancel::check().map_err(|_| DataError::Cancelled);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (n, d) = (g.rows, g.cols);
         let mut normal = move || -> f64 { StandardNormal.sample(&mut rng) };
@@ -250,11 +254,19 @@ impl Table {
                 let aw = faer::Mat::<f64>::from_fn(n, r, |i, k| a[(i, k)] * w[k]);
                 let x = &aw * &b;
                 data = (0..d)
-                    .map(|j| (0..n).map(|i| x[(i, j)] + g.noise * normal()).collect())
-                    .collect();
+                    .map(|j| {
+                        column_done()?;
+                        Ok((0..n).map(|i| x[(i, j)] + g.noise * normal()).collect())
+                    })
+                    .collect::<Result<_, DataError>>()?;
             }
             GenerateKind::Linear | GenerateKind::Logistic => {
-                data = (0..d).map(|_| (0..n).map(|_| normal()).collect()).collect();
+                data = (0..d)
+                    .map(|_| {
+                        column_done()?;
+                        Ok((0..n).map(|_| normal()).collect())
+                    })
+                    .collect::<Result<_, DataError>>()?;
                 // Coefficients 1, -1/2, 1/3, ...: every term matters, none dominates.
                 let beta: Vec<f64> = (0..d)
                     .map(|j| if j % 2 == 0 { 1.0 } else { -1.0 } / (j + 1) as f64)
@@ -280,7 +292,7 @@ impl Table {
                 data.push(y);
             }
         }
-        Table { columns, data }
+        Ok(Table { columns, data })
     }
 }
 
@@ -412,9 +424,9 @@ mod tests {
             rank: Some(4),
             noise: 0.0,
         };
-        let t = Table::generate(&g, 5);
-        assert_eq!(t, Table::generate(&g, 5));
-        assert_ne!(t, Table::generate(&g, 6));
+        let t = Table::generate(&g, 5).unwrap();
+        assert_eq!(t, Table::generate(&g, 5).unwrap());
+        assert_ne!(t, Table::generate(&g, 6).unwrap());
         let x = faer::Mat::<f64>::from_fn(200, 30, |i, j| t.data[j][i]);
         let s = x.singular_values().unwrap();
         assert!(s[3] > 1e-3 * s[0] && s[4] < 1e-10 * s[0], "{s:?}");
@@ -427,7 +439,8 @@ mod tests {
                 noise: 0.0,
             },
             1,
-        );
+        )
+        .unwrap();
         assert_eq!(lin.columns, ["x1", "x2", "x3", "y"]);
         assert!(lin.data[3].iter().all(|v| *v == 0.0 || *v == 1.0));
     }

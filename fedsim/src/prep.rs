@@ -100,7 +100,7 @@ impl Plan {
             (Some(p), _) => (p.clone(), Table::load(p)?),
             (None, Some(g)) => (
                 PathBuf::from(format!("generated-{}-{}x{}", g.kind, g.rows, g.cols)),
-                Table::generate(g, s.scenario.seed),
+                Table::generate(g, s.scenario.seed)?,
             ),
             (None, None) => unreachable!("validated: path or generate"),
         };
@@ -357,6 +357,7 @@ pub fn make_bundles(
         .iter()
         .enumerate()
         .map(|(i, site)| {
+            crate::cancel::check().map_err(|_| DataError::Cancelled)?;
             let data_name = format!("data.{}", plan.format);
             let data = site.table(plan)?.to_bytes(plan.format, &plan.data_path)?;
             let given = given.get(i).cloned().flatten();

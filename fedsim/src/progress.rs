@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Sites shown one line each; more share one line.
+pub const MAX_SITE_LINES: usize = 16;
+
 pub struct Progress {
     multi: MultiProgress,
     phase: ProgressBar,
     sites: Mutex<Vec<ProgressBar>>,
+    names: Mutex<Vec<String>>,
 }
 
 /// Whether progress bars will be drawn: asked for, and stderr is a terminal.
@@ -37,6 +41,7 @@ impl Progress {
             multi,
             phase,
             sites: Mutex::new(Vec::new()),
+            names: Mutex::new(Vec::new()),
         }
     }
 
@@ -44,11 +49,17 @@ impl Progress {
         self.phase.set_message(message.into());
     }
 
-    /// One line per site, for the rounds.
+    /// One line per site, for the rounds; beyond [`MAX_SITE_LINES`] sites, one line for all of
+    /// them (a thousand lines would scroll the phase away), showing the latest site's news.
     pub fn sites(&self, names: &[String]) {
         let style =
             ProgressStyle::with_template("  {prefix:<12} {wide_msg}").expect("static template");
-        let bars = names
+        let lines: Vec<String> = if names.len() > MAX_SITE_LINES {
+            vec![format!("{} sites", names.len())]
+        } else {
+            names.to_vec()
+        };
+        let bars = lines
             .iter()
             .map(|n| {
                 let b = self.multi.add(ProgressBar::new_spinner());
@@ -61,10 +72,22 @@ impl Progress {
         if let Ok(mut s) = self.sites.lock() {
             *s = bars;
         }
+        if let Ok(mut n) = self.names.lock() {
+            *n = names.to_vec();
+        }
     }
 
     pub fn site(&self, index: usize, message: impl Into<String>) {
-        if let Some(b) = self.sites.lock().ok().and_then(|s| s.get(index).cloned()) {
+        let Ok(bars) = self.sites.lock() else { return };
+        if bars.len() == 1 && self.names.lock().is_ok_and(|n| n.len() > MAX_SITE_LINES) {
+            let name = self
+                .names
+                .lock()
+                .ok()
+                .and_then(|n| n.get(index).cloned())
+                .unwrap_or_default();
+            bars[0].set_message(format!("{name}: {}", message.into()));
+        } else if let Some(b) = bars.get(index) {
             b.set_message(message.into());
         }
     }

@@ -139,7 +139,7 @@ pub fn run(
             &out.join(format!("sites-{n}.toml")),
         )?;
         tracing::info!(phase = "bench", sites = n, "running");
-        let sampler = Sampler::start(Duration::from_millis(200));
+        let sampler = Sampler::start(Duration::from_millis(50));
         let started = Instant::now();
         let outcome = run::run(
             &scenario,

@@ -73,12 +73,10 @@ impl SiteEnv {
     }
 }
 
-/// This process's peak resident memory in KiB (Linux getrusage).
+/// This process's own peak resident memory in KiB (VmHWM: unlike getrusage's high-water mark,
+/// it does not carry over the memory of a controller this agent was forked from).
 pub fn peak_rss_kib() -> u64 {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    u.ru_maxrss.max(0) as u64
+    crate::metrics::peak_rss_kib()
 }
 
 /// Use at most `n` threads for local computations (faer and rayon).

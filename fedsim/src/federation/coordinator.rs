@@ -414,9 +414,18 @@ fn accept_all(
         shut_down(&mut joined, end_status(Some(&e)));
         e
     };
+    // Sites that joined early hear heartbeats while the others arrive (with a thousand sites
+    // that takes seconds), or they would take the silence for a lost coordinator.
+    let mut next_beat = Instant::now() + settings.heartbeat;
     while slots.iter().any(Option::is_none) {
         if settings.cancel.load(Ordering::Relaxed) {
             return Err(abandon(slots, FedError::Cancelled));
+        }
+        if Instant::now() >= next_beat {
+            for (ch, _) in slots.iter_mut().flatten() {
+                let _ = ch.send(&Message::Heartbeat);
+            }
+            next_beat = Instant::now() + settings.heartbeat;
         }
         if let Some((site, reason)) = watch.dead_site() {
             let e = FedError::SiteFailed {

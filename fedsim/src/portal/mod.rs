@@ -250,7 +250,8 @@ struct Project {
     /// Join tokens by site; a site's token is dropped once used.
     tokens: BTreeMap<String, String>,
     tokens_made: bool,
-    joined: Vec<String>,
+    /// A set: a thousand sites joining each ask whether they have, and each page lists them.
+    joined: std::collections::BTreeSet<String>,
 }
 
 struct State {
@@ -413,7 +414,7 @@ impl Board {
             name: name.to_string(),
             tokens: BTreeMap::new(),
             tokens_made: false,
-            joined: Vec::new(),
+            joined: Default::default(),
         });
         self.set_state(&mut st, RunState::Open);
         self.push_event(&mut st, None, format!("project {name:?} created"));
@@ -429,7 +430,7 @@ impl Board {
         let mut st = self.lock();
         let invited = remaining(&st);
         let project = st.project.as_mut().ok_or(PortalError::NoProject)?;
-        for site in invited.iter().filter(|s| !project.joined.contains(s)) {
+        for site in invited.iter().filter(|s| !project.joined.contains(*s)) {
             // Short enough to type, long enough not to guess: 128 bits.
             let token = crate::auth::new_token()[..32].to_string();
             project.tokens.insert(site.clone(), token);
@@ -465,7 +466,7 @@ impl Board {
             return Err(PortalError::BadToken);
         }
         project.tokens.remove(&who.user);
-        project.joined.push(who.user.clone());
+        project.joined.insert(who.user.clone());
         self.push_event(
             &mut st,
             Some(&who.user.clone()),
@@ -488,7 +489,7 @@ impl Board {
         }
         let missing: Vec<&str> = invited
             .iter()
-            .filter(|s| !project.joined.contains(s))
+            .filter(|s| !project.joined.contains(*s))
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
@@ -533,12 +534,16 @@ impl Board {
     /// Run state and the log lines `who` may see: a site its own, the coordinator all.
     pub fn status(&self, who: &Viewer, since: usize) -> Status {
         let st = self.lock();
-        let joined = joined(&st);
-        let member = who.role == Role::Coordinator || joined.contains(&who.user);
+        let member = who.role == Role::Coordinator
+            || st
+                .project
+                .as_ref()
+                .is_some_and(|p| p.joined.contains(&who.user));
+        let joined = if member { joined(&st) } else { Vec::new() };
         Status {
             state: st.state,
             round: if member { st.round } else { 0 },
-            joined: if member { joined } else { Vec::new() },
+            joined,
             sites: remaining(&st).len(),
             events: st
                 .events
@@ -580,7 +585,7 @@ impl Board {
     /// Whether the coordinator and every site that joined have fetched the results.
     pub fn all_downloaded(&self) -> bool {
         let st = self.lock();
-        let joined = joined(&st);
+        let joined: std::collections::BTreeSet<String> = joined(&st).into_iter().collect();
         st.accounts
             .iter()
             .filter(|a| a.role == Role::Coordinator || joined.contains(&a.user))
@@ -715,7 +720,7 @@ impl Board {
 fn joined(st: &State) -> Vec<String> {
     st.project
         .as_ref()
-        .map(|p| p.joined.clone())
+        .map(|p| p.joined.iter().cloned().collect())
         .unwrap_or_default()
 }
 

@@ -1,0 +1,138 @@
+//! Many sites on one machine: 200 local sites (each its own agent process) give the pooled answer
+//! with a controller that stays small; and every site's memory in metrics.json is its own, as an
+//! independent look at /proc shows. No timing is asserted (`fedsim bench --sites` measures that).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+fn generated_ols(dir: &Path, name: &str, sites: usize, rows: usize, cols: usize) -> std::path::PathBuf {
+    scenario(
+        dir,
+        name,
+        &format!(
+            "[scenario]\nname = \"{name}\"\nseed = 3\n[data]\ngenerate = {{ kind = \"linear\", rows = {rows}, cols = {cols}, noise = 1.0 }}\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = {sites}\n[algorithm]\nkind = \"linear_regression\"\n"
+        ),
+    )
+}
+
+#[test]
+fn two_hundred_local_sites_give_the_pooled_answer_with_a_small_controller() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = generated_ols(tmp.path(), "many", 200, 20_000, 10);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    let s = summary(&out);
+    assert!(o.status.success(), "{}\n{s:#}", stderr(&o));
+    assert_eq!(s["status"], "succeeded");
+    assert_eq!(s["sites"].as_array().unwrap().len(), 200);
+    assert_eq!(s["results"]["n"], 20_000);
+    let c = &s["comparison"];
+    assert_eq!(c["passed"], true);
+    assert!(c["max_diff"].as_f64().unwrap() < 1e-9, "{c:#}");
+    // The generator's coefficients (0.5, then 1, -1/2, 1/3, ...) are recovered to within a few
+    // standard errors: the pooled answer is the right one, not just an agreed one.
+    let coef = floats(&s["results"]["coef"]);
+    let se = floats(&s["results"]["se"]);
+    let truth: Vec<f64> = std::iter::once(0.5)
+        .chain((0..10).map(|j| if j % 2 == 0 { 1.0 } else { -1.0 } / (j + 1) as f64))
+        .collect();
+    for (i, (b, t)) in coef.iter().zip(&truth).enumerate() {
+        assert!((b - t).abs() < 5.0 * se[i], "term {i}: {b} vs {t} (se {})", se[i]);
+    }
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    // Before, the controller grew by megabytes per site (an argon2 verify of 19 MiB per login,
+    // all at once; 3.8 GiB at 200 sites). Now it holds a few hundred KiB per site at most.
+    let controller = m["controller_peak_rss_kib"].as_u64().unwrap();
+    assert!(
+        controller < 300 * 1024,
+        "controller peaked at {} MiB",
+        controller / 1024
+    );
+    assert_eq!(m["sites_peak_rss_kib"].as_object().unwrap().len(), 200);
+    // Every site answered every round, each with its own bytes.
+    for r in m["rounds"].as_array().unwrap() {
+        assert_eq!(r["sites"].as_array().unwrap().len(), 200);
+    }
+}
+
+/// The sites' agents now running for the controller `pid`, by site (from their working dirs).
+fn agents_of(pid: u32) -> BTreeMap<String, u32> {
+    let marker = format!("FEDSIM_PARENT_PID={pid}");
+    let mut found = BTreeMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let environ = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
+        if !environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+            continue;
+        }
+        if let Some(site) = std::fs::read_link(format!("/proc/{p}/cwd"))
+            .ok()
+            .and_then(|c| c.file_name().map(|f| f.to_string_lossy().into_owned()))
+        {
+            found.insert(site, p);
+        }
+    }
+    found
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[test]
+fn each_sites_memory_in_metrics_is_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The controller holds 300 000 x 21 numbers (and copies for the baseline); each of the two
+    // sites holds half of them. site-2 answers round 3 late, so the test can look at both agents.
+    let cfg = generated_ols(tmp.path(), "mem", 2, 300_000, 20);
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + "[[faults]]\nsite = \"site-2\"\nkind = \"slow\"\nround = 3\ndelay_secs = 1.5\n";
+    std::fs::write(&cfg, text).unwrap();
+    let out = tmp.path().join("run");
+    let mut child = run_command(tmp.path(), &cfg, &out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Independently of fedsim: each agent's own high-water mark, read from /proc while it runs.
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    while child.try_wait().unwrap().is_none() {
+        for (site, pid) in agents_of(child.id()) {
+            if let Some(k) = vm_hwm_kib(pid) {
+                let e = seen.entry(site).or_insert(0);
+                *e = (*e).max(k);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = summary(&out);
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let controller = m["controller_peak_rss_kib"].as_u64().unwrap();
+    assert_eq!(seen.len(), 2, "both agents seen: {seen:?}");
+    for (site, observed) in &seen {
+        let reported = m["sites_peak_rss_kib"][site].as_u64().unwrap();
+        // What the site reported is what the kernel said of that process, not the controller's.
+        let off = (reported as f64 - *observed as f64).abs() / *observed as f64;
+        assert!(
+            off < 0.25,
+            "{site}: reported {reported} KiB, /proc said {observed} KiB"
+        );
+        assert!(
+            reported < controller,
+            "{site}: {reported} KiB is not below the controller's {controller} KiB"
+        );
+    }
+}
