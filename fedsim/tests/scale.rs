@@ -9,7 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-fn generated_ols(dir: &Path, name: &str, sites: usize, rows: usize, cols: usize) -> std::path::PathBuf {
+fn generated_ols(
+    dir: &Path,
+    name: &str,
+    sites: usize,
+    rows: usize,
+    cols: usize,
+) -> std::path::PathBuf {
     scenario(
         dir,
         name,
@@ -41,7 +47,11 @@ fn two_hundred_local_sites_give_the_pooled_answer_with_a_small_controller() {
         .chain((0..10).map(|j| if j % 2 == 0 { 1.0 } else { -1.0 } / (j + 1) as f64))
         .collect();
     for (i, (b, t)) in coef.iter().zip(&truth).enumerate() {
-        assert!((b - t).abs() < 5.0 * se[i], "term {i}: {b} vs {t} (se {})", se[i]);
+        assert!(
+            (b - t).abs() < 5.0 * se[i],
+            "term {i}: {b} vs {t} (se {})",
+            se[i]
+        );
     }
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();

@@ -265,7 +265,8 @@ fn paths_relative_to_the_scenario_are_recorded_and_printed_normalised() {
     // The resolved scenario records absolute paths, so it can be reloaded from anywhere.
     let absolute = work.path().join("data/diabetes.csv");
     assert!(
-        resolved.contains(&format!("path = \"{}\"", absolute.display())) && !resolved.contains(".."),
+        resolved.contains(&format!("path = \"{}\"", absolute.display()))
+            && !resolved.contains(".."),
         "{resolved}"
     );
     let plan: serde_json::Value =
