@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fleet::package::AgentPackage;
 use crate::fleet::remote::prerequisites;
-use crate::fleet::ssh::{shell_quote, Ssh, SshError};
+use crate::fleet::ssh::{last_line, shell_quote, Ssh, SshError};
 use crate::prep::Plan;
 use crate::run::RunError;
 use crate::scenario::{Provider, Scenario, SiteSpec};
@@ -451,14 +451,6 @@ fn check_coordinator(ssh: &Ssh, agent: Option<&str>, expect: &Expect) -> Row {
         ),
         Err(e) => row(name, State::Failed, e.to_string()),
     }
-}
-
-fn last_line(s: &str) -> &str {
-    s.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
 }
 
 /// The table for people: one block per site, a mark per check (✔ ok, · info, ✘ failed).

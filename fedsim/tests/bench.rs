@@ -68,3 +68,42 @@ fn quick_bench_reports_ratios_and_aggregate_sized_traffic() {
         "Gram round sent {gram} bytes"
     );
 }
+
+#[test]
+fn sites_bench_reports_each_count_with_its_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sites");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "bench",
+            "-q",
+            "--sites",
+            "2,8",
+            "--rows",
+            "2000",
+            "--workload",
+            "logistic",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("total MiB"), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sites.json")).unwrap()).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for (c, sites) in cases.iter().zip([2, 8]) {
+        assert_eq!(c["sites"], sites);
+        assert_eq!(c["status"], "succeeded", "{c:#}");
+        assert!(c["rounds"].as_u64().unwrap() >= 3, "Newton rounds: {c:#}");
+        // The controller is part of the total; agents add to it.
+        let (total, controller) = (
+            c["total_pss_mib"].as_f64().unwrap(),
+            c["controller_pss_mib"].as_f64().unwrap(),
+        );
+        assert!(controller > 0.0 && total >= controller, "{c:#}");
+        assert!(c["largest_site_peak_rss_mib"].as_f64().unwrap() > 0.0);
+    }
+}

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn shipped(name: &str) -> PathBuf {
@@ -177,23 +177,24 @@ fn ctrl_c_in_every_phase_ends_cancelled_in_that_phase() {
     }
 }
 
-#[test]
-fn ctrl_c_while_sites_compute_a_round_stops_them_and_says_cancelled() {
-    let tmp = tempfile::tempdir().unwrap();
-    // site-2 takes a minute over round 1: the signal finds the agents mid-round.
+/// A run whose `slow` site takes a minute over round 1, started, and waited for until that site
+/// is asleep in its round: a signal then finds the agents mid-round.
+fn mid_round(tmp: &Path, sites: usize, slow: &str) -> (Child, PathBuf) {
     let cfg = scenario(
-        tmp.path(),
+        tmp,
         "slow",
         &ols_toml(
             "slow",
             "diabetes.csv",
-            3,
-            "[[faults]]\nsite = \"site-2\"\nkind = \"slow\"\nround = 1\ndelay_secs = 60\n",
+            sites,
+            &format!(
+                "[[faults]]\nsite = \"{slow}\"\nkind = \"slow\"\nround = 1\ndelay_secs = 60\n"
+            ),
         ),
     );
-    let out = tmp.path().join("run");
-    let child = spawn(tmp.path(), &cfg, &out, &[]);
-    let log = out.join("sites/site-2/agent.jsonl");
+    let out = tmp.join("run");
+    let child = spawn(tmp, &cfg, &out, &[]);
+    let log = out.join(format!("sites/{slow}/agent.jsonl"));
     let until = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -201,10 +202,17 @@ fn ctrl_c_while_sites_compute_a_round_stops_them_and_says_cancelled() {
     {
         assert!(
             Instant::now() < until,
-            "site-2 never started its slow round"
+            "{slow} never started its slow round"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, out)
+}
+
+#[test]
+fn ctrl_c_while_sites_compute_a_round_stops_them_and_says_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (child, out) = mid_round(tmp.path(), 3, "site-2");
     assert_eq!(
         check_cancelled(child, &out, tmp.path(), "mid-round").as_deref(),
         Some("federate")
@@ -219,44 +227,7 @@ fn ctrl_c_while_sites_compute_a_round_stops_them_and_says_cancelled() {
 #[test]
 fn a_second_ctrl_c_kills_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = scenario(
-        tmp.path(),
-        "slow",
-        &ols_toml(
-            "slow2",
-            "diabetes.csv",
-            2,
-            "[[faults]]\nsite = \"site-1\"\nkind = \"slow\"\nround = 1\ndelay_secs = 60\n",
-        ),
-    );
-    let out = tmp.path().join("run");
-    let mut child = Command::new(bin());
-    child
-        .args([
-            "run",
-            "-q",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let mut child = child.spawn().unwrap();
-    let log = out.join("sites/site-1/agent.jsonl");
-    let until = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("answering late")
-    {
-        assert!(
-            Instant::now() < until,
-            "site-1 never started its slow round"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, _) = mid_round(tmp.path(), 2, "site-1");
     let pid = child.id() as i32;
     // SAFETY: signalling the process group the test created, twice.
     unsafe { libc::kill(-pid, libc::SIGINT) };

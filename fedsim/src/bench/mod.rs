@@ -166,13 +166,22 @@ pub fn run(out: &Path, quick: bool, agent_exe: PathBuf) -> Result<BenchReport, R
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cases,
     };
-    crate::rundir::write_json_atomic(&out.join("bench.json"), &report).map_err(|source| {
+    write_report(out, "bench.json", &report)?;
+    Ok(report)
+}
+
+/// A benchmark's report, written atomically into its directory.
+pub(crate) fn write_report<T: Serialize>(
+    out: &Path,
+    file: &str,
+    report: &T,
+) -> Result<(), RunError> {
+    crate::rundir::write_json_atomic(&out.join(file), report).map_err(|source| {
         RunError::RunDir(crate::rundir::RunDirError::Io {
             path: out.to_path_buf(),
             source,
         })
-    })?;
-    Ok(report)
+    })
 }
 
 /// The report as a table for people.

@@ -185,12 +185,7 @@ pub fn run(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cases,
     };
-    crate::rundir::write_json_atomic(&out.join("sites.json"), &report).map_err(|source| {
-        RunError::RunDir(crate::rundir::RunDirError::Io {
-            path: out.to_path_buf(),
-            source,
-        })
-    })?;
+    super::write_report(out, "sites.json", &report)?;
     Ok(report)
 }
 

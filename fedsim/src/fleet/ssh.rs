@@ -196,7 +196,8 @@ impl Ssh {
     }
 }
 
-fn last_line(s: &str) -> &str {
+/// The last non-empty line of a command's output, trimmed: what people need from it.
+pub fn last_line(s: &str) -> &str {
     s.lines()
         .rev()
         .find(|l| !l.trim().is_empty())
