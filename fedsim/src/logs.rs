@@ -157,6 +157,13 @@ pub fn merge_run(logs_dir: &Path, sites: &[String]) -> std::io::Result<usize> {
             .iter()
             .map(|s| (s.clone(), logs_dir.join(format!("{s}.jsonl")))),
     );
+    // A VM's serial console, where there is one (provider "vm"): boot problems in their place.
+    sources.extend(sites.iter().map(|s| {
+        (
+            format!("{s}/console"),
+            logs_dir.join(format!("{s}.console.jsonl")),
+        )
+    }));
     merge(&sources, &logs_dir.join("merged.jsonl"))
 }
 

@@ -98,6 +98,16 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         rows: usize,
     },
+    /// The site image for provider "vm".
+    Vm {
+        #[command(subcommand)]
+        what: VmCommand,
+    },
+    /// VMs that stay up between runs (provider "vm"): boot, look at, stop.
+    Fleet {
+        #[command(subcommand)]
+        what: FleetCommand,
+    },
     /// Run a site agent from its bundle directory (started by fedsim on each site).
     Agent {
         /// The site's bundle directory (holds .env and the data).
@@ -113,6 +123,35 @@ enum Command {
         /// machine should split the cores, or their thread pools fight over them.
         #[arg(long)]
         threads: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VmCommand {
+    /// Build the site image (Debian bookworm, mmdebstrap) into fedsim's cache, unless this
+    /// recipe's image is there already, and print where it is.
+    Image {
+        /// Build again even if the image is there.
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Pack the image as a local Vagrant box (libvirt) and print the `vagrant box add` command.
+    Box,
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Boot the scenario's VMs (one per site) and leave them up for later runs.
+    Up {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Every fleet that is up: each VM, its qemu and whether it answers SSH.
+    Status,
+    /// Stop the scenario's VMs and remove their disks.
+    Down {
+        #[arg(short, long)]
+        config: PathBuf,
     },
 }
 
@@ -370,7 +409,139 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Vm {
+            what: VmCommand::Image { rebuild },
+        } => {
+            let built = if rebuild {
+                fedsim::fleet::vm::image::Image::build()
+            } else {
+                fedsim::fleet::vm::image::Image::ensure()
+            };
+            match built {
+                Ok(image) => {
+                    println!("{}", image.dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Vm {
+            what: VmCommand::Box,
+        } => {
+            use fedsim::fleet::vm::image;
+            match image::Image::ensure().and_then(|i| image::pack_box(&i)) {
+                Ok(file) => {
+                    if !quiet {
+                        eprintln!(
+                            "add it with: vagrant box add --name fedsim/bookworm {}",
+                            file.display()
+                        );
+                    }
+                    println!("{}", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Fleet { what } => fleet(what, quiet),
         Command::Agent { .. } => unreachable!("handled in main"),
+    }
+}
+
+/// `fedsim fleet up|status|down`.
+fn fleet(what: FleetCommand, quiet: bool) -> ExitCode {
+    use fedsim::fleet::vm;
+    let scenario_of = |config: &PathBuf| -> Result<fedsim::scenario::Scenario, ExitCode> {
+        let s = run::load(config).map_err(|e| fail(&e))?;
+        if s.fleet.provider != fedsim::scenario::Provider::Vm {
+            eprintln!(
+                "error: {}: fleet.provider is \"{}\"; fleets that stay up are for provider \"vm\"",
+                config.display(),
+                s.fleet.provider
+            );
+            return Err(ExitCode::from(2));
+        }
+        Ok(s)
+    };
+    match what {
+        FleetCommand::Up { config } => {
+            let s = match scenario_of(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            install_signal_handler(quiet);
+            let started = std::time::Instant::now();
+            match vm::up(&s) {
+                Ok(state) => {
+                    if !quiet {
+                        eprintln!(
+                            "fleet {}: {} VMs up after {:.1} s",
+                            state.scenario,
+                            state.machines.len(),
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    println!("{}", vm::fleet_dir(&state.scenario).display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(if fedsim::cancel::requested() { 130 } else { 1 })
+                }
+            }
+        }
+        FleetCommand::Status => {
+            let fleets = vm::FleetState::all();
+            if fleets.is_empty() {
+                println!("no fleet is up");
+            }
+            let mut healthy = true;
+            for f in &fleets {
+                println!("fleet {} (up since {})", f.scenario, f.started);
+                for (m, running) in vm::status(f) {
+                    let ssh = running && vm::reachable(f, &m);
+                    healthy &= ssh;
+                    println!(
+                        "  {} {:<10} qemu pid {:<8} {:<8} ssh 127.0.0.1:{} {}",
+                        if ssh { "✔" } else { "✘" },
+                        m.site,
+                        m.pid,
+                        if running { "running" } else { "gone" },
+                        m.port,
+                        if ssh { "answers" } else { "does not answer" }
+                    );
+                }
+            }
+            if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        FleetCommand::Down { config } => {
+            let s = match scenario_of(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match vm::down(&s.scenario.name) {
+                Ok(n) => {
+                    if !quiet {
+                        eprintln!("fleet {}: {n} VMs stopped", s.scenario.name);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 

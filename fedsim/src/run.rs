@@ -165,6 +165,17 @@ pub fn prep_only(
     opts: &RunOptions,
 ) -> Result<(PathBuf, Vec<Bundle>), RunError> {
     let planned = plan(scenario, opts.out.as_deref(), false)?;
+    if scenario.fleet.provider == crate::scenario::Provider::Vm
+        && crate::fleet::vm::FleetState::load(&scenario.scenario.name).is_none()
+    {
+        return Err(RunError::Fleet(FleetError::Install {
+            site: "all".into(),
+            reason: format!(
+                "fedsim prep puts the bundles onto a fleet that is up; boot it first: fedsim fleet up -c {}",
+                scenario.source.display()
+            ),
+        }));
+    }
     let dir = rundir::create(opts.out.as_deref(), &scenario.scenario.name)?;
     let mut bundles = prep::make_bundles(
         &planned.plan,
@@ -391,6 +402,7 @@ impl<'a> Run<'a> {
                 rows: b.rows,
                 data_sha256: b.data_sha256.clone(),
                 location: None,
+                link: crate::fleet::vm::link_of(self.scenario, &b.name),
                 pid: None,
                 exit: None,
             })
@@ -421,7 +433,11 @@ impl<'a> Run<'a> {
         for s in &mut self.sites {
             s.location = fleet.location(&s.name);
         }
-        installed.map_err(|e| self.bad_hosts(e))
+        match installed {
+            Err(_) if cancel::requested() => Err(Stop::Cancelled),
+            Err(e) => Err(self.bad_hosts(e)),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Hosts that cannot be used as the scenario describes them: bad input (exit 2).

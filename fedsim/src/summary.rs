@@ -59,6 +59,9 @@ pub struct SiteSummary {
     /// Where the site keeps its bundle (a directory, or user@host:port/~/path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The network conditions the site is behind (`[[links]]`), in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -101,6 +101,10 @@ pub struct SiteRound {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub compute_secs: f64,
+    /// From the request going out to the site's answer arriving, as the coordinator saw it:
+    /// compute plus the site's network (latency, bandwidth) both ways.
+    #[serde(default)]
+    pub answer_secs: f64,
     /// The site process's peak resident memory (KiB), as it reported.
     pub peak_rss_kib: u64,
 }
@@ -626,6 +630,7 @@ fn exchange(
             .map(|(index, (ch, name))| {
                 scope.spawn(move || {
                     let (sent0, recv0) = (ch.bytes_sent(), ch.bytes_received);
+                    let asked = Instant::now();
                     let lost = |cause| FedError::SiteLost {
                         site: name.clone(),
                         round,
@@ -698,6 +703,7 @@ fn exchange(
                             bytes_sent: ch.bytes_received - recv0,
                             bytes_received: ch.bytes_sent() - sent0,
                             compute_secs,
+                            answer_secs: asked.elapsed().as_secs_f64(),
                             peak_rss_kib,
                         },
                     ))

@@ -7,6 +7,7 @@ pub mod remote;
 pub mod ssh;
 pub mod tunnel;
 pub mod vagrant;
+pub mod vm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,7 @@ pub fn for_scenario(
             connect,
         )),
         Provider::Ssh => ssh(scenario.sites.clone()),
+        Provider::Vm => Box::new(vm::VmFleet::new(scenario, run_dir, agent_exe, progress)?),
         Provider::Vagrant => {
             let vdir = scenario
                 .fleet

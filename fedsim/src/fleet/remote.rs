@@ -318,8 +318,10 @@ impl Fleet for SshFleet {
             let threads = threads_for(spec, &all, cores[i]);
             bar.set_message("starting the agent");
             // A detached session: the agent outlives this SSH channel, writes its exit code last.
+            // `cd` is its own statement: in `cd X && setsid ... &` bash backgrounds the whole list
+            // in a subshell that holds the channel open until the agent exits.
             let cmd = format!(
-                "cd {d} && setsid nohup sh -c '\"$0\" agent --dir . --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} < /dev/null > /dev/null 2>&1 & echo $!",
+                "cd {d} || exit 1; setsid nohup sh -c '\"$0\" agent --dir . --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} < /dev/null > /dev/null 2>&1 & echo $!",
                 d = shell_quote(&dir),
                 a = shell_quote(&agent),
                 c = shell_quote(&targets[i]),

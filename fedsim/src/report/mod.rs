@@ -254,7 +254,7 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
         "rows",
         s.results.as_ref().map_or("-".into(), |r| r.n.to_string()),
     );
-    h.push_str("</table><h2>Sites</h2><table id=\"sites\"><tr><th>site</th><th>rows</th><th>where</th><th>agent exit</th><th>peak memory (MiB)</th></tr>");
+    h.push_str("</table><h2>Sites</h2><table id=\"sites\"><tr><th>site</th><th>rows</th><th>where</th><th>link</th><th>mean answer (s)</th><th>agent exit</th><th>peak memory (MiB)</th></tr>");
     for site in &s.sites {
         let exit = match &site.exit {
             Some(e) if e.killed => "killed".to_string(),
@@ -265,12 +265,26 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
             .sites_peak_rss_kib
             .get(&site.name)
             .map_or("-".into(), |k| format!("{:.0}", *k as f64 / 1024.0));
+        // Request out to answer in, over the algorithm's rounds: where the link shows.
+        let answers: Vec<f64> = m
+            .rounds
+            .iter()
+            .filter(|r| r.round > 0)
+            .flat_map(|r| r.sites.iter().filter(|x| x.site == site.name))
+            .map(|x| x.answer_secs)
+            .collect();
+        let answer = if answers.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.3}", answers.iter().sum::<f64>() / answers.len() as f64)
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{exit}</td><td>{mem}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{answer}</td><td>{exit}</td><td>{mem}</td></tr>",
             esc(&site.name),
             site.rows,
-            esc(site.location.as_deref().unwrap_or(""))
+            esc(site.location.as_deref().unwrap_or("")),
+            esc(site.link.as_deref().unwrap_or("-"))
         );
     }
     h.push_str("</table>");

@@ -13,6 +13,8 @@ pub enum Provider {
     #[default]
     Local,
     Ssh,
+    /// One VM per site, booted by fedsim from its own image (see `[vm]`).
+    Vm,
     Vagrant,
 }
 
@@ -73,6 +75,7 @@ impl Provider {
         match self {
             Provider::Local => "local",
             Provider::Ssh => "ssh",
+            Provider::Vm => "vm",
             Provider::Vagrant => "vagrant",
         }
     }
@@ -98,14 +101,14 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 ));
             }
         }
-        Provider::Local | Provider::Vagrant => {
+        Provider::Local | Provider::Vagrant | Provider::Vm => {
             if s.fleet.tunnel && s.fleet.provider == Provider::Local {
-                return Err(at("fleet.tunnel", "tunnel applies to providers \"ssh\" and \"vagrant\"; local sites reach the coordinator directly".into()));
+                return Err(at("fleet.tunnel", "tunnel applies to providers \"ssh\", \"vm\" and \"vagrant\"; local sites reach the coordinator directly".into()));
             }
             if !s.sites.is_empty() {
                 return Err(at(
                     "sites",
-                    "[[sites]] entries are for provider \"ssh\" (local sites need no hosts; vagrant finds its own)".into(),
+                    "[[sites]] entries are for provider \"ssh\" (local sites need no hosts; vm and vagrant make their own)".into(),
                 ));
             }
         }

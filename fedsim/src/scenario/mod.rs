@@ -15,6 +15,7 @@ mod gui;
 mod locate;
 mod meta;
 mod partition;
+mod vm;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -29,6 +30,7 @@ pub use gui::GuiSpec;
 pub use locate::{parse_located, Locate};
 pub use meta::Meta;
 pub use partition::{PartitionKind, PartitionSpec, Strategy};
+pub use vm::{Accel, LinkSpec, VmSpec};
 
 /// A scenario as written by the user, after validation. Paths are resolved against the scenario's
 /// own directory, so a scenario runs the same from any working directory.
@@ -54,6 +56,12 @@ pub struct Scenario {
     /// The sites' hosts, for provider "ssh" (one `[[sites]]` table per site, in order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<SiteSpec>,
+    /// The VMs of provider "vm".
+    #[serde(default)]
+    pub vm: VmSpec,
+    /// The network each site is behind (provider "vm").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
     /// The file this scenario came from (not a TOML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -161,7 +169,7 @@ type SectionCheck = fn(&Scenario, &Locate) -> Result<(), ScenarioError>;
 /// Rules serde cannot express: ranges, combinations, and options that belong to one kind only.
 /// Each section checks its own keys (some against other sections); the first error is reported.
 fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
-    let sections: [SectionCheck; 8] = [
+    let sections: [SectionCheck; 9] = [
         meta::validate,
         data::validate,
         partition::validate,
@@ -170,6 +178,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         algorithm::validate,
         gui::validate,
         compare::validate,
+        vm::validate,
     ];
     sections.iter().try_for_each(|check| check(s, at))
 }
@@ -194,7 +203,8 @@ display_as_written!(
     PartitionKind,
     Provider,
     Strategy,
-    SvdMethod
+    SvdMethod,
+    Accel
 );
 
 /// Where the coordinator and the portal listen unless told otherwise: loopback, a free port.
@@ -250,7 +260,12 @@ kind = "linear_regression"
         ]);
         same(&[OnDropout::Fail, OnDropout::Continue]);
         same(&[PartitionKind::Horizontal, PartitionKind::Vertical]);
-        same(&[Provider::Local, Provider::Ssh, Provider::Vagrant]);
+        same(&[
+            Provider::Local,
+            Provider::Ssh,
+            Provider::Vm,
+            Provider::Vagrant,
+        ]);
         same(&[Strategy::Uniform, Strategy::Sizes, Strategy::Dirichlet]);
         same(&[SvdMethod::Auto, SvdMethod::Gram, SvdMethod::Subspace]);
         assert_eq!(format!("provider {}", Provider::Local), "provider local");

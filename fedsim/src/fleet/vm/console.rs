@@ -1,0 +1,139 @@
+//! A VM's serial console, as log lines: a thread follows the console file and stamps each new
+//! line with the time it appeared, into `console.jsonl` next to it. The run's merged log then
+//! shows boot problems in their place on the timeline.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ConsoleLog {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The JSON-lines file a console's stamped lines go to.
+pub fn jsonl(console: &Path) -> PathBuf {
+    console.with_file_name("console.jsonl")
+}
+
+fn clean(line: &str) -> String {
+    // Escape sequences and carriage returns from the guest's terminal handling.
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for n in chars.by_ref() {
+                        if n.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn level(line: &str) -> &'static str {
+    let l = line.to_ascii_lowercase();
+    if l.contains("kernel panic") || l.contains("[failed]") || l.contains("failed to start") {
+        "WARN"
+    } else {
+        "INFO"
+    }
+}
+
+impl ConsoleLog {
+    /// Follow `console` from byte `from` on, for `site`.
+    pub fn follow(console: PathBuf, site: String, from: u64) -> ConsoleLog {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("console-{site}"))
+            .spawn(move || {
+                let out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(jsonl(&console));
+                let Ok(mut out) = out else { return };
+                let mut offset = from;
+                let mut partial = Vec::new();
+                loop {
+                    let done = flag.load(Ordering::Relaxed);
+                    if let Ok(mut f) = std::fs::File::open(&console) {
+                        if f.seek(SeekFrom::Start(offset)).is_ok() {
+                            let mut buf = Vec::new();
+                            if let Ok(n) = f.read_to_end(&mut buf) {
+                                offset += n as u64;
+                                partial.extend_from_slice(&buf);
+                            }
+                        }
+                    }
+                    while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=nl).collect();
+                        let text = clean(&String::from_utf8_lossy(&line));
+                        if text.is_empty() {
+                            continue;
+                        }
+                        let v = serde_json::json!({
+                            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                            "level": level(&text),
+                            "message": text,
+                            "site": site,
+                            "phase": "console",
+                        });
+                        let _ = writeln!(out, "{v}");
+                    }
+                    if done {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+            .ok();
+        ConsoleLog { stop, thread }
+    }
+}
+
+impl Drop for ConsoleLog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_lines_are_cleaned_and_stamped() {
+        assert_eq!(
+            clean("\u{1b}[0;32m  OK  \u{1b}[0m] Started ssh\r\n"),
+            "  OK  ] Started ssh"
+        );
+        assert_eq!(level("[FAILED] Failed to start x"), "WARN");
+        let tmp = tempfile::tempdir().unwrap();
+        let console = tmp.path().join("console.log");
+        std::fs::write(&console, "booting\nKernel panic - not syncing\n").unwrap();
+        drop(ConsoleLog::follow(console.clone(), "site-1".into(), 0));
+        let text = std::fs::read_to_string(jsonl(&console)).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[0]["site"], "site-1");
+    }
+}

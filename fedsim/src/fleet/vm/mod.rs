@@ -1,0 +1,564 @@
+//! The `vm` provider: one virtual machine per site, booted by fedsim from an image it built
+//! ([`image`]), each on its own restricted user-mode network ([`machine`]). Once a VM answers SSH
+//! with the host key it announced on its serial console, the `ssh` provider does the rest
+//! (agent, bundle, start, logs), with the coordinator reached through SSH reverse tunnels.
+//!
+//! VMs are slow to boot, so a fleet can stay up between runs: `fedsim fleet up` boots it and
+//! writes down where each VM is (in fedsim's cache, under `fleets/<scenario>`); `fedsim run`
+//! uses a fleet that is up and leaves it up, and otherwise boots its own and stops it at the end.
+
+pub mod console;
+pub mod image;
+pub mod machine;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::remote::SshFleet;
+use super::ssh::Ssh;
+use super::{Fleet, FleetError, SiteExit};
+use crate::prep::Bundle;
+use crate::scenario::{LinkSpec, Scenario, SiteSpec, VmSpec};
+use console::ConsoleLog;
+use image::Image;
+use machine::{Machine, MachineState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("site image: {reason}{}", log.as_ref().map(|l| format!(" (log: {})", l.display())).unwrap_or_default())]
+    Image {
+        reason: String,
+        log: Option<PathBuf>,
+    },
+    #[error("VM of site {site}: {reason}")]
+    Boot { site: String, reason: String },
+    #[error("fleet {name}: {reason}")]
+    Fleet { name: String, reason: String },
+}
+
+impl From<VmError> for FleetError {
+    fn from(e: VmError) -> FleetError {
+        let site = match &e {
+            VmError::Boot { site, .. } => site.clone(),
+            _ => "all".to_string(),
+        };
+        FleetError::Install {
+            site,
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What `fedsim fleet up` writes down, so later commands find the VMs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetState {
+    pub scenario: String,
+    pub image: PathBuf,
+    pub known_hosts: PathBuf,
+    pub started: String,
+    pub machines: Vec<MachineState>,
+}
+
+/// Where the fleet of a scenario that stays up is kept.
+pub fn fleet_dir(scenario: &str) -> PathBuf {
+    image::cache_root().join("fleets").join(scenario)
+}
+
+impl FleetState {
+    pub fn load(name: &str) -> Option<FleetState> {
+        let text = std::fs::read_to_string(fleet_dir(name).join("fleet.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self) -> Result<(), VmError> {
+        let dir = fleet_dir(&self.scenario);
+        crate::rundir::write_json_atomic(&dir.join("fleet.json"), self).map_err(|e| {
+            VmError::Fleet {
+                name: self.scenario.clone(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Every fleet that stays up, by scenario name.
+    pub fn all() -> Vec<FleetState> {
+        let mut out: Vec<FleetState> = std::fs::read_dir(image::cache_root().join("fleets"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| FleetState::load(&e.file_name().to_string_lossy()))
+            .collect();
+        out.sort_by(|a, b| a.scenario.cmp(&b.scenario));
+        out
+    }
+}
+
+/// The site names of a scenario on provider "vm".
+fn site_names(s: &Scenario) -> Vec<String> {
+    (1..=s.partition.sites)
+        .map(|i| format!("site-{i}"))
+        .collect()
+}
+
+/// SSH to one VM: root, the image's key, the run's (or the fleet's) known_hosts.
+fn ssh_spec(m: &MachineState, key: &Path, known_hosts: &Path) -> SiteSpec {
+    SiteSpec {
+        name: m.site.clone(),
+        host: "127.0.0.1".into(),
+        port: m.port,
+        user: "root".into(),
+        key: key.to_path_buf(),
+        known_hosts: Some(known_hosts.to_path_buf()),
+        env: None,
+        cut_command: None,
+    }
+}
+
+/// Boot one VM per site, in parallel, and wait until every one answers SSH with the host key
+/// it announced on its console (pinned in `known_hosts`; nothing is trusted on first use).
+fn boot_all(
+    image: &Image,
+    sites: &[String],
+    dir: &Path,
+    spec: &VmSpec,
+    owned: bool,
+    known_hosts: &Path,
+) -> Result<(Vec<Machine>, Vec<ConsoleLog>), VmError> {
+    let mut machines = Vec::new();
+    let mut consoles = Vec::new();
+    for site in sites {
+        let m = Machine::boot(image, site, &dir.join(site), spec, owned)?;
+        consoles.push(ConsoleLog::follow(m.console(), site.clone(), 0));
+        machines.push(m);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(spec.boot_timeout_secs);
+    let mut keys: Vec<Option<String>> = vec![None; machines.len()];
+    let mut ready = vec![false; machines.len()];
+    while ready.iter().any(|r| !r) {
+        if crate::cancel::requested() {
+            return Err(VmError::Fleet {
+                name: "boot".into(),
+                reason: "cancelled".into(),
+            });
+        }
+        for (i, m) in machines.iter_mut().enumerate() {
+            if ready[i] {
+                continue;
+            }
+            if !m.alive() {
+                let log = std::fs::read_to_string(m.state.dir.join("qemu.log")).unwrap_or_default();
+                return Err(VmError::Boot {
+                    site: m.state.site.clone(),
+                    reason: format!(
+                        "qemu exited while booting: {}",
+                        crate::fleet::ssh::last_line(&log)
+                    ),
+                });
+            }
+            if keys[i].is_none() {
+                keys[i] = m.announced_host_key();
+                if let Some(k) = &keys[i] {
+                    let line = format!("[127.0.0.1]:{} {k}\n", m.state.port);
+                    use std::io::Write;
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(known_hosts)
+                        .and_then(|mut f| f.write_all(line.as_bytes()))
+                        .map_err(|e| VmError::Boot {
+                            site: m.state.site.clone(),
+                            reason: format!("{}: {e}", known_hosts.display()),
+                        })?;
+                    tracing::info!(phase = "provision", site = %m.state.site, secs = started.elapsed().as_secs_f64(), "VM announced its host key");
+                }
+                continue;
+            }
+            let spec = ssh_spec(&m.state, &image.key, known_hosts);
+            if Ssh::connect(&spec, Duration::from_secs(3)).is_ok() {
+                ready[i] = true;
+                tracing::info!(phase = "provision", site = %m.state.site, secs = started.elapsed().as_secs_f64(), "VM answers SSH");
+            }
+        }
+        if Instant::now() >= deadline {
+            let late: Vec<&str> = machines
+                .iter()
+                .zip(&ready)
+                .filter(|(_, r)| !**r)
+                .map(|(m, _)| m.state.site.as_str())
+                .collect();
+            return Err(VmError::Boot {
+                site: late.first().map_or("all", |s| s).to_string(),
+                reason: format!(
+                    "not answering SSH after {:.0} s ([vm] boot_timeout_secs); the console is in {}",
+                    spec.boot_timeout_secs,
+                    machines[0].state.dir.parent().unwrap_or(dir).display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok((machines, consoles))
+}
+
+/// `fedsim fleet up`: boot the scenario's VMs and leave them up.
+pub fn up(scenario: &Scenario) -> Result<FleetState, VmError> {
+    let name = scenario.scenario.name.clone();
+    if let Some(state) = FleetState::load(&name) {
+        let mut alive = state.machines.clone().into_iter().map(Machine::adopt);
+        if alive.all(|m| m.is_running()) {
+            return Ok(state);
+        }
+        down(&name)?;
+    }
+    let image = Image::ensure()?;
+    let dir = fleet_dir(&name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| VmError::Fleet {
+        name: name.clone(),
+        reason: e.to_string(),
+    })?;
+    let known_hosts = dir.join("known_hosts");
+    let (machines, _consoles) = match boot_all(
+        &image,
+        &site_names(scenario),
+        &dir,
+        &scenario.vm,
+        false,
+        &known_hosts,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = down(&name);
+            return Err(e);
+        }
+    };
+    let state = FleetState {
+        scenario: name,
+        image: image.dir.clone(),
+        known_hosts,
+        started: chrono::Utc::now().to_rfc3339(),
+        machines: machines.iter().map(|m| m.state.clone()).collect(),
+    };
+    state.save()?;
+    Ok(state)
+}
+
+/// `fedsim fleet down`: stop the VMs of a fleet that stays up and remove its files.
+pub fn down(name: &str) -> Result<usize, VmError> {
+    let dir = fleet_dir(name);
+    let machines = FleetState::load(name)
+        .map(|s| s.machines)
+        .unwrap_or_default();
+    let n = machines.len();
+    for m in machines {
+        Machine::adopt(m).destroy();
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| VmError::Fleet {
+            name: name.to_string(),
+            reason: format!("{}: {e}", dir.display()),
+        })?;
+    }
+    Ok(n)
+}
+
+/// For `fedsim fleet status`: each VM and whether its qemu is running.
+pub fn status(state: &FleetState) -> Vec<(MachineState, bool)> {
+    state
+        .machines
+        .iter()
+        .map(|m| {
+            let alive = Machine::adopt(m.clone()).alive();
+            (m.clone(), alive)
+        })
+        .collect()
+}
+
+pub struct VmFleet {
+    scenario: String,
+    sites: Vec<String>,
+    spec: VmSpec,
+    links: Vec<LinkSpec>,
+    agent_exe: PathBuf,
+    progress: bool,
+    /// This run's own VMs live here (a fleet that stays up lives in the cache).
+    run_dir: PathBuf,
+    /// The fleet was up before the run, and stays up after it.
+    kept: bool,
+    image: Option<Image>,
+    known_hosts: PathBuf,
+    machines: Vec<Machine>,
+    consoles: Vec<ConsoleLog>,
+    inner: Option<SshFleet>,
+    /// Sites whose power-off was already reported.
+    reported: Vec<String>,
+}
+
+/// SSH calls give up after this long: an emulated CPU busy starting the agent can keep sshd
+/// from answering for many seconds.
+const SSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl VmFleet {
+    /// The fleet for a run: the scenario's fleet if it is up, else VMs of the run's own.
+    pub fn new(
+        scenario: &Scenario,
+        run_dir: &Path,
+        agent_exe: &Path,
+        progress: bool,
+    ) -> Result<VmFleet, VmError> {
+        let name = scenario.scenario.name.clone();
+        let sites = site_names(scenario);
+        let mut fleet = VmFleet {
+            scenario: name.clone(),
+            sites: sites.clone(),
+            spec: scenario.vm.clone(),
+            links: scenario.links.clone(),
+            agent_exe: agent_exe.to_path_buf(),
+            progress,
+            run_dir: run_dir.to_path_buf(),
+            kept: false,
+            image: None,
+            known_hosts: run_dir.join("known_hosts"),
+            machines: Vec::new(),
+            consoles: Vec::new(),
+            inner: None,
+            reported: Vec::new(),
+        };
+        if let Some(state) = FleetState::load(&name) {
+            let mut machines: Vec<Machine> =
+                state.machines.iter().cloned().map(Machine::adopt).collect();
+            let names: Vec<&str> = machines.iter().map(|m| m.state.site.as_str()).collect();
+            if names != sites.iter().map(String::as_str).collect::<Vec<_>>() {
+                return Err(VmError::Fleet {
+                    name,
+                    reason: format!(
+                        "is up with sites {} but the scenario has {}; `fedsim fleet down` it first",
+                        names.join(", "),
+                        sites.join(", ")
+                    ),
+                });
+            }
+            if let Some(dead) = machines.iter_mut().find(|m| !m.is_running()) {
+                return Err(VmError::Fleet {
+                    name,
+                    reason: format!(
+                        "VM of {} is not running; `fedsim fleet down` and `fedsim fleet up` again",
+                        dead.state.site
+                    ),
+                });
+            }
+            tracing::info!(phase = "provision", fleet = %name, "using the fleet that is up");
+            fleet.consoles = machines
+                .iter()
+                .map(|m| {
+                    let from = std::fs::metadata(m.console()).map_or(0, |md| md.len());
+                    ConsoleLog::follow(m.console(), m.state.site.clone(), from)
+                })
+                .collect();
+            fleet.kept = true;
+            fleet.known_hosts = state.known_hosts.clone();
+            fleet.image = Some(image::Image {
+                key: state.image.join("id_ed25519"),
+                base: state.image.join("base.raw"),
+                kernel: state.image.join("vmlinuz"),
+                initrd: state.image.join("initrd.img"),
+                dir: state.image,
+            });
+            fleet.machines = machines;
+        }
+        Ok(fleet)
+    }
+
+    /// Whether the scenario's fleet is up (for `fedsim prep`, which distributes onto it).
+    pub fn is_up(&self) -> bool {
+        self.kept
+    }
+
+    fn ensure_booted(&mut self) -> Result<(), VmError> {
+        if !self.machines.is_empty() {
+            return Ok(());
+        }
+        let image = Image::ensure()?;
+        let (machines, consoles) = boot_all(
+            &image,
+            &self.sites,
+            &self.run_dir.join("vms"),
+            &self.spec,
+            true,
+            &self.known_hosts,
+        )?;
+        self.machines = machines;
+        self.consoles = consoles;
+        self.image = Some(image);
+        Ok(())
+    }
+
+    fn machine(&mut self, site: &str) -> Result<&mut Machine, FleetError> {
+        self.machines
+            .iter_mut()
+            .find(|m| m.state.site == site)
+            .ok_or_else(|| FleetError::Start {
+                site: site.into(),
+                reason: "no such VM".into(),
+            })
+    }
+
+    fn ssh(&self, site: &str) -> Option<Ssh> {
+        let m = self.machines.iter().find(|m| m.state.site == site)?;
+        let key = &self.image.as_ref()?.key;
+        Ssh::connect(&ssh_spec(&m.state, key, &self.known_hosts), SSH_TIMEOUT).ok()
+    }
+
+    /// Shape each site's link (netem on the guest's interface, for what the site sends), or
+    /// take the shaping off again (`clear`).
+    fn shape_links(&self, clear: bool) -> Result<(), FleetError> {
+        for l in &self.links {
+            let fail = |reason: String| FleetError::Start {
+                site: l.site.clone(),
+                reason: format!("link conditions: {reason}"),
+            };
+            let ssh = self
+                .ssh(&l.site)
+                .ok_or_else(|| fail("no SSH to the VM".into()))?;
+            let dev = "$(ip -o -4 route show to 10.0.2.0/24 | awk '{print $3; exit}')";
+            let cmd = if clear {
+                format!("tc qdisc del dev {dev} root 2>/dev/null; true")
+            } else {
+                format!("tc qdisc replace dev {dev} root netem {}", l.netem())
+            };
+            let (code, out, err) = ssh.exec(&cmd).map_err(|e| fail(e.to_string()))?;
+            if code != 0 {
+                return Err(fail(format!("{out}{err}").trim().to_string()));
+            }
+            if !clear {
+                tracing::info!(phase = "launch", site = %l.site, link = %l.describe(), "link conditions applied");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fleet for VmFleet {
+    fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
+        self.ensure_booted()?;
+        let key = self.image.as_ref().expect("booted").key.clone();
+        let specs: Vec<SiteSpec> = self
+            .machines
+            .iter()
+            .map(|m| ssh_spec(&m.state, &key, &self.known_hosts))
+            .collect();
+        let inner = self.inner.insert(
+            SshFleet::new(
+                specs,
+                &self.scenario,
+                self.agent_exe.clone(),
+                SSH_TIMEOUT,
+                self.progress,
+            )
+            .with_tunnel(true),
+        );
+        inner.install(bundles)
+    }
+
+    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError> {
+        self.shape_links(false)?;
+        self.inner
+            .as_mut()
+            .ok_or(FleetError::Start {
+                site: "all".into(),
+                reason: "install first".into(),
+            })?
+            .start(coordinator)
+    }
+
+    fn dead_site(&mut self) -> Option<(String, String)> {
+        for m in &mut self.machines {
+            if !self.reported.contains(&m.state.site) && !m.alive() {
+                self.reported.push(m.state.site.clone());
+                return Some((
+                    m.state.site.clone(),
+                    "its VM is powered off (qemu exited)".into(),
+                ));
+            }
+        }
+        self.inner.as_mut()?.dead_site()
+    }
+
+    fn stop(&mut self, grace: Duration) -> Vec<SiteExit> {
+        let exits = self
+            .inner
+            .as_mut()
+            .map(|i| i.stop(grace))
+            .unwrap_or_default();
+        if self.kept && !self.links.is_empty() {
+            if let Err(e) = self.shape_links(true) {
+                tracing::warn!(phase = "finish", error = %e, "link conditions not removed");
+            }
+        }
+        exits
+    }
+
+    fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError> {
+        // The consoles first: they matter most when a VM is the problem.
+        self.consoles.clear();
+        for m in &self.machines {
+            let from = console::jsonl(&m.console());
+            let _ = std::fs::copy(&from, dest.join(format!("{}.console.jsonl", m.state.site)));
+        }
+        match self.inner.as_mut() {
+            Some(i) => i.collect_logs(dest),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn kill(&mut self, site: &str) -> Result<(), FleetError> {
+        self.machine(site)?.power_off();
+        Ok(())
+    }
+
+    fn cut(&mut self, site: &str) -> Result<(), FleetError> {
+        let m = self.machine(site)?;
+        m.monitor("set_link n0 off")
+            .map(|_| ())
+            .map_err(|e| FleetError::Start {
+                site: site.into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn pids(&self) -> Vec<(String, u32)> {
+        self.inner.as_ref().map(|i| i.pids()).unwrap_or_default()
+    }
+
+    fn location(&self, site: &str) -> Option<String> {
+        let m = self.machines.iter().find(|m| m.state.site == site)?;
+        Some(format!(
+            "VM {} (qemu pid {}, ssh 127.0.0.1:{}){}",
+            site,
+            m.state.pid,
+            m.state.port,
+            if self.kept { ", fleet kept up" } else { "" }
+        ))
+    }
+}
+
+/// For `fedsim fleet status`: can each VM be reached over SSH right now?
+pub fn reachable(state: &FleetState, m: &MachineState) -> bool {
+    let spec = ssh_spec(m, &state.image.join("id_ed25519"), &state.known_hosts);
+    Ssh::connect(&spec, Duration::from_secs(3))
+        .and_then(|s| s.exec("true"))
+        .is_ok_and(|(code, _, _)| code == 0)
+}
+
+/// A run over a fleet of this scenario: the link column people read next to the round times.
+pub fn link_of(scenario: &Scenario, site: &str) -> Option<String> {
+    scenario
+        .links
+        .iter()
+        .find(|l| l.site == site)
+        .map(LinkSpec::describe)
+}
