@@ -127,7 +127,12 @@ const CASES: &[(&str, &[&str], bool)] = &[
     // Network conditions need a network of the site's own (provider "vm").
     (
         "links_on_local.toml",
-        &["links_on_local.toml", "links", "need provider \"vm\"", "netem"],
+        &[
+            "links_on_local.toml",
+            "links",
+            "need provider \"vm\"",
+            "netem",
+        ],
         false,
     ),
     // The hosts are only tried once the run has started: a run directory records the failure.
