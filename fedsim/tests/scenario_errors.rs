@@ -201,7 +201,10 @@ const CASES: &[Case] = &[
         "bad_provider.toml",
         14,
         "fleet.provider",
-        &["unknown variant `kubernetes`", "`local`, `ssh`, `vm`, `vagrant`"],
+        &[
+            "unknown variant `kubernetes`",
+            "`local`, `ssh`, `vm`, `vagrant`",
+        ],
     ),
     case(
         "ssh_without_sites.toml",
