@@ -300,23 +300,43 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> PrepError + '_ {
     }
 }
 
+/// What a remote site's `.env` says of the coordinator: it is given to the agent when it starts
+/// (an address, or a tunnel's port on the site), so a bundle stays valid from one run to the next.
+pub const COORDINATOR_AT_START: &str = "given-at-start";
+
 /// Credentials a site brings in a `.env` it was given (provider ssh, `env = ...`).
 #[derive(Clone, Default)]
 pub struct GivenCredentials {
     pub token: String,
     /// Its portal password, if the file has one (else a fresh one is made).
     pub portal_password: Option<String>,
+    /// fedsim made these (an earlier `fedsim prep`): the password is random, not chosen.
+    pub generated: bool,
 }
 
 /// A site's own token (and portal password, if any) from a `.env` it was given. Values are never
 /// echoed in an error.
 pub fn token_from_env_file(site: &str, path: &Path) -> Result<GivenCredentials, PrepError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PrepError::Credentials {
+        site: site.into(),
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    credentials_from_env_text(site, path, &text)
+}
+
+/// The same, from a `.env`'s text (`path` names it in errors: a file, or a site's copy).
+pub fn credentials_from_env_text(
+    site: &str,
+    path: &Path,
+    text: &str,
+) -> Result<GivenCredentials, PrepError> {
     let fail = |reason: String| PrepError::Credentials {
         site: site.into(),
         path: path.into(),
         reason,
     };
-    let iter = dotenvy::from_path_iter(path).map_err(|e| fail(e.to_string()))?;
+    let iter = dotenvy::from_read_iter(text.as_bytes());
     let mut given = GivenCredentials::default();
     for item in iter {
         let (k, v) = item.map_err(|_| fail("malformed line".into()))?;
@@ -366,7 +386,12 @@ pub fn make_bundles(
                 .map(|g| g.token.clone())
                 .unwrap_or_else(auth::new_token);
             // A password someone chose gets argon2; one fedsim made is random enough for SHA-256.
+            let generated = given.as_ref().is_some_and(|g| g.generated);
             let (password, portal) = match given.and_then(|g| g.portal_password) {
+                Some(p) if generated => {
+                    let account = Account::generated(&site.name, Role::Participant, &p);
+                    (p, account)
+                }
                 Some(p) => {
                     let account = Account::new(&site.name, Role::Participant, &p);
                     (p, account)

@@ -179,7 +179,7 @@ pub fn prep_only(
     let dir = rundir::create(opts.out.as_deref(), &scenario.scenario.name)?;
     let mut bundles = prep::make_bundles(
         &planned.plan,
-        &scenario.fleet.coordinator,
+        &coordinator_in_bundles(scenario, &scenario.fleet.coordinator),
         &planned.tokens,
         scenario.federation.secure_aggregation,
     )?;
@@ -188,9 +188,31 @@ pub fn prep_only(
         scenario,
         &PlanFile::new(scenario, &planned.plan, &bundles),
     )?;
+    let shas = bundles
+        .iter()
+        .map(|b| (b.name.clone(), b.data_sha256.clone()))
+        .collect();
     let mut fleet = crate::fleet::for_scenario(scenario, &dir, &opts.agent_exe, opts.progress)?;
     fleet.install(&mut bundles)?;
+    if scenario.fleet.provider == crate::scenario::Provider::Vm {
+        let prepared = crate::fleet::vm::Prepared {
+            prep_dir: std::path::absolute(&dir).unwrap_or(dir.clone()),
+            data_sha256: shas,
+        };
+        crate::fleet::vm::mark_prepared(&scenario.scenario.name, &prepared)
+            .map_err(|e| RunError::Fleet(e.into()))?;
+    }
     Ok((dir, bundles))
+}
+
+/// The coordinator address a bundle's `.env` holds: the real one for local sites; for remote
+/// ones, whose agents are told it when they start, a mark that keeps the bundle the same from run
+/// to run (so what `fedsim prep` put on a site can be used as it is).
+fn coordinator_in_bundles(scenario: &Scenario, addr: &str) -> String {
+    match scenario.fleet.provider {
+        crate::scenario::Provider::Local => addr.to_string(),
+        _ => prep::COORDINATOR_AT_START.to_string(),
+    }
 }
 
 /// `fedsim run`.
@@ -383,10 +405,18 @@ impl<'a> Run<'a> {
     fn prep(&mut self, planned: &Planned, addr: SocketAddr) -> Result<(Vec<Bundle>, People), Stop> {
         self.progress
             .phase("prep: splitting the data into site bundles");
-        let (plan, tokens) = (planned.plan.clone(), planned.tokens.clone());
+        let (plan, mut tokens) = (planned.plan.clone(), planned.tokens.clone());
+        // Bundles `fedsim prep` put on a fleet that is up: the same credentials, so the same
+        // bundles, which provisioning then finds there (by checksum) and leaves as they are.
+        if self.scenario.fleet.provider == crate::scenario::Provider::Vm {
+            if let Some(given) = crate::fleet::vm::prepared_credentials(self.scenario) {
+                tokens = given.map_err(|e| Stop::failed(e.to_string()))?;
+            }
+        }
+        let addr = coordinator_in_bundles(self.scenario, &addr.to_string());
         let secure = self.scenario.federation.secure_aggregation;
         let bundles = cancel::wait_for("prep", move || {
-            prep::make_bundles(&plan, &addr.to_string(), &tokens, secure)
+            prep::make_bundles(&plan, &addr, &tokens, secure)
         })?
         .map_err(|e| Stop::failed(e.to_string()))?;
         rundir::write_plan(

@@ -156,12 +156,37 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
     assert_eq!(code, 0);
     assert!(!routes.contains("default"), "no way out: {routes}");
 
+    // `fedsim prep` puts each site's data and .env onto the fleet; the run finds them there,
+    // checks them by checksum and uses them as they are.
+    let prep = tmp.path().join("prep");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "prep",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            prep.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "prep: {}", stderr(&o));
+    let (code, env) = in_vm(&fleet, "site-1", &format!("cat .fedsim/{name}/.env"));
+    assert_eq!(code, 0);
+    assert!(env.contains("FEDSIM_COORDINATOR=given-at-start"), "{env}");
+
     // The same OLS as local sites give, and statsmodels' numbers; the agents reached the
     // coordinator (through the tunnel: there is no other way).
     let out = tmp.path().join("vm-ols");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     let s = summary(&out);
     assert!(o.status.success(), "{}\n{s:#}", stderr(&o));
+    let log = std::fs::read_to_string(out.join("logs/controller.jsonl")).unwrap();
+    assert_eq!(
+        log.matches("put there by fedsim prep").count(),
+        2,
+        "both sites used what prep put there"
+    );
     assert!(s["sites"][0]["location"]
         .as_str()
         .unwrap()

@@ -194,6 +194,20 @@ pub fn prerequisites(ssh: &Ssh) -> Result<Prereqs, SshError> {
     })
 }
 
+/// The site holds exactly this bundle already: its data by SHA-256, its `.env` byte for byte.
+fn already_there(ssh: &Ssh, dir: &str, files: &crate::prep::BundleFiles) -> bool {
+    use sha2::{Digest, Sha256};
+    let want = hex::encode(Sha256::digest(&files.data));
+    let data = shell_quote(&format!("{dir}/{}", files.data_name));
+    let env = shell_quote(&format!("{dir}/.env"));
+    let same_data = matches!(
+        ssh.exec(&format!("sha256sum {data} 2>/dev/null")),
+        Ok((0, out, _)) if out.split_whitespace().next() == Some(want.as_str())
+    );
+    same_data
+        && matches!(ssh.exec(&format!("cat {env} 2>/dev/null")), Ok((0, out, _)) if out == files.env)
+}
+
 /// Install the agent binary unless the site already has this exact build; its remote path.
 fn install_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String, SshError> {
     let path = format!(".fedsim/bin/{}", package.name);
@@ -271,7 +285,6 @@ impl Fleet for SshFleet {
                 package.gz.len() / 1_000_000
             ));
             let agent = install_agent(ssh, &package).map_err(|e| e.to_string())?;
-            bar.set_message("uploading the bundle");
             let files = files[i].as_ref().ok_or("bundle already installed")?;
             let q = shell_quote(&dir);
             ssh.run(
@@ -279,6 +292,13 @@ impl Fleet for SshFleet {
                 &format!("mkdir -p -m 700 {q} && rm -rf {q}/output {q}/agent.* && chmod 700 {q}"),
             )
             .map_err(|e| e.to_string())?;
+            // What an earlier `fedsim prep` put there is used as it is, if it is this bundle.
+            if already_there(ssh, &dir, files) {
+                tracing::info!(phase = "provision", site = %spec.name, "data and .env already on the site (put there by fedsim prep) match the plan by checksum: used as they are");
+                bar.set_message("bundle already there (fedsim prep), checksums match");
+                return Ok((agent, pre.cores));
+            }
+            bar.set_message("uploading the bundle");
             ssh.upload(&files.data, &format!("{dir}/{}", files.data_name), 0o600)
                 .map_err(|e| e.to_string())?;
             ssh.upload(files.env.as_bytes(), &format!("{dir}/.env"), 0o600)

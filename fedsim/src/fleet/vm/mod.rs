@@ -562,3 +562,58 @@ pub fn link_of(scenario: &Scenario, site: &str) -> Option<String> {
         .find(|l| l.site == site)
         .map(LinkSpec::describe)
 }
+
+/// `fedsim prep` put bundles on this fleet: what it put, so a run can tell whether to reuse.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Prepared {
+    pub prep_dir: PathBuf,
+    /// Each site's data checksum, as prep wrote it.
+    pub data_sha256: Vec<(String, String)>,
+}
+
+/// Record that `fedsim prep` put these bundles on the scenario's fleet.
+pub fn mark_prepared(scenario: &str, prepared: &Prepared) -> Result<(), VmError> {
+    crate::rundir::write_json_atomic(&fleet_dir(scenario).join("prepared.json"), prepared).map_err(
+        |e| VmError::Fleet {
+            name: scenario.into(),
+            reason: e.to_string(),
+        },
+    )
+}
+
+/// The credentials `fedsim prep` put on each site of the scenario's fleet (each read from the
+/// site's own `.env`, as the person at that site would), so a run reuses the bundles there. None
+/// when no fleet is up or prep did not put bundles on it.
+pub fn prepared_credentials(
+    scenario: &Scenario,
+) -> Option<Result<Vec<Option<crate::prep::GivenCredentials>>, FleetError>> {
+    let name = &scenario.scenario.name;
+    let state = FleetState::load(name)?;
+    let text = std::fs::read_to_string(fleet_dir(name).join("prepared.json")).ok()?;
+    let prepared: Prepared = serde_json::from_str(&text).ok()?;
+    let key = state.image.join("id_ed25519");
+    let read = |m: &MachineState| -> Result<Option<crate::prep::GivenCredentials>, FleetError> {
+        let fail = |reason: String| FleetError::Install {
+            site: m.site.clone(),
+            reason,
+        };
+        let ssh = Ssh::connect(&ssh_spec(m, &key, &state.known_hosts), SSH_TIMEOUT)
+            .map_err(|e| fail(e.to_string()))?;
+        let path = format!(".fedsim/{name}/.env");
+        match ssh.exec(&format!(
+            "cat {} 2>/dev/null",
+            super::ssh::shell_quote(&path)
+        )) {
+            Ok((0, text, _)) => {
+                let mut given =
+                    crate::prep::credentials_from_env_text(&m.site, Path::new(&path), &text)
+                        .map_err(|e| fail(e.to_string()))?;
+                given.generated = true;
+                Ok(Some(given))
+            }
+            _ => Ok(None),
+        }
+    };
+    tracing::info!(phase = "prep", fleet = %name, prep = %prepared.prep_dir.display(), "the fleet holds bundles from fedsim prep; reading each site's credentials there");
+    Some(state.machines.iter().map(read).collect())
+}
