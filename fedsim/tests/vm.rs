@@ -341,3 +341,35 @@ fn the_image_packs_as_a_libvirt_box_for_vagrant() {
         );
     }
 }
+
+#[test]
+fn a_vm_whose_link_is_cut_is_lost_named_and_the_run_still_cleans_up() {
+    if !can_boot_vms() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = vm_scenario(
+        tmp.path(),
+        "vmtest-cut",
+        OLS,
+        &format!("{OLS_ALGO}[[faults]]\nsite = \"site-1\"\nkind = \"cut\"\nround = 2\n"),
+    );
+    // Quick heartbeats: silence means a cut within a couple of seconds.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[federation]\n", "[federation]\nheartbeat_secs = 0.5\n");
+    std::fs::write(&cfg, text).unwrap();
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["error"]["site"], "site-1");
+    let msg = s["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("round 2") && msg.contains("no heartbeat"),
+        "{msg}"
+    );
+    // The link came back for the cleanup: both agents' logs were pulled.
+    assert!(out.join("logs/site-1.jsonl").exists() && out.join("logs/site-2.jsonl").exists());
+    assert!(qemus(&out.display().to_string()).is_empty());
+}

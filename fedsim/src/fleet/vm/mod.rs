@@ -296,11 +296,14 @@ pub struct VmFleet {
     inner: Option<SshFleet>,
     /// Sites whose power-off was already reported.
     reported: Vec<String>,
+    /// Sites whose link a fault cut: reconnected when the run stops, so their agents can be
+    /// stopped and their logs pulled.
+    cut: Vec<String>,
 }
 
 /// SSH calls give up after this long: an emulated CPU busy starting the agent can keep sshd
 /// from answering for many seconds.
-const SSH_TIMEOUT: Duration = Duration::from_secs(60);
+const SSH_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl VmFleet {
     /// The fleet for a run: the scenario's fleet if it is up, else VMs of the run's own.
@@ -327,6 +330,7 @@ impl VmFleet {
             consoles: Vec::new(),
             inner: None,
             reported: Vec::new(),
+            cut: Vec::new(),
         };
         if let Some(state) = FleetState::load(&name) {
             let mut machines: Vec<Machine> =
@@ -489,6 +493,13 @@ impl Fleet for VmFleet {
     }
 
     fn stop(&mut self, grace: Duration) -> Vec<SiteExit> {
+        for site in std::mem::take(&mut self.cut) {
+            if let Some(m) = self.machines.iter().find(|m| m.state.site == site) {
+                if let Err(e) = m.monitor("set_link n0 on") {
+                    tracing::warn!(phase = "finish", %site, error = %e, "link not restored");
+                }
+            }
+        }
         let exits = self
             .inner
             .as_mut()
@@ -523,11 +534,12 @@ impl Fleet for VmFleet {
     fn cut(&mut self, site: &str) -> Result<(), FleetError> {
         let m = self.machine(site)?;
         m.monitor("set_link n0 off")
-            .map(|_| ())
             .map_err(|e| FleetError::Start {
                 site: site.into(),
                 reason: e.to_string(),
-            })
+            })?;
+        self.cut.push(site.to_string());
+        Ok(())
     }
 
     fn pids(&self) -> Vec<(String, u32)> {
