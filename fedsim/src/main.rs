@@ -43,6 +43,10 @@ enum Command {
         /// (credentials: RUN_DIR/controller.env and each site's .env), instead of acting for them.
         #[arg(long)]
         by_hand: bool,
+        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
+        /// or a string).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Write RUN_DIR/report.html again, or with --compare one table across several runs.
     Report {
@@ -54,6 +58,13 @@ enum Command {
         compare: bool,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// With --compare: plot the difference and the time against this scenario key
+        /// (repeatable), e.g. --by partition.sites.
+        #[arg(long)]
+        by: Vec<String>,
+        /// With --compare: replace --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Split the data and write each site's bundle (data and .env), nothing more.
     Prep {
@@ -61,16 +72,28 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
+        /// or a string).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Check a scenario and its data without writing anything.
     Validate {
         #[arg(short, long)]
         config: PathBuf,
+        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
+        /// or a string).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Health of every site (ssh, host key, prerequisites, agent, data, credentials, network).
     Check {
         #[arg(short, long)]
         config: PathBuf,
+        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
+        /// or a string).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Pull every site's log again and rebuild RUN_DIR/logs/merged.jsonl.
     Logs {
@@ -198,12 +221,12 @@ fn options(out: Option<PathBuf>, quiet: bool) -> Result<RunOptions, ExitCode> {
 
 fn controller(command: Command, quiet: bool) -> ExitCode {
     match command {
-        Command::Check { config } => {
+        Command::Check { config, set } => {
             let opts = match options(None, quiet) {
                 Ok(o) => o,
                 Err(code) => return code,
             };
-            let result = run::load(&config)
+            let result = run::load_with(&config, &set)
                 .and_then(|s| run::plan(&s, None, false).map(|p| (s, p)))
                 .and_then(|(s, p)| {
                     fedsim::check::check(&s, &p.plan, &opts.agent_exe).map(|h| (s, h))
@@ -259,8 +282,10 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 }
             }
         }
-        Command::Validate { config } => {
-            match run::load(&config).and_then(|s| run::plan(&s, None, true).map(|p| (s, p.plan))) {
+        Command::Validate { config, set } => {
+            match run::load_with(&config, &set)
+                .and_then(|s| run::plan(&s, None, true).map(|p| (s, p.plan)))
+            {
                 Ok((s, p)) => {
                     let shares: Vec<String> = p
                         .sites
@@ -284,12 +309,12 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Prep { config, out } => {
+        Command::Prep { config, out, set } => {
             let opts = match options(out, quiet) {
                 Ok(o) => o,
                 Err(code) => return code,
             };
-            match run::load(&config).and_then(|s| run::prep_only(&s, &opts)) {
+            match run::load_with(&config, &set).and_then(|s| run::prep_only(&s, &opts)) {
                 Ok((dir, bundles)) => {
                     for b in bundles.iter().filter(|_| !quiet) {
                         eprintln!(
@@ -305,14 +330,25 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Report { runs, compare, out } => {
+        Command::Report {
+            runs,
+            compare,
+            out,
+            by,
+            force,
+        } => {
             let result = if compare {
                 let path = out.unwrap_or_else(|| PathBuf::from("compare.html"));
-                fedsim::report::compare(&runs).and_then(|html| {
-                    std::fs::write(&path, html)
-                        .map(|()| vec![path.clone()])
-                        .map_err(|source| fedsim::report::ReportError::Write { path, source })
-                })
+                let exists = (path.exists() && !force)
+                    .then(|| fedsim::report::ReportError::Exists { path: path.clone() });
+                exists
+                    .map_or(Ok(()), Err)
+                    .and_then(|()| fedsim::report::compare(&runs, &by))
+                    .and_then(|html| {
+                        std::fs::write(&path, html)
+                            .map(|()| vec![path.clone()])
+                            .map_err(|source| fedsim::report::ReportError::Write { path, source })
+                    })
             } else {
                 runs.iter().map(|r| fedsim::report::write(r)).collect()
             };
@@ -334,8 +370,9 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
             out,
             junit,
             by_hand,
+            set,
         } => {
-            let scenario = match run::load(&config) {
+            let scenario = match run::load_with(&config, &set) {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };

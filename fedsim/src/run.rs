@@ -886,3 +886,12 @@ fn check_rows(joined: &[coordinator::JoinedSite], bundles: &[Bundle]) {
 pub fn load(path: &Path) -> Result<Scenario, RunError> {
     Ok(Scenario::load(path)?)
 }
+
+/// Load a scenario with `--set KEY=VALUE` overrides (as typed on the command line).
+pub fn load_with(path: &Path, sets: &[String]) -> Result<Scenario, RunError> {
+    let sets = sets
+        .iter()
+        .map(|s| crate::scenario::Set::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Scenario::load_with(path, &sets)?)
+}

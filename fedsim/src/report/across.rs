@@ -1,22 +1,69 @@
-//! Several runs side by side (`fedsim report --compare`): one table and a plot of federation
-//! time by number of sites, e.g. the same scenario on 2, 5 and 10 sites.
+//! Several runs side by side (`fedsim report --compare`): one table, and for each scenario key
+//! asked for (`--by partition.sites`), the difference and the federation time against it. The
+//! runs must be of one kind of analysis: differences of an OLS and of a PCA do not share a scale.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
 use super::plots::{e2s, svg};
 use super::{esc, ReportError, RunView, STYLE};
 
-/// One table (and a plot) across several runs, e.g. the same scenario on 2, 5 and 10 sites.
-pub fn compare(dirs: &[PathBuf]) -> Result<String, ReportError> {
+/// A key's value in a run's resolved scenario (`partition.sites` -> `5`), as text.
+fn scenario_value(dir: &Path, key: &str) -> String {
+    let Ok(text) = std::fs::read_to_string(dir.join("scenario.toml")) else {
+        return "-".into();
+    };
+    let Ok(mut node) = toml::from_str::<toml::Value>(&text) else {
+        return "-".into();
+    };
+    for part in key.split('.') {
+        let next = match (&node, part.parse::<usize>()) {
+            (toml::Value::Array(a), Ok(i)) => a.get(i).cloned(),
+            (toml::Value::Table(t), _) => t.get(part).cloned(),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return "-".into(),
+        }
+    }
+    match node {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// One table (and plots) across several runs, e.g. the same scenario on 2, 5 and 10 sites.
+pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
     let runs: Vec<RunView> = dirs
         .iter()
         .map(|d| RunView::load(d))
         .collect::<Result<_, _>>()?;
+    if let Some(first) = runs.first() {
+        if let Some(odd) = runs
+            .iter()
+            .find(|r| r.summary.algorithm != first.summary.algorithm)
+        {
+            return Err(ReportError::Mixed {
+                run: odd.dir.clone(),
+                algorithm: odd.summary.algorithm.clone(),
+                first: first.dir.clone(),
+                expected: first.summary.algorithm.clone(),
+            });
+        }
+    }
     let mut h = format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fedsim: {} runs</title><style>{STYLE}</style></head><body><h1>fedsim: {} runs compared</h1>", runs.len(), runs.len());
-    h.push_str("<table id=\"runs\"><tr><th>run</th><th>scenario</th><th>algorithm</th><th>sites</th><th>status</th><th>max diff</th><th>federate s</th><th>rounds</th><th>bytes sent (all sites)</th></tr>");
+    h.push_str(
+        "<table id=\"runs\"><tr><th>run</th><th>scenario</th><th>algorithm</th><th>sites</th>",
+    );
+    for key in by {
+        let _ = write!(h, "<th>{}</th>", esc(key));
+    }
+    h.push_str("<th>status</th><th>max diff</th><th>vs reference</th><th>federate s</th><th>rounds</th><th>bytes sent (all sites)</th></tr>");
+    // Per run: (values of the `by` keys, max diff, federate seconds).
+    let mut rows: Vec<(Vec<String>, Option<f64>, f64)> = Vec::new();
     let mut points = Vec::new();
     for r in &runs {
         let sites = r.summary.sites.len();
@@ -24,16 +71,27 @@ pub fn compare(dirs: &[PathBuf]) -> Result<String, ReportError> {
         let rounds = r.metrics.rounds.iter().filter(|x| x.round > 0).count();
         let bytes = r.metrics.bytes_sent();
         let diff = r.summary.comparison.as_ref().map(|c| c.max_diff);
+        let reference = r.summary.reference.as_ref().map(|c| c.comparison.max_diff);
+        let values: Vec<String> = by.iter().map(|k| scenario_value(&r.dir, k)).collect();
         points.push((sites as f64, federate));
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{sites}</td><td>{}</td><td>{}</td><td>{federate:.3}</td><td>{rounds}</td><td>{bytes}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{sites}</td>",
             esc(&r.dir.display().to_string()),
             esc(&r.summary.scenario),
             esc(&r.summary.algorithm),
-            r.summary.status,
-            diff.map_or("-".into(), |d| format!("{d:.2e}"))
         );
+        for v in &values {
+            let _ = write!(h, "<td>{}</td>", esc(v));
+        }
+        let _ = write!(
+            h,
+            "<td>{}</td><td>{}</td><td>{}</td><td>{federate:.3}</td><td>{rounds}</td><td>{bytes}</td></tr>",
+            r.summary.status,
+            diff.map_or("-".into(), |d| format!("{d:.2e}")),
+            reference.map_or("-".into(), |d| format!("{d:.2e}")),
+        );
+        rows.push((values, diff, federate));
     }
     h.push_str("</table>");
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -64,6 +122,101 @@ pub fn compare(dirs: &[PathBuf]) -> Result<String, ReportError> {
             .map_err(e2s)?;
         Ok(())
     })?);
+    for (k, key) in by.iter().enumerate() {
+        h.push_str(&by_key(key, k, &rows)?);
+    }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// The difference (log scale) and the federation time of every run against one key's values,
+/// in the order the values first appear (numbers sorted).
+fn by_key(
+    key: &str,
+    k: usize,
+    rows: &[(Vec<String>, Option<f64>, f64)],
+) -> Result<String, ReportError> {
+    let mut levels: Vec<String> = Vec::new();
+    for (v, _, _) in rows {
+        if !levels.contains(&v[k]) {
+            levels.push(v[k].clone());
+        }
+    }
+    if levels.iter().all(|l| l.parse::<f64>().is_ok()) {
+        levels.sort_by(|a, b| {
+            a.parse::<f64>()
+                .unwrap_or(0.0)
+                .total_cmp(&b.parse().unwrap_or(0.0))
+        });
+    }
+    let at = |v: &str| levels.iter().position(|l| l == v).unwrap_or(0) as f64;
+    let n = levels.len() as f64;
+    let labels = levels.clone();
+    let label = move |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let diffs: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|(v, d, _)| d.map(|d| (at(&v[k]), d.max(1e-18))))
+        .collect();
+    let times: Vec<(f64, f64)> = rows.iter().map(|(v, _, t)| (at(&v[k]), *t)).collect();
+    let (dlo, dhi) = diffs
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (dlo, dhi) = if diffs.is_empty() {
+        (1e-16, 1e-8)
+    } else {
+        (dlo / 10.0, dhi * 10.0)
+    };
+    let tmax = times.iter().map(|p| p.1).fold(1e-3, f64::max) * 1.2;
+    let diff_plot = svg("difference-by-key", (460, 300), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(format!("Max difference by {key}"), ("sans-serif", 14))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-0.5f64..n - 0.5, (dlo..dhi).log_scale())
+            .map_err(e2s)?;
+        chart
+            .configure_mesh()
+            .x_labels(levels.len() + 1)
+            .x_label_formatter(&label)
+            .y_label_formatter(&|y| format!("{y:.0e}"))
+            .x_desc(key)
+            .draw()
+            .map_err(e2s)?;
+        chart
+            .draw_series(diffs.iter().map(|p| Circle::new(*p, 4, RED.filled())))
+            .map_err(e2s)?;
+        Ok(())
+    })?;
+    let time_plot = svg("time-by-key", (460, 300), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(format!("Federation seconds by {key}"), ("sans-serif", 14))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..tmax)
+            .map_err(e2s)?;
+        chart
+            .configure_mesh()
+            .x_labels(levels.len() + 1)
+            .x_label_formatter(&label)
+            .x_desc(key)
+            .draw()
+            .map_err(e2s)?;
+        chart
+            .draw_series(times.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))
+            .map_err(e2s)?;
+        Ok(())
+    })?;
+    Ok(format!(
+        "<h2>By <code>{}</code></h2>{diff_plot}{time_plot}",
+        esc(key)
+    ))
 }

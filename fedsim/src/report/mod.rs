@@ -28,6 +28,15 @@ pub enum ReportError {
     Read { path: PathBuf, reason: String },
     #[error("plot {0}: {1}")]
     Plot(&'static str, String),
+    #[error("{} is a {algorithm} run, {} a {expected} run: runs of different analyses cannot share one comparison", run.display(), first.display())]
+    Mixed {
+        run: PathBuf,
+        algorithm: String,
+        first: PathBuf,
+        expected: String,
+    },
+    #[error("{} exists; give --out another name, or --force to replace it", path.display())]
+    Exists { path: PathBuf },
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,

@@ -180,3 +180,18 @@ mod tests {
         );
     }
 }
+
+/// Locate an error about `key` in `text` (the scenario as its file has it): for errors found on
+/// a changed copy of the document, so they still point into the file people edit.
+pub(super) fn relocate(text: &str, path: &Path, key: &str, message: String) -> ScenarioError {
+    let locator = Locator { text, path };
+    match DeTable::parse(text) {
+        Ok(tree) => locator.at(&DeValue::Table(tree.into_inner()), key, message),
+        Err(e) => locator.toml_error(&e, ""),
+    }
+}
+
+/// A syntax error in `text`, located.
+pub(super) fn syntax(text: &str, path: &Path, e: &toml::de::Error) -> ScenarioError {
+    Locator { text, path }.toml_error(e, "")
+}

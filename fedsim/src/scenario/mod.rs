@@ -14,6 +14,7 @@ mod fleet;
 mod gui;
 mod locate;
 mod meta;
+mod overrides;
 mod partition;
 mod vm;
 
@@ -29,6 +30,7 @@ pub use fleet::{FleetSpec, Provider, SiteSpec};
 pub use gui::GuiSpec;
 pub use locate::{parse_located, Locate};
 pub use meta::Meta;
+pub use overrides::Set;
 pub use partition::{PartitionKind, PartitionSpec, Strategy};
 pub use vm::{Accel, LinkSpec, VmSpec};
 
@@ -75,6 +77,13 @@ pub enum ScenarioError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A `--set KEY=VALUE` from the command line that does not fit the scenario.
+    #[error("--set {set}: {}{message}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
+    Set {
+        set: String,
+        key: String,
+        message: String,
+    },
     #[error("{}:{line}:{column}: {key}: {message}", path.display())]
     Invalid {
         path: PathBuf,
@@ -93,6 +102,15 @@ impl Scenario {
             source,
         })?;
         Scenario::parse(&text, path)
+    }
+
+    /// Read a scenario file with `--set` overrides applied.
+    pub fn load_with(path: &Path, sets: &[Set]) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        overrides::parse_with(&text, path, sets)
     }
 
     /// Parse and validate scenario text; `path` names the file in errors and anchors relative paths.

@@ -1,0 +1,203 @@
+//! `--set KEY=VALUE`: change one key of a scenario from the command line (sweeps set the number
+//! of sites, the split, secure aggregation... without copies of the file). The value is read as
+//! TOML (`5`, `true`, `[0.5, 0.5]`), or taken as a string when it is not TOML (`dirichlet`).
+//! Errors about a key that was set name the `--set`, with the same "did you mean" a file gets.
+
+use std::path::Path;
+
+use super::{locate, Scenario, ScenarioError};
+
+/// One `KEY=VALUE` from the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Set {
+    pub key: String,
+    pub value: toml::Value,
+    /// As typed, for messages.
+    pub raw: String,
+}
+
+impl Set {
+    pub fn parse(raw: &str) -> Result<Set, ScenarioError> {
+        let bad = |message: &str| ScenarioError::Set {
+            set: raw.to_string(),
+            key: String::new(),
+            message: message.to_string(),
+        };
+        let (key, value) = raw
+            .split_once('=')
+            .ok_or_else(|| bad("expected KEY=VALUE, e.g. partition.sites=5"))?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(bad(
+                "expected a dotted scenario key before `=`, e.g. partition.sites",
+            ));
+        }
+        let value = value.trim();
+        let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        Ok(Set {
+            key: key.to_string(),
+            value,
+            raw: raw.to_string(),
+        })
+    }
+
+    /// Whether an error about `key` is about this setting (the key itself, inside it, or a
+    /// section it belongs to that the setting could have made invalid).
+    fn concerns(&self, key: &str) -> bool {
+        key == self.key
+            || key.starts_with(&format!("{}.", self.key))
+            || self.key.starts_with(&format!("{key}."))
+    }
+}
+
+/// Put `value` at the dotted `key` of `table` (numbers index arrays: `links.0.delay_ms`).
+fn put(table: &mut toml::Table, set: &Set) -> Result<(), ScenarioError> {
+    let fail = |message: String| ScenarioError::Set {
+        set: set.raw.clone(),
+        key: set.key.clone(),
+        message,
+    };
+    let parts: Vec<&str> = set.key.split('.').collect();
+    let mut node = table;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if last {
+            node.insert(part.to_string(), set.value.clone());
+            return Ok(());
+        }
+        let next = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match next {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                let idx: usize = parts[i + 1].parse().map_err(|_| {
+                    fail(format!(
+                        "`{part}` is a list: give an index, e.g. {part}.0.…"
+                    ))
+                })?;
+                let len = items.len();
+                let item = items.get_mut(idx).ok_or_else(|| {
+                    fail(format!(
+                        "`{part}` has {len} entries; there is no {part}.{idx}"
+                    ))
+                })?;
+                if i + 2 == parts.len() {
+                    *item = set.value.clone();
+                    return Ok(());
+                }
+                match item {
+                    toml::Value::Table(t) => {
+                        // Skip the index part.
+                        return put_rest(t, &parts[i + 2..], set);
+                    }
+                    _ => return Err(fail(format!("{part}.{idx} is not a table"))),
+                }
+            }
+            other => {
+                return Err(fail(format!(
+                    "`{}` is a {} in the scenario, not a section",
+                    parts[..=i].join("."),
+                    other.type_str()
+                )))
+            }
+        };
+    }
+    Ok(())
+}
+
+fn put_rest(table: &mut toml::Table, rest: &[&str], set: &Set) -> Result<(), ScenarioError> {
+    let sub = Set {
+        key: rest.join("."),
+        value: set.value.clone(),
+        raw: set.raw.clone(),
+    };
+    put(table, &sub)
+}
+
+/// Parse and validate `text` with the settings applied, in order.
+pub fn parse_with(text: &str, path: &Path, sets: &[Set]) -> Result<Scenario, ScenarioError> {
+    if sets.is_empty() {
+        return Scenario::parse(text, path);
+    }
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| locate::syntax(text, path, &e))?;
+    for s in sets {
+        put(&mut table, s)?;
+    }
+    let merged = toml::to_string(&table).map_err(|e| ScenarioError::Set {
+        set: sets[0].raw.clone(),
+        key: String::new(),
+        message: e.to_string(),
+    })?;
+    match Scenario::parse(&merged, path) {
+        Ok(s) => Ok(s),
+        Err(ScenarioError::Invalid { key, message, .. }) => {
+            match sets.iter().rev().find(|s| s.concerns(&key)) {
+                Some(s) => Err(ScenarioError::Set {
+                    set: s.raw.clone(),
+                    key,
+                    message,
+                }),
+                // About a key no setting touched: point into the file.
+                None => Err(locate::relocate(text, path, &key, message)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[scenario]\nname = \"t\"\n[data]\npath = \"x.csv\"\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = 3\n[algorithm]\nkind = \"linear_regression\"\n";
+
+    fn with(sets: &[&str]) -> Result<Scenario, ScenarioError> {
+        let sets: Vec<Set> = sets.iter().map(|s| Set::parse(s).unwrap()).collect();
+        parse_with(BASE, Path::new("s.toml"), &sets)
+    }
+
+    #[test]
+    fn values_are_toml_or_strings() {
+        let s = with(&[
+            "partition.sites=5",
+            "partition.strategy=dirichlet",
+            "partition.alpha=0.5",
+            "federation.secure_aggregation=true",
+        ])
+        .unwrap();
+        assert_eq!(s.partition.sites, 5);
+        assert_eq!(s.partition.alpha, Some(0.5));
+        assert!(s.federation.secure_aggregation);
+    }
+
+    #[test]
+    fn a_bad_key_or_value_names_the_set_and_suggests() {
+        let e = with(&["partition.sitez=5"]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--set partition.sitez=5: partition.sitez: unknown field `sitez`"),
+            "{e}"
+        );
+        assert!(e.contains("(did you mean `sites`?)"), "{e}");
+        let e = with(&["partition.sites=many"]).unwrap_err().to_string();
+        assert!(
+            e.contains("--set partition.sites=many") && e.contains("expected"),
+            "{e}"
+        );
+        let e = with(&["partition.sites=0"]).unwrap_err().to_string();
+        assert!(
+            e.contains("--set partition.sites=0") && e.contains("1 to"),
+            "{e}"
+        );
+        assert!(Set::parse("nokey").is_err());
+        // A setting that leaves another key wrong: that key is named in the file.
+        let e = with(&["partition.strategy=dirichlet"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("alpha"), "{e}");
+    }
+}

@@ -1,0 +1,295 @@
+//! Sweeps and CI jobs: `--set` overrides, the Snakemake workflow over a scenario grid (every
+//! point checked against the reference), `report --compare` refusing to mix analyses, and the CI
+//! simulation script that the shipped GitHub and GitLab jobs call.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// PATH with this build's fedsim first (the workflow and the CI script call `fedsim`).
+fn path_with_fedsim() -> String {
+    let bin = Path::new(bin()).parent().unwrap().to_path_buf();
+    let venv = Path::new(&std::env::var("HOME").unwrap()).join(".cache/fedsim-venv/bin");
+    let mut paths = vec![bin, venv];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn set_overrides_keys_and_bad_ones_name_the_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = root().join("resources/config_linreg.toml");
+    let out = tmp.path().join("run");
+    let o = run_to(
+        tmp.path(),
+        &cfg,
+        &out,
+        &[
+            "--set",
+            "partition.sites=5",
+            "--set",
+            "partition.strategy=dirichlet",
+            "--set",
+            "partition.alpha=0.5",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["sites"].as_array().unwrap().len(), 5);
+    let resolved = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(
+        resolved.contains("strategy = \"dirichlet\"") && resolved.contains("alpha = 0.5"),
+        "{resolved}"
+    );
+    for command in ["run", "validate", "prep"] {
+        let mut args = vec![
+            command,
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--set",
+            "partition.sitez=5",
+        ];
+        if command != "validate" {
+            args.extend(["--out", "never"]);
+        }
+        let o = fedsim(tmp.path(), &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains("--set partition.sitez=5: partition.sitez: unknown field `sitez`")
+                && err.contains("(did you mean `sites`?)"),
+            "{command}: {err}"
+        );
+        assert!(!tmp.path().join("never").exists());
+    }
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "validate",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--set",
+            "partition.sites=0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "--set partition.sites=0: partition.sites: expected a number of sites from 1"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn compare_refuses_mixed_analyses_and_existing_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    for name in ["config_linreg.toml", "config_logreg.toml"] {
+        let out = tmp.path().join(name);
+        let o = run_to(tmp.path(), &root().join("resources").join(name), &out, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        dirs.push(out);
+    }
+    let page = tmp.path().join("cmp.html");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "report",
+            "--compare",
+            "--out",
+            page.to_str().unwrap(),
+            dirs[0].to_str().unwrap(),
+            dirs[1].to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("config_logreg.toml is a logistic_regression run")
+            && err.contains("linear_regression"),
+        "{err}"
+    );
+    assert!(!page.exists());
+    std::fs::write(&page, "mine").unwrap();
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "report",
+            "--compare",
+            "--out",
+            page.to_str().unwrap(),
+            dirs[0].to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&page).unwrap(), "mine");
+}
+
+fn snakemake() -> Option<String> {
+    let path = path_with_fedsim();
+    std::env::split_paths(&path)
+        .map(|d| d.join("snakemake"))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+#[test]
+fn a_six_point_sweep_checks_every_point_against_the_reference() {
+    let Some(snakemake) = snakemake() else {
+        eprintln!("SKIPPED: snakemake is not installed (.ci/run puts it in ~/.cache/fedsim-venv)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let config = tmp.path().join("sweep.yaml");
+    let shipped = std::fs::read_to_string(root().join("workflows/sweep.yaml")).unwrap();
+    std::fs::write(
+        &config,
+        shipped.replace(
+            "scenario: resources/config_linreg.toml",
+            &format!(
+                "scenario: {}\nout: {}",
+                root().join("resources/config_linreg.toml").display(),
+                out.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let o = Command::new(&snakemake)
+        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
+        .args(["--cores", "2", "--configfile", config.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .env("PATH", path_with_fedsim())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    let mut grid = Vec::new();
+    for r in &rows {
+        assert_eq!(r[col("status")], "succeeded", "{csv}");
+        assert_eq!(r[col("reference_passed")], "True", "{csv}");
+        grid.push((r[col("partition.sites")], r[col("partition.strategy")]));
+        // Independently of the sweep's own verdict: the point's coefficients are statsmodels'.
+        let s = summary(&out.join("runs").join(r[col("point")]));
+        let want = reference("diabetes.csv", "ols");
+        let d = max_rel(&floats(&s["results"]["coef"]), &floats(&want["coef"]));
+        assert!(d <= 1e-8, "{}: {d:e}", r[col("point")]);
+    }
+    grid.sort();
+    assert_eq!(
+        grid,
+        [
+            ("2", "dirichlet"),
+            ("2", "uniform"),
+            ("3", "dirichlet"),
+            ("3", "uniform"),
+            ("5", "dirichlet"),
+            ("5", "uniform")
+        ]
+    );
+    let html = std::fs::read_to_string(out.join("sweep.html")).unwrap();
+    assert!(html.contains("By <code>partition.sites</code>") && html.matches("<svg").count() >= 5);
+
+    // A point that fails is a row with its status; the others run; snakemake says it failed.
+    let failing = tmp.path().join("failing.yaml");
+    std::fs::write(
+        &failing,
+        format!(
+            "scenario: {}\nout: {}\nsweep:\n  compare.tolerance: [1.0e-8, 1.0e-30]\n",
+            root().join("resources/config_linreg.toml").display(),
+            tmp.path().join("failing").display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(&snakemake)
+        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
+        .args([
+            "--cores",
+            "2",
+            "--keep-going",
+            "--configfile",
+            failing.to_str().unwrap(),
+        ])
+        .current_dir(tmp.path())
+        .env("PATH", path_with_fedsim())
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a failed point fails the sweep");
+    let csv = std::fs::read_to_string(tmp.path().join("failing/sweep.csv")).unwrap();
+    assert!(
+        csv.contains(",succeeded,") && csv.contains(",failed,"),
+        "{csv}"
+    );
+    assert!(tmp.path().join("failing/sweep.html").exists());
+}
+
+#[test]
+fn the_ci_simulation_script_fails_exactly_when_a_comparison_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = root().join("workflows/ci/simulate.sh");
+    let good = root().join("resources/config_linreg.toml");
+    let o = Command::new(&script)
+        .arg(tmp.path().join("ok"))
+        .arg(&good)
+        .env("PATH", path_with_fedsim())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let junit = std::fs::read_to_string(tmp.path().join("ok/junit/config_linreg.xml")).unwrap();
+    assert!(junit.contains("failures=\"0\""));
+    assert!(tmp
+        .path()
+        .join("ok/runs/config_linreg/report.html")
+        .exists());
+    // Too tight a tolerance: the comparison fails, and so does the job.
+    let strict = tmp.path().join("strict.toml");
+    std::fs::write(
+        &strict,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("tolerance = 1e-8", "tolerance = 1e-30")
+            .replace(
+                "\"../test_data/",
+                &format!("\"{}/test_data/", root().display()),
+            ),
+    )
+    .unwrap();
+    let o = Command::new(&script)
+        .arg(tmp.path().join("bad"))
+        .arg(&good)
+        .arg(&strict)
+        .env("PATH", path_with_fedsim())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("ok      config_linreg") && said.contains("FAILED  strict"),
+        "{said}"
+    );
+    let junit = std::fs::read_to_string(tmp.path().join("bad/junit/strict.xml")).unwrap();
+    assert!(!junit.contains("failures=\"0\""), "{junit}");
+}
