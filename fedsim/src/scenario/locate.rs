@@ -148,6 +148,21 @@ fn add_suggestion(message: &str) -> String {
     }
 }
 
+/// Locate an error about `key` in `text` (the scenario as its file has it): for errors found on
+/// a changed copy of the document, so they still point into the file people edit.
+pub(super) fn relocate(text: &str, path: &Path, key: &str, message: String) -> ScenarioError {
+    let locator = Locator { text, path };
+    match DeTable::parse(text) {
+        Ok(tree) => locator.at(&DeValue::Table(tree.into_inner()), key, message),
+        Err(e) => locator.toml_error(&e, ""),
+    }
+}
+
+/// A syntax error in `text`, located.
+pub(super) fn syntax(text: &str, path: &Path, e: &toml::de::Error) -> ScenarioError {
+    Locator { text, path }.toml_error(e, "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,19 +194,4 @@ mod tests {
             "invalid type: string \"x\", expected a whole number"
         );
     }
-}
-
-/// Locate an error about `key` in `text` (the scenario as its file has it): for errors found on
-/// a changed copy of the document, so they still point into the file people edit.
-pub(super) fn relocate(text: &str, path: &Path, key: &str, message: String) -> ScenarioError {
-    let locator = Locator { text, path };
-    match DeTable::parse(text) {
-        Ok(tree) => locator.at(&DeValue::Table(tree.into_inner()), key, message),
-        Err(e) => locator.toml_error(&e, ""),
-    }
-}
-
-/// A syntax error in `text`, located.
-pub(super) fn syntax(text: &str, path: &Path, e: &toml::de::Error) -> ScenarioError {
-    Locator { text, path }.toml_error(e, "")
 }
