@@ -30,6 +30,11 @@ ANALYSES = [
     ("spector.csv", "logit", "GRADE", None, {}),
     ("digits.csv", "pca", None, None, {"exclude": ["target"], "k": 10, "center": True, "scale": False}),
     ("breast_cancer.csv", "pca", None, None, {"exclude": ["target"], "k": 5, "center": True, "scale": True}),
+    # Text columns and empty cells: statsmodels' formula API codes the categories and drops the
+    # incomplete rows (missing="drop"), as fedsim does with `categorical` and `missing = "drop"`.
+    ("penguins.csv", "ols", "body_mass_g",
+     ["species", "island", "sex", "bill_length_mm", "bill_depth_mm", "flipper_length_mm"],
+     {"categorical": ["species", "island", "sex"]}),
 ]
 
 
@@ -53,6 +58,25 @@ def regression(df, kind, target, features):
     row.update(extra)
     row["by"] = by
     return row
+
+
+def formula_regression(df, kind, target, features, categorical):
+    """The same analysis through the formula API: patsy's treatment coding, listwise deletion."""
+    import statsmodels.formula.api as smf
+
+    formula = f"{target} ~ " + " + ".join(f"Q('{f}')" if f not in categorical else f for f in features)
+    assert kind == "ols", "only OLS rows use the formula API"
+    fit = smf.ols(formula, data=df, missing="drop").fit()
+    terms = ["const" if t == "Intercept" else t.replace("Q('", "").replace("')", "") for t in fit.params.index]
+    return {
+        "terms": terms,
+        "n": int(fit.nobs),
+        "coef": floats(fit.params),
+        "se": floats(fit.bse),
+        "r2": float(fit.rsquared),
+        "sigma2": float(fit.scale),
+        "by": f"statsmodels {statsmodels.__version__} formula OLS (missing='drop')",
+    }
 
 
 def pca(df, features, k, center, scale):
@@ -85,6 +109,8 @@ def rows():
             row["target"] = target
         if kind == "pca":
             row.update(pca(df, cols, extra["k"], extra["center"], extra["scale"]))
+        elif "categorical" in extra:
+            row.update(formula_regression(df, kind, target, cols, extra["categorical"]))
         else:
             row.update(regression(df, kind, target, cols))
         yield row

@@ -101,7 +101,7 @@ pub fn check(
         .sites
         .iter()
         .map(|s| {
-            s.table(plan)
+            s.frame(plan)
                 .and_then(|t| t.to_bytes(plan.format, &plan.data_path))
                 .map(|b| hex::encode(Sha256::digest(&b)))
         })

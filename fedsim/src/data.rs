@@ -1,8 +1,13 @@
 //! Reading a data set (CSV or Parquet, with polars) into a dense numeric table, and writing a
 //! site's share of it back out.
 //!
-//! Everything federated here is numeric; a text cell, an empty cell or a NaN would silently poison
-//! every aggregate, so each is refused with the file, the column and the line that holds it.
+//! Everything federated is numeric; a text cell, an empty cell or a NaN would silently poison
+//! every aggregate, so each is refused with the file, the column and the line that holds it,
+//! unless the scenario says what it means (`categorical`, `missing = "drop"`: see [`frame`] and
+//! [`design`]).
+
+pub mod design;
+pub mod frame;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -35,7 +40,7 @@ pub enum DataError {
         column: String,
         available: String,
     },
-    #[error("data file {}, line {line}, column {column:?}: expected a number, found {value:?}", path.display())]
+    #[error("data file {}, line {line}, column {column:?}: expected a number, found {value:?} (if the column holds categories, list it in [data] categorical)", path.display())]
     NotNumeric {
         path: PathBuf,
         column: String,
@@ -116,49 +121,21 @@ impl Table {
         })
     }
 
-    /// Load a CSV (header row required) or Parquet file and insist that every cell is a finite number.
+    /// Load a CSV (header row required, any usual delimiter) or Parquet file and insist that
+    /// every cell is a finite number.
     pub fn load(path: &Path) -> Result<Table, DataError> {
-        let read_err = |reason: String| DataError::Read {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let df = if ext == "parquet" || ext == "pq" {
-            let f = File::open(path).map_err(|e| read_err(e.to_string()))?;
-            ParquetReader::new(f)
-                .finish()
-                .map_err(|e| read_err(e.to_string()))?
-        } else {
-            // Open first so a missing file says so plainly rather than through polars.
-            File::open(path).map_err(|e| read_err(e.to_string()))?;
-            CsvReadOptions::default()
-                .with_has_header(true)
-                // Infer over all rows, so text far down a column is reported at its line.
-                .with_infer_schema_length(None)
-                .try_into_reader_with_file_path(Some(path.to_path_buf()))
-                .and_then(|r| r.finish())
-                .map_err(|e| read_err(e.to_string()))?
-        };
-        if df.height() == 0 {
-            return Err(DataError::Empty {
-                path: path.to_path_buf(),
-            });
-        }
-        let mut columns = Vec::with_capacity(df.width());
-        let mut data = Vec::with_capacity(df.width());
-        for col in df.columns() {
-            let name = col.name().to_string();
-            data.push(
-                numeric_column(col.as_materialized_series(), &name, path)
-                    .map_err(|e| ragged(e, path, df.width()))?,
-            );
-            columns.push(name);
-        }
-        Ok(Table { columns, data })
+        let f = frame::Frame::load(path, &frame::ReadOptions::default())?;
+        f.check(path, &f.columns, &[], crate::scenario::Missing::Error)?;
+        let rows: Vec<usize> = (0..f.rows()).collect();
+        let data = f
+            .columns
+            .iter()
+            .map(|c| f.numbers(c, &rows).unwrap_or_default())
+            .collect();
+        Ok(Table {
+            columns: f.columns,
+            data,
+        })
     }
 
     fn frame(&self) -> Result<DataFrame, PolarsError> {
@@ -294,98 +271,6 @@ impl Table {
         }
         Ok(Table { columns, data })
     }
-}
-
-/// Polars pads a short CSV row with empty cells; say what really happened at that line.
-fn ragged(e: DataError, path: &Path, expected: usize) -> DataError {
-    let DataError::Missing { line, .. } = &e else {
-        return e;
-    };
-    let is_csv = path
-        .extension()
-        .and_then(|x| x.to_str())
-        .is_some_and(|x| x.eq_ignore_ascii_case("csv"));
-    let text = if is_csv {
-        std::fs::read_to_string(path).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    match text.lines().nth(line - 1) {
-        Some(raw) if raw.split(',').count() != expected => DataError::Ragged {
-            path: path.to_path_buf(),
-            line: *line,
-            fields: raw.split(',').count(),
-            expected,
-        },
-        _ => e,
-    }
-}
-
-/// One column as f64, or an error at the first cell that is not a finite number.
-fn numeric_column(s: &Series, name: &str, path: &Path) -> Result<Vec<f64>, DataError> {
-    let line = |row: usize| row + 2; // header is line 1
-    let column = || name.to_string();
-    if let Ok(text) = s.str() {
-        // Polars saw something that is not a number somewhere in this column: find it.
-        for (row, v) in text.iter().enumerate() {
-            match v {
-                None => {
-                    return Err(DataError::Missing {
-                        path: path.into(),
-                        column: column(),
-                        line: line(row),
-                    })
-                }
-                Some(v) if v.trim().parse::<f64>().is_err() => {
-                    return Err(DataError::NotNumeric {
-                        path: path.into(),
-                        column: column(),
-                        line: line(row),
-                        value: v.to_string(),
-                    })
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    if !(s.dtype().is_primitive_numeric() || s.dtype().is_bool() || s.dtype() == &DataType::String)
-    {
-        return Err(DataError::BadType {
-            path: path.into(),
-            column: column(),
-            dtype: s.dtype().to_string(),
-        });
-    }
-    let cast = s.cast(&DataType::Float64).map_err(|e| DataError::Read {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    let f = cast.f64().map_err(|e| DataError::Read {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    let mut out = Vec::with_capacity(f.len());
-    for (row, v) in f.iter().enumerate() {
-        match v {
-            None => {
-                return Err(DataError::Missing {
-                    path: path.into(),
-                    column: column(),
-                    line: line(row),
-                })
-            }
-            Some(v) if !v.is_finite() => {
-                return Err(DataError::NonFinite {
-                    path: path.into(),
-                    column: column(),
-                    line: line(row),
-                    value: v,
-                })
-            }
-            Some(v) => out.push(v),
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

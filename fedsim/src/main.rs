@@ -295,12 +295,20 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                             None => format!("{} rows", site.rows(&p)),
                         })
                         .collect();
+                    let dropped = p.frame.rows() - p.complete.len();
+                    let rows = if dropped > 0 {
+                        format!(
+                            "{} complete rows ({dropped} incomplete dropped)",
+                            p.complete.len()
+                        )
+                    } else {
+                        format!("{} rows", p.frame.rows())
+                    };
                     println!(
-                        "{}: ok ({} on {} rows, {} features; {} sites: {})",
+                        "{}: ok ({} on {rows}, {} features; {} sites: {})",
                         config.display(),
                         s.algorithm.kind.as_str(),
-                        p.table.rows(),
-                        p.config.features.len(),
+                        p.analysis().features.len(),
                         p.sites.len(),
                         shares.join(", ")
                     );

@@ -13,15 +13,21 @@ use sha2::{Digest, Sha256};
 
 use crate::algorithms::{AlgorithmConfig, LocalData};
 use crate::auth::{self, FrameKey};
+use crate::data::design::{self, Design};
+use crate::data::frame::{Cells, Frame, ReadOptions};
 use crate::data::{DataError, Table};
 use crate::partition::{self, PartitionError};
 use crate::portal::{Account, Role};
-use crate::scenario::{AlgorithmKind, PartitionKind, Scenario, Strategy};
+use crate::scenario::{AlgorithmKind, PartitionKind, Scenario, ScenarioError, Strategy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Data(#[from] DataError),
+    /// What only the data can tell about the scenario (a column it names is not there), located
+    /// in the scenario file.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
     #[error("data file {}: {source}", path.display())]
     Partition {
         source: PartitionError,
@@ -43,15 +49,41 @@ pub enum PlanError {
     },
     #[error("data file {}: no feature columns left (columns: {available})", path.display())]
     NoFeatures { path: PathBuf, available: String },
+    #[error("data file {}: {what} column {column:?} {side} {}; the files of the sites must share their columns", path.display(), first.display())]
+    FilesDiffer {
+        path: PathBuf,
+        column: String,
+        what: &'static str,
+        side: &'static str,
+        first: PathBuf,
+    },
+    #[error("data file {}: column {column:?} holds text (line {line}: {value:?}); list it in [data] categorical to use it as categories, or leave it out of the features", path.display())]
+    TextColumn {
+        path: PathBuf,
+        column: String,
+        line: usize,
+        value: String,
+    },
+    #[error("data file {}: no complete rows left in the used columns after dropping the incomplete ones", path.display())]
+    NoCompleteRows { path: PathBuf },
 }
 
 /// Who gets which rows; the analysis every site runs.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The analysis as the sites get it (raw feature names; categorical columns still raw).
     pub config: AlgorithmConfig,
-    /// The used columns (features, then target) of the whole data set.
-    pub table: Table,
+    /// The used columns (features, then target) of all rows, as read: text and gaps included.
+    pub frame: Frame,
+    /// The design on the pooled complete rows (the levels the federation must agree on).
+    pub design: Design,
+    /// Rows of `frame` with every used cell present.
+    pub complete: Vec<usize>,
+    /// The data file (the first one, with a file per site), for messages.
     pub data_path: PathBuf,
+    /// The data's name as reference rows know it: the file's name, or the files' names joined
+    /// with `+`.
+    pub data_name: String,
     pub sites: Vec<SitePlan>,
     /// File format of the site bundles' data: "csv" or "parquet".
     pub format: &'static str,
@@ -60,7 +92,7 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize)]
 pub struct SitePlan {
     pub name: String,
-    /// 0-based indices of the data file's rows that this site holds (horizontal split).
+    /// 0-based indices of the data's rows that this site holds (horizontal split).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_rows: Option<Vec<usize>>,
     /// The feature columns this site holds (vertical split; every site has all rows).
@@ -69,12 +101,13 @@ pub struct SitePlan {
 }
 
 impl SitePlan {
-    /// This site's share of the used table.
-    pub fn table(&self, plan: &Plan) -> Result<Table, DataError> {
+    /// This site's share of the used columns, as read (its own incomplete rows included: the
+    /// site drops them itself).
+    pub fn frame(&self, plan: &Plan) -> Result<Frame, DataError> {
         match (&self.source_rows, &self.columns) {
-            (Some(rows), _) => Ok(plan.table.select_rows(rows)),
-            (None, Some(cols)) => plan.table.select_columns(cols, &plan.data_path),
-            (None, None) => Ok(plan.table.clone()),
+            (Some(rows), _) => Ok(plan.frame.select_rows(rows)),
+            (None, Some(cols)) => plan.frame.select_columns(cols, &plan.data_path),
+            (None, None) => Ok(plan.frame.clone()),
         }
     }
 
@@ -87,41 +120,132 @@ impl SitePlan {
         c
     }
 
+    /// Rows in this site's file.
     pub fn rows(&self, plan: &Plan) -> usize {
         self.source_rows
             .as_ref()
-            .map_or(plan.table.rows(), Vec::len)
+            .map_or(plan.frame.rows(), Vec::len)
     }
+
+    /// Rows the site leaves out as incomplete (`missing = "drop"`).
+    pub fn dropped(&self, plan: &Plan) -> usize {
+        let complete = match &self.source_rows {
+            Some(rows) => rows
+                .iter()
+                .filter(|r| plan.complete.binary_search(r).is_ok())
+                .count(),
+            None => plan.complete.len(),
+        };
+        self.rows(plan) - complete
+    }
+}
+
+/// "did you mean" for a column name, from the columns the data has.
+fn nearest<'a>(name: &str, columns: &'a [String]) -> Option<&'a str> {
+    columns
+        .iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c.as_str()))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Read the scenario's data: one file, a file per site (same columns, checked), or generated.
+/// Returns the frames (one per file) and the file each came from.
+fn read_sources(s: &Scenario) -> Result<Vec<(PathBuf, Frame)>, PlanError> {
+    let options = ReadOptions {
+        delimiter: s.data.delimiter_byte(),
+        text: s.data.categorical.clone(),
+    };
+    if let Some(g) = &s.data.generate {
+        let name = PathBuf::from(format!("generated-{}-{}x{}", g.kind, g.rows, g.cols));
+        let t = Table::generate(g, s.scenario.seed)?;
+        return Ok(vec![(name, Frame::from_table(&t))]);
+    }
+    let mut out: Vec<(PathBuf, Frame)> = Vec::new();
+    for path in s.data.sources() {
+        crate::cancel::check().map_err(|_| DataError::Cancelled)?;
+        let frame = Frame::load(path, &options)?;
+        if let Some((first_path, first)) = out.first() {
+            let differ = |column: &str, what, side| PlanError::FilesDiffer {
+                path: path.clone(),
+                column: column.to_string(),
+                what,
+                side,
+                first: first_path.clone(),
+            };
+            if let Some(c) = first.columns.iter().find(|c| !frame.columns.contains(c)) {
+                return Err(differ(c, "has no", "that"));
+            }
+            if let Some(c) = frame.columns.iter().find(|c| !first.columns.contains(c)) {
+                return Err(differ(c, "has a", "that is not in"));
+            }
+        }
+        out.push((path.clone(), frame));
+    }
+    Ok(out)
 }
 
 impl Plan {
     pub fn make(s: &Scenario) -> Result<Plan, PlanError> {
-        let (path, full) = match (&s.data.path, &s.data.generate) {
-            (Some(p), _) => (p.clone(), Table::load(p)?),
-            (None, Some(g)) => (
-                PathBuf::from(format!("generated-{}-{}x{}", g.kind, g.rows, g.cols)),
-                Table::generate(g, s.scenario.seed)?,
-            ),
-            (None, None) => unreachable!("validated: path or generate"),
-        };
-        let no_column = |c: &str| DataError::NoColumn {
-            path: path.clone(),
-            column: c.to_string(),
-            available: full.columns.join(", "),
-        };
-        for c in s
+        let sources = read_sources(s)?;
+        let (path, first) = &sources[0];
+        let path = path.clone();
+        let all = first.columns.clone();
+        // A named column the data does not have: located in the scenario, with the nearest.
+        let named = s
             .data
             .target
             .iter()
-            .chain(&s.data.exclude)
-            .chain(&s.partition.label)
-        {
-            full.column(c).ok_or_else(|| no_column(c))?;
+            .map(|t| ("data.target".to_string(), t))
+            .chain(
+                s.data
+                    .features
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, f)| (format!("data.features.{i}"), f)),
+            )
+            .chain(
+                s.data
+                    .exclude
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (format!("data.exclude.{i}"), f)),
+            )
+            .chain(
+                s.data
+                    .categorical
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (format!("data.categorical.{i}"), f)),
+            )
+            .chain(
+                s.partition
+                    .label
+                    .iter()
+                    .map(|l| ("partition.label".to_string(), l)),
+            );
+        for (key, column) in named {
+            if !all.contains(column) {
+                let hint = nearest(column, &all)
+                    .map(|c| format!(" (did you mean {c:?}?)"))
+                    .unwrap_or_default();
+                return Err(s
+                    .locate(
+                        &key,
+                        format!(
+                            "data file {} has no column {column:?}{hint}; its columns are: {}",
+                            path.display(),
+                            all.join(", ")
+                        ),
+                    )
+                    .into());
+            }
         }
         let features: Vec<String> = match &s.data.features {
             Some(f) => f.clone(),
-            None => full
-                .columns
+            None => all
                 .iter()
                 .filter(|c| Some(*c) != s.data.target.as_ref() && !s.data.exclude.contains(c))
                 .cloned()
@@ -130,20 +254,65 @@ impl Plan {
         if features.is_empty() {
             return Err(PlanError::NoFeatures {
                 path,
-                available: full.columns.join(", "),
+                available: all.join(", "),
             });
         }
+        let categorical: Vec<String> = features
+            .iter()
+            .filter(|f| s.data.categorical.contains(f))
+            .cloned()
+            .collect();
+        let numeric: Vec<String> = features
+            .iter()
+            .filter(|f| !categorical.contains(f))
+            .chain(&s.data.target)
+            .cloned()
+            .collect();
+        // Each file is checked on its own, so an error names that file and its line.
+        let mut frames = Vec::with_capacity(sources.len());
+        let mut file_rows = Vec::with_capacity(sources.len());
         let used: Vec<String> = features.iter().chain(&s.data.target).cloned().collect();
-        let table = full.select_columns(&used, &path)?;
+        for (p, f) in &sources {
+            let f = f.select_columns(&used, p)?;
+            if let Err(e) = f.check(p, &numeric, &categorical, s.data.missing) {
+                return Err(match e {
+                    // A column that is text throughout is a categorical one not declared.
+                    DataError::NotNumeric {
+                        path,
+                        column,
+                        line,
+                        value,
+                    } if value.trim().parse::<f64>().is_err() && is_text_column(&f, &column) => {
+                        PlanError::TextColumn {
+                            path,
+                            column,
+                            line,
+                            value,
+                        }
+                    }
+                    e => e.into(),
+                });
+            }
+            file_rows.push(f.rows());
+            frames.push(f);
+        }
+        let frame = Frame::concat(frames);
+        let complete = frame.complete_rows(&used);
+        if complete.is_empty() {
+            return Err(PlanError::NoCompleteRows { path });
+        }
         let a = &s.algorithm;
+        let svd = a.kind == AlgorithmKind::Svd;
         if a.kind == AlgorithmKind::LogisticRegression {
             let target = s.data.target.as_deref().unwrap_or_default();
-            let y = table.column(target).unwrap_or_default();
+            let y = frame.numbers(target, &complete).unwrap_or_default();
             if let Some(i) = y.iter().position(|v| *v != 0.0 && *v != 1.0) {
+                // Report the row in its own file.
+                let (file, row) = locate_row(&sources, &file_rows, complete[i]);
                 return Err(PlanError::Target {
-                    path,
+                    path: file,
                     column: target.into(),
-                    line: i + 2,
+                    line: row + 2,
                     value: y[i],
                 });
             }
@@ -158,7 +327,23 @@ impl Plan {
                 .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
         };
         let vertical = s.partition.kind == PartitionKind::Vertical;
-        let sites: Vec<SitePlan> = if vertical {
+        let sites: Vec<SitePlan> = if s.data.files.is_some() {
+            // A file per site: the files are the partition.
+            let mut start = 0;
+            file_rows
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let rows: Vec<usize> = (start..start + n).collect();
+                    start += n;
+                    SitePlan {
+                        name: name(i),
+                        source_rows: Some(rows),
+                        columns: None,
+                    }
+                })
+                .collect()
+        } else if vertical {
             partition::vertical(features.len(), &s.partition, s.scenario.seed)
                 .map_err(partition_error)?
                 .into_iter()
@@ -176,30 +361,32 @@ impl Plan {
                     .label
                     .as_ref()
                     .or(s.data.target.as_ref())
-                    .and_then(|c| full.column(c)),
+                    .and_then(|c| {
+                        sources
+                            .iter()
+                            .map(|(_, f)| f.label_values(c))
+                            .collect::<Option<Vec<_>>>()
+                            .map(|v| v.concat())
+                    }),
                 _ => None,
             };
-            partition::horizontal(table.rows(), &s.partition, labels, s.scenario.seed)
-                .map_err(partition_error)?
-                .into_iter()
-                .enumerate()
-                .map(|(i, rows)| SitePlan {
-                    name: name(i),
-                    source_rows: Some(rows),
-                    columns: None,
-                })
-                .collect()
+            partition::horizontal(
+                frame.rows(),
+                &s.partition,
+                labels.as_deref(),
+                s.scenario.seed,
+            )
+            .map_err(partition_error)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, rows)| SitePlan {
+                name: name(i),
+                source_rows: Some(rows),
+                columns: None,
+            })
+            .collect()
         };
-        let svd = a.kind == AlgorithmKind::Svd;
         let k = a.k.unwrap_or(0);
-        if svd && k > features.len().min(table.rows()) {
-            return Err(PlanError::TooManyComponents {
-                path,
-                k,
-                rows: table.rows(),
-                cols: features.len(),
-            });
-        }
         let config = AlgorithmConfig {
             kind: a.kind,
             features,
@@ -214,22 +401,53 @@ impl Plan {
             oversample: a.oversample.unwrap_or(10),
             vertical,
             seed: s.scenario.seed,
+            categorical,
+            missing: s.data.missing,
         };
+        let levels = design::levels_of(&frame, &config.categorical, &complete);
+        let design = config.design(&levels);
+        let width = design.columns().len();
+        if svd && k > width.min(complete.len()) {
+            return Err(PlanError::TooManyComponents {
+                path,
+                k,
+                rows: complete.len(),
+                cols: width,
+            });
+        }
         // Generated and Parquet data travel as Parquet: exact and compact.
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => "csv",
             _ => "parquet",
         };
+        let data_name = sources
+            .iter()
+            .map(|(p, _)| {
+                p.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("+");
         Ok(Plan {
             config,
-            table,
+            frame,
+            design,
+            complete,
             data_path: path,
+            data_name,
             sites,
             format,
         })
     }
 
-    /// The pooled rows of the named sites only (the survivors of a dropout), shaped for the algorithm.
+    /// The analysis as the algorithms run it: on the design's columns.
+    pub fn analysis(&self) -> AlgorithmConfig {
+        self.config.with_levels(&self.design.categorical)
+    }
+
+    /// The pooled complete rows of the named sites only (the survivors of a dropout), shaped
+    /// for the algorithm.
     pub fn pooled_of(&self, sites: &[String]) -> Result<LocalData, DataError> {
         let all = self.sites.iter().all(|s| sites.contains(&s.name));
         if all || self.config.vertical {
@@ -240,18 +458,40 @@ impl Plan {
             .iter()
             .filter(|s| sites.contains(&s.name))
             .flat_map(|s| s.source_rows.clone().unwrap_or_default())
+            .filter(|r| self.complete.binary_search(r).is_ok())
             .collect();
         rows.sort_unstable();
-        LocalData::from_table(
-            &self.table.select_rows(&rows),
-            &self.config,
-            &self.data_path,
-        )
+        self.shaped(&rows)
     }
 
     /// The pooled data, shaped for the algorithm (what the centralised baseline sees).
     pub fn pooled(&self) -> Result<LocalData, DataError> {
-        LocalData::from_table(&self.table, &self.config, &self.data_path)
+        self.shaped(&self.complete)
+    }
+
+    fn shaped(&self, rows: &[usize]) -> Result<LocalData, DataError> {
+        let table = self.design.encode(&self.frame, rows, &self.data_path)?;
+        LocalData::from_table(&table, &self.analysis(), &self.data_path)
+    }
+}
+
+/// A pooled row's file and its row in that file.
+fn locate_row(sources: &[(PathBuf, Frame)], file_rows: &[usize], row: usize) -> (PathBuf, usize) {
+    let mut start = 0;
+    for ((p, _), n) in sources.iter().zip(file_rows) {
+        if row < start + n {
+            return (p.clone(), row - start);
+        }
+        start += n;
+    }
+    (sources[0].0.clone(), row)
+}
+
+/// Whether no cell of the column reads as a number: text, not a typo in a numeric column.
+fn is_text_column(f: &Frame, column: &str) -> bool {
+    match f.column(column) {
+        Some(Cells::Text(v)) => v.iter().flatten().all(|t| t.trim().parse::<f64>().is_err()),
+        _ => false,
     }
 }
 
@@ -379,7 +619,7 @@ pub fn make_bundles(
         .map(|(i, site)| {
             crate::cancel::check().map_err(|_| DataError::Cancelled)?;
             let data_name = format!("data.{}", plan.format);
-            let data = site.table(plan)?.to_bytes(plan.format, &plan.data_path)?;
+            let data = site.frame(plan)?.to_bytes(plan.format, &plan.data_path)?;
             let given = given.get(i).cloned().flatten();
             let token = given
                 .as_ref()

@@ -79,14 +79,10 @@ pub struct Analysis {
 
 impl Analysis {
     pub fn of(plan: &Plan) -> Analysis {
-        let c = &plan.config;
+        let c = &plan.analysis();
         let svd = c.kind == AlgorithmKind::Svd;
         Analysis {
-            csv: plan
-                .data_path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            csv: plan.data_name.clone(),
             kind: kind_name(c.kind),
             target: c.target.clone(),
             terms: c.terms(),

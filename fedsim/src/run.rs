@@ -25,7 +25,7 @@ use crate::reference::{self, Analysis, ReferenceError, ReferenceRow};
 use crate::rundir::{self, PlanFile, RunDirError};
 use crate::scenario::{OnDropout, Scenario, ScenarioError};
 use crate::summary::{
-    FailureInfo, Findings, ReferenceCheck, SiteSummary, Stopped, Summary, SummaryHead,
+    FailureInfo, Findings, ReferenceCheck, SiteSummary, Stopped, Summary, SummaryHead, Warning,
 };
 use crate::{baseline, cancel, logs};
 
@@ -349,7 +349,7 @@ impl<'a> Run<'a> {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let span = tracing::info_span!("run", run_id = %run_id).entered();
-        tracing::info!(phase = "prep", dir = %dir.display(), sites = plan.sites.len(), rows = plan.table.rows(), "run directory created");
+        tracing::info!(phase = "prep", dir = %dir.display(), sites = plan.sites.len(), rows = plan.frame.rows(), "run directory created");
         Run {
             scenario,
             opts,
@@ -433,6 +433,15 @@ impl<'a> Run<'a> {
                 data_sha256: b.data_sha256.clone(),
                 location: None,
                 link: crate::fleet::vm::link_of(self.scenario, &b.name),
+                dropped_rows: (self.scenario.data.missing == crate::scenario::Missing::Drop).then(
+                    || {
+                        self.plan
+                            .sites
+                            .iter()
+                            .find(|p| p.name == b.name)
+                            .map_or(0, |p| p.dropped(&self.plan))
+                    },
+                ),
                 pid: None,
                 exit: None,
             })
@@ -571,7 +580,16 @@ impl<'a> Run<'a> {
         );
         self.stop_sites();
         let outcome = outcome?;
-        check_rows(&outcome.joined, bundles);
+        check_rows(&outcome.joined, bundles, &self.plan);
+        self.findings
+            .warnings
+            .extend(outcome.agreed.lonely.iter().map(|(column, level, site)| Warning {
+                kind: "privacy".into(),
+                message: format!(
+                    "level {level:?} of {column:?} is held by site {site} alone: the sums of its indicator column are that site's own (how many of its rows have it, and their totals)"
+                ),
+                site: Some(site.clone()),
+            }));
         self.connect_secs = Some(outcome.connect_secs);
         self.rounds = outcome.rounds;
         self.findings.lost_sites = outcome.lost;
@@ -661,7 +679,7 @@ impl<'a> Run<'a> {
         let base = cancel::wait_for("baseline", move || {
             plan.pooled_of(&survivors)
                 .map_err(|e| e.to_string())
-                .and_then(|d| baseline::compute(&plan.config, &d).map_err(|e| e.to_string()))
+                .and_then(|d| baseline::compute(&plan.analysis(), &d).map_err(|e| e.to_string()))
         })?
         .map_err(|m| Stop::failed(format!("centralised baseline failed: {m}")))?;
         self.findings.baseline = Some(base.clone());
@@ -850,7 +868,7 @@ fn write_vectors(dir: &Path, plan: &Plan, est: &Estimates) -> Result<(), crate::
     }
     let pcs: Vec<String> = (1..=est.vectors.len()).map(|i| format!("pc{i}")).collect();
     if plan.config.vertical {
-        let rows: Vec<String> = (1..=plan.table.rows()).map(|r| r.to_string()).collect();
+        let rows: Vec<String> = (1..=plan.frame.rows()).map(|r| r.to_string()).collect();
         crate::data::write_labeled_csv(
             &dir.join("sample_vectors.csv"),
             "row",
@@ -862,22 +880,27 @@ fn write_vectors(dir: &Path, plan: &Plan, est: &Estimates) -> Result<(), crate::
         crate::data::write_labeled_csv(
             &dir.join("components.csv"),
             "feature",
-            &plan.config.features,
+            &plan.analysis().features,
             &pcs,
             &est.vectors,
         )
     }
 }
 
-/// The rows each agent loaded must be the rows prep gave it.
-fn check_rows(joined: &[coordinator::JoinedSite], bundles: &[Bundle]) {
+/// The complete rows each agent loaded must be those prep gave it.
+fn check_rows(joined: &[coordinator::JoinedSite], bundles: &[Bundle], plan: &Plan) {
     for j in joined {
         let Some(b) = bundles.iter().find(|b| b.name == j.name) else {
             continue;
         };
+        let dropped = plan
+            .sites
+            .iter()
+            .find(|p| p.name == j.name)
+            .map_or(0, |p| p.dropped(plan));
         // 0: the site keeps its size to itself (secure aggregation).
-        if j.rows != 0 && j.rows as usize != b.rows {
-            tracing::warn!(phase = "launch", site = %j.name, loaded = j.rows, written = b.rows, "site loaded a different number of rows than prep wrote");
+        if j.rows != 0 && (j.rows as usize != b.rows - dropped || j.dropped as usize != dropped) {
+            tracing::warn!(phase = "launch", site = %j.name, loaded = j.rows, dropped = j.dropped, written = b.rows, expected_dropped = dropped, "site kept a different number of rows than prep expects");
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct SiteSummary {
     /// The network conditions the site is behind (`[[links]]`), in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Incomplete rows the site left out (`missing = "drop"`); `rows` counts them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_rows: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +111,19 @@ pub struct Summary {
     /// Sites the run went on without (on_dropout = "continue").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lost_sites: Vec<LostSite>,
+    /// What a person should know that does not change the verdict (e.g. privacy risks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// A finding that does not change the status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Warning {
+    /// `privacy` (a level only one site holds), ...
+    pub kind: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 /// What the stages handed over, from which the status follows.
@@ -118,6 +134,7 @@ pub struct Findings {
     pub comparison: Option<Comparison>,
     pub reference: Option<ReferenceCheck>,
     pub lost_sites: Vec<LostSite>,
+    pub warnings: Vec<Warning>,
     /// The stage that stopped the run, if one did.
     pub stopped: Option<Stopped>,
 }
@@ -157,6 +174,7 @@ impl Summary {
             comparison: f.comparison,
             reference: f.reference,
             lost_sites: f.lost_sites,
+            warnings: f.warnings,
         }
     }
 

@@ -249,7 +249,7 @@ const CASES: &[Case] = &[
         "path_and_generate.toml",
         7,
         "data.generate",
-        &["either `path` or `generate`, not both"],
+        &["give only one of `path`, `files` and `generate`, not `path` and `generate`"],
     ),
     case(
         "bad_tolerance.toml",

@@ -10,6 +10,7 @@ use faer::Mat;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::data::design::{Design, Levels};
 use crate::data::Table;
 use crate::scenario::{AlgorithmKind, SvdMethod};
 
@@ -34,9 +35,35 @@ pub struct AlgorithmConfig {
     pub vertical: bool,
     /// Seeds the random start of subspace iteration.
     pub seed: u64,
+    /// Raw feature columns that are categories; their levels are agreed before the rounds,
+    /// and `features` then names the design's columns (see [`AlgorithmConfig::with_levels`]).
+    #[serde(default)]
+    pub categorical: Vec<String>,
+    /// What a site does with an incomplete row.
+    #[serde(default)]
+    pub missing: crate::scenario::Missing,
 }
 
 impl AlgorithmConfig {
+    /// How this analysis turns raw columns into the design, given the categorical levels.
+    pub fn design(&self, levels: &Levels) -> Design {
+        Design::new(
+            &self.features,
+            &self.categorical,
+            levels,
+            self.target.clone(),
+            self.intercept,
+        )
+    }
+
+    /// The analysis on the design's columns: what the algorithms compute on.
+    pub fn with_levels(&self, levels: &Levels) -> AlgorithmConfig {
+        let mut c = self.clone();
+        c.features = self.design(levels).columns();
+        c.categorical.clear();
+        c
+    }
+
     /// Names of the estimated terms, intercept first as `const` (statsmodels' convention).
     pub fn terms(&self) -> Vec<String> {
         let mut t = Vec::with_capacity(self.features.len() + 1);

@@ -11,7 +11,8 @@ use super::frame::{Channel, FrameError, Sender};
 use super::{secagg, Message};
 use crate::algorithms::{self, LocalData};
 use crate::auth;
-use crate::data::Table;
+use crate::data::design::{self, Levels};
+use crate::data::frame::{Frame, ReadOptions};
 
 /// What a site's `.env` holds.
 pub struct SiteEnv {
@@ -182,6 +183,13 @@ enum Stop {
     Frame(FrameError),
 }
 
+/// What the reading thread hands the worker.
+enum Inbox {
+    /// The agreed levels of the categorical columns (before round 1).
+    Levels(Levels),
+    Task(Task),
+}
+
 /// One round's request, handed to the worker.
 struct Task {
     round: u32,
@@ -192,7 +200,7 @@ struct Task {
 /// Read frames until the coordinator ends the run, goes away or falls silent, or the worker stops.
 fn listen(
     ch: &mut Channel,
-    tasks: mpsc::Sender<Task>,
+    tasks: mpsc::Sender<Inbox>,
     heartbeat: Duration,
     stopped: &AtomicBool,
     outcome: mpsc::Receiver<Result<(), Stop>>,
@@ -208,11 +216,14 @@ fn listen(
                 active,
             }) => {
                 // A send fails only once the worker has stopped, which `stopped` reports next.
-                let _ = tasks.send(Task {
+                let _ = tasks.send(Inbox::Task(Task {
                     round,
                     body,
                     active,
-                });
+                }));
+            }
+            Ok(Message::Levels { levels }) => {
+                let _ = tasks.send(Inbox::Levels(levels));
             }
             Ok(Message::Shutdown { status }) => {
                 tracing::info!(phase = "finish", %status, "coordinator ended the run");
@@ -270,17 +281,39 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self, inbox: mpsc::Receiver<Task>) -> Result<(), Stop> {
+    /// Read the site's file and keep its complete rows (all of them, unless `missing` is
+    /// "drop"), with the levels of its categorical columns among them.
+    fn load(&self) -> Result<(Frame, Vec<usize>, Levels), String> {
         let config = &self.config;
-        let (data, algorithm) = Table::load(&self.data)
-            .map_err(|e| e.to_string())
-            .and_then(|t| LocalData::from_table(&t, config, &self.data).map_err(|e| e.to_string()))
-            .and_then(|d| {
-                algorithms::build(config)
-                    .map(|a| (d, a))
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(Stop::GiveUp)?;
+        let options = ReadOptions {
+            // Bundles are written by prep with `,`.
+            delimiter: Some(b','),
+            text: config.categorical.clone(),
+        };
+        let frame = Frame::load(&self.data, &options).map_err(|e| e.to_string())?;
+        let numeric: Vec<String> = config
+            .features
+            .iter()
+            .filter(|f| !config.categorical.contains(f))
+            .chain(&config.target)
+            .cloned()
+            .collect();
+        frame
+            .check(&self.data, &numeric, &config.categorical, config.missing)
+            .map_err(|e| e.to_string())?;
+        let used: Vec<String> = config
+            .features
+            .iter()
+            .chain(&config.target)
+            .cloned()
+            .collect();
+        let rows = frame.complete_rows(&used);
+        let levels = design::levels_of(&frame, &config.categorical, &rows);
+        Ok((frame, rows, levels))
+    }
+
+    fn run(self, inbox: mpsc::Receiver<Inbox>) -> Result<(), Stop> {
+        let (frame, rows, levels) = self.load().map_err(Stop::GiveUp)?;
         let masking = match &self.seeds {
             None => None,
             Some(Some(seeds)) => Some((self.site.as_str(), seeds)),
@@ -291,17 +324,57 @@ impl Worker {
             }
         };
         let send = |m: &Message| self.sender.send(m).map_err(Stop::Frame);
+        let dropped = frame.rows() - rows.len();
+        // Under secure aggregation even the site's size is sent only inside masked sums.
+        let hide = |n: usize| if masking.is_some() { 0 } else { n as u64 };
         send(&Message::Ready {
-            // Under secure aggregation even the site's size is sent only inside masked sums.
-            rows: if masking.is_some() {
-                0
-            } else {
-                data.rows() as u64
-            },
+            rows: hide(rows.len()),
             peak_rss_kib: peak_rss_kib(),
+            dropped: hide(dropped),
+            levels: levels.clone(),
         })?;
+        if dropped > 0 {
+            tracing::info!(
+                phase = "launch",
+                dropped,
+                "incomplete rows left out (missing = \"drop\")"
+            );
+        }
+        let mut inbox = inbox.into_iter();
+        // With categorical columns, every site codes its rows with the levels of all sites.
+        let levels = if self.config.categorical.is_empty() {
+            levels
+        } else {
+            match inbox.next() {
+                Some(Inbox::Levels(all)) => all,
+                Some(Inbox::Task(_)) => {
+                    return Err(Stop::GiveUp(
+                        "a round began before the categorical levels were agreed".into(),
+                    ))
+                }
+                None => return Ok(()),
+            }
+        };
+        let config = self.config.with_levels(&levels);
+        let (data, algorithm) = self
+            .config
+            .design(&levels)
+            .encode(&frame, &rows, &self.data)
+            .and_then(|t| LocalData::from_table(&t, &config, &self.data))
+            .map_err(|e| e.to_string())
+            .and_then(|d| {
+                algorithms::build(&config)
+                    .map(|a| (d, a))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(Stop::GiveUp)?;
+        drop(frame);
         tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
         // Ends when the reading thread returns (the run is over).
+        let tasks = inbox.filter_map(|m| match m {
+            Inbox::Task(t) => Some(t),
+            Inbox::Levels(_) => None,
+        });
         for (
             algorithm_round,
             Task {
@@ -309,7 +382,7 @@ impl Worker {
                 body,
                 active,
             },
-        ) in (1..).zip(inbox)
+        ) in (1..).zip(tasks)
         {
             if let Some((_, secs)) = self.delays.iter().find(|(r, _)| *r == algorithm_round) {
                 tracing::warn!(

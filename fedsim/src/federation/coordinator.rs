@@ -12,6 +12,7 @@ use super::frame::{Channel, FrameError};
 use super::Message;
 use crate::algorithms::{self, AlgoError, AlgorithmConfig, Estimates, Step};
 use crate::auth::FrameKey;
+use crate::data::design::{self, Levels};
 
 /// What the coordinator knows of a site: its name and the key derived from its token.
 pub struct SiteAuth {
@@ -123,6 +124,20 @@ pub struct JoinedSite {
     pub pid: u32,
     pub rows: u64,
     pub agent_version: String,
+    /// Incomplete rows the site left out (`missing = "drop"`).
+    #[serde(default)]
+    pub dropped: u64,
+    /// The levels of the categorical columns the site holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Levels,
+}
+
+/// What the sites agreed before the rounds: the categorical levels of all of them, and the
+/// levels only one site holds (column, level, site), which the report warns about.
+#[derive(Debug, Clone, Default)]
+pub struct Agreed {
+    pub levels: Option<Levels>,
+    pub lonely: Vec<(String, String, String)>,
 }
 
 pub struct Outcome {
@@ -133,6 +148,7 @@ pub struct Outcome {
     pub joined: Vec<JoinedSite>,
     pub rounds: Vec<RoundMetrics>,
     pub lost: Vec<LostSite>,
+    pub agreed: Agreed,
 }
 
 pub struct Settings<'a> {
@@ -185,11 +201,13 @@ pub fn run(
     let connect_secs = started.elapsed().as_secs_f64();
     let mut lost = Vec::new();
     let mut rounds = Vec::new();
+    let mut agreed = Agreed::default();
     let result = federate(
         &mut channels,
         &mut joined,
         &mut lost,
         &mut rounds,
+        &mut agreed,
         config,
         settings,
         watch,
@@ -202,6 +220,7 @@ pub fn run(
         joined,
         rounds,
         lost,
+        agreed,
     })
 }
 
@@ -225,11 +244,13 @@ fn shut_down(channels: &mut [Channel], status: &str) {
 
 /// Everything after enrolment: the portal's start, then the rounds, restarted without a lost
 /// site while the dropout policy allows.
+#[allow(clippy::too_many_arguments)]
 fn federate(
     channels: &mut Vec<Channel>,
     joined: &mut Vec<JoinedSite>,
     lost: &mut Vec<LostSite>,
     rounds: &mut Vec<RoundMetrics>,
+    agreed: &mut Agreed,
     config: &AlgorithmConfig,
     settings: &Settings,
     watch: &mut dyn Watch,
@@ -264,6 +285,7 @@ fn federate(
             drive(
                 channels,
                 joined,
+                agreed,
                 config,
                 settings,
                 watch,
@@ -593,6 +615,8 @@ fn welcome(
         pid,
         rows: 0,
         agent_version,
+        dropped: 0,
+        levels: Vec::new(),
     };
     Ok((idx, channel, joined))
 }
@@ -602,6 +626,7 @@ fn kind(m: &Message) -> &'static str {
         Message::Hello { .. } => "Hello",
         Message::Welcome { .. } => "Welcome",
         Message::Ready { .. } => "Ready",
+        Message::Levels { .. } => "Levels",
         Message::Task { .. } => "Task",
         Message::Reply { .. } => "Reply",
         Message::Failed { .. } => "Failed",
@@ -737,9 +762,11 @@ fn record(settings: &Settings, site: &str, round: u32, m: &Message) {
 }
 
 /// One attempt at the whole algorithm with the current sites; rounds are numbered from `first`.
+#[allow(clippy::too_many_arguments)]
 fn drive(
     channels: &mut [Channel],
     joined: &mut [JoinedSite],
+    agreed: &mut Agreed,
     config: &AlgorithmConfig,
     settings: &Settings,
     watch: &mut dyn Watch,
@@ -763,7 +790,16 @@ fn drive(
         });
         for (i, (msg, _)) in ready.into_iter().enumerate() {
             match msg {
-                Message::Ready { rows, .. } => joined[i].rows = rows,
+                Message::Ready {
+                    rows,
+                    dropped,
+                    levels,
+                    ..
+                } => {
+                    joined[i].rows = rows;
+                    joined[i].dropped = dropped;
+                    joined[i].levels = levels;
+                }
                 Message::Failed { reason, .. } => return Err(site_failed(i, 0, reason)),
                 other => {
                     return Err(site_failed(
@@ -775,6 +811,12 @@ fn drive(
             }
         }
     }
+    if first == 0 && !config.categorical.is_empty() {
+        agree_on_levels(channels, joined, agreed)?;
+    }
+    // The analysis on the design's columns (the levels stay those agreed in round 0, also
+    // when the run goes on without a lost site: the sites coded their rows with them).
+    let config = &config.with_levels(agreed.levels.as_ref().unwrap_or(&Vec::new()));
     let mut algorithm =
         algorithms::build(config).map_err(|source| FedError::Algorithm { round: 0, source })?;
     let mut request = algorithm.start();
@@ -853,6 +895,41 @@ fn drive(
     unreachable!("rounds are unbounded; the algorithm ends them")
 }
 
+/// Tell every site the levels of all sites together, and note the levels only one site holds.
+fn agree_on_levels(
+    channels: &mut [Channel],
+    joined: &[JoinedSite],
+    agreed: &mut Agreed,
+) -> Result<(), FedError> {
+    let each: Vec<Levels> = joined.iter().map(|j| j.levels.clone()).collect();
+    let levels = design::union(&each);
+    let named: Vec<(String, Levels)> = joined
+        .iter()
+        .map(|j| (j.name.clone(), j.levels.clone()))
+        .collect();
+    agreed.lonely = design::single_site_levels(&named);
+    for (column, level, site) in &agreed.lonely {
+        tracing::warn!(phase = "federate", %site, %column, %level, "only one site holds this level: its indicator sums are that site's alone");
+    }
+    for (ch, j) in channels.iter_mut().zip(joined) {
+        ch.send(&Message::Levels {
+            levels: levels.clone(),
+        })
+        .map_err(|cause| FedError::SiteLost {
+            site: j.name.clone(),
+            round: 0,
+            cause,
+        })?;
+    }
+    tracing::info!(
+        phase = "federate",
+        columns = levels.len(),
+        "categorical levels agreed"
+    );
+    agreed.levels = Some(levels);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -886,6 +963,8 @@ mod tests {
                     oversample: 10,
                     vertical: false,
                     seed: 1,
+                    categorical: Vec::new(),
+                    missing: Default::default(),
                 },
             })
             .collect()

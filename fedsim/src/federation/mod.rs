@@ -10,6 +10,7 @@ pub mod secagg;
 use serde::{Deserialize, Serialize};
 
 use crate::algorithms::AlgorithmConfig;
+use crate::data::design::Levels;
 
 /// Everything that crosses the wire between coordinator and agents.
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,8 +33,18 @@ pub enum Message {
         /// Replies are masked pairwise (secure aggregation).
         secure: bool,
     },
-    /// Agent -> coordinator: data loaded, ready for rounds.
-    Ready { rows: u64, peak_rss_kib: u64 },
+    /// Agent -> coordinator: data loaded, ready for rounds. `rows` counts the complete rows
+    /// (`dropped`: the incomplete ones left out); both are 0 under secure aggregation.
+    /// `levels`: the levels of each categorical column among the site's complete rows.
+    Ready {
+        rows: u64,
+        peak_rss_kib: u64,
+        dropped: u64,
+        levels: Levels,
+    },
+    /// Coordinator -> agent, before round 1 when there are categorical columns: the levels of
+    /// every site together, which every site codes its rows with.
+    Levels { levels: Levels },
     /// Coordinator -> agent: one round's request (algorithm-specific bytes).
     /// `active`: the sites taking part in this round (secure aggregation masks over them).
     Task {

@@ -291,12 +291,27 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{answer}</td><td>{exit}</td><td>{mem}</td></tr>",
             esc(&site.name),
-            site.rows,
+            match site.dropped_rows {
+                Some(d) => format!("{} ({d} incomplete, dropped)", site.rows),
+                None => site.rows.to_string(),
+            },
             esc(site.location.as_deref().unwrap_or("")),
             esc(site.link.as_deref().unwrap_or("-"))
         );
     }
     h.push_str("</table>");
+    if !s.warnings.is_empty() {
+        h.push_str("<h2>Warnings</h2><ul id=\"warnings\">");
+        for w in &s.warnings {
+            let _ = write!(
+                h,
+                "<li class=\"warn\"><b>{}</b>: {}</li>",
+                esc(&w.kind),
+                esc(&w.message)
+            );
+        }
+        h.push_str("</ul>");
+    }
     if let Some(c) = &s.comparison {
         h.push_str("<h2>Federated vs centralised</h2>");
         h.push_str(&comparison_table(c, s.algorithm == "svd"));

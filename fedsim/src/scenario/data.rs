@@ -1,4 +1,5 @@
-//! `[data]`: a file or a synthetic data set, the target and the columns to use.
+//! `[data]`: a file, a file per site or a synthetic data set; how to read it (delimiter,
+//! categorical columns, missing values); the target and the columns to use.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -13,6 +14,10 @@ pub struct DataSpec {
     /// CSV or Parquet, relative to the scenario file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// Instead of one file to split: one file per site, in site order (a real deployment never
+    /// starts from a pooled file). The pooled baseline is their union.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<PathBuf>>,
     /// Instead of a file: a synthetic data set made from the scenario's seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate: Option<Generate>,
@@ -25,6 +30,61 @@ pub struct DataSpec {
     /// Columns to leave out (e.g. a class label before an svd).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// CSV field separator, one character; default: detected from the header line, else `,`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// Text columns used as categories, treatment-coded as statsmodels' formula API does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categorical: Vec<String>,
+    /// What an empty cell in a used column means.
+    #[serde(default)]
+    pub missing: Missing,
+}
+
+/// `[data] missing`: refuse an incomplete row (naming the cell), or leave it out, as
+/// statsmodels' `missing = 'drop'` does (listwise, over the used columns only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    #[default]
+    Error,
+    Drop,
+}
+
+impl Missing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::Error => "error",
+            Missing::Drop => "drop",
+        }
+    }
+}
+
+/// The separators a `delimiter` may name.
+pub const DELIMITERS: [(char, &str); 5] = [
+    (',', "\",\""),
+    (';', "\";\""),
+    ('\t', "\"\\t\""),
+    ('|', "\"|\""),
+    (' ', "\" \""),
+];
+
+impl DataSpec {
+    /// The separator as a byte, if one is set (validated to be one of [`DELIMITERS`]).
+    pub fn delimiter_byte(&self) -> Option<u8> {
+        self.delimiter
+            .as_deref()
+            .and_then(|d| d.chars().next())
+            .map(|c| c as u8)
+    }
+
+    /// The data files (one, or one per site), none for generated data.
+    pub fn sources(&self) -> Vec<&PathBuf> {
+        self.path
+            .iter()
+            .chain(self.files.iter().flatten())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,38 +140,66 @@ fn default_noise() -> f64 {
 
 /// Exactly one source; a target where the algorithm needs one; feature lists without repeats.
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
-    match (&s.data.path, &s.data.generate) {
-        (None, None) => {
+    let d = &s.data;
+    let given = [
+        ("path", d.path.is_some()),
+        ("files", d.files.is_some()),
+        ("generate", d.generate.is_some()),
+    ];
+    let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+    match named.as_slice() {
+        [] => {
             return Err(at(
                 "data",
-                "missing key `path`: give a CSV or Parquet file (or `generate` for synthetic data)"
+                "missing key `path`: give a CSV or Parquet file (or `files`, one per site, or `generate` for synthetic data)"
                     .into(),
             ))
         }
-        (Some(_), Some(_)) => {
+        [_] => {}
+        [_, second, ..] => {
             return Err(at(
-                "data.generate",
-                "give either `path` or `generate`, not both".into(),
+                &format!("data.{second}"),
+                format!("give only one of `path`, `files` and `generate`, not `{}` and `{second}`", named[0]),
             ))
         }
-        (Some(path), None) => {
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if !matches!(ext.as_str(), "csv" | "parquet" | "pq") {
-                return Err(at(
-                    "data.path",
-                    format!(
-                        "expected a .csv or .parquet file, found {:?}",
-                        path.display().to_string()
-                    ),
-                ));
-            }
-        }
-        (None, Some(g)) => validate_generate(g, at)?,
     }
+    let file_key = |i: Option<usize>| match i {
+        None => "data.path".to_string(),
+        Some(i) => format!("data.files.{i}"),
+    };
+    let mut files: Vec<(String, &PathBuf)> = d.path.iter().map(|p| (file_key(None), p)).collect();
+    if let Some(list) = &d.files {
+        if list.is_empty() || list.len() > 1024 {
+            return Err(at(
+                "data.files",
+                format!(
+                    "expected 1 to 1024 files, one per site, found {}",
+                    list.len()
+                ),
+            ));
+        }
+        files.extend(list.iter().enumerate().map(|(i, p)| (file_key(Some(i)), p)));
+    }
+    for (key, path) in &files {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !matches!(ext.as_str(), "csv" | "parquet" | "pq") {
+            return Err(at(
+                key,
+                format!(
+                    "expected a .csv or .parquet file, found {:?}",
+                    path.display().to_string()
+                ),
+            ));
+        }
+    }
+    if let Some(g) = &d.generate {
+        validate_generate(g, at)?;
+    }
+    validate_reading(s, at)?;
     let kind = s.algorithm.kind;
     match (&s.data.target, kind.needs_target()) {
         (None, true) => {
@@ -155,6 +243,72 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                     format!("the target {t:?} cannot also be a feature"),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// A delimiter that is one known separator (and only for CSV), categorical columns that are not
+/// the target, and options a vertical split cannot honour.
+fn validate_reading(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let d = &s.data;
+    if let Some(delim) = &d.delimiter {
+        let known = DELIMITERS
+            .iter()
+            .any(|(c, _)| delim.chars().eq(std::iter::once(*c)));
+        if !known {
+            let names: Vec<&str> = DELIMITERS.iter().map(|(_, n)| *n).collect();
+            return Err(at(
+                "data.delimiter",
+                format!(
+                    "expected one of {} (one character), found {delim:?}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let csv = d.sources().iter().any(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        });
+        if !csv {
+            return Err(at(
+                "data.delimiter",
+                "`delimiter` applies to CSV files only; this data is not read from CSV".into(),
+            ));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, c) in d.categorical.iter().enumerate() {
+        let key = format!("data.categorical.{i}");
+        if !seen.insert(c.as_str()) {
+            return Err(at(&key, format!("column {c:?} is listed twice")));
+        }
+        if d.target.as_ref() == Some(c) {
+            return Err(at(
+                &key,
+                format!("the target {c:?} must be numeric; only features can be categorical"),
+            ));
+        }
+    }
+    if !d.categorical.is_empty() && d.generate.is_some() {
+        return Err(at(
+            "data.categorical",
+            "generated data has numeric columns only; `categorical` needs a data file".into(),
+        ));
+    }
+    if s.partition.kind == super::PartitionKind::Vertical {
+        if !d.categorical.is_empty() {
+            return Err(at(
+                "data.categorical",
+                "categorical columns are supported for horizontal splits only".into(),
+            ));
+        }
+        if d.missing == Missing::Drop {
+            return Err(at(
+                "data.missing",
+                "\"drop\" needs whole rows at each site; a vertical split holds columns, so rows cannot be dropped at one site alone".into(),
+            ));
         }
     }
     Ok(())

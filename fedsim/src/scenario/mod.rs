@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use algorithm::{AlgorithmKind, AlgorithmSpec, SvdMethod};
 pub use compare::CompareSpec;
-pub use data::{DataSpec, Generate, GenerateKind};
+pub use data::{DataSpec, Generate, GenerateKind, Missing, DELIMITERS};
 pub use federation::{FaultKind, FaultSpec, FederationSpec, OnDropout};
 pub use fleet::{FleetSpec, Provider, SiteSpec};
 pub use gui::GuiSpec;
@@ -41,6 +41,7 @@ pub use vm::{Accel, LinkSpec, VmSpec};
 pub struct Scenario {
     pub scenario: Meta,
     pub data: DataSpec,
+    #[serde(default)]
     pub partition: PartitionSpec,
     #[serde(default)]
     pub fleet: FleetSpec,
@@ -129,12 +130,33 @@ impl Scenario {
                 g.rank = Some(g.signal_rank());
             }
         }
+        if let Some(files) = &self.data.files {
+            self.partition.sites = files.len();
+        }
         self.map_paths(|p| normalize(&base.join(p)));
+    }
+
+    /// An error about the value at `key` (dotted path), located in this scenario's file: for
+    /// what only the data can tell (a column that is not there).
+    pub fn locate(&self, key: &str, message: String) -> ScenarioError {
+        match std::fs::read_to_string(&self.source) {
+            Ok(text) => locate::relocate(&text, &self.source, key, message),
+            Err(_) => ScenarioError::Invalid {
+                path: self.source.clone(),
+                line: 1,
+                column: 1,
+                key: key.into(),
+                message,
+            },
+        }
     }
 
     /// Every path key, changed by `f`.
     fn map_paths(&mut self, f: impl Fn(&Path) -> PathBuf) {
         self.data.path = self.data.path.as_deref().map(&f);
+        for file in self.data.files.iter_mut().flatten() {
+            *file = f(file);
+        }
         for site in &mut self.sites {
             site.key = f(&site.key);
             site.known_hosts = site.known_hosts.as_deref().map(&f);
@@ -187,6 +209,21 @@ type SectionCheck = fn(&Scenario, &Locate) -> Result<(), ScenarioError>;
 /// Rules serde cannot express: ranges, combinations, and options that belong to one kind only.
 /// Each section checks its own keys (some against other sections); the first error is reported.
 fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    // A file per site sets the number of sites, which other sections check against.
+    let filled;
+    let s = match &s.data.files {
+        Some(files) if s.partition.sites == partition::SITES_UNSET => {
+            filled = Scenario {
+                partition: PartitionSpec {
+                    sites: files.len(),
+                    ..s.partition.clone()
+                },
+                ..s.clone()
+            };
+            &filled
+        }
+        _ => s,
+    };
     let sections: [SectionCheck; 9] = [
         meta::validate,
         data::validate,

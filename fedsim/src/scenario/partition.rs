@@ -43,7 +43,11 @@ impl Strategy {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionSpec {
+    #[serde(default = "default_kind")]
     pub kind: PartitionKind,
+    /// Filled in from `[data] files` when the data comes as a file per site
+    /// ([`SITES_UNSET`] until then).
+    #[serde(default = "unset")]
     pub sites: usize,
     #[serde(default = "default_strategy")]
     pub strategy: Strategy,
@@ -61,6 +65,31 @@ pub struct PartitionSpec {
     pub bins: usize,
 }
 
+impl Default for PartitionSpec {
+    /// No `[partition]`: only valid with `[data] files`, which set the sites.
+    fn default() -> Self {
+        PartitionSpec {
+            kind: default_kind(),
+            sites: SITES_UNSET,
+            strategy: default_strategy(),
+            sizes: None,
+            alpha: None,
+            label: None,
+            bins: default_bins(),
+        }
+    }
+}
+
+/// `sites` not written (only valid with `[data] files`).
+pub const SITES_UNSET: usize = usize::MAX;
+
+fn unset() -> usize {
+    SITES_UNSET
+}
+
+fn default_kind() -> PartitionKind {
+    PartitionKind::Horizontal
+}
 fn default_strategy() -> Strategy {
     Strategy::Uniform
 }
@@ -72,6 +101,32 @@ fn default_bins() -> usize {
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     let kind = s.algorithm.kind;
     let p = &s.partition;
+    if let Some(files) = &s.data.files {
+        // The files are the partition: one per site, rows as they are.
+        if p.sites != SITES_UNSET && p.sites != files.len() {
+            return Err(at(
+                "partition.sites",
+                format!(
+                    "[data] files gives {} sites (one per file), but sites = {}; leave `sites` out",
+                    files.len(),
+                    p.sites
+                ),
+            ));
+        }
+        if p.kind != PartitionKind::Horizontal || p.strategy != Strategy::Uniform {
+            return Err(at(
+                "partition",
+                "with [data] files each site holds its own file's rows: the split is horizontal, with no strategy".into(),
+            ));
+        }
+        return Ok(());
+    }
+    if p.sites == SITES_UNSET {
+        return Err(at(
+            "partition",
+            "missing key `sites`: how many sites share the data (or give [data] files, one per site)".into(),
+        ));
+    }
     if p.sites == 0 || p.sites > 1024 {
         return Err(at(
             "partition.sites",

@@ -1,0 +1,573 @@
+//! A data set as it comes: numeric and text columns, with empty cells, read by polars (any
+//! delimiter, quoted fields). Reading judges nothing; [`Frame::check`] then holds the columns an
+//! analysis uses to what it needs, naming the file, the line and the column of the first cell
+//! that does not fit.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use super::{DataError, Table};
+use crate::scenario::Missing;
+
+/// One column's cells; `None` is an empty cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cells {
+    Num(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+}
+
+impl Cells {
+    pub fn len(&self) -> usize {
+        match self {
+            Cells::Num(v) => v.len(),
+            Cells::Text(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the cell at `row` holds a usable value. A NaN is a gap too: that is what pandas
+    /// (and so statsmodels) make of one.
+    pub fn present(&self, row: usize) -> bool {
+        match self {
+            Cells::Num(v) => v[row].is_some_and(|x| !x.is_nan()),
+            Cells::Text(v) => v[row].is_some(),
+        }
+    }
+
+    /// The cell as a category label (numbers as they are written).
+    pub fn label(&self, row: usize) -> Option<String> {
+        match self {
+            Cells::Num(v) => v[row].filter(|x| !x.is_nan()).map(|x| x.to_string()),
+            Cells::Text(v) => v[row].clone(),
+        }
+    }
+
+    fn select(&self, rows: &[usize]) -> Cells {
+        match self {
+            Cells::Num(v) => Cells::Num(rows.iter().map(|&r| v[r]).collect()),
+            Cells::Text(v) => Cells::Text(rows.iter().map(|&r| v[r].clone()).collect()),
+        }
+    }
+
+    fn into_text(self) -> Vec<Option<String>> {
+        match self {
+            Cells::Text(v) => v,
+            Cells::Num(v) => v
+                .into_iter()
+                .map(|x| x.filter(|x| !x.is_nan()).map(|x| x.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// A table of named columns, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub columns: Vec<String>,
+    pub cells: Vec<Cells>,
+}
+
+/// How to read a file.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// CSV separator; None: detected from the header line.
+    pub delimiter: Option<u8>,
+    /// Columns read as text whatever they look like (categories: `01` stays `01`).
+    pub text: Vec<String>,
+}
+
+/// The separators detection considers, most usual first (ties go to the earlier one).
+const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// The separator a CSV's header line uses most, outside quotes; `,` when it has none.
+pub fn detect_delimiter(header: &str) -> u8 {
+    let mut counts = [0usize; CANDIDATES.len()];
+    let mut quoted = false;
+    for b in header.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            if let Some(i) = CANDIDATES.iter().position(|c| *c == b) {
+                counts[i] += 1;
+            }
+        }
+    }
+    let best = (0..CANDIDATES.len())
+        .rev()
+        .max_by_key(|&i| counts[i])
+        .filter(|&i| counts[i] > 0);
+    best.map_or(b',', |i| CANDIDATES[i])
+}
+
+/// Every record has as many fields as the header: the line of the first that does not.
+/// Quotes are honoured (a separator or newline inside quotes is data).
+fn check_shape(path: &Path, text: &str, delimiter: u8) -> Result<(), DataError> {
+    let (mut fields, mut expected, mut quoted) = (1usize, None, false);
+    let (mut line, mut record_line, mut blank) = (1usize, 1usize, true);
+    let mut end_record = |fields: usize, record_line: usize, blank: bool| {
+        if blank {
+            return Ok(());
+        }
+        match expected {
+            None => {
+                expected = Some(fields);
+                Ok(())
+            }
+            Some(e) if e == fields => Ok(()),
+            Some(e) => Err(DataError::Ragged {
+                path: path.to_path_buf(),
+                line: record_line,
+                fields,
+                expected: e,
+            }),
+        }
+    };
+    for b in text.bytes() {
+        match b {
+            b'"' => {
+                quoted = !quoted;
+                blank = false;
+            }
+            b'\n' if !quoted => {
+                end_record(fields, record_line, blank)?;
+                line += 1;
+                (fields, record_line, blank) = (1, line, true);
+            }
+            b'\n' => line += 1,
+            b'\r' => {}
+            _ if b == delimiter && !quoted => {
+                fields += 1;
+                blank = false;
+            }
+            _ => blank = false,
+        }
+    }
+    end_record(fields, record_line, blank)
+}
+
+impl Frame {
+    /// Read a CSV (header row required) or Parquet file, keeping text and empty cells.
+    pub fn load(path: &Path, options: &ReadOptions) -> Result<Frame, DataError> {
+        let read_err = |reason: String| DataError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let df = if ext == "parquet" || ext == "pq" {
+            let f = File::open(path).map_err(|e| read_err(e.to_string()))?;
+            ParquetReader::new(f)
+                .finish()
+                .map_err(|e| read_err(e.to_string()))?
+        } else {
+            // Read first so a missing file says so plainly rather than through polars.
+            let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+            let header = text.lines().next().unwrap_or("");
+            let delimiter = options
+                .delimiter
+                .unwrap_or_else(|| detect_delimiter(header));
+            check_shape(path, &text, delimiter)?;
+            let names: Vec<String> = header
+                .trim_end_matches('\r')
+                .split(delimiter as char)
+                .map(|h| h.trim_matches('"').to_string())
+                .collect();
+            let overwrite: Schema = options
+                .text
+                .iter()
+                .filter(|c| names.contains(c))
+                .map(|c| Field::new(c.as_str().into(), DataType::String))
+                .collect();
+            CsvReadOptions::default()
+                .with_has_header(true)
+                // Infer over all rows, so text far down a column is found at its line.
+                .with_infer_schema_length(None)
+                .with_schema_overwrite(Some(Arc::new(overwrite)))
+                .map_parse_options(|p| p.with_separator(delimiter))
+                .into_reader_with_file_handle(std::io::Cursor::new(text.as_bytes()))
+                .finish()
+                .map_err(|e| read_err(e.to_string()))?
+        };
+        if df.height() == 0 {
+            return Err(DataError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut columns = Vec::with_capacity(df.width());
+        let mut cells = Vec::with_capacity(df.width());
+        for col in df.columns() {
+            let name = col.name().to_string();
+            let s = col.as_materialized_series();
+            let read = |e: PolarsError| read_err(format!("column {name:?}: {e}"));
+            let c = if s.dtype().is_primitive_numeric() || s.dtype().is_bool() {
+                let f = s.cast(&DataType::Float64).map_err(read)?;
+                Cells::Num(f.f64().map_err(read)?.iter().collect())
+            } else {
+                match s.cast(&DataType::String) {
+                    Ok(t) => Cells::Text(
+                        t.str()
+                            .map_err(read)?
+                            .iter()
+                            .map(|v| v.map(str::to_string))
+                            .collect(),
+                    ),
+                    Err(_) => {
+                        return Err(DataError::BadType {
+                            path: path.to_path_buf(),
+                            column: name,
+                            dtype: s.dtype().to_string(),
+                        })
+                    }
+                }
+            };
+            columns.push(name);
+            cells.push(c);
+        }
+        Ok(Frame { columns, cells })
+    }
+
+    pub fn from_table(t: &Table) -> Frame {
+        Frame {
+            columns: t.columns.clone(),
+            cells: t
+                .data
+                .iter()
+                .map(|c| Cells::Num(c.iter().copied().map(Some).collect()))
+                .collect(),
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.cells.first().map_or(0, Cells::len)
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Cells> {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .map(|i| &self.cells[i])
+    }
+
+    /// The same columns, only the given rows, in the given order.
+    pub fn select_rows(&self, rows: &[usize]) -> Frame {
+        Frame {
+            columns: self.columns.clone(),
+            cells: self.cells.iter().map(|c| c.select(rows)).collect(),
+        }
+    }
+
+    /// Only the named columns, in the given order.
+    pub fn select_columns(&self, names: &[String], path: &Path) -> Result<Frame, DataError> {
+        let cells = names
+            .iter()
+            .map(|n| {
+                self.column(n).cloned().ok_or_else(|| DataError::NoColumn {
+                    path: path.to_path_buf(),
+                    column: n.clone(),
+                    available: self.columns.join(", "),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Frame {
+            columns: names.to_vec(),
+            cells,
+        })
+    }
+
+    /// The rows of several frames with the same columns (in the first one's order). A column
+    /// that is numeric in one file and text in another becomes text.
+    pub fn concat(frames: Vec<Frame>) -> Frame {
+        let Some(first) = frames.first() else {
+            return Frame {
+                columns: Vec::new(),
+                cells: Vec::new(),
+            };
+        };
+        let columns = first.columns.clone();
+        let cells = columns
+            .iter()
+            .map(|name| {
+                let parts: Vec<&Cells> = frames.iter().filter_map(|f| f.column(name)).collect();
+                if parts.iter().all(|c| matches!(c, Cells::Num(_))) {
+                    Cells::Num(
+                        parts
+                            .iter()
+                            .flat_map(|c| match c {
+                                Cells::Num(v) => v.clone(),
+                                Cells::Text(_) => Vec::new(),
+                            })
+                            .collect(),
+                    )
+                } else {
+                    Cells::Text(
+                        parts
+                            .into_iter()
+                            .flat_map(|c| c.clone().into_text())
+                            .collect(),
+                    )
+                }
+            })
+            .collect();
+        Frame { columns, cells }
+    }
+
+    /// Hold the used columns to what the analysis needs: `numeric` columns hold numbers,
+    /// `categorical` ones anything, and a gap is an error unless `missing` is "drop". A text
+    /// cell in a numeric column, an infinite number, or (under "error") an empty cell or NaN is
+    /// reported with its line (rows are lines 2.. of the file this frame was read from).
+    pub fn check(
+        &self,
+        path: &Path,
+        numeric: &[String],
+        categorical: &[String],
+        missing: Missing,
+    ) -> Result<(), DataError> {
+        let line = |row: usize| row + 2;
+        for name in numeric.iter().chain(categorical) {
+            let cells = self.column(name).ok_or_else(|| DataError::NoColumn {
+                path: path.to_path_buf(),
+                column: name.clone(),
+                available: self.columns.join(", "),
+            })?;
+            let is_numeric = numeric.contains(name);
+            for row in 0..cells.len() {
+                let gap = match cells {
+                    Cells::Num(v) => match v[row] {
+                        None => true,
+                        Some(x) if x.is_nan() && missing == Missing::Error => {
+                            return Err(DataError::NonFinite {
+                                path: path.to_path_buf(),
+                                column: name.clone(),
+                                line: line(row),
+                                value: x,
+                            })
+                        }
+                        Some(x) if x.is_infinite() => {
+                            return Err(DataError::NonFinite {
+                                path: path.to_path_buf(),
+                                column: name.clone(),
+                                line: line(row),
+                                value: x,
+                            })
+                        }
+                        Some(x) => x.is_nan(),
+                    },
+                    Cells::Text(v) => match &v[row] {
+                        None => true,
+                        Some(t) if is_numeric => match t.trim().parse::<f64>() {
+                            Ok(x) if x.is_finite() => false,
+                            Ok(x) if x.is_nan() && missing == Missing::Drop => true,
+                            Ok(x) => {
+                                return Err(DataError::NonFinite {
+                                    path: path.to_path_buf(),
+                                    column: name.clone(),
+                                    line: line(row),
+                                    value: x,
+                                })
+                            }
+                            Err(_) => {
+                                return Err(DataError::NotNumeric {
+                                    path: path.to_path_buf(),
+                                    column: name.clone(),
+                                    line: line(row),
+                                    value: t.clone(),
+                                })
+                            }
+                        },
+                        Some(_) => false,
+                    },
+                };
+                if gap && missing == Missing::Error {
+                    return Err(DataError::Missing {
+                        path: path.to_path_buf(),
+                        column: name.clone(),
+                        line: line(row),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows whose cells in `used` are all present (listwise deletion).
+    pub fn complete_rows(&self, used: &[String]) -> Vec<usize> {
+        let cols: Vec<&Cells> = used.iter().filter_map(|c| self.column(c)).collect();
+        (0..self.rows())
+            .filter(|&r| cols.iter().all(|c| c.present(r)))
+            .collect()
+    }
+
+    /// A column's values as numbers, for the given rows (checked numeric by [`Frame::check`]).
+    pub fn numbers(&self, name: &str, rows: &[usize]) -> Option<Vec<f64>> {
+        Some(match self.column(name)? {
+            Cells::Num(v) => rows.iter().map(|&r| v[r].unwrap_or(f64::NAN)).collect(),
+            Cells::Text(v) => rows
+                .iter()
+                .map(|&r| {
+                    v[r].as_deref()
+                        .and_then(|t| t.trim().parse().ok())
+                        .unwrap_or(f64::NAN)
+                })
+                .collect(),
+        })
+    }
+
+    /// A column as labels for the dirichlet skew: numbers as they are, text by the rank of its
+    /// value, gaps as a class of their own.
+    pub fn label_values(&self, name: &str) -> Option<Vec<f64>> {
+        let cells = self.column(name)?;
+        Some(match cells {
+            Cells::Num(v) => v
+                .iter()
+                .map(|x| x.filter(|x| !x.is_nan()).unwrap_or(f64::NEG_INFINITY))
+                .collect(),
+            Cells::Text(v) => {
+                let mut levels: Vec<&String> = v.iter().flatten().collect();
+                levels.sort();
+                levels.dedup();
+                v.iter()
+                    .map(|x| {
+                        x.as_ref().map_or(f64::NEG_INFINITY, |x| {
+                            levels.binary_search(&x).unwrap_or(0) as f64
+                        })
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    fn frame(&self) -> Result<DataFrame, PolarsError> {
+        let cols: Vec<Column> = self
+            .columns
+            .iter()
+            .zip(&self.cells)
+            .map(|(n, c)| match c {
+                Cells::Num(v) => Column::new(n.as_str().into(), v.as_slice()),
+                Cells::Text(v) => Column::new(n.as_str().into(), v.as_slice()),
+            })
+            .collect();
+        DataFrame::new_infer_height(cols)
+    }
+
+    /// The frame as file bytes: "csv" (header, `,`, floats with every digit, empty cells for
+    /// gaps, text quoted where it must be) or "parquet".
+    pub fn to_bytes(&self, format: &str, path: &Path) -> Result<Vec<u8>, DataError> {
+        let write_err = |e: PolarsError| DataError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut df = self.frame().map_err(write_err)?;
+        let mut out = Vec::new();
+        if format == "parquet" {
+            ParquetWriter::new(&mut out)
+                .finish(&mut df)
+                .map_err(write_err)?;
+        } else {
+            CsvWriter::new(&mut out)
+                .include_header(true)
+                .finish(&mut df)
+                .map_err(write_err)?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_delimiter_is_found_in_the_header() {
+        assert_eq!(detect_delimiter("a;b;c"), b';');
+        assert_eq!(detect_delimiter("a\tb"), b'\t');
+        assert_eq!(detect_delimiter("\"x;y\",b"), b',');
+        assert_eq!(detect_delimiter("single"), b',');
+    }
+
+    #[test]
+    fn text_gaps_and_quotes_are_read_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "x.csv",
+            "firm;\"value; in $\";code\n\"Acme; Inc\";1,5;01\nB;;02\n;3;03\n",
+        );
+        let f = Frame::load(
+            &p,
+            &ReadOptions {
+                delimiter: None,
+                text: vec!["code".into()],
+            },
+        )
+        .unwrap();
+        assert_eq!(f.columns, ["firm", "value; in $", "code"]);
+        assert_eq!(
+            f.cells[0],
+            Cells::Text(vec![Some("Acme; Inc".into()), Some("B".into()), None])
+        );
+        // A decimal comma is not a number here: the column stays text, for `check` to name.
+        assert!(matches!(f.cells[1], Cells::Text(_)));
+        assert_eq!(
+            f.cells[2],
+            Cells::Text(vec![
+                Some("01".into()),
+                Some("02".into()),
+                Some("03".into())
+            ])
+        );
+        let e = f
+            .check(&p, &["value; in $".into()], &[], Missing::Drop)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("\"1,5\""), "{e}");
+        assert_eq!(f.complete_rows(&["firm".into(), "code".into()]), [0, 1]);
+    }
+
+    #[test]
+    fn a_short_or_long_record_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "r.csv", "a,b\n1,2\n\"x,\ny\",3\n4\n");
+        let e = Frame::load(&p, &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 5") && e.contains("1 fields"), "{e}");
+    }
+
+    #[test]
+    fn gaps_are_errors_or_dropped_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "g.csv", "a,b\n1,2\n3,\nNaN,4\n");
+        let f = Frame::load(&p, &ReadOptions::default()).unwrap();
+        let cols = ["a".to_string(), "b".to_string()];
+        // Column by column: the NaN in `a` comes before the empty cell in `b`.
+        let e = f.check(&p, &cols, &[], Missing::Error).unwrap_err();
+        assert!(e.to_string().contains("line 4, column \"a\""), "{e}");
+        let e = f.check(&p, &cols[1..], &[], Missing::Error).unwrap_err();
+        assert!(
+            e.to_string().contains("line 3") && e.to_string().contains("empty cell"),
+            "{e}"
+        );
+        f.check(&p, &cols, &[], Missing::Drop).unwrap();
+        assert_eq!(f.complete_rows(&cols), [0]);
+        let back = f.to_bytes("csv", &p).unwrap();
+        let q = write(dir.path(), "back.csv", std::str::from_utf8(&back).unwrap());
+        let g = Frame::load(&q, &ReadOptions::default()).unwrap();
+        assert_eq!(g.complete_rows(&cols), [0]);
+    }
+}

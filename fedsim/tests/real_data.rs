@@ -1,0 +1,249 @@
+//! Data as it really comes: text columns coded as categories, empty cells dropped, a file per
+//! site with different levels at each, any delimiter. Every answer is held against statsmodels'
+//! formula API (`test_data/reference.jsonl`, made by `test_data/make_reference.py`).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn resource(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../resources")
+        .join(name)
+        .canonicalize()
+        .unwrap()
+}
+
+/// The shipped scenario, with its relative paths made absolute, and `edit` applied.
+fn shipped(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(resource(name)).unwrap().replace(
+        "\"../test_data/",
+        &format!("\"{}/", test_data("").display()),
+    );
+    scenario(dir, "s", &edit(text))
+}
+
+/// federated == centralised == statsmodels, term by term, on the formula API's names.
+fn assert_matches_statsmodels(s: &serde_json::Value) {
+    let want = reference("penguins.csv", "ols");
+    let (fed, base) = (&s["results"], &s["baseline"]);
+    assert_eq!(fed["terms"], want["terms"], "terms and their order");
+    assert_eq!(base["terms"], want["terms"]);
+    assert_eq!(fed["n"], want["n"]);
+    assert_eq!(base["n"], want["n"]);
+    for q in ["coef", "se"] {
+        for side in [fed, base] {
+            let d = max_rel(&floats(&side[q]), &floats(&want[q]));
+            assert!(d < 1e-8, "{q}: {d:e} from statsmodels");
+        }
+        let d = max_rel(&floats(&fed[q]), &floats(&base[q]));
+        assert!(d < 1e-8, "{q}: {d:e} federated vs centralised");
+    }
+    let r2 = (fed["r2"].as_f64().unwrap() - want["r2"].as_f64().unwrap()).abs();
+    assert!(r2 < 1e-10, "r2 differs by {r2:e}");
+}
+
+#[test]
+fn text_columns_and_empty_cells_give_the_formula_apis_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins.toml", |t| t);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "succeeded");
+    assert_matches_statsmodels(&s);
+    assert_eq!(s["reference"]["passed"], true);
+    // 344 rows, 11 incomplete: each site dropped its own, and says how many.
+    let sites = s["sites"].as_array().unwrap();
+    let rows: u64 = sites.iter().map(|x| x["rows"].as_u64().unwrap()).sum();
+    let dropped: u64 = sites
+        .iter()
+        .map(|x| x["dropped_rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!((rows, dropped), (344, 11));
+    // The sites hold the text and the gaps; nobody coded or cleaned their rows for them.
+    let site1 = std::fs::read_to_string(out.join("sites/site-1/data.csv")).unwrap();
+    assert!(site1
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("species,island,sex,"));
+    assert!(site1.contains("Adelie") || site1.contains("Gentoo"));
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for x in sites {
+        let cell = format!(
+            "{} ({} incomplete, dropped)",
+            x["rows"],
+            x["dropped_rows"].as_u64().unwrap()
+        );
+        assert!(report.contains(&cell), "report lacks {cell}");
+    }
+}
+
+#[test]
+fn a_file_per_site_with_different_levels_agrees_on_them_and_warns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins_sites.toml", |t| t);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "succeeded");
+    // The union of the islands' rows is the pooled file; row order does not change OLS.
+    assert_matches_statsmodels(&s);
+    let rows: Vec<u64> = s["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, [168, 124, 52], "one site per file, in file order");
+    // Gentoo lives only on Biscoe (site-1), Chinstrap only on Dream (site-2).
+    let warnings = s["warnings"].as_array().expect("privacy warnings");
+    let lonely = |level: &str, site: &str| {
+        warnings.iter().any(|w| {
+            w["kind"] == "privacy"
+                && w["site"] == site
+                && w["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("{level:?}"))
+        })
+    };
+    assert!(
+        lonely("Gentoo", "site-1") && lonely("Chinstrap", "site-2"),
+        "{warnings:?}"
+    );
+    assert!(!lonely("Adelie", "site-1"), "Adelie is on every island");
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("id=\"warnings\"") && report.contains("Chinstrap"));
+    // Torgersen's file has no Gentoo or Chinstrap row, yet its site coded both columns: the
+    // answer above needs every site's design to have the same columns.
+    let torgersen = std::fs::read_to_string(out.join("sites/site-3/data.csv")).unwrap();
+    assert!(!torgersen.contains("Gentoo") && !torgersen.contains("Chinstrap"));
+}
+
+#[test]
+fn secure_aggregation_codes_categories_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
+        t + "[federation]\nsecure_aggregation = true\n"
+    });
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_matches_statsmodels(&summary(&out));
+}
+
+/// `fedsim validate` and `fedsim run` both refuse, with exit 2, saying `needles`; the run
+/// directory is not made.
+fn refused(cfg: &Path, needles: &[&str]) {
+    let dir = cfg.parent().unwrap();
+    let v = fedsim(dir, &["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(2), "validate: {}", stderr(&v));
+    let out = dir.join("never");
+    let r = run_to(dir, cfg, &out, &[]);
+    assert_eq!(r.status.code(), Some(2), "run: {}", stderr(&r));
+    assert!(!out.exists(), "a refused run wrote {}", out.display());
+    let e = stderr(&r);
+    for n in needles {
+        assert!(e.contains(n), "{e:?} lacks {n:?}");
+    }
+}
+
+#[test]
+fn an_empty_cell_is_named_unless_missing_is_drop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
+        t.replace("missing = \"drop\"", "")
+    });
+    // Line 5 is the Torgersen bird with no measurements.
+    refused(&cfg, &["penguins.csv, line 5, column \"bill_length_mm\": empty cell"]);
+}
+
+#[test]
+fn an_undeclared_text_column_is_named_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
+        t.replace(
+            "categorical = [\"species\", \"island\", \"sex\"]",
+            "categorical = [\"island\", \"sex\"]",
+        )
+    });
+    refused(
+        &cfg,
+        &[
+            "column \"species\" holds text (line 2: \"Adelie\")",
+            "list it in [data] categorical",
+        ],
+    );
+}
+
+#[test]
+fn an_unknown_delimiter_is_refused_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
+        t.replace(
+            "missing = \"drop\"",
+            "missing = \"drop\"\ndelimiter = \"::\"",
+        )
+    });
+    refused(
+        &cfg,
+        &[
+            "s.toml:18:",
+            "data.delimiter: expected one of",
+            "found \"::\"",
+        ],
+    );
+}
+
+#[test]
+fn a_site_file_with_other_columns_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let odd = tmp.path().join("dream.csv");
+    let text = std::fs::read_to_string(test_data("penguins_sites/dream.csv")).unwrap();
+    std::fs::write(&odd, text.replacen("flipper_length_mm", "flipper_mm", 1)).unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins_sites.toml", |t| {
+        t.replace(
+            &format!("{}/penguins_sites/dream.csv", test_data("").display()),
+            &odd.display().to_string(),
+        )
+    });
+    refused(
+        &cfg,
+        &[
+            "dream.csv: has no column \"flipper_length_mm\" that",
+            "biscoe.csv",
+            "must share their columns",
+        ],
+    );
+}
+
+#[test]
+fn a_column_that_is_not_there_gets_did_you_mean_and_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
+        t.replace("target = \"body_mass_g\"", "target = \"body_mass\"")
+    });
+    refused(
+        &cfg,
+        &[
+            "s.toml:14:",
+            "data.target",
+            "no column \"body_mass\" (did you mean \"body_mass_g\"?)",
+        ],
+    );
+    let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
+        t.replace(
+            "\"bill_depth_mm\", \"flipper",
+            "\"bill_dept_mm\", \"flipper",
+        )
+    });
+    refused(
+        &cfg,
+        &["data.features.4", "(did you mean \"bill_depth_mm\"?)"],
+    );
+}
