@@ -10,6 +10,11 @@ fedsim only accepts a row that describes the analysis it ran.
     python3 test_data/make_reference.py --out FILE      # write elsewhere (the tests compare)
 
 Needs numpy, pandas and statsmodels (pip install statsmodels).
+
+penguins.csv is the Palmer penguins data as the `palmerpenguins` 0.1.6 package (PyPI, CC0) ships
+it, with its `NA` cells written as empty cells; penguins_sites/ holds its rows split by island
+(torgersen.csv written with `;`). Its row is computed with the formula API (treatment coding,
+missing='drop'), the way fedsim's `categorical` and `missing = "drop"` are defined.
 """
 
 import argparse
