@@ -160,7 +160,10 @@ fn an_empty_cell_is_named_unless_missing_is_drop() {
         t.replace("missing = \"drop\"", "")
     });
     // Line 5 is the Torgersen bird with no measurements.
-    refused(&cfg, &["penguins.csv, line 5, column \"bill_length_mm\": empty cell"]);
+    refused(
+        &cfg,
+        &["penguins.csv, line 5, column \"bill_length_mm\": empty cell"],
+    );
 }
 
 #[test]
