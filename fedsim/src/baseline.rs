@@ -21,6 +21,9 @@ pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, 
         AlgorithmKind::LinearRegression => ols(config, data),
         AlgorithmKind::LogisticRegression => logit(config, data),
         AlgorithmKind::Svd => svd(config, data),
+        AlgorithmKind::External => Err(AlgoError::Protocol(
+            "an external algorithm's baseline is its pooled command".into(),
+        )),
     }
 }
 

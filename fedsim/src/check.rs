@@ -84,6 +84,8 @@ struct Expect<'a> {
     coordinator: SocketAddr,
     /// Agents reach the coordinator through SSH reverse forwards, not its address.
     tunnel: bool,
+    /// An external algorithm, whose local command must run on the site.
+    external: Option<&'a crate::algorithms::external::ExternalSpec>,
 }
 
 /// Check every site of the scenario, in parallel.
@@ -127,6 +129,7 @@ pub fn check(
         package: package.as_ref().map_err(Clone::clone),
         coordinator: addr,
         tunnel: scenario.fleet.tunnel,
+        external: plan.config.external.as_ref(),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let health = std::thread::scope(|scope| {
@@ -207,6 +210,9 @@ fn check_site(spec: &SiteSpec, sha: &str, expect: &Expect) -> SiteHealth {
         }
     };
     rows.push(check_prerequisites(&ssh));
+    if let Some(spec) = expect.external {
+        rows.push(check_local_command(&ssh, spec));
+    }
     let (agent_row, agent) = check_agent(&ssh, expect);
     rows.push(agent_row);
     rows.push(check_data(&ssh, spec, sha, expect));
@@ -215,6 +221,29 @@ fn check_site(spec: &SiteSpec, sha: &str, expect: &Expect) -> SiteHealth {
     SiteHealth {
         site: spec.name.clone(),
         rows,
+    }
+}
+
+/// An external algorithm's local command needs its program on the site: an interpreter on PATH
+/// (`python3`), or one of the files the run ships.
+fn check_local_command(ssh: &Ssh, spec: &crate::algorithms::external::ExternalSpec) -> Row {
+    let name = "algorithm";
+    let program = spec.local.first().map(String::as_str).unwrap_or_default();
+    if spec.files.iter().any(|f| f == program) {
+        return row(
+            name,
+            State::Info,
+            format!("{program} is shipped with each run"),
+        );
+    }
+    match ssh.exec(&format!("command -v {}", shell_quote(program))) {
+        Ok((0, out, _)) => row(name, State::Ok, format!("{program}: {}", last_line(&out))),
+        Ok(_) => row(
+            name,
+            State::Failed,
+            format!("{program} (the local command's program) is not on the site's PATH"),
+        ),
+        Err(e) => row(name, State::Failed, e.to_string()),
     }
 }
 

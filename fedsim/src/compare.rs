@@ -25,6 +25,8 @@ pub enum Quantity {
     Se,
     SingularValue,
     Angle,
+    /// A number of an external algorithm's named result.
+    Value,
 }
 
 impl Quantity {
@@ -34,6 +36,7 @@ impl Quantity {
             Quantity::Se => "se",
             Quantity::SingularValue => "singular_value",
             Quantity::Angle => "angle",
+            Quantity::Value => "value",
         }
     }
 }
@@ -63,7 +66,11 @@ pub struct Check {
 impl Check {
     /// `coef[bmi]`, `angle[pc2]`: stable across runs of one scenario (no measured values).
     pub fn name(&self) -> String {
-        format!("{}[{}]", self.quantity.as_str(), self.term)
+        match self.quantity {
+            // Already `mean[2]`, `cov[1,2]`: the result's own name.
+            Quantity::Value => self.term.clone(),
+            q => format!("{}[{}]", q.as_str(), self.term),
+        }
     }
 }
 
@@ -141,6 +148,8 @@ pub enum CompareError {
         got: f64,
         want: f64,
     },
+    #[error("cannot compare result {name:?}: {reason}")]
+    Named { name: String, reason: String },
 }
 
 /// What the federated result is held against.
@@ -280,6 +289,7 @@ pub fn compare(
         }
         max_angle_deg = Some(max);
     }
+    checks.extend(named(got, want, against, tolerance)?);
     let values = || checks.iter().filter(|c| c.quantity != Quantity::Angle);
     let worst = values().max_by(|a, b| a.diff.total_cmp(&b.diff));
     Ok(Comparison {
@@ -292,6 +302,81 @@ pub fn compare(
         max_angle_deg,
         checks,
     })
+}
+
+/// An external algorithm's named results: the same names and shapes on both sides, each number
+/// relative to itself, with a floor of `sqrt(eps)` times the largest magnitude in its result
+/// (a number that is zero up to rounding is judged on the scale of its neighbours).
+fn named(
+    got: &Estimates,
+    want: &Estimates,
+    against: Against,
+    tolerance: f64,
+) -> Result<Vec<Check>, CompareError> {
+    use crate::algorithms::external::flatten;
+    let differ = |name: &str, reason: String| CompareError::Named {
+        name: name.to_string(),
+        reason,
+    };
+    if let Some(n) = want.named.keys().find(|n| !got.named.contains_key(*n)) {
+        return Err(differ(
+            n,
+            format!(
+                "the {} result has it, the federated one does not",
+                against.side()
+            ),
+        ));
+    }
+    if let Some(n) = got.named.keys().find(|n| !want.named.contains_key(*n)) {
+        return Err(differ(
+            n,
+            format!(
+                "the federated result has it, the {} one does not",
+                against.side()
+            ),
+        ));
+    }
+    let mut checks = Vec::new();
+    for (name, w) in &want.named {
+        let (a, b) = (flatten(name, &got.named[name]), flatten(name, w));
+        let labels = |v: &[(String, f64)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+        if labels(&a) != labels(&b) {
+            return Err(differ(
+                name,
+                format!(
+                    "its shape differs: federated {} values ({}), {} {} ({})",
+                    a.len(),
+                    a.last().map_or("", |x| x.0.as_str()),
+                    against.side(),
+                    b.len(),
+                    b.last().map_or("", |x| x.0.as_str())
+                ),
+            ));
+        }
+        let top = b.iter().fold(0.0f64, |m, x| m.max(x.1.abs()));
+        let floor = f64::EPSILON.sqrt() * top;
+        for ((label, x), (_, y)) in a.into_iter().zip(b) {
+            for (value, side) in [(x, "federated"), (y, against.side())] {
+                if !value.is_finite() {
+                    return Err(CompareError::NotFinite {
+                        quantity: Quantity::Value.as_str(),
+                        term: label,
+                        side,
+                        value,
+                    });
+                }
+            }
+            checks.push(judge(
+                Quantity::Value,
+                label,
+                x,
+                y,
+                y.abs().max(floor),
+                tolerance,
+            )?);
+        }
+    }
+    Ok(checks)
 }
 
 fn judge(

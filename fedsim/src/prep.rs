@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::algorithms::external::ExternalSpec;
 use crate::algorithms::{AlgorithmConfig, LocalData};
 use crate::auth::{self, FrameKey};
 use crate::data::design::{self, Design};
@@ -272,9 +273,16 @@ impl Plan {
         let mut frames = Vec::with_capacity(sources.len());
         let mut file_rows = Vec::with_capacity(sources.len());
         let used: Vec<String> = features.iter().chain(&s.data.target).cloned().collect();
+        let external = s.algorithm.kind == AlgorithmKind::External;
         for (p, f) in &sources {
             let f = f.select_columns(&used, p)?;
-            if let Err(e) = f.check(p, &numeric, &categorical, s.data.missing) {
+            // An external algorithm reads its sites' files itself: text and gaps are its own.
+            let checked = if external {
+                Ok(())
+            } else {
+                f.check(p, &numeric, &categorical, s.data.missing)
+            };
+            if let Err(e) = checked {
                 return Err(match e {
                     // A column that is text throughout is a categorical one not declared.
                     DataError::NotNumeric {
@@ -297,7 +305,11 @@ impl Plan {
             frames.push(f);
         }
         let frame = Frame::concat(frames);
-        let complete = frame.complete_rows(&used);
+        let complete = if external {
+            (0..frame.rows()).collect()
+        } else {
+            frame.complete_rows(&used)
+        };
         if complete.is_empty() {
             return Err(PlanError::NoCompleteRows { path });
         }
@@ -403,6 +415,7 @@ impl Plan {
             seed: s.scenario.seed,
             categorical,
             missing: s.data.missing,
+            external: external_spec(s)?,
         };
         let levels = design::levels_of(&frame, &config.categorical, &complete);
         let design = config.design(&levels);
@@ -415,8 +428,10 @@ impl Plan {
                 cols: width,
             });
         }
-        // Generated and Parquet data travel as Parquet: exact and compact.
+        // Generated and Parquet data travel as Parquet: exact and compact. An external
+        // algorithm reads CSV, whatever the source.
         let format = match path.extension().and_then(|e| e.to_str()) {
+            _ if external => "csv",
             Some("csv") => "csv",
             _ => "parquet",
         };
@@ -464,6 +479,30 @@ impl Plan {
         self.shaped(&rows)
     }
 
+    /// The rows the named sites hold, as prep wrote them.
+    pub fn rows_of(&self, sites: &[String]) -> usize {
+        self.sites
+            .iter()
+            .filter(|s| sites.contains(&s.name))
+            .map(|s| s.rows(self))
+            .sum()
+    }
+
+    /// The named sites' rows as read (an external algorithm's pooled data), in data order.
+    pub fn pooled_frame_of(&self, sites: &[String]) -> Frame {
+        let mut rows: Vec<usize> = self
+            .sites
+            .iter()
+            .filter(|s| sites.contains(&s.name))
+            .flat_map(|s| s.source_rows.clone().unwrap_or_default())
+            .collect();
+        rows.sort_unstable();
+        if self.config.vertical || rows.is_empty() {
+            return self.frame.clone();
+        }
+        self.frame.select_rows(&rows)
+    }
+
     /// The pooled data, shaped for the algorithm (what the centralised baseline sees).
     pub fn pooled(&self) -> Result<LocalData, DataError> {
         self.shaped(&self.complete)
@@ -473,6 +512,80 @@ impl Plan {
         let table = self.design.encode(&self.frame, rows, &self.data_path)?;
         LocalData::from_table(&table, &self.analysis(), &self.data_path)
     }
+}
+
+/// A program a command names can be found: on PATH, or as a file relative to `dir` (or one of
+/// the shipped `files`, for a site's command).
+fn program_found(program: &str, dir: &Path, shipped: &[String]) -> bool {
+    if program.contains('/') {
+        shipped.iter().any(|f| Path::new(f) == Path::new(program)) || dir.join(program).is_file()
+    } else {
+        crate::fleet::vm::image::which(program).is_some()
+    }
+}
+
+/// An external algorithm's commands and files, checked against this machine: every shipped
+/// file exists under `workdir`, and the aggregate and pooled programs (and, for local sites,
+/// the local one) can be found. A problem is located at its key in the scenario.
+fn external_spec(s: &Scenario) -> Result<Option<ExternalSpec>, PlanError> {
+    let a = &s.algorithm;
+    if a.kind != AlgorithmKind::External {
+        return Ok(None);
+    }
+    let workdir = a.workdir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let mut files = Vec::new();
+    for (i, f) in a.files.iter().enumerate() {
+        if !workdir.join(f).is_file() {
+            return Err(s
+                .locate(
+                    &format!("algorithm.files.{i}"),
+                    format!(
+                        "no such file: {} (files are relative to {})",
+                        workdir.join(f).display(),
+                        workdir.display()
+                    ),
+                )
+                .into());
+        }
+        files.push(f.to_string_lossy().into_owned());
+    }
+    let command = |c: &Option<Vec<String>>| c.clone().unwrap_or_default();
+    let spec = ExternalSpec {
+        local: command(&a.local),
+        aggregate: command(&a.aggregate),
+        pooled: command(&a.pooled),
+        files,
+        workdir: workdir.clone(),
+        max_rounds: a.max_rounds.unwrap_or(100),
+        max_reply_bytes: a.max_reply_bytes.unwrap_or(16 << 20),
+        timeout_secs: s.federation.round_timeout_secs,
+    };
+    let mut checks = vec![
+        ("aggregate", &spec.aggregate, Vec::new()),
+        ("pooled", &spec.pooled, Vec::new()),
+    ];
+    if s.fleet.provider == crate::scenario::Provider::Local {
+        checks.push(("local", &spec.local, spec.files.clone()));
+    }
+    for (key, cmd, shipped) in checks {
+        let program = &cmd[0];
+        if !program_found(program, &workdir, &shipped) {
+            return Err(s
+                .locate(
+                    &format!("algorithm.{key}"),
+                    format!(
+                        "program {program:?} not found ({})",
+                        if program.contains('/') {
+                            format!("no such file under {}", workdir.display())
+                        } else {
+                            "not on PATH".to_string()
+                        }
+                    ),
+                )
+                .into());
+        }
+    }
+    Ok(Some(spec))
 }
 
 /// A pooled row's file and its row in that file.
@@ -514,6 +627,8 @@ pub struct BundleFiles {
     pub data_name: String,
     pub data: Vec<u8>,
     pub env: String,
+    /// An external algorithm's files, by their path relative to the site's directory.
+    pub extra: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -613,6 +728,20 @@ pub fn make_bundles(
     let names: Vec<String> = plan.sites.iter().map(|s| s.name.clone()).collect();
     // Secure aggregation: each pair's seed goes into the two sites' own .env files, nowhere else.
     let seeds = secure.then(|| crate::federation::secagg::pair_seeds(&names));
+    // An external algorithm's files go to every site.
+    let extra: Vec<(String, Vec<u8>)> = match &plan.config.external {
+        Some(spec) => spec
+            .files
+            .iter()
+            .map(|f| {
+                let path = spec.workdir.join(f);
+                std::fs::read(&path)
+                    .map(|b| (f.clone(), b))
+                    .map_err(|e| PrepError::Io { path, source: e })
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
     plan.sites
         .iter()
         .enumerate()
@@ -658,7 +787,12 @@ pub fn make_bundles(
                 data_sha256: hex::encode(Sha256::digest(&data)),
                 key: auth::frame_key(&token),
                 portal,
-                files: Some(BundleFiles { data_name, data, env }),
+                files: Some(BundleFiles {
+                    data_name,
+                    data,
+                    env,
+                    extra: extra.clone(),
+                }),
             })
         })
         .collect()
@@ -673,6 +807,13 @@ pub fn write_files(files: &BundleFiles, dir: &Path) -> Result<(), PrepError> {
         .map_err(io_at(dir))?;
     let data_path = dir.join(&files.data_name);
     fs::write(&data_path, &files.data).map_err(io_at(&data_path))?;
+    for (name, bytes) in &files.extra {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        fs::write(&path, bytes).map_err(io_at(&path))?;
+    }
     let env_path = dir.join(".env");
     write_private(&env_path, &files.env).map_err(io_at(&env_path))
 }

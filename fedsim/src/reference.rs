@@ -151,6 +151,7 @@ pub fn kind_name(kind: AlgorithmKind) -> &'static str {
         AlgorithmKind::LinearRegression => "ols",
         AlgorithmKind::LogisticRegression => "logit",
         AlgorithmKind::Svd => "pca",
+        AlgorithmKind::External => "external",
     }
 }
 

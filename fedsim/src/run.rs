@@ -593,9 +593,15 @@ impl<'a> Run<'a> {
         self.connect_secs = Some(outcome.connect_secs);
         self.rounds = outcome.rounds;
         self.findings.lost_sites = outcome.lost;
+        let survivors: Vec<String> = outcome.joined.into_iter().map(|j| j.name).collect();
+        let mut estimates = outcome.estimates;
+        if self.plan.config.external.is_some() {
+            // An external result has no row count of its own: the sites' rows, as prep wrote them.
+            estimates.n = self.plan.rows_of(&survivors);
+        }
         Ok(Federated {
-            estimates: outcome.estimates,
-            survivors: outcome.joined.into_iter().map(|j| j.name).collect(),
+            estimates,
+            survivors,
         })
     }
 
@@ -676,7 +682,26 @@ impl<'a> Run<'a> {
         self.progress
             .phase("baseline: the same analysis on the pooled data");
         let plan = self.plan.clone();
+        let pooled_file = self.dir.join("pooled.csv");
         let base = cancel::wait_for("baseline", move || {
+            if let Some(spec) = &plan.config.external {
+                // The user's pooled command, on a file of the survivors' rows, removed after.
+                let rows = plan.rows_of(&survivors);
+                let result = plan
+                    .pooled_frame_of(&survivors)
+                    .to_bytes("csv", &pooled_file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| std::fs::write(&pooled_file, b).map_err(|e| e.to_string()))
+                    .and_then(|_| {
+                        crate::algorithms::external::pooled(spec, &pooled_file)
+                            .map_err(|e| e.to_string())
+                    });
+                let _ = std::fs::remove_file(&pooled_file);
+                return result.map(|mut e| {
+                    e.n = rows;
+                    e
+                });
+            }
             plan.pooled_of(&survivors)
                 .map_err(|e| e.to_string())
                 .and_then(|d| baseline::compute(&plan.analysis(), &d).map_err(|e| e.to_string()))

@@ -2,6 +2,7 @@
 //! aggregate step (runs on the coordinator, sees only what sites sent). The transport never looks
 //! inside: requests and replies travel as bytes.
 
+pub mod external;
 pub mod linreg;
 pub mod logreg;
 pub mod svd;
@@ -42,6 +43,9 @@ pub struct AlgorithmConfig {
     /// What a site does with an incomplete row.
     #[serde(default)]
     pub missing: crate::scenario::Missing,
+    /// kind "external": the commands and files of the user's algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<external::ExternalSpec>,
 }
 
 impl AlgorithmConfig {
@@ -149,6 +153,9 @@ pub struct Estimates {
     /// Every singular value (the baseline's), to tell which components are well separated.
     #[serde(skip)]
     pub spectrum: Vec<f64>,
+    /// An external algorithm's named results (a number, a list, or a list of lists each).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub named: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Estimates {
@@ -257,7 +264,7 @@ impl<'a> Values<'a> {
         Ok(self.one()?.round().max(0.0) as u64)
     }
 
-    fn done(&self) -> Result<(), AlgoError> {
+    pub fn done(&self) -> Result<(), AlgoError> {
         if self.at == self.values.len() {
             Ok(())
         } else {
@@ -272,7 +279,7 @@ impl<'a> Values<'a> {
 /// The byte-level face of [`Federated`] that the coordinator and agents drive.
 pub trait Runner: Send {
     fn local(&self, request: &[u8], data: &LocalData) -> Result<Vec<u8>, AlgoError>;
-    fn start(&mut self) -> Vec<u8>;
+    fn start(&mut self) -> Result<Vec<u8>, AlgoError>;
     fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError>;
     /// A reply's numbers, and the reply with every number zeroed (its shape only).
     fn split(&self, reply: &[u8]) -> Result<(Vec<u8>, Vec<f64>), AlgoError>;
@@ -292,8 +299,8 @@ impl<A: Federated> Runner for A {
     fn local(&self, request: &[u8], data: &LocalData) -> Result<Vec<u8>, AlgoError> {
         Federated::local(self, &decode(request)?, data).map(|r| encode(&r))
     }
-    fn start(&mut self) -> Vec<u8> {
-        encode(&Federated::start(self))
+    fn start(&mut self) -> Result<Vec<u8>, AlgoError> {
+        Ok(encode(&Federated::start(self)))
     }
     fn split(&self, reply: &[u8]) -> Result<(Vec<u8>, Vec<f64>), AlgoError> {
         let reply: A::Reply = decode(reply)?;
@@ -333,6 +340,12 @@ pub fn build(config: &AlgorithmConfig) -> Result<Box<dyn Runner>, AlgoError> {
             Ok(Box::new(logreg::LogisticRegression::new(config.clone())))
         }
         AlgorithmKind::Svd => Ok(Box::new(svd::Svd::new(config.clone()))),
+        AlgorithmKind::External => match &config.external {
+            Some(spec) => Ok(Box::new(external::External::new(spec.clone()))),
+            None => Err(AlgoError::Protocol(
+                "an external algorithm without its commands".into(),
+            )),
+        },
     }
 }
 

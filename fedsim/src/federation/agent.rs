@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::frame::{Channel, FrameError, Sender};
 use super::{secagg, Message};
-use crate::algorithms::{self, LocalData};
+use crate::algorithms::{self, external, LocalData};
 use crate::auth;
 use crate::data::design::{self, Levels};
 use crate::data::frame::{Frame, ReadOptions};
@@ -161,7 +161,7 @@ pub fn run(
         sender: ch.sender(),
         site: env.site.clone(),
         data: env.data.clone(),
-        config,
+        config: *config,
         delays,
         seeds: secure.then_some(env.pair_seeds),
     };
@@ -291,6 +291,11 @@ impl Worker {
             text: config.categorical.clone(),
         };
         let frame = Frame::load(&self.data, &options).map_err(|e| e.to_string())?;
+        if config.external.is_some() {
+            // The user's step reads the file itself; only its size is told.
+            let rows = (0..frame.rows()).collect();
+            return Ok((frame, rows, Vec::new()));
+        }
         let numeric: Vec<String> = config
             .features
             .iter()
@@ -356,20 +361,20 @@ impl Worker {
             }
         };
         let config = self.config.with_levels(&levels);
-        let (data, algorithm) = self
-            .config
-            .design(&levels)
-            .encode(&frame, &rows, &self.data)
-            .and_then(|t| LocalData::from_table(&t, &config, &self.data))
-            .map_err(|e| e.to_string())
-            .and_then(|d| {
-                algorithms::build(&config)
-                    .map(|a| (d, a))
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(Stop::GiveUp)?;
+        let algorithm = algorithms::build(&config).map_err(|e| Stop::GiveUp(e.to_string()))?;
+        // The built-in algorithms compute on the design matrix; an external one on the file.
+        let data = match &config.external {
+            Some(_) => None,
+            None => Some(
+                self.config
+                    .design(&levels)
+                    .encode(&frame, &rows, &self.data)
+                    .and_then(|t| LocalData::from_table(&t, &config, &self.data))
+                    .map_err(|e| Stop::GiveUp(e.to_string()))?,
+            ),
+        };
         drop(frame);
-        tracing::info!(phase = "launch", rows = data.rows(), "data loaded");
+        tracing::info!(phase = "launch", rows = rows.len(), "data loaded");
         // Ends when the reading thread returns (the run is over).
         let tasks = inbox.filter_map(|m| match m {
             Inbox::Task(t) => Some(t),
@@ -394,7 +399,17 @@ impl Worker {
                 std::thread::sleep(Duration::from_secs_f64(*secs));
             }
             let started = Instant::now();
-            let reply = match algorithm.local(&body, &data) {
+            // An external step's time is its process's: start, JSON and compute.
+            let answer = match (&data, &config.external) {
+                (Some(data), _) => algorithm.local(&body, data).map_err(|e| e.to_string()),
+                (None, Some(spec)) => {
+                    let dir = self.data.parent().unwrap_or(Path::new("."));
+                    external::local_step(spec, dir, &self.data, &self.site, round, &body)
+                        .map(|(reply, _)| reply)
+                }
+                (None, None) => Err("no data loaded".to_string()),
+            };
+            let reply = match answer {
                 Ok(reply) => reply,
                 Err(e) => {
                     tracing::error!(phase = "federate", round, error = %e, "local step failed");

@@ -604,7 +604,7 @@ fn welcome(
     channel
         .send(&Message::Welcome {
             run_id: settings.run_id.clone(),
-            algorithm: site.config.clone(),
+            algorithm: Box::new(site.config.clone()),
             heartbeat_secs: settings.heartbeat.as_secs_f64(),
             delays: site.delays.clone(),
             secure: settings.secure,
@@ -819,7 +819,9 @@ fn drive(
     let config = &config.with_levels(agreed.levels.as_ref().unwrap_or(&Vec::new()));
     let mut algorithm =
         algorithms::build(config).map_err(|source| FedError::Algorithm { round: 0, source })?;
-    let mut request = algorithm.start();
+    let mut request = algorithm
+        .start()
+        .map_err(|source| FedError::Algorithm { round: 0, source })?;
     let mut algorithm_round = 0;
     for round in first.max(1).. {
         algorithm_round += 1;
@@ -965,6 +967,7 @@ mod tests {
                     seed: 1,
                     categorical: Vec::new(),
                     missing: Default::default(),
+                    external: None,
                 },
             })
             .collect()

@@ -25,7 +25,7 @@ pub enum Message {
     /// Coordinator -> agent: accepted; what to compute.
     Welcome {
         run_id: String,
-        algorithm: AlgorithmConfig,
+        algorithm: Box<AlgorithmConfig>,
         /// Heartbeat period (seconds) both ends keep.
         heartbeat_secs: f64,
         /// Injected delays for this site: (round, seconds).

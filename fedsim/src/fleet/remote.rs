@@ -292,6 +292,15 @@ impl Fleet for SshFleet {
                 &format!("mkdir -p -m 700 {q} && rm -rf {q}/output {q}/agent.* && chmod 700 {q}"),
             )
             .map_err(|e| e.to_string())?;
+            // An external algorithm's files: small, always sent as they are now.
+            for (name, bytes) in &files.extra {
+                let path = format!("{dir}/{name}");
+                if let Some((parent, _)) = path.rsplit_once('/') {
+                    ssh.run("algorithm files", &format!("mkdir -p {}", shell_quote(parent)))
+                        .map_err(|e| e.to_string())?;
+                }
+                ssh.upload(bytes, &path, 0o700).map_err(|e| e.to_string())?;
+            }
             // What an earlier `fedsim prep` put there is used as it is, if it is this bundle.
             if already_there(ssh, &dir, files) {
                 tracing::info!(phase = "provision", site = %spec.name, "data and .env already on the site (put there by fedsim prep) match the plan by checksum: used as they are");

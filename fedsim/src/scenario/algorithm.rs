@@ -1,5 +1,7 @@
 //! `[algorithm]`: what the sites compute, and the options each kind takes.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Locate, Scenario, ScenarioError};
@@ -10,6 +12,8 @@ pub enum AlgorithmKind {
     LinearRegression,
     LogisticRegression,
     Svd,
+    /// The user's own method, as three commands speaking JSON (see `algorithms::external`).
+    External,
 }
 
 impl AlgorithmKind {
@@ -19,10 +23,11 @@ impl AlgorithmKind {
             AlgorithmKind::LinearRegression => "linear_regression",
             AlgorithmKind::LogisticRegression => "logistic_regression",
             AlgorithmKind::Svd => "svd",
+            AlgorithmKind::External => "external",
         }
     }
     pub fn needs_target(self) -> bool {
-        !matches!(self, AlgorithmKind::Svd)
+        !matches!(self, AlgorithmKind::Svd | AlgorithmKind::External)
     }
 }
 
@@ -77,13 +82,43 @@ pub struct AlgorithmSpec {
     /// svd subspace: extra vectors iterated beyond k, for faster convergence (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversample: Option<usize>,
+    /// external: the command each site runs, in its own directory, once per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Vec<String>>,
+    /// external: the command the coordinator runs once per round, in the scenario's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Vec<String>>,
+    /// external: the command run once on the pooled data (the baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<Vec<String>>,
+    /// external: the directory the aggregate and pooled commands run in, and `files` are
+    /// relative to (default, and relative to: the scenario's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<PathBuf>,
+    /// external: files (relative to `workdir`, inside it) shipped to every site at the same
+    /// relative path, where the local command runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
+    /// external: the most rounds the aggregate may ask for (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<usize>,
+    /// external: the largest reply (stdout) a step may write, in bytes (default 16 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply_bytes: Option<usize>,
 }
 
 /// Each option belongs to the algorithms that use it; elsewhere it is a mistake worth reporting.
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     use AlgorithmKind::*;
     let a = &s.algorithm;
-    let owners: [(&str, bool, &[AlgorithmKind]); 8] = [
+    let owners: [(&str, bool, &[AlgorithmKind]); 15] = [
+        ("workdir", a.workdir.is_some(), &[External]),
+        ("local", a.local.is_some(), &[External]),
+        ("aggregate", a.aggregate.is_some(), &[External]),
+        ("pooled", a.pooled.is_some(), &[External]),
+        ("files", !a.files.is_empty(), &[External]),
+        ("max_rounds", a.max_rounds.is_some(), &[External]),
+        ("max_reply_bytes", a.max_reply_bytes.is_some(), &[External]),
         (
             "intercept",
             a.intercept.is_some(),
@@ -108,6 +143,59 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                     a.kind.as_str()
                 ),
             ));
+        }
+    }
+    if a.kind == External {
+        for (key, cmd) in [
+            ("local", &a.local),
+            ("aggregate", &a.aggregate),
+            ("pooled", &a.pooled),
+        ] {
+            match cmd {
+                None => {
+                    return Err(at(
+                        "algorithm",
+                        format!("missing key `{key}`: an external algorithm needs its {key} command, e.g. {key} = [\"python3\", \"moments.py\", \"{key}\"]"),
+                    ))
+                }
+                Some(c) if c.first().is_none_or(|p| p.trim().is_empty()) => {
+                    return Err(at(
+                        &format!("algorithm.{key}"),
+                        "expected a command: a program and its arguments, e.g. [\"python3\", \"moments.py\"]".into(),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if a.max_rounds == Some(0) || a.max_rounds.is_some_and(|m| m > 100_000) {
+            return Err(at(
+                "algorithm.max_rounds",
+                "expected a number of rounds from 1 to 100000".into(),
+            ));
+        }
+        if a.max_reply_bytes == Some(0) {
+            return Err(at(
+                "algorithm.max_reply_bytes",
+                "expected a size in bytes above 0".into(),
+            ));
+        }
+        for (i, f) in a.files.iter().enumerate() {
+            let inside = f.is_relative()
+                && f.components().all(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                });
+            if !inside {
+                return Err(at(
+                    &format!("algorithm.files.{i}"),
+                    format!(
+                        "expected a path inside the scenario's directory (each file is shipped to the same relative path at every site), found {:?}",
+                        f.display().to_string()
+                    ),
+                ));
+            }
         }
     }
     if a.max_iter == Some(0) || a.max_iter.is_some_and(|m| m > 100_000) {

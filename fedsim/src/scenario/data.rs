@@ -211,7 +211,7 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 ),
             ))
         }
-        (Some(_), false) => {
+        (Some(_), false) if kind != super::AlgorithmKind::External => {
             return Err(at(
                 "data.target",
                 format!(
@@ -295,6 +295,14 @@ fn validate_reading(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         return Err(at(
             "data.categorical",
             "generated data has numeric columns only; `categorical` needs a data file".into(),
+        ));
+    }
+    if s.algorithm.kind == super::AlgorithmKind::External
+        && (!d.categorical.is_empty() || d.missing == Missing::Drop)
+    {
+        return Err(at(
+            if d.categorical.is_empty() { "data.missing" } else { "data.categorical" },
+            "an external algorithm reads its sites' files itself: text columns and empty cells reach it as they are".into(),
         ));
     }
     if s.partition.kind == super::PartitionKind::Vertical {

@@ -133,6 +133,9 @@ impl Scenario {
         if let Some(files) = &self.data.files {
             self.partition.sites = files.len();
         }
+        if self.algorithm.kind == AlgorithmKind::External && self.algorithm.workdir.is_none() {
+            self.algorithm.workdir = Some(PathBuf::from("."));
+        }
         self.map_paths(|p| normalize(&base.join(p)));
     }
 
@@ -164,6 +167,7 @@ impl Scenario {
         }
         self.fleet.vagrant_dir = self.fleet.vagrant_dir.as_deref().map(&f);
         self.compare.reference = self.compare.reference.as_deref().map(&f);
+        self.algorithm.workdir = self.algorithm.workdir.as_deref().map(&f);
         self.gui.script = self.gui.script.as_deref().map(&f);
     }
 

@@ -1,0 +1,617 @@
+//! The user's own algorithm, in any language: three commands that each read one JSON object on
+//! stdin and write one on stdout (protocol version 1, README "Bring your own algorithm").
+//!
+//! - `aggregate` (coordinator, in `workdir`): `{"round", "replies", "state"}` in;
+//!   `{"request", "state"}` (another round) or `{"result": {...}}` (done) out. Round 0 has no
+//!   replies and a null state.
+//! - `local` (each site, in its own directory; `FEDSIM_DATA`, `FEDSIM_SITE`, `FEDSIM_ROUND`):
+//!   `{"round", "request"}` in, its reply out.
+//! - `pooled` (once, on the pooled data): `{}` in, `{"result": {...}}` out, with the same names.
+//!
+//! Each call is a process of its own, in a process group of its own, killed if fedsim goes away
+//! or the call outlives its deadline. Its stderr goes to the log line by line; its last lines
+//! are kept for the error when it fails. Under secure aggregation a reply is `{"sum": {...}}`
+//! only; its numbers are masked, and the aggregate receives one reply holding their total.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{AlgoError, Estimates, Runner, Step};
+
+/// What every side needs to know of an external algorithm.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExternalSpec {
+    pub local: Vec<String>,
+    pub aggregate: Vec<String>,
+    pub pooled: Vec<String>,
+    /// Files shipped to each site, by their path relative to `workdir`.
+    pub files: Vec<String>,
+    /// Where aggregate and pooled run (the controller's side only).
+    pub workdir: PathBuf,
+    pub max_rounds: usize,
+    pub max_reply_bytes: usize,
+    /// How long the aggregate and pooled calls may take.
+    pub timeout_secs: f64,
+}
+
+/// Why a call failed; each says which command, and what it said on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{role} command {program:?} could not start: {reason}")]
+    Start {
+        role: &'static str,
+        program: String,
+        reason: String,
+    },
+    #[error("{role} step exited with code {code}{}", tail_text(stderr))]
+    Exit {
+        role: &'static str,
+        code: i32,
+        stderr: String,
+    },
+    #[error("{role} step was killed by signal {signal}{}", tail_text(stderr))]
+    Signal {
+        role: &'static str,
+        signal: i32,
+        stderr: String,
+    },
+    #[error(
+        "{role} step wrote invalid JSON ({reason}); it began {head:?}{}",
+        tail_text(stderr)
+    )]
+    BadJson {
+        role: &'static str,
+        reason: String,
+        head: String,
+        stderr: String,
+    },
+    #[error("{role} step wrote more than {limit} bytes (max_reply_bytes); it was stopped")]
+    TooLarge { role: &'static str, limit: usize },
+    #[error(
+        "{role} step took longer than {secs:.1} s; it was stopped{}",
+        tail_text(stderr)
+    )]
+    Timeout {
+        role: &'static str,
+        secs: f64,
+        stderr: String,
+    },
+    #[error("{role} step cancelled")]
+    Cancelled { role: &'static str },
+}
+
+fn tail_text(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {}", stderr.trim())
+    }
+}
+
+/// One call's answer and how long the process ran.
+#[derive(Debug)]
+pub struct Answer {
+    pub output: Value,
+    pub bytes: Vec<u8>,
+    pub secs: f64,
+}
+
+/// The last lines of a stream, bounded.
+const TAIL_LINES: usize = 12;
+const TAIL_CHARS: usize = 2000;
+
+/// One role's command, where it runs and what it is told in its environment.
+pub struct Process<'a> {
+    pub role: &'static str,
+    pub cmd: &'a [String],
+    pub cwd: &'a Path,
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// Run a command with `input` on stdin and read one JSON value from stdout. `deadline`: kill
+/// the process after that long; `cancelled`: polled, kills the process when it says so.
+pub fn call(
+    p: &Process,
+    input: &Value,
+    limit: usize,
+    deadline: Option<Duration>,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Answer, CallError> {
+    let (role, cmd, cwd, env) = (p.role, p.cmd, p.cwd, &p.env);
+    let program = cmd.first().cloned().unwrap_or_default();
+    let mut command = Command::new(&program);
+    command
+        .args(&cmd[1..])
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; the step dies with the thread that started it, so no
+    // step outlives an agent or a controller that is killed.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(|e| CallError::Start {
+        role,
+        program: program.clone(),
+        reason: e.to_string(),
+    })?;
+    let pgid = child.id() as i32;
+    let kill = || unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    };
+    let body = serde_json::to_vec(input).unwrap_or_default();
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || {
+        // A step that exits without reading its input is its own business.
+        let _ = stdin.write_all(&body);
+    });
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let r = (&mut stdout).take(limit as u64 + 1).read_to_end(&mut out);
+        // Drain the rest so the step is not blocked writing; it is stopped for its size anyway.
+        let over = out.len() > limit;
+        if over {
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        }
+        (r.map(|_| out), over)
+    });
+    let tail = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stderr = child.stderr.take().expect("piped");
+    let kept = tail.clone();
+    let span = tracing::Span::current();
+    let logger = std::thread::spawn(move || {
+        let _enter = span.enter();
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            tracing::info!(phase = "federate", step = role, "{line}");
+            let mut t = kept.lock().expect("tail lock");
+            t.push(line);
+            if t.len() > TAIL_LINES {
+                t.remove(0);
+            }
+        }
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        if cancelled() {
+            kill();
+            let _ = child.wait();
+            return Err(CallError::Cancelled { role });
+        }
+        if let Some(d) = deadline.filter(|d| started.elapsed() > *d) {
+            kill();
+            let _ = child.wait();
+            let _ = logger.join();
+            return Err(CallError::Timeout {
+                role,
+                secs: d.as_secs_f64(),
+                stderr: joined(&tail),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    // Whatever the step left running in its group goes with it.
+    kill();
+    let _ = writer.join();
+    let (out, over) = reader.join().unwrap_or((Ok(Vec::new()), false));
+    let _ = logger.join();
+    let stderr = joined(&tail);
+    let status = status.map_err(|e| CallError::Start {
+        role,
+        program: program.clone(),
+        reason: e.to_string(),
+    })?;
+    if over {
+        return Err(CallError::TooLarge { role, limit });
+    }
+    if !status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        return Err(match status.code() {
+            Some(code) => CallError::Exit { role, code, stderr },
+            None => CallError::Signal {
+                role,
+                signal: status.signal().unwrap_or(0),
+                stderr,
+            },
+        });
+    }
+    let bytes = out.unwrap_or_default();
+    let output: Value = serde_json::from_slice(&bytes).map_err(|e| CallError::BadJson {
+        role,
+        reason: e.to_string(),
+        head: String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned(),
+        stderr: stderr.clone(),
+    })?;
+    Ok(Answer {
+        output,
+        bytes,
+        secs,
+    })
+}
+
+fn joined(tail: &Mutex<Vec<String>>) -> String {
+    let t = tail.lock().map(|t| t.join("\n")).unwrap_or_default();
+    let skip = t.chars().count().saturating_sub(TAIL_CHARS);
+    t.chars().skip(skip).collect()
+}
+
+/// A named result is a number, a list of numbers or a list of equally long lists of numbers.
+fn check_shape(name: &str, v: &Value) -> Result<(), String> {
+    let numbers = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_number));
+    let ok = match v {
+        Value::Number(_) => true,
+        Value::Array(a) if a.iter().all(Value::is_number) => true,
+        Value::Array(a) => {
+            a.iter().all(numbers)
+                && a.iter()
+                    .map(|r| r.as_array().map_or(0, Vec::len))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    <= 1
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "result {name:?} is not a number, a list of numbers or a list of equally long lists of numbers"
+        ))
+    }
+}
+
+/// The `result` object of an answer, checked.
+pub fn parse_result(answer: &Value, role: &str) -> Result<BTreeMap<String, Value>, AlgoError> {
+    let Some(Value::Object(result)) = answer.get("result") else {
+        return Err(AlgoError::Protocol(format!(
+            "{role} answered without a \"result\" object"
+        )));
+    };
+    if result.is_empty() {
+        return Err(AlgoError::Protocol(format!(
+            "{role} returned an empty result"
+        )));
+    }
+    result
+        .iter()
+        .map(|(k, v)| {
+            check_shape(k, v).map_err(AlgoError::Protocol)?;
+            Ok((k.clone(), v.clone()))
+        })
+        .collect()
+}
+
+/// The numbers of a named result in order, with their labels (`cov[1,2]`).
+pub fn flatten(name: &str, v: &Value) -> Vec<(String, f64)> {
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    match v {
+        Value::Array(rows) if rows.iter().any(Value::is_array) => rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(j, x)| (format!("{name}[{},{}]", i + 1, j + 1), num(x)))
+            })
+            .collect(),
+        Value::Array(xs) => xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (format!("{name}[{}]", i + 1), num(x)))
+            .collect(),
+        x => vec![(name.to_string(), num(x))],
+    }
+}
+
+/// A reply's numbers, depth first, for masking.
+fn numbers(v: &Value, out: &mut Vec<f64>) -> Result<(), AlgoError> {
+    match v {
+        Value::Number(n) => out.push(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Array(a) => a.iter().try_for_each(|x| numbers(x, out))?,
+        Value::Object(o) => o.values().try_for_each(|x| numbers(x, out))?,
+        other => {
+            return Err(AlgoError::Protocol(format!(
+                "under secure aggregation a reply's \"sum\" holds numbers only, found {other}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The same shape with the numbers taken in order from `values`.
+fn refill(v: &Value, values: &mut super::Values) -> Result<Value, AlgoError> {
+    Ok(match v {
+        Value::Number(_) => json!(values.one()?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| refill(x, values))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), refill(x, values)?)))
+                .collect::<Result<_, AlgoError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The `sum` of a reply, the only thing a reply may hold under secure aggregation.
+fn summed(reply: &Value) -> Result<&Value, AlgoError> {
+    match reply.as_object() {
+        Some(o) if o.len() == 1 && o.contains_key("sum") => Ok(&o["sum"]),
+        _ => Err(AlgoError::Protocol(
+            "under secure aggregation a reply must be {\"sum\": {...}} and nothing else: anything beside the sum would reach the coordinator in clear".into(),
+        )),
+    }
+}
+
+fn decode(bytes: &[u8], what: &str) -> Result<Value, AlgoError> {
+    serde_json::from_slice(bytes).map_err(|e| AlgoError::Protocol(format!("{what}: {e}")))
+}
+
+/// The coordinator's side: one aggregate call per round, its state carried between them.
+pub struct External {
+    spec: ExternalSpec,
+    state: Value,
+    round: usize,
+}
+
+impl External {
+    pub fn new(spec: ExternalSpec) -> External {
+        External {
+            spec,
+            state: Value::Null,
+            round: 0,
+        }
+    }
+
+    fn call_aggregate(&mut self, replies: Vec<Value>) -> Result<Step<Vec<u8>>, AlgoError> {
+        let input = json!({"round": self.round, "replies": replies, "state": self.state});
+        let answer = call(
+            &Process {
+                role: "aggregate",
+                cmd: &self.spec.aggregate,
+                cwd: &self.spec.workdir,
+                env: vec![("FEDSIM_ROUND", self.round.to_string())],
+            },
+            &input,
+            self.spec.max_reply_bytes,
+            Some(Duration::from_secs_f64(self.spec.timeout_secs)),
+            &crate::cancel::requested,
+        )
+        .map_err(|e| AlgoError::Numeric(e.to_string()))?;
+        tracing::info!(
+            phase = "federate",
+            round = self.round,
+            secs = answer.secs,
+            "aggregate step ran"
+        );
+        let out = answer.output;
+        if out.get("result").is_some() {
+            let named = parse_result(&out, "aggregate")?;
+            return Ok(Step::Done(Box::new(Estimates {
+                named,
+                iterations: Some(self.round),
+                ..Default::default()
+            })));
+        }
+        let Some(request) = out.get("request") else {
+            return Err(AlgoError::Protocol(
+                "aggregate answered neither {\"request\": ..., \"state\": ...} nor {\"result\": {...}}".into(),
+            ));
+        };
+        if self.round >= self.spec.max_rounds {
+            return Err(AlgoError::Numeric(format!(
+                "the aggregate asked for round {} but max_rounds is {}",
+                self.round + 1,
+                self.spec.max_rounds
+            )));
+        }
+        self.state = out.get("state").cloned().unwrap_or(Value::Null);
+        Ok(Step::Next(serde_json::to_vec(request).unwrap_or_default()))
+    }
+}
+
+impl Runner for External {
+    fn local(&self, _: &[u8], _: &super::LocalData) -> Result<Vec<u8>, AlgoError> {
+        Err(AlgoError::Protocol(
+            "an external local step runs as a process at the site".into(),
+        ))
+    }
+
+    fn start(&mut self) -> Result<Vec<u8>, AlgoError> {
+        match self.call_aggregate(Vec::new())? {
+            Step::Next(r) => Ok(r),
+            Step::Done(_) => Err(AlgoError::Protocol(
+                "the aggregate returned a result in round 0, before any site took part".into(),
+            )),
+        }
+    }
+
+    fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError> {
+        self.round += 1;
+        let replies = replies
+            .iter()
+            .map(|r| decode(r, "a site's reply"))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.call_aggregate(replies)
+    }
+
+    fn split(&self, reply: &[u8]) -> Result<(Vec<u8>, Vec<f64>), AlgoError> {
+        let reply = decode(reply, "reply")?;
+        let sum = summed(&reply)?;
+        let mut values = Vec::new();
+        numbers(sum, &mut values)?;
+        let zeros = vec![0.0; values.len()];
+        let shape = json!({"sum": refill(sum, &mut super::Values::new(&zeros))?});
+        Ok((serde_json::to_vec(&shape).unwrap_or_default(), values))
+    }
+
+    fn join(&self, template: &[u8], values: &[f64]) -> Result<Vec<u8>, AlgoError> {
+        let template = decode(template, "reply shape")?;
+        let mut v = super::Values::new(values);
+        let total = json!({"sum": refill(summed(&template)?, &mut v)?});
+        v.done()?;
+        Ok(serde_json::to_vec(&total).unwrap_or_default())
+    }
+}
+
+/// A site's local step for one round: the reply's bytes and the process's time.
+pub fn local_step(
+    spec: &ExternalSpec,
+    site_dir: &Path,
+    data: &Path,
+    site: &str,
+    round: u32,
+    request: &[u8],
+) -> Result<(Vec<u8>, f64), String> {
+    let request = decode(request, "request").map_err(|e| e.to_string())?;
+    // The step runs in the site's directory: its data path must not depend on where we are.
+    let data = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
+    let answer = call(
+        &Process {
+            role: "local",
+            cmd: &spec.local,
+            cwd: site_dir,
+            env: vec![
+                ("FEDSIM_DATA", data.display().to_string()),
+                ("FEDSIM_SITE", site.to_string()),
+                ("FEDSIM_ROUND", round.to_string()),
+            ],
+        },
+        &json!({"round": round, "request": request}),
+        spec.max_reply_bytes,
+        None,
+        &|| false,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((answer.bytes, answer.secs))
+}
+
+/// The baseline: the pooled command on the pooled data file.
+pub fn pooled(spec: &ExternalSpec, data: &Path) -> Result<Estimates, AlgoError> {
+    let answer = call(
+        &Process {
+            role: "pooled",
+            cmd: &spec.pooled,
+            cwd: &spec.workdir,
+            env: vec![("FEDSIM_DATA", data.display().to_string())],
+        },
+        &json!({}),
+        spec.max_reply_bytes,
+        Some(Duration::from_secs_f64(spec.timeout_secs)),
+        &crate::cancel::requested,
+    )
+    .map_err(|e| AlgoError::Numeric(e.to_string()))?;
+    Ok(Estimates {
+        named: parse_result(&answer.output, "pooled")?,
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    fn run(script: &str, limit: usize, deadline: Option<f64>) -> Result<Answer, CallError> {
+        call(
+            &Process {
+                role: "local",
+                cmd: &sh(script),
+                cwd: Path::new("."),
+                env: vec![("FEDSIM_ROUND", "3".into())],
+            },
+            &json!({"x": 1}),
+            limit,
+            deadline.map(Duration::from_secs_f64),
+            &|| false,
+        )
+    }
+
+    #[test]
+    fn a_step_reads_its_input_and_answers_json() {
+        let a = run(
+            "read l; echo \"{\\\"got\\\": $l, \\\"r\\\": $FEDSIM_ROUND}\"",
+            1000,
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.output, json!({"got": {"x": 1}, "r": 3}));
+    }
+
+    #[test]
+    fn failures_are_named_with_their_stderr() {
+        let e = run("echo 'no data here' >&2; exit 3", 1000, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("exited with code 3") && e.contains("no data here"),
+            "{e}"
+        );
+        let e = run("echo '{oops'", 1000, None).unwrap_err().to_string();
+        assert!(e.contains("invalid JSON") && e.contains("{oops"), "{e}");
+        let e = run("head -c 5000 /dev/zero | tr '\\0' 1", 100, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 100 bytes"), "{e}");
+        let started = Instant::now();
+        let e = run("sleep 30", 1000, Some(0.3)).unwrap_err().to_string();
+        assert!(e.contains("longer than 0.3 s"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn secure_replies_split_into_numbers_and_join_back() {
+        let ext = External::new(ExternalSpec {
+            local: vec![],
+            aggregate: vec![],
+            pooled: vec![],
+            files: vec![],
+            workdir: PathBuf::from("."),
+            max_rounds: 3,
+            max_reply_bytes: 1000,
+            timeout_secs: 1.0,
+        });
+        let reply = br#"{"sum": {"n": 3, "s": [1.5, 2.5], "c": [[1, 2], [3, 4]]}}"#;
+        let (shape, values) = ext.split(reply).unwrap();
+        assert_eq!(values.len(), 7);
+        let doubled: Vec<f64> = values.iter().map(|v| 2.0 * v).collect();
+        let back: Value = serde_json::from_slice(&ext.join(&shape, &doubled).unwrap()).unwrap();
+        assert_eq!(back["sum"]["s"], json!([3.0, 5.0]));
+        assert_eq!(back["sum"]["c"][1], json!([6.0, 8.0]));
+        assert!(ext.split(br#"{"sum": {"n": 1}, "site_mean": 2}"#).is_err());
+    }
+}
