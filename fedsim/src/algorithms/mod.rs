@@ -43,8 +43,9 @@ pub struct AlgorithmConfig {
     /// What a site does with an incomplete row.
     #[serde(default)]
     pub missing: crate::scenario::Missing,
-    /// kind "external": the commands and files of the user's algorithm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// kind "external": the commands and files of the user's algorithm. (No
+    /// `skip_serializing_if` here: the Welcome travels in postcard, which is not self-describing.)
+    #[serde(default)]
     pub external: Option<external::ExternalSpec>,
 }
 
