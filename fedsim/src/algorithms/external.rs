@@ -104,6 +104,35 @@ pub struct Answer {
     pub secs: f64,
 }
 
+/// Process groups of the steps running now, so that whoever ends (an agent told to stop) can
+/// take them along: a step's own children do not get its parent-death signal.
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Kill every step still running, with all it started.
+pub fn kill_running() {
+    if let Ok(groups) = RUNNING.lock() {
+        for pgid in groups.iter() {
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Removes a step's group from [`RUNNING`] when its call returns, and kills what is left of it.
+struct Registered(i32);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(-self.0, libc::SIGKILL);
+        }
+        if let Ok(mut groups) = RUNNING.lock() {
+            groups.retain(|g| *g != self.0);
+        }
+    }
+}
+
 /// The last lines of a stream, bounded.
 const TAIL_LINES: usize = 12;
 const TAIL_CHARS: usize = 2000;
@@ -153,6 +182,10 @@ pub fn call(
         reason: e.to_string(),
     })?;
     let pgid = child.id() as i32;
+    if let Ok(mut groups) = RUNNING.lock() {
+        groups.push(pgid);
+    }
+    let _registered = Registered(pgid);
     let kill = || unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     };

@@ -172,6 +172,8 @@ pub fn run(
     });
     let result = listen(&mut ch, tasks, heartbeat, &stopped, outcome, dir);
     beating.store(false, Ordering::Relaxed);
+    // A user's local step still running (a hung one) ends with the agent.
+    external::kill_running();
     result
 }
 

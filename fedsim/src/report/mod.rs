@@ -134,7 +134,31 @@ fn by_term(c: &Comparison) -> Vec<(&str, Vec<&Check>)> {
 
 /// The comparison table: one row per term (regressions) or component (svd), each value with its
 /// difference on the scale it is judged on, and the verdict.
+/// An external algorithm's results, one number a row: what it is named, both values, the
+/// difference and how it is judged.
+fn named_table(c: &Comparison) -> String {
+    let mut t = String::from("<table id=\"named\"><tr><th>name</th><th>federated</th><th>pooled</th><th>difference</th><th>judged on</th><th>verdict</th></tr>");
+    for k in &c.checks {
+        let _ = write!(
+            t,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td><td>{:.2e} (tolerance {:.1e})</td><td>{}</td></tr>",
+            esc(&k.term),
+            num(k.got),
+            num(k.want),
+            k.got - k.want,
+            k.diff,
+            k.tolerance,
+            verdict(k.passed)
+        );
+    }
+    t.push_str("</table>");
+    t
+}
+
 fn comparison_table(c: &Comparison, svd: bool) -> String {
+    if c.checks.iter().any(|k| k.quantity == Quantity::Value) {
+        return named_table(c);
+    }
     let cols: &[Quantity] = if svd {
         &[Quantity::SingularValue, Quantity::Angle]
     } else {

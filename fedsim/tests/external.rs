@@ -1,0 +1,271 @@
+//! The user's own algorithm through the language-neutral protocol: real processes at real
+//! (local) sites, checked like the built-in ones, and every way a step can go wrong named.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../algorithms/examples")
+        .canonicalize()
+        .expect("algorithms/examples present")
+}
+
+/// The shipped moments example's scenario (3 sites, raw diabetes data), `extra` appended, in
+/// `dir` beside copies of the example's files (its commands and files are relative to it).
+fn moments(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    for e in std::fs::read_dir(examples()).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "py") {
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(examples().join("moments.toml"))
+        .unwrap()
+        .replace("name = \"moments\"", &format!("name = \"{name}\""))
+        .replace(
+            "\"../../test_data/",
+            &format!("\"{}/", test_data("").display()),
+        );
+    scenario(dir, name, &format!("{text}\n{extra}"))
+}
+
+/// The pooled mean and covariance of the raw diabetes data, from numpy, if it is installed.
+fn numpy_moments() -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys,numpy as np; x=np.genfromtxt(sys.argv[1],delimiter=',',skip_header=1); print(json.dumps([x.mean(0).tolist(), np.cov(x, rowvar=False).tolist()]))",
+            test_data("diabetes_raw.csv").to_str().unwrap(),
+        ])
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        eprintln!("SKIPPED numpy cross-check: {}", stderr(&o));
+        return None;
+    }
+    serde_json::from_slice(&o.stdout).ok()
+}
+
+#[test]
+fn the_moments_example_equals_the_pooled_run_and_numpy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = moments(tmp.path(), "moments", "");
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "succeeded");
+    let c = &s["comparison"];
+    assert!(c["max_diff"].as_f64().unwrap() <= 1e-12, "{c}");
+    assert_eq!(c["passed"], true);
+    let (fed, base) = (&s["results"]["named"], &s["baseline"]["named"]);
+    assert_eq!(fed["n"], 442);
+    assert_eq!(base["n"], 442);
+    // Every number of both results is a check.
+    let checks = c["checks"].as_array().unwrap();
+    assert_eq!(
+        checks.len(),
+        1 + 11 + 11 * 11,
+        "n, 11 means, an 11 x 11 covariance"
+    );
+    assert!(checks.iter().any(|k| k["term"] == "cov[3,4]"));
+    if let Some((mean, cov)) = numpy_moments() {
+        assert!(max_rel(&floats(&fed["mean"]), &mean) < 1e-12);
+        for (row, want) in fed["cov"].as_array().unwrap().iter().zip(&cov) {
+            assert!(max_rel(&floats(row), want) < 1e-11);
+        }
+    }
+    // Two rounds, each with every site's step and the aggregate's time in it.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let rounds: Vec<&serde_json::Value> = m["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["round"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(rounds.len(), 2);
+    for r in rounds {
+        for site in r["sites"].as_array().unwrap() {
+            assert!(site["compute_secs"].as_f64().unwrap() > 0.0);
+        }
+    }
+    // The sites ran the shipped files in their own directories, and nothing else of ours.
+    for i in 1..=3 {
+        assert!(out.join(format!("sites/site-{i}/moments.py")).is_file());
+    }
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("cov[3,4]"),
+        "the report shows the named results"
+    );
+}
+
+#[test]
+fn secure_aggregation_masks_the_sum_replies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = moments(
+        tmp.path(),
+        "moments-secure",
+        "[federation]\nsecure_aggregation = true\n",
+    );
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "succeeded");
+    assert!(s["comparison"]["max_diff"].as_f64().unwrap() <= 1e-12);
+}
+
+/// The moments scenario whose local step is a script, shipped with it: the site `bad`
+/// misbehaves with `how`, the others run the example's own local step.
+fn sabotaged(dir: &Path, name: &str, bad: &str, how: &str, extra: &str) -> PathBuf {
+    let cfg = moments(dir, name, extra);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let local = text
+        .lines()
+        .find(|l| l.starts_with("local = "))
+        .expect("a local command")
+        .to_string();
+    let mut words: Vec<String> =
+        serde_json::from_str(local.trim_start_matches("local = ")).unwrap();
+    words.remove(0);
+    std::fs::write(
+        dir.join("local.sh"),
+        format!(
+            "if [ \"$FEDSIM_SITE\" = {bad} ]; then {how}; fi\nexec python3 {}\n",
+            words.join(" ")
+        ),
+    )
+    .unwrap();
+    let text = text
+        .replace(&local, "local = [\"sh\", \"local.sh\"]")
+        .replace("files = [", "files = [\"local.sh\", ");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn failed_run(name: &str, bad: &str, how: &str, extra: &str) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = sabotaged(tmp.path(), name, bad, how, extra);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "failed");
+    s
+}
+
+#[test]
+fn a_failing_step_is_named_with_its_site_round_code_and_message() {
+    let s = failed_run(
+        "exit3",
+        "site-2",
+        "echo 'cannot open the registry extract' >&2; exit 3",
+        "",
+    );
+    let e = &s["error"];
+    assert_eq!(e["site"], "site-2");
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("round 1")
+            && m.contains("exited with code 3")
+            && m.contains("cannot open the registry extract"),
+        "{m}"
+    );
+}
+
+#[test]
+fn malformed_json_is_named() {
+    let s = failed_run("badjson", "site-3", "echo '{\"sum\": [1, 2'; exit 0", "");
+    assert_eq!(s["error"]["site"], "site-3");
+    let m = s["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("invalid JSON") && m.contains("{\\\"sum\\\": [1, 2")
+            || m.contains("{\"sum\": [1, 2"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_hanging_step_hits_the_round_deadline_and_is_stopped() {
+    let marker = "fedsim-hang-4471";
+    let s = failed_run(
+        "hang",
+        "site-1",
+        &format!("python3 -c 'import time; time.sleep(600)' {marker}; exit 0"),
+        "[federation]\nround_timeout_secs = 2\n",
+    );
+    assert_eq!(s["error"]["site"], "site-1");
+    let m = s["error"]["message"].as_str().unwrap();
+    assert!(m.contains("deadline"), "{m}");
+    // The step and what it started went with the run.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn a_lost_site_may_be_left_behind_when_the_scenario_allows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = sabotaged(
+        tmp.path(),
+        "dropout",
+        "site-3",
+        "sleep 600",
+        "[federation]\nround_timeout_secs = 2\non_dropout = \"continue\"\nmin_sites = 2\n",
+    );
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "degraded");
+    assert_eq!(s["lost_sites"][0]["site"], "site-3");
+    assert_eq!(
+        s["comparison"]["passed"], true,
+        "the survivors' pooled run agrees"
+    );
+}
+
+#[test]
+fn bad_algorithm_entries_are_refused_at_validate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = moments(tmp.path(), "bad", "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let cases = [
+        (
+            text.lines()
+                .filter(|l| !l.starts_with("aggregate = "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            vec!["missing key `aggregate`"],
+        ),
+        (
+            text.replace("files = [", "files = [\"nowhere.py\", "),
+            vec!["algorithm.files.0", "no such file"],
+        ),
+        (
+            text.replace("pooled = [\"python3\"", "pooled = [\"python-not-here\""),
+            vec!["algorithm.pooled", "\"python-not-here\" not found"],
+        ),
+        (
+            text.replace("files = [", "files = [\"../escape.py\", "),
+            vec!["algorithm.files.0", "inside the scenario's directory"],
+        ),
+    ];
+    for (body, needles) in cases {
+        std::fs::write(&cfg, &body).unwrap();
+        let o = fedsim(tmp.path(), &["validate", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{body}\n{}", stderr(&o));
+        for n in needles {
+            assert!(stderr(&o).contains(n), "{:?} lacks {n:?}", stderr(&o));
+        }
+    }
+}
