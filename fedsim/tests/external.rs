@@ -269,3 +269,39 @@ fn bad_algorithm_entries_are_refused_at_validate() {
         }
     }
 }
+
+#[test]
+fn the_newton_example_gives_statsmodels_logit() {
+    let has_numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_numpy {
+        eprintln!("SKIPPED: logistic_newton.py needs numpy, which python3 here does not have");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(examples()).unwrap().flatten() {
+        std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(examples().join("logistic.toml"))
+        .unwrap()
+        .replace(
+            "\"../../test_data/",
+            &format!("\"{}/", test_data("").display()),
+        );
+    let cfg = scenario(tmp.path(), "logistic", &text);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    let want = reference("spector.csv", "logit");
+    let fed = &s["results"]["named"];
+    for q in ["coef", "se"] {
+        let d = max_rel(&floats(&fed[q]), &floats(&want[q]));
+        assert!(d < 1e-8, "{q} differs from statsmodels by {d:e}");
+    }
+    let ll = (fed["loglik"].as_f64().unwrap() - want["loglik"].as_f64().unwrap()).abs();
+    assert!(ll < 1e-8, "loglik differs by {ll:e}");
+    assert!(s["comparison"]["max_diff"].as_f64().unwrap() < 1e-10);
+}

@@ -573,3 +573,38 @@ fn cutting_a_sites_link_fails_the_run_within_the_deadline_or_continues_without_i
     assert_eq!(s["lost_sites"][0]["site"], "site-2");
     assert_eq!(s["comparison"]["passed"], true);
 }
+
+#[test]
+fn an_external_algorithm_runs_on_ssh_sites_and_check_finds_its_interpreter() {
+    let fleet = TestFleet::up(3, "127.0.7", "fedsim-g");
+    let work = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../algorithms/examples");
+    for f in ["moments.py", "fedsim_protocol.py"] {
+        std::fs::copy(examples.join(f), fleet.path(f)).unwrap();
+    }
+    let body = std::fs::read_to_string(examples.join("moments.toml"))
+        .unwrap()
+        .replace("name = \"moments\"", "name = \"ssh-moments\"")
+        .replace(
+            "\"../../test_data/",
+            &format!("\"{}/", test_data("").display()),
+        );
+    let cfg = fleet.scenario("ssh-moments", &body);
+    let o = fedsim(work.path(), &["check", "-c", cfg.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(o.status.success(), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("algorithm") && l.contains("python3")),
+        "{table}"
+    );
+    let s = run_ok(work.path(), &cfg, &work.path().join("run"));
+    assert!(s["comparison"]["max_diff"].as_f64().unwrap() <= 1e-12);
+    assert_eq!(s["results"]["named"]["n"], 442);
+    // The script ran in the site user's home, where the bundle put it.
+    assert!(fleet
+        .home(1)
+        .join(".fedsim/ssh-moments/moments.py")
+        .is_file());
+}
