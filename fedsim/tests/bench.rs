@@ -107,3 +107,45 @@ fn sites_bench_reports_each_count_with_its_memory() {
         assert!(c["largest_site_peak_rss_mib"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn the_protocol_bench_measures_external_rounds_against_the_builtin_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("protocol");
+    let o = fedsim(
+        tmp.path(),
+        &[
+            "bench",
+            "-q",
+            "--sites",
+            "3",
+            "--rows",
+            "300",
+            "--workload",
+            "external",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("external protocol: mean round"),
+        "{}",
+        stderr(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sites.json")).unwrap()).unwrap();
+    let c = &report["cases"][0];
+    assert_eq!(c["status"], "succeeded", "{c:#}");
+    assert_eq!(c["rounds"], 2, "the moments example's two rounds");
+    let (ext, builtin) = (
+        c["mean_round_secs"].as_f64().unwrap(),
+        c["builtin_mean_round_secs"].as_f64().unwrap(),
+    );
+    assert!(ext > 0.0 && builtin > 0.0, "{c:#}");
+    let ratio = c["round_ratio_to_builtin"].as_f64().unwrap();
+    assert!((ratio - ext / builtin).abs() <= 1e-9 * ratio, "{c:#}");
+    // The built-in run sits beside the external one, made by the same command.
+    assert!(out.join("sites-3/summary.json").is_file());
+    assert!(out.join("sites-external-3/summary.json").is_file());
+}

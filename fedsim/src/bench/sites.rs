@@ -23,12 +23,27 @@ pub enum Workload {
     Ols,
     /// Logistic regression of a 0/1 y on 2 features (the workload of `bench/flower_logreg.py`).
     Logistic,
+    /// The external protocol's cost: the moments example (`algorithms/examples/moments.py`, two
+    /// rounds) on the same data, with the built-in OLS run in the same command for comparison.
+    External,
 }
+
+/// The moments example, carried in the binary so the bench needs no checkout.
+const MOMENTS: [(&str, &str); 2] = [
+    (
+        "moments.py",
+        include_str!("../../../algorithms/examples/moments.py"),
+    ),
+    (
+        "fedsim_protocol.py",
+        include_str!("../../../algorithms/examples/fedsim_protocol.py"),
+    ),
+];
 
 impl Workload {
     fn scenario(self, sites: usize, rows: usize) -> String {
         let (kind, generate) = match self {
-            Workload::Ols => (
+            Workload::Ols | Workload::External => (
                 "linear_regression",
                 format!("kind = \"linear\", rows = {rows}, cols = 10, noise = 1.0"),
             ),
@@ -37,11 +52,24 @@ impl Workload {
                 format!("kind = \"logistic\", rows = {rows}, cols = 2"),
             ),
         };
+        let algorithm = match self {
+            Workload::External => "kind = \"external\"\n\
+                 local = [\"python3\", \"moments.py\", \"local\"]\n\
+                 aggregate = [\"python3\", \"moments.py\", \"aggregate\"]\n\
+                 pooled = [\"python3\", \"moments.py\", \"pooled\"]\n\
+                 files = [\"moments.py\", \"fedsim_protocol.py\"]\n"
+                .to_string(),
+            _ => format!("kind = \"{kind}\"\n"),
+        };
+        let (name, target) = match self {
+            Workload::External => ("bench-external", ""),
+            _ => ("bench-sites", "target = \"y\"\n"),
+        };
         format!(
-            "[scenario]\nname = \"bench-sites-{sites}\"\nseed = 11\n\
-             [data]\ngenerate = {{ {generate} }}\ntarget = \"y\"\n\
+            "[scenario]\nname = \"{name}-{sites}\"\nseed = 11\n\
+             [data]\ngenerate = {{ {generate} }}\n{target}\
              [partition]\nkind = \"horizontal\"\nsites = {sites}\n\
-             [algorithm]\nkind = \"{kind}\"\n\
+             [algorithm]\n{algorithm}\
              [federation]\nconnect_timeout_secs = {connect}\n",
             connect = 30.0 + sites as f64 * 0.1,
         )
@@ -67,6 +95,12 @@ pub struct SitesCase {
     pub controller_peak_rss_mib: f64,
     /// The largest peak RSS an agent reported (its own VmHWM).
     pub largest_site_peak_rss_mib: f64,
+    /// Workload "external": the built-in OLS's mean round on the same data and sites, run in
+    /// the same command, and the external mean round over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builtin_mean_round_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_ratio_to_builtin: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,6 +158,63 @@ impl Sampler {
 
 const MIB: f64 = 1024.0;
 
+/// One run of the workload with `n` sites.
+fn one(
+    out: &Path,
+    n: usize,
+    workload: Workload,
+    rows: usize,
+    agent_exe: &Path,
+) -> Result<SitesCase, RunError> {
+    let tag = match workload {
+        Workload::External => "external-",
+        _ => "",
+    };
+    let scenario = Scenario::parse(
+        &workload.scenario(n, rows),
+        &out.join(format!("sites-{tag}{n}.toml")),
+    )?;
+    tracing::info!(phase = "bench", sites = n, "running");
+    let sampler = Sampler::start(Duration::from_millis(50));
+    let started = Instant::now();
+    let outcome = run::run(
+        &scenario,
+        &RunOptions {
+            out: Some(out.join(format!("sites-{tag}{n}"))),
+            agent_exe: agent_exe.to_path_buf(),
+            progress: false,
+            by_hand: false,
+        },
+    );
+    let run_secs = started.elapsed().as_secs_f64();
+    let (total, controller) = sampler.finish();
+    let outcome = outcome?;
+    let m = &outcome.metrics;
+    let rounds: Vec<f64> = m
+        .rounds
+        .iter()
+        .filter(|r| r.round > 0)
+        .map(|r| r.wall_secs)
+        .collect();
+    let federate = m.phase_secs("federate").unwrap_or(0.0);
+    Ok(SitesCase {
+        sites: n,
+        status: outcome.summary.status.to_string(),
+        run_secs,
+        enrol_secs: federate - rounds.iter().sum::<f64>(),
+        rounds: rounds.len(),
+        mean_round_secs: rounds.iter().sum::<f64>() / rounds.len().max(1) as f64,
+        max_round_secs: rounds.iter().copied().fold(0.0, f64::max),
+        total_pss_mib: total as f64 / MIB,
+        controller_pss_mib: controller as f64 / MIB,
+        controller_peak_rss_mib: m.controller_peak_rss_kib as f64 / MIB,
+        largest_site_peak_rss_mib: m.sites_peak_rss_kib.values().copied().max().unwrap_or(0) as f64
+            / MIB,
+        builtin_mean_round_secs: None,
+        round_ratio_to_builtin: None,
+    })
+}
+
 /// Run the workload once per site count under `out`; the report also goes to `out/sites.json`.
 pub fn run(
     out: &Path,
@@ -133,49 +224,27 @@ pub fn run(
     agent_exe: &Path,
 ) -> Result<SitesReport, RunError> {
     let mut cases = Vec::new();
+    if workload == Workload::External {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RunError::RunDir(crate::rundir::RunDirError::Io { path, source })
+        };
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        for (name, text) in MOMENTS {
+            let path = out.join(name);
+            std::fs::write(&path, text).map_err(io(&path))?;
+        }
+    }
     for &n in counts {
-        let scenario = Scenario::parse(
-            &workload.scenario(n, rows),
-            &out.join(format!("sites-{n}.toml")),
-        )?;
-        tracing::info!(phase = "bench", sites = n, "running");
-        let sampler = Sampler::start(Duration::from_millis(50));
-        let started = Instant::now();
-        let outcome = run::run(
-            &scenario,
-            &RunOptions {
-                out: Some(out.join(format!("sites-{n}"))),
-                agent_exe: agent_exe.to_path_buf(),
-                progress: false,
-                by_hand: false,
-            },
-        );
-        let run_secs = started.elapsed().as_secs_f64();
-        let (total, controller) = sampler.finish();
-        let outcome = outcome?;
-        let m = &outcome.metrics;
-        let rounds: Vec<f64> = m
-            .rounds
-            .iter()
-            .filter(|r| r.round > 0)
-            .map(|r| r.wall_secs)
-            .collect();
-        let federate = m.phase_secs("federate").unwrap_or(0.0);
-        cases.push(SitesCase {
-            sites: n,
-            status: outcome.summary.status.to_string(),
-            run_secs,
-            enrol_secs: federate - rounds.iter().sum::<f64>(),
-            rounds: rounds.len(),
-            mean_round_secs: rounds.iter().sum::<f64>() / rounds.len().max(1) as f64,
-            max_round_secs: rounds.iter().copied().fold(0.0, f64::max),
-            total_pss_mib: total as f64 / MIB,
-            controller_pss_mib: controller as f64 / MIB,
-            controller_peak_rss_mib: m.controller_peak_rss_kib as f64 / MIB,
-            largest_site_peak_rss_mib: m.sites_peak_rss_kib.values().copied().max().unwrap_or(0)
-                as f64
-                / MIB,
-        });
+        let mut case = one(out, n, workload, rows, agent_exe)?;
+        if workload == Workload::External {
+            // The same sites and rows through a built-in algorithm, in this command.
+            let builtin = one(out, n, Workload::Ols, rows, agent_exe)?;
+            case.builtin_mean_round_secs = Some(builtin.mean_round_secs);
+            case.round_ratio_to_builtin =
+                Some(case.mean_round_secs / builtin.mean_round_secs.max(1e-9));
+        }
+        cases.push(case);
         crate::cancel::check().map_err(|_| RunError::Cancelled)?;
     }
     let report = SitesReport {
@@ -205,6 +274,12 @@ pub fn table(r: &SitesReport) -> String {
         "site MiB"
     );
     for c in &r.cases {
+        if let (Some(b), Some(x)) = (c.builtin_mean_round_secs, c.round_ratio_to_builtin) {
+            s.push_str(&format!(
+                "{:>6} external protocol: mean round {:.3} s, built-in OLS {:.3} s on the same sites: x{x:.1}\n",
+                c.sites, c.mean_round_secs, b
+            ));
+        }
         s.push_str(&format!(
             "{:>6} {:>10} {:>9.2} {:>9.2} {:>7} {:>11.3} {:>10.3} {:>12.0} {:>13.0} {:>11.1}\n",
             c.sites,
