@@ -107,7 +107,7 @@ fn ols(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         y.par_iter().map(|v| v * v).sum::<f64>()
     };
     let t: Vec<f64> = coef.iter().zip(&se).map(|(b, s)| b / s).collect();
-    Ok(Estimates {
+    let mut e = Estimates {
         n,
         terms: config.terms(),
         p: t_pvalues(&t, df),
@@ -117,7 +117,9 @@ fn ols(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         r2: Some(1.0 - rss / tss),
         sigma2: Some(sigma2),
         ..Default::default()
-    })
+    };
+    e.add_ols_summary(rss, config.intercept);
+    Ok(e)
 }
 
 /// Pooled Newton-Raphson: gradient and information summed over row chunks in parallel, iterated
@@ -154,7 +156,7 @@ fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoEr
         if size <= 1e-13 * scale {
             let se: Vec<f64> = (0..p).map(|j| cov[(j, j)].sqrt()).collect();
             let z: Vec<f64> = beta.iter().zip(&se).map(|(b, s)| b / s).collect();
-            return Ok(Estimates {
+            let mut e = Estimates {
                 n,
                 terms,
                 p: z_pvalues(&z),
@@ -164,7 +166,9 @@ fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoEr
                 loglik: Some(ll),
                 iterations: Some(iteration),
                 ..Default::default()
-            });
+            };
+            e.add_logit_summary(y.iter().sum());
+            return Ok(e);
         }
     }
     Err(AlgoError::Numeric(
@@ -224,9 +228,12 @@ fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
             .collect()
     };
     let sigma = spectrum[..k].to_vec();
+    // The total sum of squares is the sum of every squared singular value.
+    let total: f64 = spectrum.iter().map(|s| s * s).sum();
     Ok(Estimates {
         n,
         explained_variance: sigma.iter().map(|s| s * s / (n as f64 - 1.0)).collect(),
+        explained_variance_ratio: sigma.iter().map(|s| s * s / total).collect(),
         singular_values: sigma,
         spectrum,
         vectors,

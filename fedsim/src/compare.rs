@@ -10,6 +10,11 @@
 //! - a standard error, and a singular value, relative to itself: `|got - want| <= tolerance * |want|`.
 //!   A singular value below the spectrum's resolution (`sqrt(eps) * s_1`, where the Gram route can
 //!   no longer resolve it) is judged on that resolution instead.
+//! - what a fit's summary adds, on the scale its error follows from those: t on `max(|t|, 1)`
+//!   (t = coef / se), p on `p * max(t², 1)` (an error e in t moves a small p by about p t² e),
+//!   confidence bounds like coefficients, R², adjusted and pseudo R² absolutely (scale 1),
+//!   log-likelihoods relative to `max(|ll|, 1)`, explained variance and its ratio relative with
+//!   twice the tolerance (they are squares of singular values) and `eps * top` as their floor.
 //! - a component vector (svd) by the sign-invariant angle to the centralised one, for components
 //!   whose singular value is separated from its neighbours (elsewhere the vector is not defined).
 
@@ -23,7 +28,18 @@ use crate::algorithms::Estimates;
 pub enum Quantity {
     Coef,
     Se,
+    T,
+    P,
+    ConfLow,
+    ConfHigh,
+    R2,
+    AdjR2,
+    Loglik,
+    Llnull,
+    PseudoR2,
     SingularValue,
+    ExplainedVariance,
+    ExplainedVarianceRatio,
     Angle,
     /// A number of an external algorithm's named result.
     Value,
@@ -34,6 +50,17 @@ impl Quantity {
         match self {
             Quantity::Coef => "coef",
             Quantity::Se => "se",
+            Quantity::T => "t",
+            Quantity::P => "p",
+            Quantity::ConfLow => "conf_low",
+            Quantity::ConfHigh => "conf_high",
+            Quantity::R2 => "r2",
+            Quantity::AdjR2 => "adj_r2",
+            Quantity::Loglik => "loglik",
+            Quantity::Llnull => "llnull",
+            Quantity::PseudoR2 => "pseudo_r2",
+            Quantity::ExplainedVariance => "explained_variance",
+            Quantity::ExplainedVarianceRatio => "explained_variance_ratio",
             Quantity::SingularValue => "singular_value",
             Quantity::Angle => "angle",
             Quantity::Value => "value",
@@ -69,6 +96,8 @@ impl Check {
         match self.quantity {
             // Already `mean[2]`, `cov[1,2]`: the result's own name.
             Quantity::Value => self.term.clone(),
+            // One number for the whole model (`r2`, `loglik`).
+            q if self.term.is_empty() => q.as_str().to_string(),
             q => format!("{}[{}]", q.as_str(), self.term),
         }
     }
@@ -260,6 +289,7 @@ pub fn compare(
             checks.push(c);
         }
     }
+    checks.extend(summary_checks(got, want, against, tolerance)?);
     let mut max_angle_deg = None;
     if let Some(angle_tol) =
         angle_tolerance_deg.filter(|_| !got.vectors.is_empty() && !want.vectors.is_empty())
@@ -302,6 +332,147 @@ pub fn compare(
         max_angle_deg,
         checks,
     })
+}
+
+/// What a fit's summary adds (t, p, confidence intervals, R², log-likelihoods, explained
+/// variance), each on the scale its own error follows from the coefficients' and standard
+/// errors' (see the module's rule). Only what both sides report is compared.
+fn summary_checks(
+    got: &Estimates,
+    want: &Estimates,
+    against: Against,
+    tolerance: f64,
+) -> Result<Vec<Check>, CompareError> {
+    let mut checks = Vec::new();
+    let term = |i: usize| {
+        want.terms
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("pc{}", i + 1))
+    };
+    let both = |a: &[f64], b: &[f64]| !a.is_empty() && !b.is_empty();
+    let mut per_term = |q: Quantity,
+                        a: &[f64],
+                        b: &[f64],
+                        scale: &dyn Fn(usize, f64) -> f64,
+                        tol: f64|
+     -> Result<(), CompareError> {
+        if !both(a, b) {
+            return Ok(());
+        }
+        if a.len() != b.len() {
+            return Err(CompareError::Length {
+                quantity: q.as_str(),
+                side: against.side(),
+                got: a.len(),
+                want: b.len(),
+            });
+        }
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let label = if q == Quantity::ExplainedVariance || q == Quantity::ExplainedVarianceRatio
+            {
+                format!("pc{}", i + 1)
+            } else {
+                term(i)
+            };
+            finite(q, &label, *x, *y, against)?;
+            checks.push(judge(q, label, *x, *y, scale(i, *y), tol)?);
+        }
+        Ok(())
+    };
+    let se = |i: usize| want.se.get(i).copied().unwrap_or(0.0).abs();
+    let t = |i: usize| want.t.get(i).copied().unwrap_or(0.0).abs();
+    // t = coef / se: the coefficient's rule, divided by se.
+    per_term(
+        Quantity::T,
+        &got.t,
+        &want.t,
+        &|_, y| y.abs().max(1.0),
+        tolerance,
+    )?;
+    // p = 2 sf(|t|): an error of e in t moves p by about p t² e for large t.
+    per_term(
+        Quantity::P,
+        &got.p,
+        &want.p,
+        &|i, y| y.max(f64::MIN_POSITIVE) * t(i).powi(2).max(1.0),
+        tolerance,
+    )?;
+    per_term(
+        Quantity::ConfLow,
+        &got.conf_low,
+        &want.conf_low,
+        &|i, y| y.abs().max(se(i)),
+        tolerance,
+    )?;
+    per_term(
+        Quantity::ConfHigh,
+        &got.conf_high,
+        &want.conf_high,
+        &|i, y| y.abs().max(se(i)),
+        tolerance,
+    )?;
+    // Squares of singular values: twice their relative error, and their resolution squared.
+    let top = want
+        .explained_variance
+        .first()
+        .copied()
+        .unwrap_or(0.0)
+        .abs();
+    per_term(
+        Quantity::ExplainedVariance,
+        &got.explained_variance,
+        &want.explained_variance,
+        &|_, y| y.abs().max(f64::EPSILON * top),
+        2.0 * tolerance.min(1.0),
+    )?;
+    let top_ratio = want
+        .explained_variance_ratio
+        .first()
+        .copied()
+        .unwrap_or(0.0)
+        .abs();
+    per_term(
+        Quantity::ExplainedVarianceRatio,
+        &got.explained_variance_ratio,
+        &want.explained_variance_ratio,
+        &|_, y| y.abs().max(f64::EPSILON * top_ratio),
+        2.0 * tolerance.min(1.0),
+    )?;
+    // One number per model: R²s on an absolute scale (they live in [0, 1]), log-likelihoods
+    // relative to themselves (at least 1).
+    for (q, a, b) in [
+        (Quantity::R2, got.r2, want.r2),
+        (Quantity::AdjR2, got.adj_r2, want.adj_r2),
+        (Quantity::PseudoR2, got.pseudo_r2, want.pseudo_r2),
+        (Quantity::Loglik, got.loglik, want.loglik),
+        (Quantity::Llnull, got.llnull, want.llnull),
+    ] {
+        let (Some(x), Some(y)) = (a, b) else { continue };
+        finite(q, "", x, y, against)?;
+        checks.push(judge(q, String::new(), x, y, y.abs().max(1.0), tolerance)?);
+    }
+    Ok(checks)
+}
+
+fn finite(
+    q: Quantity,
+    term: &str,
+    got: f64,
+    want: f64,
+    against: Against,
+) -> Result<(), CompareError> {
+    for (value, side) in [(got, "federated"), (want, against.side())] {
+        if !value.is_finite() {
+            return Err(CompareError::NotFinite {
+                quantity: q.as_str(),
+                term: term.to_string(),
+                side,
+                value,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// An external algorithm's named results: the same names and shapes on both sides, each number

@@ -59,9 +59,9 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     let table = table_in(&html, "comparison");
     assert_eq!(count(table, "<tr>") - 1, terms.len());
     assert!(table.contains("<td>GPA</td>") && table.contains("<td>const</td>"));
-    // Logistic regression: timeline, convergence, coefficient agreement, traffic.
+    // Logistic regression: timeline, convergence, the per-number difference, traffic.
     assert_eq!(count(&html, "<svg"), 4, "plots");
-    for plot in ["timeline", "convergence", "agreement", "traffic"] {
+    for plot in ["timeline", "convergence", "difference", "traffic"] {
         assert!(
             html.contains(&format!("data-plot=\"{plot}\"")),
             "no {plot} plot"
@@ -94,11 +94,12 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
         std::fs::read_to_string(out.join("report.html")).unwrap(),
         before
     );
-    // JUnit: the run, each site, and one case per term and check, none failing.
+    // JUnit: the run, each site, and one case per check against either side, none failing.
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("failures=\"0\""), "{xml}");
-    let checks = 2 * terms.len();
-    assert_eq!(count(&xml, "<testcase"), 1 + 3 + 2 * checks, "{xml}");
+    let checks = s["comparison"]["checks"].as_array().unwrap().len()
+        + s["reference"]["checks"].as_array().unwrap().len();
+    assert_eq!(count(&xml, "<testcase"), 1 + 3 + checks, "{xml}");
     for case in [
         "run completes",
         "site site-2 takes part to the end",
@@ -147,7 +148,7 @@ fn svd_report_plots_singular_values_and_a_failed_run_shows_its_error() {
     assert!(table.contains("<td>pc10</td>"));
     // gram route: no iterations to plot.
     assert_eq!(count(&html, "<svg"), 3);
-    assert!(html.contains("Singular values: federated"));
+    assert!(html.contains("data-plot=\"difference\""));
 
     // A run that fails says why, and where.
     let data = tmp.path().join("collinear.csv");
@@ -217,4 +218,139 @@ fn compare_puts_several_runs_in_one_table_and_plot() {
     }
     assert_eq!(count(&html, "<svg"), 1);
     assert!(!html.contains("http://") && !html.contains("https://"));
+}
+
+/// Every `<td data-q=.. data-term=.. data-value=..>` of the report: (quantity, term, value,
+/// centralised value).
+fn cells(html: &str) -> Vec<(String, String, f64, Option<f64>)> {
+    let attr = |tag: &str, name: &str| {
+        tag.split(&format!("{name}=\""))
+            .nth(1)
+            .map(|r| r.split('"').next().unwrap().to_string())
+    };
+    html.split("<td data-q=\"")
+        .skip(1)
+        .map(|rest| {
+            let tag = format!("data-q=\"{}", rest.split('>').next().unwrap());
+            (
+                attr(&tag, "data-q").unwrap(),
+                attr(&tag, "data-term")
+                    .unwrap_or_default()
+                    .replace("&amp;", "&"),
+                attr(&tag, "data-value").unwrap().parse().unwrap(),
+                attr(&tag, "data-centralised").map(|v| v.parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (cfg, quantities) in [
+        (
+            "config_linreg.toml",
+            &[
+                "coef",
+                "se",
+                "t",
+                "p",
+                "conf_low",
+                "conf_high",
+                "r2",
+                "adj_r2",
+                "loglik",
+            ][..],
+        ),
+        (
+            "config_logreg.toml",
+            &[
+                "coef",
+                "se",
+                "t",
+                "p",
+                "conf_low",
+                "conf_high",
+                "loglik",
+                "llnull",
+                "pseudo_r2",
+            ][..],
+        ),
+        (
+            "config_svd.toml",
+            &[
+                "singular_value",
+                "explained_variance",
+                "explained_variance_ratio",
+            ][..],
+        ),
+    ] {
+        let out = tmp.path().join(cfg);
+        let o = run_to(tmp.path(), &shipped(cfg), &out, &[]);
+        assert!(o.status.success(), "{cfg}: {}", stderr(&o));
+        let s = summary(&out);
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        let cells = cells(&html);
+        let (fed, base) = (&s["results"], &s["baseline"]);
+        let terms: Vec<String> = match fed["terms"].as_array() {
+            Some(t) => t.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            None => (1..=fed["singular_values"].as_array().unwrap().len())
+                .map(|i| format!("pc{i}"))
+                .collect(),
+        };
+        for q in quantities {
+            let field = match *q {
+                "singular_value" => "singular_values",
+                "t" => "t",
+                other => other,
+            };
+            let shown: Vec<&(String, String, f64, Option<f64>)> =
+                cells.iter().filter(|c| c.0 == *q).collect();
+            match fed[field].as_array() {
+                // One value per term or component, in order.
+                Some(values) => {
+                    assert_eq!(shown.len(), values.len(), "{cfg}: {q}");
+                    for (i, c) in shown.iter().enumerate() {
+                        assert_eq!(c.1, terms[i], "{cfg}: {q}");
+                        assert_eq!(c.2, values[i].as_f64().unwrap(), "{cfg}: {q}[{}]", c.1);
+                        assert_eq!(
+                            c.3,
+                            base[field][i].as_f64(),
+                            "{cfg}: centralised {q}[{}]",
+                            c.1
+                        );
+                    }
+                }
+                // One value for the model.
+                None => {
+                    assert_eq!(shown.len(), 1, "{cfg}: {q}");
+                    assert_eq!(shown[0].2, fed[field].as_f64().unwrap(), "{cfg}: {q}");
+                    assert_eq!(shown[0].3, base[field].as_f64(), "{cfg}: centralised {q}");
+                }
+            }
+        }
+        // Every site is in the timeline's and the traffic plot's legends (beside its axis label).
+        let plot = |name: &str| {
+            html.split(&format!("data-plot=\"{name}\""))
+                .nth(1)
+                .unwrap()
+                .split("</figure>")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        for site in s["sites"].as_array().unwrap() {
+            // plotters writes each label as its own text element, on a line of its own.
+            let name = format!("\n{}\n", site["name"].as_str().unwrap());
+            assert!(
+                count(&plot("timeline"), &name) >= 2,
+                "{cfg}: timeline legend lacks {name}"
+            );
+            assert!(
+                count(&plot("traffic"), &name) >= 1,
+                "{cfg}: traffic legend lacks {name}"
+            );
+        }
+        assert!(plot("difference").contains("tolerance"), "{cfg}");
+    }
 }

@@ -276,7 +276,7 @@ impl LinearRegression {
             se.push((sigma2 * self.gram_inv[(j, j)]).sqrt());
         }
         let t: Vec<f64> = coef.iter().zip(&se).map(|(c, s)| c / s).collect();
-        Estimates {
+        let mut e = Estimates {
             n: self.n,
             terms: self.config.terms(),
             p: t_pvalues(&t, df),
@@ -286,7 +286,9 @@ impl LinearRegression {
             r2: Some(1.0 - rss / self.tss),
             sigma2: Some(sigma2),
             ..Default::default()
-        }
+        };
+        e.add_ols_summary(rss, self.config.intercept);
+        e
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Request {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reply {
     pub n: u64,
+    /// Ones in the target (for the constant-only model's likelihood).
+    pub ones: f64,
     pub grad: Vec<f64>,
     /// Row-major p x p observed information (X' W X).
     pub hess: Vec<f64>,
@@ -117,6 +119,7 @@ impl Federated for LogisticRegression {
         let (grad, hess, loglik) = stats(&data.x, y, &request.beta, self.config.intercept)?;
         Ok(Reply {
             n: data.rows() as u64,
+            ones: y.iter().sum(),
             grad,
             hess: to_rows(&hess),
             loglik,
@@ -130,12 +133,13 @@ impl Federated for LogisticRegression {
     }
 
     fn values(r: &Reply) -> Vec<f64> {
-        [&[r.n as f64][..], &r.grad, &r.hess, &[r.loglik]].concat()
+        [&[r.n as f64, r.ones][..], &r.grad, &r.hess, &[r.loglik]].concat()
     }
 
     fn with_values(t: &Reply, v: &mut super::Values) -> Result<Reply, AlgoError> {
         Ok(Reply {
             n: v.count()?,
+            ones: v.one()?,
             grad: v.take(t.grad.len())?,
             hess: v.take(t.hess.len())?,
             loglik: v.one()?,
@@ -144,8 +148,8 @@ impl Federated for LogisticRegression {
 
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
         let p = self.beta.len();
-        let (mut n, mut grad, mut hess, mut ll) =
-            (0u64, vec![0.0; p], Mat::<f64>::zeros(p, p), 0.0);
+        let (mut n, mut ones, mut grad, mut hess, mut ll) =
+            (0u64, 0.0, vec![0.0; p], Mat::<f64>::zeros(p, p), 0.0);
         for r in &replies {
             if r.grad.len() != p {
                 return Err(AlgoError::Protocol(format!(
@@ -154,6 +158,7 @@ impl Federated for LogisticRegression {
                 )));
             }
             n += r.n;
+            ones += r.ones;
             grad.iter_mut().zip(&r.grad).for_each(|(a, b)| *a += b);
             add_rows(&mut hess, &r.hess, "Hessian")?;
             ll += r.loglik;
@@ -199,7 +204,7 @@ impl Federated for LogisticRegression {
             // step takes it to rounding level; the information matrix is the one at that point.
             let se: Vec<f64> = (0..p).map(|j| cov[(j, j)].sqrt()).collect();
             let z: Vec<f64> = next.iter().zip(&se).map(|(b, s)| b / s).collect();
-            return Ok(Step::Done(Box::new(Estimates {
+            let mut e = Estimates {
                 n: n as usize,
                 terms,
                 p: z_pvalues(&z),
@@ -210,7 +215,9 @@ impl Federated for LogisticRegression {
                 iterations: Some(self.steps.len()),
                 convergence: self.steps.clone(),
                 ..Default::default()
-            })));
+            };
+            e.add_logit_summary(ones);
+            return Ok(Step::Done(Box::new(e)));
         }
         if self.steps.len() >= self.config.max_iter {
             return Err(AlgoError::Numeric(format!(

@@ -126,11 +126,27 @@ pub struct Estimates {
     pub t: Vec<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub p: Vec<f64>,
+    /// 95% confidence interval of each coefficient: t(df_resid) for OLS, normal for Logit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conf_low: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conf_high: Vec<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r2: Option<f64>,
+    /// OLS: R² adjusted for the terms, as statsmodels' `rsquared_adj`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adj_r2: Option<f64>,
+    /// Residual degrees of freedom, n - terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub df_resid: Option<f64>,
+    /// Logit: log-likelihood of the constant-only model, and McFadden's pseudo R².
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llnull: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudo_r2: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigma2: Option<f64>,
-    /// Log-likelihood at the estimate (logistic regression).
+    /// Log-likelihood at the estimate (OLS: Gaussian, as statsmodels' `llf`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loglik: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -138,6 +154,9 @@ pub struct Estimates {
     /// s^2 / (n - 1) for each component.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub explained_variance: Vec<f64>,
+    /// s^2 over the total sum of squares of the (centred, scaled) matrix, per component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explained_variance_ratio: Vec<f64>,
     /// Which svd route ran ("gram" or "subspace").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -169,13 +188,16 @@ impl Estimates {
                 .cloned()
                 .unwrap_or_else(|| format!("pc{}", i + 1))
         };
-        let lists: [(&str, &[f64]); 6] = [
+        let lists: [(&str, &[f64]); 9] = [
             ("coef", &self.coef),
             ("se", &self.se),
             ("t", &self.t),
             ("p", &self.p),
+            ("conf_low", &self.conf_low),
+            ("conf_high", &self.conf_high),
             ("singular_value", &self.singular_values),
             ("explained_variance", &self.explained_variance),
+            ("explained_variance_ratio", &self.explained_variance_ratio),
         ];
         for (name, values) in lists {
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -184,8 +206,11 @@ impl Estimates {
         }
         [
             ("r2", self.r2),
+            ("adj_r2", self.adj_r2),
             ("sigma2", self.sigma2),
             ("loglik", self.loglik),
+            ("llnull", self.llnull),
+            ("pseudo_r2", self.pseudo_r2),
         ]
         .into_iter()
         .find(|(_, v)| v.is_some_and(|v| !v.is_finite()))
@@ -348,6 +373,61 @@ pub fn build(config: &AlgorithmConfig) -> Result<Box<dyn Runner>, AlgoError> {
             )),
         },
     }
+}
+
+impl Estimates {
+    /// What an OLS fit's summary adds to its coefficients, from the residual sum of squares:
+    /// statsmodels' `rsquared_adj`, `llf`, `df_resid` and `conf_int()` (t quantile).
+    pub fn add_ols_summary(&mut self, rss: f64, intercept: bool) {
+        let n = self.n as f64;
+        let df = n - self.coef.len() as f64;
+        if let Some(r2) = self.r2 {
+            self.adj_r2 = Some(1.0 - (n - f64::from(u8::from(intercept))) / df * (1.0 - r2));
+        }
+        self.loglik = Some(-n / 2.0 * ((2.0 * std::f64::consts::PI).ln() + (rss / n).ln() + 1.0));
+        self.df_resid = Some(df);
+        self.add_conf_int(t_quantile(df));
+    }
+
+    /// What a Logit fit's summary adds, from the number of ones in the target: the
+    /// constant-only log-likelihood, McFadden's pseudo R² and `conf_int()` (normal quantile).
+    pub fn add_logit_summary(&mut self, ones: f64) {
+        let n = self.n as f64;
+        let ybar = ones / n;
+        let part = |k: f64, q: f64| if k > 0.0 { k * q.ln() } else { 0.0 };
+        let llnull = part(ones, ybar) + part(n - ones, 1.0 - ybar);
+        self.llnull = Some(llnull);
+        self.pseudo_r2 = self.loglik.map(|ll| 1.0 - ll / llnull);
+        self.df_resid = Some(n - self.coef.len() as f64);
+        self.add_conf_int(z_quantile());
+    }
+
+    fn add_conf_int(&mut self, q: f64) {
+        self.conf_low = self
+            .coef
+            .iter()
+            .zip(&self.se)
+            .map(|(b, s)| b - q * s)
+            .collect();
+        self.conf_high = self
+            .coef
+            .iter()
+            .zip(&self.se)
+            .map(|(b, s)| b + q * s)
+            .collect();
+    }
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom.
+pub fn t_quantile(df: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |d| d.inverse_cdf(0.975))
+}
+
+/// The 0.975 quantile of the standard normal.
+pub fn z_quantile() -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::standard().inverse_cdf(0.975)
 }
 
 /// Two-sided p-values of t statistics with `df` degrees of freedom.

@@ -62,11 +62,25 @@ pub enum Request {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
-    Moments { n: u64, sum: Vec<f64> },
-    Spread { ss: Vec<f64> },
-    Gram { rows: Vec<f64> },
-    Multiply { block: Vec<f64> },
-    Finished { rows: u64 },
+    Moments {
+        n: u64,
+        sum: Vec<f64>,
+    },
+    Spread {
+        ss: Vec<f64>,
+    },
+    Gram {
+        rows: Vec<f64>,
+    },
+    Multiply {
+        block: Vec<f64>,
+    },
+    /// `ss`: the site's sum of squares of its (centred, scaled) block, for the explained
+    /// variance ratio.
+    Finished {
+        rows: u64,
+        ss: f64,
+    },
 }
 
 /// Where each site keeps its own results, relative to its working directory.
@@ -342,6 +356,7 @@ impl Federated for Svd {
                 }
                 Ok(Reply::Finished {
                     rows: x.nrows() as u64,
+                    ss: xs.squared_norm_l2(),
                 })
             }
         }
@@ -357,7 +372,7 @@ impl Federated for Svd {
             Reply::Spread { ss } => ss.clone(),
             Reply::Gram { rows } => rows.clone(),
             Reply::Multiply { block } => block.clone(),
-            Reply::Finished { rows } => vec![*rows as f64],
+            Reply::Finished { rows, ss } => vec![*rows as f64, *ss],
         }
     }
 
@@ -376,7 +391,10 @@ impl Federated for Svd {
             Reply::Multiply { block } => Reply::Multiply {
                 block: v.take(block.len())?,
             },
-            Reply::Finished { .. } => Reply::Finished { rows: v.count()? },
+            Reply::Finished { .. } => Reply::Finished {
+                rows: v.count()?,
+                ss: v.one()?,
+            },
         })
     }
 
@@ -496,16 +514,19 @@ impl Federated for Svd {
                 Ok(Step::Next(self.multiply()))
             }
             Phase::Finish => {
+                let mut total = 0.0;
                 for r in &replies {
-                    let Reply::Finished { .. } = r else {
+                    let Reply::Finished { ss, .. } = r else {
                         return Err(wrong());
                     };
+                    total += ss;
                 }
                 let (sigma, vectors) = self.result.take().ok_or_else(wrong)?;
                 let denom = (self.n as f64 - 1.0).max(1.0);
                 Ok(Step::Done(Box::new(Estimates {
                     n: self.n,
                     explained_variance: sigma.iter().map(|s| s * s / denom).collect(),
+                    explained_variance_ratio: sigma.iter().map(|s| s * s / total).collect(),
                     singular_values: sigma,
                     method: Some(
                         if self.method == SvdMethod::Gram {

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 pub use across::compare;
 
+use crate::algorithms::Estimates;
 use crate::compare::{Check, Comparison, Quantity};
 use crate::metrics::Metrics;
 use crate::participants::DriveReport;
@@ -155,63 +156,136 @@ fn named_table(c: &Comparison) -> String {
     t
 }
 
-fn comparison_table(c: &Comparison, svd: bool) -> String {
+/// One value of the table: the federated number, and under it the centralised one and their
+/// difference on the verdict's scale; machine-readable in its attributes.
+fn cell(check: Option<&Check>) -> String {
+    match check {
+        None => "<td>-</td>".to_string(),
+        Some(k) => format!(
+            "<td data-q=\"{q}\" data-term=\"{term}\" data-value=\"{got:e}\" data-centralised=\"{want:e}\" data-diff=\"{diff:e}\"{class}><b>{g}</b><br><small>{w} · Δ {diff:.1e}</small></td>",
+            q = k.quantity.as_str(),
+            term = esc(&k.term),
+            got = k.got,
+            want = k.want,
+            diff = k.diff,
+            class = if k.passed { "" } else { " class=\"bad\"" },
+            g = num(k.got),
+            w = num(k.want),
+        ),
+    }
+}
+
+/// The comparison, laid out as people know it: a regression as statsmodels' summary table
+/// (coef, std err, t or z, P, the 95% interval), with the model's numbers under it; an svd per
+/// component. Each value is the federated one, with the centralised one and their difference.
+fn comparison_table(
+    c: &Comparison,
+    svd: bool,
+    logit: bool,
+    sides: Option<(&Estimates, &Estimates)>,
+) -> String {
     if c.checks.iter().any(|k| k.quantity == Quantity::Value) {
         return named_table(c);
     }
-    let cols: &[Quantity] = if svd {
-        &[Quantity::SingularValue, Quantity::Angle]
+    let find =
+        |q: Quantity, term: &str| c.checks.iter().find(|k| k.quantity == q && k.term == term);
+    let mut t = String::new();
+    if svd {
+        t.push_str("<table id=\"comparison\"><tr><th>component</th><th>singular value</th><th>explained variance</th><th>explained variance ratio</th><th>angle (deg)</th><th>verdict</th></tr>");
+        for (term, checks) in by_term(c).into_iter().filter(|(t, _)| !t.is_empty()) {
+            let angle = checks
+                .iter()
+                .find(|k| k.quantity == Quantity::Angle)
+                .map_or("-".to_string(), |a| format!("{:.2e}", a.got));
+            let notes: Vec<&str> = checks.iter().filter_map(|c| c.note.as_deref()).collect();
+            let _ = write!(
+                t,
+                "<tr><td>{}</td>{}{}{}<td>{angle}</td><td>{}{}</td></tr>",
+                esc(term),
+                cell(find(Quantity::SingularValue, term)),
+                cell(find(Quantity::ExplainedVariance, term)),
+                cell(find(Quantity::ExplainedVarianceRatio, term)),
+                verdict(checks.iter().all(|c| c.passed)),
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" <span class=\"note\">({})</span>", esc(&notes.join("; ")))
+                }
+            );
+        }
+        t.push_str("</table>");
     } else {
-        &[Quantity::Coef, Quantity::Se]
-    };
-    let mut t = String::from("<table id=\"comparison\"><tr><th>");
-    t.push_str(if svd { "component" } else { "term" });
-    t.push_str("</th>");
-    for q in cols {
-        match q {
-            Quantity::Angle => t.push_str("<th>angle (deg)</th>"),
-            q => {
+        let (stat, p) = if logit {
+            ("z", "P&gt;|z|")
+        } else {
+            ("t", "P&gt;|t|")
+        };
+        let _ = write!(
+            t,
+            "<table id=\"comparison\"><tr><th>term</th><th>coef</th><th>std err</th><th>{stat}</th><th>{p}</th><th>[0.025</th><th>0.975]</th><th>verdict</th></tr>"
+        );
+        for (term, checks) in by_term(c).into_iter().filter(|(t, _)| !t.is_empty()) {
+            let _ = write!(t, "<tr><td>{}</td>", esc(term));
+            for q in [
+                Quantity::Coef,
+                Quantity::Se,
+                Quantity::T,
+                Quantity::P,
+                Quantity::ConfLow,
+                Quantity::ConfHigh,
+            ] {
+                t.push_str(&cell(find(q, term)));
+            }
+            let _ = write!(
+                t,
+                "<td>{}</td></tr>",
+                verdict(checks.iter().all(|c| c.passed))
+            );
+        }
+        t.push_str("</table>");
+        // The model's own numbers, under the table as in statsmodels' summary.
+        let rows: &[(Quantity, &str)] = if logit {
+            &[
+                (Quantity::Loglik, "Log-Likelihood"),
+                (Quantity::Llnull, "LL-Null"),
+                (Quantity::PseudoR2, "Pseudo R-squ."),
+            ]
+        } else {
+            &[
+                (Quantity::R2, "R-squared"),
+                (Quantity::AdjR2, "Adj. R-squared"),
+                (Quantity::Loglik, "Log-Likelihood"),
+            ]
+        };
+        t.push_str("<table id=\"fit\"><tr><th>model</th><th>federated (centralised · Δ)</th><th>verdict</th></tr>");
+        // Counts are exact on both sides, or the comparison would not have been made.
+        if let Some((fed, base)) = sides {
+            let _ = write!(
+                t,
+                "<tr><td>No. Observations</td><td data-q=\"n\" data-value=\"{}\"><b>{}</b><br><small>{}</small></td><td>{}</td></tr>",
+                fed.n,
+                fed.n,
+                base.n,
+                verdict(fed.n == base.n)
+            );
+            if let (true, Some(i), Some(j)) = (logit, fed.iterations, base.iterations) {
                 let _ = write!(
                     t,
-                    "<th>federated {n}</th><th>centralised {n}</th><th>diff</th>",
-                    n = q.as_str()
+                    "<tr><td>Iterations (Newton)</td><td data-q=\"iterations\" data-value=\"{i}\"><b>{i}</b><br><small>{j}</small></td><td class=\"note\">not judged</td></tr>"
                 );
             }
         }
-    }
-    t.push_str("<th>verdict</th></tr>");
-    for (term, checks) in by_term(c) {
-        let _ = write!(t, "<tr><td>{}</td>", esc(term));
-        for q in cols {
-            let check = checks.iter().find(|c| c.quantity == *q);
-            match (q, check) {
-                (Quantity::Angle, Some(a)) => {
-                    let _ = write!(t, "<td>{:.2e}</td>", a.got);
-                }
-                (Quantity::Angle, None) => t.push_str("<td>-</td>"),
-                (_, Some(v)) => {
-                    let _ = write!(
-                        t,
-                        "<td>{}</td><td>{}</td><td>{:.2e}</td>",
-                        num(v.got),
-                        num(v.want),
-                        v.diff
-                    );
-                }
-                (_, None) => t.push_str("<td>-</td><td>-</td><td>-</td>"),
+        for (q, label) in rows {
+            if let Some(k) = find(*q, "") {
+                let _ = write!(
+                    t,
+                    "<tr><td>{label}</td>{}<td>{}</td></tr>",
+                    cell(Some(k)),
+                    verdict(k.passed)
+                );
             }
         }
-        let notes: Vec<&str> = checks.iter().filter_map(|c| c.note.as_deref()).collect();
-        let _ = write!(
-            t,
-            "<td>{}{}</td></tr>",
-            verdict(checks.iter().all(|c| c.passed)),
-            if notes.is_empty() {
-                String::new()
-            } else {
-                format!(" <span class=\"note\">({})</span>", esc(&notes.join("; ")))
-            }
-        );
+        t.push_str("</table>");
     }
     t.push_str("</table>");
     let _ = write!(
@@ -223,7 +297,7 @@ fn comparison_table(c: &Comparison, svd: bool) -> String {
         c.tolerance,
         verdict(c.passed)
     );
-    t.push_str("<p class=\"note\">A coefficient's difference is divided by the larger of |centralised value| and its standard error (a coefficient near 0 is judged on its uncertainty); a standard error's or singular value's by its own size; vectors by their angle.</p>");
+    t.push_str("<p class=\"note\">Each cell: the federated value, and under it the centralised value and their difference divided by the scale the verdict uses. A coefficient (and a confidence bound) is judged on the larger of |centralised value| and its standard error; a standard error, singular value or explained variance on its own size; t on max(|t|, 1); P on P·max(t², 1); R² values absolutely; log-likelihoods on max(|ll|, 1); vectors by their angle.</p>");
     t
 }
 
@@ -338,7 +412,13 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     }
     if let Some(c) = &s.comparison {
         h.push_str("<h2>Federated vs centralised</h2>");
-        h.push_str(&comparison_table(c, s.algorithm == "svd"));
+        let sides = s.results.as_ref().zip(s.baseline.as_ref());
+        h.push_str(&comparison_table(
+            c,
+            s.algorithm == "svd",
+            s.algorithm == "logistic_regression",
+            sides,
+        ));
     }
     if let Some(r) = &s.reference {
         let _ = write!(
@@ -354,7 +434,7 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     h.push_str(&plots::timeline(run)?);
     for plot in [
         plots::convergence(run)?,
-        plots::agreement(run)?,
+        plots::difference(run)?,
         plots::traffic(run)?,
     ]
     .into_iter()

@@ -1,5 +1,6 @@
-//! The report's plots, drawn with plotters as inline SVG: a timeline of phases and rounds per
-//! site, convergence per iteration, federated against centralised values, and traffic per round.
+//! The report's plots, drawn with plotters as inline SVG, each with a legend: a timeline of
+//! phases and rounds per site, convergence per iteration, the federated-minus-centralised
+//! difference of every checked number on the verdict's scale, and traffic per round.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -40,7 +41,25 @@ fn seconds_since(t0: chrono::DateTime<chrono::FixedOffset>, v: &Value) -> Option
     Some((ts - t0).num_microseconds()? as f64 * 1e-6)
 }
 
-/// Gantt chart: the controller's phases and each site's data loading and rounds, in real time.
+/// Up to this many sites get a colour and a legend entry each; more are coloured by what they
+/// do (loading, computing), so 1000 sites still make a readable chart.
+const SITE_COLOURS: usize = 12;
+
+fn colour(i: usize) -> RGBColor {
+    let c = Palette99::pick(i).to_rgba();
+    RGBColor(c.0, c.1, c.2)
+}
+
+/// One bar of the timeline: its row, its span and its series (legend entry).
+struct Bar {
+    row: usize,
+    from: f64,
+    to: f64,
+    series: usize,
+}
+
+/// Gantt chart: the controller's phases and each site's data loading and rounds, in real time,
+/// with a legend: the phases, then one colour per site (or per activity, for many sites).
 pub fn timeline(run: &RunView) -> Result<String, ReportError> {
     let sites: Vec<String> = run.summary.sites.iter().map(|s| s.name.clone()).collect();
     let phases = &run.metrics.phases;
@@ -51,19 +70,41 @@ pub fn timeline(run: &RunView) -> Result<String, ReportError> {
         .filter(|l| l["source"] == "controller")
         .find_map(|l| chrono::DateTime::parse_from_rfc3339(l["timestamp"].as_str()?).ok())
         .map(|t| t - chrono::Duration::microseconds((plan_secs * 1e6) as i64));
-    let mut bars: Vec<(usize, f64, f64, RGBColor)> = Vec::new();
+    // Series: each phase, then each site (or "loading" and "computing").
+    let per_site = sites.len() <= SITE_COLOURS;
+    let mut series: Vec<(String, RGBColor)> = phases
+        .iter()
+        .enumerate()
+        // Phases in a ramp of slate blues (they follow each other), sites in bright colours.
+        .map(|(i, (p, secs))| {
+            let k = (i % 10) as u8;
+            (
+                format!("{p} ({secs:.2} s)"),
+                RGBColor(40 + 18 * k, 60 + 17 * k, 90 + 15 * k),
+            )
+        })
+        .collect();
+    let first_site = series.len();
+    if per_site {
+        series.extend(
+            sites
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), colour(i))),
+        );
+    } else {
+        series.push(("sites: loading data".into(), colour(0)));
+        series.push(("sites: computing a round".into(), colour(1)));
+    }
+    let mut bars: Vec<Bar> = Vec::new();
     let mut start = 0.0;
-    let colors = [
-        RGBColor(99, 110, 250),
-        RGBColor(239, 85, 59),
-        RGBColor(0, 204, 150),
-        RGBColor(171, 99, 250),
-        RGBColor(255, 161, 90),
-        RGBColor(25, 211, 243),
-        RGBColor(255, 102, 146),
-    ];
     for (i, (_, secs)) in phases.iter().enumerate() {
-        bars.push((0, start, start + secs, colors[i % colors.len()]));
+        bars.push(Bar {
+            row: 0,
+            from: start,
+            to: start + secs,
+            series: i,
+        });
         start += secs;
     }
     let total = start.max(1e-3);
@@ -73,17 +114,21 @@ pub fn timeline(run: &RunView) -> Result<String, ReportError> {
                 let Some(t) = seconds_since(t0, l) else {
                     continue;
                 };
-                let (from, color) = match l["message"].as_str() {
-                    Some("round computed") => (
-                        t - l["compute_secs"].as_f64().unwrap_or(0.0),
-                        RGBColor(0, 204, 150),
-                    ),
-                    Some("data loaded") | Some("connected to coordinator") => {
-                        (t, RGBColor(99, 110, 250))
-                    }
+                let (from, computing) = match l["message"].as_str() {
+                    Some("round computed") => (t - l["compute_secs"].as_f64().unwrap_or(0.0), true),
+                    Some("data loaded") | Some("connected to coordinator") => (t, false),
                     _ => continue,
                 };
-                bars.push((row + 1, from, t.max(from + total * 0.004), color));
+                bars.push(Bar {
+                    row: row + 1,
+                    from,
+                    to: t.max(from + total * 0.004),
+                    series: if per_site {
+                        first_site + row
+                    } else {
+                        first_site + usize::from(computing)
+                    },
+                });
             }
         }
     }
@@ -91,23 +136,21 @@ pub fn timeline(run: &RunView) -> Result<String, ReportError> {
     let names: Vec<String> = std::iter::once("controller".to_string())
         .chain(sites)
         .collect();
-    let height = (80 + 22 * rows as u32).min(1200);
-    let legend = phases
-        .iter()
-        .map(|(p, s)| format!("{p} {s:.2}s"))
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let height = (120 + 22 * rows as u32 + 16 * series.len() as u32).min(1400);
     svg("timeline", (900, height), |root| {
         let mut chart = ChartBuilder::on(root)
-            .caption(format!("Timeline (s): {legend}"), ("sans-serif", 14))
+            .caption(
+                "Timeline: phases, and each site's loading and rounds",
+                ("sans-serif", 14),
+            )
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(90)
-            .build_cartesian_2d(0f64..total * 1.02, (0..rows as i32).into_segmented())
+            .build_cartesian_2d(0f64..total * 1.35, (0..rows as i32).into_segmented())
             .map_err(e2s)?;
         chart
             .configure_mesh()
-            .y_labels(rows + 1)
+            .y_labels(rows.min(60) + 1)
             .y_label_formatter(&|y| match y {
                 SegmentValue::CenterOf(r) | SegmentValue::Exact(r) => {
                     names.get(*r as usize).cloned().unwrap_or_default()
@@ -117,17 +160,30 @@ pub fn timeline(run: &RunView) -> Result<String, ReportError> {
             .x_desc("seconds since the run started")
             .draw()
             .map_err(e2s)?;
+        for (i, (label, c)) in series.iter().enumerate() {
+            let c = *c;
+            chart
+                .draw_series(bars.iter().filter(|b| b.series == i).map(|b| {
+                    let r = b.row as i32;
+                    Rectangle::new(
+                        [
+                            (b.from, SegmentValue::Exact(r)),
+                            (b.to, SegmentValue::Exact(r + 1)),
+                        ],
+                        c.filled(),
+                    )
+                }))
+                .map_err(e2s)?
+                .label(label.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        }
         chart
-            .draw_series(bars.iter().map(|(row, a, b, c)| {
-                let r = *row as i32;
-                Rectangle::new(
-                    [
-                        (*a, SegmentValue::Exact(r)),
-                        (*b, SegmentValue::Exact(r + 1)),
-                    ],
-                    c.filled(),
-                )
-            }))
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()
             .map_err(e2s)?;
         Ok(())
     })
@@ -188,88 +244,88 @@ pub fn convergence(run: &RunView) -> Result<Option<String>, ReportError> {
     .map(Some)
 }
 
-/// Federated against centralised: coefficients on the diagonal, or singular values side by side.
-pub fn agreement(run: &RunView) -> Result<Option<String>, ReportError> {
-    let (Some(res), Some(base)) = (&run.summary.results, &run.summary.baseline) else {
+/// Federated minus centralised, per checked number, on the scale the verdict uses (`diff` of
+/// each check, log axis), one colour per quantity, with the tolerance drawn across. A difference
+/// of exactly 0 is drawn at the floor, 1e-18, and the caption says how many there are.
+pub fn difference(run: &RunView) -> Result<Option<String>, ReportError> {
+    let Some(c) = &run.summary.comparison else {
         return Ok(None);
     };
-    let svd = run.summary.algorithm == "svd";
-    let (fed, cen) = if svd {
-        (&res.singular_values, &base.singular_values)
-    } else {
-        (&res.coef, &base.coef)
-    };
-    if fed.is_empty() || fed.len() != cen.len() {
-        return Ok(None);
-    }
-    let (lo, hi) = fed
+    let checks: Vec<&crate::compare::Check> = c
+        .checks
         .iter()
-        .chain(cen)
-        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-    let pad = ((hi - lo) * 0.05).max(1e-9);
-    if svd {
-        return svg("agreement", (900, 320), |root| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(
-                    "Singular values: federated (points) and centralised (line)",
-                    ("sans-serif", 14),
-                )
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(70)
-                .build_cartesian_2d(
-                    0.5f64..fed.len() as f64 + 0.5,
-                    (lo - pad).max(0.0)..hi + pad,
-                )
-                .map_err(e2s)?;
-            chart
-                .configure_mesh()
-                .x_desc("component")
-                .draw()
-                .map_err(e2s)?;
-            chart
-                .draw_series(LineSeries::new(
-                    cen.iter().enumerate().map(|(i, v)| (i as f64 + 1.0, *v)),
-                    &RED,
-                ))
-                .map_err(e2s)?;
-            chart
-                .draw_series(
-                    fed.iter()
-                        .enumerate()
-                        .map(|(i, v)| Circle::new((i as f64 + 1.0, *v), 4, BLUE.filled())),
-                )
-                .map_err(e2s)?;
-            Ok(())
-        })
-        .map(Some);
+        .filter(|k| k.quantity != crate::compare::Quantity::Angle)
+        .collect();
+    if checks.is_empty() {
+        return Ok(None);
     }
-    svg("agreement", (480, 420), |root| {
+    const FLOOR: f64 = 1e-18;
+    let zeros = checks.iter().filter(|k| k.diff <= FLOOR).count();
+    let mut quantities: Vec<crate::compare::Quantity> = Vec::new();
+    for k in &checks {
+        if !quantities.contains(&k.quantity) {
+            quantities.push(k.quantity);
+        }
+    }
+    let hi = checks
+        .iter()
+        .map(|k| k.diff.max(k.tolerance))
+        .fold(FLOOR, f64::max);
+    let tolerance = c.tolerance;
+    let caption = if zeros > 0 {
+        format!("Federated vs centralised, on the verdict's scale ({zeros} exactly equal, drawn at 1e-18)")
+    } else {
+        "Federated vs centralised, on the verdict's scale".to_string()
+    };
+    svg("difference", (900, 360), |root| {
         let mut chart = ChartBuilder::on(root)
-            .caption("Coefficients: federated vs centralised", ("sans-serif", 14))
+            .caption(caption, ("sans-serif", 14))
             .margin(10)
-            .x_label_area_size(35)
+            .x_label_area_size(30)
             .y_label_area_size(70)
-            .build_cartesian_2d(lo - pad..hi + pad, lo - pad..hi + pad)
+            .build_cartesian_2d(
+                0f64..checks.len() as f64 * 1.3 + 1.0,
+                (FLOOR * 0.5..hi * 10.0).log_scale(),
+            )
             .map_err(e2s)?;
         chart
             .configure_mesh()
-            .x_desc("centralised")
-            .y_desc("federated")
+            .x_desc("checked number (in the order of the comparison table)")
+            .y_desc("|federated - centralised| / scale")
+            .y_label_formatter(&|y| format!("{y:.0e}"))
             .draw()
             .map_err(e2s)?;
+        for (qi, q) in quantities.iter().enumerate() {
+            let c = colour(qi);
+            chart
+                .draw_series(
+                    checks
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, k)| k.quantity == *q)
+                        .map(|(i, k)| {
+                            Circle::new((i as f64 + 1.0, k.diff.max(FLOOR)), 3, c.filled())
+                        }),
+                )
+                .map_err(e2s)?
+                .label(q.as_str())
+                .legend(move |(x, y)| Circle::new((x + 6, y), 4, c.filled()));
+        }
         chart
             .draw_series(LineSeries::new(
-                [(lo - pad, lo - pad), (hi + pad, hi + pad)],
+                [(0.0, tolerance), (checks.len() as f64 + 1.0, tolerance)],
                 &RED,
             ))
-            .map_err(e2s)?;
+            .map_err(e2s)?
+            .label(format!("tolerance {tolerance:.0e}"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], RED));
         chart
-            .draw_series(
-                cen.iter()
-                    .zip(fed)
-                    .map(|(x, y)| Circle::new((*x, *y), 4, BLUE.filled())),
-            )
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()
             .map_err(e2s)?;
         Ok(())
     })
@@ -301,7 +357,7 @@ pub fn traffic(run: &RunView) -> Result<Option<String>, ReportError> {
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(80)
-            .build_cartesian_2d(0.5f64..max_round as f64 + 0.5, 0f64..max_bytes * 1.1)
+            .build_cartesian_2d(0.5f64..max_round as f64 * 1.35 + 0.5, 0f64..max_bytes * 1.1)
             .map_err(e2s)?;
         chart
             .configure_mesh()
@@ -309,14 +365,27 @@ pub fn traffic(run: &RunView) -> Result<Option<String>, ReportError> {
             .y_desc("bytes")
             .draw()
             .map_err(e2s)?;
-        for (i, points) in series.values().enumerate() {
-            let color = Palette99::pick(i);
-            chart
+        let many = series.len() > SITE_COLOURS;
+        for (i, (site, points)) in series.iter().enumerate() {
+            // Many sites: each in light grey, the mean on top (below); few: a colour each.
+            let color = if many {
+                RGBColor(200, 200, 200)
+            } else {
+                colour(i)
+            };
+            let line = chart
                 .draw_series(LineSeries::new(
                     points.iter().map(|(r, b)| (*r as f64, *b)),
                     &color,
                 ))
                 .map_err(e2s)?;
+            if !many {
+                line.label(site.as_str())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 12, y)], color));
+            } else if i == 0 {
+                line.label(format!("each of {} sites", series.len()))
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 12, y)], color));
+            }
             chart
                 .draw_series(
                     points
@@ -325,6 +394,31 @@ pub fn traffic(run: &RunView) -> Result<Option<String>, ReportError> {
                 )
                 .map_err(e2s)?;
         }
+        if many {
+            let mut mean: std::collections::BTreeMap<u32, (f64, usize)> = Default::default();
+            for (r, b) in series.values().flatten() {
+                let e = mean.entry(*r).or_default();
+                e.0 += b;
+                e.1 += 1;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    mean.iter()
+                        .map(|(r, (sum, n))| (*r as f64, sum / *n as f64)),
+                    &BLUE,
+                ))
+                .map_err(e2s)?
+                .label("mean over the sites")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], BLUE));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(e2s)?;
         Ok(())
     })
     .map(Some)
