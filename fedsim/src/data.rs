@@ -138,36 +138,10 @@ impl Table {
         })
     }
 
-    fn frame(&self) -> Result<DataFrame, PolarsError> {
-        let cols: Vec<Column> = self
-            .columns
-            .iter()
-            .zip(&self.data)
-            .map(|(n, v)| Column::new(n.as_str().into(), v.as_slice()))
-            .collect();
-        DataFrame::new_infer_height(cols)
-    }
-
     /// The table as file bytes: "csv" (header, floats with every digit, so a site reads back
     /// exactly its rows) or "parquet" (binary, exact, compact).
     pub fn to_bytes(&self, format: &str, path: &Path) -> Result<Vec<u8>, DataError> {
-        let write_err = |e: PolarsError| DataError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let mut df = self.frame().map_err(write_err)?;
-        let mut out = Vec::new();
-        if format == "parquet" {
-            ParquetWriter::new(&mut out)
-                .finish(&mut df)
-                .map_err(write_err)?;
-        } else {
-            CsvWriter::new(&mut out)
-                .include_header(true)
-                .finish(&mut df)
-                .map_err(write_err)?;
-        }
-        Ok(out)
+        frame::Frame::from_table(self).to_bytes(format, path)
     }
 
     /// Write in the format the file name says (.parquet / .pq, else CSV).

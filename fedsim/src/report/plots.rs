@@ -41,6 +41,24 @@ fn seconds_since(t0: chrono::DateTime<chrono::FixedOffset>, v: &Value) -> Option
     Some((ts - t0).num_microseconds()? as f64 * 1e-6)
 }
 
+/// The series' legend, in the upper right on a light background: the same on every plot.
+fn legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+) -> Result<(), String>
+where
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(e2s)
+}
+
 /// Up to this many sites get a colour and a legend entry each; more are coloured by what they
 /// do (loading, computing), so 1000 sites still make a readable chart.
 const SITE_COLOURS: usize = 12;
@@ -177,14 +195,7 @@ pub fn timeline(run: &RunView) -> Result<String, ReportError> {
                 .label(label.as_str())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(e2s)?;
+        legend(&mut chart)?;
         Ok(())
     })
 }
@@ -319,14 +330,7 @@ pub fn difference(run: &RunView) -> Result<Option<String>, ReportError> {
             .map_err(e2s)?
             .label(format!("tolerance {tolerance:.0e}"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], RED));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(e2s)?;
+        legend(&mut chart)?;
         Ok(())
     })
     .map(Some)
@@ -411,14 +415,7 @@ pub fn traffic(run: &RunView) -> Result<Option<String>, ReportError> {
                 .label("mean over the sites")
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], BLUE));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(e2s)?;
+        legend(&mut chart)?;
         Ok(())
     })
     .map(Some)
