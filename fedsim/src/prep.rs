@@ -118,6 +118,10 @@ impl SitePlan {
         if let Some(cols) = &self.columns {
             c.features = cols.clone();
         }
+        // A site runs its step in its own directory: the controller's is none of its business.
+        if let Some(spec) = &mut c.external {
+            spec.workdir = PathBuf::from(".");
+        }
         c
     }
 
