@@ -31,7 +31,7 @@ WantedBy=multi-user.target
 UNIT
 
 mmdebstrap --variant=minbase --mode=root --quiet \
-  --include=systemd-sysv,udev,kmod,openssh-server,linux-image-cloud-amd64,initramfs-tools,iproute2,netbase,iputils-ping,netcat-openbsd \
+  --include=systemd-sysv,udev,kmod,openssh-server,linux-image-cloud-amd64,initramfs-tools,iproute2,netbase,iputils-ping,netcat-openbsd,python3 \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \

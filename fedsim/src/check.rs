@@ -94,9 +94,15 @@ pub fn check(
     plan: &Plan,
     agent_exe: &std::path::Path,
 ) -> Result<Vec<SiteHealth>, RunError> {
-    if scenario.fleet.provider != Provider::Ssh {
-        return Ok(Vec::new());
-    }
+    // The hosts: the scenario's, or the VMs of its fleet that is up (`fedsim fleet up`).
+    let sites: Vec<SiteSpec> = match scenario.fleet.provider {
+        Provider::Ssh => scenario.sites.clone(),
+        Provider::Vm => match crate::fleet::vm::FleetState::load(&scenario.scenario.name) {
+            Some(state) => crate::fleet::vm::site_specs(&state),
+            None => return Ok(Vec::new()),
+        },
+        _ => return Ok(Vec::new()),
+    };
     let package = AgentPackage::build(agent_exe)
         .map_err(|e| format!("cannot package this fedsim binary for the sites: {e}"));
     let expected: Vec<String> = plan
@@ -128,7 +134,8 @@ pub fn check(
         data: format!("data.{}", plan.format),
         package: package.as_ref().map_err(Clone::clone),
         coordinator: addr,
-        tunnel: scenario.fleet.tunnel,
+        // VMs reach the coordinator only through the SSH tunnel (restricted networking).
+        tunnel: scenario.fleet.tunnel || scenario.fleet.provider == Provider::Vm,
         external: plan.config.external.as_ref(),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -141,8 +148,7 @@ pub fn check(
                 }
             }
         });
-        let handles: Vec<_> = scenario
-            .sites
+        let handles: Vec<_> = sites
             .iter()
             .zip(&expected)
             .map(|(spec, sha)| {

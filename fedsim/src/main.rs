@@ -233,7 +233,11 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 });
             match result {
                 Ok((s, health)) if health.is_empty() => {
-                    println!("provider {} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
+                    if s.fleet.provider == fedsim::scenario::Provider::Vm {
+                        println!("no fleet of {} is up: `fedsim fleet up -c FILE` boots it, then check finds its VMs; `fedsim validate` checks the scenario and data", s.scenario.name);
+                    } else {
+                        println!("provider {} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
+                    }
                     ExitCode::SUCCESS
                 }
                 Ok((_, health)) => {

@@ -150,14 +150,20 @@ fn junit_case_names_are_stable_across_seeds_and_a_lost_site_is_a_failed_case() {
         names[0], names[1],
         "same scenario, other seed: the same cases"
     );
-    assert_eq!(names[0].len(), 1 + 3 + 2 * 11);
+    // Per term coef, se, t, p and the interval's bounds; for the model R², adjusted R², loglik.
+    assert_eq!(names[0].len(), 1 + 3 + 6 * 11 + 3);
     assert!(names[0].contains(&"coef[bmi] federated vs centralised".to_string()));
     // Names say what is checked, never a measured value.
     for n in &names[0] {
         let known = n == "run completes"
             || (n.starts_with("site site-") && n.ends_with(" takes part to the end"))
-            || ((n.starts_with("coef[") || n.starts_with("se["))
-                && n.ends_with("] federated vs centralised"));
+            || (["coef[", "se[", "t[", "p[", "conf_low[", "conf_high["]
+                .iter()
+                .any(|q| n.starts_with(q))
+                && n.ends_with("] federated vs centralised"))
+            || ["r2", "adj_r2", "loglik"]
+                .iter()
+                .any(|q| *n == format!("{q} federated vs centralised"));
         assert!(known, "{n}");
     }
 

@@ -261,6 +261,48 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
         secs >= 0.9 * floor,
         "{bytes} B in {secs:.3} s: faster than the 128 kbit/s cap allows ({floor:.3} s)"
     );
+
+    // Your own algorithm in the VMs: fedsim check finds its interpreter there, and the moments
+    // example gives the pooled answer.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../algorithms/examples");
+    for f in ["moments.py", "fedsim_protocol.py"] {
+        std::fs::copy(examples.join(f), tmp.path().join(f)).unwrap();
+    }
+    let cmd = |role: &str| {
+        format!("[\"python3\", \"moments.py\", \"--columns\", \"pixel_2_2,pixel_3_3,pixel_4_4\", \"{role}\"]")
+    };
+    let own = vm_scenario(
+        tmp.path(),
+        name,
+        "",
+        &format!(
+            "[algorithm]\nkind = \"external\"\nlocal = {}\naggregate = {}\npooled = {}\nfiles = [\"moments.py\", \"fedsim_protocol.py\"]\n[compare]\ntolerance = 1e-12\n",
+            cmd("local"),
+            cmd("aggregate"),
+            cmd("pooled")
+        ),
+    );
+    let o = fedsim(tmp.path(), &["check", "-c", own.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{table}{}", stderr(&o));
+    assert!(
+        table
+            .lines()
+            .filter(|l| l.contains("algorithm") && l.contains("python3"))
+            .count()
+            == 2,
+        "{table}"
+    );
+    let out = tmp.path().join("vm-external");
+    let o = run_to(tmp.path(), &own, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert!(
+        s["comparison"]["max_diff"].as_f64().unwrap() <= 1e-12,
+        "{s:#}"
+    );
+    assert_eq!(s["results"]["named"]["mean"].as_array().unwrap().len(), 3);
+
     drop(_down);
     assert!(
         qemus(&format!("fleets/{name}")).is_empty(),

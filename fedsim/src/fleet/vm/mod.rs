@@ -558,6 +558,16 @@ impl Fleet for VmFleet {
     }
 }
 
+/// How to reach each VM of a fleet that is up (for `fedsim check`).
+pub fn site_specs(state: &FleetState) -> Vec<SiteSpec> {
+    let key = state.image.join("id_ed25519");
+    state
+        .machines
+        .iter()
+        .map(|m| ssh_spec(m, &key, &state.known_hosts))
+        .collect()
+}
+
 /// For `fedsim fleet status`: can each VM be reached over SSH right now?
 pub fn reachable(state: &FleetState, m: &MachineState) -> bool {
     let spec = ssh_spec(m, &state.image.join("id_ed25519"), &state.known_hosts);
