@@ -111,7 +111,7 @@ fn num(x: f64) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.ok{color:#0a7d32;font-weight:bold}
-.bad{color:#b00020;font-weight:bold}.note{color:#666}figure.plot{margin:1em 0}code{background:#f3f3f3;padding:0 3px}";
+.bad{color:#b00020;font-weight:bold}.note{color:#666}td small{white-space:nowrap;color:#555}figure.plot{margin:1em 0}code{background:#f3f3f3;padding:0 3px}";
 
 fn verdict(ok: bool) -> &'static str {
     if ok {
