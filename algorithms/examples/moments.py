@@ -1,67 +1,85 @@
-"""Federated column means and covariance (ddof 1) in two rounds, standard library only.
+"""Federated column means and covariance matrix (ddof 1) in two rounds, standard library only.
 
 Round 1: each site sends its row count and column sums; the aggregate computes the means.
 Round 2: each site sends the cross products of its rows centred at those means; the aggregate
-divides by n - 1. Both replies are {"sum": ...}, so secure aggregation masks them.
+divides their total by n - 1. Every sum over rows is math.fsum (correctly rounded), so the
+federated and pooled results differ only in how the sites' few partial totals round. Both
+replies are {"sum": ...}, so secure aggregation masks them. pooled does the same two passes
+over the pooled file. Result: {"n", "mean", "cov"}.
 
-    python3 moments.py [--columns a,b,c] local|aggregate|pooled
+    python3 moments.py [--columns a,b,c] local|aggregate|pooled     (default: every column)
 """
 
-from fedsim_protocol import read_csv, run, total
+import sys
+from math import fsum
+from operator import mul
+
+sys.dont_write_bytecode = True  # no __pycache__ in the scenario's or the sites' directories
+
+from fedsim_protocol import header, read_csv, run, total  # noqa: E402
 
 
-def options(p):
-    p.add_argument("--columns", help="comma-separated columns (default: all)")
+def options(parser):
+    parser.add_argument("--columns", help="comma-separated columns (default: all)")
 
 
-def columns(args):
-    return args.columns.split(",") if args.columns else None
+def load(args, data):
+    columns = args.columns.split(",") if args.columns else header(data)
+    return len(columns), read_csv(data, columns)
 
 
-def sums(rows):
-    d = len(rows[0]) if rows else 0
-    return [sum(r[j] for r in rows) for j in range(d)]
+def sums(rows, d):
+    """Column sums, each correctly rounded (math.fsum)."""
+    cols = list(zip(*rows)) or [()] * d
+    return [fsum(c) for c in cols]
 
 
 def cross(rows, mean):
+    """sum over rows of (x - mean)(x - mean)', each entry correctly rounded (math.fsum); the
+    upper triangle computed and mirrored, so the matrix is exactly symmetric."""
     d = len(mean)
+    cols = [[v - m for v in c] for c, m in zip(zip(*rows), mean)] or [[]] * d
     c = [[0.0] * d for _ in range(d)]
-    for r in rows:
-        x = [r[j] - mean[j] for j in range(d)]
-        for i in range(d):
-            xi = x[i]
-            ci = c[i]
-            for j in range(d):
-                ci[j] += xi * x[j]
+    for i in range(d):
+        for j in range(i, d):
+            c[i][j] = c[j][i] = fsum(map(mul, cols[i], cols[j]))
     return c
 
 
-def local(args, round, request, data, site):
-    _, rows = read_csv(data, columns(args))
+def covariance(n, mean, c):
+    if n < 2:
+        raise ValueError(f"a covariance needs at least 2 rows, there are {n}")
+    return {"n": n, "mean": mean, "cov": [[v / (n - 1) for v in row] for row in c]}
+
+
+def local(args, r, request, data, site):
+    d, rows = load(args, data)
     if request["step"] == "sums":
-        return {"sum": {"n": len(rows), "s": sums(rows)}}
+        return {"sum": {"n": len(rows), "s": sums(rows, d)}}
     return {"sum": {"c": cross(rows, request["mean"])}}
 
 
-def aggregate(args, round, replies, state):
-    if round == 0:
-        return "request", {"step": "sums"}, None
+def aggregate(args, r, replies, state):
+    if r == 0:
+        return {"request": {"step": "sums"}, "state": None}
     t = total(replies)
-    if "s" in t:
-        n = t["n"]
+    if state is None:
+        # A count: exact even when it comes back from secure aggregation as a float.
+        n = int(round(t["n"]))
+        if n == 0:
+            raise ValueError("the sites hold no rows")
         mean = [s / n for s in t["s"]]
-        return "request", {"step": "cross", "mean": mean}, {"n": n, "mean": mean}
-    n = state["n"]
-    cov = [[v / (n - 1) for v in row] for row in t["c"]]
-    return "result", {"n": n, "mean": state["mean"], "cov": cov}
+        return {"request": {"step": "cross", "mean": mean}, "state": {"n": n, "mean": mean}}
+    return {"result": covariance(state["n"], state["mean"], t["c"])}
 
 
 def pooled(args, data):
-    _, rows = read_csv(data, columns(args))
+    d, rows = load(args, data)
     n = len(rows)
-    mean = [s / n for s in sums(rows)]
-    cov = [[v / (n - 1) for v in row] for row in cross(rows, mean)]
-    return {"n": n, "mean": mean, "cov": cov}
+    if n == 0:
+        raise ValueError(f"{data} holds no rows")
+    mean = [s / n for s in sums(rows, d)]
+    return covariance(n, mean, cross(rows, mean))
 
 
 if __name__ == "__main__":
