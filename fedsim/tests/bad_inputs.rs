@@ -119,7 +119,7 @@ const CASES: &[(&str, &[&str], bool)] = &[
         "site_env_short_token.toml",
         &[
             "hospital-a",
-            "short_token.env",
+            "short_token.credentials",
             "shorter than 32 characters",
         ],
         false,
