@@ -199,15 +199,11 @@ pub fn run(
     let started = Instant::now();
     let (mut channels, mut joined) = accept_all(listener, sites, settings, watch)?;
     let connect_secs = started.elapsed().as_secs_f64();
-    let mut lost = Vec::new();
-    let mut rounds = Vec::new();
-    let mut agreed = Agreed::default();
+    let mut record = Record::default();
     let result = federate(
         &mut channels,
         &mut joined,
-        &mut lost,
-        &mut rounds,
-        &mut agreed,
+        &mut record,
         config,
         settings,
         watch,
@@ -218,9 +214,9 @@ pub fn run(
         connect_secs,
         estimates,
         joined,
-        rounds,
-        lost,
-        agreed,
+        rounds: record.rounds,
+        lost: record.lost,
+        agreed: record.agreed,
     })
 }
 
@@ -242,15 +238,20 @@ fn shut_down(channels: &mut [Channel], status: &str) {
     }
 }
 
+/// What the rounds leave behind, across restarts without a lost site.
+#[derive(Default)]
+struct Record {
+    rounds: Vec<RoundMetrics>,
+    lost: Vec<LostSite>,
+    agreed: Agreed,
+}
+
 /// Everything after enrolment: the portal's start, then the rounds, restarted without a lost
 /// site while the dropout policy allows.
-#[allow(clippy::too_many_arguments)]
 fn federate(
     channels: &mut Vec<Channel>,
     joined: &mut Vec<JoinedSite>,
-    lost: &mut Vec<LostSite>,
-    rounds: &mut Vec<RoundMetrics>,
-    agreed: &mut Agreed,
+    record: &mut Record,
     config: &AlgorithmConfig,
     settings: &Settings,
     watch: &mut dyn Watch,
@@ -271,7 +272,7 @@ fn federate(
             ch.shutdown();
             joined.remove(i);
             tracing::warn!(phase = "federate", %site, %reason, "site left at the portal; going on without it");
-            lost.push(LostSite {
+            record.lost.push(LostSite {
                 site,
                 round: 0,
                 cause: format!("could not take part through the portal: {reason}"),
@@ -285,12 +286,11 @@ fn federate(
             drive(
                 channels,
                 joined,
-                agreed,
+                record,
                 config,
                 settings,
                 watch,
                 first_round,
-                rounds,
             )
         });
         let e = match attempt {
@@ -315,14 +315,14 @@ fn federate(
                 format!("lost in round {round}: {e}; the run goes on without it"),
             );
         }
-        lost.push(LostSite {
+        record.lost.push(LostSite {
             site,
             round,
             cause: e.to_string(),
         });
         channels.remove(i).shutdown();
         joined.remove(i);
-        first_round = rounds.last().map_or(0, |r: &RoundMetrics| r.round) + 1;
+        first_round = record.rounds.last().map_or(0, |r: &RoundMetrics| r.round) + 1;
     }
 }
 
@@ -762,17 +762,16 @@ fn record(settings: &Settings, site: &str, round: u32, m: &Message) {
 }
 
 /// One attempt at the whole algorithm with the current sites; rounds are numbered from `first`.
-#[allow(clippy::too_many_arguments)]
 fn drive(
     channels: &mut [Channel],
     joined: &mut [JoinedSite],
-    agreed: &mut Agreed,
+    record: &mut Record,
     config: &AlgorithmConfig,
     settings: &Settings,
     watch: &mut dyn Watch,
     first: u32,
-    rounds: &mut Vec<RoundMetrics>,
 ) -> Result<Estimates, FedError> {
+    let Record { rounds, agreed, .. } = record;
     let names: Vec<String> = joined.iter().map(|j| j.name.clone()).collect();
     let site_failed = |i: usize, round: u32, reason: String| FedError::SiteFailed {
         site: names[i].clone(),
