@@ -226,16 +226,7 @@ pub fn compare(
             .zip(b)
             .enumerate()
             .map(|(i, (x, y))| {
-                for (value, which) in [(*x, "federated"), (*y, side)] {
-                    if !value.is_finite() {
-                        return Err(CompareError::NotFinite {
-                            quantity: q.as_str(),
-                            term: label(i),
-                            side: which,
-                            value,
-                        });
-                    }
-                }
+                finite(q, &label(i), *x, *y, against)?;
                 Ok((label(i), *x, *y))
             })
             .collect()
@@ -527,16 +518,7 @@ fn named(
         let top = b.iter().fold(0.0f64, |m, x| m.max(x.1.abs()));
         let floor = f64::EPSILON.sqrt() * top;
         for ((label, x), (_, y)) in a.into_iter().zip(b) {
-            for (value, side) in [(x, "federated"), (y, against.side())] {
-                if !value.is_finite() {
-                    return Err(CompareError::NotFinite {
-                        quantity: Quantity::Value.as_str(),
-                        term: label,
-                        side,
-                        value,
-                    });
-                }
-            }
+            finite(Quantity::Value, &label, x, y, against)?;
             checks.push(judge(
                 Quantity::Value,
                 label,
