@@ -24,6 +24,16 @@ fn shipped(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     scenario(dir, "s", &edit(text))
 }
 
+/// Run `cfg` into `dir/run`; it must succeed. The run directory and its summary.
+fn succeeded(dir: &Path, cfg: &Path) -> (PathBuf, serde_json::Value) {
+    let out = dir.join("run");
+    let o = run_to(dir, cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "succeeded");
+    (out, s)
+}
+
 /// federated == centralised == statsmodels, term by term, on the formula API's names.
 fn assert_matches_statsmodels(s: &serde_json::Value) {
     let want = reference("penguins.csv", "ols");
@@ -48,11 +58,7 @@ fn assert_matches_statsmodels(s: &serde_json::Value) {
 fn text_columns_and_empty_cells_give_the_formula_apis_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = shipped(tmp.path(), "config_penguins.toml", |t| t);
-    let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
+    let (out, s) = succeeded(tmp.path(), &cfg);
     assert_matches_statsmodels(&s);
     assert_eq!(s["reference"]["passed"], true);
     // 344 rows, 11 incomplete: each site dropped its own, and says how many.
@@ -86,11 +92,7 @@ fn text_columns_and_empty_cells_give_the_formula_apis_answer() {
 fn a_file_per_site_with_different_levels_agrees_on_them_and_warns() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = shipped(tmp.path(), "config_penguins_sites.toml", |t| t);
-    let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
+    let (out, s) = succeeded(tmp.path(), &cfg);
     // The union of the islands' rows is the pooled file; row order does not change OLS.
     assert_matches_statsmodels(&s);
     let rows: Vec<u64> = s["sites"]
@@ -131,10 +133,7 @@ fn secure_aggregation_codes_categories_too() {
     let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
         t + "[federation]\nsecure_aggregation = true\n"
     });
-    let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_matches_statsmodels(&summary(&out));
+    assert_matches_statsmodels(&succeeded(tmp.path(), &cfg).1);
 }
 
 /// `fedsim validate` and `fedsim run` both refuse, with exit 2, saying `needles`; the run
