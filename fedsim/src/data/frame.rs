@@ -340,51 +340,33 @@ impl Frame {
             })?;
             let is_numeric = numeric.contains(name);
             for row in 0..cells.len() {
-                let gap = match cells {
-                    Cells::Num(v) => match v[row] {
-                        None => true,
-                        Some(x) if x.is_nan() && missing == Missing::Error => {
-                            return Err(DataError::NonFinite {
+                // The cell as a number (a category's text stands as 0: any text is a value).
+                let value = match (cells, is_numeric) {
+                    (Cells::Num(v), _) => v[row],
+                    (Cells::Text(v), true) => match &v[row] {
+                        None => None,
+                        Some(t) => {
+                            Some(t.trim().parse::<f64>().map_err(|_| DataError::NotNumeric {
                                 path: path.to_path_buf(),
                                 column: name.clone(),
                                 line: line(row),
-                                value: x,
-                            })
+                                value: t.clone(),
+                            })?)
                         }
-                        Some(x) if x.is_infinite() => {
-                            return Err(DataError::NonFinite {
-                                path: path.to_path_buf(),
-                                column: name.clone(),
-                                line: line(row),
-                                value: x,
-                            })
-                        }
-                        Some(x) => x.is_nan(),
                     },
-                    Cells::Text(v) => match &v[row] {
-                        None => true,
-                        Some(t) if is_numeric => match t.trim().parse::<f64>() {
-                            Ok(x) if x.is_finite() => false,
-                            Ok(x) if x.is_nan() && missing == Missing::Drop => true,
-                            Ok(x) => {
-                                return Err(DataError::NonFinite {
-                                    path: path.to_path_buf(),
-                                    column: name.clone(),
-                                    line: line(row),
-                                    value: x,
-                                })
-                            }
-                            Err(_) => {
-                                return Err(DataError::NotNumeric {
-                                    path: path.to_path_buf(),
-                                    column: name.clone(),
-                                    line: line(row),
-                                    value: t.clone(),
-                                })
-                            }
-                        },
-                        Some(_) => false,
-                    },
+                    (Cells::Text(v), false) => v[row].as_ref().map(|_| 0.0),
+                };
+                let gap = match value {
+                    None => true,
+                    Some(x) if x.is_infinite() || (x.is_nan() && missing == Missing::Error) => {
+                        return Err(DataError::NonFinite {
+                            path: path.to_path_buf(),
+                            column: name.clone(),
+                            line: line(row),
+                            value: x,
+                        })
+                    }
+                    Some(x) => x.is_nan(),
                 };
                 if gap && missing == Missing::Error {
                     return Err(DataError::Missing {
