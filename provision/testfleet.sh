@@ -7,8 +7,9 @@
 #   provision/testfleet.sh down DIR     stop exactly what `up` started: its sshd, its users
 #
 # `up` writes into DIR: id_ed25519 (the controller's key), known_hosts (the hosts' keys, so no
-# key is ever trusted on first use), fleet.toml ([fleet] + one [[sites]] per host, to append to a
-# scenario), and `ready` once every sshd accepts connections.
+# key is ever trusted on first use), fleet.toml ([fleet] + one [[sites]] per host: give it to a
+# run with `fedsim run -c SCENARIO --fleet DIR/fleet.toml`), and `ready` once every sshd accepts
+# connections.
 # Settings: FLEET_NET (default 127.0.1), FLEET_PORT (2222), FLEET_USER (user prefix, fedsim-s).
 # FLEET_NETNS=ID puts each site in a network namespace of its own instead: a veth pair to a bridge
 # fsbrID holding 10.250.ID.1/24 (the coordinator's address), sites at 10.250.ID.11..; the range
@@ -64,6 +65,8 @@ up() {
     [ -x "$sshd" ] || die "$sshd not found: apt-get install openssh-server"
     [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] || die "N must be 1..250"
     mkdir -p "$dir" && chmod 700 "$dir"
+    # fleet.toml names the key and known_hosts by absolute path, whatever DIR was given as.
+    dir=$(cd "$dir" && pwd)
     rm -f "$dir/ready"
     install -d -m 0755 /run/sshd
     [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C fedsim-controller -f "$dir/id_ed25519"

@@ -5,7 +5,8 @@ Round 2: each site sends the cross products of its rows centred at those means; 
 divides their total by n - 1. Every sum over rows is math.fsum (correctly rounded), so the
 federated and pooled results differ only in how the sites' few partial totals round. Both
 replies are {"sum": ...}, so secure aggregation masks them. pooled does the same two passes
-over the pooled file. Result: {"n", "mean", "cov"}.
+over the pooled file. Result: {"n", "mean", "cov"}; with --columns the mean and covariance are
+labelled with the column names (fedsim then reports cov[bmi,bp] rather than cov[2,3]).
 
     python3 moments.py [--columns a,b,c] local|aggregate|pooled     (default: every column)
 """
@@ -46,10 +47,20 @@ def cross(rows, mean):
     return c
 
 
-def covariance(n, mean, c):
+def covariance(n, mean, c, columns):
+    """The result; labelled with the columns when --columns names them (the aggregate sees no
+    data, so it knows the names only from there), else fedsim numbers them mean[0], cov[0,1]."""
     if n < 2:
         raise ValueError(f"a covariance needs at least 2 rows, there are {n}")
-    return {"n": n, "mean": mean, "cov": [[v / (n - 1) for v in row] for row in c]}
+    cov = [[v / (n - 1) for v in row] for row in c]
+    if not columns:
+        return {"n": n, "mean": mean, "cov": cov}
+    names = columns.split(",")
+    return {
+        "n": n,
+        "mean": {"labels": names, "values": mean},
+        "cov": {"labels": names, "values": cov},
+    }
 
 
 def local(args, r, request, data, site):
@@ -70,7 +81,7 @@ def aggregate(args, r, replies, state):
             raise ValueError("the sites hold no rows")
         mean = [s / n for s in t["s"]]
         return {"request": {"step": "cross", "mean": mean}, "state": {"n": n, "mean": mean}}
-    return {"result": covariance(state["n"], state["mean"], t["c"])}
+    return {"result": covariance(state["n"], state["mean"], t["c"], args.columns)}
 
 
 def pooled(args, data):
@@ -79,7 +90,7 @@ def pooled(args, data):
     if n == 0:
         raise ValueError(f"{data} holds no rows")
     mean = [s / n for s in sums(rows, d)]
-    return covariance(n, mean, cross(rows, mean))
+    return covariance(n, mean, cross(rows, mean), args.columns)
 
 
 if __name__ == "__main__":

@@ -71,11 +71,23 @@ def secure_total(replies):
 
 
 def numbers(name, v):
-    """(label, number) pairs of a named result, labelled as fedsim's report does: cov[1,2]."""
+    """(label, number) pairs of a named result, labelled as fedsim's report does: cov[bmi,bp] for
+    a labelled result ({"labels": [...], "values": ...}), else 0-based positions: cov[0,1]."""
+    labels = None
+    if isinstance(v, dict):
+        labels, v = v.get("labels"), v.get("values")
     if isinstance(v, list) and any(isinstance(x, list) for x in v):
-        return [(f"{name}[{i + 1},{j + 1}]", x) for i, row in enumerate(v) for j, x in enumerate(row)]
+        rows = cols = None
+        if labels and isinstance(labels[0], list):
+            rows, cols = labels
+        elif labels:
+            rows = cols = labels
+        rows = rows or list(range(len(v)))
+        cols = cols or list(range(len(v[0]) if v else 0))
+        return [(f"{name}[{rows[i]},{cols[j]}]", x) for i, row in enumerate(v) for j, x in enumerate(row)]
     if isinstance(v, list):
-        return [(f"{name}[{i + 1}]", x) for i, x in enumerate(v)]
+        labels = labels or list(range(len(v)))
+        return [(f"{name}[{labels[i]}]", x) for i, x in enumerate(v)]
     return [(name, v)]
 
 

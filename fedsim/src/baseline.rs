@@ -83,9 +83,22 @@ fn ols(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
     let rxx = r.submatrix(0, 0, p, p).to_owned();
     let diag_max = (0..p).map(|i| rxx[(i, i)].abs()).fold(0.0, f64::max);
     if let Some(j) = (0..p).find(|&i| rxx[(i, i)].abs() <= diag_max * 1e-13) {
+        // Column j is a combination of the ones before it: R[..j, ..j] c = R[..j, j].
+        let mut c = Mat::from_fn(j, 1, |i, _| rxx[(i, j)]);
+        rxx.submatrix(0, 0, j, j)
+            .solve_upper_triangular_in_place(c.as_mut());
+        let null: Vec<f64> = (0..p)
+            .map(|i| match i {
+                _ if i < j => -c[(i, 0)],
+                _ if i == j => 1.0,
+                _ => 0.0,
+            })
+            .collect();
+        let norm = |i: usize| (0..=i).map(|k| rxx[(k, i)].powi(2)).sum::<f64>().sqrt();
+        let weights: Vec<f64> = (0..p).map(|i| null[i] * norm(i)).collect();
         return Err(AlgoError::Numeric(format!(
-            "the design matrix is singular at term {:?}",
-            config.terms().get(j).cloned().unwrap_or_default()
+            "the design matrix is singular: {}",
+            crate::algorithms::linreg::dependence(&config.terms(), &weights, &null)
         )));
     }
     let mut coef = Mat::from_fn(p, 1, |i, _| r[(i, p)]);
@@ -239,4 +252,54 @@ fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         vectors,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::SvdMethod;
+
+    fn ols_config(features: &[&str]) -> AlgorithmConfig {
+        AlgorithmConfig {
+            kind: AlgorithmKind::LinearRegression,
+            features: features.iter().map(|f| f.to_string()).collect(),
+            target: Some("y".into()),
+            intercept: true,
+            max_iter: 100,
+            tol: 1e-10,
+            k: 0,
+            center: true,
+            scale: false,
+            method: SvdMethod::default(),
+            oversample: 10,
+            vertical: false,
+            seed: 1,
+            categorical: Vec::new(),
+            missing: Default::default(),
+            external: None,
+        }
+    }
+
+    /// The pooled QR names a dependent set of columns and its combination, as the federated
+    /// Gram route does, so the two sides say the same thing about the same data.
+    #[test]
+    fn a_dependent_column_is_named_with_its_combination() {
+        let n = 50;
+        let a: Vec<f64> = (0..n).map(|i| ((i * 7) % 11) as f64).collect();
+        let b: Vec<f64> = (0..n).map(|i| ((i * 5) % 13) as f64 * 0.5).collect();
+        let x = Mat::from_fn(n, 3, |i, j| match j {
+            0 => a[i],
+            1 => b[i],
+            _ => a[i] - 3.0 * b[i],
+        });
+        let y = (0..n).map(|i| a[i] + (i % 3) as f64).collect();
+        let data = LocalData { x, y: Some(y) };
+        let e = compute(&ols_config(&["a", "b", "c"]), &data)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("columns `a`, `b` and `c` are linearly dependent (c ≈ a - 3 b)"),
+            "{e}"
+        );
+    }
 }

@@ -40,7 +40,7 @@ pub enum DataError {
         column: String,
         available: String,
     },
-    #[error("data file {}, line {line}, column {column:?}: expected a number, found {value:?} (if the column holds categories, list it in [data] categorical)", path.display())]
+    #[error("data file {}, line {line}, column {column:?}: expected a number, found {value:?} ({})", path.display(), not_numeric_hint(value))]
     NotNumeric {
         path: PathBuf,
         column: String,
@@ -54,13 +54,13 @@ pub enum DataError {
         fields: usize,
         expected: usize,
     },
-    #[error("data file {}, line {line}, column {column:?}: empty cell; every cell must hold a finite number", path.display())]
+    #[error("data file {}, line {line}, column {column:?}: empty cell; every used cell must hold a value, or set [data] missing = \"drop\" to leave incomplete rows out (as statsmodels' missing='drop')", path.display())]
     Missing {
         path: PathBuf,
         column: String,
         line: usize,
     },
-    #[error("data file {}, line {line}, column {column:?}: {value} is not a finite number", path.display())]
+    #[error("data file {}, line {line}, column {column:?}: {value} is not a finite number{}", path.display(), if value.is_nan() { "; a NaN is a gap: set [data] missing = \"drop\" to leave incomplete rows out" } else { "" })]
     NonFinite {
         path: PathBuf,
         column: String,
@@ -75,6 +75,16 @@ pub enum DataError {
     },
     #[error("cannot write {}: {reason}", path.display())]
     Write { path: PathBuf, reason: String },
+}
+
+/// What to do about a cell that is not a number: a decimal comma has its own option; anything
+/// else may be a category.
+fn not_numeric_hint(value: &str) -> &'static str {
+    if frame::looks_like_decimal_comma(value) {
+        "it looks like a number with a decimal comma: set [data] decimal = \",\""
+    } else {
+        "if the column holds categories, list it in [data] categorical"
+    }
 }
 
 impl Table {

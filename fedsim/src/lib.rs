@@ -13,6 +13,7 @@ pub mod check;
 pub mod children;
 pub mod compare;
 pub mod data;
+pub mod demo;
 pub mod enrol;
 pub mod federation;
 pub mod fleet;

@@ -30,9 +30,8 @@ struct Cli {
 enum Command {
     /// Run a scenario end to end: prep, sites, federation, baseline, comparison.
     Run {
-        /// The scenario file.
-        #[arg(short, long)]
-        config: PathBuf,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
         /// Run directory (default runs/<name>-<UTC time>/).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -43,10 +42,6 @@ enum Command {
         /// (credentials: RUN_DIR/controller.env and each site's .env), instead of acting for them.
         #[arg(long)]
         by_hand: bool,
-        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
-        /// or a string).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
     },
     /// Write RUN_DIR/report.html again, or with --compare one table across several runs.
     Report {
@@ -56,6 +51,7 @@ enum Command {
         /// Compare the runs in one table and plot (written to --out, default compare.html).
         #[arg(long)]
         compare: bool,
+        /// With --compare: the page to write (default compare.html).
         #[arg(long)]
         out: Option<PathBuf>,
         /// With --compare: plot the difference and the time against this scenario key
@@ -68,32 +64,21 @@ enum Command {
     },
     /// Split the data and write each site's bundle (data and .env), nothing more.
     Prep {
-        #[arg(short, long)]
-        config: PathBuf,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Where the bundles go (default runs/<name>-<UTC time>/); must be new or empty.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
-        /// or a string).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
     },
     /// Check a scenario and its data without writing anything.
     Validate {
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
-        /// or a string).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
     },
     /// Health of every site (ssh, host key, prerequisites, agent, data, credentials, network).
     Check {
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
-        /// or a string).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
     },
     /// Pull every site's log again and rebuild RUN_DIR/logs/merged.jsonl.
     Logs {
@@ -149,6 +134,39 @@ enum Command {
     },
 }
 
+/// Which scenario, where its sites run, and what to change in it.
+#[derive(clap::Args)]
+struct ScenarioArgs {
+    /// The scenario file (TOML). Without it: the shipped example, federated OLS on the diabetes
+    /// data over 3 local sites, held against statsmodels.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// A fleet file: its [fleet], [[sites]] and [vm] replace the scenario's (e.g. the
+    /// fleet.toml that provision/testfleet.sh writes). Its paths are relative to itself.
+    #[arg(long, value_name = "FILE")]
+    fleet: Option<PathBuf>,
+    /// Change a scenario key, e.g. --set partition.sites=5 (repeatable; the value is TOML,
+    /// or a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl ScenarioArgs {
+    /// The scenario file named, or the shipped example (written into fedsim's cache).
+    fn path(&self) -> Result<PathBuf, RunError> {
+        match &self.config {
+            Some(p) => Ok(p.clone()),
+            None => fedsim::demo::scenario().map_err(RunError::from),
+        }
+    }
+
+    fn load(&self) -> Result<(PathBuf, fedsim::scenario::Scenario), RunError> {
+        let path = self.path()?;
+        let s = run::load_layered(&path, self.fleet.as_deref(), &self.set)?;
+        Ok((path, s))
+    }
+}
+
 #[derive(Subcommand)]
 enum VmCommand {
     /// Build the site image (Debian bookworm, mmdebstrap) into fedsim's cache, unless this
@@ -166,6 +184,7 @@ enum VmCommand {
 enum FleetCommand {
     /// Boot the scenario's VMs (one per site) and leave them up for later runs.
     Up {
+        /// The scenario whose sites the VMs are for (provider "vm").
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -173,6 +192,7 @@ enum FleetCommand {
     Status,
     /// Stop the scenario's VMs and remove their disks.
     Down {
+        /// The scenario whose fleet to stop.
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -221,13 +241,14 @@ fn options(out: Option<PathBuf>, quiet: bool) -> Result<RunOptions, ExitCode> {
 
 fn controller(command: Command, quiet: bool) -> ExitCode {
     match command {
-        Command::Check { config, set } => {
+        Command::Check { scenario } => {
             let opts = match options(None, quiet) {
                 Ok(o) => o,
                 Err(code) => return code,
             };
-            let result = run::load_with(&config, &set)
-                .and_then(|s| run::plan(&s, None, false).map(|p| (s, p)))
+            let result = scenario
+                .load()
+                .and_then(|(_, s)| run::plan(&s, None, false).map(|p| (s, p)))
                 .and_then(|(s, p)| {
                     fedsim::check::check(&s, &p.plan, &opts.agent_exe).map(|h| (s, h))
                 });
@@ -286,11 +307,12 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 }
             }
         }
-        Command::Validate { config, set } => {
-            match run::load_with(&config, &set)
-                .and_then(|s| run::plan(&s, None, true).map(|p| (s, p.plan)))
+        Command::Validate { scenario } => {
+            match scenario
+                .load()
+                .and_then(|(config, s)| run::plan(&s, None, true).map(|p| (config, s, p.plan)))
             {
-                Ok((s, p)) => {
+                Ok((config, s, p)) => {
                     let shares: Vec<String> = p
                         .sites
                         .iter()
@@ -321,12 +343,12 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Prep { config, out, set } => {
+        Command::Prep { scenario, out } => {
             let opts = match options(out, quiet) {
                 Ok(o) => o,
                 Err(code) => return code,
             };
-            match run::load_with(&config, &set).and_then(|s| run::prep_only(&s, &opts)) {
+            match scenario.load().and_then(|(_, s)| run::prep_only(&s, &opts)) {
                 Ok((dir, bundles)) => {
                     for b in bundles.iter().filter(|_| !quiet) {
                         eprintln!(
@@ -349,6 +371,21 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
             by,
             force,
         } => {
+            // An option that would be ignored is refused: people would believe it took effect.
+            let misplaced = [
+                (out.is_some(), "--out"),
+                (!by.is_empty(), "--by"),
+                (force, "--force"),
+            ]
+            .into_iter()
+            .find(|(given, _)| *given && !compare);
+            if let Some((_, option)) = misplaced {
+                let e = fedsim::report::ReportError::Usage(format!(
+                    "{option} applies to --compare (did you mean `fedsim report --compare {option} ...`?); a single run's report is always RUN_DIR/report.html"
+                ));
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let result = if compare {
                 let path = out.unwrap_or_else(|| PathBuf::from("compare.html"));
                 let exists = (path.exists() && !force)
@@ -378,14 +415,13 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
             }
         }
         Command::Run {
-            config,
+            scenario,
             out,
             junit,
             by_hand,
-            set,
         } => {
-            let scenario = match run::load_with(&config, &set) {
-                Ok(s) => s,
+            let scenario = match scenario.load() {
+                Ok((_, s)) => s,
                 Err(e) => return fail(&e),
             };
             let opts = match options(out, quiet) {

@@ -48,6 +48,8 @@ pub enum PlanError {
         rows: usize,
         cols: usize,
     },
+    #[error("data file {}: perfect separation: {how}, so the maximum-likelihood estimate of its coefficient does not exist (statsmodels stops with PerfectSeparation); leave it out, or merge categories that hold only one outcome", path.display())]
+    Separation { path: PathBuf, how: String },
     #[error("data file {}: no feature columns left (columns: {available})", path.display())]
     NoFeatures { path: PathBuf, available: String },
     #[error("data file {}: {what} column {column:?} {side} {}; the files of the sites must share their columns", path.display(), first.display())]
@@ -161,6 +163,7 @@ fn read_sources(s: &Scenario) -> Result<Vec<(PathBuf, Frame)>, PlanError> {
     let options = ReadOptions {
         delimiter: s.data.delimiter_byte(),
         text: s.data.categorical.clone(),
+        decimal_comma: s.data.decimal_comma(),
     };
     if let Some(g) = &s.data.generate {
         let name = PathBuf::from(format!("generated-{}-{}x{}", g.kind, g.rows, g.cols));
@@ -168,8 +171,28 @@ fn read_sources(s: &Scenario) -> Result<Vec<(PathBuf, Frame)>, PlanError> {
         return Ok(vec![(name, Frame::from_table(&t))]);
     }
     let mut out: Vec<(PathBuf, Frame)> = Vec::new();
-    for path in s.data.sources() {
+    for (i, path) in s.data.sources().into_iter().enumerate() {
         crate::cancel::check().map_err(|_| DataError::Cancelled)?;
+        if let Err(e) = std::fs::File::open(path) {
+            // Most often a path written relative to the wrong folder: say which one it is.
+            let key = match &s.data.files {
+                Some(_) => format!("data.files.{i}"),
+                None => "data.path".to_string(),
+            };
+            let folder = s.source.parent().filter(|d| !d.as_os_str().is_empty());
+            let folder = folder.map_or("the current directory".to_string(), |d| {
+                format!("{}/", d.display())
+            });
+            return Err(s
+                .locate(
+                    &key,
+                    format!(
+                        "cannot read data file {}: {e}; paths in a scenario are relative to the scenario's own folder ({folder})",
+                        path.display()
+                    ),
+                )
+                .into());
+        }
         let frame = Frame::load(path, &options)?;
         if let Some((first_path, first)) = out.first() {
             let differ = |column: &str, what, side| PlanError::FilesDiffer {
@@ -294,7 +317,10 @@ impl Plan {
                         column,
                         line,
                         value,
-                    } if value.trim().parse::<f64>().is_err() && is_text_column(&f, &column) => {
+                    } if value.trim().parse::<f64>().is_err()
+                        && !crate::data::frame::looks_like_decimal_comma(&value)
+                        && is_text_column(&f, &column) =>
+                    {
                         PlanError::TextColumn {
                             path,
                             column,
@@ -331,6 +357,12 @@ impl Plan {
                     line: row + 2,
                     value: y[i],
                 });
+            }
+            if a.intercept.unwrap_or(true) {
+                if let Some(how) = separation(&frame, &complete, &y, &numeric, &categorical, target)
+                {
+                    return Err(PlanError::Separation { path, how });
+                }
             }
         }
         let partition_error = |source| PlanError::Partition {
@@ -605,6 +637,64 @@ fn locate_row(sources: &[(PathBuf, Frame)], file_rows: &[usize], row: usize) -> 
 }
 
 /// Whether no cell of the column reads as a number: text, not a typo in a numeric column.
+/// One column that (quasi-)separates a 0/1 target, in words: a numeric feature whose values for
+/// y = 0 and y = 1 do not overlap, or a category level whose rows all have one outcome. The
+/// maximum-likelihood estimate of its coefficient is then infinite (statsmodels stops with
+/// PerfectSeparation), so the run is refused before anything starts. Separation by a combination
+/// of columns is found by the Newton iterations instead.
+fn separation(
+    frame: &Frame,
+    rows: &[usize],
+    y: &[f64],
+    numeric: &[String],
+    categorical: &[String],
+    target: &str,
+) -> Option<String> {
+    for name in numeric.iter().filter(|c| c.as_str() != target) {
+        let x = frame.numbers(name, rows)?;
+        let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+        for (v, t) in x.iter().zip(y) {
+            let k = usize::from(*t == 1.0);
+            lo[k] = lo[k].min(*v);
+            hi[k] = hi[k].max(*v);
+        }
+        if lo[0] == hi[0] && lo[1] == hi[1] && lo[0] == lo[1] {
+            continue; // constant: reported as such elsewhere
+        }
+        if hi[0] <= lo[1] {
+            return Some(format!(
+                "feature {name:?} separates the target: every row with {name} <= {} has {target} = 0 or ties, every row with {name} >= {} has {target} = 1",
+                hi[0], lo[1]
+            ));
+        }
+        if hi[1] <= lo[0] {
+            return Some(format!(
+                "feature {name:?} separates the target: every row with {name} <= {} has {target} = 1 or ties, every row with {name} >= {} has {target} = 0",
+                hi[1], lo[0]
+            ));
+        }
+    }
+    for name in categorical {
+        let cells = frame.column(name)?;
+        let mut outcomes: std::collections::BTreeMap<String, [usize; 2]> = Default::default();
+        for (&r, t) in rows.iter().zip(y) {
+            if let Some(level) = cells.label(r) {
+                outcomes.entry(level).or_default()[usize::from(*t == 1.0)] += 1;
+            }
+        }
+        if outcomes.len() < 2 {
+            continue;
+        }
+        if let Some((level, n)) = outcomes.iter().find(|(_, n)| n[0] == 0 || n[1] == 0) {
+            let (count, value) = if n[0] == 0 { (n[1], 1) } else { (n[0], 0) };
+            return Some(format!(
+                "level {level:?} of {name:?} separates the target: all {count} of its rows have {target} = {value}"
+            ));
+        }
+    }
+    None
+}
+
 fn is_text_column(f: &Frame, column: &str) -> bool {
     match f.column(column) {
         Some(Cells::Text(v)) => v.iter().flatten().all(|t| t.trim().parse::<f64>().is_err()),

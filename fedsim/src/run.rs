@@ -50,6 +50,14 @@ pub enum RunError {
         addr: String,
         source: std::io::Error,
     },
+    /// `fedsim prep` of a vm scenario puts the bundles onto its fleet; none is up.
+    #[error("no fleet of {scenario} is up: fedsim prep puts the bundles onto the VMs of a fleet that is up; boot it first with `fedsim fleet up -c {}`", source_file.display())]
+    NoFleet {
+        scenario: String,
+        source_file: PathBuf,
+    },
+    #[error("cannot write the shipped example into fedsim's cache: {0}")]
+    Example(#[from] std::io::Error),
     /// Cancelled before the run directory existed: nothing was written.
     #[error("cancelled before the run started; nothing was written")]
     Cancelled,
@@ -63,6 +71,7 @@ impl RunError {
             | RunError::Plan(_)
             | RunError::Reference(_)
             | RunError::Gui(_)
+            | RunError::NoFleet { .. }
             | RunError::RunDir(RunDirError::Unusable { .. })
             | RunError::Prep(PrepError::Credentials { .. }) => 2,
             RunError::Cancelled => 130,
@@ -168,13 +177,10 @@ pub fn prep_only(
     if scenario.fleet.provider == crate::scenario::Provider::Vm
         && crate::fleet::vm::FleetState::load(&scenario.scenario.name).is_none()
     {
-        return Err(RunError::Fleet(FleetError::Install {
-            site: "all".into(),
-            reason: format!(
-                "fedsim prep puts the bundles onto a fleet that is up; boot it first: fedsim fleet up -c {}",
-                scenario.source.display()
-            ),
-        }));
+        return Err(RunError::NoFleet {
+            scenario: scenario.scenario.name.clone(),
+            source_file: scenario.source.clone(),
+        });
     }
     let dir = rundir::create(opts.out.as_deref(), &scenario.scenario.name)?;
     let mut bundles = prep::make_bundles(
@@ -937,9 +943,19 @@ pub fn load(path: &Path) -> Result<Scenario, RunError> {
 
 /// Load a scenario with `--set KEY=VALUE` overrides (as typed on the command line).
 pub fn load_with(path: &Path, sets: &[String]) -> Result<Scenario, RunError> {
+    load_layered(path, None, sets)
+}
+
+/// Load a scenario, its `[fleet]`, `[[sites]]` and `[vm]` from a fleet file when one is given
+/// (`--fleet`), with `--set KEY=VALUE` overrides (as typed on the command line).
+pub fn load_layered(
+    path: &Path,
+    fleet: Option<&Path>,
+    sets: &[String],
+) -> Result<Scenario, RunError> {
     let sets = sets
         .iter()
         .map(|s| crate::scenario::Set::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Scenario::load_with(path, &sets)?)
+    Ok(Scenario::load_layered(path, fleet, &sets)?)
 }

@@ -89,30 +89,32 @@ pub struct ReferenceCheck {
     pub comparison: Comparison,
 }
 
+/// `summary.json`. Every field is written, `null` or `[]` when there is nothing, so scripts read a
+/// key without first asking whether it exists.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub fedsim_version: String,
     pub scenario: String,
     pub run_id: String,
     pub status: Status,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<FailureInfo>,
     pub algorithm: String,
     pub sites: Vec<SiteSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub results: Option<Estimates>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub baseline: Option<Estimates>,
     /// Federated against the centralised baseline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub comparison: Option<Comparison>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reference: Option<ReferenceCheck>,
     /// Sites the run went on without (on_dropout = "continue").
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub lost_sites: Vec<LostSite>,
     /// What a person should know that does not change the verdict (e.g. privacy risks).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub warnings: Vec<Warning>,
 }
 

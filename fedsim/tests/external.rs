@@ -71,10 +71,12 @@ fn the_moments_example_equals_the_pooled_run_and_numpy() {
         1 + 11 + 11 * 11,
         "n, 11 means, an 11 x 11 covariance"
     );
-    assert!(checks.iter().any(|k| k["term"] == "cov[3,4]"));
+    // Labelled by the example's --columns (issue 19.9): cov[bmi,bp], not a position.
+    assert!(checks.iter().any(|k| k["term"] == "cov[bmi,bp]"));
+    assert!(checks.iter().any(|k| k["term"] == "mean[progression]"));
     if let Some((mean, cov)) = numpy_moments() {
-        assert!(max_rel(&floats(&fed["mean"]), &mean) < 1e-12);
-        for (row, want) in fed["cov"].as_array().unwrap().iter().zip(&cov) {
+        assert!(max_rel(&floats(&fed["mean"]["values"]), &mean) < 1e-12);
+        for (row, want) in fed["cov"]["values"].as_array().unwrap().iter().zip(&cov) {
             assert!(max_rel(&floats(row), want) < 1e-11);
         }
     }
@@ -97,11 +99,49 @@ fn the_moments_example_equals_the_pooled_run_and_numpy() {
     for i in 1..=3 {
         assert!(out.join(format!("sites/site-{i}/moments.py")).is_file());
     }
+    // Issue 19.9: integer codes reach the step as written (`2`, not `2.0`).
+    let data = std::fs::read_to_string(out.join("sites/site-1/data.csv")).unwrap();
+    let sex: Vec<&str> = data
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert!(
+        !sex.is_empty() && sex.iter().all(|v| *v == "1" || *v == "2"),
+        "{sex:?}"
+    );
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
-        report.contains("cov[3,4]"),
+        report.contains("cov[bmi,bp]"),
         "the report shows the named results"
     );
+}
+
+/// Issue 19.1: the pooled step ran in `workdir` with a `FEDSIM_DATA` relative to where fedsim
+/// was started, so the shipped example failed whenever the scenario and the run directory were
+/// given as relative paths. Every path a step is handed is absolute.
+#[test]
+fn relative_scenario_and_run_directory_work_from_another_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = tmp.path().join("algorithms/examples");
+    std::fs::create_dir_all(&examples).unwrap();
+    moments(&examples, "moments", "");
+    let o = Command::new(bin())
+        .args([
+            "run",
+            "-q",
+            "-c",
+            "algorithms/examples/moments.toml",
+            "--out",
+            "runs/m",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&tmp.path().join("runs/m"));
+    assert_eq!(s["status"], "succeeded");
+    assert_eq!(s["baseline"]["named"]["n"], 442);
 }
 
 #[test]

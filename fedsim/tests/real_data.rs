@@ -161,7 +161,10 @@ fn an_empty_cell_is_named_unless_missing_is_drop() {
     // Line 5 is the Torgersen bird with no measurements.
     refused(
         &cfg,
-        &["penguins.csv, line 5, column \"bill_length_mm\": empty cell"],
+        &[
+            "penguins.csv, line 5, column \"bill_length_mm\": empty cell",
+            "set [data] missing = \"drop\"",
+        ],
     );
 }
 
@@ -247,5 +250,120 @@ fn a_column_that_is_not_there_gets_did_you_mean_and_the_line() {
     refused(
         &cfg,
         &["data.features.4", "(did you mean \"bill_depth_mm\"?)"],
+    );
+}
+
+/// `diabetes_raw.csv` rewritten as a European spreadsheet exports it: `;` between fields, a decimal
+/// comma in the numbers.
+fn decimal_comma_copy(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(test_data("diabetes_raw.csv")).unwrap();
+    let out = dir.join("komma.csv");
+    let converted: String = text
+        .lines()
+        .map(|l| l.replace(',', ";").replace('.', ",") + "\n")
+        .collect();
+    std::fs::write(&out, converted).unwrap();
+    out
+}
+
+/// Issue 19.5: `32,24` in a `;` file was refused with the hint to list the column as categories,
+/// which would have made a number into levels. The hint is now `[data] decimal = ","`, and with
+/// it the run gives the same answer as the `.` file.
+#[test]
+fn decimal_commas_get_their_own_option_and_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    decimal_comma_copy(tmp.path());
+    let body = "[scenario]\nname = \"komma\"\nseed = 3\n[data]\npath = \"komma.csv\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = 3\n[algorithm]\nkind = \"linear_regression\"\n";
+    let cfg = scenario(tmp.path(), "komma", body);
+    let v = fedsim(tmp.path(), &["validate", "-c", cfg.to_str().unwrap()]);
+    let e = stderr(&v);
+    assert_eq!(v.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("komma.csv, line 2, column \"bmi\"")
+            && e.contains("decimal comma: set [data] decimal = \",\"")
+            && !e.contains("categorical"),
+        "{e}"
+    );
+    let cfg = scenario(
+        tmp.path(),
+        "komma",
+        &body.replace("target = ", "decimal = \",\"\ntarget = "),
+    );
+    let (_, komma) = succeeded(tmp.path(), &cfg);
+    let dot = tmp.path().join("dot");
+    std::fs::create_dir(&dot).unwrap();
+    let cfg = scenario(
+        &dot,
+        "dot",
+        &body.replace("komma.csv", test_data("diabetes_raw.csv").to_str().unwrap()),
+    );
+    let (_, plain) = succeeded(&dot, &cfg);
+    assert_eq!(komma["results"]["coef"], plain["results"]["coef"]);
+    assert_eq!(komma["results"]["n"], 442);
+    // A decimal comma cannot share the field separator.
+    let cfg = scenario(
+        tmp.path(),
+        "clash",
+        &body.replace("target = ", "decimal = \",\"\ndelimiter = \",\"\ntarget = "),
+    );
+    refused(
+        &cfg,
+        &["data.decimal: a decimal comma needs another delimiter"],
+    );
+}
+
+/// Issue 19.6: a singular design names its dependent columns (with the combination), a constant
+/// column is named as such, on the federated side and in the pooled baseline alike; and a feature
+/// that separates a 0/1 target is named before anything starts.
+#[test]
+fn singular_designs_and_separation_name_their_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(test_data("diabetes_raw.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let mut data = format!("{header},combo,konst\n");
+    for l in lines {
+        let v: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+        // bmi is column 2, bp column 3.
+        data.push_str(&format!("{l},{},5\n", v[2] + 2.0 * v[3]));
+    }
+    std::fs::write(tmp.path().join("x.csv"), data).unwrap();
+    let body = |exclude: &str| {
+        format!("[scenario]\nname = \"sing\"\n[data]\npath = \"x.csv\"\ntarget = \"progression\"\nexclude = [\"{exclude}\"]\n[partition]\nkind = \"horizontal\"\nsites = 3\n[algorithm]\nkind = \"linear_regression\"\n")
+    };
+    for (exclude, want) in [
+        (
+            "konst",
+            "columns `bmi`, `bp` and `combo` are linearly dependent (combo ≈ bmi + 2 bp)",
+        ),
+        ("combo", "column \"konst\" is constant (every row holds 5)"),
+    ] {
+        let cfg = scenario(tmp.path(), exclude, &body(exclude));
+        let out = tmp.path().join(format!("run-{exclude}"));
+        let o = run_to(tmp.path(), &cfg, &out, &[]);
+        assert_eq!(o.status.code(), Some(1));
+        let s = summary(&out);
+        let e = s["error"]["message"].as_str().unwrap();
+        assert!(e.contains(want), "{e}");
+    }
+    // A feature that separates the target: refused before anything starts, named.
+    let mut sep = String::from("score,group,passed\n");
+    for i in 0..60 {
+        let score = i as f64 / 2.0;
+        sep.push_str(&format!(
+            "{score},{},{}\n",
+            ["a", "b", "c"][i % 3],
+            u8::from(score >= 15.0)
+        ));
+    }
+    std::fs::write(tmp.path().join("sep.csv"), sep).unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "sep",
+        "[scenario]\nname = \"sep\"\n[data]\npath = \"sep.csv\"\ntarget = \"passed\"\ncategorical = [\"group\"]\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"logistic_regression\"\n",
+    );
+    refused(
+        &cfg,
+        &["perfect separation: feature \"score\" separates the target: every row with score <= 14.5 has passed = 0"],
     );
 }

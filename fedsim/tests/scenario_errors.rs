@@ -39,7 +39,21 @@ const CASES: &[Case] = &[
         "(document)",
         &["invalid basic string", "expected `\"`"],
     ),
-    case("duplicate_key.toml", 12, "(document)", &["duplicate key"]),
+    case(
+        "duplicate_key.toml",
+        12,
+        "partition.sites",
+        &["duplicate key: `sites` in [partition] is already defined at line 11"],
+    ),
+    case(
+        "duplicate_section.toml",
+        19,
+        "fleet",
+        &[
+            "duplicate key: [fleet] is already defined at line 13",
+            "give it with --fleet FILE",
+        ],
+    ),
     case(
         "unknown_key.toml",
         11,
@@ -460,4 +474,34 @@ fn validate_command_exits_2_and_names_the_place() {
             c.file
         );
     }
+}
+
+/// Issue 19.2: a data path written relative to the wrong folder is named at its line in the
+/// scenario, with the rule (relative to the scenario's own folder), and nothing is written.
+#[test]
+fn a_data_path_that_cannot_be_read_is_located_with_the_rule() {
+    let cwd = tempfile::TempDir::new().unwrap();
+    let dir = cwd.path().join("elsewhere");
+    std::fs::create_dir(&dir).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/config_linreg.toml"),
+    )
+    .unwrap();
+    let line = text.lines().position(|l| l.starts_with("path =")).unwrap() + 1;
+    std::fs::write(dir.join("s.toml"), &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fedsim"))
+        .args(["validate", "-c", "elsewhere/s.toml"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "elsewhere/s.toml:{line}:8: data.path: cannot read data file test_data/diabetes.csv"
+        )) && stderr.contains("relative to the scenario's own folder (elsewhere/)"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the scenario's folder");
 }

@@ -38,9 +38,12 @@ impl TestFleet {
             "the SSH test fleet needs root (useradd, sshd), as CI has"
         );
         let dir = tempfile::tempdir().unwrap();
+        // DIR relative to the script's working directory, as people type it: fleet.toml must
+        // still name its key and known_hosts by absolute path.
         let child = Command::new("bash")
             .arg(script())
-            .args(["up", &n.to_string(), dir.path().to_str().unwrap()])
+            .args(["up", &n.to_string(), "."])
+            .current_dir(dir.path())
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
@@ -607,4 +610,77 @@ fn an_external_algorithm_runs_on_ssh_sites_and_check_finds_its_interpreter() {
         .home(1)
         .join(".fedsim/ssh-moments/moments.py")
         .is_file());
+}
+
+/// Issue 19.2: the README's recipe, by copy-paste: a fleet file given with `--fleet` (relative to
+/// where fedsim runs) next to a shipped scenario whose data paths are relative to its own folder.
+/// Appending the fragment to the scenario instead is refused, naming the duplicated section and
+/// its first line.
+#[test]
+fn the_readme_recipe_runs_a_shipped_scenario_on_the_test_fleet() {
+    let fleet = TestFleet::up(3, "127.0.8", "fedsim-h");
+    let work = fleet.dir.path();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/config_linreg.toml");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap()
+            + &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/providers.md"),
+            )
+            .unwrap_or_default();
+    assert!(
+        readme.contains("--fleet") && !readme.contains("sudo provision/testfleet.sh"),
+        "the docs show the --fleet recipe, without sudo"
+    );
+    for cmd in ["check", "run"] {
+        let mut args = vec![
+            cmd,
+            "-c",
+            shipped.to_str().unwrap(),
+            "--fleet",
+            "fleet.toml",
+        ];
+        if cmd == "run" {
+            args.extend(["-q", "--out", "run"]);
+        }
+        let o = fedsim(work, &args);
+        assert!(
+            o.status.success(),
+            "fedsim {cmd}: {}{}",
+            stderr(&o),
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let s = summary(&work.join("run"));
+    assert_eq!(s["status"], "succeeded");
+    assert_eq!(s["reference"]["passed"], true);
+    let places: Vec<&str> = s["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["location"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        places.len() == 3 && places.iter().all(|h| h.contains("@127.0.8.")),
+        "{places:?}"
+    );
+
+    let appended = std::fs::read_to_string(&shipped).unwrap()
+        + &std::fs::read_to_string(work.join("fleet.toml")).unwrap();
+    let cfg = scenario(work, "appended", &appended);
+    let o = fedsim(work, &["validate", "-c", cfg.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    let first = std::fs::read_to_string(&shipped)
+        .unwrap()
+        .lines()
+        .position(|l| l.trim() == "[fleet]")
+        .unwrap()
+        + 1;
+    assert!(
+        e.contains(": fleet: duplicate key: [fleet] is already defined at line ")
+            && e.contains(&format!("line {first}"))
+            && e.contains("--fleet"),
+        "{e}"
+    );
 }

@@ -212,6 +212,22 @@ fn a_six_point_sweep_checks_every_point_against_the_reference() {
     );
     let html = std::fs::read_to_string(out.join("sweep.html")).unwrap();
     assert!(html.contains("By <code>partition.sites</code>") && html.matches("<svg").count() >= 5);
+    // Issue 19.4: runs/ holds run directories only (each with its JUnit file inside), so
+    // `fedsim report --compare runs/*` takes them as they are.
+    let mut runs: Vec<String> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .inspect(|p| assert!(p.is_dir(), "{} is not a run directory", p.display()))
+        .map(|p| {
+            assert!(p.join("junit.xml").is_file(), "{}", p.display());
+            p.display().to_string()
+        })
+        .collect();
+    runs.sort();
+    let mut args = vec!["report", "--compare", "--out", "all.html"];
+    args.extend(runs.iter().map(String::as_str));
+    let o = fedsim(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
 
     // A point that fails is a row with its status; the others run; snakemake says it failed.
     let failing = tmp.path().join("failing.yaml");
@@ -292,4 +308,65 @@ fn the_ci_simulation_script_fails_exactly_when_a_comparison_fails() {
     );
     let junit = std::fs::read_to_string(tmp.path().join("bad/junit/strict.xml")).unwrap();
     assert!(!junit.contains("failures=\"0\""), "{junit}");
+}
+
+/// Issue 19.3: a sweep whose points all fail keeps sweep.csv (each point's error in it) and says
+/// why on the terminal, instead of losing the table with the failed rule.
+#[test]
+fn a_sweep_whose_points_all_fail_keeps_its_table_and_says_why() {
+    let Some(snakemake) = snakemake() else {
+        eprintln!("SKIPPED: snakemake is not installed (.ci/run puts it in ~/.cache/fedsim-venv)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("sized.toml");
+    std::fs::write(
+        &scenario,
+        std::fs::read_to_string(root().join("resources/config_linreg.toml"))
+            .unwrap()
+            .replace(
+                "strategy = \"uniform\"",
+                "strategy = \"sizes\"\nsizes = [0.6, 0.3, 0.1]",
+            )
+            .replace(
+                "\"../test_data/",
+                &format!("\"{}/test_data/", root().display()),
+            ),
+    )
+    .unwrap();
+    let config = tmp.path().join("sweep.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "scenario: {}\nout: {}\nsweep:\n  partition.sites: [2, 5]\n",
+            scenario.display(),
+            tmp.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(&snakemake)
+        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
+        .args(["--cores", "2", "--configfile", config.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .env("PATH", path_with_fedsim())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let said = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("2 of 2 points did not succeed")
+            && said.contains("sites-2: bad input")
+            && said.contains("partition.sizes"),
+        "{said}"
+    );
+    let csv = std::fs::read_to_string(tmp.path().join("out/sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.contains("bad input") && l.contains("partition.sizes")),
+        "{csv}"
+    );
+    let page = std::fs::read_to_string(tmp.path().join("out/sweep.html")).unwrap();
+    assert!(page.contains("No point of the sweep finished"), "{page}");
 }

@@ -142,7 +142,15 @@ pub struct Process<'a> {
     pub role: &'static str,
     pub cmd: &'a [String],
     pub cwd: &'a Path,
+    /// The data file it reads (`FEDSIM_DATA`), if any.
+    pub data: Option<&'a Path>,
     pub env: Vec<(&'static str, String)>,
+}
+
+/// A path as a program is given it: absolute, because the program runs in a directory of its
+/// own (the site's, or `workdir`) where a path relative to ours would point elsewhere.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Run a command with `input` on stdin and read one JSON value from stdout. `deadline`: kill
@@ -154,13 +162,17 @@ pub fn call(
     deadline: Option<Duration>,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Answer, CallError> {
-    let (role, cmd, cwd, env) = (p.role, p.cmd, p.cwd, &p.env);
+    let (role, cmd, env) = (p.role, p.cmd, &p.env);
     let program = cmd.first().cloned().unwrap_or_default();
     let mut command = Command::new(&program);
     command
         .args(&cmd[1..])
-        .current_dir(cwd)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(absolute(p.cwd))
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    if let Some(data) = p.data {
+        command.env("FEDSIM_DATA", absolute(data));
+    }
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -297,8 +309,24 @@ fn joined(tail: &Mutex<Vec<String>>) -> String {
 /// A named result is a number, a list of numbers or a list of equally long lists of numbers.
 fn check_shape(name: &str, v: &Value) -> Result<(), String> {
     let numbers = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_number));
-    let ok = match v {
-        Value::Number(_) => true,
+    let bad = || {
+        format!(
+            "result {name:?} is not a number, a list of numbers, a list of equally long lists of numbers, or {{\"labels\": [...], \"values\": ...}}"
+        )
+    };
+    let (values, labels) = match v {
+        Value::Object(o) => {
+            if let Some(k) = o.keys().find(|k| *k != "labels" && *k != "values") {
+                return Err(format!(
+                    "result {name:?}: unknown key {k:?}; a labelled result is {{\"labels\": [...], \"values\": ...}}"
+                ));
+            }
+            (o.get("values").ok_or_else(bad)?, o.get("labels"))
+        }
+        v => (v, None),
+    };
+    let ok = match values {
+        Value::Number(_) => labels.is_none(),
         Value::Array(a) if a.iter().all(Value::is_number) => true,
         Value::Array(a) => {
             a.iter().all(numbers)
@@ -310,12 +338,71 @@ fn check_shape(name: &str, v: &Value) -> Result<(), String> {
         }
         _ => false,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "result {name:?} is not a number, a list of numbers or a list of equally long lists of numbers"
-        ))
+    if !ok {
+        return Err(bad());
+    }
+    if let Some(labels) = labels {
+        let shape = Labels::of(values);
+        if Labels::read(labels, &shape).is_none() {
+            return Err(format!(
+                "result {name:?}: \"labels\" must be a list of {} strings{}",
+                shape.rows,
+                if shape.cols.is_some() {
+                    " (the same for rows and columns of a square matrix), or [[row labels], [column labels]]"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shape of a named result's values, and its labels: given by the algorithm, or the
+/// 0-based positions (`mean[0]`, `cov[1,2]`), as indices in Python, numpy or JSON count.
+struct Labels {
+    rows: usize,
+    cols: Option<usize>,
+}
+
+impl Labels {
+    fn of(values: &Value) -> Labels {
+        match values {
+            Value::Array(rows) if rows.iter().any(Value::is_array) => Labels {
+                rows: rows.len(),
+                cols: Some(rows.first().and_then(Value::as_array).map_or(0, Vec::len)),
+            },
+            Value::Array(xs) => Labels {
+                rows: xs.len(),
+                cols: None,
+            },
+            _ => Labels {
+                rows: 0,
+                cols: None,
+            },
+        }
+    }
+
+    /// Row and column labels from `labels`, if it fits the shape.
+    fn read(labels: &Value, shape: &Labels) -> Option<(Vec<String>, Vec<String>)> {
+        let strings = |v: &Value, n: usize| -> Option<Vec<String>> {
+            let a = v.as_array()?;
+            let s: Vec<String> = a
+                .iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<_>>()?;
+            (s.len() == n).then_some(s)
+        };
+        match shape.cols {
+            None => Some((strings(labels, shape.rows)?, Vec::new())),
+            Some(cols) => {
+                if let Some(both) = strings(labels, shape.rows).filter(|_| cols == shape.rows) {
+                    return Some((both.clone(), both));
+                }
+                let pair = labels.as_array().filter(|a| a.len() == 2)?;
+                Some((strings(&pair[0], shape.rows)?, strings(&pair[1], cols)?))
+            }
+        }
     }
 }
 
@@ -340,25 +427,38 @@ pub fn parse_result(answer: &Value, role: &str) -> Result<BTreeMap<String, Value
         .collect()
 }
 
-/// The numbers of a named result in order, with their labels (`cov[1,2]`).
+/// The numbers of a named result in order, each with its name: `cov[age,bmi]` with labels,
+/// else its 0-based position (`mean[0]`, `cov[1,2]`).
 pub fn flatten(name: &str, v: &Value) -> Vec<(String, f64)> {
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    match v {
-        Value::Array(rows) if rows.iter().any(Value::is_array) => rows
+    let (values, given) = match v {
+        Value::Object(o) => (o.get("values").unwrap_or(&Value::Null), o.get("labels")),
+        v => (v, None),
+    };
+    let shape = Labels::of(values);
+    let (rows, cols) = given
+        .and_then(|l| Labels::read(l, &shape))
+        .unwrap_or_else(|| {
+            let count = |n: usize| (0..n).map(|i| i.to_string()).collect();
+            (count(shape.rows), count(shape.cols.unwrap_or(0)))
+        });
+    match values {
+        Value::Array(r) if shape.cols.is_some() => r
             .iter()
             .enumerate()
-            .flat_map(|(i, r)| {
-                r.as_array()
+            .flat_map(|(i, row)| {
+                let (rows, cols) = (&rows, &cols);
+                row.as_array()
                     .into_iter()
                     .flatten()
                     .enumerate()
-                    .map(move |(j, x)| (format!("{name}[{},{}]", i + 1, j + 1), num(x)))
+                    .map(move |(j, x)| (format!("{name}[{},{}]", rows[i], cols[j]), num(x)))
             })
             .collect(),
         Value::Array(xs) => xs
             .iter()
             .enumerate()
-            .map(|(i, x)| (format!("{name}[{}]", i + 1), num(x)))
+            .map(|(i, x)| (format!("{name}[{}]", rows[i]), num(x)))
             .collect(),
         x => vec![(name.to_string(), num(x))],
     }
@@ -434,6 +534,7 @@ impl External {
                 role: "aggregate",
                 cmd: &self.spec.aggregate,
                 cwd: &self.spec.workdir,
+                data: None,
                 env: vec![("FEDSIM_ROUND", self.round.to_string())],
             },
             &input,
@@ -528,15 +629,13 @@ pub fn local_step(
     request: &[u8],
 ) -> Result<(Vec<u8>, f64), String> {
     let request = decode(request, "request").map_err(|e| e.to_string())?;
-    // The step runs in the site's directory: its data path must not depend on where we are.
-    let data = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
     let answer = call(
         &Process {
             role: "local",
             cmd: &spec.local,
             cwd: site_dir,
+            data: Some(data),
             env: vec![
-                ("FEDSIM_DATA", data.display().to_string()),
                 ("FEDSIM_SITE", site.to_string()),
                 ("FEDSIM_ROUND", round.to_string()),
             ],
@@ -557,7 +656,8 @@ pub fn pooled(spec: &ExternalSpec, data: &Path) -> Result<Estimates, AlgoError> 
             role: "pooled",
             cmd: &spec.pooled,
             cwd: &spec.workdir,
-            env: vec![("FEDSIM_DATA", data.display().to_string())],
+            data: Some(data),
+            env: vec![],
         },
         &json!({}),
         spec.max_reply_bytes,
@@ -585,6 +685,7 @@ mod tests {
                 role: "local",
                 cmd: &sh(script),
                 cwd: Path::new("."),
+                data: None,
                 env: vec![("FEDSIM_ROUND", "3".into())],
             },
             &json!({"x": 1}),
@@ -624,6 +725,43 @@ mod tests {
         let e = run("sleep 30", 1000, Some(0.3)).unwrap_err().to_string();
         assert!(e.contains("longer than 0.3 s"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Issue 19.9: numbers are named by their 0-based position, or by the labels the algorithm
+    /// gives; labels that do not fit the shape are refused, naming the result.
+    #[test]
+    fn results_are_named_by_position_from_zero_or_by_their_labels() {
+        let names = |v: Value| -> Vec<String> {
+            check_shape("r", &v).unwrap();
+            flatten("r", &v).into_iter().map(|x| x.0).collect()
+        };
+        assert_eq!(names(json!([1.0, 2.0])), ["r[0]", "r[1]"]);
+        assert_eq!(
+            names(json!([[1.0, 2.0], [3.0, 4.0]])),
+            ["r[0,0]", "r[0,1]", "r[1,0]", "r[1,1]"]
+        );
+        assert_eq!(
+            names(json!({"labels": ["a", "b"], "values": [1.0, 2.0]})),
+            ["r[a]", "r[b]"]
+        );
+        assert_eq!(
+            names(json!({"labels": ["a", "b"], "values": [[1.0, 2.0], [3.0, 4.0]]})),
+            ["r[a,a]", "r[a,b]", "r[b,a]", "r[b,b]"]
+        );
+        assert_eq!(
+            names(json!({"labels": [["x"], ["a", "b"]], "values": [[1.0, 2.0]]})),
+            ["r[x,a]", "r[x,b]"]
+        );
+        for bad in [
+            json!({"labels": ["a"], "values": [1.0, 2.0]}),
+            json!({"labels": ["a", "b"], "values": [[1.0, 2.0]]}),
+            json!({"labels": ["a"], "values": 3.0}),
+            json!({"names": ["a"], "values": [1.0]}),
+            json!({"labels": ["a"]}),
+        ] {
+            let e = check_shape("r", &bad).unwrap_err();
+            assert!(e.contains("result \"r\""), "{e}");
+        }
     }
 
     #[test]

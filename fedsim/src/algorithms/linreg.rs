@@ -220,6 +220,21 @@ impl Federated for LinearRegression {
                     xty.iter_mut().zip(v).for_each(|(a, b)| *a += b);
                     yty += s;
                 }
+                if self.config.intercept {
+                    // A constant column centres to rounding noise, not to 0: judge its spread
+                    // against its level (a standard deviation below 1e-10 of its mean).
+                    let n = self.n as f64;
+                    if let Some(j) = (0..d).find(|&j| {
+                        let sd = (gram[(j, j)].max(0.0) / n).sqrt();
+                        sd.is_nan() || sd <= 1e-10 * self.mean_x[j].abs()
+                    }) {
+                        return Err(AlgoError::Numeric(format!(
+                            "column {:?} is constant (every row holds {}), so it duplicates `const` and cannot be estimated; leave it out with [data] exclude",
+                            self.config.features[j],
+                            short(self.mean_x[j])
+                        )));
+                    }
+                }
                 let (slopes, gram_inv) = solve_scaled(&gram, &xty, &self.config.features)?;
                 self.intercept = self.mean_y
                     - self
@@ -292,8 +307,15 @@ impl LinearRegression {
     }
 }
 
+/// The smallest eigenvalue of the correlation-scale matrix, relative to its largest, below which a
+/// design is singular. The Gram route squares the condition number: at 1e-12 a solve keeps about
+/// four digits, too few for a result that must equal the pooled QR, so fedsim refuses rather than
+/// report finite garbage.
+pub const SINGULAR_TOL: f64 = 1e-12;
+
 /// Solve `S b = v` for a symmetric positive definite `S` on the correlation scale (unit diagonal),
-/// returning `b` and `S^-1`. A zero or dependent column is reported by name.
+/// returning `b` and `S^-1`. A zero column, or a set of dependent ones, is reported by name: the
+/// eigenvector of the smallest eigenvalue says which columns combine to (nearly) nothing.
 pub fn solve_scaled(
     s: &Mat<f64>,
     v: &[f64],
@@ -308,6 +330,19 @@ pub fn solve_scaled(
         )));
     }
     let c = Mat::from_fn(d, d, |i, j| s[(i, j)] / (scale[i] * scale[j]));
+    if let Ok(evd) = c.self_adjoint_eigen(Side::Lower) {
+        let (values, vectors) = (evd.S(), evd.U());
+        let top = values[d - 1];
+        if d > 1 && (values[0].is_nan() || values[0] <= SINGULAR_TOL * top) {
+            let null: Vec<f64> = (0..d).map(|i| vectors[(i, 0)] / scale[i]).collect();
+            let weights: Vec<f64> = (0..d).map(|i| vectors[(i, 0)]).collect();
+            return Err(AlgoError::Numeric(format!(
+                "the design matrix is singular: {} (the smallest eigenvalue of the columns' correlation matrix is {:.1e} of the largest; fedsim refuses below {SINGULAR_TOL:.0e})",
+                dependence(names, &weights, &null),
+                values[0] / top
+            )));
+        }
+    }
     let llt = c.llt(Side::Lower).map_err(|_| {
         AlgoError::Numeric(
             "the design matrix is singular: some feature columns are linear combinations of others"
@@ -320,4 +355,63 @@ pub fn solve_scaled(
         .map(|i| (0..d).map(|j| inv[(i, j)] * v[j]).sum())
         .collect();
     Ok((b, inv))
+}
+
+/// "columns `a`, `b` and `c` are linearly dependent (c ≈ a + 2 b)": the columns that carry a
+/// null direction (`weights`, on the correlation scale) and, from `null` (the same direction on the
+/// columns' own scale), the combination people can check in their data.
+pub fn dependence(names: &[String], weights: &[f64], null: &[f64]) -> String {
+    let name = |j: usize| names.get(j).map_or("?", String::as_str);
+    let big = weights.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+    let involved: Vec<usize> = (0..weights.len())
+        .filter(|&j| weights[j].abs() > 1e-3 * big)
+        .collect();
+    // The last one is written as a combination of the others, as a QR in column order finds it.
+    let Some(&lead) = involved.last() else {
+        return "some feature columns are linear combinations of others".into();
+    };
+    let listed: Vec<String> = involved.iter().map(|&j| format!("`{}`", name(j))).collect();
+    let listed = match listed.as_slice() {
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [] => String::new(),
+    };
+    if involved.len() == 1 {
+        return format!(
+            "column {listed} is constant or zero (it duplicates `const` or holds nothing)"
+        );
+    }
+    let mut combination = String::new();
+    for (k, &j) in involved.iter().filter(|&&j| j != lead).enumerate() {
+        let w = -null[j] / null[lead];
+        let sign = match (k, w < 0.0) {
+            (0, true) => "-",
+            (0, false) => "",
+            (_, true) => " - ",
+            (_, false) => " + ",
+        };
+        let factor = match short(w.abs()).as_str() {
+            "1" => String::new(),
+            f => format!("{f} "),
+        };
+        combination.push_str(&format!("{sign}{factor}{}", name(j)));
+    }
+    format!(
+        "columns {listed} are linearly dependent ({} ≈ {combination})",
+        name(lead)
+    )
+}
+
+/// A number as people write it: six significant digits, no trailing zeros.
+pub fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (5 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }

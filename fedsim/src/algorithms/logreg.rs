@@ -81,6 +81,9 @@ pub struct LogisticRegression {
     accepted: Option<(Vec<f64>, f64)>,
     halvings: usize,
     steps: Vec<f64>,
+    /// Each term's root mean square, from the first round's information matrix (at beta = 0 it
+    /// is X'X / 4): puts the coefficients on one scale to tell which terms separate the target.
+    rms: Vec<f64>,
 }
 
 impl LogisticRegression {
@@ -92,11 +95,45 @@ impl LogisticRegression {
             accepted: None,
             halvings: 0,
             steps: Vec::new(),
+            rms: Vec::new(),
         }
     }
 
     fn terms(&self) -> Vec<String> {
         self.config.terms()
+    }
+
+    /// The terms that carry a separation: the largest coefficients on the terms' own scale
+    /// (|beta| x root mean square), the intercept aside.
+    fn separating(&self) -> String {
+        let terms = self.terms();
+        let c = usize::from(self.config.intercept);
+        let mut size: Vec<(f64, &str)> = (c..self.beta.len())
+            .map(|j| {
+                let rms = self.rms.get(j).copied().unwrap_or(1.0);
+                ((self.beta[j] * rms).abs(), terms[j].as_str())
+            })
+            .collect();
+        size.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let top = size.first().map_or(0.0, |s| s.0);
+        let named: Vec<String> = size
+            .iter()
+            .take_while(|s| s.0 >= 0.25 * top)
+            .take(3)
+            .map(|s| format!("`{}`", s.1))
+            .collect();
+        if named.is_empty() {
+            return "the features".into();
+        }
+        format!(
+            "{} {}",
+            if named.len() == 1 {
+                "the feature"
+            } else {
+                "the features"
+            },
+            named.join(", ")
+        )
     }
 }
 
@@ -163,6 +200,11 @@ impl Federated for LogisticRegression {
             add_rows(&mut hess, &r.hess, "Hessian")?;
             ll += r.loglik;
         }
+        if self.rms.is_empty() && n > 0 {
+            self.rms = (0..p)
+                .map(|j| (4.0 * hess[(j, j)] / n as f64).max(0.0).sqrt())
+                .collect();
+        }
         if let Some((prev, prev_ll)) = &self.accepted {
             if ll < prev_ll - 1e-12 * prev_ll.abs().max(1.0) {
                 // The full step overshot: go half way back and evaluate again.
@@ -185,9 +227,10 @@ impl Federated for LogisticRegression {
         self.halvings = 0;
         self.accepted = Some((self.beta.clone(), ll));
         if ll > -1e-7 * n as f64 {
-            return Err(AlgoError::Numeric(
-                "perfect separation: the features predict the target exactly, so the maximum-likelihood estimates do not exist".into(),
-            ));
+            return Err(AlgoError::Numeric(format!(
+                "perfect separation: the target is predicted exactly by {} (the coefficients grow without bound), so the maximum-likelihood estimates do not exist; leave one out, or merge categories that hold only one outcome",
+                self.separating()
+            )));
         }
         let terms = self.terms();
         let (step, cov) = solve_scaled(&hess, &grad, &terms).map_err(|e| {
@@ -226,9 +269,10 @@ impl Federated for LogisticRegression {
             )));
         }
         if next.iter().any(|b| !b.is_finite() || b.abs() > 1e8) {
-            return Err(AlgoError::Numeric(
-                "coefficients diverge: the target is (quasi-)separated by the features".into(),
-            ));
+            return Err(AlgoError::Numeric(format!(
+                "coefficients diverge: the target is (quasi-)separated by {}",
+                self.separating()
+            )));
         }
         self.beta = next;
         Ok(Step::Next(Request {

@@ -16,6 +16,8 @@ use crate::scenario::Missing;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cells {
     Num(Vec<Option<f64>>),
+    /// Whole numbers as the file wrote them (`6` stays `6` in every file fedsim writes).
+    Int(Vec<Option<i64>>),
     Text(Vec<Option<String>>),
 }
 
@@ -23,8 +25,22 @@ impl Cells {
     pub fn len(&self) -> usize {
         match self {
             Cells::Num(v) => v.len(),
+            Cells::Int(v) => v.len(),
             Cells::Text(v) => v.len(),
         }
+    }
+
+    /// The cell as a number, if the column is numeric (`None` inside: an empty cell).
+    pub fn number(&self, row: usize) -> Option<Option<f64>> {
+        match self {
+            Cells::Num(v) => Some(v[row]),
+            Cells::Int(v) => Some(v[row].map(|x| x as f64)),
+            Cells::Text(_) => None,
+        }
+    }
+
+    pub fn is_numeric(&self) -> bool {
+        !matches!(self, Cells::Text(_))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -36,6 +52,7 @@ impl Cells {
     pub fn present(&self, row: usize) -> bool {
         match self {
             Cells::Num(v) => v[row].is_some_and(|x| !x.is_nan()),
+            Cells::Int(v) => v[row].is_some(),
             Cells::Text(v) => v[row].is_some(),
         }
     }
@@ -44,6 +61,7 @@ impl Cells {
     pub fn label(&self, row: usize) -> Option<String> {
         match self {
             Cells::Num(v) => v[row].filter(|x| !x.is_nan()).map(|x| x.to_string()),
+            Cells::Int(v) => v[row].map(|x| x.to_string()),
             Cells::Text(v) => v[row].clone(),
         }
     }
@@ -51,6 +69,7 @@ impl Cells {
     fn select(&self, rows: &[usize]) -> Cells {
         match self {
             Cells::Num(v) => Cells::Num(rows.iter().map(|&r| v[r]).collect()),
+            Cells::Int(v) => Cells::Int(rows.iter().map(|&r| v[r]).collect()),
             Cells::Text(v) => Cells::Text(rows.iter().map(|&r| v[r].clone()).collect()),
         }
     }
@@ -62,6 +81,16 @@ impl Cells {
                 .into_iter()
                 .map(|x| x.filter(|x| !x.is_nan()).map(|x| x.to_string()))
                 .collect(),
+            Cells::Int(v) => v.into_iter().map(|x| x.map(|x| x.to_string())).collect(),
+        }
+    }
+
+    /// The column as floats (a numeric one; text reads as gaps).
+    fn into_floats(self) -> Vec<Option<f64>> {
+        match self {
+            Cells::Num(v) => v,
+            Cells::Int(v) => v.into_iter().map(|x| x.map(|x| x as f64)).collect(),
+            Cells::Text(v) => vec![None; v.len()],
         }
     }
 }
@@ -80,6 +109,23 @@ pub struct ReadOptions {
     pub delimiter: Option<u8>,
     /// Columns read as text whatever they look like (categories: `01` stays `01`).
     pub text: Vec<String>,
+    /// Numbers are written `32,24` (`[data] decimal = ","`).
+    pub decimal_comma: bool,
+}
+
+/// Whether a cell that is not a number would be one with a decimal comma (`32,24`, `-0,5`): the
+/// hint is then `[data] decimal = ","`, not categories, which would turn numbers into levels.
+pub fn looks_like_decimal_comma(value: &str) -> bool {
+    let v = value.trim().trim_start_matches(['-', '+']);
+    match v.split_once(',') {
+        Some((int, frac)) => {
+            !int.is_empty()
+                && !frac.is_empty()
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && frac.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
 }
 
 /// The separators detection considers, most usual first (ties go to the earlier one).
@@ -192,7 +238,10 @@ impl Frame {
                 // Infer over all rows, so text far down a column is found at its line.
                 .with_infer_schema_length(None)
                 .with_schema_overwrite(Some(Arc::new(overwrite)))
-                .map_parse_options(|p| p.with_separator(delimiter))
+                .map_parse_options(|p| {
+                    p.with_separator(delimiter)
+                        .with_decimal_comma(options.decimal_comma)
+                })
                 .into_reader_with_file_handle(std::io::Cursor::new(text.as_bytes()))
                 .finish()
                 .map_err(|e| read_err(e.to_string()))?
@@ -208,7 +257,10 @@ impl Frame {
             let name = col.name().to_string();
             let s = col.as_materialized_series();
             let read = |e: PolarsError| read_err(format!("column {name:?}: {e}"));
-            let c = if s.dtype().is_primitive_numeric() || s.dtype().is_bool() {
+            let c = if s.dtype().is_integer() || s.dtype().is_bool() {
+                let i = s.cast(&DataType::Int64).map_err(read)?;
+                Cells::Int(i.i64().map_err(read)?.iter().collect())
+            } else if s.dtype().is_primitive_numeric() {
                 let f = s.cast(&DataType::Float64).map_err(read)?;
                 Cells::Num(f.f64().map_err(read)?.iter().collect())
             } else {
@@ -297,14 +349,21 @@ impl Frame {
             .iter()
             .map(|name| {
                 let parts: Vec<&Cells> = frames.iter().filter_map(|f| f.column(name)).collect();
-                if parts.iter().all(|c| matches!(c, Cells::Num(_))) {
-                    Cells::Num(
+                if parts.iter().all(|c| matches!(c, Cells::Int(_))) {
+                    Cells::Int(
                         parts
                             .iter()
                             .flat_map(|c| match c {
-                                Cells::Num(v) => v.clone(),
-                                Cells::Text(_) => Vec::new(),
+                                Cells::Int(v) => v.clone(),
+                                _ => Vec::new(),
                             })
+                            .collect(),
+                    )
+                } else if parts.iter().all(|c| c.is_numeric()) {
+                    Cells::Num(
+                        parts
+                            .iter()
+                            .flat_map(|c| (*c).clone().into_floats())
                             .collect(),
                     )
                 } else {
@@ -342,7 +401,7 @@ impl Frame {
             for row in 0..cells.len() {
                 // The cell as a number (a category's text stands as 0: any text is a value).
                 let value = match (cells, is_numeric) {
-                    (Cells::Num(v), _) => v[row],
+                    (Cells::Num(_) | Cells::Int(_), _) => cells.number(row).flatten(),
                     (Cells::Text(v), true) => match &v[row] {
                         None => None,
                         Some(t) => {
@@ -391,7 +450,10 @@ impl Frame {
     /// A column's values as numbers, for the given rows (checked numeric by [`Frame::check`]).
     pub fn numbers(&self, name: &str, rows: &[usize]) -> Option<Vec<f64>> {
         Some(match self.column(name)? {
-            Cells::Num(v) => rows.iter().map(|&r| v[r].unwrap_or(f64::NAN)).collect(),
+            c @ (Cells::Num(_) | Cells::Int(_)) => rows
+                .iter()
+                .map(|&r| c.number(r).flatten().unwrap_or(f64::NAN))
+                .collect(),
             Cells::Text(v) => rows
                 .iter()
                 .map(|&r| {
@@ -408,9 +470,13 @@ impl Frame {
     pub fn label_values(&self, name: &str) -> Option<Vec<f64>> {
         let cells = self.column(name)?;
         Some(match cells {
-            Cells::Num(v) => v
-                .iter()
-                .map(|x| x.filter(|x| !x.is_nan()).unwrap_or(f64::NEG_INFINITY))
+            c @ (Cells::Num(_) | Cells::Int(_)) => (0..c.len())
+                .map(|r| {
+                    c.number(r)
+                        .flatten()
+                        .filter(|x| !x.is_nan())
+                        .unwrap_or(f64::NEG_INFINITY)
+                })
                 .collect(),
             Cells::Text(v) => {
                 let mut levels: Vec<&String> = v.iter().flatten().collect();
@@ -434,6 +500,7 @@ impl Frame {
             .zip(&self.cells)
             .map(|(n, c)| match c {
                 Cells::Num(v) => Column::new(n.as_str().into(), v.as_slice()),
+                Cells::Int(v) => Column::new(n.as_str().into(), v.as_slice()),
                 Cells::Text(v) => Column::new(n.as_str().into(), v.as_slice()),
             })
             .collect();
@@ -495,6 +562,7 @@ mod tests {
             &ReadOptions {
                 delimiter: None,
                 text: vec!["code".into()],
+                ..Default::default()
             },
         )
         .unwrap();

@@ -291,6 +291,7 @@ impl Worker {
             // Bundles are written by prep with `,`.
             delimiter: Some(b','),
             text: config.categorical.clone(),
+            decimal_comma: false,
         };
         let frame = Frame::load(&self.data, &options).map_err(|e| e.to_string())?;
         if config.external.is_some() {

@@ -35,12 +35,62 @@ fn scenario_value(dir: &Path, key: &str) -> String {
     }
 }
 
+/// Every dotted key of a run's resolved scenario (`partition.sites`, `links.0.delay_ms`).
+fn scenario_keys(dir: &Path) -> Vec<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        let join = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        match v {
+            toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(&join(k), v, out)),
+            toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| walk(&join(&i.to_string()), v, out)),
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(v) = std::fs::read_to_string(dir.join("scenario.toml"))
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+    {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
+/// A `--by` key no run has is a typo: refuse it, with the nearest key the runs do have.
+fn check_keys(dirs: &[PathBuf], by: &[String]) -> Result<(), ReportError> {
+    let known: Vec<String> = dirs.iter().flat_map(|d| scenario_keys(d)).collect();
+    for key in by {
+        if !known.contains(key) {
+            let suggestion = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(key, k), k))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| k.clone());
+            return Err(ReportError::UnknownKey {
+                key: key.clone(),
+                suggestion,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One table (and plots) across several runs, e.g. the same scenario on 2, 5 and 10 sites.
 pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
     let runs: Vec<RunView> = dirs
         .iter()
         .map(|d| RunView::load(d))
         .collect::<Result<_, _>>()?;
+    check_keys(dirs, by)?;
     if let Some(first) = runs.first() {
         if let Some(odd) = runs
             .iter()

@@ -36,6 +36,14 @@ pub enum ReportError {
         first: PathBuf,
         expected: String,
     },
+    #[error("--by {key}: no run's scenario has this key{}; keys are dotted as in the scenario, e.g. partition.sites", suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    UnknownKey {
+        key: String,
+        suggestion: Option<String>,
+    },
+    /// An option that does not apply to what was asked (it would be ignored).
+    #[error("{0}")]
+    Usage(String),
     #[error("{} exists; give --out another name, or --force to replace it", path.display())]
     Exists { path: PathBuf },
     #[error("cannot write {}: {source}", path.display())]

@@ -33,6 +33,10 @@ pub struct DataSpec {
     /// CSV field separator, one character; default: detected from the header line, else `,`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
+    /// The decimal mark of CSV numbers: "." (default) or "," (`32,24`, as many European
+    /// exports write them; the delimiter must then be another character).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimal: Option<String>,
     /// Text columns used as categories, treatment-coded as statsmodels' formula API does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categorical: Vec<String>,
@@ -70,6 +74,11 @@ pub const DELIMITERS: [(char, &str); 5] = [
 ];
 
 impl DataSpec {
+    /// Whether numbers are written with a decimal comma.
+    pub fn decimal_comma(&self) -> bool {
+        self.decimal.as_deref() == Some(",")
+    }
+
     /// The separator as a byte, if one is set (validated to be one of [`DELIMITERS`]).
     pub fn delimiter_byte(&self) -> Option<u8> {
         self.delimiter
@@ -275,6 +284,26 @@ fn validate_reading(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             return Err(at(
                 "data.delimiter",
                 "`delimiter` applies to CSV files only; this data is not read from CSV".into(),
+            ));
+        }
+    }
+    if let Some(mark) = &d.decimal {
+        if mark != "," && mark != "." {
+            return Err(at(
+                "data.decimal",
+                format!("expected \",\" or \".\", found {mark:?}"),
+            ));
+        }
+        if mark == "," && d.delimiter.as_deref() == Some(",") {
+            return Err(at(
+                "data.decimal",
+                "a decimal comma needs another delimiter: `,` already separates the fields".into(),
+            ));
+        }
+        if d.generate.is_some() {
+            return Err(at(
+                "data.decimal",
+                "`decimal` applies to CSV files; generated data has no text to read".into(),
             ));
         }
     }

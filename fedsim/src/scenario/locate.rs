@@ -76,6 +76,13 @@ impl Locator<'_> {
 
     /// A TOML or serde error: keep its span, add the key and a "did you mean" where one helps.
     fn toml_error(&self, e: &toml::de::Error, key: &str) -> ScenarioError {
+        if e.message().trim() == "duplicate key" {
+            if let Some(span) = e.span() {
+                if let Some((key, message)) = duplicate(self.text, span.clone()) {
+                    return self.error(Some(span), &key, message);
+                }
+            }
+        }
         let message = plain_words(e.message().trim(), key);
         let message = add_suggestion(&message);
         self.error(e.span(), key, message)
@@ -97,6 +104,70 @@ impl Locator<'_> {
         }
         self.error(span, key, message)
     }
+}
+
+/// toml says only "duplicate key": name the key (as a dotted path) and the line that first
+/// defined it. A plain scan of the lines before it suffices: a key is a duplicate only under the
+/// same table header.
+fn duplicate(text: &str, span: Range<usize>) -> Option<(String, String)> {
+    let name = text.get(span.clone())?.trim().trim_matches('"').to_string();
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[span.start..]
+        .find('\n')
+        .map_or(text.len(), |i| span.start + i);
+    let line = text[line_start..line_end].trim();
+    let header = |l: &str| {
+        let h = l.trim_start_matches('[').split(']').next().unwrap_or("");
+        h.trim().to_string()
+    };
+    let key_of = |l: &str| {
+        let k = l.split('=').next().unwrap_or("");
+        k.trim().trim_matches('"').to_string()
+    };
+    let before: Vec<&str> = text[..line_start].lines().map(str::trim).collect();
+    let is_header = line.starts_with('[');
+    // The table the error's key sits in: the last header before its line.
+    let current = before
+        .iter()
+        .rev()
+        .find(|l| l.starts_with('['))
+        .map(|l| header(l))
+        .unwrap_or_default();
+    let mut table = String::new();
+    let mut first = None;
+    for (i, l) in before.iter().enumerate() {
+        if l.starts_with('[') {
+            table = header(l);
+            if is_header && table == header(line) {
+                first = Some(i + 1);
+                break;
+            }
+        } else if !is_header && !l.starts_with('#') && table == current && key_of(l) == name {
+            first = Some(i + 1);
+            break;
+        }
+    }
+    let (key, what) = if is_header {
+        let h = header(line);
+        (h.clone(), format!("[{h}]"))
+    } else if current.is_empty() {
+        (name.clone(), format!("`{name}`"))
+    } else {
+        (
+            format!("{current}.{name}"),
+            format!("`{name}` in [{current}]"),
+        )
+    };
+    let mut message = match first {
+        Some(n) => format!("duplicate key: {what} is already defined at line {n}"),
+        None => format!("duplicate key: {what} is defined twice"),
+    };
+    if ["fleet", "sites", "vm"].contains(&key.split('.').next().unwrap_or("")) {
+        message.push_str(
+            "; to run a scenario on the hosts of a fleet file (such as the fleet.toml of provision/testfleet.sh), give it with --fleet FILE instead of appending it",
+        );
+    }
+    Some((key, message))
 }
 
 /// serde speaks of fields and Rust types; a scenario has keys, sections and numbers.

@@ -30,7 +30,7 @@ pub use fleet::{FleetSpec, Provider, SiteSpec};
 pub use gui::GuiSpec;
 pub use locate::{parse_located, Locate};
 pub use meta::Meta;
-pub use overrides::Set;
+pub use overrides::{FleetFile, Set};
 pub use partition::{PartitionKind, PartitionSpec, Strategy};
 pub use vm::{Accel, LinkSpec, VmSpec};
 
@@ -107,11 +107,22 @@ impl Scenario {
 
     /// Read a scenario file with `--set` overrides applied.
     pub fn load_with(path: &Path, sets: &[Set]) -> Result<Scenario, ScenarioError> {
+        Scenario::load_layered(path, None, sets)
+    }
+
+    /// Read a scenario file, its fleet sections taken from a fleet file (`--fleet`), with
+    /// `--set` overrides applied last.
+    pub fn load_layered(
+        path: &Path,
+        fleet: Option<&Path>,
+        sets: &[Set],
+    ) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        overrides::parse_with(&text, path, sets)
+        let fleet = fleet.map(FleetFile::load).transpose()?;
+        overrides::parse_layered(&text, path, fleet.as_ref(), sets)
     }
 
     /// Parse and validate scenario text; `path` names the file in errors and anchors relative paths.

@@ -118,32 +118,122 @@ fn put_rest(table: &mut toml::Table, rest: &[&str], set: &Set) -> Result<(), Sce
     put(table, &sub)
 }
 
-/// Parse and validate `text` with the settings applied, in order.
-pub fn parse_with(text: &str, path: &Path, sets: &[Set]) -> Result<Scenario, ScenarioError> {
-    if sets.is_empty() {
+/// A fleet file (`--fleet FILE`): where the sites run, kept apart from what they compute, so one
+/// scenario runs on local sites, on a test fleet or on VMs without copies. It may hold `[fleet]`,
+/// `[[sites]]` and `[vm]`, which replace the scenario's; its paths are relative to its own folder.
+pub struct FleetFile {
+    pub path: std::path::PathBuf,
+    pub text: String,
+}
+
+/// The sections a fleet file may hold: where the sites run, not what they compute.
+pub const FLEET_SECTIONS: [&str; 3] = ["fleet", "sites", "vm"];
+
+/// The path keys of the fleet sections, relative to the file they are written in.
+const FLEET_PATHS: [&str; 3] = ["key", "known_hosts", "env"];
+
+impl FleetFile {
+    pub fn load(path: &Path) -> Result<FleetFile, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(FleetFile {
+            path: path.to_path_buf(),
+            text,
+        })
+    }
+
+    /// Its sections, checked, with every path made absolute against its own folder (the
+    /// scenario's folder must not anchor them).
+    fn sections(&self) -> Result<toml::Table, ScenarioError> {
+        let mut table: toml::Table =
+            toml::from_str(&self.text).map_err(|e| locate::syntax(&self.text, &self.path, &e))?;
+        if let Some(other) = table.keys().find(|k| !FLEET_SECTIONS.contains(&k.as_str())) {
+            return Err(locate::relocate(
+                &self.text,
+                &self.path,
+                other,
+                format!(
+                    "a fleet file holds only [fleet], [[sites]] and [vm] (where the sites run); `{other}` belongs in the scenario"
+                ),
+            ));
+        }
+        let base =
+            std::path::absolute(self.path.parent().unwrap_or(Path::new("."))).unwrap_or_default();
+        let absolute = |v: &mut toml::Value| {
+            if let toml::Value::String(p) = v {
+                *p = super::normalize(&base.join(&*p)).display().to_string();
+            }
+        };
+        if let Some(toml::Value::Array(sites)) = table.get_mut("sites") {
+            for site in sites.iter_mut().filter_map(toml::Value::as_table_mut) {
+                for key in FLEET_PATHS {
+                    site.get_mut(key).map(absolute);
+                }
+            }
+        }
+        if let Some(fleet) = table.get_mut("fleet").and_then(toml::Value::as_table_mut) {
+            fleet.get_mut("vagrant_dir").map(absolute);
+        }
+        Ok(table)
+    }
+
+    fn concerns(key: &str) -> bool {
+        let section = key.split('.').next().unwrap_or("");
+        FLEET_SECTIONS.contains(&section)
+    }
+}
+
+/// Parse and validate `text`, its fleet sections replaced by `fleet`'s, then the settings applied
+/// in order. An error names the layer it comes from: a `--set`, the fleet file or the scenario.
+pub fn parse_layered(
+    text: &str,
+    path: &Path,
+    fleet: Option<&FleetFile>,
+    sets: &[Set],
+) -> Result<Scenario, ScenarioError> {
+    if sets.is_empty() && fleet.is_none() {
         return Scenario::parse(text, path);
     }
     let mut table: toml::Table =
         toml::from_str(text).map_err(|e| locate::syntax(text, path, &e))?;
+    if let Some(f) = fleet {
+        for section in FLEET_SECTIONS {
+            table.remove(section);
+        }
+        table.extend(f.sections()?);
+    }
     for s in sets {
         put(&mut table, s)?;
     }
     let merged = toml::to_string(&table).map_err(|e| ScenarioError::Set {
-        set: sets[0].raw.clone(),
+        set: sets.first().map(|s| s.raw.clone()).unwrap_or_default(),
         key: String::new(),
         message: e.to_string(),
     })?;
     match Scenario::parse(&merged, path) {
         Ok(s) => Ok(s),
         Err(ScenarioError::Invalid { key, message, .. }) => {
+            let message = match fleet {
+                Some(f) if message.contains("[[sites]]") && !FleetFile::concerns(&key) => {
+                    format!("{message} (the [[sites]] come from {})", f.path.display())
+                }
+                _ => message,
+            };
             match sets.iter().rev().find(|s| s.concerns(&key)) {
                 Some(s) => Err(ScenarioError::Set {
                     set: s.raw.clone(),
                     key,
                     message,
                 }),
-                // About a key no setting touched: point into the file.
-                None => Err(locate::relocate(text, path, &key, message)),
+                None => match fleet {
+                    Some(f) if FleetFile::concerns(&key) => {
+                        Err(locate::relocate(&f.text, &f.path, &key, message))
+                    }
+                    // About a key no other layer touched: point into the file.
+                    _ => Err(locate::relocate(text, path, &key, message)),
+                },
             }
         }
         Err(e) => Err(e),
@@ -158,7 +248,7 @@ mod tests {
 
     fn with(sets: &[&str]) -> Result<Scenario, ScenarioError> {
         let sets: Vec<Set> = sets.iter().map(|s| Set::parse(s).unwrap()).collect();
-        parse_with(BASE, Path::new("s.toml"), &sets)
+        parse_layered(BASE, Path::new("s.toml"), None, &sets)
     }
 
     #[test]
