@@ -131,7 +131,7 @@ fn ols(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         sigma2: Some(sigma2),
         ..Default::default()
     };
-    e.add_ols_summary(rss, config.intercept);
+    e.add_ols_summary(rss, tss, config.intercept);
     Ok(e)
 }
 
@@ -180,7 +180,7 @@ fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoEr
                 iterations: Some(iteration),
                 ..Default::default()
             };
-            e.add_logit_summary(y.iter().sum());
+            e.add_logit_summary(y.iter().sum(), config.intercept);
             return Ok(e);
         }
     }

@@ -13,8 +13,10 @@
 //! - what a fit's summary adds, on the scale its error follows from those: t on `max(|t|, 1)`
 //!   (t = coef / se), p on `p * max(t², 1)` (an error e in t moves a small p by about p t² e),
 //!   confidence bounds like coefficients, R², adjusted and pseudo R² absolutely (scale 1),
-//!   log-likelihoods relative to `max(|ll|, 1)`, explained variance and its ratio relative with
-//!   twice the tolerance (they are squares of singular values) and `eps * top` as their floor.
+//!   log-likelihoods, AIC, BIC, F and the likelihood ratio relative to `max(|v|, 1)`, the F
+//!   test's P on `p * max(d1 F / 2, 1)` and the likelihood-ratio test's on `p * max(LLR / 2, 1)`,
+//!   degrees of freedom exactly, explained variance and its ratio relative with twice the
+//!   tolerance (they are squares of singular values) and `eps * top` as their floor.
 //! - a component vector (svd) by the sign-invariant angle to the centralised one, for components
 //!   whose singular value is separated from its neighbours (elsewhere the vector is not defined).
 
@@ -37,6 +39,14 @@ pub enum Quantity {
     Loglik,
     Llnull,
     PseudoR2,
+    DfModel,
+    DfResid,
+    Fvalue,
+    FPvalue,
+    Aic,
+    Bic,
+    Llr,
+    LlrPvalue,
     SingularValue,
     ExplainedVariance,
     ExplainedVarianceRatio,
@@ -59,6 +69,14 @@ impl Quantity {
             Quantity::Loglik => "loglik",
             Quantity::Llnull => "llnull",
             Quantity::PseudoR2 => "pseudo_r2",
+            Quantity::DfModel => "df_model",
+            Quantity::DfResid => "df_resid",
+            Quantity::Fvalue => "fvalue",
+            Quantity::FPvalue => "f_pvalue",
+            Quantity::Aic => "aic",
+            Quantity::Bic => "bic",
+            Quantity::Llr => "llr",
+            Quantity::LlrPvalue => "llr_pvalue",
             Quantity::ExplainedVariance => "explained_variance",
             Quantity::ExplainedVarianceRatio => "explained_variance_ratio",
             Quantity::SingularValue => "singular_value",
@@ -430,18 +448,53 @@ fn summary_checks(
         &|_, y| y.abs().max(f64::EPSILON * top_ratio),
         2.0 * tolerance.min(1.0),
     )?;
-    // One number per model: R²s on an absolute scale (they live in [0, 1]), log-likelihoods
-    // relative to themselves (at least 1).
-    for (q, a, b) in [
-        (Quantity::R2, got.r2, want.r2),
-        (Quantity::AdjR2, got.adj_r2, want.adj_r2),
-        (Quantity::PseudoR2, got.pseudo_r2, want.pseudo_r2),
-        (Quantity::Loglik, got.loglik, want.loglik),
-        (Quantity::Llnull, got.llnull, want.llnull),
-    ] {
+    // One number per model: R²s on an absolute scale (they live in [0, 1]); log-likelihoods,
+    // information criteria, F and the likelihood ratio relative to themselves (at least 1);
+    // degrees of freedom are whole numbers, so any difference fails; a test's P-value like the
+    // coefficients' (its error follows from the statistic's: about p (d1 F / 2) e for F with d1
+    // degrees of freedom, p (LLR / 2) e for the likelihood ratio).
+    let relative = |y: f64| y.abs().max(1.0);
+    let f_scale = |y: f64| {
+        let stretch = want
+            .fvalue
+            .zip(want.df_model)
+            .map_or(1.0, |(f, d)| f * d / 2.0);
+        y.max(f64::MIN_POSITIVE) * stretch.max(1.0)
+    };
+    let llr_scale = |y: f64| {
+        let stretch = want.llr.map_or(1.0, |l| l / 2.0);
+        y.max(f64::MIN_POSITIVE) * stretch.max(1.0)
+    };
+    type Scale<'a> = &'a dyn Fn(f64) -> f64;
+    let models: [(Quantity, Option<f64>, Option<f64>, Scale); 13] = [
+        (Quantity::R2, got.r2, want.r2, &|_| 1.0),
+        (Quantity::AdjR2, got.adj_r2, want.adj_r2, &|_| 1.0),
+        (Quantity::PseudoR2, got.pseudo_r2, want.pseudo_r2, &|_| 1.0),
+        (Quantity::Loglik, got.loglik, want.loglik, &relative),
+        (Quantity::Llnull, got.llnull, want.llnull, &relative),
+        (Quantity::DfModel, got.df_model, want.df_model, &|_| 1.0),
+        (Quantity::DfResid, got.df_resid, want.df_resid, &|_| 1.0),
+        (Quantity::Fvalue, got.fvalue, want.fvalue, &relative),
+        (Quantity::FPvalue, got.f_pvalue, want.f_pvalue, &f_scale),
+        (Quantity::Aic, got.aic, want.aic, &relative),
+        (Quantity::Bic, got.bic, want.bic, &relative),
+        (Quantity::Llr, got.llr, want.llr, &relative),
+        (
+            Quantity::LlrPvalue,
+            got.llr_pvalue,
+            want.llr_pvalue,
+            &llr_scale,
+        ),
+    ];
+    for (q, a, b, scale) in models {
         let (Some(x), Some(y)) = (a, b) else { continue };
         finite(q, "", x, y, against)?;
-        checks.push(judge(q, String::new(), x, y, y.abs().max(1.0), tolerance)?);
+        let tol = if matches!(q, Quantity::DfModel | Quantity::DfResid) {
+            0.0
+        } else {
+            tolerance
+        };
+        checks.push(judge(q, String::new(), x, y, scale(y), tol)?);
     }
     Ok(checks)
 }

@@ -14,6 +14,7 @@ pub mod children;
 pub mod compare;
 pub mod data;
 pub mod demo;
+pub mod distributions;
 pub mod enrol;
 pub mod federation;
 pub mod fleet;

@@ -127,6 +127,19 @@ impl SitePlan {
         c
     }
 
+    /// The target over this site's complete rows (horizontal splits with a target only).
+    pub fn outcome(&self, plan: &Plan) -> Option<crate::summary::Outcome> {
+        let target = plan.config.target.as_deref()?;
+        let rows: Vec<usize> = self
+            .source_rows
+            .as_ref()?
+            .iter()
+            .copied()
+            .filter(|r| plan.complete.binary_search(r).is_ok())
+            .collect();
+        crate::summary::Outcome::of(&plan.frame.numbers(target, &rows)?)
+    }
+
     /// Rows in this site's file.
     pub fn rows(&self, plan: &Plan) -> usize {
         self.source_rows

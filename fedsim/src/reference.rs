@@ -28,12 +28,47 @@ pub struct ReferenceRow {
     pub coef: Vec<f64>,
     #[serde(default)]
     pub se: Vec<f64>,
+    /// Regressions: what the fit's summary shows (t or z, P, the 95% interval, the model's
+    /// statistics), so that fedsim's distribution functions are held against scipy's too.
+    #[serde(default)]
+    pub t: Vec<f64>,
+    #[serde(default)]
+    pub p: Vec<f64>,
+    #[serde(default)]
+    pub conf_low: Vec<f64>,
+    #[serde(default)]
+    pub conf_high: Vec<f64>,
     #[serde(default)]
     pub r2: Option<f64>,
+    #[serde(default)]
+    pub adj_r2: Option<f64>,
     #[serde(default)]
     pub sigma2: Option<f64>,
     #[serde(default)]
     pub loglik: Option<f64>,
+    /// Logit: the constant-only log-likelihood in closed form (statsmodels fits it numerically,
+    /// to about 3e-11), and what follows from it.
+    #[serde(default)]
+    pub llnull: Option<f64>,
+    #[serde(default)]
+    pub pseudo_r2: Option<f64>,
+    #[serde(default)]
+    pub llr: Option<f64>,
+    #[serde(default)]
+    pub llr_pvalue: Option<f64>,
+    #[serde(default)]
+    pub df_model: Option<f64>,
+    #[serde(default)]
+    pub df_resid: Option<f64>,
+    /// OLS: the F test of the model.
+    #[serde(default)]
+    pub fvalue: Option<f64>,
+    #[serde(default)]
+    pub f_pvalue: Option<f64>,
+    #[serde(default)]
+    pub aic: Option<f64>,
+    #[serde(default)]
+    pub bic: Option<f64>,
     /// pca: the leading `k` singular values and their explained variance.
     #[serde(default)]
     pub singular_values: Vec<f64>,
@@ -57,7 +92,25 @@ impl ReferenceRow {
             terms: self.terms.clone(),
             coef: self.coef.clone(),
             se: self.se.clone(),
+            t: self.t.clone(),
+            p: self.p.clone(),
+            conf_low: self.conf_low.clone(),
+            conf_high: self.conf_high.clone(),
+            r2: self.r2,
+            adj_r2: self.adj_r2,
+            loglik: self.loglik,
+            llnull: self.llnull,
+            pseudo_r2: self.pseudo_r2,
+            llr: self.llr,
+            llr_pvalue: self.llr_pvalue,
+            df_model: self.df_model,
+            df_resid: self.df_resid,
+            fvalue: self.fvalue,
+            f_pvalue: self.f_pvalue,
+            aic: self.aic,
+            bic: self.bic,
             singular_values: self.singular_values.clone(),
+            explained_variance: self.explained_variance.clone(),
             ..Default::default()
         }
     }

@@ -431,23 +431,18 @@ impl<'a> Run<'a> {
             &PlanFile::new(self.scenario, &self.plan, &bundles),
         )
         .map_err(|e| Stop::failed(e.to_string()))?;
+        let planned = |name: &str| self.plan.sites.iter().find(|p| p.name == name);
         self.sites = bundles
             .iter()
             .map(|b| SiteSummary {
+                outcome: planned(&b.name).and_then(|p| p.outcome(&self.plan)),
                 name: b.name.clone(),
                 rows: b.rows,
                 data_sha256: b.data_sha256.clone(),
                 location: None,
                 link: crate::fleet::vm::link_of(self.scenario, &b.name),
-                dropped_rows: (self.scenario.data.missing == crate::scenario::Missing::Drop).then(
-                    || {
-                        self.plan
-                            .sites
-                            .iter()
-                            .find(|p| p.name == b.name)
-                            .map_or(0, |p| p.dropped(&self.plan))
-                    },
-                ),
+                dropped_rows: (self.scenario.data.missing == crate::scenario::Missing::Drop)
+                    .then(|| planned(&b.name).map_or(0, |p| p.dropped(&self.plan))),
                 pid: None,
                 exit: None,
             })

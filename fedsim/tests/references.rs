@@ -253,11 +253,31 @@ fn separation_and_non_convergence_are_named() {
         body.push_str(&format!("{},{}\n", i as f64 / 10.0, u8::from(i >= 20)));
     }
     std::fs::write(&sep, body).unwrap();
+    // One feature that separates is found in the data before anything starts (bad input).
+    let cfg = scenario(
+        tmp.path(),
+        "one",
+        &format!(
+            "[scenario]\nname = \"f\"\n[data]\npath = \"{}\"\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"logistic_regression\"\n",
+            sep.display()
+        ),
+    );
+    let o = run_to(tmp.path(), &cfg, &tmp.path().join("never"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("feature \"x\" separates the target"));
+    // Two that separate together, neither alone: the Newton iterations find it, and name them.
+    let both = tmp.path().join("both.csv");
+    let mut body = String::from("a,b,y\n");
+    for i in 0..60 {
+        let (a, b) = (((i * 7) % 20) as f64 - 10.0, ((i * 13) % 17) as f64 - 8.3);
+        body.push_str(&format!("{a},{b},{}\n", u8::from(a + b > 0.0)));
+    }
+    std::fs::write(&both, body).unwrap();
     expect_failure(
-        sep.to_str().unwrap(),
+        both.to_str().unwrap(),
         "target = \"y\"",
         "kind = \"logistic_regression\"",
-        "separation",
+        "predicted exactly by the features `a`, `b`",
     );
     let spector = test_data("spector.csv");
     expect_failure(
@@ -266,4 +286,88 @@ fn separation_and_non_convergence_are_named() {
         "kind = \"logistic_regression\"\nmax_iter = 2",
         "did not converge in 2 iterations",
     );
+}
+
+/// Issue 19.11: what statsmodels' summary shows besides coef and se (t or z, P, the 95%
+/// interval, F and its P, AIC, BIC, LL-Null, the likelihood-ratio test), federated and
+/// centralised, held against the reference rows (statsmodels and scipy; LL-Null in closed form)
+/// to 1e-12 on each check's scale (P on p max(t², 1): its error follows from t's).
+#[test]
+fn summary_statistics_match_statsmodels_to_reference_accuracy() {
+    let cases = [
+        (
+            "diabetes.csv",
+            "target = \"progression\"",
+            "kind = \"linear_regression\"",
+            9,
+        ),
+        (
+            "spector.csv",
+            "target = \"GRADE\"",
+            "kind = \"logistic_regression\"",
+            9,
+        ),
+    ];
+    for (csv, data, algorithm, model_numbers) in cases {
+        let with_reference = format!(
+            "{data}\n[compare]\nreference = \"{}\"\n[algorithm]\n{algorithm}",
+            test_data("reference.jsonl").display()
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = scenario(
+            tmp.path(),
+            "s",
+            &format!(
+                "[scenario]\nname = \"ref\"\nseed = 2\n[data]\npath = \"{}\"\n{}\n[partition]\n{}\n",
+                test_data(csv).display(),
+                with_reference,
+                horizontal(3)
+            ),
+        );
+        let out = tmp.path().join("run");
+        let o = run_to(tmp.path(), &cfg, &out, &[]);
+        assert!(o.status.success(), "{csv}: {}", stderr(&o));
+        let s = &summary(&out);
+        let reference = &s["reference"];
+        assert_eq!(reference["passed"], true, "{csv}: {reference:#}");
+        let checks = reference["checks"].as_array().unwrap();
+        let quantities: std::collections::BTreeSet<&str> = checks
+            .iter()
+            .map(|c| c["quantity"].as_str().unwrap())
+            .collect();
+        for q in [
+            "t",
+            "p",
+            "conf_low",
+            "conf_high",
+            "aic",
+            "bic",
+            "df_model",
+            "df_resid",
+        ] {
+            assert!(
+                quantities.contains(q),
+                "{csv}: no {q} check in {quantities:?}"
+            );
+        }
+        let per_model = quantities
+            .iter()
+            .filter(|q| !["coef", "se", "t", "p", "conf_low", "conf_high"].contains(q))
+            .count();
+        assert_eq!(per_model, model_numbers, "{csv}: {quantities:?}");
+        for c in checks {
+            let diff = c["diff"].as_f64().unwrap();
+            assert!(
+                diff <= 1e-12,
+                "{csv}: {} differs by {diff:e} from statsmodels",
+                c["quantity"]
+            );
+        }
+        // The baseline computes them by its own route and agrees as closely.
+        let base = &s["comparison"];
+        assert!(
+            base["max_diff"].as_f64().unwrap() <= 1e-12,
+            "{csv}: {base:#}"
+        );
+    }
 }

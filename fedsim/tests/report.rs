@@ -59,9 +59,17 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     let table = table_in(&html, "comparison");
     assert_eq!(count(table, "<tr>") - 1, terms.len());
     assert!(table.contains("<td>GPA</td>") && table.contains("<td>const</td>"));
-    // Logistic regression: timeline, convergence, the per-number difference, traffic.
-    assert_eq!(count(&html, "<svg"), 4, "plots");
-    for plot in ["timeline", "convergence", "difference", "traffic"] {
+    // Logistic regression: the coefficients and the sites' outcomes, then the timeline,
+    // convergence, the per-number difference, traffic.
+    assert_eq!(count(&html, "<svg"), 6, "plots");
+    for plot in [
+        "coefficients",
+        "outcomes",
+        "timeline",
+        "convergence",
+        "difference",
+        "traffic",
+    ] {
         assert!(
             html.contains(&format!("data-plot=\"{plot}\"")),
             "no {plot} plot"
@@ -230,16 +238,17 @@ fn cells(html: &str) -> Vec<(String, String, f64, Option<f64>)> {
     };
     html.split("<td data-q=\"")
         .skip(1)
-        .map(|rest| {
+        .filter_map(|rest| {
             let tag = format!("data-q=\"{}", rest.split('>').next().unwrap());
-            (
+            // Numbers only (converged and the covariance type are words, in data-text).
+            Some((
                 attr(&tag, "data-q").unwrap(),
                 attr(&tag, "data-term")
                     .unwrap_or_default()
                     .replace("&amp;", "&"),
-                attr(&tag, "data-value").unwrap().parse().unwrap(),
+                attr(&tag, "data-value")?.parse().unwrap(),
                 attr(&tag, "data-centralised").map(|v| v.parse().unwrap()),
-            )
+            ))
         })
         .collect()
 }
@@ -260,6 +269,12 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
                 "r2",
                 "adj_r2",
                 "loglik",
+                "df_model",
+                "df_resid",
+                "fvalue",
+                "f_pvalue",
+                "aic",
+                "bic",
             ][..],
         ),
         (
@@ -274,6 +289,12 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
                 "loglik",
                 "llnull",
                 "pseudo_r2",
+                "df_model",
+                "df_resid",
+                "llr",
+                "llr_pvalue",
+                "aic",
+                "bic",
             ][..],
         ),
         (
@@ -352,5 +373,147 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
             );
         }
         assert!(plot("difference").contains("tolerance"), "{cfg}");
+    }
+}
+
+/// The inside of the plot named `name` (its `<figure>`).
+fn plot<'a>(html: &'a str, name: &str) -> &'a str {
+    html.split(&format!("data-plot=\"{name}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} plot"))
+        .split("</figure>")
+        .next()
+        .unwrap()
+}
+
+/// The fill colours of the rectangles in an SVG fragment, in order.
+fn fills(svg: &str) -> Vec<(u8, u8, u8)> {
+    svg.split("<rect")
+        .skip(1)
+        .filter_map(|r| {
+            let hex = r.split("fill=\"#").nth(1)?.get(..6)?;
+            let v = u32::from_str_radix(hex, 16).ok()?;
+            Some(((v >> 16) as u8, (v >> 8) as u8, v as u8))
+        })
+        .collect()
+}
+
+/// Issue 19.10: the report a statistician reads. The model named in one line; statsmodels'
+/// model statistics (Df, F and its P, AIC, BIC, LLR p-value, converged, covariance type); a
+/// coefficient plot with intervals before the engineering plots; each site's outcome (a Dirichlet
+/// skew shows); bars that do not hide each other; phases told apart; a log axis labelled in every
+/// decade down to the smallest difference.
+#[test]
+fn the_report_reads_as_a_statisticians_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("penguins");
+    let o = run_to(
+        tmp.path(),
+        &shipped("config_penguins.toml"),
+        &out,
+        &[
+            "--set",
+            "partition.strategy=dirichlet",
+            "--set",
+            "partition.alpha=0.3",
+            "--set",
+            "partition.label=body_mass_g",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains(
+            "<p id=\"model\"><b>OLS: body_mass_g ~ const + 8 terms, 333 of 344 rows (11 incomplete dropped)</b></p>"
+        ),
+        "the model line"
+    );
+    let fit = table_in(&html, "fit");
+    for row in [
+        "Df Residuals",
+        "Df Model",
+        "F-statistic",
+        "Prob (F-statistic)",
+        "AIC",
+        "BIC",
+        "Covariance Type",
+    ] {
+        assert!(fit.contains(&format!("<td>{row}</td>")), "{row}");
+    }
+    // The effects first, then how the run went.
+    let at = |name: &str| html.find(&format!("data-plot=\"{name}\"")).unwrap();
+    assert!(at("coefficients") < at("outcomes") && at("outcomes") < at("timeline"));
+    let s = summary(&out);
+    let coefficients = plot(&html, "coefficients");
+    for term in s["results"]["terms"].as_array().unwrap().iter().skip(1) {
+        assert!(coefficients.contains(term.as_str().unwrap()), "{term}");
+    }
+    // One row per site with its size, and the sites' medians differ (the skew is visible).
+    let outcomes = plot(&html, "outcomes");
+    let sites = s["sites"].as_array().unwrap();
+    let medians: Vec<f64> = sites
+        .iter()
+        .map(|x| x["outcome"]["percentiles"][2].as_f64().unwrap())
+        .collect();
+    for x in sites {
+        let label = format!(
+            "{} (n = {})",
+            x["name"].as_str().unwrap(),
+            x["outcome"]["n"]
+        );
+        assert!(outcomes.contains(&label), "{label}");
+    }
+    let spread = medians.iter().fold(f64::MIN, |a, b| a.max(*b))
+        - medians.iter().fold(f64::MAX, |a, b| a.min(*b));
+    assert!(spread > 200.0, "medians {medians:?}");
+
+    // Traffic: a bar per site and round, even where sites sent the same bytes.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let bars = m["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["round"].as_u64() > Some(0))
+        .map(|r| r["sites"].as_array().unwrap().len())
+        .sum::<usize>();
+    let traffic = fills(plot(&html, "traffic"));
+    let site_colours: std::collections::BTreeSet<_> = traffic.iter().collect();
+    assert!(
+        traffic.len() >= bars + sites.len(),
+        "{} rectangles for {bars} bars and {} legend entries",
+        traffic.len(),
+        sites.len()
+    );
+    assert!(site_colours.len() >= sites.len());
+
+    // The phases' colours are far apart (the old ramp differed by 18 in each channel).
+    let phases = m["phases"].as_array().unwrap().len();
+    let legend: Vec<(u8, u8, u8)> = {
+        let mut seen = Vec::new();
+        for c in fills(plot(&html, "timeline")) {
+            if !seen.contains(&c) && c != (255, 255, 255) {
+                seen.push(c);
+            }
+        }
+        seen.into_iter().take(phases).collect()
+    };
+    for (i, a) in legend.iter().enumerate() {
+        for b in &legend[i + 1..] {
+            let d = (a.0 as i32 - b.0 as i32).abs()
+                + (a.1 as i32 - b.1 as i32).abs()
+                + (a.2 as i32 - b.2 as i32).abs();
+            assert!(d >= 60, "phase colours {a:?} and {b:?} are too close");
+        }
+    }
+
+    // The difference plot labels every decade from its smallest difference to the tolerance.
+    let difference = plot(&html, "difference");
+    for decade in ["1e-8", "1e-12", "1e-14", "1e-15", "1e-16"] {
+        assert!(
+            difference.contains(&format!(">{decade}<"))
+                || difference.contains(&format!("\n{decade}\n")),
+            "no {decade} label"
+        );
     }
 }

@@ -262,7 +262,16 @@ fn make_reference_regenerates_the_shipped_numbers() {
         ] {
             assert_eq!(a.get(key), b.get(key), "{key} of {}", a["csv"]);
         }
-        for key in ["coef", "se", "singular_values", "explained_variance"] {
+        for key in [
+            "coef",
+            "se",
+            "t",
+            "p",
+            "conf_low",
+            "conf_high",
+            "singular_values",
+            "explained_variance",
+        ] {
             let (Some(x), Some(y)) = (a.get(key), b.get(key)) else {
                 assert_eq!(a.get(key), b.get(key), "{key} of {}", a["csv"]);
                 continue;
@@ -272,6 +281,32 @@ fn make_reference_regenerates_the_shipped_numbers() {
             assert!(
                 d <= 1e-10,
                 "{} {key}: regenerated differs by {d:e}",
+                a["csv"]
+            );
+        }
+        for key in [
+            "r2",
+            "adj_r2",
+            "loglik",
+            "llnull",
+            "pseudo_r2",
+            "llr",
+            "llr_pvalue",
+            "df_model",
+            "df_resid",
+            "fvalue",
+            "f_pvalue",
+            "aic",
+            "bic",
+        ] {
+            let (Some(x), Some(y)) = (a.get(key), b.get(key)) else {
+                assert_eq!(a.get(key), b.get(key), "{key} of {}", a["csv"]);
+                continue;
+            };
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-10 * x.abs().max(1.0),
+                "{} {key}: regenerated {y} vs shipped {x}",
                 a["csv"]
             );
         }

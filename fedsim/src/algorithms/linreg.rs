@@ -302,7 +302,7 @@ impl LinearRegression {
             sigma2: Some(sigma2),
             ..Default::default()
         };
-        e.add_ols_summary(rss, self.config.intercept);
+        e.add_ols_summary(rss, self.tss, self.config.intercept);
         e
     }
 }

@@ -259,7 +259,7 @@ impl Federated for LogisticRegression {
                 convergence: self.steps.clone(),
                 ..Default::default()
             };
-            e.add_logit_summary(ones);
+            e.add_logit_summary(ones, self.config.intercept);
             return Ok(Step::Done(Box::new(e)));
         }
         if self.steps.len() >= self.config.max_iter {

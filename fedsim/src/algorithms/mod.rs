@@ -139,6 +139,32 @@ pub struct Estimates {
     /// Residual degrees of freedom, n - terms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub df_resid: Option<f64>,
+    /// Model degrees of freedom: the terms other than the intercept (statsmodels' `df_model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub df_model: Option<f64>,
+    /// OLS: the F-statistic of the model against the intercept alone, and its P-value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fvalue: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f_pvalue: Option<f64>,
+    /// Akaike's and Bayes' information criteria: -2 llf + 2 k and -2 llf + k ln n, k the terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aic: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bic: Option<f64>,
+    /// Logit: the likelihood-ratio statistic 2 (llf - llnull) and its chi² P-value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llr_pvalue: Option<f64>,
+    /// Whether the iterations converged (Newton); a fit that did not is an error, so this is
+    /// `true` wherever it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged: Option<bool>,
+    /// The covariance behind the standard errors: "nonrobust" (the model's own), as statsmodels
+    /// names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cov_type: Option<String>,
     /// Logit: log-likelihood of the constant-only model, and McFadden's pseudo R².
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llnull: Option<f64>,
@@ -211,6 +237,12 @@ impl Estimates {
             ("loglik", self.loglik),
             ("llnull", self.llnull),
             ("pseudo_r2", self.pseudo_r2),
+            ("fvalue", self.fvalue),
+            ("f_pvalue", self.f_pvalue),
+            ("aic", self.aic),
+            ("bic", self.bic),
+            ("llr", self.llr),
+            ("llr_pvalue", self.llr_pvalue),
         ]
         .into_iter()
         .find(|(_, v)| v.is_some_and(|v| !v.is_finite()))
@@ -376,30 +408,63 @@ pub fn build(config: &AlgorithmConfig) -> Result<Box<dyn Runner>, AlgoError> {
 }
 
 impl Estimates {
-    /// What an OLS fit's summary adds to its coefficients, from the residual sum of squares:
-    /// statsmodels' `rsquared_adj`, `llf`, `df_resid` and `conf_int()` (t quantile).
-    pub fn add_ols_summary(&mut self, rss: f64, intercept: bool) {
+    /// What an OLS fit's summary adds to its coefficients, from the residual and total sums of
+    /// squares (the total about the mean with an intercept, about 0 without, as statsmodels):
+    /// `rsquared_adj`, `llf`, `df_model`, `df_resid`, `fvalue`, `f_pvalue`, `aic`, `bic` and
+    /// `conf_int()` (t quantile).
+    pub fn add_ols_summary(&mut self, rss: f64, tss: f64, intercept: bool) {
         let n = self.n as f64;
-        let df = n - self.coef.len() as f64;
+        let k = self.coef.len() as f64;
+        let df = n - k;
+        let df_model = k - f64::from(u8::from(intercept));
         if let Some(r2) = self.r2 {
             self.adj_r2 = Some(1.0 - (n - f64::from(u8::from(intercept))) / df * (1.0 - r2));
         }
-        self.loglik = Some(-n / 2.0 * ((2.0 * std::f64::consts::PI).ln() + (rss / n).ln() + 1.0));
+        let llf = -n / 2.0 * ((2.0 * std::f64::consts::PI).ln() + (rss / n).ln() + 1.0);
+        self.loglik = Some(llf);
         self.df_resid = Some(df);
+        self.df_model = Some(df_model);
+        if df_model > 0.0 {
+            let f = ((tss - rss) / df_model) / (rss / df);
+            self.fvalue = Some(f);
+            self.f_pvalue = Some(crate::distributions::f_sf(f, df_model, df));
+        }
+        self.add_information_criteria(llf, k, n);
+        self.cov_type = Some("nonrobust".into());
         self.add_conf_int(t_quantile(df));
     }
 
     /// What a Logit fit's summary adds, from the number of ones in the target: the
-    /// constant-only log-likelihood, McFadden's pseudo R² and `conf_int()` (normal quantile).
-    pub fn add_logit_summary(&mut self, ones: f64) {
+    /// constant-only log-likelihood (in closed form: n1 ln ȳ + n0 ln(1 - ȳ), exact where
+    /// statsmodels fits it numerically), McFadden's pseudo R², the likelihood-ratio test, the
+    /// information criteria and `conf_int()` (normal quantile).
+    pub fn add_logit_summary(&mut self, ones: f64, intercept: bool) {
         let n = self.n as f64;
+        let k = self.coef.len() as f64;
         let ybar = ones / n;
         let part = |k: f64, q: f64| if k > 0.0 { k * q.ln() } else { 0.0 };
         let llnull = part(ones, ybar) + part(n - ones, 1.0 - ybar);
+        let df_model = k - f64::from(u8::from(intercept));
         self.llnull = Some(llnull);
         self.pseudo_r2 = self.loglik.map(|ll| 1.0 - ll / llnull);
-        self.df_resid = Some(n - self.coef.len() as f64);
+        self.df_resid = Some(n - k);
+        self.df_model = Some(df_model);
+        if let Some(llf) = self.loglik {
+            let llr = 2.0 * (llf - llnull);
+            self.llr = Some(llr);
+            if df_model >= 1.0 {
+                self.llr_pvalue = Some(crate::distributions::chi2_sf(llr, df_model as u32));
+            }
+            self.add_information_criteria(llf, k, n);
+        }
+        self.converged = Some(true);
+        self.cov_type = Some("nonrobust".into());
         self.add_conf_int(z_quantile());
+    }
+
+    fn add_information_criteria(&mut self, llf: f64, k: f64, n: f64) {
+        self.aic = Some(-2.0 * llf + 2.0 * k);
+        self.bic = Some(-2.0 * llf + k * n.ln());
     }
 
     fn add_conf_int(&mut self, q: f64) {
@@ -420,30 +485,26 @@ impl Estimates {
 
 /// The 0.975 quantile of Student's t with `df` degrees of freedom.
 pub fn t_quantile(df: f64) -> f64 {
-    use statrs::distribution::{ContinuousCDF, StudentsT};
-    StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |d| d.inverse_cdf(0.975))
+    crate::distributions::t_isf(0.025, df)
 }
 
 /// The 0.975 quantile of the standard normal.
 pub fn z_quantile() -> f64 {
-    use statrs::distribution::{ContinuousCDF, Normal};
-    Normal::standard().inverse_cdf(0.975)
+    crate::distributions::normal_isf(0.025)
 }
 
 /// Two-sided p-values of t statistics with `df` degrees of freedom.
 pub fn t_pvalues(t: &[f64], df: f64) -> Vec<f64> {
-    use statrs::distribution::{ContinuousCDF, StudentsT};
-    match StudentsT::new(0.0, 1.0, df) {
-        Ok(dist) => t.iter().map(|x| 2.0 * dist.sf(x.abs())).collect(),
-        Err(_) => vec![f64::NAN; t.len()],
-    }
+    t.iter()
+        .map(|x| crate::distributions::t_two_sided(*x, df))
+        .collect()
 }
 
 /// Two-sided p-values of z statistics (standard normal), as statsmodels reports for Logit.
 pub fn z_pvalues(z: &[f64]) -> Vec<f64> {
-    use statrs::distribution::{ContinuousCDF, Normal};
-    let n = Normal::standard();
-    z.iter().map(|x| 2.0 * n.sf(x.abs())).collect()
+    z.iter()
+        .map(|x| crate::distributions::normal_two_sided(*x))
+        .collect()
 }
 
 /// Row-major copy of a matrix, for the wire.

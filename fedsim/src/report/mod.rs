@@ -254,15 +254,27 @@ fn comparison_table(
         // The model's own numbers, under the table as in statsmodels' summary.
         let rows: &[(Quantity, &str)] = if logit {
             &[
+                (Quantity::DfResid, "Df Residuals"),
+                (Quantity::DfModel, "Df Model"),
+                (Quantity::PseudoR2, "Pseudo R-squ."),
                 (Quantity::Loglik, "Log-Likelihood"),
                 (Quantity::Llnull, "LL-Null"),
-                (Quantity::PseudoR2, "Pseudo R-squ."),
+                (Quantity::Llr, "LLR"),
+                (Quantity::LlrPvalue, "LLR p-value"),
+                (Quantity::Aic, "AIC"),
+                (Quantity::Bic, "BIC"),
             ]
         } else {
             &[
+                (Quantity::DfResid, "Df Residuals"),
+                (Quantity::DfModel, "Df Model"),
                 (Quantity::R2, "R-squared"),
                 (Quantity::AdjR2, "Adj. R-squared"),
+                (Quantity::Fvalue, "F-statistic"),
+                (Quantity::FPvalue, "Prob (F-statistic)"),
                 (Quantity::Loglik, "Log-Likelihood"),
+                (Quantity::Aic, "AIC"),
+                (Quantity::Bic, "BIC"),
             ]
         };
         t.push_str("<table id=\"fit\"><tr><th>model</th><th>federated (centralised · Δ)</th><th>verdict</th></tr>");
@@ -293,6 +305,27 @@ fn comparison_table(
                 );
             }
         }
+        if let Some((fed, base)) = sides {
+            let words = |e: &Estimates| {
+                (
+                    e.converged.map_or("-".to_string(), |c| c.to_string()),
+                    e.cov_type.clone().unwrap_or_else(|| "-".into()),
+                )
+            };
+            let ((fc, ft), (bc, bt)) = (words(fed), words(base));
+            if logit {
+                let _ = write!(
+                    t,
+                    "<tr><td>converged</td><td data-q=\"converged\" data-text=\"{fc}\"><b>{fc}</b><br><small>{bc}</small></td><td>{}</td></tr>",
+                    verdict(fc == bc)
+                );
+            }
+            let _ = write!(
+                t,
+                "<tr><td>Covariance Type</td><td data-q=\"cov_type\" data-text=\"{ft}\"><b>{ft}</b><br><small>{bt}</small></td><td>{}</td></tr>",
+                verdict(ft == bt)
+            );
+        }
         t.push_str("</table>");
     }
     t.push_str("</table>");
@@ -305,7 +338,7 @@ fn comparison_table(
         c.tolerance,
         verdict(c.passed)
     );
-    t.push_str("<p class=\"note\">Each cell: the federated value, and under it the centralised value and their difference divided by the scale the verdict uses. A coefficient (and a confidence bound) is judged on the larger of |centralised value| and its standard error; a standard error, singular value or explained variance on its own size; t on max(|t|, 1); P on P·max(t², 1); R² values absolutely; log-likelihoods on max(|ll|, 1); vectors by their angle.</p>");
+    t.push_str("<p class=\"note\">Each cell: the federated value, and under it the centralised value and their difference divided by the scale the verdict uses. A coefficient (and a confidence bound) is judged on the larger of |centralised value| and its standard error; a standard error, singular value or explained variance on its own size; t on max(|t|, 1); P on P·max(t², 1); R² values absolutely; log-likelihoods, AIC, BIC, F and LLR on max(|value|, 1); the F test's P on P·max(Df Model·F/2, 1), the LLR test's on P·max(LLR/2, 1); degrees of freedom exactly; vectors by their angle.</p>");
     t
 }
 
@@ -346,6 +379,9 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
             "<p class=\"bad\">Error{phase}{site}: {}</p>",
             esc(&e.message)
         );
+    }
+    if let Some(line) = model_line(run) {
+        let _ = write!(h, "<p id=\"model\"><b>{}</b></p>", esc(&line));
     }
     h.push_str("<h2>Scenario</h2><table id=\"scenario\"><tr><th>item</th><th>value</th></tr>");
     let mut row = |k: &str, v: String| {
@@ -438,7 +474,14 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
             verdict(r.comparison.passed)
         );
     }
-    h.push_str("<h2>Plots</h2>");
+    // What a statistician looks at first: the effects, and how the sites' outcomes differ.
+    for plot in [plots::coefficients(run)?, plots::outcomes(run)?]
+        .into_iter()
+        .flatten()
+    {
+        h.push_str(&plot);
+    }
+    h.push_str("<h2>How the run went</h2>");
     h.push_str(&plots::timeline(run)?);
     for plot in [
         plots::convergence(run)?,
@@ -491,6 +534,44 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// The model in one line, as a statistician names it: "OLS: body_mass_g ~ const + 8 terms, 333
+/// of 344 rows (11 incomplete dropped)".
+fn model_line(run: &RunView) -> Option<String> {
+    let s = &run.summary;
+    let e = s.results.as_ref().or(s.baseline.as_ref())?;
+    let model = match s.algorithm.as_str() {
+        "linear_regression" => "OLS",
+        "logistic_regression" => "Logit",
+        "svd" => "PCA",
+        _ => return None,
+    };
+    let rows: usize = s.sites.iter().map(|x| x.rows).sum();
+    let dropped: usize = s.sites.iter().filter_map(|x| x.dropped_rows).sum();
+    let used = if dropped > 0 {
+        format!("{} of {rows} rows ({dropped} incomplete dropped)", e.n)
+    } else {
+        format!("{} rows", e.n)
+    };
+    if model == "PCA" {
+        let k = e.singular_values.len();
+        let features = run.plan.as_ref().map_or(0, |p| p.algorithm.features.len());
+        // A vertical split gives every site all rows: count them once.
+        return Some(format!(
+            "PCA: {k} components of {features} columns, {} rows",
+            e.n
+        ));
+    }
+    let target = run.plan.as_ref()?.algorithm.target.clone()?;
+    let intercept = e.terms.first().is_some_and(|t| t == "const");
+    let others = e.terms.len() - usize::from(intercept);
+    let rhs = if intercept {
+        format!("const + {others} terms")
+    } else {
+        format!("{others} terms, no intercept")
+    };
+    Some(format!("{model}: {target} ~ {rhs}, {used}"))
 }
 
 /// An enum as the scenario spells it (its serde name).
