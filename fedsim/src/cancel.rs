@@ -51,6 +51,23 @@ pub fn wait_for<T: Send + 'static>(
     }
 }
 
+/// Run `f` on a thread of its own and wait at most `limit` for it, whatever the flag says: for
+/// what a cancelled run still writes (its report), within the time a cancel allows.
+pub fn wait_at_most<T: Send + 'static>(
+    name: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(format!("fedsim-{name}"))
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    rx.recv_timeout(limit).ok()
+}
+
 /// Test hook: `FEDSIM_TEST_PAUSE=<phase>=<file>` holds the run at the start of `phase` (creating
 /// `file` to say it got there) until it is cancelled, so tests can cancel in every phase, even
 /// those that take milliseconds.

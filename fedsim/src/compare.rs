@@ -162,12 +162,22 @@ impl Comparison {
                 "; {} differs by {:.3e} (federated {}, expected {}, scale {:.3e})",
                 f.name(),
                 f.diff,
-                f.got,
-                f.want,
+                readable(f.got),
+                readable(f.want),
                 f.scale
             ));
         }
         m
+    }
+}
+
+/// A number in a message: every digit where that is short, else in exponent form (a value of
+/// 1e293 printed in full is three hundred digits).
+fn readable(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e15).contains(&x.abs()) {
+        x.to_string()
+    } else {
+        format!("{x:e}")
     }
 }
 

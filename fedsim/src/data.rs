@@ -9,7 +9,6 @@
 pub mod design;
 pub mod frame;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -161,7 +160,7 @@ impl Table {
             _ => "csv",
         };
         let bytes = self.to_bytes(format, path)?;
-        std::fs::write(path, bytes).map_err(|e| DataError::Write {
+        crate::fsio::write_atomic(path, &bytes).map_err(|e| DataError::Write {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
@@ -188,11 +187,12 @@ pub fn write_labeled_csv(
             .map(|(n, v)| Column::new(n.as_str().into(), v.as_slice())),
     );
     let mut df = DataFrame::new_infer_height(cols).map_err(|e| write_err(e.to_string()))?;
-    let mut f = File::create(path).map_err(|e| write_err(e.to_string()))?;
-    CsvWriter::new(&mut f)
+    let mut bytes = Vec::new();
+    CsvWriter::new(&mut bytes)
         .include_header(true)
         .finish(&mut df)
-        .map_err(|e| write_err(e.to_string()))
+        .map_err(|e| write_err(e.to_string()))?;
+    crate::fsio::write_atomic(path, &bytes).map_err(|e| write_err(e.to_string()))
 }
 
 impl Table {

@@ -140,12 +140,12 @@ pub fn merge(sources: &[(String, std::path::PathBuf)], out: &Path) -> std::io::R
     }
     // RFC 3339 UTC timestamps of one format sort as text; ties keep file order.
     lines.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut w = std::io::BufWriter::new(File::create(out)?);
+    let mut w = Vec::new();
     for (_, _, v) in &lines {
         serde_json::to_writer(&mut w, v)?;
-        w.write_all(b"\n")?;
+        w.push(b'\n');
     }
-    w.flush()?;
+    crate::fsio::write_atomic(out, &w)?;
     Ok(lines.len())
 }
 

@@ -213,6 +213,9 @@ fn main() -> ExitCode {
             agent(&dir, coordinator.as_deref(), connect_timeout)
         }
         command => {
+            // As servers do: the soft limit on open files up to the hard one (a local site is
+            // one descriptor; a thousand of them exceed the usual 1024).
+            fedsim::limits::raise_open_files();
             fedsim::logs::init_controller(cli.verbose, cli.quiet);
             controller(command, cli.quiet)
         }
@@ -330,13 +333,22 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                     } else {
                         format!("{} rows", p.frame.rows())
                     };
+                    // Past a dozen sites, the range of their shares, not a line of a thousand.
+                    let shares = if shares.len() > 12 {
+                        let mut sorted = shares.clone();
+                        sorted.sort_by_key(|x| {
+                            x.split(' ').next().and_then(|n| n.parse::<usize>().ok())
+                        });
+                        format!("from {} to {}", sorted[0], sorted[sorted.len() - 1])
+                    } else {
+                        shares.join(", ")
+                    };
                     println!(
-                        "{}: ok ({} on {rows}, {} features; {} sites: {})",
+                        "{}: ok ({} on {rows}, {} features; {} sites: {shares})",
                         config.display(),
                         s.algorithm.kind.as_str(),
                         p.analysis().features.len(),
                         p.sites.len(),
-                        shares.join(", ")
                     );
                     ExitCode::SUCCESS
                 }
@@ -394,7 +406,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                     .map_or(Ok(()), Err)
                     .and_then(|()| fedsim::report::compare(&runs, &by))
                     .and_then(|html| {
-                        std::fs::write(&path, html)
+                        fedsim::fsio::write_atomic(&path, html.as_bytes())
                             .map(|()| vec![path.clone()])
                             .map_err(|source| fedsim::report::ReportError::Write { path, source })
                     })
@@ -438,7 +450,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                     }
                     if let Some(path) = &junit {
                         let xml = fedsim::report::junit::render(&outcome.summary);
-                        if let Err(e) = std::fs::write(path, xml) {
+                        if let Err(e) = fedsim::fsio::write_atomic(path, xml.as_bytes()) {
                             eprintln!("error: cannot write {}: {e}", path.display());
                             return ExitCode::from(1);
                         }

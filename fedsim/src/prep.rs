@@ -3,9 +3,8 @@
 //!
 //! Planning touches no file, so a bad scenario or data set leaves nothing behind.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -912,26 +911,30 @@ pub fn write_files(files: &BundleFiles, dir: &Path) -> Result<(), PrepError> {
         .mode(0o700)
         .create(dir)
         .map_err(io_at(dir))?;
+    // Whole or not at all: a full disk leaves no truncated data file behind.
     let data_path = dir.join(&files.data_name);
-    fs::write(&data_path, &files.data).map_err(io_at(&data_path))?;
+    crate::fsio::write_with_mode(&data_path, &files.data, Some(0o600))
+        .map_err(io_at(&data_path))?;
     for (name, bytes) in &files.extra {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io_at(parent))?;
         }
-        fs::write(&path, bytes).map_err(io_at(&path))?;
+        crate::fsio::write_atomic(&path, bytes).map_err(io_at(&path))?;
     }
     let env_path = dir.join(".env");
     write_private(&env_path, &files.env).map_err(io_at(&env_path))
 }
 
 /// Create `path` (it must not exist) with mode 600 from the start, and write `text`: the way
-/// every credentials file is written, so none is ever readable by others, even briefly.
+/// every credentials file is written, so none is ever readable by others, even briefly, and none
+/// is ever half written.
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
+    if path.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a credentials file is there already",
+        ));
+    }
+    crate::fsio::write_with_mode(path, text.as_bytes(), Some(0o600))
 }

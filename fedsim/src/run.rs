@@ -56,6 +56,8 @@ pub enum RunError {
         scenario: String,
         source_file: PathBuf,
     },
+    #[error(transparent)]
+    Limits(#[from] crate::limits::TooFewFiles),
     #[error("cannot write the shipped example into fedsim's cache: {0}")]
     Example(#[from] std::io::Error),
     /// Cancelled before the run directory existed: nothing was written.
@@ -72,6 +74,7 @@ impl RunError {
             | RunError::Reference(_)
             | RunError::Gui(_)
             | RunError::NoFleet { .. }
+            | RunError::Limits(_)
             | RunError::RunDir(RunDirError::Unusable { .. })
             | RunError::Prep(PrepError::Credentials { .. }) => 2,
             RunError::Cancelled => 130,
@@ -122,6 +125,7 @@ pub struct Planned {
 /// will be used), and the reference row. Loading or generating the data can be cancelled.
 pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<Planned, RunError> {
     rundir::check_out(out)?;
+    crate::limits::check(scenario)?;
     let gui = &scenario.gui;
     if gui.enabled {
         crate::gui::script::Script::load(gui.script.as_deref())?;
@@ -131,8 +135,14 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
     }
     let tokens = site_tokens(scenario)?;
     let owned = scenario.clone();
-    let plan =
-        cancel::wait_for("plan", move || Plan::make(&owned)).map_err(|_| RunError::Cancelled)??;
+    let plan = match cancel::wait_for("plan", move || Plan::make(&owned)) {
+        Ok(Ok(plan)) => plan,
+        // The data's own loops saw the flag first: a cancel all the same, not bad input.
+        Err(_) | Ok(Err(PlanError::Data(crate::data::DataError::Cancelled))) => {
+            return Err(RunError::Cancelled)
+        }
+        Ok(Err(e)) => return Err(e.into()),
+    };
     let reference = match &scenario.compare.reference {
         Some(path) => Some((path.clone(), reference::find(path, &Analysis::of(&plan))?)),
         None => None,
@@ -336,6 +346,8 @@ struct Run<'a> {
     fleet_running: bool,
     enrolment: Option<Enrolment>,
     logs_collected: bool,
+    /// Disk set aside in the run directory for the summary, should the disk fill.
+    reserve: Option<crate::fsio::Reserve>,
     /// Every controller log line carries the run id.
     _span: tracing::span::EnteredSpan,
 }
@@ -356,6 +368,11 @@ impl<'a> Run<'a> {
             .unwrap_or_default();
         let span = tracing::info_span!("run", run_id = %run_id).entered();
         tracing::info!(phase = "prep", dir = %dir.display(), sites = plan.sites.len(), rows = plan.frame.rows(), "run directory created");
+        let reserve = crate::fsio::Reserve::take(&dir)
+            .map_err(
+                |e| tracing::warn!(phase = "prep", error = %e, "no disk reserve for the summary"),
+            )
+            .ok();
         Run {
             scenario,
             opts,
@@ -374,6 +391,7 @@ impl<'a> Run<'a> {
             fleet_running: false,
             enrolment: None,
             logs_collected: false,
+            reserve,
             _span: span,
         }
     }
@@ -801,29 +819,68 @@ impl<'a> Run<'a> {
                 source,
             })
         };
-        rundir::write_json_atomic(&self.dir.join("metrics.json"), &metrics).map_err(io)?;
+        // The metrics and the merged log; a write that fails (a full disk) makes the run
+        // failed, and the summary, written next on the reserve's space, says why.
+        let mut unwritten = Vec::new();
+        if let Err(e) = rundir::write_json_atomic(&self.dir.join("metrics.json"), &metrics) {
+            unwritten.push(format!("metrics.json: {e}"));
+        }
         logs::detach();
         let names: Vec<String> = self.sites.iter().map(|s| s.name.clone()).collect();
-        logs::merge_run(&self.dir.join("logs"), &names).map_err(io)?;
-        // A cancel that comes while the report is written still makes the run "cancelled".
-        for _ in 0..2 {
-            if cancel::requested() && summary.status != crate::summary::Status::Cancelled {
-                summary.status = crate::summary::Status::Cancelled;
-                summary.error = Some(FailureInfo {
-                    message: "run cancelled while the report was written".into(),
-                    site: None,
-                    phase: Some("report".into()),
-                });
-            }
-            if let Err(e) = crate::report::write_from(&self.dir, &summary, &metrics) {
-                tracing::warn!(phase = "report", error = %e, "report.html not written");
-            }
-            if !cancel::requested() || summary.status == crate::summary::Status::Cancelled {
-                break;
+        if let Err(e) = logs::merge_run(&self.dir.join("logs"), &names) {
+            unwritten.push(format!("logs/merged.jsonl: {e}"));
+        }
+        if !unwritten.is_empty() && summary.status != crate::summary::Status::Cancelled {
+            summary.status = crate::summary::Status::Failed;
+            summary.error = Some(FailureInfo {
+                message: format!(
+                    "the run directory is incomplete: cannot write {}",
+                    unwritten.join("; ")
+                ),
+                site: None,
+                phase: Some("report".into()),
+            });
+        }
+        // A cancel that came while the run was finishing still makes it "cancelled".
+        if cancel::requested() && summary.status != crate::summary::Status::Cancelled {
+            summary.status = crate::summary::Status::Cancelled;
+            summary.error = Some(FailureInfo {
+                message: "run cancelled while the report was written".into(),
+                site: None,
+                phase: Some("report".into()),
+            });
+        }
+        // summary.json before the report: a report that fails, or hangs, cannot cost it.
+        if let Some(reserve) = self.reserve.take() {
+            reserve.release();
+        }
+        rundir::write_json_atomic(&self.dir.join("summary.json"), &summary).map_err(io)?;
+        // The report on a thread of its own, so a cancel is obeyed within the 2 s promise even
+        // while it renders; the run is then "cancelled" in phase report (its results complete).
+        let (dir, s2, m2) = (self.dir.clone(), summary.clone(), metrics.clone());
+        let write = move || crate::report::write_from(&dir, &s2, &m2);
+        let written = if cancel::requested() {
+            // Cancelled already: the report if it comes within a second, else `fedsim report`.
+            cancel::wait_at_most("report", Duration::from_secs(1), write).ok_or(cancel::Cancelled)
+        } else {
+            cancel::wait_for("report", write)
+        };
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(phase = "report", error = %e, "report.html not written"),
+            Err(cancel::Cancelled) => {
+                if summary.status != crate::summary::Status::Cancelled {
+                    summary.status = crate::summary::Status::Cancelled;
+                    summary.error = Some(FailureInfo {
+                        message: "run cancelled while the report was written (the results are complete; `fedsim report RUN_DIR` writes it)".into(),
+                        site: None,
+                        phase: Some("report".into()),
+                    });
+                    rundir::write_json_atomic(&self.dir.join("summary.json"), &summary)
+                        .map_err(io)?;
+                }
             }
         }
-        // summary.json last: its presence means the run directory is complete.
-        rundir::write_json_atomic(&self.dir.join("summary.json"), &summary).map_err(io)?;
         Ok(RunOutcome {
             dir: self.dir.clone(),
             summary,

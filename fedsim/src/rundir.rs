@@ -78,10 +78,7 @@ pub fn create(out: Option<&Path>, name: &str) -> Result<PathBuf, RunDirError> {
 
 /// Write JSON via a temporary file and a rename, so a reader never sees half a file.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    crate::fsio::write_json_atomic(path, value)
 }
 
 /// `plan.json`: the resolved analysis and who got which rows. No secrets.
@@ -144,7 +141,7 @@ pub fn write_plan(dir: &Path, scenario: &Scenario, file: &PlanFile) -> Result<()
     };
     let resolved = toml::to_string_pretty(&scenario.with_absolute_paths())
         .map_err(|e| io(std::io::Error::other(e)))?;
-    std::fs::write(dir.join("scenario.toml"), resolved).map_err(io)?;
+    crate::fsio::write_atomic(&dir.join("scenario.toml"), resolved.as_bytes()).map_err(io)?;
     write_json_atomic(&dir.join("plan.json"), file).map_err(io)
 }
 

@@ -345,3 +345,53 @@ fn the_newton_example_gives_statsmodels_logit() {
     assert!(ll < 1e-8, "loglik differs by {ll:e}");
     assert!(s["comparison"]["max_diff"].as_f64().unwrap() < 1e-10);
 }
+
+/// Issue 20.2: a federated number about 1e293 away from the pooled one made plotters' log axis
+/// spin for minutes while no summary existed. Plots now clamp their range to finite bounds and
+/// summary.json is written before the report: the run ends failed (the comparison fails), with
+/// its summary and its report, and a guard kills it if it ever hangs again.
+#[test]
+fn a_result_far_from_the_pooled_one_gets_its_summary_and_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("far.sh"),
+        r#"read input
+case "$1" in
+  local) echo '{"sum": {"x": 1}}' ;;
+  aggregate) case "$FEDSIM_ROUND" in 0) echo '{"request": 1, "state": 0}' ;; *) echo '{"result": {"v": [1e293, 2.5, -1e-300]}}' ;; esac ;;
+  pooled) echo '{"result": {"v": [0.5, 2.5, 0]}}' ;;
+esac
+"#,
+    )
+    .unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "far",
+        &format!(
+            "[scenario]\nname = \"far\"\n[data]\npath = \"{}\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"external\"\nlocal = [\"sh\", \"far.sh\", \"local\"]\naggregate = [\"sh\", \"far.sh\", \"aggregate\"]\npooled = [\"sh\", \"far.sh\", \"pooled\"]\nfiles = [\"far.sh\"]\n",
+            test_data("diabetes_raw.csv").display()
+        ),
+    );
+    let out = tmp.path().join("run");
+    let mut child = run_command(tmp.path(), &cfg, &out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("the run hung (before: the difference plot's log axis spun for minutes)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["comparison"]["passed"], false);
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
+    assert!(html.contains("data-plot=\"difference\"") && html.contains("\n1e280\n"));
+    let e = s["error"]["message"].as_str().unwrap();
+    assert!(e.contains("(federated 1e293, expected 0.5"), "{e}");
+}

@@ -53,7 +53,7 @@ fn a_killed_agent_fails_the_run_naming_site_and_round() {
     assert!(msg.contains("site-3") && msg.contains("round 2"), "{msg}");
     assert!(secs < 3.0, "took {secs} s, more than the round deadline");
     assert!(
-        s.get("results").is_none() && s.get("comparison").is_none(),
+        s["results"].is_null() && s["comparison"].is_null(),
         "a failed run claims no result"
     );
     no_agent_left(&s);

@@ -178,7 +178,7 @@ fn fails_at(fault: &str, site: &str, phase: &str, says: &str) {
     );
     assert!(message.contains(says), "{message}");
     assert!(stderr(&o).contains(message), "{}", stderr(&o));
-    assert!(s.get("results").is_none());
+    assert!(s["results"].is_null());
     let shots: Vec<_> = files(&out.join("portal"))
         .into_iter()
         .filter(|f| f.to_string_lossy().contains("failure-"))

@@ -146,3 +146,78 @@ fn each_sites_memory_in_metrics_is_its_own() {
         );
     }
 }
+
+/// The most descriptors `pid` held at once while it ran, sampled from /proc.
+fn peak_descriptors(child: &mut std::process::Child) -> usize {
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", child.id())) {
+            peak = peak.max(fds.count());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    peak
+}
+
+/// Issue 19.12: a thousand local sites under the usual soft limit of 1024 open files. fedsim
+/// raises its soft limit to the hard one, and holds one descriptor per site (its connection;
+/// reader and writer share it) plus a constant share; where the hard limit cannot carry the
+/// sites, the run is refused before anything is written, naming the limit and the fix.
+#[test]
+fn a_thousand_local_sites_run_under_a_soft_limit_of_1024() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = generated_ols(tmp.path(), "thousand", 1000, 20_000, 5);
+    let out = tmp.path().join("run");
+    let shell = |limits: &str, args: &str| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{limits}; exec \"$0\" {args}"))
+            .arg(bin())
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = shell(
+        "ulimit -Sn 1024",
+        &format!("run -q -c {} --out {}", cfg.display(), out.display()),
+    );
+    let peak = peak_descriptors(&mut child);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = summary(&out);
+    assert_eq!(s["status"], "succeeded");
+    assert_eq!(s["sites"].as_array().unwrap().len(), 1000);
+    assert_eq!(s["comparison"]["passed"], true);
+    let allowed = 1000 + fedsim::limits::BASE as usize;
+    assert!(
+        peak <= allowed,
+        "the controller held {peak} descriptors for 1000 sites (at most {allowed} expected)"
+    );
+    eprintln!("1000 local sites: the controller held at most {peak} descriptors");
+
+    // A hard limit too low for the sites: refused at validate and at run, nothing written.
+    for command in ["validate", "run"] {
+        let never = tmp.path().join("never");
+        let out = if command == "run" {
+            format!(" --out {}", never.display())
+        } else {
+            String::new()
+        };
+        let child = shell(
+            "ulimit -Sn 1000; ulimit -Hn 1100",
+            &format!("{command} -c {}{out}", cfg.display()),
+        );
+        let o = child.wait_with_output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{command}: {e}");
+        assert!(
+            e.contains("1000 local sites need about 1160 open files")
+                && e.contains("at most 1100 (the hard limit")
+                && e.contains("ulimit -n 1160"),
+            "{command}: {e}"
+        );
+        assert!(!never.exists());
+    }
+}

@@ -217,7 +217,7 @@ fn a_run_that_fails_writes_a_summary_that_says_so() {
         "{}",
         s["error"]
     );
-    assert!(s.get("comparison").is_none());
+    assert!(s["comparison"].is_null());
 }
 
 #[test]

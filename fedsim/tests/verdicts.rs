@@ -60,9 +60,19 @@ fn a_coefficient_that_is_truly_zero_passes_on_the_scale_of_its_standard_error() 
         assert!(z["diff"].as_f64().unwrap() < 1e-10);
         assert_eq!(z["passed"], true);
         relative.push((got - want).abs() / want.abs());
-        // Every number in the summary is a number: no null where one is expected.
+        // Every number in the summary is a number: no null where one is expected (only the
+        // top-level keys of what did not happen, here `error` and `reference`, are null).
         let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
-        assert!(!text.contains("null"), "{text}");
+        for (key, value) in s.as_object().unwrap() {
+            if value.is_null() {
+                assert!(
+                    ["error", "reference"].contains(&key.as_str()),
+                    "{key}: {text}"
+                );
+            } else {
+                assert!(!value.to_string().contains("null"), "{key}: {text}");
+            }
+        }
     }
     // Judged relative to itself, as it used to be, this correct run would have failed.
     assert!(relative.iter().any(|r| *r > 1e-8), "{relative:?}");
@@ -150,8 +160,9 @@ fn junit_case_names_are_stable_across_seeds_and_a_lost_site_is_a_failed_case() {
         names[0], names[1],
         "same scenario, other seed: the same cases"
     );
-    // Per term coef, se, t, p and the interval's bounds; for the model R², adjusted R², loglik.
-    assert_eq!(names[0].len(), 1 + 3 + 6 * 11 + 3);
+    // Per term coef, se, t, p and the interval's bounds; for the model R², adjusted R², loglik,
+    // Df Model, Df Residuals, F and its P, AIC and BIC.
+    assert_eq!(names[0].len(), 1 + 3 + 6 * 11 + 9);
     assert!(names[0].contains(&"coef[bmi] federated vs centralised".to_string()));
     // Names say what is checked, never a measured value.
     for n in &names[0] {
@@ -161,9 +172,12 @@ fn junit_case_names_are_stable_across_seeds_and_a_lost_site_is_a_failed_case() {
                 .iter()
                 .any(|q| n.starts_with(q))
                 && n.ends_with("] federated vs centralised"))
-            || ["r2", "adj_r2", "loglik"]
-                .iter()
-                .any(|q| *n == format!("{q} federated vs centralised"));
+            || [
+                "r2", "adj_r2", "loglik", "df_model", "df_resid", "fvalue", "f_pvalue", "aic",
+                "bic",
+            ]
+            .iter()
+            .any(|q| *n == format!("{q} federated vs centralised"));
         assert!(known, "{n}");
     }
 

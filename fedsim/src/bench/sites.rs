@@ -232,7 +232,7 @@ pub fn run(
         std::fs::create_dir_all(out).map_err(io(out))?;
         for (name, text) in MOMENTS {
             let path = out.join(name);
-            std::fs::write(&path, text).map_err(io(&path))?;
+            crate::fsio::write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
         }
     }
     for &n in counts {

@@ -1,7 +1,7 @@
 //! The coordinator: waits for every site to dial in and authenticate, then drives the algorithm's
 //! rounds. The worst site decides the run: one lost or failing site ends it, named, with its round.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::frame::{Channel, FrameError};
+use super::openings::{Opened, Openings, OPENING_TIMEOUT};
 use super::Message;
 use crate::algorithms::{self, AlgoError, AlgorithmConfig, Estimates, Step};
 use crate::auth::FrameKey;
@@ -393,10 +394,11 @@ fn wait_for_start(
     }
 }
 
-/// Handshakes in flight at once, each on its own thread. More connections wait in the
-/// listen backlog, so a flood of silent peers costs at most this many threads.
+/// Handshakes in flight at once, each on its own thread. Only connections that sent a whole
+/// opening get one (see [`openings`](super::openings)), so silent peers take none.
 const MAX_PENDING: usize = 64;
-/// How long one connection may take to complete its handshake and say Hello.
+/// How long one connection may take, from its accept, to complete its handshake and say Hello:
+/// one deadline for the whole exchange.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection that completed its handshake and said Hello: which site, and from where.
@@ -416,8 +418,9 @@ impl Drop for Stop {
     }
 }
 
-/// Wait until every site has connected and proved it holds its token. Handshakes run
-/// concurrently, so a silent or slow connection does not hold up the sites behind it.
+/// Wait until every site has connected and proved it holds its token. Openings are read by
+/// this loop without a thread each, and handshakes run concurrently, so neither a silent nor a
+/// slow connection holds up the sites behind it.
 fn accept_all(
     listener: &TcpListener,
     sites: &[SiteAuth],
@@ -432,6 +435,8 @@ fn accept_all(
     let stop = Stop(Arc::new(AtomicBool::new(false)));
     let (done, arrivals) = mpsc::channel::<(SocketAddr, Result<Arrival, String>)>();
     let mut pending = 0usize;
+    let mut openings = Openings::default();
+    let mut ready: std::collections::VecDeque<Opened> = Default::default();
     let mut slots: Vec<Option<(Channel, JoinedSite)>> = sites.iter().map(|_| None).collect();
     let mut refusals: Vec<String> = Vec::new();
     // Enrolment failed: the sites that already joined hear so, not just a closed connection.
@@ -466,10 +471,21 @@ fn accept_all(
                 .iter()
                 .position(Option::is_none)
                 .expect("loop condition");
-            let detail = if refusals.is_empty() {
+            let mut said = Vec::new();
+            if openings.stalled > 0 {
+                said.push(format!(
+                    "{} other connections never completed a handshake (silent, closed, or slower than {} s to send their opening: peers that are not sites?)",
+                    openings.stalled,
+                    OPENING_TIMEOUT.as_secs()
+                ));
+            }
+            if !refusals.is_empty() {
+                said.push(format!("refused: {}", refusals.join("; ")));
+            }
+            let detail = if said.is_empty() {
                 String::new()
             } else {
-                format!(" (refused: {})", refusals.join("; "))
+                format!(" ({})", said.join("; "))
             };
             let e = FedError::NotConnected {
                 site: sites[missing].name.clone(),
@@ -478,68 +494,68 @@ fn accept_all(
             };
             return Err(abandon(slots, e));
         }
-        // New connections, while there is room: each handshakes on a thread of its own.
-        let mut accepted = false;
-        if pending < MAX_PENDING {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    accepted = true;
-                    let (keys, stop, done) = (keys.clone(), stop.0.clone(), done.clone());
-                    let spawned =
-                        std::thread::Builder::new()
-                            .name("handshake".into())
-                            .spawn(move || {
-                                let _ = done.send((peer, handshake(stream, &keys, &stop)));
-                            });
-                    match spawned {
-                        Ok(_) => pending += 1,
-                        Err(e) => {
-                            tracing::warn!(phase = "launch", %peer, error = %e, "no thread for a handshake; connection dropped")
-                        }
+        if let Err(e) = openings.accept(listener) {
+            return Err(abandon(slots, e.into()));
+        }
+        // Whole openings, while there are threads: each handshakes on a thread of its own.
+        while pending < MAX_PENDING {
+            let Some(opened) = ready.pop_front() else {
+                break;
+            };
+            let (keys, stop, done) = (keys.clone(), stop.0.clone(), done.clone());
+            let peer = opened.peer;
+            let spawned = std::thread::Builder::new()
+                .name("handshake".into())
+                .spawn(move || {
+                    let _ = done.send((peer, handshake(opened, &keys, &stop)));
+                });
+            match spawned {
+                Ok(_) => pending += 1,
+                Err(e) => {
+                    tracing::warn!(phase = "launch", %peer, error = %e, "no thread for a handshake; connection dropped")
+                }
+            }
+        }
+        ready.extend(openings.poll(listener, Duration::from_millis(10)));
+        while let Ok((peer, outcome)) = arrivals.try_recv() {
+            pending -= 1;
+            match outcome.and_then(|a| welcome(a, sites, &slots, settings)) {
+                Ok((idx, channel, site)) => {
+                    tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
+                    if let Some(b) = settings.portal {
+                        b.event(
+                            Some(&site.name),
+                            format!("agent connected from {peer} and authenticated"),
+                        );
                     }
+                    slots[idx] = Some((channel, site));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(abandon(slots, e.into())),
+                Err(reason) => {
+                    tracing::warn!(phase = "launch", %peer, %reason, "connection refused");
+                    refusals.push(reason);
+                }
             }
         }
-        // Finished handshakes; wait a little for one when there was nothing to accept.
-        let wait = if accepted {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(10)
-        };
-        let Ok((peer, outcome)) = arrivals.recv_timeout(wait) else {
-            continue;
-        };
-        pending -= 1;
-        match outcome.and_then(|a| welcome(a, sites, &slots, settings)) {
-            Ok((idx, channel, site)) => {
-                tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
-                if let Some(b) = settings.portal {
-                    b.event(
-                        Some(&site.name),
-                        format!("agent connected from {peer} and authenticated"),
-                    );
-                }
-                slots[idx] = Some((channel, site));
-            }
-            Err(reason) => {
-                tracing::warn!(phase = "launch", %peer, %reason, "connection refused");
-                refusals.push(reason);
-            }
-        }
+    }
+    if openings.stalled > 0 {
+        tracing::warn!(
+            phase = "launch",
+            connections = openings.stalled,
+            "connections that never completed a handshake were dropped"
+        );
     }
     Ok(slots.into_iter().map(|s| s.expect("all joined")).unzip())
 }
 
-/// One connection's handshake, on its own thread: which site it is for, checked by the Noise
-/// handshake with that site's key, then the agent's Hello under the session keys.
+/// One connection's handshake, on its own thread, from its whole opening: which site it is for,
+/// checked by the Noise handshake with that site's key, then the agent's Hello under the session
+/// keys, all within [`HANDSHAKE_TIMEOUT`] of its accept.
 fn handshake(
-    stream: TcpStream,
+    opened: Opened,
     keys: &[(String, FrameKey)],
     stop: &AtomicBool,
 ) -> Result<Arrival, String> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let deadline = opened.accepted + HANDSHAKE_TIMEOUT;
     let mut idx = None;
     let refusal = |e: FrameError, idx: Option<usize>| match (e, idx) {
         (FrameError::BadTag, Some(i)) => {
@@ -548,7 +564,7 @@ fn handshake(
         (e, Some(i)) => format!("site {}: {e}", keys[i].0),
         (e, None) => e.to_string(),
     };
-    let mut channel = Channel::accept(stream, deadline, Some(stop), |site| {
+    let mut channel = Channel::accept_opening(opened.stream, &opened.body, |site| {
         let i = keys
             .iter()
             .position(|(name, _)| name == site)
@@ -936,6 +952,7 @@ mod tests {
     use super::*;
     use crate::scenario::{AlgorithmKind, SvdMethod};
     use std::io::Write;
+    use std::net::TcpStream;
 
     struct Quiet;
     impl Watch for Quiet {
@@ -1005,6 +1022,103 @@ mod tests {
             })?;
             Ok((ch.recv(deadline, None)?, ch))
         })
+    }
+
+    #[test]
+    /// Issue 20.1: 70 peers trickling a byte a second (more than the 64 handshake threads) and
+    /// 200 silent ones, all connected before the sites: before, each read had its own 5 s
+    /// timeout, so the tricklers held every handshake slot for as long as they liked and no site
+    /// enrolled. Openings are now read without threads, by one deadline (2 s) for the whole
+    /// opening, so the sites enrol well within an 8 s connect timeout.
+    fn trickling_and_silent_peers_do_not_starve_enrolment() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Each attacker connects on its own thread: more connections than the listen backlog
+        // holds can only arrive while the coordinator accepts.
+        let tricklers: Vec<_> = (0..70)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                    else {
+                        return;
+                    };
+                    // A length of 200, then a byte a second: never a whole opening in time.
+                    let _ = s.write_all(&[0, 0, 0]);
+                    while !stop.load(Ordering::Relaxed) {
+                        if s.write_all(&[200]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                })
+            })
+            .collect();
+        let silent = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let held: Vec<TcpStream> = (0..200)
+                    .take_while(|_| !stop.load(Ordering::Relaxed))
+                    .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+                    .collect();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                held.len()
+            })
+        };
+        // The flood first in the queue.
+        std::thread::sleep(Duration::from_millis(200));
+        let sites = sites(3);
+        let agents: Vec<_> = sites.iter().map(|s| agent(addr, &s.name, s.key)).collect();
+        let cancel = AtomicBool::new(false);
+        let joined = accept_all(
+            &listener,
+            &sites,
+            &settings(&cancel, Duration::from_secs(8)),
+            &mut Quiet,
+        );
+        stop.store(true, Ordering::Relaxed);
+        let (channels, joined) = joined.expect("every site enrols despite the squatters");
+        assert_eq!(channels.len(), 3);
+        assert_eq!(joined.len(), 3);
+        for a in agents {
+            assert!(a.join().unwrap().is_ok());
+        }
+        assert!(silent.join().unwrap() > 0);
+        for t in tricklers {
+            let _ = t.join();
+        }
+    }
+
+    #[test]
+    /// A site that never connects is named, and the failure says what else happened: the
+    /// connections that never completed a handshake (the attack above, or a broken agent).
+    fn a_missing_site_is_named_with_the_connections_that_stalled() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let sites = sites(2);
+        let one = agent(addr, &sites[0].name, sites[0].key);
+        let cancel = AtomicBool::new(false);
+        let e = accept_all(
+            &listener,
+            &sites,
+            &settings(&cancel, Duration::from_secs(3)),
+            &mut Quiet,
+        )
+        .err()
+        .expect("site-2 never connects");
+        let said = e.to_string();
+        assert!(
+            said.starts_with("site site-2 did not connect within")
+                && said.contains("5 other connections never completed a handshake"),
+            "{said}"
+        );
+        assert_eq!(e.site(), Some("site-2"));
+        drop(silent);
+        let _ = one.join();
     }
 
     #[test]

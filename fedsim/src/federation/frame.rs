@@ -173,7 +173,9 @@ impl postcard::ser_flavors::Flavor for Plain {
 
 /// The sending half: shared, so a heartbeat thread can send while the owner waits to receive.
 struct Tx {
-    stream: TcpStream,
+    /// Shared with the channel's reading side: one descriptor per connection, not two (a
+    /// thousand sites on one controller count them).
+    stream: Arc<TcpStream>,
     noise: Arc<StatelessTransportState>,
     /// The next message's nonce.
     seq: u64,
@@ -205,7 +207,7 @@ impl Tx {
             let n = self
                 .noise
                 .write_message(self.seq + i as u64, piece, &mut out[header..end])?;
-            self.stream.write_all(&out[..header + n])?;
+            (&*self.stream).write_all(&out[..header + n])?;
             self.bytes += (header + n) as u64;
             header = 0;
         }
@@ -227,7 +229,7 @@ impl Sender {
 /// One encrypted, authenticated connection with byte counters (bytes on the wire, handshake
 /// included).
 pub struct Channel {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     tx: Arc<Mutex<Tx>>,
     noise: Arc<StatelessTransportState>,
     /// The next incoming message's nonce.
@@ -280,17 +282,32 @@ impl Clear {
         Ok(body)
     }
 
+    /// Read one whole handshake frame's body, by `deadline` at the latest: the peer has not
+    /// proved anything yet, so no grace.
+    fn recv_strict(
+        &mut self,
+        deadline: Instant,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Vec<u8>, FrameError> {
+        let (len, until) = read_len(&self.stream, deadline, cancel, MAX_HANDSHAKE_FRAME, true)?;
+        let mut body = vec![0u8; len];
+        read_exact_until(&self.stream, &mut body, until, cancel)?;
+        self.received += 4 + len as u64;
+        Ok(body)
+    }
+
     /// The channel, keyed by the finished handshake.
     fn into_channel(self, hs: snow::HandshakeState) -> Result<Channel, FrameError> {
         let noise = Arc::new(hs.into_stateless_transport_mode()?);
+        let stream = Arc::new(self.stream);
         let tx = Tx {
-            stream: self.stream.try_clone()?,
+            stream: stream.clone(),
             noise: noise.clone(),
             seq: 0,
             bytes: self.sent,
         };
         Ok(Channel {
-            stream: self.stream,
+            stream,
             tx: Arc::new(Mutex::new(tx)),
             noise,
             recv_seq: 0,
@@ -333,16 +350,45 @@ impl Channel {
         lookup: impl FnOnce(&str) -> Result<FrameKey, String>,
     ) -> Result<Channel, FrameError> {
         let mut wire = Clear::new(stream)?;
-        let opening = decode_opening(&wire.recv(deadline, cancel)?)?;
+        let body = wire.recv_strict(deadline, cancel)?;
+        wire.answer(&body, lookup)
+    }
+
+    /// [`Channel::accept`] for a connection whose opening frame (`body`, after its length) was
+    /// read already: the coordinator reads openings itself, so that peers that never send one
+    /// cost no handshake thread.
+    pub fn accept_opening(
+        stream: TcpStream,
+        body: &[u8],
+        lookup: impl FnOnce(&str) -> Result<FrameKey, String>,
+    ) -> Result<Channel, FrameError> {
+        let mut wire = Clear::new(stream)?;
+        wire.received = 4 + body.len() as u64;
+        wire.answer(body, lookup)
+    }
+}
+
+impl Clear {
+    /// The responder's half of the handshake, from the opening's body: find the site's key, check
+    /// the opening with it, answer.
+    fn answer(
+        mut self,
+        body: &[u8],
+        lookup: impl FnOnce(&str) -> Result<FrameKey, String>,
+    ) -> Result<Channel, FrameError> {
+        let wire = &mut self;
+        let opening = decode_opening(body)?;
         let key = lookup(&opening.site).map_err(FrameError::Refused)?;
         let mut hs = handshake(&key, &opening.site, false)?;
         let mut msg = [0u8; 256];
         hs.read_message(&opening.noise, &mut msg)?;
         let n = hs.write_message(&[], &mut msg)?;
         wire.send(&msg[..n])?;
-        wire.into_channel(hs)
+        self.into_channel(hs)
     }
+}
 
+impl Channel {
     fn with_tx<R>(&self, f: impl FnOnce(&mut Tx) -> R) -> R {
         let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut tx)
@@ -395,16 +441,17 @@ impl Channel {
         cancel: Option<&AtomicBool>,
         limit: usize,
     ) -> Result<T, FrameError> {
-        let len = read_len(&self.stream, deadline, cancel, limit)?;
+        let (len, until) = read_len(&self.stream, deadline, cancel, limit, false)?;
         self.bytes_received += 4 + len as u64;
+        let read = |buf: &mut [u8]| read_exact_until(&self.stream, buf, until, cancel);
+        let skip = |n: usize| skip(&self.stream, n, until, cancel);
         // Read and open one message at a time, so opening overlaps the transfer. A frame that
         // fails is still read to its end, so the stream stays in step.
-        let mut stream = &self.stream;
         let mut version = [0u8; 1];
         let Some(sealed) = len.checked_sub(1) else {
             return Err(FrameError::Decode("empty frame".into()));
         };
-        read_exact(&mut stream, &mut version)?;
+        read(&mut version)?;
         let checked = match version[0] {
             VERSION => message_count(sealed),
             v => Err(FrameError::Version(v)),
@@ -412,7 +459,7 @@ impl Channel {
         let count = match checked {
             Ok(count) => count,
             Err(e) => {
-                skip(stream, sealed)?;
+                skip(sealed)?;
                 return Err(e);
             }
         };
@@ -421,7 +468,7 @@ impl Channel {
         let (mut at, mut left) = (0, sealed);
         for i in 0..count {
             let n = left.min(CHUNK);
-            read_exact(&mut stream, &mut message[..n])?;
+            read(&mut message[..n])?;
             left -= n;
             let opened = self.noise.read_message(
                 self.recv_seq + i as u64,
@@ -431,7 +478,7 @@ impl Channel {
             match opened {
                 Ok(m) => at += m,
                 Err(e) => {
-                    skip(stream, left)?;
+                    skip(left)?;
                     return Err(e.into());
                 }
             }
@@ -443,57 +490,106 @@ impl Channel {
     }
 }
 
-/// Read and drop the rest of a frame that failed.
-fn skip(stream: &TcpStream, bytes: usize) -> Result<(), FrameError> {
-    let mut rest = Read::take(stream, bytes as u64);
-    match std::io::copy(&mut rest, &mut std::io::sink()) {
-        Ok(n) if n == bytes as u64 => Ok(()),
-        Ok(_) => Err(FrameError::Closed),
-        Err(e) => Err(FrameError::Io(e)),
+/// Read and drop the rest of a frame that failed, by `until`.
+fn skip(
+    stream: &TcpStream,
+    mut bytes: usize,
+    until: Instant,
+    cancel: Option<&AtomicBool>,
+) -> Result<(), FrameError> {
+    let mut sink = vec![0u8; bytes.min(CHUNK)];
+    while bytes > 0 {
+        let n = bytes.min(sink.len());
+        read_exact_until(stream, &mut sink[..n], until, cancel)?;
+        bytes -= n;
     }
+    Ok(())
 }
 
-/// Wait for a frame and read its length, refusing lengths over `limit` before reading on.
+/// The slowest rate a frame may arrive at once it has begun, beyond the first seconds: a site
+/// on a thin link sends a large block in its own time, a peer trickling bytes does not hold a
+/// reader for ever.
+const MIN_RATE: f64 = 64.0 * 1024.0;
+
+/// Wait for a frame and read its length, refusing lengths over `limit` before reading on. Returns
+/// the length and the time by which the whole frame must have arrived: `deadline` itself for a
+/// `strict` (handshake) frame; else at least 5 s, and what `MIN_RATE` needs for its length.
 fn read_len(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     deadline: Instant,
     cancel: Option<&AtomicBool>,
     limit: usize,
-) -> Result<usize, FrameError> {
+    strict: bool,
+) -> Result<(usize, Instant), FrameError> {
     wait_readable(stream, deadline, cancel)?;
-    // Data is there: read the whole frame, allowing the remaining time (at least a few seconds).
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(5));
-    stream.set_read_timeout(Some(left))?;
+    let began = Instant::now();
+    let grace = |d: Duration| {
+        if strict {
+            deadline
+        } else {
+            deadline.max(began + d)
+        }
+    };
     let mut len = [0u8; 4];
-    read_exact(&mut stream, &mut len)?;
+    read_exact_until(stream, &mut len, grace(Duration::from_secs(5)), cancel)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > limit {
         return Err(FrameError::TooLarge { len, limit });
     }
-    Ok(len)
+    let transfer = Duration::from_secs(5) + Duration::from_secs_f64(len as f64 / MIN_RATE);
+    Ok((len, grace(transfer)))
 }
 
-/// Read one handshake frame's body (after its length).
+/// Read one handshake frame's body (after its length), by `deadline` at the latest.
 fn read_frame(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     deadline: Instant,
     cancel: Option<&AtomicBool>,
     limit: usize,
 ) -> Result<Vec<u8>, FrameError> {
-    let len = read_len(stream, deadline, cancel, limit)?;
+    let (len, until) = read_len(stream, deadline, cancel, limit, true)?;
     let mut body = vec![0u8; len];
-    read_exact(&mut stream, &mut body)?;
+    read_exact_until(stream, &mut body, until, cancel)?;
     Ok(body)
 }
 
-fn read_exact(stream: &mut &TcpStream, buf: &mut [u8]) -> Result<(), FrameError> {
-    stream.read_exact(buf).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => FrameError::Timeout(0.0),
-        _ => FrameError::Io(e),
-    })
+/// Fill `buf` by `until`, however the peer spreads its bytes: one deadline for the whole read,
+/// not one per `read()` (a byte every few seconds would otherwise hold a reader for hours).
+fn read_exact_until(
+    mut stream: &TcpStream,
+    buf: &mut [u8],
+    until: Instant,
+    cancel: Option<&AtomicBool>,
+) -> Result<(), FrameError> {
+    let started = Instant::now();
+    let mut at = 0;
+    while at < buf.len() {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(FrameError::Cancelled);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Err(FrameError::Timeout((now - started).as_secs_f64()));
+        }
+        let slice = (until - now).min(Duration::from_millis(100));
+        stream.set_read_timeout(Some(slice.max(Duration::from_millis(1))))?;
+        match stream.read(&mut buf[at..]) {
+            Ok(0) => return Err(FrameError::Closed),
+            Ok(n) => at += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err(FrameError::Closed)
+            }
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(())
 }
 
 fn wait_readable(
@@ -710,7 +806,7 @@ mod tests {
         let (a, mut c) = pair([3; 32]);
         c.send(&9u8).unwrap();
         let raw = raw_frame(&a.stream);
-        (&a.stream).write_all(&raw).unwrap();
+        (&*a.stream).write_all(&raw).unwrap();
         assert!(matches!(
             c.recv::<u8>(soon(), None),
             Err(FrameError::BadTag)
@@ -724,7 +820,7 @@ mod tests {
         let mut raw = raw_frame(&c.stream);
         for flip in [4 + 1 + 3, raw.len() - 1] {
             raw[flip] ^= 1;
-            (&a.stream).write_all(&raw).unwrap();
+            (&*a.stream).write_all(&raw).unwrap();
             assert!(
                 matches!(c.recv::<String>(soon(), None), Err(FrameError::BadTag)),
                 "byte {flip} flipped"
@@ -733,14 +829,14 @@ mod tests {
         }
         // The version byte is checked before anything else.
         raw[4] = 1;
-        (&a.stream).write_all(&raw).unwrap();
+        (&*a.stream).write_all(&raw).unwrap();
         assert!(matches!(
             c.recv::<String>(soon(), None),
             Err(FrameError::Version(1))
         ));
         // Untouched, the same frame opens: only the tampering was refused.
         raw[4] = VERSION;
-        (&a.stream).write_all(&raw).unwrap();
+        (&*a.stream).write_all(&raw).unwrap();
         assert_eq!(c.recv::<String>(soon(), None).unwrap(), "pay site-2");
         // A frame of two messages whose first is tampered fails whole, yet is read to its end,
         // so the next frame still opens.
@@ -748,13 +844,13 @@ mod tests {
         a.send(&long).unwrap();
         let mut raw = raw_frame(&c.stream);
         raw[4 + 1 + 10] ^= 1;
-        (&a.stream).write_all(&raw).unwrap();
+        (&*a.stream).write_all(&raw).unwrap();
         assert!(matches!(
             c.recv::<String>(soon(), None),
             Err(FrameError::BadTag)
         ));
         raw[4 + 1 + 10] ^= 1;
-        (&a.stream).write_all(&raw).unwrap();
+        (&*a.stream).write_all(&raw).unwrap();
         assert_eq!(c.recv::<String>(soon(), None).unwrap(), long);
     }
 
@@ -770,10 +866,10 @@ mod tests {
         assert!(raw.len() > cut + TAG);
         let mut short = raw[..cut].to_vec();
         short[..4].copy_from_slice(&((cut - 4) as u32).to_be_bytes());
-        (&a.stream).write_all(&short).unwrap();
+        (&*a.stream).write_all(&short).unwrap();
         let r = c.recv::<Vec<u8>>(soon(), None);
         assert!(matches!(r, Err(FrameError::Decode(_))), "{:?}", r.err());
-        (&a.stream).write_all(&raw).unwrap();
+        (&*a.stream).write_all(&raw).unwrap();
         assert_eq!(c.recv::<Vec<u8>>(soon(), None).unwrap(), big);
     }
 
@@ -785,21 +881,21 @@ mod tests {
         let first = raw_frame(&c.stream);
         let second = raw_frame(&c.stream);
         // Out of order: the second frame where the first is due.
-        (&a.stream).write_all(&second).unwrap();
+        (&*a.stream).write_all(&second).unwrap();
         assert!(matches!(
             c.recv::<u32>(soon(), None),
             Err(FrameError::BadTag)
         ));
         // In order: accepted.
-        (&a.stream).write_all(&first).unwrap();
+        (&*a.stream).write_all(&first).unwrap();
         assert_eq!(c.recv::<u32>(soon(), None).unwrap(), 0);
         // The first frame again: a replay.
-        (&a.stream).write_all(&first).unwrap();
+        (&*a.stream).write_all(&first).unwrap();
         assert!(matches!(
             c.recv::<u32>(soon(), None),
             Err(FrameError::BadTag)
         ));
-        (&a.stream).write_all(&second).unwrap();
+        (&*a.stream).write_all(&second).unwrap();
         assert_eq!(c.recv::<u32>(soon(), None).unwrap(), 1);
     }
 
@@ -827,7 +923,7 @@ mod tests {
         assert!(decode_plain(&[VERSION, 0, 0, 0, 3, 7, 8]).is_err());
         assert!(decode_plain(&[1, 0, 0, 0, 2, 7, 8]).is_err());
         let (a, mut c) = pair([1; 32]);
-        (&a.stream).write_all(&u32::MAX.to_be_bytes()).unwrap();
+        (&*a.stream).write_all(&u32::MAX.to_be_bytes()).unwrap();
         assert!(matches!(
             c.recv::<u8>(soon(), None),
             Err(FrameError::TooLarge {

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod coordinator;
 pub mod frame;
+pub mod openings;
 pub mod secagg;
 
 use serde::{Deserialize, Serialize};

@@ -455,7 +455,7 @@ impl Fleet for SshFleet {
             let log = ssh
                 .download(&format!("{dir}/agent.jsonl"))
                 .map_err(|e| e.to_string())?;
-            std::fs::write(dest.join(format!("{}.jsonl", spec.name)), log)
+            crate::fsio::write_atomic(&dest.join(format!("{}.jsonl", spec.name)), &log)
                 .map_err(|e| e.to_string())?;
             Ok(spec.name.clone())
         })

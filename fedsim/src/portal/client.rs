@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use super::Role;
@@ -16,9 +16,24 @@ use crate::participants::{
     Actor, DriveError, DriveReport, Leave, StepFailure, StepTime, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
 };
 
-/// How long one status request may wait for the run's state to change (a long poll: a thousand
-/// sites watching a run send a few requests each, not twenty a second).
+/// How long one status request may wait for the run's state to change (a long poll: a watcher
+/// sends a few requests a run, not twenty a second).
 const LONG_POLL_SECS: f64 = 20.0;
+
+/// Accounts acting at once. Each request in flight holds two descriptors in this process (the
+/// client's socket and the portal's), so a thousand accounts at once would need two thousand
+/// beside the thousand agents' connections; 32 at a time keep the portal's share constant.
+const AT_ONCE: usize = 32;
+
+/// Run `steps` with at most [`AT_ONCE`] in flight; their results in the order they finish.
+/// (The steps come made, in a Vec: a stream over a borrowing closure would not be `Send` for
+/// every lifetime, which the runtime's spawn asks of it.)
+async fn bounded<F: std::future::Future>(steps: Vec<F>) -> Vec<F::Output> {
+    stream::iter(steps)
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await
+}
 
 struct Api {
     http: reqwest::Client,
@@ -132,6 +147,42 @@ fn settle<T>(
     Ok(())
 }
 
+/// One account's view of the run's end: status requests (each waiting up to `wait` seconds for
+/// a change) until the run has finished (true) or failed (false).
+async fn watch(
+    log: &Log,
+    api: &Api,
+    a: &Actor,
+    session: &str,
+    wait: f64,
+) -> Result<bool, DriveError> {
+    log.step(
+        a,
+        "finish",
+        "GET /api/project/status until the run ends",
+        async {
+            let mut seen = String::from("running");
+            loop {
+                let v = api
+                    .json(
+                        reqwest::Method::GET,
+                        &format!("/api/project/status?since=0&state={seen}&wait={wait}"),
+                        Some(session),
+                        None,
+                    )
+                    .await?;
+                match v["state"].as_str() {
+                    Some("finished") => return Ok(true),
+                    Some("failed") => return Ok(false),
+                    Some(other) => seen = other.to_string(),
+                    None => return Err("no state in the answer".to_string()),
+                }
+            }
+        },
+    )
+    .await
+}
+
 /// Drive every actor through the API, phase by phase. A failing step ends the drive, unless the
 /// failing actor is a site that `leave` lets go.
 pub async fn drive(
@@ -145,6 +196,7 @@ pub async fn drive(
     let api = Api {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(AT_ONCE)
             .build()
             .map_err(|e| DriveError::Setup(format!("HTTP client: {e}")))?,
         base: url.trim_end_matches('/').to_string(),
@@ -156,32 +208,38 @@ pub async fn drive(
 
     // login
     let t = Instant::now();
-    let logins = join_all(everyone.iter().enumerate().map(|(i, a)| {
-        let (log, api, none) = (&log, &api, &none);
-        async move {
-            let r = log
-                .step(a, "login", "POST /api/login", async {
-                    let user = a.var(USER_VAR, none).ok_or_else(|| missing(a, USER_VAR))?;
-                    let password = a
-                        .var(PASSWORD_VAR, none)
-                        .ok_or_else(|| missing(a, PASSWORD_VAR))?;
-                    let v = api
-                        .json(
-                            reqwest::Method::POST,
-                            "/api/login",
-                            None,
-                            Some(json!({"user": user, "password": password})),
-                        )
-                        .await?;
-                    v["session"]
-                        .as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| "no session in the answer".to_string())
-                })
-                .await;
-            (i, r)
-        }
-    }))
+    let logins = bounded(
+        everyone
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let (log, api, none) = (&log, &api, &none);
+                async move {
+                    let r = log
+                        .step(a, "login", "POST /api/login", async {
+                            let user = a.var(USER_VAR, none).ok_or_else(|| missing(a, USER_VAR))?;
+                            let password = a
+                                .var(PASSWORD_VAR, none)
+                                .ok_or_else(|| missing(a, PASSWORD_VAR))?;
+                            let v = api
+                                .json(
+                                    reqwest::Method::POST,
+                                    "/api/login",
+                                    None,
+                                    Some(json!({"user": user, "password": password})),
+                                )
+                                .await?;
+                            v["session"]
+                                .as_str()
+                                .map(str::to_string)
+                                .ok_or_else(|| "no session in the answer".to_string())
+                        })
+                        .await;
+                    (i, r)
+                }
+            })
+            .collect(),
+    )
     .await;
     let mut sessions: Vec<Option<String>> = vec![None; everyone.len()];
     settle(logins, leave, &mut sessions)?;
@@ -219,7 +277,7 @@ pub async fn drive(
 
     // join: each site with the token sent to it
     let t = Instant::now();
-    let joins = join_all(
+    let joins = bounded(
         everyone
             .iter()
             .zip(&sessions)
@@ -253,7 +311,8 @@ pub async fn drive(
                         .await;
                     (i, r)
                 }
-            }),
+            })
+            .collect(),
     )
     .await;
     settle(joins, leave, &mut sessions)?;
@@ -273,60 +332,47 @@ pub async fn drive(
     .await?;
     phases.push(("start".to_string(), t.elapsed().as_secs_f64()));
 
-    // finish: everyone watches the run to its end, then downloads the results
+    // finish: the coordinator watches the run to its end; then everyone looks at the state and
+    // downloads the results (a thousand accounts each holding a long poll open would hold two
+    // thousand descriptors for the whole run).
     let t = Instant::now();
     let active: Vec<(&Actor, &str)> = everyone
         .iter()
         .zip(&sessions)
         .filter_map(|(a, s)| s.as_deref().map(|s| (*a, s)))
         .collect();
-    let states = join_all(active.iter().map(|(a, s)| {
-        log.step(
-            a,
-            "finish",
-            "GET /api/project/status until the run ends",
-            async {
-                let mut seen = String::from("running");
-                loop {
-                    let v = api
-                        .json(
-                            reqwest::Method::GET,
-                            &format!(
-                                "/api/project/status?since=0&state={seen}&wait={LONG_POLL_SECS}"
-                            ),
-                            Some(s),
-                            None,
-                        )
-                        .await?;
-                    match v["state"].as_str() {
-                        Some("finished") => return Ok(true),
-                        Some("failed") => return Ok(false),
-                        Some(other) => seen = other.to_string(),
-                        None => return Err("no state in the answer".to_string()),
-                    }
-                }
-            },
-        )
-    }))
+    let mut finished = watch(&log, &api, coordinator, coord, LONG_POLL_SECS).await?;
+    let states = bounded(
+        active
+            .iter()
+            .skip(1)
+            .map(|(a, s)| watch(&log, &api, a, s, 0.0))
+            .collect(),
+    )
     .await
     .into_iter()
     .collect::<Result<Vec<bool>, _>>()?;
-    let finished = states.iter().all(|&f| f);
+    finished &= states.iter().all(|&f| f);
     let mut downloads = BTreeMap::new();
     if finished {
-        let saved = join_all(active.iter().map(|(a, s)| {
-            log.step(a, "finish", "GET /api/project/results", async {
-                let bytes = api
-                    .call(reqwest::Method::GET, "/api/project/results", Some(s), None)
-                    .await?;
-                let dir = a.dir(run_dir);
-                let path = dir.join("results.json");
-                std::fs::create_dir_all(&dir)
-                    .and_then(|()| std::fs::write(&path, bytes))
-                    .map_err(|e| format!("saving {}: {e}", path.display()))?;
-                Ok((a.account.clone(), path))
-            })
-        }))
+        let saved = bounded(
+            active
+                .iter()
+                .map(|(a, s)| {
+                    log.step(a, "finish", "GET /api/project/results", async {
+                        let bytes = api
+                            .call(reqwest::Method::GET, "/api/project/results", Some(s), None)
+                            .await?;
+                        let dir = a.dir(run_dir);
+                        let path = dir.join("results.json");
+                        std::fs::create_dir_all(&dir)
+                            .and_then(|()| crate::fsio::write_atomic(&path, &bytes))
+                            .map_err(|e| format!("saving {}: {e}", path.display()))?;
+                        Ok((a.account.clone(), path))
+                    })
+                })
+                .collect(),
+        )
         .await;
         for s in saved {
             let (account, path) = s?;

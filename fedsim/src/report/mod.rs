@@ -650,7 +650,7 @@ pub fn write_from(
 fn write_view(run: &RunView) -> Result<PathBuf, ReportError> {
     let html = render(run)?;
     let path = run.dir.join("report.html");
-    std::fs::write(&path, html).map_err(|source| ReportError::Write {
+    crate::fsio::write_atomic(&path, html.as_bytes()).map_err(|source| ReportError::Write {
         path: path.clone(),
         source,
     })?;
