@@ -395,3 +395,23 @@ esac
     let e = s["error"]["message"].as_str().unwrap();
     assert!(e.contains("(federated 1e293, expected 0.5"), "{e}");
 }
+
+/// Issue 20.4: under secure aggregation a site whose reply has other names or sizes was summed
+/// into the others' numbers (its `b` added to their `a`). The shapes travel in clear; they must
+/// agree, and the odd site is named.
+#[test]
+fn secure_replies_of_another_shape_are_refused_naming_the_site() {
+    let s = failed_run(
+        "moments-odd",
+        "site-2",
+        "read input; echo '{\"sum\": {\"b\": [1, 2], \"n\": 1}}'; exit 0",
+        "[federation]\nsecure_aggregation = true\n",
+    );
+    let e = &s["error"];
+    assert_eq!(e["site"], "site-2", "{e}");
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("another shape than site-1's") && m.contains("\"b\""),
+        "{m}"
+    );
+}

@@ -550,3 +550,77 @@ async fn by_hand_the_run_waits_for_people_to_click() {
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["portal"]["driver"], "people");
 }
+
+/// Issue 20.3: guessing passwords. Before, ~3,900 wrong logins a second were accepted, each a
+/// thread waiting for an argon2 hash (memory grew to 2.9 GB and stayed), and every refusal
+/// became a line of the log forever. Now an account gets 5 tries and then waits (the answer is
+/// 429 without any hash), an address that fails 100 times waits too, checks queue as futures
+/// (past 256 the portal answers 503), and the log keeps a line for the first refusals and one
+/// per lock-out. Another site from the same address still logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_throttled_and_leaves_a_short_log() {
+    let p = portal().await;
+    let guess = |i: usize| {
+        let api = &p.api;
+        async move {
+            api.call(
+                "POST",
+                "/api/login",
+                None,
+                Some(json!({"user": "north", "password": format!("guess-{i}")})),
+            )
+            .await
+            .0
+        }
+    };
+    let answers = futures_util::future::join_all((0..60).map(guess)).await;
+    let wrong = answers
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS || **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(wrong + locked, 60, "{answers:?}");
+    assert!(
+        wrong <= fedsim::portal::throttle::ACCOUNT_FREE as usize + 2,
+        "{wrong} guesses were checked"
+    );
+    // Even the right password waits now: the lock-out is the account's.
+    let (s, v) = p
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            Some(json!({"user": "north", "password": "north-pass-123"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("too many failed logins: try again in"));
+    // Another site, same address: not held back.
+    let so = p.login("south", "south-pass-456").await;
+    assert!(!so.is_empty());
+    // The log: a line per early refusal and one for the lock-out, not sixty.
+    let c = p.login("coordinator", "coordinator-pass-1").await;
+    let status = p.ok("GET", "/api/project/status", Some(&c), None).await;
+    let refusals = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("login refused")
+        })
+        .count();
+    assert!(
+        refusals <= fedsim::portal::throttle::ACCOUNT_FREE as usize + 1,
+        "{status}"
+    );
+    let _ = &p.board;
+}

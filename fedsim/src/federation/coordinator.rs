@@ -884,6 +884,32 @@ fn drive(
             per_site.push(traffic);
         }
         if settings.secure {
+            // Only the shapes travel in clear, and only the sum is seen: replies of different
+            // shapes (another name, another length) would be added into each other silently.
+            // The odd one out is the site whose shape differs from most sites'.
+            let same = |a: usize| {
+                (0..bodies.len())
+                    .filter(|&b| bodies[b] == bodies[a])
+                    .count()
+            };
+            if let Some(common) = (0..bodies.len()).max_by_key(|&a| (same(a), std::cmp::Reverse(a)))
+            {
+                let odd = (0..bodies.len()).find(|&i| {
+                    bodies[i] != bodies[common] || masked[i].len() != masked[common].len()
+                });
+                if let Some(i) = odd {
+                    return Err(site_failed(
+                        i,
+                        round,
+                        format!(
+                            "its reply has another shape than {}'s ({} against {}): under secure aggregation every site must send the same names and sizes, since only their sum is seen",
+                            names[common],
+                            shape_of(&bodies[i], masked[i].len()),
+                            shape_of(&bodies[common], masked[common].len())
+                        ),
+                    ));
+                }
+            }
             // The masks cancel in the sum: one reply holding the sites' total.
             let sum = super::secagg::unmask_sum(&masked).map_err(|e| FedError::Algorithm {
                 round,
@@ -910,6 +936,24 @@ fn drive(
         }
     }
     unreachable!("rounds are unbounded; the algorithm ends them")
+}
+
+/// A reply's shape for a message: its JSON (an external algorithm's, numbers zeroed) cut to a
+/// readable length, else how many numbers it holds.
+fn shape_of(body: &[u8], numbers: usize) -> String {
+    match std::str::from_utf8(body)
+        .ok()
+        .filter(|t| t.starts_with('{'))
+    {
+        Some(text) if text.chars().count() > 200 => {
+            format!(
+                "{}... ({numbers} numbers)",
+                text.chars().take(200).collect::<String>()
+            )
+        }
+        Some(text) => format!("{text} ({numbers} numbers)"),
+        None => format!("{numbers} numbers"),
+    }
 }
 
 /// Tell every site the levels of all sites together, and note the levels only one site holds.

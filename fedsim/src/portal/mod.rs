@@ -8,6 +8,7 @@
 pub mod client;
 mod pages;
 mod routes;
+pub mod throttle;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -204,6 +205,12 @@ pub enum PortalError {
     AlreadyStarted,
     #[error("no results: the run is {0}")]
     NoResults(&'static str),
+    /// Too many wrong passwords for this account, or from this address.
+    #[error("too many failed logins: try again in {secs} s")]
+    TooMany { secs: u64 },
+    /// More password checks queued than the portal takes at once.
+    #[error("the portal is busy checking passwords: try again in a moment")]
+    Busy,
 }
 
 /// A project as one viewer may see it.
@@ -262,7 +269,9 @@ struct State {
     project: Option<Project>,
     state: RunState,
     round: u32,
-    events: Vec<Event>,
+    /// The log, the newest [`MAX_EVENTS`] lines; `next_seq` numbers them.
+    events: std::collections::VecDeque<Event>,
+    next_seq: usize,
     results: Option<Vec<u8>>,
     failure: Option<String>,
     /// A site's driver gave up (e.g. its login failed): the run cannot start.
@@ -283,7 +292,13 @@ pub struct Board {
     /// a thread each: a thousand sites watching a run cost a thousand idle futures.
     watch: tokio::sync::watch::Sender<RunState>,
     started: Instant,
+    /// Failed logins per account and per address: guessing is slowed down.
+    throttle: Mutex<throttle::Throttle>,
 }
+
+/// The portal keeps this many log lines (the page shows them; a flood of refusals must not grow
+/// it without end).
+pub const MAX_EVENTS: usize = 10_000;
 
 /// Why waiting for the coordinator's start ended without one.
 #[derive(Debug)]
@@ -305,7 +320,8 @@ impl Board {
                 project: None,
                 state: RunState::NoProject,
                 round: 0,
-                events: Vec::new(),
+                events: Default::default(),
+                next_seq: 0,
                 results: None,
                 failure: None,
                 abort: None,
@@ -316,6 +332,7 @@ impl Board {
             changed: Condvar::new(),
             watch: tokio::sync::watch::Sender::new(RunState::NoProject),
             started: Instant::now(),
+            throttle: Mutex::new(throttle::Throttle::default()),
         })
     }
 
@@ -330,8 +347,12 @@ impl Board {
     }
 
     fn push_event(&self, st: &mut State, site: Option<&str>, text: String) {
-        let seq = st.events.len();
-        st.events.push(Event {
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        if st.events.len() >= MAX_EVENTS {
+            st.events.pop_front();
+        }
+        st.events.push_back(Event {
             seq,
             secs: self.started.elapsed().as_secs_f64(),
             site: site.map(str::to_string),
@@ -347,7 +368,18 @@ impl Board {
     }
 
     /// Check a password (slow on purpose, argon2, for a password a person chose) and open a session.
-    pub fn login(&self, user: &str, password: &str) -> Result<(String, Viewer), PortalError> {
+    /// `source`: the address the attempt comes from. An account or address locked out after
+    /// failed attempts is refused before any password check.
+    pub fn login(
+        &self,
+        user: &str,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(String, Viewer), PortalError> {
+        let throttle = || self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(secs) = throttle().wait(user, source) {
+            return Err(PortalError::TooMany { secs });
+        }
         let account = {
             let st = self.lock();
             st.accounts
@@ -359,15 +391,29 @@ impl Board {
             // The work of a generated account's check (account names are no secret: the project
             // page lists the sites).
             let _ = Account::generated("", Role::Participant, password).verify(password);
+            throttle().failed(user, source);
             return Err(PortalError::Login);
         };
         if !account.verify(password) {
-            self.event(
-                (account.role == Role::Participant).then_some(user),
-                "login refused: wrong password",
-            );
+            let mut t = throttle();
+            let was_free = t.wait(user, None).is_none();
+            t.failed(user, source);
+            let locked = t.wait(user, None);
+            drop(t);
+            // One line for the first refusals and one each time the account is locked: a
+            // guesser's thousands of tries do not each become a line of the site's log.
+            let site = (account.role == Role::Participant).then_some(user);
+            match locked {
+                None => self.event(site, "login refused: wrong password"),
+                Some(secs) if was_free => self.event(
+                    site,
+                    format!("login refused: wrong password; further logins wait {secs} s"),
+                ),
+                Some(_) => {}
+            }
             return Err(PortalError::Login);
         }
+        throttle().succeeded(user);
         let session = crate::auth::new_token();
         let mut st = self.lock();
         st.sessions.insert(session.clone(), index);
@@ -548,7 +594,7 @@ impl Board {
             events: st
                 .events
                 .iter()
-                .skip(since)
+                .filter(|e| e.seq >= since)
                 .filter(|e| visible(who, e))
                 .cloned()
                 .collect(),
@@ -762,11 +808,14 @@ mod tests {
     #[test]
     fn project_lifecycle_and_who_may_do_what() {
         let b = board();
-        assert_eq!(b.login("a", "pb").unwrap_err(), PortalError::Login);
-        assert_eq!(b.login("nobody", "pa").unwrap_err(), PortalError::Login);
-        let (_, c) = b.login("coordinator", "pc").unwrap();
-        let (_, a) = b.login("a", "pa").unwrap();
-        let (_, bb) = b.login("b", "pb").unwrap();
+        assert_eq!(b.login("a", "pb", None).unwrap_err(), PortalError::Login);
+        assert_eq!(
+            b.login("nobody", "pa", None).unwrap_err(),
+            PortalError::Login
+        );
+        let (_, c) = b.login("coordinator", "pc", None).unwrap();
+        let (_, a) = b.login("a", "pa", None).unwrap();
+        let (_, bb) = b.login("b", "pb", None).unwrap();
         assert_eq!(
             b.create_project(&a, "x").unwrap_err(),
             PortalError::CoordinatorOnly("create a project")

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -47,7 +47,8 @@ pub async fn serve(board: Arc<Board>, addr: SocketAddr) -> std::io::Result<Serve
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let served = axum::serve(listener, router(board))
+        let app = router(board).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
@@ -97,6 +98,8 @@ fn status_of(e: &PortalError) -> StatusCode {
         | PortalError::NotAllJoined(_)
         | PortalError::AlreadyStarted
         | PortalError::NoResults(_) => StatusCode::CONFLICT,
+        PortalError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+        PortalError::Busy => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -148,19 +151,43 @@ struct Login {
     password: String,
 }
 
-/// argon2 is slow on purpose; keep it off the async workers.
+/// Password checks running at once (one per core: argon2 is slow and takes 19 MiB on purpose),
+/// and at most [`QUEUED`] more waiting for a turn, as futures rather than threads: a crowd of
+/// guesses neither spawns a thread each nor takes the machine's memory.
+static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+static CHECKS_READY: std::sync::Once = std::sync::Once::new();
+static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const QUEUED: usize = 256;
+
+/// argon2 is slow on purpose; keep it off the async workers, a bounded number at a time.
 async fn check_login(
     board: Arc<Board>,
     user: String,
     password: String,
+    source: std::net::IpAddr,
 ) -> Result<(String, Viewer), PortalError> {
-    tokio::task::spawn_blocking(move || board.login(&user, &password))
+    use std::sync::atomic::Ordering;
+    CHECKS_READY.call_once(|| {
+        CHECKS.add_permits(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    if WAITING.fetch_add(1, Ordering::SeqCst) >= QUEUED {
+        WAITING.fetch_sub(1, Ordering::SeqCst);
+        return Err(PortalError::Busy);
+    }
+    let permit = CHECKS.acquire().await;
+    WAITING.fetch_sub(1, Ordering::SeqCst);
+    let _permit = permit.map_err(|_| PortalError::Busy)?;
+    tokio::task::spawn_blocking(move || board.login(&user, &password, Some(source)))
         .await
         .unwrap_or(Err(PortalError::Login))
 }
 
-async fn api_login(State(board): Shared, Json(l): Json<Login>) -> ApiResult {
-    let (session, who) = check_login(board, l.user, l.password).await?;
+async fn api_login(
+    State(board): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(l): Json<Login>,
+) -> ApiResult {
+    let (session, who) = check_login(board, l.user, l.password, peer.ip()).await?;
     Ok(Json(serde_json::json!({
         "session": session,
         "user": who.user,
@@ -269,8 +296,12 @@ async fn login_page() -> Html<String> {
     Html(pages::login(None))
 }
 
-async fn login_form(State(board): Shared, Form(l): Form<Login>) -> Response {
-    match check_login(board, l.user, l.password).await {
+async fn login_form(
+    State(board): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(l): Form<Login>,
+) -> Response {
+    match check_login(board, l.user, l.password, peer.ip()).await {
         Ok((session, _)) => (
             [(
                 header::SET_COOKIE,
