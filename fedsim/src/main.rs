@@ -121,6 +121,10 @@ enum Command {
         /// The site's bundle directory (holds .env and the data).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Where the agent writes its JSON-lines log (default: DIR/agent.jsonl). Remote sites
+        /// keep each run's log in that run's own folder.
+        #[arg(long)]
+        log: Option<PathBuf>,
         /// Coordinator address, overriding the bundle's.
         #[arg(long)]
         coordinator: Option<String>,
@@ -203,6 +207,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Agent {
             dir,
+            log,
             coordinator,
             connect_timeout,
             threads,
@@ -210,7 +215,8 @@ fn main() -> ExitCode {
             if let Some(n) = threads {
                 fedsim::federation::agent::limit_threads(n);
             }
-            agent(&dir, coordinator.as_deref(), connect_timeout)
+            let log = log.unwrap_or_else(|| dir.join("agent.jsonl"));
+            agent(&dir, &log, coordinator.as_deref(), connect_timeout)
         }
         command => {
             // As servers do: the soft limit on open files up to the hard one (a local site is
@@ -694,13 +700,15 @@ fn install_signal_handler(quiet: bool) {
     });
 }
 
-fn agent(dir: &std::path::Path, coordinator: Option<&str>, connect_timeout: f64) -> ExitCode {
+fn agent(
+    dir: &std::path::Path,
+    log: &std::path::Path,
+    coordinator: Option<&str>,
+    connect_timeout: f64,
+) -> ExitCode {
     fedsim::children::die_with_controller();
-    if let Err(e) = fedsim::logs::init_agent(&dir.join("agent.jsonl")) {
-        eprintln!(
-            "error: cannot write the agent log in {}: {e}",
-            dir.display()
-        );
+    if let Err(e) = fedsim::logs::init_agent(log) {
+        eprintln!("error: cannot write the agent log {}: {e}", log.display());
         return ExitCode::from(1);
     }
     match fedsim::federation::agent::run(

@@ -684,3 +684,67 @@ fn the_readme_recipe_runs_a_shipped_scenario_on_the_test_fleet() {
         "{e}"
     );
 }
+
+/// The run id a site's log says it joined (its "connected to coordinator" line).
+fn joined_run(log: &Path) -> Option<String> {
+    std::fs::read_to_string(log)
+        .ok()?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "connected to coordinator")
+        .and_then(|v| v["run_id"].as_str().map(str::to_string))
+}
+
+/// Issue 20.5: two runs of one scenario shared `~/.fedsim/<scenario>/` on a host, so
+/// `fedsim logs OLD_RUN` pulled the newer run's logs, and a run refused for a host key deleted
+/// the other sites' earlier logs. Each run now works in `~/.fedsim/<scenario>/runs/<run id>/`
+/// (the bundle stays, reused by checksum), and a pulled log must be that run's.
+#[test]
+fn runs_of_one_scenario_keep_their_own_logs_on_the_sites() {
+    let fleet = TestFleet::up(2, "127.0.9", "fedsim-i");
+    let work = tempfile::tempdir().unwrap();
+    let cfg = fleet.scenario("twice", &ols_body("twice", 2));
+    for run in ["first", "second"] {
+        run_ok(work.path(), &cfg, &work.path().join(run));
+    }
+    // The first run's logs, pulled again after the second ran: still the first run's.
+    let first = work.path().join("first");
+    for i in 1..=2 {
+        std::fs::remove_file(first.join(format!("logs/site-{i}.jsonl"))).unwrap();
+    }
+    let o = fedsim(work.path(), &["logs", first.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for i in 1..=2 {
+        assert_eq!(
+            joined_run(&first.join(format!("logs/site-{i}.jsonl"))).as_deref(),
+            Some("first"),
+            "site-{i}"
+        );
+        let on_site = fleet
+            .home(i)
+            .join(".fedsim/twice/runs/second/agent.jsonl");
+        assert_eq!(joined_run(&on_site).as_deref(), Some("second"));
+    }
+    // A run refused for site-2's host key leaves every earlier run's logs where they were.
+    let kh = std::fs::read_to_string(fleet.path("known_hosts")).unwrap();
+    let lines: Vec<&str> = kh.lines().collect();
+    let key1 = lines[0].split_once(' ').unwrap().1;
+    let forged = format!("{}\n{} {key1}\n", lines[0], lines[1].split_once(' ').unwrap().0);
+    std::fs::write(fleet.path("known_hosts"), forged).unwrap();
+    let o = run_to(work.path(), &cfg, &work.path().join("refused"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    for i in 1..=2 {
+        for run in ["first", "second"] {
+            let log = fleet
+                .home(i)
+                .join(format!(".fedsim/twice/runs/{run}/agent.jsonl"));
+            assert!(log.is_file(), "{} was deleted", log.display());
+        }
+    }
+    // ~/.fedsim is the user's alone.
+    let mode = std::fs::metadata(fleet.home(1).join(".fedsim"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}

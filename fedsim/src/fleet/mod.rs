@@ -77,6 +77,15 @@ pub trait Fleet {
 /// SSH calls (connect, each command) give up after this long.
 const SSH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A run's id: its directory's name (as the coordinator tells the agents).
+pub fn run_id_of(run_dir: &Path) -> String {
+    let absolute = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+    absolute
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The fleet a scenario asks for, its site directories under `run_dir`.
 pub fn for_scenario(
     scenario: &Scenario,
@@ -86,10 +95,18 @@ pub fn for_scenario(
 ) -> Result<Box<dyn Fleet>, FleetError> {
     let connect = Duration::from_secs_f64(scenario.federation.connect_timeout_secs);
     let name = &scenario.scenario.name;
+    let run_id = run_id_of(run_dir);
     let ssh = |specs| {
         Box::new(
-            remote::SshFleet::new(specs, name, agent_exe.to_path_buf(), SSH_TIMEOUT, progress)
-                .with_tunnel(scenario.fleet.tunnel),
+            remote::SshFleet::new(
+                specs,
+                name,
+                &run_id,
+                agent_exe.to_path_buf(),
+                SSH_TIMEOUT,
+                progress,
+            )
+            .with_tunnel(scenario.fleet.tunnel),
         )
     };
     Ok(match scenario.fleet.provider {

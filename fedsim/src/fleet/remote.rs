@@ -3,8 +3,12 @@
 //! architecture, skipped when already there), upload the bundle by SFTP (`.env` created with mode
 //! 600), start the agent detached. The agent dials the coordinator, so sites open no port.
 //!
-//! On a site everything lives under `~/.fedsim/`: `bin/fedsim-<hash>` and `<scenario>/` (data,
-//! `.env`, `agent.jsonl`, `agent.out`, `agent.exit`, `output/`).
+//! On a site everything lives under `~/.fedsim/` (mode 700): `bin/fedsim-<hash>`, and for each
+//! scenario `<scenario>/` holding the bundle (data, `.env`, an external algorithm's files: kept
+//! from run to run and reused by checksum) and `<scenario>/runs/<run id>/`, each run's own
+//! working directory (`agent.jsonl`, `agent.out`, `agent.exit`, `output/`). Two runs of one
+//! scenario never share a log, `fedsim logs RUN_DIR` pulls that run's, and the newest
+//! [`KEEP_RUNS`] runs are kept on the site.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -21,9 +25,16 @@ use crate::scenario::SiteSpec;
 
 const PREREQ: &str = include_str!("../../../provision/prereq.sh");
 
+/// Run directories kept on a site per scenario (older ones are removed at the next install).
+pub const KEEP_RUNS: usize = 5;
+
 pub struct SshFleet {
     specs: Vec<SiteSpec>,
+    /// The bundle's folder on the site, relative to the site user's home.
     dir: String,
+    /// This run's working folder on the site (`<dir>/runs/<run id>`).
+    work: String,
+    run_id: String,
     agent_exe: PathBuf,
     connect_timeout: Duration,
     conns: Vec<Option<Ssh>>,
@@ -41,6 +52,19 @@ pub struct SshFleet {
     cut: Vec<bool>,
 }
 
+/// The run a site's log says it joined, if that is not `run_id` (the agent logs the Welcome's
+/// run id when it connects; a log without one, from before it joined, belongs to no other run).
+fn other_run(log: &[u8], run_id: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(log);
+    let joined: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "connected to coordinator")
+        .filter_map(|v| v["run_id"].as_str().map(str::to_string))
+        .collect();
+    (!joined.is_empty() && !joined.iter().any(|r| r == run_id)).then(|| joined[0].clone())
+}
+
 /// What one site's provisioning found.
 #[derive(Debug, Clone, Default)]
 pub struct Prereqs {
@@ -50,10 +74,12 @@ pub struct Prereqs {
 }
 
 impl SshFleet {
-    /// `scenario` names the site-side folder `~/.fedsim/<scenario>`.
+    /// `scenario` names the site-side folder `~/.fedsim/<scenario>`, `run_id` the run's own
+    /// folder in it.
     pub fn new(
         specs: Vec<SiteSpec>,
         scenario: &str,
+        run_id: &str,
         agent_exe: PathBuf,
         connect_timeout: Duration,
         progress: bool,
@@ -67,6 +93,8 @@ impl SshFleet {
         SshFleet {
             specs,
             dir: format!(".fedsim/{scenario}"),
+            work: format!(".fedsim/{scenario}/runs/{run_id}"),
+            run_id: run_id.to_string(),
             agent_exe,
             connect_timeout,
             conns: (0..n).map(|_| None).collect(),
@@ -263,6 +291,7 @@ impl Fleet for SshFleet {
         })?;
         let files: Vec<_> = bundles.iter_mut().map(|b| b.files.take()).collect();
         let dir = self.dir.clone();
+        let work = self.work.clone();
         let timeout = self.connect_timeout;
         let local_arch = std::env::consts::ARCH;
         let paths = self.each("install", |i, spec, conn, bar| {
@@ -286,10 +315,15 @@ impl Fleet for SshFleet {
             ));
             let agent = install_agent(ssh, &package).map_err(|e| e.to_string())?;
             let files = files[i].as_ref().ok_or("bundle already installed")?;
-            let q = shell_quote(&dir);
+            let (q, w) = (shell_quote(&dir), shell_quote(&work));
+            // This run's folder, fresh; the bundle's folder as it is; earlier runs' folders
+            // beyond the newest few removed (never the ones of runs still to be read back).
             ssh.run(
                 "site directory",
-                &format!("mkdir -p -m 700 {q} && rm -rf {q}/output {q}/agent.* && chmod 700 {q}"),
+                &format!(
+                    "mkdir -p -m 700 {q} {q}/runs && chmod 700 .fedsim {q} && rm -rf {w} && mkdir -m 700 {w} && cd {q}/runs && ls -1t | tail -n +{keep} | xargs -r rm -rf",
+                    keep = KEEP_RUNS + 1
+                ),
             )
             .map_err(|e| e.to_string())?;
             // An external algorithm's files: small, always sent as they are now.
@@ -324,7 +358,7 @@ impl Fleet for SshFleet {
             site: "all".into(),
             reason: "install first".into(),
         })?;
-        let dir = self.dir.clone();
+        let (dir, work) = (self.dir.clone(), self.work.clone());
         let all = self.specs.clone();
         let cores = self.cores.clone();
         let connect_secs = self.connect_timeout.as_secs_f64().max(30.0);
@@ -349,8 +383,10 @@ impl Fleet for SshFleet {
             // A detached session: the agent outlives this SSH channel, writes its exit code last.
             // `cd` is its own statement: in `cd X && setsid ... &` bash backgrounds the whole list
             // in a subshell that holds the channel open until the agent exits.
+            // It runs in this run's folder (its log, output and exit land there) on the bundle.
             let cmd = format!(
-                "cd {d} || exit 1; setsid nohup sh -c '\"$0\" agent --dir . --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} < /dev/null > /dev/null 2>&1 & echo $!",
+                "cd {w} || exit 1; setsid nohup sh -c '\"$0\" agent --dir \"$4\" --log agent.jsonl --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} \"$HOME\"/{d} < /dev/null > /dev/null 2>&1 & echo $!",
+                w = shell_quote(&work),
                 d = shell_quote(&dir),
                 a = shell_quote(&agent),
                 c = shell_quote(&targets[i]),
@@ -374,7 +410,7 @@ impl Fleet for SshFleet {
             let (Some(ssh), Some(_), None) = (conn, self.pids[i], &self.exits[i]) else {
                 continue;
             };
-            let d = shell_quote(&self.dir);
+            let d = shell_quote(&self.work);
             match ssh.exec(&format!(
                 "cat {d}/agent.exit 2>/dev/null && tail -n 3 {d}/agent.out"
             )) {
@@ -400,7 +436,7 @@ impl Fleet for SshFleet {
     }
 
     fn stop(&mut self, grace: Duration) -> Vec<SiteExit> {
-        let dir = self.dir.clone();
+        let dir = self.work.clone();
         let pids = self.pids.clone();
         let known = self.exits.clone();
         let exits = self.each("stop", |i, spec, conn, bar| {
@@ -441,7 +477,8 @@ impl Fleet for SshFleet {
     }
 
     fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError> {
-        let dir = self.dir.clone();
+        let dir = self.work.clone();
+        let run_id = self.run_id.clone();
         let dest = dest.to_path_buf();
         let timeout = self.connect_timeout;
         let cut = self.cut.clone();
@@ -454,7 +491,11 @@ impl Fleet for SshFleet {
             let ssh = conn.as_ref().expect("connected");
             let log = ssh
                 .download(&format!("{dir}/agent.jsonl"))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("cannot download its log {dir}/agent.jsonl: {e}"))?;
+            // The agent logs the run it joined: a log of another run is never merged.
+            if let Some(other) = other_run(&log, &run_id) {
+                return Err(format!("its log {dir}/agent.jsonl belongs to run {other}, not {run_id}"));
+            }
             crate::fsio::write_atomic(&dest.join(format!("{}.jsonl", spec.name)), &log)
                 .map_err(|e| e.to_string())?;
             Ok(spec.name.clone())

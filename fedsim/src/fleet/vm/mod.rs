@@ -459,6 +459,7 @@ impl Fleet for VmFleet {
             SshFleet::new(
                 specs,
                 &self.scenario,
+                &super::run_id_of(&self.run_dir),
                 self.agent_exe.clone(),
                 SSH_TIMEOUT,
                 self.progress,
