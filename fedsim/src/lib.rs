@@ -28,6 +28,7 @@ pub mod partition;
 pub mod portal;
 pub mod prep;
 pub mod progress;
+pub mod reaper;
 pub mod reference;
 pub mod report;
 pub mod run;

@@ -88,6 +88,13 @@ enum Command {
     /// Exit 0 if a TCP connection to ADDR opens within 5 s (used by `check` on the sites).
     #[command(hide = true)]
     Probe { addr: String },
+    /// Run PROGRAM and leave none of its descendants behind (every external step runs so).
+    #[command(hide = true)]
+    Reap {
+        /// The program and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Measure federated vs centralised time and traffic: OLS 1e6 x 50 on 10 sites, svd 2e4 x 2e3 on 5.
     Bench {
         /// Where the benchmark's runs and bench.json go (default runs/bench-<UTC time>/).
@@ -204,7 +211,14 @@ enum FleetCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Ok(exe) = std::env::current_exe() {
+        fedsim::reaper::set_binary(exe);
+    }
     match cli.command {
+        Command::Reap { command } => {
+            let code = fedsim::reaper::run(&command[0], &command[1..]);
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
         Command::Agent {
             dir,
             log,
@@ -553,7 +567,7 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
             }
         }
         Command::Fleet { what } => fleet(what, quiet),
-        Command::Agent { .. } => unreachable!("handled in main"),
+        Command::Agent { .. } | Command::Reap { .. } => unreachable!("handled in main"),
     }
 }
 

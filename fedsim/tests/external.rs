@@ -374,6 +374,7 @@ esac
     );
     let out = tmp.path().join("run");
     let mut child = run_command(tmp.path(), &cfg, &out)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -414,4 +415,43 @@ fn secure_replies_of_another_shape_are_refused_naming_the_site() {
         m.contains("another shape than site-1's") && m.contains("\"b\""),
         "{m}"
     );
+}
+
+/// Issue 20.6: a step that detaches (a double fork and `setsid`) left its process running after
+/// the run. Every step now runs under `fedsim reap`, a child subreaper that kills whatever is
+/// left of it, detached or not, when it ends.
+#[test]
+fn a_step_that_detaches_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pidfile = tmp.path().join("daemon.pid");
+    let cfg = sabotaged(
+        tmp.path(),
+        "moments-daemon",
+        "site-2",
+        &format!(
+            "(setsid sh -c 'sleep 300 & echo $! > {}' &)",
+            pidfile.display()
+        ),
+        "",
+    );
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["status"], "succeeded");
+    let pid = std::fs::read_to_string(&pidfile)
+        .expect("the step started its daemon")
+        .trim()
+        .to_string();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    };
+    for _ in 0..40 {
+        if !alive() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(), "the detached process {pid} outlived the run");
 }

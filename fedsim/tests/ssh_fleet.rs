@@ -720,16 +720,18 @@ fn runs_of_one_scenario_keep_their_own_logs_on_the_sites() {
             Some("first"),
             "site-{i}"
         );
-        let on_site = fleet
-            .home(i)
-            .join(".fedsim/twice/runs/second/agent.jsonl");
+        let on_site = fleet.home(i).join(".fedsim/twice/runs/second/agent.jsonl");
         assert_eq!(joined_run(&on_site).as_deref(), Some("second"));
     }
     // A run refused for site-2's host key leaves every earlier run's logs where they were.
     let kh = std::fs::read_to_string(fleet.path("known_hosts")).unwrap();
     let lines: Vec<&str> = kh.lines().collect();
     let key1 = lines[0].split_once(' ').unwrap().1;
-    let forged = format!("{}\n{} {key1}\n", lines[0], lines[1].split_once(' ').unwrap().0);
+    let forged = format!(
+        "{}\n{} {key1}\n",
+        lines[0],
+        lines[1].split_once(' ').unwrap().0
+    );
     std::fs::write(fleet.path("known_hosts"), forged).unwrap();
     let o = run_to(work.path(), &cfg, &work.path().join("refused"), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

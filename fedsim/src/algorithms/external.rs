@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,14 +108,41 @@ pub struct Answer {
 /// take them along: a step's own children do not get its parent-death signal.
 static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
-/// Kill every step still running, with all it started.
+/// Kill every step still running, with all it started: its reaper is asked first (it kills the
+/// descendants that left the step's group), then the group goes.
 pub fn kill_running() {
     if let Ok(groups) = RUNNING.lock() {
         for pgid in groups.iter() {
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
+            stop_group(*pgid, None);
         }
+    }
+}
+
+/// Stop a step's process group whose leader is its reaper (or the step itself, without one):
+/// SIGTERM to the reaper, which kills every descendant, even detached ones, and exits; then,
+/// after at most a second (or at once when `child` says it has exited), SIGKILL to the group.
+fn stop_group(pgid: i32, mut child: Option<&mut std::process::Child>) {
+    // SAFETY: signalling a process (group) this process started; no memory is touched.
+    unsafe {
+        libc::kill(pgid, libc::SIGTERM);
+    }
+    if crate::reaper::active() {
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            let gone = match child.as_mut() {
+                Some(c) => c.try_wait().map_or(true, |s| s.is_some()),
+                // SAFETY: signal 0 only asks whether the process is there.
+                None => (unsafe { libc::kill(pgid, 0) }) != 0,
+            };
+            if gone {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
     }
 }
 
@@ -124,6 +151,7 @@ struct Registered(i32);
 
 impl Drop for Registered {
     fn drop(&mut self) {
+        // SAFETY: signalling the step's own process group.
         unsafe {
             libc::kill(-self.0, libc::SIGKILL);
         }
@@ -164,9 +192,9 @@ pub fn call(
 ) -> Result<Answer, CallError> {
     let (role, cmd, env) = (p.role, p.cmd, &p.env);
     let program = cmd.first().cloned().unwrap_or_default();
-    let mut command = Command::new(&program);
+    // Under `fedsim reap`, which leaves nothing of the step behind however it detaches.
+    let mut command = crate::reaper::command(&program, &cmd[1..]);
     command
-        .args(&cmd[1..])
         .current_dir(absolute(p.cwd))
         .envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(data) = p.data {
@@ -198,9 +226,6 @@ pub fn call(
         groups.push(pgid);
     }
     let _registered = Registered(pgid);
-    let kill = || unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    };
     let body = serde_json::to_vec(input).unwrap_or_default();
     let mut stdin = child.stdin.take().expect("piped");
     let writer = std::thread::spawn(move || {
@@ -244,12 +269,12 @@ pub fn call(
             Err(e) => break Err(e),
         }
         if cancelled() {
-            kill();
+            stop_group(pgid, Some(&mut child));
             let _ = child.wait();
             return Err(CallError::Cancelled { role });
         }
         if let Some(d) = deadline.filter(|d| started.elapsed() > *d) {
-            kill();
+            stop_group(pgid, Some(&mut child));
             let _ = child.wait();
             let _ = logger.join();
             return Err(CallError::Timeout {
@@ -261,8 +286,11 @@ pub fn call(
         std::thread::sleep(Duration::from_millis(2));
     };
     let secs = started.elapsed().as_secs_f64();
-    // Whatever the step left running in its group goes with it.
-    kill();
+    // Whatever the step left running in its group goes with it (its reaper has taken the rest).
+    // SAFETY: signalling the step's own process group.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
     let _ = writer.join();
     let (out, over) = reader.join().unwrap_or((Ok(Vec::new()), false));
     let _ = logger.join();

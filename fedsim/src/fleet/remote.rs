@@ -494,7 +494,9 @@ impl Fleet for SshFleet {
                 .map_err(|e| format!("cannot download its log {dir}/agent.jsonl: {e}"))?;
             // The agent logs the run it joined: a log of another run is never merged.
             if let Some(other) = other_run(&log, &run_id) {
-                return Err(format!("its log {dir}/agent.jsonl belongs to run {other}, not {run_id}"));
+                return Err(format!(
+                    "its log {dir}/agent.jsonl belongs to run {other}, not {run_id}"
+                ));
             }
             crate::fsio::write_atomic(&dest.join(format!("{}.jsonl", spec.name)), &log)
                 .map_err(|e| e.to_string())?;

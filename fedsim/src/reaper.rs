@@ -1,0 +1,146 @@
+//! `fedsim reap -- PROGRAM ARGS...`: what every external step runs under, so that nothing a step
+//! starts outlives it, even a process that detaches (double fork and `setsid`, leaving the step's
+//! process group). The reaper is a child subreaper (`PR_SET_CHILD_SUBREAPER`, Linux 3.4+): every
+//! descendant whose parent dies is handed to it rather than to init. When the step exits, or the
+//! reaper is told to stop (SIGTERM, SIGINT, or its parent dying: `PR_SET_PDEATHSIG` is SIGTERM,
+//! which it can catch), it kills its children until none is left, so detached ones too, and exits
+//! with the step's status (128 + signal for a step killed by one).
+//!
+//! Where `PR_SET_CHILD_SUBREAPER` is refused (not Linux), the step still runs, in its own process
+//! group, and only that group is killed; the README says so.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The fedsim binary steps are run under, once `main` has said which it is (a library user or a
+/// unit test has none: its steps run directly).
+static REAPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Say which binary is fedsim (call once, at start).
+pub fn set_binary(path: PathBuf) {
+    let _ = REAPER.set(path);
+}
+
+/// `program args` as a command run under the reaper, when there is one.
+pub fn command(program: &str, args: &[String]) -> Command {
+    match REAPER.get() {
+        Some(fedsim) => {
+            let mut c = Command::new(fedsim);
+            c.arg("reap").arg("--").arg(program).args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+    }
+}
+
+/// Whether steps run under the reaper here.
+pub fn active() -> bool {
+    REAPER.get().is_some()
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The reaper's own life: run `program args`, then make sure no descendant is left. Returns the
+/// exit code to leave with.
+pub fn run(program: &str, args: &[String]) -> i32 {
+    // SAFETY: prctl, signal and the handler (an atomic store) are async-signal-safe.
+    let subreaper = unsafe {
+        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) == 0
+    };
+    if !subreaper {
+        eprintln!("fedsim reap: this system does not offer child subreapers; only the step's process group will be stopped");
+    }
+    let mut child = match Command::new(program).args(args).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot start {program}: {e}");
+            return 127;
+        }
+    };
+    let code = loop {
+        if STOP.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break 128 + libc::SIGTERM;
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                break status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            }
+            Ok(None) => {}
+            Err(_) => break 1,
+        }
+        // Orphans handed to us while the step runs are reaped (not killed: they are the
+        // step's business until it ends).
+        reap_exited();
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    kill_descendants();
+    code
+}
+
+/// Reap children that have exited, without waiting.
+fn reap_exited() {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG on any child; `status` is ours.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+    }
+}
+
+/// The pids of this process's children, from /proc (every thread's list).
+fn children() -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Kill every child, and every descendant handed to us as its parent dies, until none is left.
+fn kill_descendants() {
+    for _ in 0..1000 {
+        reap_exited();
+        let left = children();
+        if left.is_empty() {
+            return;
+        }
+        for pid in left {
+            // SAFETY: signalling our own children; their process groups too, which takes a
+            // step's own group along in one go.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
