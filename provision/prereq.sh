@@ -2,7 +2,7 @@
 # fedsim site prerequisites: run on a site host over SSH (idempotent, changes nothing).
 # Prints KEY=VALUE lines; exits 1 and prints MISSING=... when something the agent needs is absent.
 missing=""
-for tool in sh gzip setsid nohup kill cat mkdir; do
+for tool in sh gzip setsid nohup kill cat mkdir sha256sum; do
     command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 echo "ARCH=$(uname -m)"

@@ -286,9 +286,32 @@ fn check_agent(ssh: &Ssh, expect: &Expect) -> (Row, Option<String>) {
     };
     let path = format!(".fedsim/bin/{}", package.name);
     let q = shell_quote(&path);
+    // Its checksum, then whether it runs: a file of that name proves nothing by itself.
+    let sum = ssh
+        .exec(&format!("test -e {q} && sha256sum {q}"))
+        .ok()
+        .filter(|(status, _, _)| *status == 0)
+        .map(|(_, out, _)| out.split_whitespace().next().unwrap_or("").to_string());
+    if let Some(sum) = sum.filter(|s| *s != package.sha256) {
+        return (
+            row(
+                name,
+                State::Info,
+                format!(
+                    "{path} is not this build (SHA-256 {}…); `fedsim run` installs it again",
+                    &sum[..sum.len().min(12)]
+                ),
+            ),
+            None,
+        );
+    }
     match ssh.exec(&format!("test -e {q} || exit 3; {q} --version 2>&1")) {
         Ok((0, out, _)) => (
-            row(name, State::Ok, format!("{} ({path})", out.trim())),
+            row(
+                name,
+                State::Ok,
+                format!("{} ({path}, SHA-256 checked)", out.trim()),
+            ),
             Some(path),
         ),
         Ok((3, _, _)) => (

@@ -39,7 +39,7 @@ pub enum DataError {
         column: String,
         available: String,
     },
-    #[error("data file {}, line {line}, column {column:?}: expected a number, found {value:?} ({})", path.display(), not_numeric_hint(value))]
+    #[error("data file {}, line {line}, column {column:?}: expected a number, found {} ({})", path.display(), clip(value), not_numeric_hint(value))]
     NotNumeric {
         path: PathBuf,
         column: String,
@@ -53,7 +53,7 @@ pub enum DataError {
         fields: usize,
         expected: usize,
     },
-    #[error("data file {}, line {line}, column {column:?}: empty cell; every used cell must hold a value, or set [data] missing = \"drop\" to leave incomplete rows out (as statsmodels' missing='drop')", path.display())]
+    #[error("data file {}, line {line}, column {column:?}: missing value (an empty cell, or NA, NaN, nan, null, None, N/A... as pandas reads them); every used cell must hold a value, or set [data] missing = \"drop\" to leave incomplete rows out (as statsmodels' missing='drop')", path.display())]
     Missing {
         path: PathBuf,
         column: String,
@@ -74,6 +74,19 @@ pub enum DataError {
     },
     #[error("cannot write {}: {reason}", path.display())]
     Write { path: PathBuf, reason: String },
+}
+
+/// A cell's text for a message, quoted, cut to a readable length: a 50 MB cell must not become a
+/// 50 MB error line.
+pub fn clip(value: &str) -> String {
+    const MOST: usize = 60;
+    let n = value.chars().count();
+    if n <= MOST {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MOST).collect();
+        format!("{head:?}... ({n} characters)")
+    }
 }
 
 /// What to do about a cell that is not a number: a decimal comma has its own option; anything

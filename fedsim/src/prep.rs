@@ -59,7 +59,7 @@ pub enum PlanError {
         side: &'static str,
         first: PathBuf,
     },
-    #[error("data file {}: column {column:?} holds text (line {line}: {value:?}); list it in [data] categorical to use it as categories, or leave it out of the features", path.display())]
+    #[error("data file {}: column {column:?} holds text (line {line}: {}); list it in [data] categorical to use it as categories, or leave it out of the features", path.display(), crate::data::clip(value))]
     TextColumn {
         path: PathBuf,
         column: String,

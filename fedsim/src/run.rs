@@ -493,6 +493,12 @@ impl<'a> Run<'a> {
         }
         match installed {
             Err(_) if cancel::requested() => Err(Stop::Cancelled),
+            // Local sites are folders of the run directory: failing to write one (a full disk)
+            // is this machine's trouble, not bad input.
+            Err(e) if provider == crate::scenario::Provider::Local => Err(Stop::Failed {
+                site: Some(e.site().to_string()),
+                message: e.to_string(),
+            }),
             Err(e) => Err(self.bad_hosts(e)),
             Ok(()) => Ok(()),
         }
@@ -609,6 +615,17 @@ impl<'a> Run<'a> {
                 ),
                 site: Some(site.clone()),
             }));
+        if self.scenario.federation.secure_aggregation {
+            // What the verdict must be read with: the sum's resolution.
+            self.findings.warnings.push(Warning {
+                kind: "secure_aggregation".into(),
+                message: format!(
+                    "secure aggregation sums in fixed point with 64 fractional bits: each site's value is rounded to {:.1e} (2^-64), and a value smaller than that counts as 0 in the sum; the sites' logs say when one did",
+                    crate::federation::secagg::RESOLUTION
+                ),
+                site: None,
+            });
+        }
         self.connect_secs = Some(outcome.connect_secs);
         self.rounds = outcome.rounds;
         self.findings.lost_sites = outcome.lost;

@@ -56,7 +56,12 @@ const CASES: &[(&str, &[&str], bool)] = &[
     ),
     (
         "empty_cell.toml",
-        &["empty_cell.csv", "line 11", "column \"s2\"", "empty cell"],
+        &[
+            "empty_cell.csv",
+            "line 11",
+            "column \"s2\"",
+            "missing value (an empty cell",
+        ],
         false,
     ),
     (

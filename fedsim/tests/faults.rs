@@ -147,3 +147,65 @@ fn a_slow_site_is_waited_for_within_the_deadline_and_lost_past_it() {
         .contains("missed the round deadline of 3.0 s"));
     assert!(secs < 3.0 + 6.0, "took {secs} s");
 }
+
+/// Issue 20.8: a full disk cut report.html at 4096 bytes, truncated a site's data and left empty
+/// `*.tmp` files, and no summary said what happened. Every file is now written whole or not at
+/// all, and a disk reserve kept in the run directory is given back for the summary. Run on an
+/// 8 MiB tmpfs in a mount namespace of the test's own (needs root, as CI has).
+#[test]
+fn a_full_disk_ends_in_a_failed_summary_and_leaves_no_partial_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "big",
+        "[scenario]\nname = \"big\"\n[data]\ngenerate = { kind = \"linear\", rows = 40000, cols = 30 }\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = 3\n[algorithm]\nkind = \"linear_regression\"\n",
+    );
+    let out = mnt.join("run");
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size=8m tmpfs {m} || exit 99; \"$0\" run -q -c {c} --out {o}; code=$?; cp -a {m} {m}.copy; exit $code",
+            m = mnt.display(),
+            c = cfg.display(),
+            o = out.display()
+        ))
+        .arg(bin())
+        .output()
+        .unwrap();
+    if o.status.code() == Some(99) || (!o.status.success() && stderr(&o).contains("unshare")) {
+        eprintln!(
+            "SKIPPED: no mount namespace here (root is needed): {}",
+            stderr(&o)
+        );
+        return;
+    }
+    // What the run left on the full disk (copied out of the namespace before it went).
+    let left = tmp.path().join("mnt.copy/run");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&left);
+    assert_eq!(s["status"], "failed");
+    let e = s["error"]["message"].as_str().unwrap();
+    assert!(e.contains("No space left on device"), "{e}");
+    for f in files(&left) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!name.ends_with(".tmp"), "{} left behind", f.display());
+        if name.starts_with("data.") {
+            // A site's data is whole: it reads back with every row it was given.
+            let rows = s["sites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| f.starts_with(left.join("sites").join(x["name"].as_str().unwrap())))
+                .unwrap()["rows"]
+                .as_u64()
+                .unwrap();
+            let t = fedsim::data::Table::load(&f).expect("a whole data file");
+            assert_eq!(t.rows() as u64, rows, "{}", f.display());
+        }
+    }
+    if let Ok(html) = std::fs::read_to_string(left.join("report.html")) {
+        assert!(html.trim_end().ends_with("</html>"), "report.html is cut");
+    }
+}

@@ -162,7 +162,7 @@ fn an_empty_cell_is_named_unless_missing_is_drop() {
     refused(
         &cfg,
         &[
-            "penguins.csv, line 5, column \"bill_length_mm\": empty cell",
+            "penguins.csv, line 5, column \"bill_length_mm\": missing value",
             "set [data] missing = \"drop\"",
         ],
     );
@@ -365,5 +365,95 @@ fn singular_designs_and_separation_name_their_columns() {
     refused(
         &cfg,
         &["perfect separation: feature \"score\" separates the target: every row with score <= 14.5 has passed = 0"],
+    );
+}
+
+/// Issue 20.7: `nan` in lowercase was no gap (`NaN` was): under `missing = "drop"` its row was
+/// kept and the errors misled. Every spelling pandas reads as missing is a gap, in numeric and in
+/// categorical columns alike: the run drops exactly those rows, and gives the answer of the file
+/// without them.
+#[test]
+fn every_spelling_of_a_missing_value_is_a_gap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(test_data("diabetes_raw.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let spellings = fedsim::data::frame::MISSING;
+    // One spelling per row, in the bmi column (rows 1..=18), and the same rows left out of a
+    // second file; plus a text column holding a spelling where it means "no level".
+    let mut kept = vec![format!("{},grp", lines[0])];
+    let mut with_gaps = vec![format!("{},grp", lines[0])];
+    for (i, line) in lines.iter_mut().enumerate().skip(1) {
+        let group = if i % 2 == 0 { "a" } else { "b" };
+        let mut cells: Vec<String> = line.split(',').map(String::from).collect();
+        if i <= spellings.len() {
+            cells[2] = spellings[i - 1].to_string();
+            with_gaps.push(format!("{},{group}", cells.join(",")));
+        } else if i == spellings.len() + 1 {
+            with_gaps.push(format!("{},NA", cells.join(",")));
+        } else {
+            with_gaps.push(format!("{line},{group}"));
+            kept.push(format!("{line},{group}"));
+        }
+    }
+    std::fs::write(tmp.path().join("gaps.csv"), with_gaps.join("\n") + "\n").unwrap();
+    std::fs::write(tmp.path().join("kept.csv"), kept.join("\n") + "\n").unwrap();
+    let body = |file: &str, missing: &str| {
+        format!("[scenario]\nname = \"gaps\"\nseed = 1\n[data]\npath = \"{file}\"\ntarget = \"progression\"\ncategorical = [\"grp\"]\nmissing = \"{missing}\"\n[partition]\nkind = \"horizontal\"\nsites = 3\n[algorithm]\nkind = \"linear_regression\"\n")
+    };
+    let cfg = scenario(tmp.path(), "gaps", &body("gaps.csv", "drop"));
+    let (_, gaps) = succeeded(tmp.path(), &cfg);
+    assert_eq!(gaps["results"]["n"], 442 - spellings.len() - 1);
+    let dropped: u64 = gaps["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["dropped_rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(dropped as usize, spellings.len() + 1);
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::copy(tmp.path().join("kept.csv"), other.join("kept.csv")).unwrap();
+    let cfg = scenario(&other, "kept", &body("kept.csv", "drop"));
+    let (_, kept) = succeeded(&other, &cfg);
+    let d = max_rel(
+        &floats(&gaps["results"]["coef"]),
+        &floats(&kept["results"]["coef"]),
+    );
+    assert!(d < 1e-12, "{d:e}");
+    // Under "error", the first one is named as missing, not as text or a constant column.
+    let cfg = scenario(tmp.path(), "strict", &body("gaps.csv", "error"));
+    refused(&cfg, &["gaps.csv, line 2, column \"bmi\": missing value"]);
+}
+
+/// Issue 20.11: a quoted header with doubled quotes (`"b""m""i"`) passed validate and then every
+/// site failed (polars kept the doubled quotes, and wrote them doubled again); and a 50 MB text
+/// cell made a 50 MB error line.
+#[test]
+fn quoted_headers_and_huge_cells_are_read_and_named_readably() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(test_data("diabetes_raw.csv")).unwrap();
+    let quoted = text.replacen("bmi", "\"b\"\"m\"\"i\"", 1);
+    std::fs::write(tmp.path().join("q.csv"), &quoted).unwrap();
+    let body = |file: &str| {
+        format!("[scenario]\nname = \"q\"\n[data]\npath = \"{file}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"linear_regression\"\n")
+    };
+    let cfg = scenario(tmp.path(), "q", &body("q.csv"));
+    let (_, s) = succeeded(tmp.path(), &cfg);
+    assert_eq!(s["results"]["terms"][3], "b\"m\"i");
+
+    let big = "x".repeat(5_000_000);
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut cells: Vec<String> = lines[7].split(',').map(String::from).collect();
+    cells[4] = big;
+    lines[7] = cells.join(",");
+    std::fs::write(tmp.path().join("big.csv"), lines.join("\n") + "\n").unwrap();
+    let cfg = scenario(tmp.path(), "big", &body("big.csv"));
+    let o = fedsim(tmp.path(), &["validate", "-c", cfg.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(e.len() < 600, "an error line of {} bytes", e.len());
+    assert!(
+        e.contains("(5000000 characters)") && e.contains("line 8"),
+        "{e}"
     );
 }

@@ -145,3 +145,46 @@ fn the_coordinator_learns_only_sums_and_the_result_is_exact() {
     }
     assert_eq!(sum[0], 442.0, "the total count, exactly");
 }
+
+/// Issue 20.11: values below the fixed point's resolution (2^-64, about 5.4e-20) counted as 0
+/// in the sum without a word. A secure run's summary now states the resolution, and a site that
+/// sends such a value says so in its log.
+#[test]
+fn the_fixed_points_resolution_is_stated_and_tiny_values_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("tiny.sh"),
+        r#"read input
+case "$1" in
+  local) echo '{"sum": {"x": [1e-25, 2.0]}}' ;;
+  aggregate) case "$FEDSIM_ROUND" in 0) echo '{"request": 1, "state": 0}' ;; *) echo '{"result": {"two": 2.0}}' ;; esac ;;
+  pooled) echo '{"result": {"two": 2.0}}' ;;
+esac
+"#,
+    )
+    .unwrap();
+    let cfg = scenario(
+        tmp.path(),
+        "tiny",
+        &format!(
+            "[scenario]\nname = \"tiny\"\n[data]\npath = \"{}\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"external\"\nlocal = [\"sh\", \"tiny.sh\", \"local\"]\naggregate = [\"sh\", \"tiny.sh\", \"aggregate\"]\npooled = [\"sh\", \"tiny.sh\", \"pooled\"]\nfiles = [\"tiny.sh\"]\n[federation]\nsecure_aggregation = true\n",
+            test_data("diabetes_raw.csv").display()
+        ),
+    );
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    let stated = s["warnings"].as_array().unwrap().iter().any(|w| {
+        w["kind"] == "secure_aggregation" && w["message"].as_str().unwrap().contains("5.4e-20")
+    });
+    assert!(stated, "{:#}", s["warnings"]);
+    let log = std::fs::read_to_string(out.join("logs/merged.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("below secure aggregation's fixed-point resolution"))
+            .count()
+            >= 2,
+        "each site says so"
+    );
+}

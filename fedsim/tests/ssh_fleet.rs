@@ -749,4 +749,89 @@ fn runs_of_one_scenario_keep_their_own_logs_on_the_sites() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
+
+    // Issue 20.10: the installed agent is trusted by its SHA-256, not its name and `--version`.
+    // A script in its place (answering --version like the agent) is replaced before the next run,
+    // and older builds are removed.
+    std::fs::write(fleet.path("known_hosts"), kh).unwrap();
+    let bin = fleet.home(1).join(".fedsim/bin");
+    let agent = std::fs::read_dir(&bin)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("fedsim-")
+        })
+        .expect("an installed agent");
+    let real = std::fs::read(&agent).unwrap();
+    let version = String::from_utf8_lossy(&fedsim(work.path(), &["--version"]).stdout).to_string();
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh
+echo '{}'
+",
+            version.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::write(bin.join("fedsim-0123456789ab"), b"an old build").unwrap();
+    let o = fedsim(work.path(), &["check", "-c", cfg.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(table.contains("is not this build"), "{table}");
+    run_ok(work.path(), &cfg, &work.path().join("third"));
+    assert_eq!(
+        std::fs::read(&agent).unwrap(),
+        real,
+        "the agent was put back"
+    );
+    assert!(
+        !bin.join("fedsim-0123456789ab").exists(),
+        "old builds are removed"
+    );
+}
+
+/// Issue 20.11: a remote agent whose controller was SIGKILLed exited 0, as if the run had ended.
+/// A connection that closes without the coordinator ending the run is now an error: the agent
+/// exits non-zero and says why.
+#[test]
+fn a_remote_agent_whose_controller_is_killed_exits_non_zero_and_says_why() {
+    let fleet = TestFleet::up(2, "127.0.10", "fedsim-j");
+    let work = tempfile::tempdir().unwrap();
+    let body = ols_body("orphan", 2)
+        + "[federation]\nround_timeout_secs = 60\n[[faults]]\nsite = \"site-2\"\nkind = \"slow\"\nround = 2\ndelay_secs = 30.0\n";
+    let cfg = fleet.scenario("orphan", &body);
+    let out = work.path().join("run");
+    let mut child = run_command(work.path(), &cfg, &out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both agents are in the slow round, then kill the controller outright.
+    let runs = |i: usize| fleet.home(i).join(".fedsim/orphan/runs/run");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let log = std::fs::read_to_string(runs(1).join("agent.jsonl")).unwrap_or_default();
+        if log.contains("\"round\":2") || log.contains("\"round\": 2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never reached round 2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    for i in 1..=2 {
+        let exit = runs(i).join("agent.exit");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !exit.exists() {
+            assert!(Instant::now() < deadline, "site-{i}'s agent did not exit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let code = std::fs::read_to_string(&exit).unwrap();
+        assert_ne!(code.trim(), "0", "site-{i}'s agent exited 0");
+        let said = std::fs::read_to_string(runs(i).join("agent.out")).unwrap();
+        assert!(said.contains("without ending the run"), "site-{i}: {said}");
+    }
 }

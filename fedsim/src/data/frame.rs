@@ -128,6 +128,14 @@ pub fn looks_like_decimal_comma(value: &str) -> bool {
     }
 }
 
+/// Cells that mean "no value", as pandas reads them (`read_csv`'s default `na_values`), so that
+/// fedsim, statsmodels and every site agree on which rows are incomplete: `nan` is a gap as `NaN`
+/// is, and `NA` in a text column is no level. An empty cell is a gap too.
+pub const MISSING: [&str; 18] = [
+    "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
 /// The separators detection considers, most usual first (ties go to the earlier one).
 const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
 
@@ -149,6 +157,28 @@ pub fn detect_delimiter(header: &str) -> u8 {
         .max_by_key(|&i| counts[i])
         .filter(|&i| counts[i] > 0);
     best.map_or(b',', |i| CANDIDATES[i])
+}
+
+/// A header line's names as RFC 4180 reads them: quoted fields may hold the delimiter, and a
+/// doubled quote inside quotes is one quote.
+fn header_names(line: &str, delimiter: u8) -> Vec<String> {
+    let delimiter = delimiter as char;
+    let mut names = vec![String::new()];
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        let name = names.last_mut().expect("never empty");
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                name.push('"');
+            }
+            '"' => quoted = !quoted,
+            c if c == delimiter && !quoted => names.push(String::new()),
+            c => name.push(c),
+        }
+    }
+    names
 }
 
 /// Every record has as many fields as the header: the line of the first that does not.
@@ -209,6 +239,7 @@ impl Frame {
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
+        let mut csv_names: Option<Vec<String>> = None;
         let df = if ext == "parquet" || ext == "pq" {
             let f = File::open(path).map_err(|e| read_err(e.to_string()))?;
             ParquetReader::new(f)
@@ -222,11 +253,8 @@ impl Frame {
                 .delimiter
                 .unwrap_or_else(|| detect_delimiter(header));
             check_shape(path, &text, delimiter)?;
-            let names: Vec<String> = header
-                .trim_end_matches('\r')
-                .split(delimiter as char)
-                .map(|h| h.trim_matches('"').to_string())
-                .collect();
+            let names = header_names(header.trim_end_matches('\r'), delimiter);
+            csv_names = Some(names.clone());
             let overwrite: Schema = options
                 .text
                 .iter()
@@ -241,6 +269,9 @@ impl Frame {
                 .map_parse_options(|p| {
                     p.with_separator(delimiter)
                         .with_decimal_comma(options.decimal_comma)
+                        .with_null_values(Some(NullValues::AllColumns(
+                            MISSING.iter().map(|m| (*m).into()).collect(),
+                        )))
                 })
                 .into_reader_with_file_handle(std::io::Cursor::new(text.as_bytes()))
                 .finish()
@@ -250,6 +281,13 @@ impl Frame {
             return Err(DataError::Empty {
                 path: path.to_path_buf(),
             });
+        }
+        // polars keeps a quoted header's doubled quotes (`"b""m""i"` reads as `b""m""i`, and is
+        // written back with every quote doubled again): take the names as RFC 4180 reads them.
+        let mut df = df;
+        if let Some(names) = csv_names.filter(|n| n.len() == df.width()) {
+            df.set_column_names(&names.iter().map(String::as_str).collect::<Vec<_>>())
+                .map_err(|e| read_err(e.to_string()))?;
         }
         let mut columns = Vec::with_capacity(df.width());
         let mut cells = Vec::with_capacity(df.width());
@@ -610,7 +648,7 @@ mod tests {
         assert!(e.to_string().contains("line 4, column \"a\""), "{e}");
         let e = f.check(&p, &cols[1..], &[], Missing::Error).unwrap_err();
         assert!(
-            e.to_string().contains("line 3") && e.to_string().contains("empty cell"),
+            e.to_string().contains("line 3") && e.to_string().contains("missing value"),
             "{e}"
         );
         f.check(&p, &cols, &[], Missing::Drop).unwrap();

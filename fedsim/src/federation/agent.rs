@@ -252,8 +252,15 @@ fn listen(
                 };
             }
             Err(FrameError::Closed) => {
-                tracing::warn!(phase = "finish", "coordinator closed the connection");
-                return Ok(());
+                // A run that ends says so (Shutdown); a connection that just closes means the
+                // controller went away: not a clean end, and the exit code says it.
+                tracing::error!(
+                    phase = "finish",
+                    "coordinator closed the connection without ending the run"
+                );
+                return Err(AgentError::Protocol(
+                    "the coordinator closed the connection without ending the run (was the controller stopped or killed?)".into(),
+                ));
             }
             Err(FrameError::Timeout(_)) => {
                 tracing::error!(
@@ -437,6 +444,10 @@ impl Worker {
                     // Only the shape travels in clear; the numbers go masked.
                     let masked = algorithm.split(&reply).map_err(|e| e.to_string()).and_then(
                         |(shape, values)| {
+                            let lost = secagg::below_resolution(&values);
+                            if lost > 0 {
+                                tracing::warn!(phase = "federate", round, values = lost, resolution = secagg::RESOLUTION, "values below secure aggregation's fixed-point resolution count as 0 in the sum");
+                            }
                             secagg::mask(&values, me, &active, seeds, round)
                                 .map(|m| (shape, m))
                                 .map_err(|e| e.to_string())

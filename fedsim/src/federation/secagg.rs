@@ -80,6 +80,18 @@ pub fn pair_seeds(sites: &[String]) -> Vec<PairSeeds> {
 }
 
 /// `v` in fixed point, if `sites` such values can be summed without wrapping.
+/// The smallest magnitude a value keeps under secure aggregation: one unit of the fixed point
+/// (2^-64, about 5.4e-20). Smaller values count as 0 in the sum; each value is rounded to it.
+pub const RESOLUTION: f64 = 1.0 / SCALE;
+
+/// How many of `values` are not 0 but below [`RESOLUTION`] (they will count as 0).
+pub fn below_resolution(values: &[f64]) -> usize {
+    values
+        .iter()
+        .filter(|v| **v != 0.0 && v.abs() < RESOLUTION / 2.0)
+        .count()
+}
+
 fn to_fixed(v: f64, sites: usize) -> Result<u128, SecAggError> {
     if !v.is_finite() {
         return Err(SecAggError::NotFinite);

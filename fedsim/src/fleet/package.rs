@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 pub struct AgentPackage {
     /// `fedsim-<first 12 hex digits of the shipped binary's sha256>`
     pub name: String,
+    /// The whole SHA-256 of the binary as it lands on the site (hex): checked there before
+    /// every run, not its file name or `--version`, which anything could claim.
+    pub sha256: String,
     pub gz: Vec<u8>,
 }
 
@@ -41,10 +44,13 @@ impl AgentPackage {
             dir.join(format!("{}.name", &key[..16])),
         );
         if let (Ok(gz), Ok(name)) = (std::fs::read(&gz_path), std::fs::read_to_string(&name_path)) {
-            return Ok(AgentPackage {
-                name: name.trim().to_string(),
-                gz,
-            });
+            if let Some((name, sha256)) = name.trim().split_once(' ') {
+                return Ok(AgentPackage {
+                    name: name.to_string(),
+                    sha256: sha256.to_string(),
+                    gz,
+                });
+            }
         }
         let tmp = tempfile::tempdir()?;
         let stripped = tmp.path().join("fedsim");
@@ -61,6 +67,7 @@ impl AgentPackage {
         std::io::Write::write_all(&mut enc, &binary)?;
         let package = AgentPackage {
             name: format!("fedsim-{}", &hash[..12]),
+            sha256: hash.clone(),
             gz: enc.finish()?,
         };
         // The cache is an optimisation: failing to write it is not an error.
@@ -69,7 +76,7 @@ impl AgentPackage {
             if std::fs::write(&part, &package.gz).is_ok()
                 && std::fs::rename(&part, &gz_path).is_ok()
             {
-                let _ = std::fs::write(&name_path, &package.name);
+                let _ = std::fs::write(&name_path, format!("{} {}", package.name, package.sha256));
             }
         }
         Ok(package)

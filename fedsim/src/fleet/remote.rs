@@ -237,20 +237,44 @@ fn already_there(ssh: &Ssh, dir: &str, files: &crate::prep::BundleFiles) -> bool
 }
 
 /// Install the agent binary unless the site already has this exact build; its remote path.
+/// Put this build on the site, unless the site has it: by its SHA-256, not its name (a file
+/// of that name that answers `--version` proves nothing). Other builds are removed, so builds do
+/// not pile up (each is tens of MB).
 fn install_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String, SshError> {
     let path = format!(".fedsim/bin/{}", package.name);
-    let probe = format!("test -x {p} && {p} --version", p = shell_quote(&path));
-    let (status, out, _) = ssh.exec(&probe)?;
-    if status == 0 && out.contains(env!("CARGO_PKG_VERSION")) {
-        return Ok(path);
-    }
-    ssh.run("agent directory", "mkdir -p -m 700 .fedsim/bin")?;
-    ssh.upload(&package.gz, &format!("{path}.gz"), 0o700)?;
+    let p = shell_quote(&path);
+    let sha = |ssh: &Ssh| -> Result<Option<String>, SshError> {
+        let (status, out, _) = ssh.exec(&format!("test -f {p} && sha256sum {p}"))?;
+        Ok((status == 0).then(|| out.split_whitespace().next().unwrap_or("").to_string()))
+    };
     ssh.run(
-        "agent unpack",
+        "agent directory",
+        "mkdir -p -m 700 .fedsim/bin && chmod 700 .fedsim .fedsim/bin",
+    )?;
+    if sha(ssh)?.as_deref() != Some(package.sha256.as_str()) {
+        ssh.upload(&package.gz, &format!("{path}.gz"), 0o700)?;
+        ssh.run(
+            "agent unpack",
+            &format!("gunzip -f {p}.gz && chmod 700 {p}"),
+        )?;
+        let landed = sha(ssh)?;
+        if landed.as_deref() != Some(package.sha256.as_str()) {
+            return Err(SshError::Remote {
+                site: ssh.site.clone(),
+                what: "agent install".into(),
+                reason: format!(
+                    "the agent's SHA-256 on the site is {}, not {}",
+                    landed.unwrap_or_else(|| "missing".into()),
+                    package.sha256
+                ),
+            });
+        }
+    }
+    ssh.run(
+        "old agent builds",
         &format!(
-            "gunzip -f {p}.gz && chmod 755 {p} && {p} --version",
-            p = shell_quote(&path)
+            "find .fedsim/bin -maxdepth 1 -name 'fedsim-*' ! -name {} -exec rm -f {{}} +",
+            shell_quote(&package.name)
         ),
     )?;
     Ok(path)
