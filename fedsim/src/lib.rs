@@ -12,6 +12,7 @@ pub mod cancel;
 pub mod check;
 pub mod children;
 pub mod compare;
+pub mod confine;
 pub mod data;
 pub mod demo;
 pub mod distributions;

@@ -132,6 +132,10 @@ enum Command {
         /// keep each run's log in that run's own folder.
         #[arg(long)]
         log: Option<PathBuf>,
+        /// Wall this agent and its steps off with Landlock: nothing of RUN_DIR but DIR is
+        /// readable, nothing but DIR writable, TCP only to the coordinator (local sites).
+        #[arg(long, value_name = "RUN_DIR")]
+        confine: Option<PathBuf>,
         /// Coordinator address, overriding the bundle's.
         #[arg(long)]
         coordinator: Option<String>,
@@ -222,6 +226,7 @@ fn main() -> ExitCode {
         Command::Agent {
             dir,
             log,
+            confine,
             coordinator,
             connect_timeout,
             threads,
@@ -230,7 +235,13 @@ fn main() -> ExitCode {
                 fedsim::federation::agent::limit_threads(n);
             }
             let log = log.unwrap_or_else(|| dir.join("agent.jsonl"));
-            agent(&dir, &log, coordinator.as_deref(), connect_timeout)
+            agent(
+                &dir,
+                &log,
+                confine.as_deref(),
+                coordinator.as_deref(),
+                connect_timeout,
+            )
         }
         command => {
             // As servers do: the soft limit on open files up to the hard one (a local site is
@@ -717,6 +728,7 @@ fn install_signal_handler(quiet: bool) {
 fn agent(
     dir: &std::path::Path,
     log: &std::path::Path,
+    confine: Option<&std::path::Path>,
     coordinator: Option<&str>,
     connect_timeout: f64,
 ) -> ExitCode {
@@ -724,6 +736,23 @@ fn agent(
     if let Err(e) = fedsim::logs::init_agent(log) {
         eprintln!("error: cannot write the agent log {}: {e}", log.display());
         return ExitCode::from(1);
+    }
+    if let Some(run_dir) = confine {
+        let port = coordinator
+            .and_then(|c| c.parse::<std::net::SocketAddr>().ok())
+            .map_or(0, |a| a.port());
+        match fedsim::confine::confine(run_dir, dir, port) {
+            fedsim::confine::Confinement::Full => {
+                tracing::info!(
+                    phase = "launch",
+                    "confined (Landlock): this site's folder only"
+                )
+            }
+            fedsim::confine::Confinement::Partial(why)
+            | fedsim::confine::Confinement::None(why) => {
+                tracing::warn!(phase = "launch", reason = %why, "not fully confined")
+            }
+        }
     }
     match fedsim::federation::agent::run(
         dir,

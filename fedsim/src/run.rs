@@ -486,6 +486,20 @@ impl<'a> Run<'a> {
             self.opts.progress,
         )
         .map_err(|e| self.bad_hosts(e))?;
+        if provider == crate::scenario::Provider::Local {
+            let abi = crate::confine::available();
+            if abi < 6 {
+                self.findings.warnings.push(Warning {
+                    kind: "isolation".into(),
+                    message: if abi == 0 {
+                        "Landlock is not available on this kernel: local sites run as processes of one user, and a step at one site could read another's files".into()
+                    } else {
+                        format!("this kernel's Landlock (ABI {abi}) walls local sites' files off, but not their TCP connections (ABI 4) or signals (ABI 6)")
+                    },
+                    site: None,
+                });
+            }
+        }
         let fleet = self.fleet.insert(fleet);
         let installed = fleet.install(bundles);
         for s in &mut self.sites {

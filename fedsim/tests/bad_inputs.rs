@@ -21,7 +21,7 @@ const CASES: &[(&str, &[&str], bool)] = &[
             "nan_cell.csv",
             "line 8",
             "column \"bp\"",
-            "NaN is not a finite number",
+            "missing value (an empty cell, or NA, NaN",
         ],
         false,
     ),

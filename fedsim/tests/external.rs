@@ -423,22 +423,19 @@ fn secure_replies_of_another_shape_are_refused_naming_the_site() {
 #[test]
 fn a_step_that_detaches_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let pidfile = tmp.path().join("daemon.pid");
+    // The pid goes into the site's own folder (the only one its steps may write).
     let cfg = sabotaged(
         tmp.path(),
         "moments-daemon",
         "site-2",
-        &format!(
-            "(setsid sh -c 'sleep 300 & echo $! > {}' &)",
-            pidfile.display()
-        ),
+        "(setsid sh -c 'sleep 300 & echo $! > \"$PWD/daemon.pid\"' &)",
         "",
     );
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary(&out)["status"], "succeeded");
-    let pid = std::fs::read_to_string(&pidfile)
+    let pid = std::fs::read_to_string(out.join("sites/site-2/daemon.pid"))
         .expect("the step started its daemon")
         .trim()
         .to_string();

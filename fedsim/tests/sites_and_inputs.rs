@@ -183,7 +183,7 @@ fn nan_cell_is_refused() {
     refused(
         Some("a,b,y\n1,2,3\n4,5,6\n7,nan,10\n1,1,1\n"),
         "y",
-        &["data.csv", "line 4", "column \"b\"", "not a finite number"],
+        &["data.csv", "line 4", "column \"b\"", "missing value"],
     );
 }
 

@@ -76,10 +76,17 @@ impl Fleet for LocalFleet {
             };
             let out = File::create(a.dir.join("agent.out")).map_err(|e| start(e.to_string()))?;
             let err = out.try_clone().map_err(|e| start(e.to_string()))?;
+            // A scratch folder of its own: the sandbox lets it write nowhere else.
+            let tmp = a.dir.join("tmp");
+            std::fs::create_dir_all(&tmp).map_err(|e| start(e.to_string()))?;
+            let run_dir = std::path::absolute(self.sites_dir.parent().unwrap_or(&self.sites_dir))
+                .map_err(|e| start(e.to_string()))?;
             let mut cmd = Command::new(&self.agent_exe);
             cmd.arg("agent")
                 .arg("--dir")
                 .arg(".")
+                .arg("--confine")
+                .arg(&run_dir)
                 .arg("--coordinator")
                 .arg(coordinator.to_string())
                 .arg("--connect-timeout")
@@ -96,6 +103,7 @@ impl Fleet for LocalFleet {
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
                 )
                 .env(PARENT_VAR, std::process::id().to_string())
+                .env("TMPDIR", &tmp)
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
