@@ -98,7 +98,12 @@ pub fn check(
     let sites: Vec<SiteSpec> = match scenario.fleet.provider {
         Provider::Ssh => scenario.sites.clone(),
         Provider::Vm => match crate::fleet::vm::FleetState::load(&scenario.scenario.name) {
-            Some(state) => crate::fleet::vm::site_specs(&state),
+            Some(state) => {
+                state
+                    .usable(&scenario.source)
+                    .map_err(|e| RunError::Fleet(e.into()))?;
+                crate::fleet::vm::site_specs(&state)
+            }
             None => return Ok(Vec::new()),
         },
         _ => return Ok(Vec::new()),

@@ -632,6 +632,10 @@ fn fleet(what: FleetCommand, quiet: bool) -> ExitCode {
             let mut healthy = true;
             for f in &fleets {
                 println!("fleet {} (up since {})", f.scenario, f.started);
+                if let Some(why) = &f.broken {
+                    healthy = false;
+                    println!("  ✘ broken: {why}; `fedsim fleet down`, then `fedsim fleet up`");
+                }
                 for (m, running) in vm::status(f) {
                     let ssh = running && vm::reachable(f, &m);
                     healthy &= ssh;

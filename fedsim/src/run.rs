@@ -58,6 +58,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Limits(#[from] crate::limits::TooFewFiles),
+    #[error("{0}")]
+    BrokenFleet(String),
     #[error("cannot write the shipped example into fedsim's cache: {0}")]
     Example(#[from] std::io::Error),
     /// Cancelled before the run directory existed: nothing was written.
@@ -75,6 +77,7 @@ impl RunError {
             | RunError::Gui(_)
             | RunError::NoFleet { .. }
             | RunError::Limits(_)
+            | RunError::BrokenFleet(_)
             | RunError::RunDir(RunDirError::Unusable { .. })
             | RunError::Prep(PrepError::Credentials { .. }) => 2,
             RunError::Cancelled => 130,
@@ -126,6 +129,14 @@ pub struct Planned {
 pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<Planned, RunError> {
     rundir::check_out(out)?;
     crate::limits::check(scenario)?;
+    // A fleet kept up that a fault broke is refused before anything is written.
+    if scenario.fleet.provider == crate::scenario::Provider::Vm {
+        if let Some(state) = crate::fleet::vm::FleetState::load(&scenario.scenario.name) {
+            state
+                .usable(&scenario.source)
+                .map_err(|e| RunError::BrokenFleet(e.to_string()))?;
+        }
+    }
     let gui = &scenario.gui;
     if gui.enabled {
         crate::gui::script::Script::load(gui.script.as_deref())?;

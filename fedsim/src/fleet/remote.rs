@@ -28,6 +28,9 @@ const PREREQ: &str = include_str!("../../../provision/prereq.sh");
 /// Run directories kept on a site per scenario (older ones are removed at the next install).
 pub const KEEP_RUNS: usize = 5;
 
+/// How long a poll for a dead agent may wait for its host.
+const POLL_LIMIT: Duration = Duration::from_secs(2);
+
 pub struct SshFleet {
     specs: Vec<SiteSpec>,
     /// The bundle's folder on the site, relative to the site user's home.
@@ -50,6 +53,9 @@ pub struct SshFleet {
     tunnels: Vec<Tunnel>,
     /// Sites whose link a fault injection cut.
     cut: Vec<bool>,
+    /// Sites not to poll for now (a VM whose link is cut): their silence is the coordinator's to
+    /// notice, by heartbeats, not an SSH call's to wait out.
+    quiet: Vec<bool>,
 }
 
 /// The run a site's log says it joined, if that is not `run_id` (the agent logs the Welcome's
@@ -107,6 +113,14 @@ impl SshFleet {
             tunnel: false,
             tunnels: Vec::new(),
             cut: vec![false; n],
+            quiet: vec![false; n],
+        }
+    }
+
+    /// Stop (or resume) polling `site` over SSH: its link is cut (or back).
+    pub fn set_quiet(&mut self, site: &str, quiet: bool) {
+        if let Some(i) = self.specs.iter().position(|s| s.name == site) {
+            self.quiet[i] = quiet;
         }
     }
 
@@ -431,13 +445,19 @@ impl Fleet for SshFleet {
         self.last_poll = Instant::now();
         for (i, conn) in self.conns.iter().enumerate() {
             // Each death is reported once.
-            let (Some(ssh), Some(_), None) = (conn, self.pids[i], &self.exits[i]) else {
+            let (Some(ssh), Some(_), None, false) =
+                (conn, self.pids[i], &self.exits[i], self.quiet[i])
+            else {
                 continue;
             };
             let d = shell_quote(&self.work);
-            match ssh.exec(&format!(
-                "cat {d}/agent.exit 2>/dev/null && tail -n 3 {d}/agent.out"
-            )) {
+            // A short poll: a host that does not answer in time is not declared dead here (the
+            // coordinator's heartbeats decide, within their own four periods).
+            let asked = Instant::now();
+            match ssh.exec_within(
+                &format!("cat {d}/agent.exit 2>/dev/null && tail -n 3 {d}/agent.out"),
+                POLL_LIMIT,
+            ) {
                 Ok((0, out, _)) if !out.trim().is_empty() => {
                     let mut lines = out.lines();
                     let code = lines.next().unwrap_or("?").trim().to_string();
@@ -448,6 +468,10 @@ impl Fleet for SshFleet {
                     ));
                 }
                 Ok(_) => {}
+                Err(_) if asked.elapsed() >= POLL_LIMIT => {
+                    self.quiet[i] = true;
+                    tracing::warn!(phase = "federate", site = %self.specs[i].name, "no answer over SSH in time; the heartbeats decide whether the site is lost");
+                }
                 Err(e) => {
                     return Some((
                         self.specs[i].name.clone(),

@@ -146,6 +146,21 @@ impl Ssh {
         Ok((status, out, err))
     }
 
+    /// [`Ssh::exec`] that gives up after `limit` (the session's own timeout is restored after):
+    /// for polls that must not hold up whoever asks, e.g. the coordinator between rounds.
+    pub fn exec_within(
+        &self,
+        command: &str,
+        limit: Duration,
+    ) -> Result<(i32, String, String), SshError> {
+        let before = self.sess.timeout();
+        self.sess
+            .set_timeout(limit.as_millis().min(u32::MAX as u128) as u32);
+        let out = self.exec(command);
+        self.sess.set_timeout(before);
+        out
+    }
+
     /// Run a command that must succeed; its stdout.
     pub fn run(&self, what: &str, command: &str) -> Result<String, SshError> {
         let (status, out, err) = self.exec(command)?;

@@ -242,6 +242,15 @@ impl Machine {
         unsafe { libc::kill(self.state.pid as i32, libc::SIGKILL) };
         if let Some(c) = self.child.as_mut() {
             let _ = c.wait();
+        } else {
+            // Not our child (a fleet kept up): wait for it to be gone, so whoever asks next
+            // whether it runs hears no.
+            for _ in 0..200 {
+                if !self.is_running() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         if self.owned {
             crate::children::untrack(self.state.pid);

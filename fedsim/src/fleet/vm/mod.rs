@@ -60,6 +60,9 @@ pub struct FleetState {
     pub known_hosts: PathBuf,
     pub started: String,
     pub machines: Vec<MachineState>,
+    /// Why the fleet cannot serve another run (a kill fault powered a VM off), if it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
 }
 
 /// Where the fleet of a scenario that stays up is kept.
@@ -71,6 +74,20 @@ impl FleetState {
     pub fn load(name: &str) -> Option<FleetState> {
         let text = std::fs::read_to_string(fleet_dir(name).join("fleet.json")).ok()?;
         serde_json::from_str(&text).ok()
+    }
+
+    /// Refuse a fleet a fault broke: its next run says what happened and what to do.
+    pub fn usable(&self, source: &Path) -> Result<(), VmError> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(VmError::Fleet {
+                name: self.scenario.clone(),
+                reason: format!(
+                    "is broken: {why}; run `fedsim fleet down -c {s}`, then `fedsim fleet up -c {s}`",
+                    s = source.display()
+                ),
+            }),
+        }
     }
 
     fn save(&self) -> Result<(), VmError> {
@@ -126,13 +143,29 @@ fn boot_all(
     spec: &VmSpec,
     owned: bool,
     known_hosts: &Path,
+    started: &mut dyn FnMut(&[MachineState]) -> Result<(), VmError>,
 ) -> Result<(Vec<Machine>, Vec<ConsoleLog>), VmError> {
-    let mut machines = Vec::new();
+    let mut machines: Vec<Machine> = Vec::new();
     let mut consoles = Vec::new();
+    // Any failure, a cancel included, takes down every VM started so far: none is left running
+    // unrecorded (a fleet that stays up is recorded as each qemu starts, by `started`).
+    let fail = |machines: &mut Vec<Machine>, e: VmError| {
+        for m in machines.iter_mut() {
+            m.destroy();
+        }
+        e
+    };
     for site in sites {
-        let m = Machine::boot(image, site, &dir.join(site), spec, owned)?;
+        let m = match Machine::boot(image, site, &dir.join(site), spec, owned) {
+            Ok(m) => m,
+            Err(e) => return Err(fail(&mut machines, e)),
+        };
         consoles.push(ConsoleLog::follow(m.console(), site.clone(), 0));
         machines.push(m);
+        let states: Vec<MachineState> = machines.iter().map(|m| m.state.clone()).collect();
+        if let Err(e) = started(&states) {
+            return Err(fail(&mut machines, e));
+        }
     }
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(spec.boot_timeout_secs);
@@ -140,39 +173,45 @@ fn boot_all(
     let mut ready = vec![false; machines.len()];
     while ready.iter().any(|r| !r) {
         if crate::cancel::requested() {
-            return Err(VmError::Fleet {
+            let e = VmError::Fleet {
                 name: "boot".into(),
-                reason: "cancelled".into(),
-            });
+                reason: "cancelled; every VM started was stopped".into(),
+            };
+            return Err(fail(&mut machines, e));
         }
-        for (i, m) in machines.iter_mut().enumerate() {
+        for i in 0..machines.len() {
             if ready[i] {
                 continue;
             }
+            let m = &mut machines[i];
             if !m.alive() {
                 let log = std::fs::read_to_string(m.state.dir.join("qemu.log")).unwrap_or_default();
-                return Err(VmError::Boot {
+                let e = VmError::Boot {
                     site: m.state.site.clone(),
                     reason: format!(
                         "qemu exited while booting: {}",
                         crate::fleet::ssh::last_line(&log)
                     ),
-                });
+                };
+                return Err(fail(&mut machines, e));
             }
             if keys[i].is_none() {
                 keys[i] = m.announced_host_key();
                 if let Some(k) = &keys[i] {
                     let line = format!("[127.0.0.1]:{} {k}\n", m.state.port);
                     use std::io::Write;
-                    std::fs::OpenOptions::new()
+                    let written = std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
                         .open(known_hosts)
-                        .and_then(|mut f| f.write_all(line.as_bytes()))
-                        .map_err(|e| VmError::Boot {
+                        .and_then(|mut f| f.write_all(line.as_bytes()));
+                    if let Err(err) = written {
+                        let e = VmError::Boot {
                             site: m.state.site.clone(),
-                            reason: format!("{}: {e}", known_hosts.display()),
-                        })?;
+                            reason: format!("{}: {err}", known_hosts.display()),
+                        };
+                        return Err(fail(&mut machines, e));
+                    }
                     tracing::info!(phase = "provision", site = %m.state.site, secs = started.elapsed().as_secs_f64(), "VM announced its host key");
                 }
                 continue;
@@ -184,20 +223,25 @@ fn boot_all(
             }
         }
         if Instant::now() >= deadline {
-            let late: Vec<&str> = machines
-                .iter()
-                .zip(&ready)
-                .filter(|(_, r)| !**r)
-                .map(|(m, _)| m.state.site.as_str())
+            let late: Vec<usize> = (0..machines.len()).filter(|&i| !ready[i]).collect();
+            let first = late.first().copied().unwrap_or(0);
+            // The VMs go, and their consoles with them: the error carries the console's end.
+            let console = std::fs::read_to_string(machines[first].console()).unwrap_or_default();
+            let tail: Vec<&str> = console
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
                 .collect();
-            return Err(VmError::Boot {
-                site: late.first().map_or("all", |s| s).to_string(),
+            let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+            let e = VmError::Boot {
+                site: machines[first].state.site.clone(),
                 reason: format!(
-                    "not answering SSH after {:.0} s ([vm] boot_timeout_secs); the console is in {}",
+                    "not answering SSH after {:.0} s ([vm] boot_timeout_secs); every VM started was stopped; its console ended with: {}",
                     spec.boot_timeout_secs,
-                    machines[0].state.dir.parent().unwrap_or(dir).display()
+                    if tail.is_empty() { "(nothing)" } else { tail.as_str() }
                 ),
-            });
+            };
+            return Err(fail(&mut machines, e));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -222,29 +266,35 @@ pub fn up(scenario: &Scenario) -> Result<FleetState, VmError> {
         reason: e.to_string(),
     })?;
     let known_hosts = dir.join("known_hosts");
-    let (machines, _consoles) = match boot_all(
+    let mut state = FleetState {
+        scenario: name.clone(),
+        image: image.dir.clone(),
+        known_hosts: known_hosts.clone(),
+        started: chrono::Utc::now().to_rfc3339(),
+        machines: Vec::new(),
+        broken: None,
+    };
+    // Recorded as each qemu starts: `fleet status` and `fleet down` find every VM there is, even
+    // while the fleet boots, or if this process is killed before it ends.
+    let mut record = |machines: &[MachineState]| {
+        state.machines = machines.to_vec();
+        state.save()
+    };
+    match boot_all(
         &image,
         &site_names(scenario),
         &dir,
         &scenario.vm,
         false,
         &known_hosts,
+        &mut record,
     ) {
-        Ok(b) => b,
+        Ok(_) => Ok(state),
         Err(e) => {
             let _ = down(&name);
-            return Err(e);
+            Err(e)
         }
-    };
-    let state = FleetState {
-        scenario: name,
-        image: image.dir.clone(),
-        known_hosts,
-        started: chrono::Utc::now().to_rfc3339(),
-        machines: machines.iter().map(|m| m.state.clone()).collect(),
-    };
-    state.save()?;
-    Ok(state)
+    }
 }
 
 /// `fedsim fleet down`: stop the VMs of a fleet that stays up and remove its files.
@@ -333,6 +383,7 @@ impl VmFleet {
             cut: Vec::new(),
         };
         if let Some(state) = FleetState::load(&name) {
+            state.usable(&scenario.source)?;
             let mut machines: Vec<Machine> =
                 state.machines.iter().cloned().map(Machine::adopt).collect();
             let names: Vec<&str> = machines.iter().map(|m| m.state.site.as_str()).collect();
@@ -394,6 +445,7 @@ impl VmFleet {
             &self.spec,
             true,
             &self.known_hosts,
+            &mut |_| Ok(()),
         )?;
         self.machines = machines;
         self.consoles = consoles;
@@ -500,6 +552,9 @@ impl Fleet for VmFleet {
                     tracing::warn!(phase = "finish", %site, error = %e, "link not restored");
                 }
             }
+            if let Some(inner) = self.inner.as_mut() {
+                inner.set_quiet(&site, false);
+            }
         }
         let exits = self
             .inner
@@ -529,6 +584,19 @@ impl Fleet for VmFleet {
 
     fn kill(&mut self, site: &str) -> Result<(), FleetError> {
         self.machine(site)?.power_off();
+        if self.kept {
+            // A fleet that stays up has lost a VM: say so where its next run and `fleet status`
+            // look, instead of a bare "Connection refused" later.
+            if let Some(mut state) = FleetState::load(&self.scenario) {
+                state.broken = Some(format!(
+                    "the VM of {site} was powered off by a kill fault (run {})",
+                    super::run_id_of(&self.run_dir)
+                ));
+                if let Err(e) = state.save() {
+                    tracing::warn!(phase = "federate", error = %e, "the fleet could not be marked broken");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -540,6 +608,9 @@ impl Fleet for VmFleet {
                 reason: e.to_string(),
             })?;
         self.cut.push(site.to_string());
+        if let Some(inner) = self.inner.as_mut() {
+            inner.set_quiet(site, true);
+        }
         Ok(())
     }
 
@@ -612,6 +683,12 @@ pub fn prepared_credentials(
 ) -> Option<Result<Vec<Option<crate::prep::GivenCredentials>>, FleetError>> {
     let name = &scenario.scenario.name;
     let state = FleetState::load(name)?;
+    if let Err(e) = state.usable(&scenario.source) {
+        return Some(Err(FleetError::Install {
+            site: "fleet".into(),
+            reason: e.to_string(),
+        }));
+    }
     let text = std::fs::read_to_string(fleet_dir(name).join("prepared.json")).ok()?;
     let prepared: Prepared = serde_json::from_str(&text).ok()?;
     let key = state.image.join("id_ed25519");
