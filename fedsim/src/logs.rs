@@ -115,6 +115,59 @@ pub fn init_agent(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A site whose clock is off by more than this from the controller's has its lines moved onto
+/// the controller's clock in the merged log.
+const SKEW: f64 = 0.05;
+
+/// Put every site's lines on the controller's clock. A VM's clock can be seconds off, which put
+/// its lines out of order: the offset is measured where both ends log the same moment (the
+/// controller's "site joined" as it sends the Welcome, the agent's "connected to coordinator" as
+/// it reads it; the transfer between is milliseconds). A corrected line keeps its own time in
+/// `site_timestamp` and the offset in `clock_offset_secs`.
+fn correct_clocks(lines: &mut [(String, usize, serde_json::Value)]) {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    let parse = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    };
+    let joined: std::collections::HashMap<String, DateTime<Utc>> = lines
+        .iter()
+        .filter(|(_, _, v)| v["source"] == "controller" && v["message"] == "site joined")
+        .filter_map(|(ts, _, v)| Some((v["site"].as_str()?.to_string(), parse(ts)?)))
+        .collect();
+    let mut offsets: std::collections::HashMap<String, chrono::Duration> = Default::default();
+    for (ts, _, v) in lines.iter() {
+        let Some(source) = v["source"].as_str() else {
+            continue;
+        };
+        if v["message"] != "connected to coordinator" || offsets.contains_key(source) {
+            continue;
+        }
+        if let (Some(at_site), Some(at_controller)) = (parse(ts), joined.get(source)) {
+            offsets.insert(source.to_string(), at_site - *at_controller);
+        }
+    }
+    for (ts, _, v) in lines.iter_mut() {
+        let Some(offset) = v["source"].as_str().and_then(|s| offsets.get(s)).copied() else {
+            continue;
+        };
+        let secs = offset.num_microseconds().unwrap_or(0) as f64 / 1e6;
+        if secs.abs() <= SKEW {
+            continue;
+        }
+        if let Some(t) = parse(ts) {
+            let fixed = (t - offset).to_rfc3339_opts(SecondsFormat::Micros, true);
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("site_timestamp".into(), ts.clone().into());
+                obj.insert("clock_offset_secs".into(), secs.into());
+                obj.insert("timestamp".into(), fixed.clone().into());
+            }
+            *ts = fixed;
+        }
+    }
+}
+
 /// Merge JSON-lines logs into one file ordered by time; each line gains `"source"`.
 /// Returns the number of lines written.
 pub fn merge(sources: &[(String, std::path::PathBuf)], out: &Path) -> std::io::Result<usize> {
@@ -138,6 +191,7 @@ pub fn merge(sources: &[(String, std::path::PathBuf)], out: &Path) -> std::io::R
             lines.push((ts, seq, v));
         }
     }
+    correct_clocks(&mut lines);
     // RFC 3339 UTC timestamps of one format sort as text; ties keep file order.
     lines.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut w = Vec::new();
@@ -209,4 +263,46 @@ pub fn pull_again(dir: &Path, agent_exe: &Path) -> Result<usize, PullError> {
         fleet.collect_logs(&logs_dir)?;
     }
     merge_run(&logs_dir, &names).map_err(io)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    /// A site whose clock runs 30 s ahead (a VM's) is put back on the controller's clock: its
+    /// round comes after the join and before the controller aggregates it.
+    #[test]
+    fn a_skewed_sites_lines_are_put_on_the_controllers_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("controller.jsonl"),
+            "{\"timestamp\":\"2026-01-01T10:00:00.000000Z\",\"message\":\"site joined\",\"site\":\"site-1\"}\n{\"timestamp\":\"2026-01-01T10:00:01.500000Z\",\"message\":\"round aggregated\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("site-1.jsonl"),
+            "{\"timestamp\":\"2026-01-01T10:00:30.010000Z\",\"message\":\"connected to coordinator\"}\n{\"timestamp\":\"2026-01-01T10:00:31.000000Z\",\"message\":\"round computed\"}\n",
+        )
+        .unwrap();
+        merge_run(dir.path(), &["site-1".to_string()]).unwrap();
+        let merged = std::fs::read_to_string(dir.path().join("merged.jsonl")).unwrap();
+        let order: Vec<String> = merged
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["message"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "site joined",
+                "connected to coordinator",
+                "round computed",
+                "round aggregated"
+            ]
+        );
+        assert!(merged.contains("\"clock_offset_secs\":30.01"), "{merged}");
+        assert!(merged.contains("\"site_timestamp\":\"2026-01-01T10:00:31.000000Z\""));
+    }
 }

@@ -196,9 +196,21 @@ impl SshFleet {
             .zip(&self.specs)
             .find_map(|(r, s)| r.as_ref().err().map(|_| s.name.clone()))
         {
-            return Err(FleetError::Install {
-                site: first,
-                reason: failures.join("; "),
+            let reason = failures.join("; ");
+            // Named for the step that failed: a log that cannot be pulled is no install error.
+            return Err(match step {
+                "logs" => FleetError::Logs {
+                    site: first,
+                    reason,
+                },
+                "start" | "stop" => FleetError::Start {
+                    site: first,
+                    reason,
+                },
+                _ => FleetError::Install {
+                    site: first,
+                    reason,
+                },
             });
         }
         Ok(results.into_iter().map(|r| r.expect("checked")).collect())
@@ -375,8 +387,8 @@ impl Fleet for SshFleet {
             }
             // What an earlier `fedsim prep` put there is used as it is, if it is this bundle.
             if already_there(ssh, &dir, files) {
-                tracing::info!(phase = "provision", site = %spec.name, "data and .env already on the site (put there by fedsim prep) match the plan by checksum: used as they are");
-                bar.set_message("bundle already there (fedsim prep), checksums match");
+                tracing::info!(phase = "provision", site = %spec.name, "data and .env already on the site (from fedsim prep or an earlier run) match the plan by checksum: used as they are");
+                bar.set_message("bundle already there, checksums match");
                 return Ok((agent, pre.cores));
             }
             bar.set_message("uploading the bundle");
