@@ -38,7 +38,7 @@ mmdebstrap --variant=minbase --mode=root --quiet \
   --customize-hook='echo fedsim > "$1/etc/hostname"' \
   --customize-hook='rm -f "$1/etc/resolv.conf" && : > "$1/etc/resolv.conf"' \
   --customize-hook='printf "127.0.0.1 localhost\n127.0.1.1 fedsim\n" > "$1/etc/hosts"' \
-  --customize-hook='printf "/dev/vda / ext4 rw,errors=remount-ro 0 0\n" > "$1/etc/fstab"' \
+  --customize-hook='printf "LABEL=fedsimroot / ext4 rw,errors=remount-ro 0 0\n" > "$1/etc/fstab"' \
   --customize-hook='mkdir -p "$1/etc/systemd/network" && printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n" > "$1/etc/systemd/network/10-dhcp.network"' \
   --customize-hook='chroot "$1" systemctl enable systemd-networkd' \
   --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service systemd-networkd-wait-online.service serial-getty@ttyS0.service getty@tty1.service' \

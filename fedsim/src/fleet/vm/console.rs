@@ -18,7 +18,8 @@ pub fn jsonl(console: &Path) -> PathBuf {
     console.with_file_name("console.jsonl")
 }
 
-fn clean(line: &str) -> String {
+/// A console line as text: terminal escapes, carriage returns and other controls removed.
+pub(crate) fn clean(line: &str) -> String {
     // Escape sequences and carriage returns from the guest's terminal handling.
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars().peekable();
@@ -49,6 +50,18 @@ fn level(line: &str) -> &'static str {
     } else {
         "INFO"
     }
+}
+
+/// The SSH host key a VM announced on its serial console (`FEDSIM-HOSTKEY ssh-ed25519 KEY`, by
+/// the image's first-boot unit), the latest if it booted more than once.
+pub fn announced_host_key(console: &str) -> Option<String> {
+    let at = console.rfind("FEDSIM-HOSTKEY ")? + "FEDSIM-HOSTKEY ".len();
+    let mut words = console[at..].split_whitespace();
+    let (kind, key) = (words.next()?, words.next()?);
+    let key_ok = key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+    (kind == "ssh-ed25519" && key_ok && key.len() > 40).then(|| format!("{kind} {key}"))
 }
 
 impl ConsoleLog {

@@ -167,69 +167,51 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// `fedsim vm box`: the same image as a local Vagrant box for the libvirt provider (`box.img`
-/// in qcow2, `metadata.json`, and a Vagrantfile that boots this image's kernel directly and logs
-/// in as root with fedsim's key: the image has no sudo, hence `sudo_command = "%c"`). Returns the
-/// `.box` file, for `vagrant box add --name fedsim/bookworm FILE`.
+/// The box recipe, compiled in: its hash (with the image's) names the packed box.
+pub const BOX_RECIPE: &str = include_str!("../../../../provision/vm_box.sh");
+
+/// `fedsim vm box`: the same image as a self-contained Vagrant box for libvirt, packed by
+/// `provision/vm_box.sh` (a BIOS-bootable disk with the kernel inside, the key root logs in
+/// with, and a Vagrantfile that names both by paths inside the box). Reused until the image or
+/// the box recipe changes. Returns the `.box` file, for
+/// `vagrant box add --name fedsim/bookworm FILE`.
 pub fn pack_box(image: &Image) -> Result<PathBuf, VmError> {
-    let dir = image.dir.join("box");
+    let hash = hex::encode(Sha256::digest(BOX_RECIPE.as_bytes()));
+    let boxfile = image.dir.join(format!("fedsim-{}.box", &hash[..12]));
+    if boxfile.is_file() {
+        return Ok(boxfile);
+    }
+    for tool in ["mkfs.vfat", "mcopy", "syslinux", "sfdisk", "qemu-img"] {
+        if which(tool).is_none() {
+            return Err(VmError::Image {
+                reason: format!(
+                    "box: {tool} not found: install Debian's dosfstools, mtools, syslinux, syslinux-common, fdisk and qemu-utils"
+                ),
+                log: None,
+            });
+        }
+    }
+    let log = image.dir.join("box.log");
     let fail = |reason: String| VmError::Image {
         reason: format!("box: {reason}"),
-        log: None,
+        log: Some(log.clone()),
     };
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    let out = Command::new("qemu-img")
-        .args(["convert", "-O", "qcow2"])
-        .arg(&image.base)
-        .arg(dir.join("box.img"))
-        .output()
-        .map_err(|e| fail(format!("qemu-img: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    std::fs::write(
-        dir.join("metadata.json"),
-        r#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#,
-    )
-    .map_err(|e| fail(e.to_string()))?;
-    let vagrantfile = format!(
-        r#"# fedsim's site image as a libvirt box: direct kernel boot, root with fedsim's key.
-Vagrant.configure("2") do |config|
-  config.ssh.username = "root"
-  config.ssh.private_key_path = "{key}"
-  config.ssh.insert_key = false
-  config.ssh.sudo_command = "%c"
-  config.vm.boot_timeout = 600
-  config.vm.provider :libvirt do |lv|
-    lv.kernel = "{kernel}"
-    lv.initrd = "{initrd}"
-    lv.cmd_line = "root=/dev/vda rw console=ttyS0 quiet"
-    lv.graphics_type = "none"
-  end
-end
-"#,
-        key = image.key.display(),
-        kernel = image.kernel.display(),
-        initrd = image.initrd.display(),
-    );
-    std::fs::write(dir.join("Vagrantfile"), vagrantfile).map_err(|e| fail(e.to_string()))?;
-    let boxfile = image.dir.join("fedsim.box");
-    let out = Command::new("tar")
-        .arg("czf")
+    let script = image.dir.join("vm_box.sh");
+    std::fs::write(&script, BOX_RECIPE).map_err(|e| fail(e.to_string()))?;
+    let out = std::fs::File::create(&log).map_err(|e| fail(e.to_string()))?;
+    let err = out.try_clone().map_err(|e| fail(e.to_string()))?;
+    let status = Command::new("sh")
+        .arg(&script)
+        .arg(&image.dir)
         .arg(&boxfile)
-        .arg("-C")
-        .arg(&dir)
-        .args(["metadata.json", "Vagrantfile", "box.img"])
-        .output()
-        .map_err(|e| fail(format!("tar: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| fail(e.to_string()))?;
+    let _ = std::fs::remove_file(&script);
+    if !status.success() {
+        return Err(fail(format!("the box recipe failed ({status})")));
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(boxfile)
 }

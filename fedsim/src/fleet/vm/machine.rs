@@ -186,14 +186,7 @@ impl Machine {
     /// The host key the VM announced on its serial console, once it has.
     pub fn announced_host_key(&self) -> Option<String> {
         let text = std::fs::read(self.console()).ok()?;
-        let text = String::from_utf8_lossy(&text);
-        let at = text.find("FEDSIM-HOSTKEY ")? + "FEDSIM-HOSTKEY ".len();
-        let mut words = text[at..].split_whitespace();
-        let (kind, key) = (words.next()?, words.next()?);
-        let key_ok = key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
-        (kind == "ssh-ed25519" && key_ok && key.len() > 40).then(|| format!("{kind} {key}"))
+        super::console::announced_host_key(&String::from_utf8_lossy(&text))
     }
 
     /// Whether qemu is still running (and is this VM's qemu, not a reused pid).
