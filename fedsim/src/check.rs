@@ -106,7 +106,28 @@ pub fn check(
             }
             None => return Ok(Vec::new()),
         },
-        _ => return Ok(Vec::new()),
+        // The Vagrant VMs that are up (a check boots none).
+        Provider::Vagrant => {
+            let fail = |e: crate::fleet::vagrant::VagrantError| RunError::Fleet(e.into());
+            let v = crate::fleet::vagrant::Vagrant::new(
+                &crate::fleet::vagrant_dir(scenario),
+                scenario.partition.sites,
+            )
+            .map_err(fail)?;
+            if v.running().map_err(fail)?.is_empty() {
+                return Ok(Vec::new());
+            }
+            let state = v.state_dir();
+            std::fs::create_dir_all(&state).map_err(|e| {
+                fail(crate::fleet::vagrant::VagrantError::Command {
+                    args: "ssh-config".into(),
+                    dir: v.dir().to_path_buf(),
+                    reason: format!("{}: {e}", state.display()),
+                })
+            })?;
+            v.ssh_sites(&state.join("known_hosts")).map_err(fail)?
+        }
+        Provider::Local => return Ok(Vec::new()),
     };
     let package = AgentPackage::build(agent_exe)
         .map_err(|e| format!("cannot package this fedsim binary for the sites: {e}"));
@@ -139,8 +160,7 @@ pub fn check(
         data: format!("data.{}", plan.format),
         package: package.as_ref().map_err(Clone::clone),
         coordinator: addr,
-        // VMs reach the coordinator only through the SSH tunnel (restricted networking).
-        tunnel: scenario.fleet.tunnel || scenario.fleet.provider == Provider::Vm,
+        tunnel: scenario.fleet.tunnel(),
         external: plan.config.external.as_ref(),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);

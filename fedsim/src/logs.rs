@@ -259,7 +259,7 @@ pub fn pull_again(dir: &Path, agent_exe: &Path) -> Result<usize, PullError> {
             })?;
         }
     } else {
-        let mut fleet = crate::fleet::for_scenario(&scenario, dir, agent_exe, false)?;
+        let mut fleet = crate::fleet::for_scenario(&scenario, dir, agent_exe, false, false)?;
         fleet.collect_logs(&logs_dir)?;
     }
     merge_run(&logs_dir, &names).map_err(io)

@@ -199,7 +199,7 @@ enum VmCommand {
 enum FleetCommand {
     /// Boot the scenario's VMs (one per site) and leave them up for later runs.
     Up {
-        /// The scenario whose sites the VMs are for (provider "vm").
+        /// The scenario whose sites the VMs are for (provider "vm" or "vagrant").
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -288,7 +288,9 @@ fn controller(command: Command, quiet: bool) -> ExitCode {
                 });
             match result {
                 Ok((s, health)) if health.is_empty() => {
-                    if s.fleet.provider == fedsim::scenario::Provider::Vm {
+                    if s.fleet.provider == fedsim::scenario::Provider::Vagrant {
+                        println!("no Vagrant VM of {} is up: `fedsim fleet up -c FILE` brings them up, then check finds them; `fedsim validate` checks the scenario and data", s.scenario.name);
+                    } else if s.fleet.provider == fedsim::scenario::Provider::Vm {
                         println!("no fleet of {} is up: `fedsim fleet up -c FILE` boots it, then check finds its VMs; `fedsim validate` checks the scenario and data", s.scenario.name);
                     } else {
                         println!("provider {} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider);
@@ -587,9 +589,12 @@ fn fleet(what: FleetCommand, quiet: bool) -> ExitCode {
     use fedsim::fleet::vm;
     let scenario_of = |config: &PathBuf| -> Result<fedsim::scenario::Scenario, ExitCode> {
         let s = run::load(config).map_err(|e| fail(&e))?;
-        if s.fleet.provider != fedsim::scenario::Provider::Vm {
+        if !matches!(
+            s.fleet.provider,
+            fedsim::scenario::Provider::Vm | fedsim::scenario::Provider::Vagrant
+        ) {
             eprintln!(
-                "error: {}: fleet.provider is \"{}\"; fleets that stay up are for provider \"vm\"",
+                "error: {}: fleet.provider is \"{}\"; fleets that stay up are for providers \"vm\" and \"vagrant\"",
                 config.display(),
                 s.fleet.provider
             );
@@ -605,6 +610,9 @@ fn fleet(what: FleetCommand, quiet: bool) -> ExitCode {
             };
             install_signal_handler(quiet);
             let started = std::time::Instant::now();
+            if s.fleet.provider == fedsim::scenario::Provider::Vagrant {
+                return vagrant_fleet_up(&s, started, quiet);
+            }
             match vm::up(&s) {
                 Ok(state) => {
                     if !quiet {
@@ -661,6 +669,9 @@ fn fleet(what: FleetCommand, quiet: bool) -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if s.fleet.provider == fedsim::scenario::Provider::Vagrant {
+                return vagrant_fleet_down(&s, quiet);
+            }
             match vm::down(&s.scenario.name) {
                 Ok(n) => {
                     if !quiet {
@@ -675,6 +686,91 @@ fn fleet(what: FleetCommand, quiet: bool) -> ExitCode {
             }
         }
     }
+}
+
+/// `fedsim fleet up` for provider "vagrant": `vagrant up` of the sites that are not running,
+/// their host keys read from their consoles, and the VMs left up for later runs.
+fn vagrant_fleet_up(
+    s: &fedsim::scenario::Scenario,
+    started: std::time::Instant,
+    quiet: bool,
+) -> ExitCode {
+    use fedsim::fleet::vagrant::{Machines, Vagrant};
+    let up = Vagrant::new(&fedsim::fleet::vagrant_dir(s), s.partition.sites).and_then(|v| {
+        let state = v.state_dir();
+        std::fs::create_dir_all(&state).map_err(|e| {
+            fedsim::fleet::vagrant::VagrantError::Command {
+                args: "up".into(),
+                dir: v.dir().to_path_buf(),
+                reason: format!("{}: {e}", state.display()),
+            }
+        })?;
+        let dir = v.dir().to_path_buf();
+        Machines::up(
+            v,
+            true,
+            &state.join("vagrant-up.log"),
+            &state.join("known_hosts"),
+        )
+        .map(|(m, specs)| (m, specs, dir))
+    });
+    match up {
+        Ok((machines, specs, dir)) => {
+            machines.keep();
+            if !quiet {
+                eprintln!(
+                    "fleet {}: {} Vagrant VMs up after {:.1} s (`vagrant status` in {})",
+                    s.scenario.name,
+                    specs.len(),
+                    started.elapsed().as_secs_f64(),
+                    dir.display()
+                );
+            }
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if fedsim::cancel::requested() { 130 } else { 1 })
+        }
+    }
+}
+
+/// `fedsim fleet down` for provider "vagrant": `vagrant destroy -f` of the scenario's sites.
+fn vagrant_fleet_down(s: &fedsim::scenario::Scenario, quiet: bool) -> ExitCode {
+    use fedsim::fleet::vagrant::Vagrant;
+    let v = match Vagrant::new(&fedsim::fleet::vagrant_dir(s), s.partition.sites) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let running = match v.running() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let sites: Vec<String> = (1..=s.partition.sites)
+        .map(|i| format!("site-{i}"))
+        .collect();
+    if !v.destroy(&sites) {
+        eprintln!(
+            "error: `vagrant destroy -f` failed in {}",
+            v.dir().display()
+        );
+        return ExitCode::from(1);
+    }
+    if !quiet {
+        eprintln!(
+            "fleet {}: {} Vagrant VMs destroyed",
+            s.scenario.name,
+            running.len()
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// The run's end, for people: the verdicts and the error, on stderr.

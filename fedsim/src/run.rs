@@ -219,7 +219,8 @@ pub fn prep_only(
         .iter()
         .map(|b| (b.name.clone(), b.data_sha256.clone()))
         .collect();
-    let mut fleet = crate::fleet::for_scenario(scenario, &dir, &opts.agent_exe, opts.progress)?;
+    let mut fleet =
+        crate::fleet::for_scenario(scenario, &dir, &opts.agent_exe, opts.progress, false)?;
     fleet.install(&mut bundles)?;
     if scenario.fleet.provider == crate::scenario::Provider::Vm {
         let prepared = crate::fleet::vm::Prepared {
@@ -495,8 +496,20 @@ impl<'a> Run<'a> {
             &self.dir,
             &self.opts.agent_exe,
             self.opts.progress,
+            true,
         )
-        .map_err(|e| self.bad_hosts(e))?;
+        .map_err(|e| {
+            if cancel::requested() {
+                Stop::Cancelled
+            } else if e.is_input() {
+                self.bad_hosts(e)
+            } else {
+                Stop::Failed {
+                    site: Some(e.site().to_string()),
+                    message: e.to_string(),
+                }
+            }
+        })?;
         if provider == crate::scenario::Provider::Local {
             let abi = crate::confine::available();
             if abi < 6 {

@@ -221,6 +221,25 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
+        "vagrant_loopback_coordinator.toml",
+        15,
+        "fleet.tunnel",
+        &[
+            "Vagrant VMs cannot reach 127.0.0.1:0 on this machine's loopback",
+            "leave fleet.tunnel on (the default for vagrant)",
+        ],
+    ),
+    case(
+        "ssh_remote_loopback_coordinator.toml",
+        15,
+        "fleet.coordinator",
+        &[
+            "site site-2 at 192.0.2.7 cannot reach the coordinator at 127.0.0.1:0",
+            "(sites.1.host)",
+            "set fleet.tunnel = true",
+        ],
+    ),
+    case(
         "ssh_without_sites.toml",
         11,
         "partition.sites",

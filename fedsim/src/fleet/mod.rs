@@ -24,6 +24,8 @@ pub enum FleetError {
     Start { site: String, reason: String },
     #[error("cannot collect the log of {site}: {reason}")]
     Logs { site: String, reason: String },
+    #[error("vagrant: {0}")]
+    Vagrant(#[from] vagrant::VagrantError),
 }
 
 impl FleetError {
@@ -32,6 +34,16 @@ impl FleetError {
             FleetError::Install { site, .. }
             | FleetError::Start { site, .. }
             | FleetError::Logs { site, .. } => site,
+            FleetError::Vagrant(e) => e.site().unwrap_or("vagrant"),
+        }
+    }
+
+    /// Whether the scenario or its hosts are at fault (exit 2), not a step that failed on
+    /// the way (a `vagrant up` that broke, exit 1).
+    pub fn is_input(&self) -> bool {
+        match self {
+            FleetError::Vagrant(e) => e.is_input(),
+            _ => true,
         }
     }
 }
@@ -86,28 +98,29 @@ pub fn run_id_of(run_dir: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The fleet a scenario asks for, its site directories under `run_dir`.
+/// The fleet a scenario asks for, its site directories under `run_dir`. `boot`: a run may bring
+/// Vagrant VMs up (and takes down those it did); `fedsim prep` and `fedsim logs` use VMs that
+/// are up already.
 pub fn for_scenario(
     scenario: &Scenario,
     run_dir: &Path,
     agent_exe: &Path,
     progress: bool,
+    boot: bool,
 ) -> Result<Box<dyn Fleet>, FleetError> {
     let connect = Duration::from_secs_f64(scenario.federation.connect_timeout_secs);
     let name = &scenario.scenario.name;
     let run_id = run_id_of(run_dir);
     let ssh = |specs| {
-        Box::new(
-            remote::SshFleet::new(
-                specs,
-                name,
-                &run_id,
-                agent_exe.to_path_buf(),
-                SSH_TIMEOUT,
-                progress,
-            )
-            .with_tunnel(scenario.fleet.tunnel),
+        remote::SshFleet::new(
+            specs,
+            name,
+            &run_id,
+            agent_exe.to_path_buf(),
+            SSH_TIMEOUT,
+            progress,
         )
+        .with_tunnel(scenario.fleet.tunnel())
     };
     Ok(match scenario.fleet.provider {
         Provider::Local => Box::new(local::LocalFleet::new(
@@ -115,24 +128,31 @@ pub fn for_scenario(
             run_dir.join("sites"),
             connect,
         )),
-        Provider::Ssh => ssh(scenario.sites.clone()),
+        Provider::Ssh => Box::new(ssh(scenario.sites.clone())),
         Provider::Vm => Box::new(vm::VmFleet::new(scenario, run_dir, agent_exe, progress)?),
         Provider::Vagrant => {
-            let vdir = scenario
-                .fleet
-                .vagrant_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("."));
-            let specs = vagrant::sites(
-                &vdir,
-                scenario.partition.sites,
+            let v = vagrant::Vagrant::new(&vagrant_dir(scenario), scenario.partition.sites)?;
+            let logs = run_dir.join("logs");
+            let _ = std::fs::create_dir_all(&logs);
+            let (machines, specs) = vagrant::Machines::up(
+                v,
+                boot,
+                &logs.join("vagrant.log"),
                 &run_dir.join("known_hosts"),
-            )
-            .map_err(|e| FleetError::Install {
-                site: "vagrant".into(),
-                reason: e.to_string(),
-            })?;
-            ssh(specs)
+            )?;
+            Box::new(vagrant::VagrantFleet::new(ssh(specs), machines))
         }
+    })
+}
+
+/// The folder of a vagrant scenario's Vagrantfile: `fleet.vagrant_dir` (made absolute against
+/// the scenario file when it was loaded), else the scenario file's own folder.
+pub fn vagrant_dir(scenario: &Scenario) -> PathBuf {
+    scenario.fleet.vagrant_dir.clone().unwrap_or_else(|| {
+        scenario
+            .source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     })
 }

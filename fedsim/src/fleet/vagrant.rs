@@ -1,15 +1,25 @@
-//! The `vagrant` provider: `vagrant up` on the project's Vagrantfile (one VM per site, N from
-//! `FEDSIM_SITES`), then `vagrant ssh-config` parsed into ssh sites. Host keys are read from each
-//! VM over Vagrant's own channel and written to a known_hosts of the run. They are never taken
-//! on first use by the SSH connection itself.
+//! The `vagrant` provider: the project's Vagrantfile (one VM per site, each on a libvirt network
+//! of its own), `vagrant up` of the sites not running yet, then `vagrant ssh-config` read into
+//! ssh sites. Each VM prints the SSH host key it made at first boot on its serial console, which
+//! libvirt writes to a file: fedsim pins that key, so nothing is trusted on first use. The VMs
+//! this process brought up are destroyed when the fleet goes; VMs that were up before (a
+//! `fedsim fleet up`, or `vagrant up` by hand) stay.
 
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use crate::fleet::remote::SshFleet;
+use crate::fleet::{Fleet, FleetError, SiteExit};
+use crate::prep::Bundle;
 use crate::scenario::SiteSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VagrantError {
+    #[error("no Vagrantfile in {} (fleet.vagrant_dir, relative to the scenario file)", dir.display())]
+    NoVagrantfile { dir: PathBuf },
     #[error("`vagrant {args}` in {}: {reason}", dir.display())]
     Command {
         args: String,
@@ -18,6 +28,475 @@ pub enum VagrantError {
     },
     #[error("vagrant ssh-config: host {host:?} has no {field}")]
     Incomplete { host: String, field: &'static str },
+    #[error("{site} announced no SSH host key on its serial console {}: {reason}. fedsim's box announces it at every boot (provision/vm_image.sh); another box must print `FEDSIM-HOSTKEY <its ed25519 public key>` to its first serial port, since fedsim trusts no host key on first use", console.display())]
+    NoHostKey {
+        site: String,
+        console: PathBuf,
+        reason: String,
+    },
+    #[error("the Vagrant VMs {missing} are not up in {}: bring them up first (`fedsim fleet up -c FILE`)", dir.display())]
+    NotUp { dir: PathBuf, missing: String },
+    #[error("cancelled while `vagrant up` ran; the VMs it started were destroyed")]
+    Cancelled,
+}
+
+impl VagrantError {
+    /// The site a failure belongs to, when it is one site's.
+    pub fn site(&self) -> Option<&str> {
+        match self {
+            VagrantError::Incomplete { host, .. } => Some(host),
+            VagrantError::NoHostKey { site, .. } => Some(site),
+            _ => None,
+        }
+    }
+
+    /// The scenario's folder or box is wrong, or its VMs are not up where they must be.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            VagrantError::NoVagrantfile { .. }
+                | VagrantError::NotUp { .. }
+                | VagrantError::NoHostKey { .. }
+        )
+    }
+}
+
+/// `vagrant up` of several VMs under software emulation takes minutes; give up after this.
+const UP_LIMIT: Duration = Duration::from_secs(1800);
+/// `vagrant destroy` and the quick commands.
+const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// One Vagrantfile's sites, `site-1` .. `site-N`, and the environment fedsim gives Vagrant.
+#[derive(Debug, Clone)]
+pub struct Vagrant {
+    dir: PathBuf,
+    sites: Vec<String>,
+    /// Vagrant's state folder (`VAGRANT_DOTFILE_PATH`, else `.vagrant` next to the Vagrantfile).
+    dot: PathBuf,
+}
+
+impl Vagrant {
+    pub fn new(dir: &Path, count: usize) -> Result<Vagrant, VagrantError> {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if !dir.join("Vagrantfile").is_file() {
+            return Err(VagrantError::NoVagrantfile { dir });
+        }
+        let dot = match std::env::var_os("VAGRANT_DOTFILE_PATH") {
+            Some(p) => dir.join(p),
+            None => dir.join(".vagrant"),
+        };
+        Ok(Vagrant {
+            sites: (1..=count).map(|i| format!("site-{i}")).collect(),
+            dir,
+            dot,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// fedsim's own files in Vagrant's state folder: consoles, the machines it started.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dot.join("fedsim")
+    }
+
+    /// Where libvirt writes each VM's serial console (the Vagrantfile's FEDSIM_CONSOLE_DIR).
+    pub fn console(&self, site: &str) -> PathBuf {
+        self.dot.join("fedsim/consoles").join(format!("{site}.log"))
+    }
+
+    /// The machines fedsim brought up and has not destroyed yet, kept across a killed run.
+    fn started_file(&self) -> PathBuf {
+        self.dot.join("fedsim/started")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("vagrant");
+        c.args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .env("FEDSIM_SITES", self.sites.len().to_string())
+            .env("FEDSIM_CONSOLE_DIR", self.dot.join("fedsim/consoles"));
+        if std::env::var_os("FEDSIM_LIBVIRT_DRIVER").is_none() {
+            // KVM only where a real one is loaded (see `vm::machine::accel`).
+            let driver = match crate::fleet::vm::machine::accel(crate::scenario::Accel::Auto) {
+                Ok("kvm") => "kvm",
+                _ => "qemu",
+            };
+            c.env("FEDSIM_LIBVIRT_DRIVER", driver);
+        }
+        c
+    }
+
+    fn fail(&self, args: &[&str], reason: impl Into<String>) -> VagrantError {
+        VagrantError::Command {
+            args: args.join(" "),
+            dir: self.dir.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Run a short command to its end (bounded) and return its output.
+    fn output(&self, args: &[&str]) -> Result<String, VagrantError> {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| self.fail(args, format!("{e} (is Vagrant installed?)")))?;
+        let out = wait_output(child, COMMAND_LIMIT).map_err(|e| self.fail(args, e))?;
+        if !out.status.success() {
+            let err = clean(&String::from_utf8_lossy(&out.stderr));
+            return Err(self.fail(args, crate::fleet::ssh::last_line(&err).to_string()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The sites whose VM is running.
+    pub fn running(&self) -> Result<Vec<String>, VagrantError> {
+        let mut args = vec!["status", "--machine-readable"];
+        args.extend(self.sites.iter().map(String::as_str));
+        let text = self.output(&args)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f.len() >= 4 && f[2] == "state" && f[3] == "running").then(|| f[1].to_string())
+            })
+            .collect())
+    }
+
+    /// The machines an earlier fedsim process started and could not destroy (it was killed).
+    fn left_by_fedsim(&self) -> Vec<String> {
+        std::fs::read_to_string(self.started_file())
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    fn record_started(&self, names: &[String]) {
+        let mut all = self.left_by_fedsim();
+        for n in names {
+            if !all.contains(n) {
+                all.push(n.clone());
+            }
+        }
+        let _ = std::fs::create_dir_all(self.dot.join("fedsim"));
+        let _ = crate::fsio::write_atomic(&self.started_file(), (all.join("\n") + "\n").as_bytes());
+    }
+
+    /// These sites are no longer fedsim's to destroy (destroyed, or kept up on purpose).
+    fn forget(&self, sites: &[String]) {
+        let left: Vec<String> = self
+            .left_by_fedsim()
+            .into_iter()
+            .filter(|s| !sites.contains(s))
+            .collect();
+        let _ = if left.is_empty() {
+            std::fs::remove_file(self.started_file())
+        } else {
+            crate::fsio::write_atomic(&self.started_file(), (left.join("\n") + "\n").as_bytes())
+        };
+    }
+
+    /// `vagrant up` of the sites not running yet, cancellable. Every line Vagrant prints goes to
+    /// `log`; its steps also go to the run's log. Returns the sites it started: they are
+    /// recorded before the first one boots, so even a killed run's VMs are known.
+    pub fn up(&self, log: &Path) -> Result<Vec<String>, VagrantError> {
+        let running = self.running()?;
+        let left = self.left_by_fedsim();
+        let missing: Vec<String> = self
+            .sites
+            .iter()
+            .filter(|s| !running.contains(s))
+            .cloned()
+            .collect();
+        // VMs a killed fedsim started are still fedsim's to destroy.
+        let mut started: Vec<String> = left
+            .into_iter()
+            .filter(|s| running.contains(s) && self.sites.contains(s))
+            .collect();
+        if missing.is_empty() {
+            return Ok(started);
+        }
+        self.record_started(&missing);
+        started.extend(missing.iter().cloned());
+        std::fs::create_dir_all(self.dot.join("fedsim/consoles"))
+            .map_err(|e| self.fail(&["up"], format!("{}: {e}", self.dot.display())))?;
+        let mut args = vec!["up", "--no-tty"];
+        args.extend(missing.iter().map(String::as_str));
+        let began = Instant::now();
+        tracing::info!(phase = "provision", sites = %missing.join(" "), dir = %self.dir.display(), "vagrant up");
+        let mut child = self
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| self.fail(&args, format!("{e} (is Vagrant installed?)")))?;
+        let file = std::fs::File::create(log)
+            .map_err(|e| self.fail(&args, format!("{}: {e}", log.display())))?;
+        let file = std::sync::Arc::new(std::sync::Mutex::new(file));
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let file = file.clone();
+            let errors = errors.clone();
+            std::thread::spawn(move || follow(stream, &file, &errors))
+        })
+        .collect();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(e) => break Err(e.to_string()),
+            }
+            if crate::cancel::requested() {
+                stop(&mut child);
+                break Err("cancelled".into());
+            }
+            if began.elapsed() > UP_LIMIT {
+                stop(&mut child);
+                break Err(format!("not done after {} s", UP_LIMIT.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let fail = |reason: String| {
+            self.destroy(&started);
+            if crate::cancel::requested() {
+                VagrantError::Cancelled
+            } else {
+                self.fail(
+                    &args,
+                    format!("{reason} (all of Vagrant's output: {})", log.display()),
+                )
+            }
+        };
+        match status {
+            Ok(s) if s.success() => {
+                tracing::info!(
+                    phase = "provision",
+                    secs = began.elapsed().as_secs_f64(),
+                    "vagrant up done"
+                );
+                Ok(started)
+            }
+            Ok(s) => {
+                let errors = errors.lock().map(|e| e.join(" ")).unwrap_or_default();
+                Err(fail(if errors.is_empty() {
+                    s.to_string()
+                } else {
+                    errors
+                }))
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// `vagrant destroy -f` of these sites (their disks and, with the last VM on it, each site's
+    /// network go too). Cleanup: it runs even after a cancel.
+    pub fn destroy(&self, sites: &[String]) -> bool {
+        if sites.is_empty() {
+            return true;
+        }
+        let mut args = vec!["destroy", "-f"];
+        args.extend(sites.iter().map(String::as_str));
+        match self.output(&args) {
+            Ok(_) => {
+                self.forget(sites);
+                tracing::info!(phase = "cleanup", sites = %sites.join(" "), "vagrant destroy");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(phase = "cleanup", error = %e, "vagrant destroy failed: the VMs may still run");
+                false
+            }
+        }
+    }
+
+    /// The running sites as ssh sites, their host keys (read from their consoles) pinned in
+    /// `known_hosts`.
+    pub fn ssh_sites(&self, known_hosts: &Path) -> Result<Vec<SiteSpec>, VagrantError> {
+        let mut args = vec!["ssh-config"];
+        args.extend(self.sites.iter().map(String::as_str));
+        let specs = parse_ssh_config(&self.output(&args)?, known_hosts)?;
+        let mut lines = String::new();
+        for s in &specs {
+            let key = self.host_key(&s.name)?;
+            let host = if s.port == 22 {
+                s.host.clone()
+            } else {
+                format!("[{}]:{}", s.host, s.port)
+            };
+            lines.push_str(&format!("{host} {key}\n"));
+        }
+        crate::fsio::write_atomic(known_hosts, lines.as_bytes())
+            .map_err(|e| self.fail(&["ssh-config"], format!("{}: {e}", known_hosts.display())))?;
+        Ok(specs)
+    }
+
+    /// The key a site's VM announced on its console. The VM answered SSH, so the unit that
+    /// prints it (ordered before sshd) has run; a few seconds cover the console's buffering.
+    fn host_key(&self, site: &str) -> Result<String, VagrantError> {
+        let console = self.console(site);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let reason = match std::fs::read(&console) {
+                Ok(text) => {
+                    match super::vm::console::announced_host_key(&String::from_utf8_lossy(&text)) {
+                        Some(k) => return Ok(k),
+                        None => "the console holds no FEDSIM-HOSTKEY line".to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(VagrantError::NoHostKey {
+                    site: site.into(),
+                    console,
+                    reason,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The libvirt domain of a site (its id in Vagrant's state folder).
+    fn domain(&self, site: &str) -> Option<String> {
+        std::fs::read_to_string(self.dot.join("machines").join(site).join("libvirt/id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Take a site's network link down (or up) in libvirt, as a cable pulled.
+    pub fn set_link(&self, site: &str, up: bool) -> Result<(), String> {
+        let domain = self.domain(site).ok_or_else(|| {
+            format!("no libvirt domain recorded for {site} (only libvirt VMs can be cut)")
+        })?;
+        let virsh = |args: &[&str]| -> Result<String, String> {
+            let out = Command::new("virsh")
+                .args(["-c", "qemu:///system"])
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("virsh: {e}"))?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(format!(
+                    "virsh {}: {}",
+                    args[0],
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        let list = virsh(&["domiflist", &domain])?;
+        let iface = list
+            .lines()
+            .skip(2)
+            .find_map(|l| l.split_whitespace().next().map(str::to_string))
+            .ok_or_else(|| format!("{site}'s VM has no network interface"))?;
+        virsh(&[
+            "domif-setlink",
+            &domain,
+            &iface,
+            if up { "up" } else { "down" },
+        ])
+        .map(|_| ())
+    }
+}
+
+/// Keep each line Vagrant writes (after the last carriage return: progress bars redraw the
+/// line), in the file and, for its steps and errors, in the run's log.
+fn follow(
+    stream: Box<dyn std::io::Read + Send>,
+    file: &std::sync::Mutex<std::fs::File>,
+    errors: &std::sync::Mutex<Vec<String>>,
+) {
+    let reader = std::io::BufReader::new(stream);
+    for line in reader.split(b'\n').map_while(Result::ok) {
+        let line = clean(&String::from_utf8_lossy(&line));
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Ok(mut f) = file.lock() {
+            let _ = writeln!(f, "{line}");
+        }
+        let step = line.trim_start();
+        if step.starts_with("==>") {
+            tracing::info!(phase = "provision", source_tool = "vagrant", "{step}");
+        } else if step.to_ascii_lowercase().contains("error") {
+            tracing::warn!(phase = "provision", source_tool = "vagrant", "{step}");
+            if let Ok(mut e) = errors.lock() {
+                if e.len() < 5 {
+                    e.push(crate::data::clip(step));
+                }
+            }
+        }
+    }
+}
+
+/// A line as shown last: its last segment after a carriage return that shows anything, without
+/// terminal escapes.
+fn clean(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            l.split('\r')
+                .map(super::vm::console::clean)
+                .rfind(|p| !p.trim().is_empty())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Interrupt Vagrant (its whole process group) so it can clean up, then kill it.
+fn stop(child: &mut Child) {
+    let group = child.id() as i32;
+    // SAFETY: signals to a process group this process created.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// A child's output, or an error once `limit` has passed (the child is then killed).
+fn wait_output(mut child: Child, limit: Duration) -> Result<std::process::Output, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                stop(&mut child);
+                return Err(format!("no answer within {} s", limit.as_secs()));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Parse `vagrant ssh-config` output: one site per `Host` block, in the order given.
@@ -63,58 +542,128 @@ pub fn parse_ssh_config(text: &str, known_hosts: &Path) -> Result<Vec<SiteSpec>,
         .collect()
 }
 
-fn vagrant(dir: &Path, args: &[&str], sites: usize) -> Result<String, VagrantError> {
-    let fail = |reason: String| VagrantError::Command {
-        args: args.join(" "),
-        dir: dir.to_path_buf(),
-        reason,
-    };
-    let out = Command::new("vagrant")
-        .args(args)
-        .current_dir(dir)
-        .env("FEDSIM_SITES", sites.to_string())
-        .output()
-        .map_err(|e| fail(format!("{e} (is Vagrant installed?)")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(fail(
-            err.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("failed")
-                .to_string(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// The VMs this process brought up: destroyed when dropped (the run's end, a failure, a
+/// cancel). VMs that were up before are not touched.
+pub struct Machines {
+    vagrant: Vagrant,
+    started: Vec<String>,
 }
 
-/// Bring the VMs up and describe them as ssh sites; their host keys go into `known_hosts`.
-pub fn sites(dir: &Path, count: usize, known_hosts: &Path) -> Result<Vec<SiteSpec>, VagrantError> {
-    vagrant(dir, &["up"], count)?;
-    let specs = parse_ssh_config(&vagrant(dir, &["ssh-config"], count)?, known_hosts)?;
-    let mut lines = String::new();
-    for s in &specs {
-        let key = vagrant(
-            dir,
-            &[
-                "ssh",
-                &s.name,
-                "-c",
-                "cat /etc/ssh/ssh_host_ed25519_key.pub",
-            ],
-            count,
-        )?;
-        let mut parts = key.split_whitespace();
-        if let (Some(kind), Some(b64)) = (parts.next(), parts.next()) {
-            lines.push_str(&format!("[{}]:{} {kind} {b64}\n", s.host, s.port));
+impl Machines {
+    /// Bring the sites up (when `boot`; otherwise they must be up already) and describe them as
+    /// ssh sites, their host keys pinned in `known_hosts`.
+    pub fn up(
+        vagrant: Vagrant,
+        boot: bool,
+        log: &Path,
+        known_hosts: &Path,
+    ) -> Result<(Machines, Vec<SiteSpec>), VagrantError> {
+        let started = if boot {
+            vagrant.up(log)?
+        } else {
+            let running = vagrant.running()?;
+            let missing: Vec<&str> = vagrant
+                .sites
+                .iter()
+                .filter(|s| !running.contains(s))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(VagrantError::NotUp {
+                    dir: vagrant.dir.clone(),
+                    missing: missing.join(", "),
+                });
+            }
+            Vec::new()
+        };
+        let machines = Machines { vagrant, started };
+        // A cut an earlier run could not undo (it was killed) would leave a site unreachable.
+        for site in &machines.vagrant.sites {
+            if machines.vagrant.domain(site).is_some() {
+                let _ = machines.vagrant.set_link(site, true);
+            }
+        }
+        let specs = machines.vagrant.ssh_sites(known_hosts)?;
+        Ok((machines, specs))
+    }
+
+    /// Keep the VMs up past this process (`fedsim fleet up`): no later run destroys them.
+    pub fn keep(mut self) {
+        self.vagrant.forget(&std::mem::take(&mut self.started));
+    }
+}
+
+impl Drop for Machines {
+    fn drop(&mut self) {
+        self.vagrant.destroy(&self.started);
+    }
+}
+
+/// Sites in Vagrant VMs: the ssh fleet on them, and the VMs this run brought up.
+pub struct VagrantFleet {
+    /// First, so its SSH sessions close before the VMs go.
+    inner: SshFleet,
+    machines: Machines,
+    /// Sites whose link a fault took down: back up before the agents are stopped.
+    cut: Vec<String>,
+}
+
+impl VagrantFleet {
+    pub fn new(inner: SshFleet, machines: Machines) -> VagrantFleet {
+        VagrantFleet {
+            inner,
+            machines,
+            cut: Vec::new(),
         }
     }
-    std::fs::write(known_hosts, lines).map_err(|e| VagrantError::Command {
-        args: "ssh (host keys)".into(),
-        dir: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok(specs)
+}
+
+impl Fleet for VagrantFleet {
+    fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
+        self.inner.install(bundles)
+    }
+    fn start(&mut self, coordinator: std::net::SocketAddr) -> Result<(), FleetError> {
+        self.inner.start(coordinator)
+    }
+    fn dead_site(&mut self) -> Option<(String, String)> {
+        self.inner.dead_site()
+    }
+    fn stop(&mut self, grace: Duration) -> Vec<SiteExit> {
+        for site in std::mem::take(&mut self.cut) {
+            if let Err(e) = self.machines.vagrant.set_link(&site, true) {
+                tracing::warn!(phase = "finish", %site, error = %e, "link not restored");
+            }
+            self.inner.set_quiet(&site, false);
+        }
+        self.inner.stop(grace)
+    }
+    fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError> {
+        self.inner.collect_logs(dest)
+    }
+    fn kill(&mut self, site: &str) -> Result<(), FleetError> {
+        self.inner.kill(site)
+    }
+    /// The VM's link goes down in libvirt; the coordinator notices by the missing heartbeats.
+    fn cut(&mut self, site: &str) -> Result<(), FleetError> {
+        self.machines
+            .vagrant
+            .set_link(site, false)
+            .map_err(|reason| FleetError::Start {
+                site: site.into(),
+                reason,
+            })?;
+        self.cut.push(site.to_string());
+        self.inner.set_quiet(site, true);
+        Ok(())
+    }
+    fn pids(&self) -> Vec<(String, u32)> {
+        self.inner.pids()
+    }
+    fn location(&self, site: &str) -> Option<String> {
+        self.inner
+            .location(site)
+            .map(|l| format!("Vagrant VM {site}: {l}"))
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +704,18 @@ mod tests {
             e.to_string(),
             "vagrant ssh-config: host \"site-1\" has no hostname"
         );
+    }
+
+    #[test]
+    fn progress_bars_keep_their_last_state() {
+        let raw = "==> site-1: Uploading\r\u{1b}[KProgress: 0%\r\u{1b}[KProgress: 100%\r\u{1b}[K\n==> site-1: Creating image";
+        assert_eq!(clean(raw), "Progress: 100%\n==> site-1: Creating image");
+    }
+
+    #[test]
+    fn no_vagrantfile_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = Vagrant::new(tmp.path(), 2).unwrap_err();
+        assert!(e.to_string().starts_with("no Vagrantfile in "), "{e}");
     }
 }

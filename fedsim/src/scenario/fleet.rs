@@ -30,9 +30,19 @@ pub struct FleetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vagrant_dir: Option<PathBuf>,
     /// ssh/vagrant: agents reach the coordinator through an SSH reverse forward (for sites that
-    /// cannot reach the coordinator's address).
-    #[serde(default)]
-    pub tunnel: bool,
+    /// cannot reach the coordinator's address). Default: on for vagrant (VMs on networks of
+    /// their own cannot reach the controller's loopback), off for ssh. VMs always use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<bool>,
+}
+
+impl FleetSpec {
+    /// Whether agents come through SSH reverse forwards.
+    pub fn tunnel(&self) -> bool {
+        self.tunnel
+            .unwrap_or(matches!(self.provider, Provider::Vagrant | Provider::Vm))
+            || self.provider == Provider::Vm
+    }
 }
 
 impl Default for FleetSpec {
@@ -41,7 +51,7 @@ impl Default for FleetSpec {
             provider: Provider::Local,
             coordinator: default_address(),
             vagrant_dir: None,
-            tunnel: false,
+            tunnel: None,
         }
     }
 }
@@ -102,7 +112,7 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             }
         }
         Provider::Local | Provider::Vagrant | Provider::Vm => {
-            if s.fleet.tunnel && s.fleet.provider == Provider::Local {
+            if s.fleet.tunnel == Some(true) && s.fleet.provider == Provider::Local {
                 return Err(at("fleet.tunnel", "tunnel applies to providers \"ssh\", \"vm\" and \"vagrant\"; local sites reach the coordinator directly".into()));
             }
             if !s.sites.is_empty() {
@@ -141,7 +151,56 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             return Err(at(&key("user"), "expected a user name".into()));
         }
     }
-    check_address(at, "fleet.coordinator", &s.fleet.coordinator)
+    check_address(at, "fleet.coordinator", &s.fleet.coordinator)?;
+    reachable_coordinator(s, at)
+}
+
+/// Sites dial the coordinator's address unless they come through SSH tunnels; an address on the
+/// controller's loopback is reachable only from sites on this machine. Caught here, not after
+/// the run has waited for agents that can never join.
+fn reachable_coordinator(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let Ok(addr) = s.fleet.coordinator.parse::<std::net::SocketAddr>() else {
+        return Ok(());
+    };
+    if s.fleet.tunnel() || !addr.ip().is_loopback() {
+        return Ok(());
+    }
+    let key = if s.fleet.tunnel.is_some() {
+        "fleet.tunnel"
+    } else {
+        "fleet.coordinator"
+    };
+    match s.fleet.provider {
+        Provider::Vagrant => Err(at(
+            key,
+            format!(
+                "Vagrant VMs cannot reach {addr} on this machine's loopback: leave fleet.tunnel on (the default for vagrant), or give fleet.coordinator an address the VMs can reach"
+            ),
+        )),
+        Provider::Ssh => {
+            for (i, site) in s.sites.iter().enumerate() {
+                if remote_address(&site.host).is_some() {
+                    return Err(at(
+                        key,
+                        format!(
+                            "site {} at {} cannot reach the coordinator at {addr}, on this machine's loopback (sites.{i}.host): set fleet.tunnel = true, or give fleet.coordinator an address that site can reach",
+                            site.name, site.host
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Provider::Local | Provider::Vm => Ok(()),
+    }
+}
+
+/// A site host's address when it is certainly not this machine's loopback: an IP address off
+/// 127.0.0.0/8 and ::1. Names are left to `fedsim check`, which dials from the site (validating
+/// a scenario makes no DNS queries).
+fn remote_address(host: &str) -> Option<std::net::IpAddr> {
+    let ip = host.parse::<std::net::IpAddr>().ok()?;
+    (!ip.is_loopback()).then_some(ip)
 }
 
 /// A site name names files and folders on the controller and on the site.
