@@ -5,7 +5,7 @@
 //! X'X, so this checks the federated normal equations against a numerically independent method.
 //!
 //! Every route checks the cancel flag between chunks and iterations; the run waits for it on a
-//! thread of its own (see [`crate::cancel::wait_for`]), so a cancel never waits for a dense step.
+//! thread of its own (see [`crate::sys::cancel::wait_for`]), so a cancel never waits for a dense step.
 
 use faer::Mat;
 use rayon::prelude::*;
@@ -41,7 +41,7 @@ fn tsqr_r(a: &Mat<f64>) -> Mat<f64> {
     starts
         .into_par_iter()
         .map(|s| {
-            if crate::cancel::requested() {
+            if crate::sys::cancel::requested() {
                 // The result is thrown away: stop factoring.
                 return Mat::zeros(p, p);
             }
@@ -148,7 +148,7 @@ fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoEr
     let terms = config.terms();
     let mut beta = vec![0.0; p];
     for iteration in 1..=config.max_iter.max(100) {
-        crate::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
+        crate::sys::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
         let starts: Vec<usize> = (0..n).step_by(chunk).collect();
         let (grad, hess, ll) = starts
             .into_par_iter()
@@ -221,7 +221,7 @@ fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         .collect::<Result<_, _>>()?;
     let xs = Mat::from_fn(n, d, |i, j| (data.x[(i, j)] - mean[j]) * inv_sd[j]);
     let r = tsqr_r(&xs);
-    crate::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
+    crate::sys::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
     let svd = r
         .svd()
         .map_err(|e| AlgoError::Numeric(format!("SVD failed: {e:?}")))?;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::fleet::package::AgentPackage;
 use crate::fleet::remote::prerequisites;
 use crate::fleet::ssh::{last_line, shell_quote, Ssh, SshError};
-use crate::prep::Plan;
+use crate::plan::Plan;
 use crate::run::RunError;
 use crate::scenario::{Provider, Scenario, SiteSpec};
 
@@ -444,14 +444,15 @@ sha256sum {qf} 2>/dev/null || echo unreadable"#
 fn check_credentials(ssh: &Ssh, spec: &SiteSpec, expect: &Expect) -> Row {
     let name = "credentials";
     if let Some(given) = &spec.env {
-        if let Err(e) = crate::prep::token_from_env_file(&spec.name, given) {
+        if let Err(e) = crate::bundle::token_from_env_file(&spec.name, given) {
             return row(name, State::Failed, e.to_string());
         }
     }
-    let path = format!("{}/.env", expect.dir);
+    use crate::bundle::env::{FILE, TOKEN};
+    let path = format!("{}/{FILE}", expect.dir);
     let (dir, env) = (shell_quote(&expect.dir), shell_quote(&path));
     let script = format!(
-        "test -e {dir} && ! test -x {dir} && exit 4; test -e {env} || exit 3; stat -c %a {env} && grep -c '^FEDSIM_TOKEN=' {env}"
+        "test -e {dir} && ! test -x {dir} && exit 4; test -e {env} || exit 3; stat -c %a {env} && grep -c '^{TOKEN}=' {env}"
     );
     match ssh.exec(&script) {
         Ok((0, out, _)) => match out.lines().next().unwrap_or("").trim() {
@@ -475,7 +476,7 @@ fn check_credentials(ssh: &Ssh, spec: &SiteSpec, expect: &Expect) -> Row {
         Ok(_) => row(
             name,
             State::Info,
-            format!("{path} cannot be read or holds no FEDSIM_TOKEN; `fedsim run` replaces it"),
+            format!("{path} cannot be read or holds no {TOKEN}; `fedsim run` replaces it"),
         ),
         Err(e) => row(name, State::Failed, e.to_string()),
     }

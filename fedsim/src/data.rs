@@ -8,6 +8,7 @@
 
 pub mod design;
 pub mod frame;
+pub mod outcome;
 
 use std::path::{Path, PathBuf};
 
@@ -173,7 +174,7 @@ impl Table {
             _ => "csv",
         };
         let bytes = self.to_bytes(format, path)?;
-        crate::fsio::write_atomic(path, &bytes).map_err(|e| DataError::Write {
+        crate::sys::fsio::write_atomic(path, &bytes).map_err(|e| DataError::Write {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
@@ -205,14 +206,14 @@ pub fn write_labeled_csv(
         .include_header(true)
         .finish(&mut df)
         .map_err(|e| write_err(e.to_string()))?;
-    crate::fsio::write_atomic(path, &bytes).map_err(|e| write_err(e.to_string()))
+    crate::sys::fsio::write_atomic(path, &bytes).map_err(|e| write_err(e.to_string()))
 }
 
 impl Table {
     /// A synthetic data set, deterministic for the seed.
     /// Checks the cancel flag column by column: tens of millions of draws take seconds.
     pub fn generate(g: &Generate, seed: u64) -> Result<Table, DataError> {
-        let column_done = || crate::cancel::check().map_err(|_| DataError::Cancelled);
+        let column_done = || crate::sys::cancel::check().map_err(|_| DataError::Cancelled);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (n, d) = (g.rows, g.cols);
         let mut normal = move || -> f64 { StandardNormal.sample(&mut rng) };

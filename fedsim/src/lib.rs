@@ -4,35 +4,30 @@
 //! federation (coordinator and agents) -> algorithms -> baseline -> compare (and reference) ->
 //! summary, metrics, report. `run` strings the stages together.
 
+pub mod agent;
 pub mod algorithms;
 pub mod auth;
 pub mod baseline;
 pub mod bench;
-pub mod cancel;
+pub mod bundle;
 pub mod check;
-pub mod children;
 pub mod compare;
-pub mod confine;
 pub mod data;
 pub mod demo;
 pub mod distributions;
 pub mod enrol;
 pub mod federation;
 pub mod fleet;
-pub mod fsio;
-pub mod gui;
-pub mod limits;
 pub mod logs;
 pub mod metrics;
-pub mod participants;
 pub mod partition;
+pub mod plan;
 pub mod portal;
-pub mod prep;
 pub mod progress;
-pub mod reaper;
 pub mod reference;
 pub mod report;
 pub mod run;
 pub mod rundir;
 pub mod scenario;
 pub mod summary;
+pub mod sys;

@@ -6,10 +6,86 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
+
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// A milestone in a site's (or the coordinator's) life that the merged log's clock correction
+/// and the report's timeline rely on. Logged as the `milestone` field next to a human message,
+/// so rewording the message changes nothing; matched as this enum, one definition for both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Milestone {
+    /// The agent has its Welcome: it belongs to the run.
+    Connected,
+    /// The agent has loaded (and coded) its data.
+    DataLoaded,
+    /// The agent computed its answer to a round (with `compute_secs`).
+    RoundComputed,
+    /// The coordinator accepted a site (with `site`).
+    SiteJoined,
+}
+
+impl Milestone {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Milestone::Connected => "connected",
+            Milestone::DataLoaded => "data_loaded",
+            Milestone::RoundComputed => "round_computed",
+            Milestone::SiteJoined => "site_joined",
+        }
+    }
+}
+
+impl std::fmt::Display for Milestone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of a JSON log as fedsim writes it (tracing's JSON with flattened fields), with
+/// `source` added by the merge. The fields every line may have are typed; the rest stay in
+/// `fields`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    pub timestamp: String,
+    #[serde(default)]
+    pub level: String,
+    /// `controller`, a site's name, or `<site>/console`.
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milestone: Option<Milestone>,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LogLine {
+    /// A field as text (strings as they are, other values as JSON).
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.fields.get(name).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    pub fn number(&self, name: &str) -> Option<f64> {
+        self.fields.get(name).and_then(|v| v.as_f64())
+    }
+
+    pub fn time(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        chrono::DateTime::parse_from_rfc3339(&self.timestamp).ok()
+    }
+
+    pub fn is_problem(&self) -> bool {
+        matches!(self.level.as_str(), "ERROR" | "WARN")
+    }
+}
 
 /// The controller's JSON log file, set once the run directory exists.
 static RUN_LOG: Mutex<Option<File>> = Mutex::new(None);
@@ -121,8 +197,8 @@ const SKEW: f64 = 0.05;
 
 /// Put every site's lines on the controller's clock. A VM's clock can be seconds off, which put
 /// its lines out of order: the offset is measured where both ends log the same moment (the
-/// controller's "site joined" as it sends the Welcome, the agent's "connected to coordinator" as
-/// it reads it; the transfer between is milliseconds). A corrected line keeps its own time in
+/// controller's `SiteJoined` milestone as it sends the Welcome, the agent's `Connected` as it
+/// reads it; the transfer between is milliseconds). A corrected line keeps its own time in
 /// `site_timestamp` and the offset in `clock_offset_secs`.
 fn correct_clocks(lines: &mut [(String, usize, serde_json::Value)]) {
     use chrono::{DateTime, SecondsFormat, Utc};
@@ -133,7 +209,9 @@ fn correct_clocks(lines: &mut [(String, usize, serde_json::Value)]) {
     };
     let joined: std::collections::HashMap<String, DateTime<Utc>> = lines
         .iter()
-        .filter(|(_, _, v)| v["source"] == "controller" && v["message"] == "site joined")
+        .filter(|(_, _, v)| {
+            v["source"] == "controller" && milestone(v) == Some(Milestone::SiteJoined)
+        })
         .filter_map(|(ts, _, v)| Some((v["site"].as_str()?.to_string(), parse(ts)?)))
         .collect();
     let mut offsets: std::collections::HashMap<String, chrono::Duration> = Default::default();
@@ -141,7 +219,7 @@ fn correct_clocks(lines: &mut [(String, usize, serde_json::Value)]) {
         let Some(source) = v["source"].as_str() else {
             continue;
         };
-        if v["message"] != "connected to coordinator" || offsets.contains_key(source) {
+        if milestone(v) != Some(Milestone::Connected) || offsets.contains_key(source) {
             continue;
         }
         if let (Some(at_site), Some(at_controller)) = (parse(ts), joined.get(source)) {
@@ -166,6 +244,11 @@ fn correct_clocks(lines: &mut [(String, usize, serde_json::Value)]) {
             *ts = fixed;
         }
     }
+}
+
+/// The milestone a raw log line marks, if any.
+pub fn milestone(v: &serde_json::Value) -> Option<Milestone> {
+    serde_json::from_value(v.get("milestone")?.clone()).ok()
 }
 
 /// Merge JSON-lines logs into one file ordered by time; each line gains `"source"`.
@@ -199,70 +282,8 @@ pub fn merge(sources: &[(String, std::path::PathBuf)], out: &Path) -> std::io::R
         serde_json::to_writer(&mut w, v)?;
         w.push(b'\n');
     }
-    crate::fsio::write_atomic(out, &w)?;
+    crate::sys::fsio::write_atomic(out, &w)?;
     Ok(lines.len())
-}
-
-/// Merge the controller's and every site's log of a run into `logs/merged.jsonl`.
-pub fn merge_run(logs_dir: &Path, sites: &[String]) -> std::io::Result<usize> {
-    let mut sources = vec![("controller".to_string(), logs_dir.join("controller.jsonl"))];
-    sources.extend(
-        sites
-            .iter()
-            .map(|s| (s.clone(), logs_dir.join(format!("{s}.jsonl")))),
-    );
-    // A VM's serial console, where there is one (provider "vm"): boot problems in their place.
-    sources.extend(sites.iter().map(|s| {
-        (
-            format!("{s}/console"),
-            logs_dir.join(format!("{s}.console.jsonl")),
-        )
-    }));
-    merge(&sources, &logs_dir.join("merged.jsonl"))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PullError {
-    #[error(transparent)]
-    Scenario(#[from] crate::scenario::ScenarioError),
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
-    #[error(transparent)]
-    Fleet(#[from] crate::fleet::FleetError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// `fedsim logs RUN_DIR`: pull every site's log again (over SSH for remote sites) and re-merge.
-pub fn pull_again(dir: &Path, agent_exe: &Path) -> Result<usize, PullError> {
-    use crate::fleet::FleetError;
-    let scenario = crate::scenario::Scenario::load(&dir.join("scenario.toml"))?;
-    let plan = crate::rundir::PlanFile::load(dir)?;
-    let names: Vec<String> = plan.sites.iter().map(|s| s.name.clone()).collect();
-    let logs_dir = dir.join("logs");
-    let io = |source| PullError::Io {
-        path: logs_dir.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&logs_dir).map_err(io)?;
-    if scenario.fleet.provider == crate::scenario::Provider::Local {
-        for n in &names {
-            let src = dir.join("sites").join(n).join("agent.jsonl");
-            std::fs::copy(&src, logs_dir.join(format!("{n}.jsonl"))).map_err(|e| {
-                FleetError::Logs {
-                    site: n.clone(),
-                    reason: format!("{}: {e}", src.display()),
-                }
-            })?;
-        }
-    } else {
-        let mut fleet = crate::fleet::for_scenario(&scenario, dir, agent_exe, false, false)?;
-        fleet.collect_logs(&logs_dir)?;
-    }
-    merge_run(&logs_dir, &names).map_err(io)
 }
 
 #[cfg(test)]
@@ -276,15 +297,22 @@ mod clock_tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("controller.jsonl"),
-            "{\"timestamp\":\"2026-01-01T10:00:00.000000Z\",\"message\":\"site joined\",\"site\":\"site-1\"}\n{\"timestamp\":\"2026-01-01T10:00:01.500000Z\",\"message\":\"round aggregated\"}\n",
+            "{\"timestamp\":\"2026-01-01T10:00:00.000000Z\",\"message\":\"site joined\",\"milestone\":\"site_joined\",\"site\":\"site-1\"}\n{\"timestamp\":\"2026-01-01T10:00:01.500000Z\",\"message\":\"round aggregated\"}\n",
         )
         .unwrap();
         std::fs::write(
             dir.path().join("site-1.jsonl"),
-            "{\"timestamp\":\"2026-01-01T10:00:30.010000Z\",\"message\":\"connected to coordinator\"}\n{\"timestamp\":\"2026-01-01T10:00:31.000000Z\",\"message\":\"round computed\"}\n",
+            "{\"timestamp\":\"2026-01-01T10:00:30.010000Z\",\"message\":\"connected to coordinator\",\"milestone\":\"connected\"}\n{\"timestamp\":\"2026-01-01T10:00:31.000000Z\",\"message\":\"round computed\"}\n",
         )
         .unwrap();
-        merge_run(dir.path(), &["site-1".to_string()]).unwrap();
+        let sources = [
+            (
+                "controller".to_string(),
+                dir.path().join("controller.jsonl"),
+            ),
+            ("site-1".to_string(), dir.path().join("site-1.jsonl")),
+        ];
+        merge(&sources, &dir.path().join("merged.jsonl")).unwrap();
         let merged = std::fs::read_to_string(dir.path().join("merged.jsonl")).unwrap();
         let order: Vec<String> = merged
             .lines()

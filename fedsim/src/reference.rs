@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::algorithms::Estimates;
-use crate::prep::Plan;
+use crate::plan::Plan;
 use crate::scenario::AlgorithmKind;
 
 /// One line of a reference file.

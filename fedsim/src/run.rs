@@ -13,21 +13,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::algorithms::Estimates;
+use crate::bundle::{self, Bundle, GivenCredentials, PrepError};
 use crate::compare::{self, Against, CompareError};
+use crate::enrol::participants::DriveReport;
 use crate::enrol::{Enrolment, People};
 use crate::federation::coordinator::{self, FedError, RoundMetrics, SiteAuth};
 use crate::fleet::{faults::Injector, Fleet, FleetError};
 use crate::metrics::{Metrics, PhaseClock};
-use crate::participants::DriveReport;
-use crate::prep::{self, Bundle, GivenCredentials, Plan, PlanError, PrepError};
+use crate::plan::{Plan, PlanError};
 use crate::progress::Progress;
 use crate::reference::{self, Analysis, ReferenceError, ReferenceRow};
-use crate::rundir::{self, PlanFile, RunDirError};
+use crate::rundir::{PlanFile, RunDir, RunDirError};
 use crate::scenario::{OnDropout, Scenario, ScenarioError};
 use crate::summary::{
     FailureInfo, Findings, ReferenceCheck, SiteSummary, Stopped, Summary, SummaryHead, Warning,
 };
-use crate::{baseline, cancel, logs};
+use crate::sys::cancel;
+use crate::{baseline, logs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -57,7 +59,7 @@ pub enum RunError {
         source_file: PathBuf,
     },
     #[error(transparent)]
-    Limits(#[from] crate::limits::TooFewFiles),
+    Limits(#[from] crate::sys::limits::TooFewFiles),
     #[error("{0}")]
     BrokenFleet(String),
     #[error("cannot write the shipped example into fedsim's cache: {0}")]
@@ -65,25 +67,6 @@ pub enum RunError {
     /// Cancelled before the run directory existed: nothing was written.
     #[error("cancelled before the run started; nothing was written")]
     Cancelled,
-}
-
-impl RunError {
-    /// 2 for input the user must fix; 130 for a cancel; 1 for a run that could not be carried out.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Scenario(_)
-            | RunError::Plan(_)
-            | RunError::Reference(_)
-            | RunError::Gui(_)
-            | RunError::NoFleet { .. }
-            | RunError::Limits(_)
-            | RunError::BrokenFleet(_)
-            | RunError::RunDir(RunDirError::Unusable { .. })
-            | RunError::Prep(PrepError::Credentials { .. }) => 2,
-            RunError::Cancelled => 130,
-            _ => 1,
-        }
-    }
 }
 
 pub struct RunOptions {
@@ -98,22 +81,12 @@ pub struct RunOptions {
 }
 
 pub struct RunOutcome {
-    pub dir: PathBuf,
+    pub dir: RunDir,
     pub summary: Summary,
     pub metrics: Metrics,
     /// The sites could not be provisioned as the scenario describes them (unreachable host,
     /// unknown or changed host key, failed login): bad input, exit code 2.
     pub input_error: bool,
-}
-
-impl RunOutcome {
-    pub fn exit_code(&self) -> u8 {
-        if self.input_error && self.summary.status != crate::summary::Status::Cancelled {
-            2
-        } else {
-            self.summary.status.exit_code()
-        }
-    }
 }
 
 /// What planning found: the plan, and the inputs it checked (credentials, reference row).
@@ -127,8 +100,8 @@ pub struct Planned {
 /// scenario's data, columns and partition, the per-site `.env` files, the browsers (when they
 /// will be used), and the reference row. Loading or generating the data can be cancelled.
 pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<Planned, RunError> {
-    rundir::check_out(out)?;
-    crate::limits::check(scenario)?;
+    crate::rundir::check_out(out)?;
+    crate::sys::limits::check(scenario)?;
     // A fleet kept up that a fault broke is refused before anything is written.
     if scenario.fleet.provider == crate::scenario::Provider::Vm {
         if let Some(state) = crate::fleet::vm::FleetState::load(&scenario.scenario.name) {
@@ -139,9 +112,10 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
     }
     let gui = &scenario.gui;
     if gui.enabled {
-        crate::gui::script::Script::load(gui.script.as_deref())?;
+        crate::enrol::gui::script::Script::load(gui.script.as_deref())?;
         if browsers {
-            crate::gui::check_binaries(&gui.chromedriver, &gui.browser).map_err(RunError::Gui)?;
+            crate::enrol::gui::check_binaries(&gui.chromedriver, &gui.browser)
+                .map_err(RunError::Gui)?;
         }
     }
     let tokens = site_tokens(scenario)?;
@@ -170,7 +144,7 @@ fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<GivenCredentials>>, Run
     let mut tokens = vec![None; scenario.partition.sites];
     for (i, site) in scenario.sites.iter().enumerate() {
         if let Some(env) = &site.env {
-            tokens[i] = Some(prep::token_from_env_file(&site.name, env)?);
+            tokens[i] = Some(bundle::token_from_env_file(&site.name, env)?);
         }
     }
     Ok(tokens)
@@ -193,7 +167,7 @@ fn listen(scenario: &Scenario) -> Result<(TcpListener, SocketAddr), RunError> {
 pub fn prep_only(
     scenario: &Scenario,
     opts: &RunOptions,
-) -> Result<(PathBuf, Vec<Bundle>), RunError> {
+) -> Result<(RunDir, Vec<Bundle>), RunError> {
     let planned = plan(scenario, opts.out.as_deref(), false)?;
     if scenario.fleet.provider == crate::scenario::Provider::Vm
         && crate::fleet::vm::FleetState::load(&scenario.scenario.name).is_none()
@@ -203,28 +177,29 @@ pub fn prep_only(
             source_file: scenario.source.clone(),
         });
     }
-    let dir = rundir::create(opts.out.as_deref(), &scenario.scenario.name)?;
-    let mut bundles = prep::make_bundles(
+    let dir = RunDir::create(opts.out.as_deref(), &scenario.scenario.name)?;
+    let mut bundles = bundle::make_bundles(
         &planned.plan,
         &coordinator_in_bundles(scenario, &scenario.fleet.coordinator),
         &planned.tokens,
         scenario.federation.secure_aggregation,
     )?;
-    rundir::write_plan(
-        &dir,
-        scenario,
-        &PlanFile::new(scenario, &planned.plan, &bundles),
-    )?;
+    dir.write_plan(scenario, &PlanFile::new(scenario, &planned.plan, &bundles))?;
     let shas = bundles
         .iter()
         .map(|b| (b.name.clone(), b.data_sha256.clone()))
         .collect();
-    let mut fleet =
-        crate::fleet::for_scenario(scenario, &dir, &opts.agent_exe, opts.progress, false)?;
+    let mut fleet = crate::fleet::for_scenario(
+        scenario,
+        &dir.fleet_paths(),
+        &opts.agent_exe,
+        opts.progress,
+        false,
+    )?;
     fleet.install(&mut bundles)?;
     if scenario.fleet.provider == crate::scenario::Provider::Vm {
         let prepared = crate::fleet::vm::Prepared {
-            prep_dir: std::path::absolute(&dir).unwrap_or(dir.clone()),
+            prep_dir: std::path::absolute(dir.path()).unwrap_or(dir.path().to_path_buf()),
             data_sha256: shas,
         };
         crate::fleet::vm::mark_prepared(&scenario.scenario.name, &prepared)
@@ -239,7 +214,7 @@ pub fn prep_only(
 fn coordinator_in_bundles(scenario: &Scenario, addr: &str) -> String {
     match scenario.fleet.provider {
         crate::scenario::Provider::Local => addr.to_string(),
-        _ => prep::COORDINATOR_AT_START.to_string(),
+        _ => bundle::COORDINATOR_AT_START.to_string(),
     }
 }
 
@@ -253,7 +228,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     let (listener, addr) = listen(scenario)?;
     clock.lap("plan");
     cancel::check().map_err(|_| RunError::Cancelled)?;
-    let dir = rundir::create(opts.out.as_deref(), &scenario.scenario.name)?;
+    let dir = RunDir::create(opts.out.as_deref(), &scenario.scenario.name)?;
     let mut run = Run::new(scenario, opts, dir, progress, clock, planned.plan.clone());
     let ended = run.pipeline(planned, &listener, addr);
     drop(listener);
@@ -341,7 +316,7 @@ struct Federated {
 struct Run<'a> {
     scenario: &'a Scenario,
     opts: &'a RunOptions,
-    dir: PathBuf,
+    dir: RunDir,
     run_id: String,
     progress: Progress,
     clock: PhaseClock,
@@ -359,7 +334,7 @@ struct Run<'a> {
     enrolment: Option<Enrolment>,
     logs_collected: bool,
     /// Disk set aside in the run directory for the summary, should the disk fill.
-    reserve: Option<crate::fsio::Reserve>,
+    reserve: Option<crate::sys::fsio::Reserve>,
     /// Every controller log line carries the run id.
     _span: tracing::span::EnteredSpan,
 }
@@ -368,19 +343,20 @@ impl<'a> Run<'a> {
     fn new(
         scenario: &'a Scenario,
         opts: &'a RunOptions,
-        dir: PathBuf,
+        dir: RunDir,
         progress: Progress,
         clock: PhaseClock,
         plan: Arc<Plan>,
     ) -> Run<'a> {
-        let _ = logs::attach(&dir.join("logs/controller.jsonl"));
+        let _ = logs::attach(&dir.controller_log());
         let run_id = dir
+            .path()
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let span = tracing::info_span!("run", run_id = %run_id).entered();
-        tracing::info!(phase = "prep", dir = %dir.display(), sites = plan.sites.len(), rows = plan.frame.rows(), "run directory created");
-        let reserve = crate::fsio::Reserve::take(&dir)
+        tracing::info!(phase = "prep", dir = %dir.path().display(), sites = plan.sites.len(), rows = plan.frame.rows(), "run directory created");
+        let reserve = crate::sys::fsio::Reserve::take(dir.path())
             .map_err(
                 |e| tracing::warn!(phase = "prep", error = %e, "no disk reserve for the summary"),
             )
@@ -452,15 +428,15 @@ impl<'a> Run<'a> {
         let addr = coordinator_in_bundles(self.scenario, &addr.to_string());
         let secure = self.scenario.federation.secure_aggregation;
         let bundles = cancel::wait_for("prep", move || {
-            prep::make_bundles(&plan, &addr, &tokens, secure)
+            bundle::make_bundles(&plan, &addr, &tokens, secure)
         })?
         .map_err(|e| Stop::failed(e.to_string()))?;
-        rundir::write_plan(
-            &self.dir,
-            self.scenario,
-            &PlanFile::new(self.scenario, &self.plan, &bundles),
-        )
-        .map_err(|e| Stop::failed(e.to_string()))?;
+        self.dir
+            .write_plan(
+                self.scenario,
+                &PlanFile::new(self.scenario, &self.plan, &bundles),
+            )
+            .map_err(|e| Stop::failed(e.to_string()))?;
         let planned = |name: &str| self.plan.sites.iter().find(|p| p.name == name);
         self.sites = bundles
             .iter()
@@ -493,7 +469,7 @@ impl<'a> Run<'a> {
             .sites(&bundles.iter().map(|b| b.name.clone()).collect::<Vec<_>>());
         let fleet = crate::fleet::for_scenario(
             self.scenario,
-            &self.dir,
+            &self.dir.fleet_paths(),
             &self.opts.agent_exe,
             self.opts.progress,
             true,
@@ -511,7 +487,7 @@ impl<'a> Run<'a> {
             }
         })?;
         if provider == crate::scenario::Provider::Local {
-            let abi = crate::confine::available();
+            let abi = crate::sys::confine::available();
             if abi < 6 {
                 self.findings.warnings.push(Warning {
                     kind: "isolation".into(),
@@ -558,7 +534,9 @@ impl<'a> Run<'a> {
             scenario: self.scenario,
             algorithm: &self.algorithm(),
             people,
-            run_dir: &self.dir,
+            controller_env: self.dir.controller_env(),
+            portal_dir: self.dir.portal(),
+            chromedriver_log: self.dir.chromedriver_log(),
             project: &self.scenario.scenario.name,
             by_hand: self.opts.by_hand,
         })
@@ -630,7 +608,7 @@ impl<'a> Run<'a> {
             secure: fed.secure_aggregation,
             record: recording.as_ref(),
             continue_with: (fed.on_dropout == OnDropout::Continue).then_some(fed.min_sites),
-            portal: Some(&enrolment.board),
+            portal: Some(&*enrolment.board),
             start_timeout: Duration::from_secs_f64(scenario.gui.start_timeout_secs),
         };
         let mut watch = Injector::new(fleet.as_mut(), &scenario.faults);
@@ -713,7 +691,7 @@ impl<'a> Run<'a> {
         self.portal = driven.as_ref().ok().cloned();
         match driven {
             Ok(report) => {
-                crate::participants::check_downloads(&report, &bytes).map_err(Stop::failed)
+                crate::enrol::participants::check_downloads(&report, &bytes).map_err(Stop::failed)
             }
             Err(e) => Err(Stop::Failed {
                 site: e
@@ -744,7 +722,7 @@ impl<'a> Run<'a> {
             );
             return;
         }
-        if let Err(e) = fleet.collect_logs(&self.dir.join("logs")) {
+        if let Err(e) = fleet.collect_logs(&self.dir.logs()) {
             tracing::warn!(phase = "collect", error = %e, "log collection incomplete");
         }
     }
@@ -756,7 +734,7 @@ impl<'a> Run<'a> {
         self.progress
             .phase("baseline: the same analysis on the pooled data");
         let plan = self.plan.clone();
-        let pooled_file = self.dir.join("pooled.csv");
+        let pooled_file = self.dir.pooled_csv();
         let base = cancel::wait_for("baseline", move || {
             if let Some(spec) = &plan.config.external {
                 // The user's pooled command, on a file of the survivors' rows, removed after.
@@ -868,21 +846,15 @@ impl<'a> Run<'a> {
             "{}: {}",
             self.scenario.scenario.name, summary.status
         ));
-        let io = |source| {
-            RunError::RunDir(RunDirError::Io {
-                path: self.dir.clone(),
-                source,
-            })
-        };
         // The metrics and the merged log; a write that fails (a full disk) makes the run
         // failed, and the summary, written next on the reserve's space, says why.
         let mut unwritten = Vec::new();
-        if let Err(e) = rundir::write_json_atomic(&self.dir.join("metrics.json"), &metrics) {
+        if let Err(e) = self.dir.write_metrics(&metrics) {
             unwritten.push(format!("metrics.json: {e}"));
         }
         logs::detach();
         let names: Vec<String> = self.sites.iter().map(|s| s.name.clone()).collect();
-        if let Err(e) = logs::merge_run(&self.dir.join("logs"), &names) {
+        if let Err(e) = self.dir.merge_logs(&names) {
             unwritten.push(format!("logs/merged.jsonl: {e}"));
         }
         if !unwritten.is_empty() && summary.status != crate::summary::Status::Cancelled {
@@ -909,7 +881,7 @@ impl<'a> Run<'a> {
         if let Some(reserve) = self.reserve.take() {
             reserve.release();
         }
-        rundir::write_json_atomic(&self.dir.join("summary.json"), &summary).map_err(io)?;
+        self.dir.write_summary(&summary)?;
         // The report on a thread of its own, so a cancel is obeyed within the 2 s promise even
         // while it renders; the run is then "cancelled" in phase report (its results complete).
         let (dir, s2, m2) = (self.dir.clone(), summary.clone(), metrics.clone());
@@ -931,8 +903,7 @@ impl<'a> Run<'a> {
                         site: None,
                         phase: Some("report".into()),
                     });
-                    rundir::write_json_atomic(&self.dir.join("summary.json"), &summary)
-                        .map_err(io)?;
+                    self.dir.write_summary(&summary)?;
                 }
             }
         }
@@ -1000,23 +971,17 @@ fn results_file(scenario: &Scenario, run_id: &str, est: &Estimates) -> Vec<u8> {
 
 /// svd: the coordinator's vectors as CSV: right singular vectors per feature (horizontal), or
 /// sample-side vectors per row (vertical; the feature-side ones stay on the sites).
-fn write_vectors(dir: &Path, plan: &Plan, est: &Estimates) -> Result<(), crate::data::DataError> {
+fn write_vectors(dir: &RunDir, plan: &Plan, est: &Estimates) -> Result<(), crate::data::DataError> {
     if est.vectors.is_empty() {
         return Ok(());
     }
     let pcs: Vec<String> = (1..=est.vectors.len()).map(|i| format!("pc{i}")).collect();
     if plan.config.vertical {
         let rows: Vec<String> = (1..=plan.frame.rows()).map(|r| r.to_string()).collect();
-        crate::data::write_labeled_csv(
-            &dir.join("sample_vectors.csv"),
-            "row",
-            &rows,
-            &pcs,
-            &est.vectors,
-        )
+        crate::data::write_labeled_csv(&dir.sample_vectors_csv(), "row", &rows, &pcs, &est.vectors)
     } else {
         crate::data::write_labeled_csv(
-            &dir.join("components.csv"),
+            &dir.components_csv(),
             "feature",
             &plan.analysis().features,
             &pcs,
@@ -1041,28 +1006,4 @@ fn check_rows(joined: &[coordinator::JoinedSite], bundles: &[Bundle], plan: &Pla
             tracing::warn!(phase = "launch", site = %j.name, loaded = j.rows, dropped = j.dropped, written = b.rows, expected_dropped = dropped, "site kept a different number of rows than prep expects");
         }
     }
-}
-
-/// Load a scenario for a command: the error already names file, line and key.
-pub fn load(path: &Path) -> Result<Scenario, RunError> {
-    Ok(Scenario::load(path)?)
-}
-
-/// Load a scenario with `--set KEY=VALUE` overrides (as typed on the command line).
-pub fn load_with(path: &Path, sets: &[String]) -> Result<Scenario, RunError> {
-    load_layered(path, None, sets)
-}
-
-/// Load a scenario, its `[fleet]`, `[[sites]]` and `[vm]` from a fleet file when one is given
-/// (`--fleet`), with `--set KEY=VALUE` overrides (as typed on the command line).
-pub fn load_layered(
-    path: &Path,
-    fleet: Option<&Path>,
-    sets: &[String],
-) -> Result<Scenario, RunError> {
-    let sets = sets
-        .iter()
-        .map(|s| crate::scenario::Set::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Scenario::load_layered(path, fleet, &sets)?)
 }

@@ -2,12 +2,13 @@
 //! JUnit writer and `fedsim report`. The status is decided here, in one place, from what the
 //! stages handed over.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::algorithms::Estimates;
 use crate::compare::Comparison;
+pub use crate::data::outcome::Outcome;
 use crate::federation::coordinator::LostSite;
 use crate::fleet::SiteExit;
 
@@ -30,17 +31,6 @@ impl Status {
             Status::Degraded => "degraded",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
-        }
-    }
-
-    /// The process exit code for this status (bad input, 2, is decided before a status exists
-    /// or by the caller for unreachable hosts).
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Status::Succeeded => 0,
-            Status::Failed => 1,
-            Status::Degraded => 3,
-            Status::Cancelled => 130,
         }
     }
 }
@@ -73,47 +63,6 @@ pub struct SiteSummary {
     /// them (no site sends this): what makes a Dirichlet skew visible in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
-}
-
-/// A target's distribution at one site: its size, mean and standard deviation (ddof 1), and
-/// its 10th, 25th, 50th, 75th and 90th percentiles (linear interpolation, as numpy's default).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Outcome {
-    pub n: usize,
-    pub mean: f64,
-    pub sd: f64,
-    pub percentiles: [f64; 5],
-}
-
-impl Outcome {
-    /// The percentiles reported, in order.
-    pub const AT: [f64; 5] = [10.0, 25.0, 50.0, 75.0, 90.0];
-
-    pub fn of(values: &[f64]) -> Option<Outcome> {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let mean = v.iter().sum::<f64>() / n as f64;
-        let sd = if n > 1 {
-            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        } else {
-            0.0
-        };
-        let at = |q: f64| {
-            let h = (n - 1) as f64 * q / 100.0;
-            let (lo, frac) = (h.floor() as usize, h - h.floor());
-            v[lo] + frac * (v[(lo + 1).min(n - 1)] - v[lo])
-        };
-        Some(Outcome {
-            n,
-            mean,
-            sd,
-            percentiles: Outcome::AT.map(at),
-        })
-    }
 }
 
 /// Why a run did not succeed: the message, the site at fault and the phase it happened in.
@@ -223,10 +172,6 @@ impl Summary {
             lost_sites: f.lost_sites,
             warnings: f.warnings,
         }
-    }
-
-    pub fn load(dir: &Path) -> Result<Summary, crate::report::ReportError> {
-        crate::report::read_json(&dir.join("summary.json"))
     }
 }
 

@@ -9,10 +9,10 @@ use common::*;
 
 #[test]
 fn a_step_at_one_site_cannot_reach_another_sites_secrets_or_the_controllers() {
-    if fedsim::confine::available() < 6 {
+    if fedsim::sys::confine::available() < 6 {
         eprintln!(
             "SKIPPED: this kernel's Landlock ABI is {} (6 is needed for files, TCP and signals)",
-            fedsim::confine::available()
+            fedsim::sys::confine::available()
         );
         return;
     }

@@ -123,7 +123,7 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     let _ = std::fs::remove_file(&png);
     let profile = tempfile::tempdir().unwrap();
     let status = Command::new("/usr/bin/chromium")
-        .args(fedsim::gui::browser::FLAGS)
+        .args(fedsim::enrol::gui::browser::FLAGS)
         .arg("--window-size=1000,1400")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", png.display()))

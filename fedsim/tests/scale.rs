@@ -190,7 +190,7 @@ fn a_thousand_local_sites_run_under_a_soft_limit_of_1024() {
     assert_eq!(s["status"], "succeeded");
     assert_eq!(s["sites"].as_array().unwrap().len(), 1000);
     assert_eq!(s["comparison"]["passed"], true);
-    let allowed = 1000 + fedsim::limits::BASE as usize;
+    let allowed = 1000 + fedsim::sys::limits::BASE as usize;
     assert!(
         peak <= allowed,
         "the controller held {peak} descriptors for 1000 sites (at most {allowed} expected)"

@@ -126,7 +126,7 @@ fn stop_group(pgid: i32, mut child: Option<&mut std::process::Child>) {
     unsafe {
         libc::kill(pgid, libc::SIGTERM);
     }
-    if crate::reaper::active() {
+    if crate::sys::reaper::active() {
         let until = Instant::now() + Duration::from_secs(1);
         while Instant::now() < until {
             let gone = match child.as_mut() {
@@ -193,7 +193,7 @@ pub fn call(
     let (role, cmd, env) = (p.role, p.cmd, &p.env);
     let program = cmd.first().cloned().unwrap_or_default();
     // Under `fedsim reap`, which leaves nothing of the step behind however it detaches.
-    let mut command = crate::reaper::command(&program, &cmd[1..]);
+    let mut command = crate::sys::reaper::command(&program, &cmd[1..]);
     command
         .current_dir(absolute(p.cwd))
         .envs(env.iter().map(|(k, v)| (k, v)));
@@ -568,7 +568,7 @@ impl External {
             &input,
             self.spec.max_reply_bytes,
             Some(Duration::from_secs_f64(self.spec.timeout_secs)),
-            &crate::cancel::requested,
+            &crate::sys::cancel::requested,
         )
         .map_err(|e| AlgoError::Numeric(e.to_string()))?;
         tracing::info!(
@@ -690,7 +690,7 @@ pub fn pooled(spec: &ExternalSpec, data: &Path) -> Result<Estimates, AlgoError> 
         &json!({}),
         spec.max_reply_bytes,
         Some(Duration::from_secs_f64(spec.timeout_secs)),
-        &crate::cancel::requested,
+        &crate::sys::cancel::requested,
     )
     .map_err(|e| AlgoError::Numeric(e.to_string()))?;
     Ok(Estimates {

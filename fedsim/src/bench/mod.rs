@@ -8,6 +8,9 @@
 
 pub mod sites;
 
+/// What `fedsim bench` writes into its folder.
+pub const FILE: &str = "bench.json";
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -166,7 +169,7 @@ pub fn run(out: &Path, quick: bool, agent_exe: PathBuf) -> Result<BenchReport, R
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cases,
     };
-    write_report(out, "bench.json", &report)?;
+    write_report(out, FILE, &report)?;
     Ok(report)
 }
 
@@ -176,7 +179,7 @@ pub(crate) fn write_report<T: Serialize>(
     file: &str,
     report: &T,
 ) -> Result<(), RunError> {
-    crate::rundir::write_json_atomic(&out.join(file), report).map_err(|source| {
+    crate::sys::fsio::write_json_atomic(&out.join(file), report).map_err(|source| {
         RunError::RunDir(crate::rundir::RunDirError::Io {
             path: out.to_path_buf(),
             source,

@@ -4,6 +4,9 @@
 //! portal, data loading), the rounds, and the memory of the controller and every agent together,
 //! sampled while the run goes.
 
+/// What `fedsim bench --sites` writes into its folder.
+pub const FILE: &str = "sites.json";
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::metrics::pss_kib;
 use crate::run::{self, RunError, RunOptions};
 use crate::scenario::Scenario;
+use crate::sys::proc::pss_kib;
 
 /// The analysis each site count runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -128,7 +131,7 @@ impl Sampler {
             let me = std::process::id();
             while !s.load(Ordering::Relaxed) {
                 let own = pss_kib(me).unwrap_or(0);
-                let agents: u64 = crate::children::tracked()
+                let agents: u64 = crate::sys::children::tracked()
                     .into_iter()
                     .filter_map(pss_kib)
                     .sum();
@@ -232,7 +235,7 @@ pub fn run(
         std::fs::create_dir_all(out).map_err(io(out))?;
         for (name, text) in MOMENTS {
             let path = out.join(name);
-            crate::fsio::write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+            crate::sys::fsio::write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
         }
     }
     for &n in counts {
@@ -245,7 +248,7 @@ pub fn run(
                 Some(case.mean_round_secs / builtin.mean_round_secs.max(1e-9));
         }
         cases.push(case);
-        crate::cancel::check().map_err(|_| RunError::Cancelled)?;
+        crate::sys::cancel::check().map_err(|_| RunError::Cancelled)?;
     }
     let report = SitesReport {
         fedsim_version: env!("CARGO_PKG_VERSION"),
@@ -254,7 +257,7 @@ pub fn run(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cases,
     };
-    super::write_report(out, "sites.json", &report)?;
+    super::write_report(out, FILE, &report)?;
     Ok(report)
 }
 

@@ -1,6 +1,7 @@
 //! The coordinator: waits for every site to dial in and authenticate, then drives the algorithm's
 //! rounds. The worst site decides the run: one lost or failing site ends it, named, with its round.
 
+use crate::logs::Milestone;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -85,7 +86,7 @@ impl FedError {
 
 /// The coordinator's own account and the browser machinery are not sites.
 fn is_operator(account: &str) -> bool {
-    account == crate::enrol::COORDINATOR || account == "browser"
+    account == super::COORDINATOR || account == "browser"
 }
 
 fn portal_who(account: &str) -> String {
@@ -169,7 +170,7 @@ pub struct Settings<'a> {
     pub cancel: &'a AtomicBool,
     /// The portal: rounds begin only once its coordinator account presses start, and it shows
     /// each site's progress to that site.
-    pub portal: Option<&'a crate::portal::Board>,
+    pub portal: Option<&'a dyn super::StartGate>,
     /// How long to wait for that start once every site is connected.
     pub start_timeout: Duration,
 }
@@ -362,12 +363,15 @@ fn with_heartbeats<R>(
 /// Hold the rounds until the coordinator account presses start in the portal. A site whose
 /// driver gave up (say, its login was refused) fails the run, named.
 fn wait_for_start(
-    board: &crate::portal::Board,
+    board: &dyn super::StartGate,
     settings: &Settings,
     watch: &mut dyn Watch,
 ) -> Result<(), FedError> {
-    use crate::portal::NoStart;
-    board.event(None, "every agent is connected; waiting for the start");
+    use super::NoStart;
+    board.event(
+        None,
+        "every agent is connected; waiting for the start".into(),
+    );
     let started = Instant::now();
     loop {
         if let Some((site, reason)) = watch.dead_site() {
@@ -521,7 +525,7 @@ fn accept_all(
             pending -= 1;
             match outcome.and_then(|a| welcome(a, sites, &slots, settings)) {
                 Ok((idx, channel, site)) => {
-                    tracing::info!(phase = "launch", site = %site.name, pid = site.pid, %peer, "site joined");
+                    tracing::info!(phase = "launch", milestone = %Milestone::SiteJoined, site = %site.name, pid = site.pid, %peer, "site joined");
                     if let Some(b) = settings.portal {
                         b.event(
                             Some(&site.name),

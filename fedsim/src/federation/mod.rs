@@ -2,16 +2,46 @@
 //! talking in encrypted, authenticated frames. Agents dial the coordinator, so sites need no
 //! inbound port.
 
-pub mod agent;
 pub mod coordinator;
 pub mod frame;
 pub mod openings;
 pub mod secagg;
 
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::algorithms::AlgorithmConfig;
 use crate::data::design::Levels;
+
+/// The coordinator's own account at a portal. It is no site: a failure it causes is blamed on
+/// no site.
+pub const COORDINATOR: &str = "coordinator";
+
+/// Why the start did not come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoStart {
+    /// A participant gave up before the start (say, its login was refused).
+    Aborted {
+        site: String,
+        reason: String,
+    },
+    TimedOut,
+    Cancelled,
+}
+
+/// Whoever holds the rounds until someone presses start (the portal, in `enrol`), and is told
+/// how the run goes so people can follow it. The coordinator knows no more of the portal.
+pub trait StartGate: Sync {
+    /// Wait at most `wait` for the start, or for the cancel flag.
+    fn wait_start(&self, wait: Duration, cancel: &AtomicBool) -> Result<(), NoStart>;
+    /// Participants let go before the start (on_dropout = "continue"), with the reason.
+    fn left(&self) -> Vec<(String, String)>;
+    /// A line for the people following the run (a site's, or everyone's).
+    fn event(&self, site: Option<&str>, text: String);
+    fn set_round(&self, round: u32);
+}
 
 /// Everything that crosses the wire between coordinator and agents.
 #[derive(Debug, Serialize, Deserialize)]

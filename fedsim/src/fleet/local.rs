@@ -5,7 +5,7 @@
 //! foreground group) goes to the controller alone, and the controller decides how they stop.
 //! They are started without a `pre_exec` hook, so the standard library can use posix_spawn
 //! instead of forking the (possibly large) controller; each agent ties its life to the
-//! controller itself (see [`crate::children`]).
+//! controller itself (see [`crate::sys::children`]).
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Fleet, FleetError, SiteExit};
-use crate::children::{self, PARENT_VAR};
-use crate::prep::{self, Bundle};
+use crate::bundle::{self, Bundle};
+use crate::sys::children::{self, PARENT_VAR};
 
 struct Agent {
     site: String,
@@ -28,15 +28,23 @@ struct Agent {
 pub struct LocalFleet {
     agent_exe: PathBuf,
     /// Each site's directory is `<sites_dir>/<site>`: its bundle and working directory.
+    /// The run directory: what a site may read besides its own folder.
+    run_dir: PathBuf,
     sites_dir: PathBuf,
     agents: Vec<Agent>,
     connect_timeout: Duration,
 }
 
 impl LocalFleet {
-    pub fn new(agent_exe: PathBuf, sites_dir: PathBuf, connect_timeout: Duration) -> Self {
+    pub fn new(
+        agent_exe: PathBuf,
+        run_dir: PathBuf,
+        sites_dir: PathBuf,
+        connect_timeout: Duration,
+    ) -> Self {
         LocalFleet {
             agent_exe,
+            run_dir,
             sites_dir,
             agents: Vec::new(),
             connect_timeout,
@@ -52,7 +60,7 @@ impl Fleet for LocalFleet {
                 site: b.name.clone(),
                 reason: "bundle already installed".into(),
             })?;
-            prep::write_files(&files, &dir).map_err(|e| FleetError::Install {
+            bundle::write_files(&files, &dir).map_err(|e| FleetError::Install {
                 site: b.name.clone(),
                 reason: e.to_string(),
             })?;
@@ -79,8 +87,7 @@ impl Fleet for LocalFleet {
             // A scratch folder of its own: the sandbox lets it write nowhere else.
             let tmp = a.dir.join("tmp");
             std::fs::create_dir_all(&tmp).map_err(|e| start(e.to_string()))?;
-            let run_dir = std::path::absolute(self.sites_dir.parent().unwrap_or(&self.sites_dir))
-                .map_err(|e| start(e.to_string()))?;
+            let run_dir = std::path::absolute(&self.run_dir).map_err(|e| start(e.to_string()))?;
             let mut cmd = Command::new(&self.agent_exe);
             cmd.arg("agent")
                 .arg("--dir")
@@ -192,7 +199,7 @@ impl Fleet for LocalFleet {
     fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError> {
         let mut names = Vec::new();
         for a in &self.agents {
-            let src = a.dir.join("agent.jsonl");
+            let src = agent_log(&a.dir);
             let to = dest.join(format!("{}.jsonl", a.site));
             std::fs::copy(&src, &to).map_err(|e| FleetError::Logs {
                 site: a.site.clone(),
@@ -248,4 +255,9 @@ impl Drop for LocalFleet {
             }
         }
     }
+}
+
+/// Where a local site's agent writes its log: in its own folder.
+pub fn agent_log(site_dir: &Path) -> PathBuf {
+    site_dir.join("agent.jsonl")
 }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::prep::Bundle;
+use crate::bundle::Bundle;
 use crate::scenario::{Provider, Scenario};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,19 +98,35 @@ pub fn run_id_of(run_dir: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The fleet a scenario asks for, its site directories under `run_dir`. `boot`: a run may bring
-/// Vagrant VMs up (and takes down those it did); `fedsim prep` and `fedsim logs` use VMs that
-/// are up already.
+/// Where a fleet keeps its part of a run: handed in by the pipeline, which owns the run
+/// directory's layout.
+#[derive(Debug, Clone)]
+pub struct RunPaths {
+    /// The run directory itself (local sites may read it, nothing above).
+    pub root: PathBuf,
+    /// Local sites' folders.
+    pub sites: PathBuf,
+    /// Pulled site logs, consoles, `vagrant.log`.
+    pub logs: PathBuf,
+    /// The host keys the run pinned.
+    pub known_hosts: PathBuf,
+    /// Provider vm's per-run VMs.
+    pub vms: PathBuf,
+}
+
+/// The fleet a scenario asks for, its files where `paths` says. `boot`: a run may bring Vagrant
+/// VMs up (and takes down those it did); `fedsim prep` and `fedsim logs` use VMs that are up
+/// already.
 pub fn for_scenario(
     scenario: &Scenario,
-    run_dir: &Path,
+    paths: &RunPaths,
     agent_exe: &Path,
     progress: bool,
     boot: bool,
 ) -> Result<Box<dyn Fleet>, FleetError> {
     let connect = Duration::from_secs_f64(scenario.federation.connect_timeout_secs);
     let name = &scenario.scenario.name;
-    let run_id = run_id_of(run_dir);
+    let run_id = run_id_of(&paths.root);
     let ssh = |specs| {
         remote::SshFleet::new(
             specs,
@@ -125,20 +141,20 @@ pub fn for_scenario(
     Ok(match scenario.fleet.provider {
         Provider::Local => Box::new(local::LocalFleet::new(
             agent_exe.to_path_buf(),
-            run_dir.join("sites"),
+            paths.root.clone(),
+            paths.sites.clone(),
             connect,
         )),
         Provider::Ssh => Box::new(ssh(scenario.sites.clone())),
-        Provider::Vm => Box::new(vm::VmFleet::new(scenario, run_dir, agent_exe, progress)?),
+        Provider::Vm => Box::new(vm::VmFleet::new(scenario, paths, agent_exe, progress)?),
         Provider::Vagrant => {
             let v = vagrant::Vagrant::new(&vagrant_dir(scenario), scenario.partition.sites)?;
-            let logs = run_dir.join("logs");
-            let _ = std::fs::create_dir_all(&logs);
+            let _ = std::fs::create_dir_all(&paths.logs);
             let (machines, specs) = vagrant::Machines::up(
                 v,
                 boot,
-                &logs.join("vagrant.log"),
-                &run_dir.join("known_hosts"),
+                &paths.logs.join("vagrant.log"),
+                &paths.known_hosts,
             )?;
             Box::new(vagrant::VagrantFleet::new(ssh(specs), machines))
         }

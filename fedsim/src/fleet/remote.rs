@@ -10,6 +10,7 @@
 //! scenario never share a log, `fedsim logs RUN_DIR` pulls that run's, and the newest
 //! [`KEEP_RUNS`] runs are kept on the site.
 
+use crate::logs::{LogLine, Milestone};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use super::package::AgentPackage;
 use super::ssh::{shell_quote, Ssh, SshError};
 use super::tunnel::Tunnel;
 use super::{Fleet, FleetError, SiteExit};
-use crate::prep::Bundle;
+use crate::bundle::Bundle;
 use crate::scenario::SiteSpec;
 
 const PREREQ: &str = include_str!("../../../provision/prereq.sh");
@@ -64,9 +65,9 @@ fn other_run(log: &[u8], run_id: &str) -> Option<String> {
     let text = String::from_utf8_lossy(log);
     let joined: Vec<String> = text
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "connected to coordinator")
-        .filter_map(|v| v["run_id"].as_str().map(str::to_string))
+        .filter_map(|l| serde_json::from_str::<LogLine>(l).ok())
+        .filter(|l| l.milestone == Some(Milestone::Connected))
+        .filter_map(|l| l.text("run_id"))
         .collect();
     (!joined.is_empty() && !joined.iter().any(|r| r == run_id)).then(|| joined[0].clone())
 }
@@ -249,11 +250,11 @@ pub fn prerequisites(ssh: &Ssh) -> Result<Prereqs, SshError> {
 }
 
 /// The site holds exactly this bundle already: its data by SHA-256, its `.env` byte for byte.
-fn already_there(ssh: &Ssh, dir: &str, files: &crate::prep::BundleFiles) -> bool {
+fn already_there(ssh: &Ssh, dir: &str, files: &crate::bundle::BundleFiles) -> bool {
     use sha2::{Digest, Sha256};
     let want = hex::encode(Sha256::digest(&files.data));
     let data = shell_quote(&format!("{dir}/{}", files.data_name));
-    let env = shell_quote(&format!("{dir}/.env"));
+    let env = shell_quote(&format!("{dir}/{}", crate::bundle::env::FILE));
     let same_data = matches!(
         ssh.exec(&format!("sha256sum {data} 2>/dev/null")),
         Ok((0, out, _)) if out.split_whitespace().next() == Some(want.as_str())
@@ -394,7 +395,7 @@ impl Fleet for SshFleet {
             bar.set_message("uploading the bundle");
             ssh.upload(&files.data, &format!("{dir}/{}", files.data_name), 0o600)
                 .map_err(|e| e.to_string())?;
-            ssh.upload(files.env.as_bytes(), &format!("{dir}/.env"), 0o600)
+            ssh.upload(files.env.as_bytes(), &format!("{dir}/{}", crate::bundle::env::FILE), 0o600)
                 .map_err(|e| e.to_string())?;
             Ok((agent, pre.cores))
         })?;
@@ -558,7 +559,7 @@ impl Fleet for SshFleet {
                     "its log {dir}/agent.jsonl belongs to run {other}, not {run_id}"
                 ));
             }
-            crate::fsio::write_atomic(&dest.join(format!("{}.jsonl", spec.name)), &log)
+            crate::sys::fsio::write_atomic(&dest.join(format!("{}.jsonl", spec.name)), &log)
                 .map_err(|e| e.to_string())?;
             Ok(spec.name.clone())
         })

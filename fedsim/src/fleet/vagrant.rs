@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bundle::Bundle;
 use crate::fleet::remote::SshFleet;
 use crate::fleet::{Fleet, FleetError, SiteExit};
-use crate::prep::Bundle;
 use crate::scenario::SiteSpec;
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +183,10 @@ impl Vagrant {
             }
         }
         let _ = std::fs::create_dir_all(self.dot.join("fedsim"));
-        let _ = crate::fsio::write_atomic(&self.started_file(), (all.join("\n") + "\n").as_bytes());
+        let _ = crate::sys::fsio::write_atomic(
+            &self.started_file(),
+            (all.join("\n") + "\n").as_bytes(),
+        );
     }
 
     /// These sites are no longer fedsim's to destroy (destroyed, or kept up on purpose).
@@ -196,7 +199,10 @@ impl Vagrant {
         let _ = if left.is_empty() {
             std::fs::remove_file(self.started_file())
         } else {
-            crate::fsio::write_atomic(&self.started_file(), (left.join("\n") + "\n").as_bytes())
+            crate::sys::fsio::write_atomic(
+                &self.started_file(),
+                (left.join("\n") + "\n").as_bytes(),
+            )
         };
     }
 
@@ -263,7 +269,7 @@ impl Vagrant {
                 Ok(None) => {}
                 Err(e) => break Err(e.to_string()),
             }
-            if crate::cancel::requested() {
+            if crate::sys::cancel::requested() {
                 stop(&mut child);
                 break Err("cancelled".into());
             }
@@ -278,7 +284,7 @@ impl Vagrant {
         }
         let fail = |reason: String| {
             self.destroy(&started);
-            if crate::cancel::requested() {
+            if crate::sys::cancel::requested() {
                 VagrantError::Cancelled
             } else {
                 self.fail(
@@ -345,7 +351,7 @@ impl Vagrant {
             };
             lines.push_str(&format!("{host} {key}\n"));
         }
-        crate::fsio::write_atomic(known_hosts, lines.as_bytes())
+        crate::sys::fsio::write_atomic(known_hosts, lines.as_bytes())
             .map_err(|e| self.fail(&["ssh-config"], format!("{}: {e}", known_hosts.display())))?;
         Ok(specs)
     }

@@ -5,7 +5,6 @@
 //! password verifiers (argon2), never passwords; join tokens are shown to the coordinator only until
 //! they are used.
 
-pub mod client;
 mod pages;
 mod routes;
 pub mod throttle;

@@ -2,6 +2,7 @@
 //! asked for (`--by partition.sites`), the difference and the federation time against it. The
 //! runs must be of one kind of analysis: differences of an OLS and of a PCA do not share a scale.
 
+use crate::rundir::RunDir;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -11,8 +12,8 @@ use super::plots::{e2s, svg};
 use super::{esc, ReportError, RunView, STYLE};
 
 /// A key's value in a run's resolved scenario (`partition.sites` -> `5`), as text.
-fn scenario_value(dir: &Path, key: &str) -> String {
-    let Ok(text) = std::fs::read_to_string(dir.join("scenario.toml")) else {
+fn scenario_value(dir: &RunDir, key: &str) -> String {
+    let Ok(text) = std::fs::read_to_string(dir.scenario_toml()) else {
         return "-".into();
     };
     let Ok(mut node) = toml::from_str::<toml::Value>(&text) else {
@@ -55,7 +56,7 @@ fn scenario_keys(dir: &Path) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    if let Some(v) = std::fs::read_to_string(dir.join("scenario.toml"))
+    if let Some(v) = std::fs::read_to_string(RunDir::open(dir).scenario_toml())
         .ok()
         .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
     {
@@ -88,7 +89,7 @@ fn check_keys(dirs: &[PathBuf], by: &[String]) -> Result<(), ReportError> {
 pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
     let runs: Vec<RunView> = dirs
         .iter()
-        .map(|d| RunView::load(d))
+        .map(|d| RunView::load(&RunDir::open(d)))
         .collect::<Result<_, _>>()?;
     check_keys(dirs, by)?;
     if let Some(first) = runs.first() {
@@ -97,9 +98,9 @@ pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
             .find(|r| r.summary.algorithm != first.summary.algorithm)
         {
             return Err(ReportError::Mixed {
-                run: odd.dir.clone(),
+                run: odd.dir.path().to_path_buf(),
                 algorithm: odd.summary.algorithm.clone(),
-                first: first.dir.clone(),
+                first: first.dir.path().to_path_buf(),
                 expected: first.summary.algorithm.clone(),
             });
         }
@@ -127,7 +128,7 @@ pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{sites}</td>",
-            esc(&r.dir.display().to_string()),
+            esc(&r.dir.path().display().to_string()),
             esc(&r.summary.scenario),
             esc(&r.summary.algorithm),
         );

@@ -10,23 +10,22 @@ pub mod junit;
 mod plots;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-
-use serde_json::Value;
+use std::path::PathBuf;
 
 pub use across::compare;
 
 use crate::algorithms::Estimates;
 use crate::compare::{Check, Comparison, Quantity};
+use crate::enrol::participants::DriveReport;
+use crate::logs::LogLine;
 use crate::metrics::Metrics;
-use crate::participants::DriveReport;
-use crate::rundir::PlanFile;
+use crate::rundir::{PlanFile, RunDir, RunDirError};
 use crate::summary::{Status, Summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{}: {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
     #[error("plot {0}: {1}")]
     Plot(&'static str, String),
     #[error("{} is a {algorithm} run, {} a {expected} run: runs of different analyses cannot share one comparison", run.display(), first.display())]
@@ -53,47 +52,30 @@ pub enum ReportError {
     },
 }
 
-/// Read a JSON file the run wrote into its typed form, naming the file on failure.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ReportError::Read {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| ReportError::Read {
-        path: path.into(),
-        reason: e.to_string(),
-    })
-}
-
 /// Everything a report is made from.
 pub struct RunView {
-    pub dir: PathBuf,
+    pub dir: RunDir,
     pub summary: Summary,
     pub metrics: Metrics,
     /// Absent only for a directory whose plan was never written.
     pub plan: Option<PlanFile>,
-    /// The merged log, one JSON object a line (its shape is tracing's, not ours).
-    pub log: Vec<Value>,
+    /// The merged log.
+    pub log: Vec<LogLine>,
 }
 
 impl RunView {
-    pub fn load(dir: &Path) -> Result<RunView, ReportError> {
-        Ok(RunView::with(dir, Summary::load(dir)?, Metrics::load(dir)?))
+    pub fn load(dir: &RunDir) -> Result<RunView, ReportError> {
+        Ok(RunView::with(dir, dir.read_summary()?, dir.read_metrics()?))
     }
 
     /// The run's summary and metrics as given, its plan and log from the directory.
-    fn with(dir: &Path, summary: Summary, metrics: Metrics) -> RunView {
-        let log = std::fs::read_to_string(dir.join("logs/merged.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+    fn with(dir: &RunDir, summary: Summary, metrics: Metrics) -> RunView {
         RunView {
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             summary,
             metrics,
-            plan: PlanFile::load(dir).ok(),
-            log,
+            plan: dir.read_plan().ok(),
+            log: dir.read_log(),
         }
     }
 }
@@ -506,27 +488,23 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     if let Some(p) = &m.portal {
         h.push_str(&portal(p));
     }
-    let problems: Vec<&Value> = run
-        .log
-        .iter()
-        .filter(|l| matches!(l["level"].as_str(), Some("ERROR") | Some("WARN")))
-        .collect();
+    let problems: Vec<&LogLine> = run.log.iter().filter(|l| l.is_problem()).collect();
     let _ = write!(h, "<h2>Errors and warnings ({})</h2>", problems.len());
     if !problems.is_empty() {
         h.push_str("<table id=\"errors\"><tr><th>time</th><th>source</th><th>level</th><th>message</th></tr>");
         for l in problems {
-            let detail = l["error"]
-                .as_str()
-                .or(l["reason"].as_str())
+            let detail = l
+                .text("error")
+                .or(l.text("reason"))
                 .map(|d| format!(": {d}"))
                 .unwrap_or_default();
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-                esc(l["timestamp"].as_str().unwrap_or("")),
-                esc(l["source"].as_str().unwrap_or("")),
-                esc(l["level"].as_str().unwrap_or("")),
-                esc(l["message"].as_str().unwrap_or("")),
+                esc(&l.timestamp),
+                esc(&l.source),
+                esc(&l.level),
+                esc(&l.message),
                 esc(&detail)
             );
         }
@@ -634,13 +612,13 @@ fn portal(p: &DriveReport) -> String {
 }
 
 /// Write `report.html` into a run directory from its files.
-pub fn write(dir: &Path) -> Result<PathBuf, ReportError> {
+pub fn write(dir: &RunDir) -> Result<PathBuf, ReportError> {
     write_view(&RunView::load(dir)?)
 }
 
 /// Write `report.html` for a run that is finishing, from its summary and metrics in hand.
 pub fn write_from(
-    dir: &Path,
+    dir: &RunDir,
     summary: &Summary,
     metrics: &Metrics,
 ) -> Result<PathBuf, ReportError> {
@@ -649,10 +627,12 @@ pub fn write_from(
 
 fn write_view(run: &RunView) -> Result<PathBuf, ReportError> {
     let html = render(run)?;
-    let path = run.dir.join("report.html");
-    crate::fsio::write_atomic(&path, html.as_bytes()).map_err(|source| ReportError::Write {
-        path: path.clone(),
-        source,
+    let path = run.dir.report_html();
+    crate::sys::fsio::write_atomic(&path, html.as_bytes()).map_err(|source| {
+        ReportError::Write {
+            path: path.clone(),
+            source,
+        }
     })?;
     Ok(path)
 }

@@ -2,9 +2,9 @@
 //! phases and rounds per site, convergence per iteration, the federated-minus-centralised
 //! difference of every checked number on the verdict's scale, and traffic per round.
 
+use crate::logs::{LogLine, Milestone};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde_json::Value;
 
 use super::{ReportError, RunView};
 
@@ -36,8 +36,8 @@ pub fn e2s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-fn seconds_since(t0: chrono::DateTime<chrono::FixedOffset>, v: &Value) -> Option<f64> {
-    let ts = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str()?).ok()?;
+fn seconds_since(t0: chrono::DateTime<chrono::FixedOffset>, l: &LogLine) -> Option<f64> {
+    let ts = l.time()?;
     Some((ts - t0).num_microseconds()? as f64 * 1e-6)
 }
 
@@ -153,8 +153,8 @@ pub fn timeline(run: &RunView) -> Result<String, ReportError> {
     let t0 = run
         .log
         .iter()
-        .filter(|l| l["source"] == "controller")
-        .find_map(|l| chrono::DateTime::parse_from_rfc3339(l["timestamp"].as_str()?).ok())
+        .filter(|l| l.source == "controller")
+        .find_map(LogLine::time)
         .map(|t| t - chrono::Duration::microseconds((plan_secs * 1e6) as i64));
     // Series: each phase, then each site (or "loading" and "computing").
     let per_site = sites.len() <= SITE_COLOURS;
@@ -195,13 +195,15 @@ pub fn timeline(run: &RunView) -> Result<String, ReportError> {
     let total = start.max(1e-3);
     if let Some(t0) = t0 {
         for (row, site) in sites.iter().enumerate() {
-            for l in run.log.iter().filter(|l| l["source"] == site.as_str()) {
+            for l in run.log.iter().filter(|l| l.source == *site) {
                 let Some(t) = seconds_since(t0, l) else {
                     continue;
                 };
-                let (from, computing) = match l["message"].as_str() {
-                    Some("round computed") => (t - l["compute_secs"].as_f64().unwrap_or(0.0), true),
-                    Some("data loaded") | Some("connected to coordinator") => (t, false),
+                let (from, computing) = match l.milestone {
+                    Some(Milestone::RoundComputed) => {
+                        (t - l.number("compute_secs").unwrap_or(0.0), true)
+                    }
+                    Some(Milestone::DataLoaded | Milestone::Connected) => (t, false),
                     _ => continue,
                 };
                 bars.push(Bar {

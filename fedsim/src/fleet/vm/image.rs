@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::sys::proc::which;
 use sha2::{Digest, Sha256};
 
 use super::VmError;
@@ -156,15 +157,6 @@ impl BuildLock {
         }
         Ok(BuildLock(f))
     }
-}
-
-/// A program on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 /// The box recipe, compiled in: its hash (with the image's) names the packed box.

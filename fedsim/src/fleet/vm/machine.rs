@@ -144,7 +144,7 @@ impl Machine {
             .stderr(log2)
             .process_group(0);
         if owned {
-            crate::children::die_with_parent(&mut cmd);
+            crate::sys::children::die_with_parent(&mut cmd);
         }
         let child = cmd.spawn().map_err(|e| {
             fail(format!(
@@ -152,7 +152,7 @@ impl Machine {
             ))
         })?;
         if owned {
-            crate::children::track(child.id());
+            crate::sys::children::track(child.id());
         }
         tracing::info!(
             phase = "provision",
@@ -246,7 +246,7 @@ impl Machine {
             }
         }
         if self.owned {
-            crate::children::untrack(self.state.pid);
+            crate::sys::children::untrack(self.state.pid);
         }
     }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::remote::SshFleet;
 use super::ssh::Ssh;
 use super::{Fleet, FleetError, SiteExit};
-use crate::prep::Bundle;
+use crate::bundle::Bundle;
 use crate::scenario::{LinkSpec, Scenario, SiteSpec, VmSpec};
 use console::ConsoleLog;
 use image::Image;
@@ -92,7 +92,7 @@ impl FleetState {
 
     fn save(&self) -> Result<(), VmError> {
         let dir = fleet_dir(&self.scenario);
-        crate::rundir::write_json_atomic(&dir.join("fleet.json"), self).map_err(|e| {
+        crate::sys::fsio::write_json_atomic(&dir.join("fleet.json"), self).map_err(|e| {
             VmError::Fleet {
                 name: self.scenario.clone(),
                 reason: e.to_string(),
@@ -172,7 +172,7 @@ fn boot_all(
     let mut keys: Vec<Option<String>> = vec![None; machines.len()];
     let mut ready = vec![false; machines.len()];
     while ready.iter().any(|r| !r) {
-        if crate::cancel::requested() {
+        if crate::sys::cancel::requested() {
             let e = VmError::Fleet {
                 name: "boot".into(),
                 reason: "cancelled; every VM started was stopped".into(),
@@ -337,6 +337,7 @@ pub struct VmFleet {
     progress: bool,
     /// This run's own VMs live here (a fleet that stays up lives in the cache).
     run_dir: PathBuf,
+    vms_dir: PathBuf,
     /// The fleet was up before the run, and stays up after it.
     kept: bool,
     image: Option<Image>,
@@ -359,7 +360,7 @@ impl VmFleet {
     /// The fleet for a run: the scenario's fleet if it is up, else VMs of the run's own.
     pub fn new(
         scenario: &Scenario,
-        run_dir: &Path,
+        paths: &crate::fleet::RunPaths,
         agent_exe: &Path,
         progress: bool,
     ) -> Result<VmFleet, VmError> {
@@ -372,10 +373,11 @@ impl VmFleet {
             links: scenario.links.clone(),
             agent_exe: agent_exe.to_path_buf(),
             progress,
-            run_dir: run_dir.to_path_buf(),
+            run_dir: paths.root.clone(),
+            vms_dir: paths.vms.clone(),
             kept: false,
             image: None,
-            known_hosts: run_dir.join("known_hosts"),
+            known_hosts: paths.known_hosts.clone(),
             machines: Vec::new(),
             consoles: Vec::new(),
             inner: None,
@@ -441,7 +443,7 @@ impl VmFleet {
         let (machines, consoles) = boot_all(
             &image,
             &self.sites,
-            &self.run_dir.join("vms"),
+            &self.vms_dir,
             &self.spec,
             true,
             &self.known_hosts,
@@ -667,12 +669,11 @@ pub struct Prepared {
 
 /// Record that `fedsim prep` put these bundles on the scenario's fleet.
 pub fn mark_prepared(scenario: &str, prepared: &Prepared) -> Result<(), VmError> {
-    crate::rundir::write_json_atomic(&fleet_dir(scenario).join("prepared.json"), prepared).map_err(
-        |e| VmError::Fleet {
+    crate::sys::fsio::write_json_atomic(&fleet_dir(scenario).join("prepared.json"), prepared)
+        .map_err(|e| VmError::Fleet {
             name: scenario.into(),
             reason: e.to_string(),
-        },
-    )
+        })
 }
 
 /// The credentials `fedsim prep` put on each site of the scenario's fleet (each read from the
@@ -680,7 +681,7 @@ pub fn mark_prepared(scenario: &str, prepared: &Prepared) -> Result<(), VmError>
 /// when no fleet is up or prep did not put bundles on it.
 pub fn prepared_credentials(
     scenario: &Scenario,
-) -> Option<Result<Vec<Option<crate::prep::GivenCredentials>>, FleetError>> {
+) -> Option<Result<Vec<Option<crate::bundle::GivenCredentials>>, FleetError>> {
     let name = &scenario.scenario.name;
     let state = FleetState::load(name)?;
     if let Err(e) = state.usable(&scenario.source) {
@@ -692,21 +693,21 @@ pub fn prepared_credentials(
     let text = std::fs::read_to_string(fleet_dir(name).join("prepared.json")).ok()?;
     let prepared: Prepared = serde_json::from_str(&text).ok()?;
     let key = state.image.join("id_ed25519");
-    let read = |m: &MachineState| -> Result<Option<crate::prep::GivenCredentials>, FleetError> {
+    let read = |m: &MachineState| -> Result<Option<crate::bundle::GivenCredentials>, FleetError> {
         let fail = |reason: String| FleetError::Install {
             site: m.site.clone(),
             reason,
         };
         let ssh = Ssh::connect(&ssh_spec(m, &key, &state.known_hosts), SSH_TIMEOUT)
             .map_err(|e| fail(e.to_string()))?;
-        let path = format!(".fedsim/{name}/.env");
+        let path = format!(".fedsim/{name}/{}", crate::bundle::env::FILE);
         match ssh.exec(&format!(
             "cat {} 2>/dev/null",
             super::ssh::shell_quote(&path)
         )) {
             Ok((0, text, _)) => {
                 let mut given =
-                    crate::prep::credentials_from_env_text(&m.site, Path::new(&path), &text)
+                    crate::bundle::credentials_from_env_text(&m.site, Path::new(&path), &text)
                         .map_err(|e| fail(e.to_string()))?;
                 given.generated = true;
                 Ok(Some(given))

@@ -7,22 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::frame::{Channel, FrameError, Sender};
-use super::{secagg, Message};
 use crate::algorithms::{self, external, LocalData};
 use crate::auth;
+use crate::bundle::env::SiteEnv;
 use crate::data::design::{self, Levels};
 use crate::data::frame::{Frame, ReadOptions};
-
-/// What a site's `.env` holds.
-pub struct SiteEnv {
-    pub site: String,
-    pub token: String,
-    pub coordinator: String,
-    pub data: PathBuf,
-    /// Seeds shared with each other site (secure aggregation only).
-    pub pair_seeds: Option<secagg::PairSeeds>,
-}
+use crate::federation::frame::{Channel, FrameError, Sender};
+use crate::federation::{secagg, Message};
+use crate::logs::Milestone;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -40,44 +32,10 @@ pub enum AgentError {
     Protocol(String),
 }
 
-impl SiteEnv {
-    /// Read `DIR/.env`; the data path in it is relative to DIR.
-    pub fn load(dir: &Path) -> Result<SiteEnv, AgentError> {
-        let bundle = |reason: String| AgentError::Bundle {
-            dir: dir.to_path_buf(),
-            reason,
-        };
-        let path = dir.join(".env");
-        let mut vars = std::collections::HashMap::new();
-        let iter = dotenvy::from_path_iter(&path).map_err(|e| bundle(format!(".env: {e}")))?;
-        for item in iter {
-            let (k, v) = item.map_err(|e| bundle(format!(".env: {e}")))?;
-            vars.insert(k, v);
-        }
-        let mut take = |k: &str| {
-            vars.remove(k)
-                .ok_or_else(|| bundle(format!(".env has no {k}")))
-        };
-        Ok(SiteEnv {
-            site: take("FEDSIM_SITE")?,
-            token: take("FEDSIM_TOKEN")?,
-            coordinator: take("FEDSIM_COORDINATOR")?,
-            data: dir.join(take("FEDSIM_DATA")?),
-            pair_seeds: match vars.remove("FEDSIM_PAIR_SEEDS") {
-                Some(v) => Some(
-                    secagg::decode_seeds(&v)
-                        .ok_or_else(|| bundle("FEDSIM_PAIR_SEEDS is malformed".into()))?,
-                ),
-                None => None,
-            },
-        })
-    }
-}
-
 /// This process's own peak resident memory in KiB (VmHWM: unlike getrusage's high-water mark,
 /// it does not carry over the memory of a controller this agent was forked from).
 pub fn peak_rss_kib() -> u64 {
-    crate::metrics::peak_rss_kib()
+    crate::sys::proc::peak_rss_kib()
 }
 
 /// Use at most `n` threads for local computations (faer and rayon).
@@ -102,7 +60,10 @@ pub fn run(
     coordinator: Option<&str>,
     connect_timeout: Duration,
 ) -> Result<(), AgentError> {
-    let env = SiteEnv::load(dir)?;
+    let env = SiteEnv::load(dir).map_err(|e| AgentError::Bundle {
+        dir: dir.to_path_buf(),
+        reason: format!("{}: {e}", crate::bundle::env::FILE),
+    })?;
     let addr = coordinator.unwrap_or(&env.coordinator).to_string();
     let span = tracing::info_span!("agent", site = %env.site);
     let _enter = span.enter();
@@ -140,7 +101,7 @@ pub fn run(
             )))
         }
     };
-    tracing::info!(phase = "launch", run_id = %run_id, pid = std::process::id(), coordinator = %addr, "connected to coordinator");
+    tracing::info!(phase = "launch", milestone = %Milestone::Connected, run_id = %run_id, pid = std::process::id(), coordinator = %addr, "connected to coordinator");
 
     // Heartbeats from a thread of their own, so loading and long local steps still say "alive".
     let (sender, beating) = (ch.sender(), Arc::new(AtomicBool::new(true)));
@@ -160,7 +121,7 @@ pub fn run(
     let worker = Worker {
         sender: ch.sender(),
         site: env.site.clone(),
-        data: env.data.clone(),
+        data: dir.join(&env.data),
         config: *config,
         delays,
         seeds: secure.then_some(env.pair_seeds),
@@ -384,7 +345,7 @@ impl Worker {
             ),
         };
         drop(frame);
-        tracing::info!(phase = "launch", rows = rows.len(), "data loaded");
+        tracing::info!(phase = "launch", milestone = %Milestone::DataLoaded, rows = rows.len(), "data loaded");
         // Ends when the reading thread returns (the run is over).
         let tasks = inbox.filter_map(|m| match m {
             Inbox::Task(t) => Some(t),
@@ -433,6 +394,7 @@ impl Worker {
             let compute_secs = started.elapsed().as_secs_f64();
             tracing::info!(
                 phase = "federate",
+                milestone = %Milestone::RoundComputed,
                 round,
                 compute_secs,
                 bytes = reply.len(),

@@ -50,11 +50,11 @@ impl Driver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        crate::children::die_with_parent(&mut cmd);
+        crate::sys::children::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
-        crate::children::track(child.id());
+        crate::sys::children::track(child.id());
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -137,7 +137,7 @@ impl Drop for Driver {
             libc::kill(-pgid, libc::SIGKILL);
         }
         let _ = self.child.wait();
-        crate::children::untrack(pgid as u32);
+        crate::sys::children::untrack(pgid as u32);
     }
 }
 

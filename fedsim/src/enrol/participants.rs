@@ -1,6 +1,6 @@
 //! The people at the portal: one actor per account (the coordinator and each site), each holding
 //! only its own credentials, and what driving them produced (step times, downloads, failures).
-//! Two drivers act for them: the JSON API ([`crate::portal::client`]) and a browser ([`crate::gui`]).
+//! Two drivers act for them: the JSON API ([`crate::enrol::api`]) and a browser ([`crate::enrol::gui`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,10 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::portal::Role;
 
-/// The variable holding an account's portal password, in its `.env`.
-pub const PASSWORD_VAR: &str = "FEDSIM_PORTAL_PASSWORD";
-/// The variable holding an account's portal user name, in its `.env`.
-pub const USER_VAR: &str = "FEDSIM_PORTAL_USER";
+/// The variables holding an account's portal login, in its `.env` (named by the bundle).
+pub use crate::bundle::env::{PORTAL_PASSWORD as PASSWORD_VAR, PORTAL_USER as USER_VAR};
 /// The variable a site's join token arrives in (from the coordinator).
 pub const TOKEN_VAR: &str = "JOIN_TOKEN";
 
@@ -37,9 +35,8 @@ impl std::fmt::Debug for Actor {
 impl Actor {
     /// From the text of a `.env` file (comments and blank lines skipped).
     pub fn from_env_text(account: &str, role: Role, text: &str) -> Actor {
-        let env = dotenvy::from_read_iter(text.as_bytes())
-            .filter_map(Result::ok)
-            .collect();
+        // A malformed file gives an actor with nothing to type: its login fails, named.
+        let env = crate::bundle::env::vars(text).unwrap_or_default();
         Actor {
             account: account.to_string(),
             role,
@@ -63,9 +60,9 @@ impl Actor {
         self.role == Role::Participant
     }
 
-    /// Where this actor's downloads and screenshots go.
-    pub fn dir(&self, run_dir: &Path) -> PathBuf {
-        run_dir.join("portal").join(&self.account)
+    /// Where this actor's downloads and screenshots go: its own folder among the portal's.
+    pub fn dir(&self, portal_dir: &Path) -> PathBuf {
+        portal_dir.join(&self.account)
     }
 }
 

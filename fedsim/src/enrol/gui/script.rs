@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::scenario::{parse_located, Locate, ScenarioError};
 
 /// The script for fedsim's own portal, built in so that `[gui] enabled = true` needs nothing else.
-pub const PORTAL_SCRIPT: &str = include_str!("../../../resources/gui/portal.toml");
+pub const PORTAL_SCRIPT: &str = include_str!("../../../../resources/gui/portal.toml");
 /// Its name in errors and metrics.
 pub const PORTAL_SCRIPT_NAME: &str = "resources/gui/portal.toml";
 

@@ -3,23 +3,31 @@
 //! coordinator creates the project and join tokens, the sites join, the coordinator starts. Then
 //! everyone watches the run and downloads the results. Programs do this through the JSON API;
 //! with `[gui] enabled = true`, headless browsers click the pages instead.
+//!
+//! This wing owns everything about enrolment: the participants' contract ([`participants`]),
+//! the JSON API client that acts for them ([`api`]), the browsers that click for them
+//! ([`gui`]), and the start gate the coordinator waits on. `portal/` is the server alone.
+
+pub mod api;
+pub mod gui;
+pub mod participants;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::gui::script::Script;
-use crate::gui::GuiOptions;
-use crate::participants::{
-    Actor, DriveError, DriveReport, StepFailure, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
-};
+use crate::bundle::Bundle;
+use crate::federation::{NoStart, StartGate};
 use crate::portal::{Account, Board, Role, Server};
-use crate::prep::Bundle;
 use crate::scenario::{FaultKind, OnDropout, Scenario};
+use gui::script::Script;
+use gui::GuiOptions;
+use participants::{Actor, DriveError, DriveReport, StepFailure, PASSWORD_VAR, TOKEN_VAR};
 
 /// The coordinator's own portal account name.
-pub const COORDINATOR: &str = "coordinator";
+pub use crate::federation::COORDINATOR;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrolError {
@@ -93,7 +101,11 @@ pub struct Setup<'a> {
     pub scenario: &'a Scenario,
     pub algorithm: &'a str,
     pub people: People,
-    pub run_dir: &'a Path,
+    /// Where the coordinator's credentials go (mode 600).
+    pub controller_env: PathBuf,
+    /// Where each account's downloads go, a folder per account.
+    pub portal_dir: PathBuf,
+    pub chromedriver_log: PathBuf,
     pub project: &'a str,
     /// Wait for people to do it all in their browsers.
     pub by_hand: bool,
@@ -111,13 +123,13 @@ impl Enrolment {
             .then(|| Script::load(gui.script.as_deref()))
             .transpose()?;
         let password = crate::auth::new_password();
-        let controller_env = s.run_dir.join("controller.env");
-        let text = format!(
-            "# fedsim controller: the coordinator's portal account. Do not share.\n{USER_VAR}={COORDINATOR}\n{PASSWORD_VAR}={password}\n"
-        );
-        crate::prep::write_private(&controller_env, &text).map_err(|source| EnrolError::Write {
-            path: controller_env.clone(),
-            source,
+        let controller_env = s.controller_env.clone();
+        let text = crate::bundle::env::controller_text(COORDINATOR, &password);
+        crate::bundle::write_private(&controller_env, &text).map_err(|source| {
+            EnrolError::Write {
+                path: controller_env.clone(),
+                source,
+            }
         })?;
         let coordinator = Actor::from_env_text(COORDINATOR, Role::Coordinator, &text);
         let People {
@@ -170,7 +182,7 @@ impl Enrolment {
         }
         let task = {
             let (board, url, project) = (board.clone(), url.clone(), s.project.to_string());
-            let run_dir = s.run_dir.to_path_buf();
+            let (portal_dir, chromedriver_log) = (s.portal_dir.clone(), s.chromedriver_log.clone());
             let (chromedriver, browser) = (gui.chromedriver.clone(), gui.browser.clone());
             let step_timeout = Duration::from_secs_f64(gui.step_timeout_secs);
             rt.spawn(async move {
@@ -183,12 +195,12 @@ impl Enrolment {
                 };
                 let driven = match &script {
                     None => {
-                        crate::portal::client::drive(
+                        crate::enrol::api::drive(
                             &url,
                             &project,
                             &coordinator,
                             &sites,
-                            &run_dir,
+                            &portal_dir,
                             &leave,
                         )
                         .await
@@ -203,9 +215,10 @@ impl Enrolment {
                             step_timeout,
                             portal_url: url.clone(),
                             project,
-                            run_dir: &run_dir,
+                            portal_dir: &portal_dir,
+                            chromedriver_log: &chromedriver_log,
                         };
-                        crate::gui::drive(script, &opts, &coordinator, &sites, &leave).await
+                        crate::enrol::gui::drive(script, &opts, &coordinator, &sites, &leave).await
                     }
                 };
                 if let Err(e) = &driven {
@@ -295,5 +308,25 @@ impl Drop for Enrolment {
             t.abort();
         }
         self.server.take();
+    }
+}
+
+/// The portal's board holds the rounds until the coordinator's account presses start.
+impl StartGate for Board {
+    fn wait_start(&self, wait: Duration, cancel: &AtomicBool) -> Result<(), NoStart> {
+        Board::wait_start(self, wait, cancel).map_err(|e| match e {
+            crate::portal::NoStart::Aborted { site, reason } => NoStart::Aborted { site, reason },
+            crate::portal::NoStart::TimedOut => NoStart::TimedOut,
+            crate::portal::NoStart::Cancelled => NoStart::Cancelled,
+        })
+    }
+    fn left(&self) -> Vec<(String, String)> {
+        Board::left(self)
+    }
+    fn event(&self, site: Option<&str>, text: String) {
+        Board::event(self, site, text)
+    }
+    fn set_round(&self, round: u32) {
+        Board::set_round(self, round)
     }
 }

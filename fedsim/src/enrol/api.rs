@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::Role;
 
-use crate::participants::{
+use crate::enrol::participants::{
     Actor, DriveError, DriveReport, Leave, StepFailure, StepTime, PASSWORD_VAR, TOKEN_VAR, USER_VAR,
 };
 
@@ -190,7 +190,7 @@ pub async fn drive(
     project: &str,
     coordinator: &Actor,
     sites: &[Actor],
-    run_dir: &Path,
+    portal_dir: &Path,
     leave: Leave<'_>,
 ) -> Result<DriveReport, DriveError> {
     let api = Api {
@@ -363,10 +363,10 @@ pub async fn drive(
                         let bytes = api
                             .call(reqwest::Method::GET, "/api/project/results", Some(s), None)
                             .await?;
-                        let dir = a.dir(run_dir);
+                        let dir = a.dir(portal_dir);
                         let path = dir.join("results.json");
                         std::fs::create_dir_all(&dir)
-                            .and_then(|()| crate::fsio::write_atomic(&path, &bytes))
+                            .and_then(|()| crate::sys::fsio::write_atomic(&path, &bytes))
                             .map_err(|e| format!("saving {}: {e}", path.display()))?;
                         Ok((a.account.clone(), path))
                     })

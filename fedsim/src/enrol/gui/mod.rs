@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use thirtyfour::prelude::*;
 
-use crate::participants::{Actor, DriveError, DriveReport, Leave, StepFailure, StepTime};
+use crate::enrol::participants::{Actor, DriveError, DriveReport, Leave, StepFailure, StepTime};
 use crate::portal::Role;
 use browser::{Driver, Scratch};
 use script::{expand, Action, Script, Step, BUILTINS};
@@ -50,7 +50,9 @@ pub struct GuiOptions<'a> {
     pub step_timeout: Duration,
     pub portal_url: String,
     pub project: String,
-    pub run_dir: &'a Path,
+    /// Where each account's downloads and screenshots go (a folder per account).
+    pub portal_dir: &'a Path,
+    pub chromedriver_log: &'a Path,
 }
 
 /// What every browser shares: values sent between accounts, and what was recorded.
@@ -83,7 +85,7 @@ pub async fn drive(
     sites: &[Actor],
     leave: Leave<'_>,
 ) -> Result<DriveReport, DriveError> {
-    let log = opts.run_dir.join("logs").join("chromedriver.log");
+    let log = opts.chromedriver_log.to_path_buf();
     let driver = Driver::start(opts.chromedriver, &log)
         .await
         .map_err(DriveError::Setup)?;
@@ -162,7 +164,7 @@ async fn open_seat<'a>(
     let setup = |e: String| DriveError::Setup(format!("{}: {e}", actor.account));
     let scratch = Scratch::new().map_err(|e| setup(e.to_string()))?;
     std::fs::create_dir_all(scratch.downloads()).map_err(|e| setup(e.to_string()))?;
-    std::fs::create_dir_all(actor.dir(opts.run_dir)).map_err(|e| setup(e.to_string()))?;
+    std::fs::create_dir_all(actor.dir(opts.portal_dir)).map_err(|e| setup(e.to_string()))?;
     let session = driver
         .session(opts.browser, &scratch.profile(), &scratch.downloads())
         .await
@@ -194,7 +196,7 @@ async fn run_phase(shared: &Shared<'_>, seat: &Seat<'_>, phase: &str) -> Result<
         if let Err(reason) = outcome {
             let shot = seat
                 .actor
-                .dir(shared.opts.run_dir)
+                .dir(shared.opts.portal_dir)
                 .join(format!("failure-{phase}-step{}.png", i + 1));
             let screenshot = seat.session.screenshot(&shot).await.ok().map(|()| shot);
             tracing::error!(phase = "gui", account = %seat.actor.account, step = %name, %reason, "GUI step failed");
@@ -359,7 +361,9 @@ async fn run_step(shared: &Shared<'_>, seat: &Seat<'_>, step: &Step) -> Result<(
         }
         Action::Screenshot => {
             let name = step.name.as_deref().unwrap_or("page");
-            let path = actor.dir(shared.opts.run_dir).join(format!("{name}.png"));
+            let path = actor
+                .dir(shared.opts.portal_dir)
+                .join(format!("{name}.png"));
             s.screenshot(&path).await.map_err(wd)?;
             if let Ok(mut shots) = shared.screenshots.lock() {
                 shots.push(path);
@@ -466,7 +470,7 @@ async fn download(
                     .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         };
         if let (false, Some(done)) = (fresh.iter().any(partial), fresh.first()) {
-            let dest = actor.dir(shared.opts.run_dir).join(name);
+            let dest = actor.dir(shared.opts.portal_dir).join(name);
             match std::fs::copy(done, &dest) {
                 Ok(_) => return Ok(dest),
                 // Renamed under us: look again.

@@ -1,23 +1,17 @@
-//! Plan and prep: resolve which columns and rows each site gets, then write each site's bundle
-//! (its rows and its own `.env`) into the run directory.
-//!
-//! Planning touches no file, so a bad scenario or data set leaves nothing behind.
+//! The plan: which columns and rows each site gets, and the analysis each runs. Pure: planning
+//! reads the data and touches no file, so a bad scenario or data set leaves nothing behind.
+//! What a site then receives is `bundle`'s.
 
-use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::algorithms::external::ExternalSpec;
 use crate::algorithms::{AlgorithmConfig, LocalData};
-use crate::auth::{self, FrameKey};
 use crate::data::design::{self, Design};
 use crate::data::frame::{Cells, Frame, ReadOptions};
 use crate::data::{DataError, Table};
 use crate::partition::{self, PartitionError};
-use crate::portal::{Account, Role};
 use crate::scenario::{AlgorithmKind, PartitionKind, Scenario, ScenarioError, Strategy};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +121,7 @@ impl SitePlan {
     }
 
     /// The target over this site's complete rows (horizontal splits with a target only).
-    pub fn outcome(&self, plan: &Plan) -> Option<crate::summary::Outcome> {
+    pub fn outcome(&self, plan: &Plan) -> Option<crate::data::outcome::Outcome> {
         let target = plan.config.target.as_deref()?;
         let rows: Vec<usize> = self
             .source_rows
@@ -136,7 +130,7 @@ impl SitePlan {
             .copied()
             .filter(|r| plan.complete.binary_search(r).is_ok())
             .collect();
-        crate::summary::Outcome::of(&plan.frame.numbers(target, &rows)?)
+        crate::data::outcome::Outcome::of(&plan.frame.numbers(target, &rows)?)
     }
 
     /// Rows in this site's file.
@@ -184,7 +178,7 @@ fn read_sources(s: &Scenario) -> Result<Vec<(PathBuf, Frame)>, PlanError> {
     }
     let mut out: Vec<(PathBuf, Frame)> = Vec::new();
     for (i, path) in s.data.sources().into_iter().enumerate() {
-        crate::cancel::check().map_err(|_| DataError::Cancelled)?;
+        crate::sys::cancel::check().map_err(|_| DataError::Cancelled)?;
         if let Err(e) = std::fs::File::open(path) {
             // Most often a path written relative to the wrong folder: say which one it is.
             let key = match &s.data.files {
@@ -568,7 +562,7 @@ fn program_found(program: &str, dir: &Path, shipped: &[String]) -> bool {
     if program.contains('/') {
         shipped.iter().any(|f| Path::new(f) == Path::new(program)) || dir.join(program).is_file()
     } else {
-        crate::fleet::vm::image::which(program).is_some()
+        crate::sys::proc::which(program).is_some()
     }
 }
 
@@ -712,229 +706,4 @@ fn is_text_column(f: &Frame, column: &str) -> bool {
         Some(Cells::Text(v)) => v.iter().flatten().all(|t| t.trim().parse::<f64>().is_err()),
         _ => false,
     }
-}
-
-/// A site's bundle as the controller holds it until the fleet installs it on the site. Then
-/// `files` is dropped, and the controller keeps only the key derived from the token.
-pub struct Bundle {
-    pub name: String,
-    pub rows: usize,
-    pub data_sha256: String,
-    pub key: FrameKey,
-    /// The analysis as this site runs it (its own columns, for a vertical split).
-    pub config: AlgorithmConfig,
-    /// The site's portal account (name and password verifier).
-    pub portal: Account,
-    pub files: Option<BundleFiles>,
-}
-
-/// What goes onto the site: its data and its `.env`.
-pub struct BundleFiles {
-    pub data_name: String,
-    pub data: Vec<u8>,
-    pub env: String,
-    /// An external algorithm's files, by their path relative to the site's directory.
-    pub extra: Vec<(String, Vec<u8>)>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PrepError {
-    #[error("cannot write {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error("site {site}: credentials file {}: {reason}", path.display())]
-    Credentials {
-        site: String,
-        path: PathBuf,
-        reason: String,
-    },
-}
-
-fn io_at(path: &Path) -> impl Fn(std::io::Error) -> PrepError + '_ {
-    move |source| PrepError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// What a remote site's `.env` says of the coordinator: it is given to the agent when it starts
-/// (an address, or a tunnel's port on the site), so a bundle stays valid from one run to the next.
-pub const COORDINATOR_AT_START: &str = "given-at-start";
-
-/// Credentials a site brings in a `.env` it was given (provider ssh, `env = ...`).
-#[derive(Clone, Default)]
-pub struct GivenCredentials {
-    pub token: String,
-    /// Its portal password, if the file has one (else a fresh one is made).
-    pub portal_password: Option<String>,
-    /// fedsim made these (an earlier `fedsim prep`): the password is random, not chosen.
-    pub generated: bool,
-}
-
-/// A site's own token (and portal password, if any) from a `.env` it was given. Values are never
-/// echoed in an error.
-pub fn token_from_env_file(site: &str, path: &Path) -> Result<GivenCredentials, PrepError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PrepError::Credentials {
-        site: site.into(),
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    credentials_from_env_text(site, path, &text)
-}
-
-/// The same, from a `.env`'s text (`path` names it in errors: a file, or a site's copy).
-pub fn credentials_from_env_text(
-    site: &str,
-    path: &Path,
-    text: &str,
-) -> Result<GivenCredentials, PrepError> {
-    let fail = |reason: String| PrepError::Credentials {
-        site: site.into(),
-        path: path.into(),
-        reason,
-    };
-    let iter = dotenvy::from_read_iter(text.as_bytes());
-    let mut given = GivenCredentials::default();
-    for item in iter {
-        let (k, v) = item.map_err(|_| fail("malformed line".into()))?;
-        match k.as_str() {
-            "FEDSIM_TOKEN" if v.len() < 32 => {
-                return Err(fail("FEDSIM_TOKEN is shorter than 32 characters".into()))
-            }
-            "FEDSIM_TOKEN" => given.token = v,
-            crate::participants::PASSWORD_VAR if v.len() < 12 => {
-                return Err(fail(format!(
-                    "{} is shorter than 12 characters",
-                    crate::participants::PASSWORD_VAR
-                )))
-            }
-            crate::participants::PASSWORD_VAR => given.portal_password = Some(v),
-            _ => {}
-        }
-    }
-    if given.token.is_empty() {
-        return Err(fail("no FEDSIM_TOKEN".into()));
-    }
-    Ok(given)
-}
-
-/// Make every site's bundle in memory: its share of the data, and a `.env` with its token and
-/// portal password (`given[i]`, or fresh random ones) and, with `secure`, its pairwise mask seeds.
-/// The bundle keeps the portal password's verifier, not the password.
-pub fn make_bundles(
-    plan: &Plan,
-    coordinator: &str,
-    given: &[Option<GivenCredentials>],
-    secure: bool,
-) -> Result<Vec<Bundle>, PrepError> {
-    let names: Vec<String> = plan.sites.iter().map(|s| s.name.clone()).collect();
-    // Secure aggregation: each pair's seed goes into the two sites' own .env files, nowhere else.
-    let seeds = secure.then(|| crate::federation::secagg::pair_seeds(&names));
-    // An external algorithm's files go to every site.
-    let extra: Vec<(String, Vec<u8>)> = match &plan.config.external {
-        Some(spec) => spec
-            .files
-            .iter()
-            .map(|f| {
-                let path = spec.workdir.join(f);
-                std::fs::read(&path)
-                    .map(|b| (f.clone(), b))
-                    .map_err(|e| PrepError::Io { path, source: e })
-            })
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
-    plan.sites
-        .iter()
-        .enumerate()
-        .map(|(i, site)| {
-            crate::cancel::check().map_err(|_| DataError::Cancelled)?;
-            let data_name = format!("data.{}", plan.format);
-            let data = site.frame(plan)?.to_bytes(plan.format, &plan.data_path)?;
-            let given = given.get(i).cloned().flatten();
-            let token = given
-                .as_ref()
-                .map(|g| g.token.clone())
-                .unwrap_or_else(auth::new_token);
-            // A password someone chose gets argon2; one fedsim made is random enough for SHA-256.
-            let generated = given.as_ref().is_some_and(|g| g.generated);
-            let (password, portal) = match given.and_then(|g| g.portal_password) {
-                Some(p) if generated => {
-                    let account = Account::generated(&site.name, Role::Participant, &p);
-                    (p, account)
-                }
-                Some(p) => {
-                    let account = Account::new(&site.name, Role::Participant, &p);
-                    (p, account)
-                }
-                None => {
-                    let p = auth::new_password();
-                    let account = Account::generated(&site.name, Role::Participant, &p);
-                    (p, account)
-                }
-            };
-            let mut env = format!(
-                "# fedsim site credentials: this site's only. Do not share.\nFEDSIM_SITE={}\nFEDSIM_TOKEN={}\nFEDSIM_COORDINATOR={}\nFEDSIM_DATA={}\n{}={}\n{}={}\n",
-                site.name, token, coordinator, data_name,
-                crate::participants::USER_VAR, site.name,
-                crate::participants::PASSWORD_VAR, password,
-            );
-            if let Some(seeds) = &seeds {
-                env.push_str(&format!("FEDSIM_PAIR_SEEDS={}\n", crate::federation::secagg::encode_seeds(&seeds[i])));
-            }
-            Ok(Bundle {
-                name: site.name.clone(),
-                rows: site.rows(plan),
-                config: site.config(plan),
-                data_sha256: hex::encode(Sha256::digest(&data)),
-                key: auth::frame_key(&token),
-                portal,
-                files: Some(BundleFiles {
-                    data_name,
-                    data,
-                    env,
-                    extra: extra.clone(),
-                }),
-            })
-        })
-        .collect()
-}
-
-/// Write a bundle's files into `dir` (created, mode 700): the data, and `.env` created with mode 600.
-pub fn write_files(files: &BundleFiles, dir: &Path) -> Result<(), PrepError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_at(dir))?;
-    // Whole or not at all: a full disk leaves no truncated data file behind.
-    let data_path = dir.join(&files.data_name);
-    crate::fsio::write_with_mode(&data_path, &files.data, Some(0o600))
-        .map_err(io_at(&data_path))?;
-    for (name, bytes) in &files.extra {
-        let path = dir.join(name);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_at(parent))?;
-        }
-        crate::fsio::write_atomic(&path, bytes).map_err(io_at(&path))?;
-    }
-    let env_path = dir.join(".env");
-    write_private(&env_path, &files.env).map_err(io_at(&env_path))
-}
-
-/// Create `path` (it must not exist) with mode 600 from the start, and write `text`: the way
-/// every credentials file is written, so none is ever readable by others, even briefly, and none
-/// is ever half written.
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    if path.exists() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            "a credentials file is there already",
-        ));
-    }
-    crate::fsio::write_with_mode(path, text.as_bytes(), Some(0o600))
 }

@@ -1,0 +1,69 @@
+//! What the kernel says about this process and this machine: CPU time, peak and proportional
+//! memory, and where a program lives on PATH. No fedsim types: every layer may ask.
+
+use std::path::PathBuf;
+
+/// This process's CPU seconds (user + system).
+pub fn cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// This process's own peak resident memory in KiB: `VmHWM` from `/proc/self/status`. Unlike
+/// getrusage's `ru_maxrss`, it starts afresh at exec, so an agent forked from a large controller
+/// reports its own peak, not the controller's.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| vm_hwm_kib(&s))
+        .unwrap_or(0)
+}
+
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A process's proportional set size in KiB (`Pss` of `/proc/PID/smaps_rollup`): its private
+/// memory plus its share of what it shares, so that summing it over processes counts shared
+/// pages (the agents' common binary) once.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A program on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_memory_is_read_from_proc_and_grows_with_use() {
+        assert_eq!(
+            vm_hwm_kib("Name:\tx\nVmHWM:\t   12345 kB\nVmRSS:\t1 kB\n"),
+            Some(12345)
+        );
+        let before = peak_rss_kib();
+        assert!(before > 100, "{before}");
+        // Touch 64 MiB: the high-water mark must see it.
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        let after = peak_rss_kib();
+        assert!(after >= before + 60 * 1024, "{before} -> {after}");
+    }
+}
