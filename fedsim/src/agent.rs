@@ -262,7 +262,7 @@ impl Worker {
             decimal_comma: false,
         };
         let frame = Frame::load(&self.data, &options).map_err(|e| e.to_string())?;
-        if config.external.is_some() {
+        if config.external().is_some() {
             // The user's step reads the file itself; only its size is told.
             let rows = (0..frame.rows()).collect();
             return Ok((frame, rows, Vec::new()));
@@ -332,9 +332,9 @@ impl Worker {
             }
         };
         let config = self.config.with_levels(&levels);
-        let algorithm = algorithms::build(&config).map_err(|e| Stop::GiveUp(e.to_string()))?;
+        let algorithm = algorithms::build(&config);
         // The built-in algorithms compute on the design matrix; an external one on the file.
-        let data = match &config.external {
+        let data = match config.external() {
             Some(_) => None,
             None => Some(
                 self.config
@@ -371,7 +371,7 @@ impl Worker {
             }
             let started = Instant::now();
             // An external step's time is its process's: start, JSON and compute.
-            let answer = match (&data, &config.external) {
+            let answer = match (&data, config.external()) {
                 (Some(data), _) => algorithm.local(&body, data).map_err(|e| e.to_string()),
                 (None, Some(spec)) => {
                     let dir = self.data.parent().unwrap_or(Path::new("."));

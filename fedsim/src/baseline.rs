@@ -12,16 +12,18 @@ use rayon::prelude::*;
 
 use crate::algorithms::linreg::solve_scaled;
 use crate::algorithms::{
-    logreg, t_pvalues, z_pvalues, AlgoError, AlgorithmConfig, Estimates, LocalData,
+    logreg, t_pvalues, z_pvalues, AlgoError, AlgorithmConfig, Estimates, LocalData, Newton, Params,
+    SvdParams,
 };
-use crate::scenario::AlgorithmKind;
 
+/// The pooled answer of a built-in analysis; an external one's baseline is its own pooled
+/// command (see `algorithms::external::pooled`), run by the pipeline.
 pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoError> {
-    match config.kind {
-        AlgorithmKind::LinearRegression => ols(config, data),
-        AlgorithmKind::LogisticRegression => logit(config, data),
-        AlgorithmKind::Svd => svd(config, data),
-        AlgorithmKind::External => Err(AlgoError::Protocol(
+    match &config.params {
+        Params::LinearRegression => ols(config, data),
+        Params::LogisticRegression(newton) => logit(config, newton, data),
+        Params::Svd(p) => svd(config, p, data),
+        Params::External(_) => Err(AlgoError::Protocol(
             "an external algorithm's baseline is its pooled command".into(),
         )),
     }
@@ -137,7 +139,11 @@ fn ols(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
 
 /// Pooled Newton-Raphson: gradient and information summed over row chunks in parallel, iterated
 /// to full convergence (step below 1e-13 relative).
-fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoError> {
+fn logit(
+    config: &AlgorithmConfig,
+    newton: &Newton,
+    data: &LocalData,
+) -> Result<Estimates, AlgoError> {
     let y = data
         .y
         .as_deref()
@@ -147,7 +153,7 @@ fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoEr
     let chunk = chunk_rows(n, p);
     let terms = config.terms();
     let mut beta = vec![0.0; p];
-    for iteration in 1..=config.max_iter.max(100) {
+    for iteration in 1..=newton.max_iter.max(100) {
         crate::sys::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
         let starts: Vec<usize> = (0..n).step_by(chunk).collect();
         let (grad, hess, ll) = starts
@@ -191,11 +197,11 @@ fn logit(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoEr
 
 /// Pooled SVD of the standardised matrix: the R of a parallel tall-skinny QR has the same singular
 /// values and right singular vectors, and a dense SVD of the small R gets them all, to rounding.
-fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoError> {
+fn svd(config: &AlgorithmConfig, p: &SvdParams, data: &LocalData) -> Result<Estimates, AlgoError> {
     let (n, d) = (data.x.nrows(), data.x.ncols());
     let mean: Vec<f64> = (0..d)
         .map(|j| {
-            if config.center {
+            if p.center {
                 data.x.col(j).iter().sum::<f64>() / n as f64
             } else {
                 0.0
@@ -204,7 +210,7 @@ fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         .collect();
     let inv_sd: Vec<f64> = (0..d)
         .map(|j| {
-            if !config.scale {
+            if !p.scale {
                 return Ok(1.0);
             }
             let ss: f64 = data.x.col(j).iter().map(|v| (v - mean[j]).powi(2)).sum();
@@ -226,7 +232,7 @@ fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
         .svd()
         .map_err(|e| AlgoError::Numeric(format!("SVD failed: {e:?}")))?;
     let spectrum: Vec<f64> = (0..svd.S().dim()).map(|i| svd.S()[i]).collect();
-    let k = config.k.min(spectrum.len());
+    let k = p.k.min(spectrum.len());
     let v = svd.V();
     let vectors: Vec<Vec<f64>> = if config.vertical {
         // Sample-side vectors u_i = X v_i / s_i, the ones a vertical federation shares.
@@ -257,26 +263,17 @@ fn svd(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::SvdMethod;
 
     fn ols_config(features: &[&str]) -> AlgorithmConfig {
         AlgorithmConfig {
-            kind: AlgorithmKind::LinearRegression,
+            params: Params::LinearRegression,
             features: features.iter().map(|f| f.to_string()).collect(),
             target: Some("y".into()),
             intercept: true,
-            max_iter: 100,
-            tol: 1e-10,
-            k: 0,
-            center: true,
-            scale: false,
-            method: SvdMethod::default(),
-            oversample: 10,
             vertical: false,
             seed: 1,
             categorical: Vec::new(),
             missing: Default::default(),
-            external: None,
         }
     }
 

@@ -161,7 +161,7 @@ pub fn check(
         package: package.as_ref().map_err(Clone::clone),
         coordinator: addr,
         tunnel: scenario.fleet.tunnel(),
-        external: plan.config.external.as_ref(),
+        external: plan.config.external(),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let health = std::thread::scope(|scope| {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::algorithms::external::ExternalSpec;
-use crate::algorithms::{AlgorithmConfig, LocalData};
+use crate::algorithms::{AlgorithmConfig, LocalData, Newton, Params, SvdParams};
 use crate::data::design::{self, Design};
 use crate::data::frame::{Cells, Frame, ReadOptions};
 use crate::data::{DataError, Table};
@@ -114,7 +114,7 @@ impl SitePlan {
             c.features = cols.clone();
         }
         // A site runs its step in its own directory: the controller's is none of its business.
-        if let Some(spec) = &mut c.external {
+        if let Params::External(spec) = &mut c.params {
             spec.workdir = PathBuf::from(".");
         }
         c
@@ -442,22 +442,14 @@ impl Plan {
         };
         let k = a.k.unwrap_or(0);
         let config = AlgorithmConfig {
-            kind: a.kind,
+            params: params(s)?,
             features,
             target: s.data.target.clone(),
             intercept: a.intercept.unwrap_or(true) && !svd,
-            max_iter: a.max_iter.unwrap_or(if svd { 1000 } else { 100 }),
-            tol: a.tol.unwrap_or(1e-10),
-            k,
-            center: a.center.unwrap_or(true),
-            scale: a.scale.unwrap_or(false),
-            method: a.method.unwrap_or_default(),
-            oversample: a.oversample.unwrap_or(10),
             vertical,
             seed: s.scenario.seed,
             categorical,
             missing: s.data.missing,
-            external: external_spec(s)?,
         };
         let levels = design::levels_of(&frame, &config.categorical, &complete);
         let design = config.design(&levels);
@@ -566,14 +558,34 @@ fn program_found(program: &str, dir: &Path, shipped: &[String]) -> bool {
     }
 }
 
+/// The analysis's own options, defaults filled in: Newton's limits for a logistic regression,
+/// svd's components and route, an external algorithm's checked commands.
+fn params(s: &Scenario) -> Result<Params, PlanError> {
+    let a = &s.algorithm;
+    Ok(match a.kind {
+        AlgorithmKind::LinearRegression => Params::LinearRegression,
+        AlgorithmKind::LogisticRegression => Params::LogisticRegression(Newton {
+            max_iter: a.max_iter.unwrap_or(100),
+            tol: a.tol.unwrap_or(1e-10),
+        }),
+        AlgorithmKind::Svd => Params::Svd(SvdParams {
+            k: a.k.unwrap_or(0),
+            center: a.center.unwrap_or(true),
+            scale: a.scale.unwrap_or(false),
+            method: a.method.unwrap_or_default(),
+            oversample: a.oversample.unwrap_or(10),
+            max_iter: a.max_iter.unwrap_or(1000),
+            tol: a.tol.unwrap_or(1e-10),
+        }),
+        AlgorithmKind::External => Params::External(external_spec(s)?),
+    })
+}
+
 /// An external algorithm's commands and files, checked against this machine: every shipped
 /// file exists under `workdir`, and the aggregate and pooled programs (and, for local sites,
 /// the local one) can be found. A problem is located at its key in the scenario.
-fn external_spec(s: &Scenario) -> Result<Option<ExternalSpec>, PlanError> {
+fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
     let a = &s.algorithm;
-    if a.kind != AlgorithmKind::External {
-        return Ok(None);
-    }
     let workdir = a.workdir.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut files = Vec::new();
     for (i, f) in a.files.iter().enumerate() {
@@ -627,7 +639,7 @@ fn external_spec(s: &Scenario) -> Result<Option<ExternalSpec>, PlanError> {
                 .into());
         }
     }
-    Ok(Some(spec))
+    Ok(spec)
 }
 
 /// A pooled row's file and its row in that file.

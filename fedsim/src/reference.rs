@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::algorithms::Estimates;
+use crate::algorithms::{Estimates, Params};
 use crate::plan::Plan;
 use crate::scenario::AlgorithmKind;
 
@@ -133,15 +133,18 @@ pub struct Analysis {
 impl Analysis {
     pub fn of(plan: &Plan) -> Analysis {
         let c = &plan.analysis();
-        let svd = c.kind == AlgorithmKind::Svd;
+        let svd = match &c.params {
+            Params::Svd(p) => Some(p),
+            _ => None,
+        };
         Analysis {
             csv: plan.data_name.clone(),
-            kind: kind_name(c.kind),
+            kind: kind_name(c.kind()),
             target: c.target.clone(),
             terms: c.terms(),
-            k: svd.then_some(c.k),
-            center: svd.then_some(c.center),
-            scale: svd.then_some(c.scale),
+            k: svd.map(|p| p.k),
+            center: svd.map(|p| p.center),
+            scale: svd.map(|p| p.scale),
         }
     }
 

@@ -555,10 +555,10 @@ impl<'a> Run<'a> {
         match &c.target {
             Some(t) => format!(
                 "{} of {t} on {} features",
-                c.kind.as_str(),
+                c.kind().as_str(),
                 c.features.len()
             ),
-            None => format!("{} of {} features", c.kind.as_str(), c.features.len()),
+            None => format!("{} of {} features", c.kind().as_str(), c.features.len()),
         }
     }
 
@@ -589,7 +589,7 @@ impl<'a> Run<'a> {
         tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
         self.progress.phase(format!(
             "federate: {} on {} sites (portal {})",
-            self.plan.config.kind.as_str(),
+            self.plan.config.kind().as_str(),
             bundles.len(),
             enrolment.url
         ));
@@ -647,7 +647,7 @@ impl<'a> Run<'a> {
         self.findings.lost_sites = outcome.lost;
         let survivors: Vec<String> = outcome.joined.into_iter().map(|j| j.name).collect();
         let mut estimates = outcome.estimates;
-        if self.plan.config.external.is_some() {
+        if self.plan.config.external().is_some() {
             // An external result has no row count of its own: the sites' rows, as prep wrote them.
             estimates.n = self.plan.rows_of(&survivors);
         }
@@ -736,7 +736,7 @@ impl<'a> Run<'a> {
         let plan = self.plan.clone();
         let pooled_file = self.dir.pooled_csv();
         let base = cancel::wait_for("baseline", move || {
-            if let Some(spec) = &plan.config.external {
+            if let Some(spec) = plan.config.external() {
                 // The user's pooled command, on a file of the survivors' rows, removed after.
                 let rows = plan.rows_of(&survivors);
                 let result = plan
@@ -837,7 +837,7 @@ impl<'a> Run<'a> {
         let head = || SummaryHead {
             scenario: self.scenario.scenario.name.clone(),
             run_id: self.run_id.clone(),
-            algorithm: self.plan.config.kind.as_str().to_string(),
+            algorithm: self.plan.config.kind().as_str().to_string(),
         };
         let findings = std::mem::take(&mut self.findings);
         let mut summary = Summary::decide(head(), self.sites.clone(), findings);

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::linreg::solve_scaled;
 use super::{
-    add_rows, to_rows, z_pvalues, AlgoError, AlgorithmConfig, Estimates, Federated, LocalData, Step,
+    add_rows, to_rows, z_pvalues, AlgoError, AlgorithmConfig, Estimates, Federated, LocalData,
+    Newton, Step,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,6 +77,7 @@ pub fn stats(
 
 pub struct LogisticRegression {
     config: AlgorithmConfig,
+    newton: Newton,
     beta: Vec<f64>,
     /// Last accepted point and its log-likelihood, for step halving.
     accepted: Option<(Vec<f64>, f64)>,
@@ -87,10 +89,11 @@ pub struct LogisticRegression {
 }
 
 impl LogisticRegression {
-    pub fn new(config: AlgorithmConfig) -> Self {
+    pub fn new(config: AlgorithmConfig, newton: Newton) -> Self {
         let p = config.features.len() + usize::from(config.intercept);
         LogisticRegression {
             config,
+            newton,
             beta: vec![0.0; p],
             accepted: None,
             halvings: 0,
@@ -242,7 +245,7 @@ impl Federated for LogisticRegression {
         let scale = self.beta.iter().fold(1.0f64, |m, b| m.max(b.abs()));
         self.steps.push(size);
         let next: Vec<f64> = self.beta.iter().zip(&step).map(|(b, s)| b + s).collect();
-        if size <= self.config.tol * scale {
+        if size <= self.newton.tol * scale {
             // Converged: the point just evaluated is within `tol` of the optimum, and the final
             // step takes it to rounding level; the information matrix is the one at that point.
             let se: Vec<f64> = (0..p).map(|j| cov[(j, j)].sqrt()).collect();
@@ -262,10 +265,10 @@ impl Federated for LogisticRegression {
             e.add_logit_summary(ones, self.config.intercept);
             return Ok(Step::Done(Box::new(e)));
         }
-        if self.steps.len() >= self.config.max_iter {
+        if self.steps.len() >= self.newton.max_iter {
             return Err(AlgoError::Numeric(format!(
                 "Newton-Raphson did not converge in {} iterations (last step {size:.3e}, tolerance {:.1e}); raise max_iter or check for separation",
-                self.config.max_iter, self.config.tol
+                self.newton.max_iter, self.newton.tol
             )));
         }
         if next.iter().any(|b| !b.is_finite() || b.abs() > 1e8) {

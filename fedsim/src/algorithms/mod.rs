@@ -15,26 +15,21 @@ use crate::data::design::{Design, Levels};
 use crate::data::Table;
 use crate::scenario::{AlgorithmKind, SvdMethod};
 
-/// What a site needs to know about the analysis; sent to each agent when it joins.
+/// What a site needs to know about the analysis; sent to each agent when it joins. The options
+/// every analysis has sit here; what one kind alone has sits in its [`Params`] variant, so no
+/// kind carries another's options and no state is impossible.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AlgorithmConfig {
-    pub kind: AlgorithmKind,
+    /// The kind of analysis (`kind` in JSON) and its own options.
+    #[serde(flatten)]
+    pub params: Params,
     /// The feature columns, in order (for a vertical split: this site's columns only).
     pub features: Vec<String>,
     pub target: Option<String>,
     pub intercept: bool,
-    /// Newton / subspace iteration limit and convergence tolerance.
-    pub max_iter: usize,
-    pub tol: f64,
-    /// svd: components, centring, z-scoring, route, extra iterated vectors.
-    pub k: usize,
-    pub center: bool,
-    pub scale: bool,
-    pub method: SvdMethod,
-    pub oversample: usize,
     /// Sites hold column blocks of the same rows, not row blocks.
     pub vertical: bool,
-    /// Seeds the random start of subspace iteration.
+    /// The scenario's seed (svd's random start, an external step's `seed`).
     pub seed: u64,
     /// Raw feature columns that are categories; their levels are agreed before the rounds,
     /// and `features` then names the design's columns (see [`AlgorithmConfig::with_levels`]).
@@ -43,13 +38,59 @@ pub struct AlgorithmConfig {
     /// What a site does with an incomplete row.
     #[serde(default)]
     pub missing: crate::scenario::Missing,
-    /// kind "external": the commands and files of the user's algorithm. (No
-    /// `skip_serializing_if` here: the Welcome travels in postcard, which is not self-describing.)
-    #[serde(default)]
-    pub external: Option<external::ExternalSpec>,
+}
+
+/// One variant per kind of analysis, each with only its own options. A new kind is one variant
+/// here and one file beside this one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Params {
+    LinearRegression,
+    LogisticRegression(Newton),
+    Svd(SvdParams),
+    /// The user's own method: its commands and files.
+    External(external::ExternalSpec),
+}
+
+/// Newton-Raphson's iteration limit and convergence tolerance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Newton {
+    pub max_iter: usize,
+    pub tol: f64,
+}
+
+/// svd: components, centring, z-scoring, route, extra iterated vectors, and the subspace
+/// iteration's limit and tolerance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct SvdParams {
+    pub k: usize,
+    pub center: bool,
+    pub scale: bool,
+    pub method: SvdMethod,
+    pub oversample: usize,
+    pub max_iter: usize,
+    pub tol: f64,
 }
 
 impl AlgorithmConfig {
+    /// The kind, as a scenario names it.
+    pub fn kind(&self) -> AlgorithmKind {
+        match self.params {
+            Params::LinearRegression => AlgorithmKind::LinearRegression,
+            Params::LogisticRegression(_) => AlgorithmKind::LogisticRegression,
+            Params::Svd(_) => AlgorithmKind::Svd,
+            Params::External(_) => AlgorithmKind::External,
+        }
+    }
+
+    /// The external algorithm's commands and files, if this is one.
+    pub fn external(&self) -> Option<&external::ExternalSpec> {
+        match &self.params {
+            Params::External(spec) => Some(spec),
+            _ => None,
+        }
+    }
+
     /// How this analysis turns raw columns into the design, given the categorical levels.
     pub fn design(&self, levels: &Levels) -> Design {
         Design::new(
@@ -389,21 +430,14 @@ impl<A: Federated> Runner for A {
 }
 
 /// The algorithm a configuration names, ready to run on either side.
-pub fn build(config: &AlgorithmConfig) -> Result<Box<dyn Runner>, AlgoError> {
-    match config.kind {
-        AlgorithmKind::LinearRegression => {
-            Ok(Box::new(linreg::LinearRegression::new(config.clone())))
+pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
+    match &config.params {
+        Params::LinearRegression => Box::new(linreg::LinearRegression::new(config.clone())),
+        Params::LogisticRegression(newton) => {
+            Box::new(logreg::LogisticRegression::new(config.clone(), *newton))
         }
-        AlgorithmKind::LogisticRegression => {
-            Ok(Box::new(logreg::LogisticRegression::new(config.clone())))
-        }
-        AlgorithmKind::Svd => Ok(Box::new(svd::Svd::new(config.clone()))),
-        AlgorithmKind::External => match &config.external {
-            Some(spec) => Ok(Box::new(external::External::new(spec.clone()))),
-            None => Err(AlgoError::Protocol(
-                "an external algorithm without its commands".into(),
-            )),
-        },
+        Params::Svd(p) => Box::new(svd::Svd::new(config.clone(), *p)),
+        Params::External(spec) => Box::new(external::External::new(spec.clone())),
     }
 }
 

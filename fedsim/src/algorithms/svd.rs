@@ -22,7 +22,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::{add_rows, to_rows, AlgoError, AlgorithmConfig, Estimates, Federated, LocalData, Step};
+use super::{
+    add_rows, to_rows, AlgoError, AlgorithmConfig, Estimates, Federated, LocalData, Step, SvdParams,
+};
 use crate::scenario::SvdMethod;
 
 /// Largest operator dimension for which `method = "auto"` sends whole Gram blocks.
@@ -95,6 +97,7 @@ enum Phase {
 
 pub struct Svd {
     config: AlgorithmConfig,
+    p: SvdParams,
     phase: Phase,
     n: usize,
     dim: usize,
@@ -107,9 +110,10 @@ pub struct Svd {
 }
 
 impl Svd {
-    pub fn new(config: AlgorithmConfig) -> Self {
+    pub fn new(config: AlgorithmConfig, p: SvdParams) -> Self {
         Svd {
             config,
+            p,
             phase: Phase::Moments,
             n: 0,
             dim: 0,
@@ -122,14 +126,14 @@ impl Svd {
     }
 
     fn main_request(&mut self) -> Result<Request, AlgoError> {
-        let k = self.config.k;
+        let k = self.p.k;
         if k > self.dim.min(self.n) {
             return Err(AlgoError::Numeric(format!(
                 "k = {k} exceeds the rank bound min(n, d) = {}",
                 self.dim.min(self.n)
             )));
         }
-        self.method = match self.config.method {
+        self.method = match self.p.method {
             SvdMethod::Auto if self.dim <= AUTO_GRAM_MAX_DIM => SvdMethod::Gram,
             SvdMethod::Auto => SvdMethod::Subspace,
             m => m,
@@ -140,7 +144,7 @@ impl Svd {
                 shift: self.shift.clone(),
             });
         }
-        let p = (k + self.config.oversample).min(self.dim);
+        let p = (k + self.p.oversample).min(self.dim);
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x5bd1_e995);
         let start = Mat::from_fn(self.dim, p, |_, _| StandardNormal.sample(&mut rng));
         self.basis = orthonormal(&start);
@@ -197,11 +201,12 @@ fn standardised(
     x: &Mat<f64>,
     shift: &Shift,
     config: &AlgorithmConfig,
+    p: &SvdParams,
 ) -> Result<Mat<f64>, AlgoError> {
     let (n, d) = (x.nrows(), x.ncols());
     let own;
     let shift = if config.vertical {
-        own = column_shift(x, config, &config.features)?;
+        own = column_shift(x, p, &config.features)?;
         &own
     } else {
         shift
@@ -218,11 +223,7 @@ fn standardised(
 }
 
 /// Means and inverse standard deviations (ddof 1) of whole columns, as the config asks.
-fn column_shift(
-    x: &Mat<f64>,
-    config: &AlgorithmConfig,
-    names: &[String],
-) -> Result<Shift, AlgoError> {
+fn column_shift(x: &Mat<f64>, config: &SvdParams, names: &[String]) -> Result<Shift, AlgoError> {
     let (n, d) = (x.nrows(), x.ncols());
     let mean: Vec<f64> = (0..d)
         .map(|j| {
@@ -287,7 +288,7 @@ impl Federated for Svd {
                 })
             }
             Request::Gram { shift } => {
-                let xs = standardised(x, shift, &self.config)?;
+                let xs = standardised(x, shift, &self.config, &self.p)?;
                 let g = if vertical {
                     &xs * xs.transpose()
                 } else {
@@ -296,7 +297,7 @@ impl Federated for Svd {
                 Ok(Reply::Gram { rows: to_rows(&g) })
             }
             Request::Multiply { shift, block, cols } => {
-                let xs = standardised(x, shift, &self.config)?;
+                let xs = standardised(x, shift, &self.config, &self.p)?;
                 let dim = if vertical { xs.nrows() } else { xs.ncols() };
                 let b = from_rows(block, dim, *cols as usize, "block")?;
                 let w = if vertical {
@@ -312,7 +313,7 @@ impl Federated for Svd {
                 cols,
                 sigma,
             } => {
-                let xs = standardised(x, shift, &self.config)?;
+                let xs = standardised(x, shift, &self.config, &self.p)?;
                 let k = *cols as usize;
                 let out = Path::new(SITE_OUTPUT);
                 std::fs::create_dir_all(out)
@@ -432,7 +433,7 @@ impl Federated for Svd {
                 let mean: Vec<f64> = sums
                     .iter()
                     .map(|s| {
-                        if self.config.center {
+                        if self.p.center {
                             s / self.n as f64
                         } else {
                             0.0
@@ -443,7 +444,7 @@ impl Federated for Svd {
                     inv_sd: vec![1.0; self.dim],
                     mean: mean.clone(),
                 };
-                if self.config.scale {
+                if self.p.scale {
                     self.phase = Phase::Spread;
                     return Ok(Step::Next(Request::Spread { mean }));
                 }
@@ -468,7 +469,7 @@ impl Federated for Svd {
                     };
                     add_rows(&mut g, rows, "Gram matrix")?;
                 }
-                let (values, vectors) = top_eigen(&g, self.config.k)?;
+                let (values, vectors) = top_eigen(&g, self.p.k)?;
                 let sigma = values.iter().map(|l| l.max(0.0).sqrt()).collect();
                 Ok(Step::Next(self.finish(sigma, vectors)))
             }
@@ -485,7 +486,7 @@ impl Federated for Svd {
                 let h = self.basis.transpose() * &w;
                 let h = Mat::from_fn(p, p, |i, j| 0.5 * (h[(i, j)] + h[(j, i)]));
                 let (values, q) = top_eigen(&h, p)?;
-                let k = self.config.k;
+                let k = self.p.k;
                 let cq = &w * &q;
                 let vq = &self.basis * &q;
                 let top = values[0].abs().max(f64::MIN_POSITIVE);
@@ -499,15 +500,15 @@ impl Federated for Svd {
                     })
                     .fold(0.0, f64::max);
                 self.residuals.push(residual);
-                if residual <= self.config.tol {
+                if residual <= self.p.tol {
                     let sigma = values[..k].iter().map(|l| l.max(0.0).sqrt()).collect();
                     let vectors = Mat::from_fn(self.dim, k, |r, c| vq[(r, c)]);
                     return Ok(Step::Next(self.finish(sigma, vectors)));
                 }
-                if self.residuals.len() >= self.config.max_iter {
+                if self.residuals.len() >= self.p.max_iter {
                     return Err(AlgoError::Numeric(format!(
                         "subspace iteration did not converge in {} iterations (residual {residual:.3e} > tol {:.1e}); raise max_iter or oversample",
-                        self.config.max_iter, self.config.tol
+                        self.p.max_iter, self.p.tol
                     )));
                 }
                 self.basis = orthonormal(&w);

@@ -106,7 +106,7 @@ pub fn make_bundles(
     // Secure aggregation: each pair's seed goes into the two sites' own .env files, nowhere else.
     let seeds = secure.then(|| crate::federation::secagg::pair_seeds(&names));
     // An external algorithm's files go to every site.
-    let extra: Vec<(String, Vec<u8>)> = match &plan.config.external {
+    let extra: Vec<(String, Vec<u8>)> = match plan.config.external() {
         Some(spec) => spec
             .files
             .iter()

@@ -836,8 +836,7 @@ fn drive(
     // The analysis on the design's columns (the levels stay those agreed in round 0, also
     // when the run goes on without a lost site: the sites coded their rows with them).
     let config = &config.with_levels(agreed.levels.as_ref().unwrap_or(&Vec::new()));
-    let mut algorithm =
-        algorithms::build(config).map_err(|source| FedError::Algorithm { round: 0, source })?;
+    let mut algorithm = algorithms::build(config);
     let mut request = algorithm
         .start()
         .map_err(|source| FedError::Algorithm { round: 0, source })?;
@@ -998,7 +997,6 @@ fn agree_on_levels(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{AlgorithmKind, SvdMethod};
     use std::io::Write;
     use std::net::TcpStream;
 
@@ -1016,22 +1014,14 @@ mod tests {
                 key: [i as u8; 32],
                 delays: Vec::new(),
                 config: AlgorithmConfig {
-                    kind: AlgorithmKind::LinearRegression,
+                    params: crate::algorithms::Params::LinearRegression,
                     features: vec!["x".into()],
                     target: Some("y".into()),
                     intercept: true,
-                    max_iter: 100,
-                    tol: 1e-10,
-                    k: 0,
-                    center: true,
-                    scale: false,
-                    method: SvdMethod::default(),
-                    oversample: 10,
                     vertical: false,
                     seed: 1,
                     categorical: Vec::new(),
                     missing: Default::default(),
-                    external: None,
                 },
             })
             .collect()

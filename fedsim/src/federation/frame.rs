@@ -25,8 +25,9 @@ use snow::StatelessTransportState;
 
 use crate::auth::FrameKey;
 
-/// 2: Noise handshake and encrypted frames (1 was HMAC-tagged plain text).
-pub const VERSION: u8 = 2;
+/// 3: the Welcome carries the analysis, a tagged enum, as JSON. 2 brought the Noise handshake
+/// and encrypted frames; 1 was HMAC-tagged plain text.
+pub const VERSION: u8 = 3;
 /// Largest frame accepted once the peer is authenticated; a garbage length must not make us
 /// allocate gigabytes.
 pub const MAX_FRAME: usize = 1 << 30;

@@ -15,6 +15,24 @@ use serde::{Deserialize, Serialize};
 use crate::algorithms::AlgorithmConfig;
 use crate::data::design::Levels;
 
+/// A value carried as JSON text inside a postcard frame.
+mod as_json {
+    use serde::de::{DeserializeOwned, Error as _};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(D::Error::custom)
+    }
+}
+
 /// The coordinator's own account at a portal. It is no site: a failure it causes is blamed on
 /// no site.
 pub const COORDINATOR: &str = "coordinator";
@@ -56,6 +74,9 @@ pub enum Message {
     /// Coordinator -> agent: accepted; what to compute.
     Welcome {
         run_id: String,
+        /// As JSON inside the frame: the analysis is a tagged enum, which postcard (not
+        /// self-describing) cannot carry.
+        #[serde(with = "as_json")]
         algorithm: Box<AlgorithmConfig>,
         /// Heartbeat period (seconds) both ends keep.
         heartbeat_secs: f64,
@@ -99,4 +120,63 @@ pub enum Message {
     Heartbeat,
     /// Coordinator -> agent: the run is over; exit.
     Shutdown { status: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithms::{Params, SvdParams};
+    use crate::scenario::SvdMethod;
+
+    /// The Welcome carries each kind with only its own options, through postcard and back; in
+    /// JSON (plan.json) the kind is a `kind` field beside them.
+    #[test]
+    fn every_kind_of_analysis_travels_in_the_welcome() {
+        let svd = Params::Svd(SvdParams {
+            k: 3,
+            center: true,
+            scale: false,
+            method: SvdMethod::Gram,
+            oversample: 10,
+            max_iter: 1000,
+            tol: 1e-10,
+        });
+        for params in [Params::LinearRegression, svd] {
+            let config = AlgorithmConfig {
+                params,
+                features: vec!["x1".into(), "x2".into()],
+                target: None,
+                intercept: false,
+                vertical: false,
+                seed: 7,
+                categorical: Vec::new(),
+                missing: Default::default(),
+            };
+            let msg = Message::Welcome {
+                run_id: "r".into(),
+                algorithm: Box::new(config.clone()),
+                heartbeat_secs: 1.0,
+                delays: Vec::new(),
+                secure: false,
+            };
+            let bytes = postcard::to_allocvec(&msg).unwrap();
+            match postcard::from_bytes::<Message>(&bytes).unwrap() {
+                Message::Welcome { algorithm, .. } => assert_eq!(*algorithm, config),
+                other => panic!("{other:?}"),
+            }
+        }
+        let json = serde_json::to_value(AlgorithmConfig {
+            params: Params::LinearRegression,
+            features: Vec::new(),
+            target: Some("y".into()),
+            intercept: true,
+            vertical: false,
+            seed: 1,
+            categorical: Vec::new(),
+            missing: Default::default(),
+        })
+        .unwrap();
+        assert_eq!(json["kind"], "linear_regression");
+        assert!(json.get("k").is_none(), "no svd option on an OLS: {json}");
+    }
 }
