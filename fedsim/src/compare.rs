@@ -207,6 +207,20 @@ pub enum CompareError {
     },
     #[error("cannot compare result {name:?}: {reason}")]
     Named { name: String, reason: String },
+    /// A whole result holds a number that is not finite (checked before any comparison).
+    #[error("the {side} result has a non-finite {what}")]
+    NotFiniteResult { side: &'static str, what: String },
+}
+
+/// Both results hold only finite numbers: a NaN or infinity is named, with its side, before
+/// any check could judge it.
+pub fn finite_results(federated: &Estimates, centralised: &Estimates) -> Result<(), CompareError> {
+    for (side, est) in [("federated", federated), ("centralised", centralised)] {
+        if let Some(what) = est.non_finite() {
+            return Err(CompareError::NotFiniteResult { side, what });
+        }
+    }
+    Ok(())
 }
 
 /// What the federated result is held against.

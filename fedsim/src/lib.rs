@@ -1,8 +1,14 @@
 //! fedsim: simulate a federated analysis across isolated sites and check that it gives the
-//! pooled (centralised) answer. One module per pipeline stage, in the order a run takes them:
-//! scenario -> prep (plan, partition, bundles) -> fleet (where sites run) -> enrol (portal) ->
-//! federation (coordinator and agents) -> algorithms -> baseline -> compare (and reference) ->
-//! summary, metrics, report. `run` strings the stages together.
+//! pooled (centralised) answer. `run` strings the stages together:
+//! plan -> prep (bundle) -> provision (fleet) -> enrol -> federate (federation, agent) ->
+//! results -> collect -> baseline -> compare (and reference) -> summary, metrics, report.
+//!
+//! The modules sit on floors and import only downwards (docs/architecture.md has the map;
+//! tests/architecture.rs holds it): `run` over `report` over `rundir` (every file of a run)
+//! over `summary`/`metrics` over the sites' side (`agent`, `fleet`, `enrol`) over `bundle`
+//! (what a site receives) over the analysis (`plan`, `federation`, `baseline`, `compare`,
+//! `reference`) over `algorithms` over `data` over the ground floor (`scenario`, `portal`,
+//! `logs`, `sys`, `auth`, `progress`, `distributions`). The command line is the binary's `cli/`.
 
 pub mod agent;
 pub mod algorithms;

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use crate::algorithms::Estimates;
 use crate::bundle::{self, Bundle, GivenCredentials, PrepError};
-use crate::compare::{self, Against, CompareError};
+use crate::compare::{self, Against, CompareError, Comparison};
 use crate::enrol::participants::DriveReport;
 use crate::enrol::{Enrolment, People};
-use crate::federation::coordinator::{self, FedError, RoundMetrics, SiteAuth};
+use crate::federation::coordinator::{self, FedError, LostSite, RoundMetrics, SiteAuth};
 use crate::fleet::{faults::Injector, Fleet, FleetError};
 use crate::metrics::{Metrics, PhaseClock};
 use crate::plan::{Plan, PlanError};
@@ -230,9 +230,10 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome, RunErro
     cancel::check().map_err(|_| RunError::Cancelled)?;
     let dir = RunDir::create(opts.out.as_deref(), &scenario.scenario.name)?;
     let mut run = Run::new(scenario, opts, dir, progress, clock, planned.plan.clone());
-    let ended = run.pipeline(planned, &listener, addr);
+    let mut found = Found::default();
+    let ended = run.pipeline(planned, &listener, addr, &mut found);
     drop(listener);
-    run.finish(ended)
+    run.finish(ended, found)
 }
 
 /// The stages after planning.
@@ -310,6 +311,22 @@ struct Federated {
     estimates: Estimates,
     /// The sites that finished the run.
     survivors: Vec<String>,
+    /// Sites the run went on without.
+    lost: Vec<LostSite>,
+    /// What people must read the result with (a level only one site holds, the resolution of
+    /// secure aggregation).
+    warnings: Vec<Warning>,
+    connect_secs: f64,
+    rounds: Vec<RoundMetrics>,
+}
+
+/// What the stages handed over, gathered by the pipeline as each one finishes, so that a run
+/// stopped halfway still reports all it learned; `finish` turns it into the summary and metrics.
+#[derive(Default)]
+struct Found {
+    findings: Findings,
+    connect_secs: Option<f64>,
+    rounds: Vec<RoundMetrics>,
 }
 
 /// One run, from its directory's creation to its summary.
@@ -323,9 +340,6 @@ struct Run<'a> {
     plan: Arc<Plan>,
     /// One per site, filled in as the stages learn more (location, pid, exit).
     sites: Vec<SiteSummary>,
-    findings: Findings,
-    connect_secs: Option<f64>,
-    rounds: Vec<RoundMetrics>,
     portal: Option<DriveReport>,
     input_error: bool,
     /// Live until torn down: the sites and the portal.
@@ -370,9 +384,6 @@ impl<'a> Run<'a> {
             clock,
             plan,
             sites: Vec::new(),
-            findings: Findings::default(),
-            connect_secs: None,
-            rounds: Vec::new(),
             portal: None,
             input_error: false,
             fleet: None,
@@ -384,21 +395,42 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The pipeline, one call per stage.
+    /// The pipeline, one call per stage; each stage's output goes to the next, and into
+    /// `found` as soon as it exists.
     fn pipeline(
         &mut self,
         planned: Planned,
         listener: &TcpListener,
         addr: SocketAddr,
+        found: &mut Found,
     ) -> Result<(), (Phase, Stop)> {
         let (mut bundles, people) = self.stage(Phase::Prep, |r| r.prep(&planned, addr))?;
+        found
+            .findings
+            .warnings
+            .extend(isolation_warning(self.scenario));
         self.stage(Phase::Provision, |r| r.provision(&mut bundles))?;
         self.stage(Phase::Enrol, |r| r.enrol(people))?;
-        let federated = self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?;
-        self.stage(Phase::Results, |r| r.results(federated.estimates))?;
+        let fed = self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?;
+        found.connect_secs = Some(fed.connect_secs);
+        found.rounds = fed.rounds;
+        found.findings.warnings.extend(fed.warnings);
+        found.findings.lost_sites = fed.lost;
+        found.findings.results = Some(fed.estimates.clone());
+        self.stage(Phase::Results, |r| r.results(&fed.estimates))?;
         self.stage(Phase::Collect, |r| r.collect())?;
-        let baseline = self.stage(Phase::Baseline, |r| r.baseline(federated.survivors))?;
-        self.stage(Phase::Compare, |r| r.compare(baseline, planned.reference))
+        let baseline = self.stage(Phase::Baseline, |r| r.baseline(&fed.survivors))?;
+        found.findings.baseline = Some(baseline.clone());
+        // A reference describes all the data: it is held against a run that kept every site.
+        let reference = planned
+            .reference
+            .filter(|_| found.findings.lost_sites.is_empty());
+        let (comparison, reference) = self.stage(Phase::Compare, |r| {
+            r.compare(&fed.estimates, &baseline, reference)
+        })?;
+        found.findings.comparison = Some(comparison);
+        found.findings.reference = reference;
+        Ok(())
     }
 
     /// Run one stage: a cancel check first, then the stage, timed.
@@ -486,20 +518,6 @@ impl<'a> Run<'a> {
                 }
             }
         })?;
-        if provider == crate::scenario::Provider::Local {
-            let abi = crate::sys::confine::available();
-            if abi < 6 {
-                self.findings.warnings.push(Warning {
-                    kind: "isolation".into(),
-                    message: if abi == 0 {
-                        "Landlock is not available on this kernel: local sites run as processes of one user, and a step at one site could read another's files".into()
-                    } else {
-                        format!("this kernel's Landlock (ABI {abi}) walls local sites' files off, but not their TCP connections (ABI 4) or signals (ABI 6)")
-                    },
-                    site: None,
-                });
-            }
-        }
         let fleet = self.fleet.insert(fleet);
         let installed = fleet.install(bundles);
         for s in &mut self.sites {
@@ -622,18 +640,21 @@ impl<'a> Run<'a> {
         self.stop_sites();
         let outcome = outcome?;
         check_rows(&outcome.joined, bundles, &self.plan);
-        self.findings
-            .warnings
-            .extend(outcome.agreed.lonely.iter().map(|(column, level, site)| Warning {
+        let mut warnings: Vec<Warning> = outcome
+            .agreed
+            .lonely
+            .iter()
+            .map(|(column, level, site)| Warning {
                 kind: "privacy".into(),
                 message: format!(
                     "level {level:?} of {column:?} is held by site {site} alone: the sums of its indicator column are that site's own (how many of its rows have it, and their totals)"
                 ),
                 site: Some(site.clone()),
-            }));
+            })
+            .collect();
         if self.scenario.federation.secure_aggregation {
             // What the verdict must be read with: the sum's resolution.
-            self.findings.warnings.push(Warning {
+            warnings.push(Warning {
                 kind: "secure_aggregation".into(),
                 message: format!(
                     "secure aggregation sums in fixed point with 64 fractional bits: each site's value is rounded to {:.1e} (2^-64), and a value smaller than that counts as 0 in the sum; the sites' logs say when one did",
@@ -642,9 +663,6 @@ impl<'a> Run<'a> {
                 site: None,
             });
         }
-        self.connect_secs = Some(outcome.connect_secs);
-        self.rounds = outcome.rounds;
-        self.findings.lost_sites = outcome.lost;
         let survivors: Vec<String> = outcome.joined.into_iter().map(|j| j.name).collect();
         let mut estimates = outcome.estimates;
         if self.plan.config.external().is_some() {
@@ -654,6 +672,10 @@ impl<'a> Run<'a> {
         Ok(Federated {
             estimates,
             survivors,
+            lost: outcome.lost,
+            warnings,
+            connect_secs: outcome.connect_secs,
+            rounds: outcome.rounds,
         })
     }
 
@@ -678,12 +700,11 @@ impl<'a> Run<'a> {
 
     /// results: everyone at the portal sees the end and downloads the results, each download
     /// byte for byte the coordinator's.
-    fn results(&mut self, estimates: Estimates) -> Result<(), Stop> {
-        if let Err(e) = write_vectors(&self.dir, &self.plan, &estimates) {
+    fn results(&mut self, estimates: &Estimates) -> Result<(), Stop> {
+        if let Err(e) = write_vectors(&self.dir, &self.plan, estimates) {
             tracing::warn!(phase = "results", error = %e, "cannot write the component vectors");
         }
-        let bytes = results_file(self.scenario, &self.run_id, &estimates);
-        self.findings.results = Some(estimates);
+        let bytes = results_file(self.scenario, &self.run_id, estimates);
         let Some(mut enrolment) = self.enrolment.take() else {
             return Ok(());
         };
@@ -729,11 +750,12 @@ impl<'a> Run<'a> {
 
     /// baseline: the same analysis on the pooled data of the sites that finished (after a
     /// dropout, the survivors' rows).
-    fn baseline(&mut self, survivors: Vec<String>) -> Result<Estimates, Stop> {
+    fn baseline(&mut self, survivors: &[String]) -> Result<Estimates, Stop> {
         tracing::info!(phase = "baseline", "computing the centralised baseline");
         self.progress
             .phase("baseline: the same analysis on the pooled data");
         let plan = self.plan.clone();
+        let survivors = survivors.to_vec();
         let pooled_file = self.dir.pooled_csv();
         let base = cancel::wait_for("baseline", move || {
             if let Some(spec) = plan.config.external() {
@@ -759,38 +781,27 @@ impl<'a> Run<'a> {
                 .and_then(|d| baseline::compute(&plan.analysis(), &d).map_err(|e| e.to_string()))
         })?
         .map_err(|m| Stop::failed(format!("centralised baseline failed: {m}")))?;
-        self.findings.baseline = Some(base.clone());
         Ok(base)
     }
 
-    /// compare: federated against the baseline, and against the reference when every site
-    /// finished (a reference describes all the data).
+    /// compare: federated against the baseline, and against the reference row if there is
+    /// one to hold it against.
     fn compare(
         &mut self,
-        base: Estimates,
+        fed: &Estimates,
+        base: &Estimates,
         reference: Option<(PathBuf, ReferenceRow)>,
-    ) -> Result<(), Stop> {
-        let fed = self
-            .findings
-            .results
-            .as_ref()
-            .expect("results before compare");
-        for (side, est) in [("federated", fed), ("centralised", &base)] {
-            if let Some(what) = est.non_finite() {
-                return Err(Stop::failed(format!(
-                    "the {side} result has a non-finite {what}"
-                )));
-            }
-        }
+    ) -> Result<(Comparison, Option<ReferenceCheck>), Stop> {
+        compare::finite_results(fed, base)?;
         let c = &self.scenario.compare;
         let cmp = compare::compare(
             fed,
-            &base,
+            base,
             Against::Centralised,
             c.tolerance,
             Some(c.angle_tolerance_deg),
         )?;
-        let reference = match reference.filter(|_| self.findings.lost_sites.is_empty()) {
+        let reference = match reference {
             Some((source, row)) => Some(ReferenceCheck {
                 source,
                 comparison: compare::compare(
@@ -803,14 +814,21 @@ impl<'a> Run<'a> {
             }),
             None => None,
         };
-        self.findings.comparison = Some(cmp);
-        self.findings.reference = reference;
-        Ok(())
+        Ok((cmp, reference))
     }
 
     /// Tear down what is still running, then report: metrics, merged log, report.html and,
     /// last, summary.json.
-    fn finish(mut self, ended: Result<(), (Phase, Stop)>) -> Result<RunOutcome, RunError> {
+    fn finish(
+        mut self,
+        ended: Result<(), (Phase, Stop)>,
+        found: Found,
+    ) -> Result<RunOutcome, RunError> {
+        let Found {
+            mut findings,
+            connect_secs,
+            rounds,
+        } = found;
         self.stop_sites();
         if let Some(mut enrolment) = self.enrolment.take() {
             // The portal shows how the run ended before it goes (not after a cancel: no time).
@@ -824,22 +842,17 @@ impl<'a> Run<'a> {
             self.collect_logs();
         }
         cancel::pause_point("report");
-        self.findings.stopped = match ended {
+        findings.stopped = match ended {
             Ok(()) => None,
             Err((phase, stop)) => Some(stopped(phase.name(), stop)),
         };
-        let metrics = crate::metrics::collect(
-            &self.clock,
-            self.connect_secs,
-            std::mem::take(&mut self.rounds),
-            self.portal.take(),
-        );
+        let metrics =
+            crate::metrics::collect(&self.clock, connect_secs, rounds, self.portal.take());
         let head = || SummaryHead {
             scenario: self.scenario.scenario.name.clone(),
             run_id: self.run_id.clone(),
             algorithm: self.plan.config.kind().as_str().to_string(),
         };
-        let findings = std::mem::take(&mut self.findings);
         let mut summary = Summary::decide(head(), self.sites.clone(), findings);
         log_end(&summary);
         self.progress.finish(format!(
@@ -914,6 +927,23 @@ impl<'a> Run<'a> {
             input_error: self.input_error,
         })
     }
+}
+
+/// Local sites on a kernel whose Landlock cannot wall them off completely: said, not hidden.
+fn isolation_warning(scenario: &Scenario) -> Option<Warning> {
+    if scenario.fleet.provider != crate::scenario::Provider::Local {
+        return None;
+    }
+    let abi = crate::sys::confine::available();
+    (abi < 6).then(|| Warning {
+        kind: "isolation".into(),
+        message: if abi == 0 {
+            "Landlock is not available on this kernel: local sites run as processes of one user, and a step at one site could read another's files".into()
+        } else {
+            format!("this kernel's Landlock (ABI {abi}) walls local sites' files off, but not their TCP connections (ABI 4) or signals (ABI 6)")
+        },
+        site: None,
+    })
 }
 
 /// The injected delays for a site: (algorithm round, seconds).
