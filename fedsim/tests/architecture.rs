@@ -142,13 +142,13 @@ fn one_owner_for_each_thing_that_travels() {
         "\"controller.jsonl\"",
         "\"report.html\"",
         "\"controller.env\"",
-        "\"components.csv\"",
-        "\"sample_vectors.csv\"",
     ];
+    // (An external step's FEDSIM_SITE and FEDSIM_DATA are its process's environment, not the
+    // file's variables.)
     let env: &[&str] = &[
         "dotenvy::",
         "\"FEDSIM_TOKEN\"",
-        "\"FEDSIM_SITE\"",
+        "\"FEDSIM_PAIR_SEEDS\"",
         "\".env\"",
     ];
     // The agent and the coordinator say these to people; what reads the log matches the
