@@ -221,263 +221,19 @@ fn read_sources(s: &Scenario) -> Result<Vec<(PathBuf, Frame)>, PlanError> {
 }
 
 impl Plan {
+    /// The plan, in named steps, each a pass down: the columns, the cells of every file, the
+    /// complete rows, the target's own checks, who gets which rows, the analysis, and the form
+    /// the data travels in.
     pub fn make(s: &Scenario) -> Result<Plan, PlanError> {
         let sources = read_sources(s)?;
-        let (path, first) = &sources[0];
-        let path = path.clone();
-        let all = first.columns.clone();
-        // A named column the data does not have: located in the scenario, with the nearest.
-        let named = s
-            .data
-            .target
-            .iter()
-            .map(|t| ("data.target".to_string(), t))
-            .chain(
-                s.data
-                    .features
-                    .iter()
-                    .flatten()
-                    .enumerate()
-                    .map(|(i, f)| (format!("data.features.{i}"), f)),
-            )
-            .chain(
-                s.data
-                    .exclude
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (format!("data.exclude.{i}"), f)),
-            )
-            .chain(
-                s.data
-                    .categorical
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (format!("data.categorical.{i}"), f)),
-            )
-            .chain(
-                s.partition
-                    .label
-                    .iter()
-                    .map(|l| ("partition.label".to_string(), l)),
-            );
-        for (key, column) in named {
-            if !all.contains(column) {
-                let hint = nearest(column, &all)
-                    .map(|c| format!(" (did you mean {c:?}?)"))
-                    .unwrap_or_default();
-                return Err(s
-                    .locate(
-                        &key,
-                        format!(
-                            "data file {} has no column {column:?}{hint}; its columns are: {}",
-                            path.display(),
-                            all.join(", ")
-                        ),
-                    )
-                    .into());
-            }
-        }
-        let features: Vec<String> = match &s.data.features {
-            Some(f) => f.clone(),
-            None => all
-                .iter()
-                .filter(|c| Some(*c) != s.data.target.as_ref() && !s.data.exclude.contains(c))
-                .cloned()
-                .collect(),
-        };
-        if features.is_empty() {
-            return Err(PlanError::NoFeatures {
-                path,
-                available: all.join(", "),
-            });
-        }
-        let categorical: Vec<String> = features
-            .iter()
-            .filter(|f| s.data.categorical.contains(f))
-            .cloned()
-            .collect();
-        let numeric: Vec<String> = features
-            .iter()
-            .filter(|f| !categorical.contains(f))
-            .chain(&s.data.target)
-            .cloned()
-            .collect();
-        // Each file is checked on its own, so an error names that file and its line.
-        let mut frames = Vec::with_capacity(sources.len());
-        let mut file_rows = Vec::with_capacity(sources.len());
-        let used: Vec<String> = features.iter().chain(&s.data.target).cloned().collect();
-        let external = s.algorithm.kind == AlgorithmKind::External;
-        for (p, f) in &sources {
-            let f = f.select_columns(&used, p)?;
-            // An external algorithm reads its sites' files itself: text and gaps are its own.
-            let checked = if external {
-                Ok(())
-            } else {
-                f.check(p, &numeric, &categorical, s.data.missing)
-            };
-            if let Err(e) = checked {
-                return Err(match e {
-                    // A column that is text throughout is a categorical one not declared.
-                    DataError::NotNumeric {
-                        path,
-                        column,
-                        line,
-                        value,
-                    } if value.trim().parse::<f64>().is_err()
-                        && !crate::data::frame::looks_like_decimal_comma(&value)
-                        && is_text_column(&f, &column) =>
-                    {
-                        PlanError::TextColumn {
-                            path,
-                            column,
-                            line,
-                            value,
-                        }
-                    }
-                    e => e.into(),
-                });
-            }
-            file_rows.push(f.rows());
-            frames.push(f);
-        }
-        let frame = Frame::concat(frames);
-        let complete = if external {
-            (0..frame.rows()).collect()
-        } else {
-            frame.complete_rows(&used)
-        };
-        if complete.is_empty() {
-            return Err(PlanError::NoCompleteRows { path });
-        }
-        let a = &s.algorithm;
-        let svd = a.kind == AlgorithmKind::Svd;
-        if a.kind == AlgorithmKind::LogisticRegression {
-            let target = s.data.target.as_deref().unwrap_or_default();
-            let y = frame.numbers(target, &complete).unwrap_or_default();
-            if let Some(i) = y.iter().position(|v| *v != 0.0 && *v != 1.0) {
-                // Report the row in its own file.
-                let (file, row) = locate_row(&sources, &file_rows, complete[i]);
-                return Err(PlanError::Target {
-                    path: file,
-                    column: target.into(),
-                    line: row + 2,
-                    value: y[i],
-                });
-            }
-            if a.intercept.unwrap_or(true) {
-                if let Some(how) = separation(&frame, &complete, &y, &numeric, &categorical, target)
-                {
-                    return Err(PlanError::Separation { path, how });
-                }
-            }
-        }
-        let partition_error = |source| PlanError::Partition {
-            source,
-            path: path.clone(),
-        };
-        let name = |i: usize| {
-            s.sites
-                .get(i)
-                .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
-        };
-        let vertical = s.partition.kind == PartitionKind::Vertical;
-        let sites: Vec<SitePlan> = if s.data.files.is_some() {
-            // A file per site: the files are the partition.
-            let mut start = 0;
-            file_rows
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    let rows: Vec<usize> = (start..start + n).collect();
-                    start += n;
-                    SitePlan {
-                        name: name(i),
-                        source_rows: Some(rows),
-                        columns: None,
-                    }
-                })
-                .collect()
-        } else if vertical {
-            partition::vertical(features.len(), &s.partition, s.scenario.seed)
-                .map_err(partition_error)?
-                .into_iter()
-                .enumerate()
-                .map(|(i, cols)| SitePlan {
-                    name: name(i),
-                    source_rows: None,
-                    columns: Some(cols.into_iter().map(|c| features[c].clone()).collect()),
-                })
-                .collect()
-        } else {
-            let labels = match s.partition.strategy {
-                Strategy::Dirichlet => s
-                    .partition
-                    .label
-                    .as_ref()
-                    .or(s.data.target.as_ref())
-                    .and_then(|c| {
-                        sources
-                            .iter()
-                            .map(|(_, f)| f.label_values(c))
-                            .collect::<Option<Vec<_>>>()
-                            .map(|v| v.concat())
-                    }),
-                _ => None,
-            };
-            partition::horizontal(
-                frame.rows(),
-                &s.partition,
-                labels.as_deref(),
-                s.scenario.seed,
-            )
-            .map_err(partition_error)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, rows)| SitePlan {
-                name: name(i),
-                source_rows: Some(rows),
-                columns: None,
-            })
-            .collect()
-        };
-        let k = a.k.unwrap_or(0);
-        let config = AlgorithmConfig {
-            params: params(s)?,
-            features,
-            target: s.data.target.clone(),
-            intercept: a.intercept.unwrap_or(true) && !svd,
-            vertical,
-            seed: s.scenario.seed,
-            categorical,
-            missing: s.data.missing,
-        };
-        let levels = design::levels_of(&frame, &config.categorical, &complete);
-        let design = config.design(&levels);
-        let width = design.columns().len();
-        if svd && k > width.min(complete.len()) {
-            return Err(PlanError::TooManyComponents {
-                path,
-                k,
-                rows: complete.len(),
-                cols: width,
-            });
-        }
-        // Generated and Parquet data travel as Parquet: exact and compact. An external
-        // algorithm reads CSV, whatever the source.
-        let format = match path.extension().and_then(|e| e.to_str()) {
-            _ if external => "csv",
-            Some("csv") => "csv",
-            _ => "parquet",
-        };
-        let data_name = sources
-            .iter()
-            .map(|(p, _)| {
-                p.file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("+");
+        let path = sources[0].0.clone();
+        let columns = resolve_columns(s, &sources[0])?;
+        let (frame, file_rows) = read_cells(s, &sources, &columns)?;
+        let complete = complete_rows(s, &frame, &columns, &path)?;
+        check_target(s, &sources, &file_rows, &frame, &complete, &columns, &path)?;
+        let sites = split(s, &sources, &file_rows, &frame, &columns.features, &path)?;
+        let (config, design) = analysis(s, columns, &frame, &complete, &path)?;
+        let (format, data_name) = travel_form(s, &sources, &path);
         Ok(Plan {
             config,
             frame,
@@ -556,6 +312,344 @@ fn program_found(program: &str, dir: &Path, shipped: &[String]) -> bool {
     } else {
         crate::sys::proc::which(program).is_some()
     }
+}
+
+/// The columns an analysis uses, every one of them found in the data.
+struct Columns {
+    features: Vec<String>,
+    categorical: Vec<String>,
+    /// Features that are not categories, and the target.
+    numeric: Vec<String>,
+    /// Features and target.
+    used: Vec<String>,
+}
+
+/// Every column the scenario names exists (else located in the scenario, with the nearest
+/// name); the features default to every column but the target and the excluded ones.
+fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Columns, PlanError> {
+    let all = first.columns.clone();
+    let named = s
+        .data
+        .target
+        .iter()
+        .map(|t| ("data.target".to_string(), t))
+        .chain(
+            s.data
+                .features
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, f)| (format!("data.features.{i}"), f)),
+        )
+        .chain(
+            s.data
+                .exclude
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (format!("data.exclude.{i}"), f)),
+        )
+        .chain(
+            s.data
+                .categorical
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (format!("data.categorical.{i}"), f)),
+        )
+        .chain(
+            s.partition
+                .label
+                .iter()
+                .map(|l| ("partition.label".to_string(), l)),
+        );
+    for (key, column) in named {
+        if !all.contains(column) {
+            let hint = nearest(column, &all)
+                .map(|c| format!(" (did you mean {c:?}?)"))
+                .unwrap_or_default();
+            return Err(s
+                .locate(
+                    &key,
+                    format!(
+                        "data file {} has no column {column:?}{hint}; its columns are: {}",
+                        path.display(),
+                        all.join(", ")
+                    ),
+                )
+                .into());
+        }
+    }
+    let features: Vec<String> = match &s.data.features {
+        Some(f) => f.clone(),
+        None => all
+            .iter()
+            .filter(|c| Some(*c) != s.data.target.as_ref() && !s.data.exclude.contains(c))
+            .cloned()
+            .collect(),
+    };
+    if features.is_empty() {
+        return Err(PlanError::NoFeatures {
+            path: path.clone(),
+            available: all.join(", "),
+        });
+    }
+    let categorical: Vec<String> = features
+        .iter()
+        .filter(|f| s.data.categorical.contains(f))
+        .cloned()
+        .collect();
+    let numeric: Vec<String> = features
+        .iter()
+        .filter(|f| !categorical.contains(f))
+        .chain(&s.data.target)
+        .cloned()
+        .collect();
+    let used: Vec<String> = features.iter().chain(&s.data.target).cloned().collect();
+    Ok(Columns {
+        features,
+        categorical,
+        numeric,
+        used,
+    })
+}
+
+/// The used columns of every file, each file checked on its own so an error names that file
+/// and its line; then the files as one frame, and each file's row count.
+fn read_cells(
+    s: &Scenario,
+    sources: &[(PathBuf, Frame)],
+    c: &Columns,
+) -> Result<(Frame, Vec<usize>), PlanError> {
+    let mut frames = Vec::with_capacity(sources.len());
+    let mut file_rows = Vec::with_capacity(sources.len());
+    let external = s.algorithm.kind == AlgorithmKind::External;
+    for (p, f) in sources {
+        let f = f.select_columns(&c.used, p)?;
+        // An external algorithm reads its sites' files itself: text and gaps are its own.
+        let checked = if external {
+            Ok(())
+        } else {
+            f.check(p, &c.numeric, &c.categorical, s.data.missing)
+        };
+        if let Err(e) = checked {
+            return Err(match e {
+                // A column that is text throughout is a categorical one not declared.
+                DataError::NotNumeric {
+                    path,
+                    column,
+                    line,
+                    value,
+                } if value.trim().parse::<f64>().is_err()
+                    && !crate::data::frame::looks_like_decimal_comma(&value)
+                    && is_text_column(&f, &column) =>
+                {
+                    PlanError::TextColumn {
+                        path,
+                        column,
+                        line,
+                        value,
+                    }
+                }
+                e => e.into(),
+            });
+        }
+        file_rows.push(f.rows());
+        frames.push(f);
+    }
+    Ok((Frame::concat(frames), file_rows))
+}
+
+/// The rows the analysis can use: every row for an external algorithm (its gaps are its own),
+/// else those with every used cell present. None at all is an error.
+fn complete_rows(
+    s: &Scenario,
+    frame: &Frame,
+    c: &Columns,
+    path: &Path,
+) -> Result<Vec<usize>, PlanError> {
+    let complete = if s.algorithm.kind == AlgorithmKind::External {
+        (0..frame.rows()).collect()
+    } else {
+        frame.complete_rows(&c.used)
+    };
+    if complete.is_empty() {
+        return Err(PlanError::NoCompleteRows {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(complete)
+}
+
+/// A logistic regression's target is 0/1 (the offending row named in its own file) and no
+/// feature or category level separates it.
+fn check_target(
+    s: &Scenario,
+    sources: &[(PathBuf, Frame)],
+    file_rows: &[usize],
+    frame: &Frame,
+    complete: &[usize],
+    c: &Columns,
+    path: &Path,
+) -> Result<(), PlanError> {
+    let a = &s.algorithm;
+    if a.kind != AlgorithmKind::LogisticRegression {
+        return Ok(());
+    }
+    let target = s.data.target.as_deref().unwrap_or_default();
+    let y = frame.numbers(target, complete).unwrap_or_default();
+    if let Some(i) = y.iter().position(|v| *v != 0.0 && *v != 1.0) {
+        let (file, row) = locate_row(sources, file_rows, complete[i]);
+        return Err(PlanError::Target {
+            path: file,
+            column: target.into(),
+            line: row + 2,
+            value: y[i],
+        });
+    }
+    if a.intercept.unwrap_or(true) {
+        if let Some(how) = separation(frame, complete, &y, &c.numeric, &c.categorical, target) {
+            return Err(PlanError::Separation {
+                path: path.to_path_buf(),
+                how,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Who gets which rows (or, vertically, which columns): a file per site as given, else the
+/// partition's strategy, deterministic for the seed.
+fn split(
+    s: &Scenario,
+    sources: &[(PathBuf, Frame)],
+    file_rows: &[usize],
+    frame: &Frame,
+    features: &[String],
+    path: &Path,
+) -> Result<Vec<SitePlan>, PlanError> {
+    let partition_error = |source| PlanError::Partition {
+        source,
+        path: path.to_path_buf(),
+    };
+    let name = |i: usize| {
+        s.sites
+            .get(i)
+            .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
+    };
+    let rows_of = |(i, rows): (usize, Vec<usize>)| SitePlan {
+        name: name(i),
+        source_rows: Some(rows),
+        columns: None,
+    };
+    if s.data.files.is_some() {
+        // A file per site: the files are the partition.
+        let mut start = 0;
+        return Ok(file_rows
+            .iter()
+            .map(|n| {
+                let rows: Vec<usize> = (start..start + n).collect();
+                start += n;
+                rows
+            })
+            .enumerate()
+            .map(rows_of)
+            .collect());
+    }
+    if s.partition.kind == PartitionKind::Vertical {
+        return Ok(
+            partition::vertical(features.len(), &s.partition, s.scenario.seed)
+                .map_err(partition_error)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, cols)| SitePlan {
+                    name: name(i),
+                    source_rows: None,
+                    columns: Some(cols.into_iter().map(|c| features[c].clone()).collect()),
+                })
+                .collect(),
+        );
+    }
+    let labels = match s.partition.strategy {
+        Strategy::Dirichlet => s
+            .partition
+            .label
+            .as_ref()
+            .or(s.data.target.as_ref())
+            .and_then(|c| {
+                sources
+                    .iter()
+                    .map(|(_, f)| f.label_values(c))
+                    .collect::<Option<Vec<_>>>()
+                    .map(|v| v.concat())
+            }),
+        _ => None,
+    };
+    Ok(partition::horizontal(
+        frame.rows(),
+        &s.partition,
+        labels.as_deref(),
+        s.scenario.seed,
+    )
+    .map_err(partition_error)?
+    .into_iter()
+    .enumerate()
+    .map(rows_of)
+    .collect())
+}
+
+/// The analysis every site runs, and the design its categories make; svd's components must
+/// fit the data.
+fn analysis(
+    s: &Scenario,
+    c: Columns,
+    frame: &Frame,
+    complete: &[usize],
+    path: &Path,
+) -> Result<(AlgorithmConfig, Design), PlanError> {
+    let a = &s.algorithm;
+    let svd = a.kind == AlgorithmKind::Svd;
+    let config = AlgorithmConfig {
+        params: params(s)?,
+        features: c.features,
+        target: s.data.target.clone(),
+        intercept: a.intercept.unwrap_or(true) && !svd,
+        vertical: s.partition.kind == PartitionKind::Vertical,
+        seed: s.scenario.seed,
+        categorical: c.categorical,
+        missing: s.data.missing,
+    };
+    let levels = design::levels_of(frame, &config.categorical, complete);
+    let design = config.design(&levels);
+    let width = design.columns().len();
+    let k = a.k.unwrap_or(0);
+    if svd && k > width.min(complete.len()) {
+        return Err(PlanError::TooManyComponents {
+            path: path.to_path_buf(),
+            k,
+            rows: complete.len(),
+            cols: width,
+        });
+    }
+    Ok((config, design))
+}
+
+/// How the rows travel, and the data's name. Generated and Parquet data travel as Parquet:
+/// exact and compact. An external algorithm reads CSV, whatever the source.
+fn travel_form(s: &Scenario, sources: &[(PathBuf, Frame)], path: &Path) -> (&'static str, String) {
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        _ if s.algorithm.kind == AlgorithmKind::External => "csv",
+        Some("csv") => "csv",
+        _ => "parquet",
+    };
+    let data_name = sources
+        .iter()
+        .map(|(p, _)| {
+            p.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("+");
+    (format, data_name)
 }
 
 /// The analysis's own options, defaults filled in: Newton's limits for a logistic regression,
