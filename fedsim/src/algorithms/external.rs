@@ -1,5 +1,5 @@
 //! The user's own algorithm, in any language: three commands that each read one JSON object on
-//! stdin and write one on stdout (protocol version 1, README "Bring your own algorithm").
+//! stdin and write one on stdout (protocol version 1, docs/external-protocol.md).
 //!
 //! - `aggregate` (coordinator, in `workdir`): `{"round", "replies", "state"}` in;
 //!   `{"request", "state"}` (another round) or `{"result": {...}}` (done) out. Round 0 has no

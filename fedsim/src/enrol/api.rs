@@ -3,12 +3,13 @@
 //! "sends" each site its own; the sites join; the coordinator starts; everyone waits for the end
 //! and downloads the results.
 
+use crate::portal::api;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::Role;
 
@@ -89,6 +90,11 @@ impl Api {
     }
 }
 
+/// A request body as the portal reads it.
+fn body<T: serde::Serialize>(value: &T) -> Option<Value> {
+    serde_json::to_value(value).ok()
+}
+
 /// Times steps and turns reasons into errors that name the actor.
 #[derive(Default)]
 struct Log {
@@ -166,7 +172,7 @@ async fn watch(
                 let v = api
                     .json(
                         reqwest::Method::GET,
-                        &format!("/api/project/status?since=0&state={seen}&wait={wait}"),
+                        &format!("{}?since=0&state={seen}&wait={wait}", api::STATUS),
                         Some(session),
                         None,
                     )
@@ -224,9 +230,9 @@ pub async fn drive(
                             let v = api
                                 .json(
                                     reqwest::Method::POST,
-                                    "/api/login",
+                                    api::LOGIN,
                                     None,
-                                    Some(json!({"user": user, "password": password})),
+                                    body(&api::Login { user, password }),
                                 )
                                 .await?;
                             v["session"]
@@ -252,9 +258,11 @@ pub async fn drive(
     log.step(coordinator, "create", "POST /api/project", async {
         api.json(
             reqwest::Method::POST,
-            "/api/project",
+            api::PROJECT,
             Some(coord),
-            Some(json!({ "name": project })),
+            body(&api::Create {
+                name: project.to_string(),
+            }),
         )
         .await
     })
@@ -262,12 +270,7 @@ pub async fn drive(
     let tokens = log
         .step(coordinator, "create", "POST /api/project/tokens", async {
             let v = api
-                .json(
-                    reqwest::Method::POST,
-                    "/api/project/tokens",
-                    Some(coord),
-                    None,
-                )
+                .json(reqwest::Method::POST, api::TOKENS, Some(coord), None)
                 .await?;
             serde_json::from_value::<BTreeMap<String, String>>(v)
                 .map_err(|e| format!("tokens: {e}"))
@@ -301,9 +304,11 @@ pub async fn drive(
                             })?;
                             api.json(
                                 reqwest::Method::POST,
-                                "/api/project/join",
+                                api::JOIN,
                                 Some(s),
-                                Some(json!({ "token": token })),
+                                body(&api::Join {
+                                    token: token.to_string(),
+                                }),
                             )
                             .await
                             .map(|_| s.to_string())
@@ -321,13 +326,8 @@ pub async fn drive(
     // start
     let t = Instant::now();
     log.step(coordinator, "start", "POST /api/project/start", async {
-        api.json(
-            reqwest::Method::POST,
-            "/api/project/start",
-            Some(coord),
-            None,
-        )
-        .await
+        api.json(reqwest::Method::POST, api::START, Some(coord), None)
+            .await
     })
     .await?;
     phases.push(("start".to_string(), t.elapsed().as_secs_f64()));
@@ -361,7 +361,7 @@ pub async fn drive(
                 .map(|(a, s)| {
                     log.step(a, "finish", "GET /api/project/results", async {
                         let bytes = api
-                            .call(reqwest::Method::GET, "/api/project/results", Some(s), None)
+                            .call(reqwest::Method::GET, api::RESULTS, Some(s), None)
                             .await?;
                         let dir = a.dir(portal_dir);
                         let path = dir.join("results.json");

@@ -5,6 +5,7 @@
 //! password verifiers (argon2), never passwords; join tokens are shown to the coordinator only until
 //! they are used.
 
+pub mod api;
 mod pages;
 mod routes;
 pub mod throttle;

@@ -4,6 +4,7 @@
 //! `Authorization: Bearer` (API). Pages answer a missing session with the login page; the API
 //! with 401.
 
+use super::api::{self, Create, Join, Login};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,13 +75,13 @@ fn router(board: Arc<Board>) -> Router {
         .route("/project/join", post(join_form))
         .route("/project/start", post(start_form))
         .route("/project/results.json", get(results))
-        .route("/api/login", post(api_login))
-        .route("/api/project", get(api_project).post(api_create))
-        .route("/api/project/tokens", post(api_tokens))
-        .route("/api/project/join", post(api_join))
-        .route("/api/project/start", post(api_start))
-        .route("/api/project/status", get(api_status))
-        .route("/api/project/results", get(results))
+        .route(api::LOGIN, post(api_login))
+        .route(api::PROJECT, get(api_project).post(api_create))
+        .route(api::TOKENS, post(api_tokens))
+        .route(api::JOIN, post(api_join))
+        .route(api::START, post(api_start))
+        .route(api::STATUS, get(api_status))
+        .route(api::RESULTS, get(results))
         .with_state(board)
 }
 
@@ -145,12 +146,6 @@ impl From<PortalError> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-#[derive(Deserialize)]
-struct Login {
-    user: String,
-    password: String,
-}
-
 /// Password checks running at once (one per core: argon2 is slow and takes 19 MiB on purpose),
 /// and at most [`QUEUED`] more waiting for a turn, as futures rather than threads: a crowd of
 /// guesses neither spawns a thread each nor takes the machine's memory.
@@ -201,11 +196,6 @@ async fn api_project(State(board): Shared, headers: HeaderMap) -> ApiResult {
     Ok(Json(board.project(&who)?).into_response())
 }
 
-#[derive(Deserialize)]
-struct Create {
-    name: String,
-}
-
 async fn api_create(State(board): Shared, headers: HeaderMap, Json(c): Json<Create>) -> ApiResult {
     let who = viewer(&board, &headers)?;
     board.create_project(&who, &c.name)?;
@@ -215,11 +205,6 @@ async fn api_create(State(board): Shared, headers: HeaderMap, Json(c): Json<Crea
 async fn api_tokens(State(board): Shared, headers: HeaderMap) -> ApiResult {
     let who = viewer(&board, &headers)?;
     Ok(Json(board.make_tokens(&who)?).into_response())
-}
-
-#[derive(Deserialize)]
-struct Join {
-    token: String,
 }
 
 async fn api_join(State(board): Shared, headers: HeaderMap, Json(j): Json<Join>) -> ApiResult {

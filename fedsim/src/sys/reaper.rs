@@ -7,7 +7,7 @@
 //! with the step's status (128 + signal for a step killed by one).
 //!
 //! Where `PR_SET_CHILD_SUBREAPER` is refused (not Linux), the step still runs, in its own process
-//! group, and only that group is killed; the README says so.
+//! group, and only that group is killed; docs/external-protocol.md says so.
 
 use std::path::PathBuf;
 use std::process::Command;
