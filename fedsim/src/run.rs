@@ -701,10 +701,15 @@ impl<'a> Run<'a> {
     /// results: everyone at the portal sees the end and downloads the results, each download
     /// byte for byte the coordinator's.
     fn results(&mut self, estimates: &Estimates) -> Result<(), Stop> {
-        if let Err(e) = write_vectors(&self.dir, &self.plan, estimates) {
+        if let Err(e) = self.dir.write_vectors(&self.plan, estimates) {
             tracing::warn!(phase = "results", error = %e, "cannot write the component vectors");
         }
-        let bytes = results_file(self.scenario, &self.run_id, estimates);
+        let bytes = crate::enrol::results_document(
+            &self.scenario.scenario.name,
+            &self.run_id,
+            self.plan.config.kind(),
+            estimates,
+        );
         let Some(mut enrolment) = self.enrolment.take() else {
             return Ok(());
         };
@@ -984,39 +989,6 @@ fn log_end(summary: &Summary) {
         Some(e) => {
             tracing::error!(phase = "report", status, site = e.site.as_deref().unwrap_or(""), error = %e.message, "run finished")
         }
-    }
-}
-
-/// The file the portal offers for download: the federated results and what they came from.
-fn results_file(scenario: &Scenario, run_id: &str, est: &Estimates) -> Vec<u8> {
-    let doc = serde_json::json!({
-        "fedsim_version": env!("CARGO_PKG_VERSION"),
-        "project": scenario.scenario.name,
-        "run_id": run_id,
-        "algorithm": reference::kind_name(scenario.algorithm.kind),
-        "results": est,
-    });
-    serde_json::to_vec_pretty(&doc).unwrap_or_default()
-}
-
-/// svd: the coordinator's vectors as CSV: right singular vectors per feature (horizontal), or
-/// sample-side vectors per row (vertical; the feature-side ones stay on the sites).
-fn write_vectors(dir: &RunDir, plan: &Plan, est: &Estimates) -> Result<(), crate::data::DataError> {
-    if est.vectors.is_empty() {
-        return Ok(());
-    }
-    let pcs: Vec<String> = (1..=est.vectors.len()).map(|i| format!("pc{i}")).collect();
-    if plan.config.vertical {
-        let rows: Vec<String> = (1..=plan.frame.rows()).map(|r| r.to_string()).collect();
-        crate::data::write_labeled_csv(&dir.sample_vectors_csv(), "row", &rows, &pcs, &est.vectors)
-    } else {
-        crate::data::write_labeled_csv(
-            &dir.components_csv(),
-            "feature",
-            &plan.analysis().features,
-            &pcs,
-            &est.vectors,
-        )
     }
 }
 

@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::AlgorithmConfig;
+use crate::algorithms::{AlgorithmConfig, Estimates};
 use crate::bundle::Bundle;
+use crate::data::DataError;
 use crate::fleet::RunPaths;
 use crate::logs::LogLine;
 use crate::metrics::Metrics;
@@ -234,6 +235,34 @@ impl RunDir {
             .map_err(|e| self.io(std::io::Error::other(e)))?;
         fsio::write_atomic(&self.scenario_toml(), resolved.as_bytes()).map_err(|e| self.io(e))?;
         self.write_json(&self.plan_json(), file)
+    }
+
+    /// svd: the coordinator's vectors as CSV: right singular vectors per feature
+    /// (`components.csv`, horizontal), or sample-side vectors per row (`sample_vectors.csv`,
+    /// vertical; the feature-side ones stay on the sites).
+    pub fn write_vectors(&self, plan: &Plan, est: &Estimates) -> Result<(), DataError> {
+        if est.vectors.is_empty() {
+            return Ok(());
+        }
+        let pcs: Vec<String> = (1..=est.vectors.len()).map(|i| format!("pc{i}")).collect();
+        if plan.config.vertical {
+            let rows: Vec<String> = (1..=plan.frame.rows()).map(|r| r.to_string()).collect();
+            crate::data::write_labeled_csv(
+                &self.sample_vectors_csv(),
+                "row",
+                &rows,
+                &pcs,
+                &est.vectors,
+            )
+        } else {
+            crate::data::write_labeled_csv(
+                &self.components_csv(),
+                "feature",
+                &plan.analysis().features,
+                &pcs,
+                &est.vectors,
+            )
+        }
     }
 
     /// The merged log, line by line; lines that are not fedsim's JSON are left out.

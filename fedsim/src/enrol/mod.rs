@@ -330,3 +330,20 @@ impl StartGate for Board {
         Board::set_round(self, round)
     }
 }
+
+/// The file the portal offers for download: the federated results and what they came from.
+pub fn results_document(
+    project: &str,
+    run_id: &str,
+    kind: crate::scenario::AlgorithmKind,
+    est: &crate::algorithms::Estimates,
+) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "fedsim_version": env!("CARGO_PKG_VERSION"),
+        "project": project,
+        "run_id": run_id,
+        "algorithm": crate::reference::kind_name(kind),
+        "results": est,
+    });
+    serde_json::to_vec_pretty(&doc).unwrap_or_default()
+}
