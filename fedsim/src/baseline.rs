@@ -265,16 +265,7 @@ mod tests {
     use super::*;
 
     fn ols_config(features: &[&str]) -> AlgorithmConfig {
-        AlgorithmConfig {
-            params: Params::LinearRegression,
-            features: features.iter().map(|f| f.to_string()).collect(),
-            target: Some("y".into()),
-            intercept: true,
-            vertical: false,
-            seed: 1,
-            categorical: Vec::new(),
-            missing: Default::default(),
-        }
+        AlgorithmConfig::ols(features)
     }
 
     /// The pooled QR names a dependent set of columns and its combination, as the federated

@@ -73,6 +73,21 @@ pub struct SvdParams {
 }
 
 impl AlgorithmConfig {
+    /// An OLS of `y` on `features` with an intercept: the analysis unit tests start from.
+    #[cfg(test)]
+    pub(crate) fn ols(features: &[&str]) -> AlgorithmConfig {
+        AlgorithmConfig {
+            params: Params::LinearRegression,
+            features: features.iter().map(|f| f.to_string()).collect(),
+            target: Some("y".into()),
+            intercept: true,
+            vertical: false,
+            seed: 1,
+            categorical: Vec::new(),
+            missing: Default::default(),
+        }
+    }
+
     /// The kind, as a scenario names it.
     pub fn kind(&self) -> AlgorithmKind {
         match self.params {

@@ -1013,16 +1013,7 @@ mod tests {
                 name: format!("site-{i}"),
                 key: [i as u8; 32],
                 delays: Vec::new(),
-                config: AlgorithmConfig {
-                    params: crate::algorithms::Params::LinearRegression,
-                    features: vec!["x".into()],
-                    target: Some("y".into()),
-                    intercept: true,
-                    vertical: false,
-                    seed: 1,
-                    categorical: Vec::new(),
-                    missing: Default::default(),
-                },
+                config: AlgorithmConfig::ols(&["x"]),
             })
             .collect()
     }

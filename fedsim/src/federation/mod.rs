@@ -165,17 +165,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let json = serde_json::to_value(AlgorithmConfig {
-            params: Params::LinearRegression,
-            features: Vec::new(),
-            target: Some("y".into()),
-            intercept: true,
-            vertical: false,
-            seed: 1,
-            categorical: Vec::new(),
-            missing: Default::default(),
-        })
-        .unwrap();
+        let json = serde_json::to_value(AlgorithmConfig::ols(&[])).unwrap();
         assert_eq!(json["kind"], "linear_regression");
         assert!(json.get("k").is_none(), "no svd option on an OLS: {json}");
     }
