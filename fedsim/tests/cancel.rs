@@ -11,9 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../resources")
-        .join(name)
+    root().join("resources").join(name)
 }
 
 /// `fedsim run -q` in a process group of its own (so the test can signal it as a terminal would).
@@ -43,26 +41,6 @@ fn interrupt(child: &mut Child) -> (Option<i32>, Duration) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Processes started for the run that `pid` was: any process whose environment names `pid` as
-/// its controller (agents), or whose working directory is under `dir`.
-fn leftovers(pid: u32, dir: &Path) -> Vec<String> {
-    let marker = format!("FEDSIM_PARENT_PID={pid}");
-    let mut left = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let environ = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
-        let ours = environ.split(|b| *b == 0).any(|v| v == marker.as_bytes());
-        let cwd = std::fs::read_link(format!("/proc/{p}/cwd")).ok();
-        if ours || cwd.is_some_and(|c| c.starts_with(dir)) {
-            let cmd = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            left.push(format!("{p}: {}", cmd.replace('\0', " ")));
-        }
-    }
-    left
 }
 
 /// The outcome of one cancelled run, checked: exit 130 within 2 s, a truthful summary when the
@@ -99,21 +77,27 @@ fn check_cancelled(mut child: Child, out: &Path, tmp: &Path, when: &str) -> Opti
         return None;
     }
     let s = summary(out);
-    assert_eq!(s["status"], "cancelled", "{when}: {s:#}");
+    assert_eq!(s.status, Status::Cancelled, "{when}: {}", pretty(&s));
     assert!(
         out.join("report.html").exists() && out.join("metrics.json").exists(),
         "{when}: the run directory is complete"
     );
     // Agents stopped by the controller, not by the signal.
-    for site in s["sites"].as_array().unwrap() {
-        if let Some(exit) = site.get("exit") {
+    for site in &s.sites {
+        if let Some(exit) = &site.exit {
             assert!(
-                exit["code"] == 0 || exit["killed"] == true,
-                "{when}: {site}"
+                exit.code == Some(0) || exit.killed,
+                "{when}: {}",
+                pretty(site)
             );
         }
     }
-    Some(s["error"]["phase"].as_str().unwrap().to_string())
+    Some(
+        s.error
+            .expect("a cancelled run says where")
+            .phase
+            .expect("the phase it was cancelled in"),
+    )
 }
 
 #[test]
@@ -218,7 +202,7 @@ fn ctrl_c_while_sites_compute_a_round_stops_them_and_says_cancelled() {
         Some("federate")
     );
     let s = summary(&out);
-    assert!(s["results"].is_null(), "no results from a cancelled round");
+    assert!(s.results.is_none(), "no results from a cancelled round");
 }
 
 #[test]

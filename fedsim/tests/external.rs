@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../algorithms/examples")
+    root()
+        .join("algorithms/examples")
         .canonicalize()
         .expect("algorithms/examples present")
 }
@@ -54,26 +54,25 @@ fn the_moments_example_equals_the_pooled_run_and_numpy() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = moments(tmp.path(), "moments", "");
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
-    let c = &s["comparison"];
-    assert!(c["max_diff"].as_f64().unwrap() <= 1e-12, "{c}");
-    assert_eq!(c["passed"], true);
-    let (fed, base) = (&s["results"]["named"], &s["baseline"]["named"]);
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    let c = s.comparison.as_ref().expect("a comparison");
+    assert!(c.max_diff <= 1e-12, "{}", pretty(c));
+    assert!(c.passed);
+    // The example's own results, as it wrote them.
+    let fed = &s.results.as_ref().expect("results").named;
+    let base = &s.baseline.as_ref().expect("a baseline").named;
     assert_eq!(fed["n"], 442);
     assert_eq!(base["n"], 442);
     // Every number of both results is a check.
-    let checks = c["checks"].as_array().unwrap();
+    let checks = &c.checks;
     assert_eq!(
         checks.len(),
         1 + 11 + 11 * 11,
         "n, 11 means, an 11 x 11 covariance"
     );
     // Labelled by the example's --columns (issue 19.9): cov[bmi,bp], not a position.
-    assert!(checks.iter().any(|k| k["term"] == "cov[bmi,bp]"));
-    assert!(checks.iter().any(|k| k["term"] == "mean[progression]"));
+    assert!(checks.iter().any(|k| k.term == "cov[bmi,bp]"));
+    assert!(checks.iter().any(|k| k.term == "mean[progression]"));
     if let Some((mean, cov)) = numpy_moments() {
         assert!(max_rel(&floats(&fed["mean"]["values"]), &mean) < 1e-12);
         for (row, want) in fed["cov"]["values"].as_array().unwrap().iter().zip(&cov) {
@@ -81,18 +80,12 @@ fn the_moments_example_equals_the_pooled_run_and_numpy() {
         }
     }
     // Two rounds, each with every site's step and the aggregate's time in it.
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let rounds: Vec<&serde_json::Value> = m["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["round"].as_u64() > Some(0))
-        .collect();
+    let m = metrics(&out);
+    let rounds: Vec<_> = m.rounds.iter().filter(|r| r.round > 0).collect();
     assert_eq!(rounds.len(), 2);
     for r in rounds {
-        for site in r["sites"].as_array().unwrap() {
-            assert!(site["compute_secs"].as_f64().unwrap() > 0.0);
+        for site in &r.sites {
+            assert!(site.compute_secs > 0.0, "{}", site.site);
         }
     }
     // The sites ran the shipped files in their own directories, and nothing else of ours.
@@ -138,10 +131,8 @@ fn relative_scenario_and_run_directory_work_from_another_directory() {
         .current_dir(tmp.path())
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&tmp.path().join("runs/m"));
-    assert_eq!(s["status"], "succeeded");
-    assert_eq!(s["baseline"]["named"]["n"], 442);
+    let s = expect_status(&o, &tmp.path().join("runs/m"), Status::Succeeded);
+    assert_eq!(s.baseline.expect("a baseline").named["n"], 442);
 }
 
 #[test]
@@ -153,11 +144,8 @@ fn secure_aggregation_masks_the_sum_replies() {
         "[federation]\nsecure_aggregation = true\n",
     );
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
-    assert!(s["comparison"]["max_diff"].as_f64().unwrap() <= 1e-12);
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    assert!(s.comparison.expect("a comparison").max_diff <= 1e-12);
 }
 
 /// The moments scenario whose local step is a script, shipped with it: the site `bad`
@@ -188,15 +176,12 @@ fn sabotaged(dir: &Path, name: &str, bad: &str, how: &str, extra: &str) -> PathB
     cfg
 }
 
-fn failed_run(name: &str, bad: &str, how: &str, extra: &str) -> serde_json::Value {
+/// The sabotaged run, which must fail; its summary.
+fn failed_run(name: &str, bad: &str, how: &str, extra: &str) -> Summary {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = sabotaged(tmp.path(), name, bad, how, extra);
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "failed");
-    s
+    run_expecting(tmp.path(), &cfg, &out, Status::Failed)
 }
 
 #[test]
@@ -207,9 +192,9 @@ fn a_failing_step_is_named_with_its_site_round_code_and_message() {
         "echo 'cannot open the registry extract' >&2; exit 3",
         "",
     );
-    let e = &s["error"];
-    assert_eq!(e["site"], "site-2");
-    let m = e["message"].as_str().unwrap();
+    let e = s.error.expect("a failed run says why");
+    assert_eq!(e.site.as_deref(), Some("site-2"));
+    let m = &e.message;
     assert!(
         m.contains("round 1")
             && m.contains("exited with code 3")
@@ -221,8 +206,9 @@ fn a_failing_step_is_named_with_its_site_round_code_and_message() {
 #[test]
 fn malformed_json_is_named() {
     let s = failed_run("badjson", "site-3", "echo '{\"sum\": [1, 2'; exit 0", "");
-    assert_eq!(s["error"]["site"], "site-3");
-    let m = s["error"]["message"].as_str().unwrap();
+    let e = s.error.expect("a failed run says why");
+    assert_eq!(e.site.as_deref(), Some("site-3"));
+    let m = &e.message;
     assert!(
         m.contains("invalid JSON") && m.contains("{\\\"sum\\\": [1, 2")
             || m.contains("{\"sum\": [1, 2"),
@@ -239,17 +225,14 @@ fn a_hanging_step_hits_the_round_deadline_and_is_stopped() {
         &format!("python3 -c 'import time; time.sleep(600)' {marker}; exit 0"),
         "[federation]\nround_timeout_secs = 2\n",
     );
-    assert_eq!(s["error"]["site"], "site-1");
-    let m = s["error"]["message"].as_str().unwrap();
+    let e = s.error.expect("a failed run says why");
+    assert_eq!(e.site.as_deref(), Some("site-1"));
+    let m = &e.message;
     assert!(m.contains("deadline"), "{m}");
     // The step and what it started went with the run.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let left = Command::new("pgrep").args(["-f", marker]).output().unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    let left = pgrep(marker);
+    assert!(left.is_empty(), "left running: {left}");
 }
 
 #[test]
@@ -263,13 +246,10 @@ fn a_lost_site_may_be_left_behind_when_the_scenario_allows() {
         "[federation]\nround_timeout_secs = 2\non_dropout = \"continue\"\nmin_sites = 2\n",
     );
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "degraded");
-    assert_eq!(s["lost_sites"][0]["site"], "site-3");
-    assert_eq!(
-        s["comparison"]["passed"], true,
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Degraded);
+    assert_eq!(s.lost_sites[0].site, "site-3");
+    assert!(
+        s.comparison.expect("a comparison").passed,
         "the survivors' pooled run agrees"
     );
 }
@@ -336,14 +316,15 @@ fn the_newton_example_gives_statsmodels_logit() {
     assert!(o.status.success(), "{}", stderr(&o));
     let s = summary(&out);
     let want = reference("spector.csv", "logit");
-    let fed = &s["results"]["named"];
+    // The example's own results, as it wrote them.
+    let fed = &s.results.as_ref().expect("results").named;
     for q in ["coef", "se"] {
         let d = max_rel(&floats(&fed[q]), &floats(&want[q]));
         assert!(d < 1e-8, "{q} differs from statsmodels by {d:e}");
     }
     let ll = (fed["loglik"].as_f64().unwrap() - want["loglik"].as_f64().unwrap()).abs();
     assert!(ll < 1e-8, "loglik differs by {ll:e}");
-    assert!(s["comparison"]["max_diff"].as_f64().unwrap() < 1e-10);
+    assert!(s.comparison.expect("a comparison").max_diff < 1e-10);
 }
 
 /// Issue 20.2: a federated number about 1e293 away from the pooled one made plotters' log axis
@@ -387,13 +368,11 @@ esac
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["comparison"]["passed"], false);
+    let s = expect_status(&o, &out, Status::Failed);
+    assert!(!s.comparison.expect("a comparison").passed);
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
     assert!(html.contains("data-plot=\"difference\"") && html.contains("\n1e280\n"));
-    let e = s["error"]["message"].as_str().unwrap();
+    let e = &s.error.expect("an error").message;
     assert!(e.contains("(federated 1e293, expected 0.5"), "{e}");
 }
 
@@ -408,9 +387,9 @@ fn secure_replies_of_another_shape_are_refused_naming_the_site() {
         "read input; echo '{\"sum\": {\"b\": [1, 2], \"n\": 1}}'; exit 0",
         "[federation]\nsecure_aggregation = true\n",
     );
-    let e = &s["error"];
-    assert_eq!(e["site"], "site-2", "{e}");
-    let m = e["message"].as_str().unwrap();
+    let e = s.error.expect("a failed run says why");
+    assert_eq!(e.site.as_deref(), Some("site-2"), "{}", pretty(&e));
+    let m = &e.message;
     assert!(
         m.contains("another shape than site-1's") && m.contains("\"b\""),
         "{m}"
@@ -432,23 +411,17 @@ fn a_step_that_detaches_leaves_nothing_behind() {
         "",
     );
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(summary(&out)["status"], "succeeded");
-    let pid = std::fs::read_to_string(out.join("sites/site-2/daemon.pid"))
+    run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    let pid: u32 = std::fs::read_to_string(out.join("sites/site-2/daemon.pid"))
         .expect("the step started its daemon")
         .trim()
-        .to_string();
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z "))
-            .unwrap_or(false)
-    };
+        .parse()
+        .expect("a pid");
     for _ in 0..40 {
-        if !alive() {
+        if !alive(pid) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(!alive(), "the detached process {pid} outlived the run");
+    assert!(!alive(pid), "the detached process {pid} outlived the run");
 }

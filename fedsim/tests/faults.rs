@@ -12,28 +12,19 @@ fn faulty(dir: &std::path::Path, name: &str, federation: &str, fault: &str) -> s
     scenario(dir, name, &ols_toml(name, "diabetes.csv", 4, &extra))
 }
 
-fn run(
+/// Run `cfg` into `dir/NAME`, which must end with `status` (and its exit code): its summary, and
+/// the seconds the run took.
+fn timed(
     dir: &std::path::Path,
     cfg: &std::path::Path,
     name: &str,
-) -> (Option<i32>, serde_json::Value, f64) {
+    status: Status,
+) -> (Summary, f64) {
     let out = dir.join(name);
     let started = Instant::now();
     let o = run_to(dir, cfg, &out, &[]);
     let secs = started.elapsed().as_secs_f64();
-    (o.status.code(), summary(&out), secs)
-}
-
-fn no_agent_left(s: &serde_json::Value) {
-    for site in s["sites"].as_array().unwrap() {
-        let pid = site["pid"].as_u64().unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty() || stat.contains(") Z "),
-            "{} (pid {pid}) still running",
-            site["name"]
-        );
-    }
+    (expect_status(&o, &out, status), secs)
 }
 
 #[test]
@@ -45,15 +36,14 @@ fn a_killed_agent_fails_the_run_naming_site_and_round() {
         "on_dropout = \"fail\"",
         "kind = \"kill\"\nround = 2",
     );
-    let (code, s, secs) = run(tmp.path(), &cfg, "kill");
-    assert_eq!(code, Some(1));
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["site"], "site-3");
-    let msg = s["error"]["message"].as_str().unwrap();
+    let (s, secs) = timed(tmp.path(), &cfg, "kill", Status::Failed);
+    let error = s.error.as_ref().expect("a failed run says why");
+    assert_eq!(error.site.as_deref(), Some("site-3"));
+    let msg = &error.message;
     assert!(msg.contains("site-3") && msg.contains("round 2"), "{msg}");
     assert!(secs < 3.0, "took {secs} s, more than the round deadline");
     assert!(
-        s["results"].is_null() && s["comparison"].is_null(),
+        s.results.is_none() && s.comparison.is_none(),
         "a failed run claims no result"
     );
     no_agent_left(&s);
@@ -73,29 +63,20 @@ fn with_continue_the_run_completes_without_the_lost_site_and_says_so() {
         "on_dropout = \"continue\"\nmin_sites = 3",
         "kind = \"kill\"\nround = 2",
     );
-    let (code, s, _) = run(tmp.path(), &cfg, "cont");
-    assert_eq!(code, Some(3), "degraded exits 3");
-    assert_eq!(s["status"], "degraded");
-    let lost = s["lost_sites"].as_array().unwrap();
+    // Degraded exits 3.
+    let (s, _) = timed(tmp.path(), &cfg, "cont", Status::Degraded);
+    let lost = &s.lost_sites;
     assert_eq!(lost.len(), 1);
-    assert_eq!(lost[0]["site"], "site-3");
-    assert_eq!(lost[0]["round"], 2);
-    assert!(s["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("completed without site-3"));
+    assert_eq!(lost[0].site, "site-3");
+    assert_eq!(lost[0].round, 2);
+    let msg = &s.error.as_ref().expect("a degraded run says why").message;
+    assert!(msg.contains("completed without site-3"), "{msg}");
     // The federated answer is the survivors' pooled answer, exactly.
-    let site3 = s["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "site-3")
-        .unwrap()["rows"]
-        .as_u64()
-        .unwrap();
-    assert_eq!(s["results"]["n"].as_u64().unwrap(), 442 - site3);
-    assert_eq!(s["baseline"]["n"], s["results"]["n"]);
-    assert_eq!(s["comparison"]["passed"], true);
+    let site3 = s.sites.iter().find(|x| x.name == "site-3").unwrap().rows;
+    let results = s.results.as_ref().expect("results");
+    assert_eq!(results.n, 442 - site3);
+    assert_eq!(s.baseline.as_ref().expect("a baseline").n, results.n);
+    assert!(s.comparison.as_ref().expect("a comparison").passed);
     no_agent_left(&s);
 
     // Not enough sites left: the run fails instead.
@@ -105,10 +86,8 @@ fn with_continue_the_run_completes_without_the_lost_site_and_says_so() {
         "on_dropout = \"continue\"\nmin_sites = 4",
         "kind = \"kill\"\nround = 1",
     );
-    let (code, s, _) = run(tmp.path(), &cfg, "few");
-    assert_eq!(code, Some(1));
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["site"], "site-3");
+    let (s, _) = timed(tmp.path(), &cfg, "few", Status::Failed);
+    assert_eq!(s.error.expect("an error").site.as_deref(), Some("site-3"));
 }
 
 #[test]
@@ -121,15 +100,9 @@ fn a_slow_site_is_waited_for_within_the_deadline_and_lost_past_it() {
         "",
         "kind = \"slow\"\nround = 2\ndelay_secs = 1.0",
     );
-    let (code, s, secs) = run(tmp.path(), &cfg, "slow");
-    assert_eq!(code, Some(0), "{s:#}");
+    let (_, secs) = timed(tmp.path(), &cfg, "slow", Status::Succeeded);
     assert!(secs >= 1.0);
-    let round2 = serde_json::from_slice::<serde_json::Value>(
-        &std::fs::read(tmp.path().join("slow/metrics.json")).unwrap(),
-    )
-    .unwrap()["rounds"][2]["wall_secs"]
-        .as_f64()
-        .unwrap();
+    let round2 = metrics(&tmp.path().join("slow")).rounds[2].wall_secs;
     assert!(round2 >= 1.0, "round 2 took {round2} s");
     // Slower than the round deadline: lost, named, within the deadline plus a margin.
     let cfg = faulty(
@@ -138,13 +111,14 @@ fn a_slow_site_is_waited_for_within_the_deadline_and_lost_past_it() {
         "",
         "kind = \"slow\"\nround = 2\ndelay_secs = 8.0",
     );
-    let (code, s, secs) = run(tmp.path(), &cfg, "late");
-    assert_eq!(code, Some(1));
-    assert_eq!(s["error"]["site"], "site-3");
-    assert!(s["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("missed the round deadline of 3.0 s"));
+    let (s, secs) = timed(tmp.path(), &cfg, "late", Status::Failed);
+    let error = s.error.expect("an error");
+    assert_eq!(error.site.as_deref(), Some("site-3"));
+    assert!(
+        error.message.contains("missed the round deadline of 3.0 s"),
+        "{}",
+        error.message
+    );
     assert!(secs < 3.0 + 6.0, "took {secs} s");
 }
 
@@ -183,26 +157,22 @@ fn a_full_disk_ends_in_a_failed_summary_and_leaves_no_partial_file() {
     }
     // What the run left on the full disk (copied out of the namespace before it went).
     let left = tmp.path().join("mnt.copy/run");
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&left);
-    assert_eq!(s["status"], "failed");
-    let e = s["error"]["message"].as_str().unwrap();
+    let s = expect_status(&o, &left, Status::Failed);
+    let e = &s.error.as_ref().expect("an error").message;
     assert!(e.contains("No space left on device"), "{e}");
     for f in files(&left) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         assert!(!name.ends_with(".tmp"), "{} left behind", f.display());
         if name.starts_with("data.") {
             // A site's data is whole: it reads back with every row it was given.
-            let rows = s["sites"]
-                .as_array()
-                .unwrap()
+            let rows = s
+                .sites
                 .iter()
-                .find(|x| f.starts_with(left.join("sites").join(x["name"].as_str().unwrap())))
-                .unwrap()["rows"]
-                .as_u64()
-                .unwrap();
+                .find(|x| f.starts_with(left.join("sites").join(&x.name)))
+                .unwrap()
+                .rows;
             let t = fedsim::data::Table::load(&f).expect("a whole data file");
-            assert_eq!(t.rows() as u64, rows, "{}", f.display());
+            assert_eq!(t.rows(), rows, "{}", f.display());
         }
     }
     if let Ok(html) = std::fs::read_to_string(left.join("report.html")) {

@@ -23,33 +23,18 @@ fn need_browser() {
     }
 }
 
+/// The three-site OLS of these tests (held against the reference), through the GUI; `extra`
+/// goes on in its `[gui]` section.
 fn gui_ols(name: &str, extra: &str) -> String {
-    ols_toml(
-        name,
-        "diabetes.csv",
-        3,
-        &format!(
-            "[compare]\nreference = \"{}\"\n[gui]\nenabled = true\n{extra}",
-            test_data("reference.jsonl").display()
-        ),
-    )
+    Ols::on(name, "diabetes.csv", 3)
+        .reference()
+        .extra("[gui]\nenabled = true\n")
+        .extra(extra)
+        .toml()
 }
 
 fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.len() > 5_000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
-}
-
-/// No browser or chromedriver that fedsim started outlives its run.
-fn no_browser_left() {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", "fedsim-browser-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.stdout.is_empty(),
-        "browser processes left behind: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]
@@ -58,19 +43,9 @@ fn three_site_ols_through_the_gui_gives_the_api_paths_numbers() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
 
-    let api_cfg = scenario(
-        tmp.path(),
-        "api",
-        &ols_toml(
-            "portal-api",
-            "diabetes.csv",
-            3,
-            &format!(
-                "[compare]\nreference = \"{}\"\n",
-                test_data("reference.jsonl").display()
-            ),
-        ),
-    );
+    let api_cfg = Ols::on("portal-api", "diabetes.csv", 3)
+        .reference()
+        .write(tmp.path(), "api");
     let api_out = tmp.path().join("api");
     let o = run_to(tmp.path(), &api_cfg, &api_out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -84,21 +59,35 @@ fn three_site_ols_through_the_gui_gives_the_api_paths_numbers() {
 
     // The same numbers as the API path, and as statsmodels.
     let (gui, api) = (summary(&out), summary(&api_out));
-    assert_eq!(gui["status"], "succeeded");
-    assert_eq!(gui["reference"]["passed"], true);
-    for key in ["coef", "se", "t", "p"] {
-        let (g, a) = (floats(&gui["results"][key]), floats(&api["results"][key]));
+    assert_eq!(gui.status, Status::Succeeded);
+    assert!(
+        gui.reference
+            .as_ref()
+            .expect("a reference")
+            .comparison
+            .passed
+    );
+    let (g, a) = (
+        gui.results.as_ref().expect("GUI results"),
+        api.results.as_ref().expect("API results"),
+    );
+    for (key, g, a) in [
+        ("coef", &g.coef, &a.coef),
+        ("se", &g.se, &a.se),
+        ("t", &g.t, &a.t),
+        ("p", &g.p, &a.p),
+    ] {
         assert_eq!(g.len(), 11);
-        assert!(max_rel(&g, &a) <= 1e-12, "{key}: gui {g:?} vs api {a:?}");
+        assert!(max_rel(g, a) <= 1e-12, "{key}: gui {g:?} vs api {a:?}");
     }
     let want = reference("diabetes.csv", "ols");
-    assert!(max_rel(&floats(&gui["results"]["coef"]), &floats(&want["coef"])) < 1e-8);
-    assert!(max_rel(&floats(&gui["results"]["se"]), &floats(&want["se"])) < 1e-8);
+    assert!(max_rel(&g.coef, &floats(&want["coef"])) < 1e-8);
+    assert!(max_rel(&g.se, &floats(&want["se"])) < 1e-8);
 
     // Every account downloaded the results through its page: the coordinator's, byte for byte.
     let first = std::fs::read(out.join("portal/coordinator/results.json")).unwrap();
     let file: serde_json::Value = serde_json::from_slice(&first).unwrap();
-    assert_eq!(file["results"]["coef"], gui["results"]["coef"]);
+    assert_eq!(floats(&file["results"]["coef"]), g.coef);
     for a in ACCOUNTS {
         let got = std::fs::read(out.join("portal").join(a).join("results.json")).unwrap();
         assert_eq!(got, first, "{a}'s download");
@@ -113,37 +102,29 @@ fn three_site_ols_through_the_gui_gives_the_api_paths_numbers() {
         .all(|f| !f.to_string_lossy().contains("failure-")));
 
     // Time per GUI step, for every account and phase, in metrics.json.
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let portal = &m["portal"];
-    assert_eq!(portal["driver"], "gui");
-    let phases: Vec<&str> = portal["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0].as_str().unwrap())
-        .collect();
+    let portal = metrics(&out).portal.expect("the portal's steps");
+    assert_eq!(portal.driver, "gui");
+    let phases: Vec<&str> = portal.phases.iter().map(|p| p.0.as_str()).collect();
     assert_eq!(
         phases,
         ["browsers", "login", "create", "join", "start", "finish"]
     );
-    let steps = portal["steps"].as_array().unwrap();
+    let steps = &portal.steps;
     for a in ACCOUNTS {
         for phase in ["login", "finish"] {
             assert!(
-                steps.iter().any(|s| s["account"] == a
-                    && s["phase"] == phase
-                    && s["secs"].as_f64().unwrap() > 0.0),
+                steps
+                    .iter()
+                    .any(|s| s.account == a && s.phase == phase && s.secs > 0.0),
                 "{a} {phase}"
             );
         }
     }
     assert!(steps
         .iter()
-        .any(|s| s["account"] == "site-2" && s["step"].as_str().unwrap().contains("fill #token")));
-    let api_m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(api_out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(api_m["portal"]["driver"], "api");
+        .any(|s| s.account == "site-2" && s.step.contains("fill #token")));
+    let api_portal = metrics(&api_out).portal.expect("the API's steps");
+    assert_eq!(api_portal.driver, "api");
 
     // Typed passwords reach neither chromedriver's log nor anything else.
     assert!(out.join("logs/chromedriver.log").exists());
@@ -165,11 +146,10 @@ fn fails_at(fault: &str, site: &str, phase: &str, says: &str) {
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     no_browser_left();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["site"], site);
-    let message = s["error"]["message"].as_str().unwrap();
+    let s = expect_status(&o, &out, Status::Failed);
+    let error = s.error.as_ref().expect("an error");
+    assert_eq!(error.site.as_deref(), Some(site));
+    let message = &error.message;
     assert!(
         message.starts_with(&format!(
             "site {site} could not take part through the portal: {phase} step"
@@ -177,8 +157,8 @@ fn fails_at(fault: &str, site: &str, phase: &str, says: &str) {
         "{message}"
     );
     assert!(message.contains(says), "{message}");
-    assert!(stderr(&o).contains(message), "{}", stderr(&o));
-    assert!(s["results"].is_null());
+    assert!(stderr(&o).contains(message.as_str()), "{}", stderr(&o));
+    assert!(s.results.is_none());
     let shots: Vec<_> = files(&out.join("portal"))
         .into_iter()
         .filter(|f| f.to_string_lossy().contains("failure-"))
@@ -218,10 +198,7 @@ fn another_step_script_drives_the_same_portal() {
     need_browser();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/gui/portal.toml"),
-    )
-    .unwrap();
+    let shipped = std::fs::read_to_string(root().join("resources/gui/portal.toml")).unwrap();
     let script = shipped
         .replace("key_attribute = \"data-token-for\"", "in_order = true")
         .replace("\"finish\"", "\"results\"");
@@ -234,10 +211,9 @@ fn another_step_script_drives_the_same_portal() {
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     no_browser_left();
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(m["portal"]["script"], path.display().to_string());
-    assert_eq!(m["portal"]["phases"][5][0], "results");
+    let portal = metrics(&out).portal.expect("the portal's steps");
+    assert_eq!(portal.script, Some(path.display().to_string()));
+    assert_eq!(portal.phases[5].0, "results");
     for a in ACCOUNTS {
         assert!(
             out.join("portal").join(a).join("results.json").exists(),
@@ -260,11 +236,9 @@ fn with_continue_the_browsers_go_on_without_a_site_that_cannot_log_in() {
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     no_browser_left();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "degraded");
-    assert_eq!(s["lost_sites"][0]["site"], "site-2");
-    assert_eq!(s["comparison"]["passed"], true);
+    let s = expect_status(&o, &out, Status::Degraded);
+    assert_eq!(s.lost_sites[0].site, "site-2");
+    assert!(s.comparison.as_ref().expect("a comparison").passed);
     assert!(is_png(&out.join("portal/site-2/failure-login-step5.png")));
     for a in ["coordinator", "site-1", "site-3"] {
         assert!(

@@ -72,12 +72,8 @@ esac
     }
     let s = summary(&out);
     assert!(
-        !s["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["kind"] == "isolation"),
-        "{:#}",
-        s["warnings"]
+        !s.warnings.iter().any(|w| w.kind == "isolation"),
+        "{}",
+        pretty(&s.warnings)
     );
 }

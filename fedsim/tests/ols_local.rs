@@ -16,32 +16,12 @@ fn ols_scenario(dir: &Path, csv: &str, sites: usize, strategy: &str) -> std::pat
         "dirichlet" => "alpha = 0.5".to_string(),
         _ => String::new(),
     };
-    scenario(
-        dir,
-        &format!("ols-{sites}-{strategy}"),
-        &format!(
-            r#"
-[scenario]
-name = "ols-{sites}-{strategy}"
-seed = 11
-[data]
-path = "{data}"
-target = "progression"
-[partition]
-kind = "horizontal"
-sites = {sites}
-strategy = "{strategy}"
-{extra}
-[fleet]
-provider = "local"
-[algorithm]
-kind = "linear_regression"
-[compare]
-tolerance = 1e-8
-"#,
-            data = test_data(csv).display()
-        ),
-    )
+    let name = format!("ols-{sites}-{strategy}");
+    Ols::on(&name, csv, sites)
+        .seed(11)
+        .partition(&format!("strategy = \"{strategy}\"\n{extra}"))
+        .extra("[fleet]\nprovider = \"local\"\n[compare]\ntolerance = 1e-8\n")
+        .write(dir, &name)
 }
 
 fn check_against_statsmodels(csv: &str, sites: usize, strategy: &str) {
@@ -59,22 +39,21 @@ fn check_against_statsmodels(csv: &str, sites: usize, strategy: &str) {
         out.display().to_string(),
         "run dir printed last"
     );
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
-    assert_eq!(s["algorithm"], "linear_regression");
-    let rows: Vec<u64> = s["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["rows"].as_u64().unwrap())
-        .collect();
+    let s = expect_status(&o, &out, Status::Succeeded);
+    assert_eq!(s.algorithm, "linear_regression");
+    let rows: Vec<usize> = s.sites.iter().map(|x| x.rows).collect();
     assert_eq!(rows.len(), sites);
-    assert_eq!(rows.iter().sum::<u64>(), 442);
+    assert_eq!(rows.iter().sum::<usize>(), 442);
     let r = reference(csv, "ols");
-    assert_eq!(s["results"]["terms"], r["terms"]);
-    for field in ["coef", "se"] {
-        let fed = max_rel(&floats(&s["results"][field]), &floats(&r[field]));
-        let base = max_rel(&floats(&s["baseline"][field]), &floats(&r[field]));
+    let results = s.results.as_ref().expect("results");
+    let baseline = s.baseline.as_ref().expect("a baseline");
+    assert_eq!(serde_json::json!(results.terms), r["terms"]);
+    for (field, got, centralised) in [
+        ("coef", &results.coef, &baseline.coef),
+        ("se", &results.se, &baseline.se),
+    ] {
+        let fed = max_rel(got, &floats(&r[field]));
+        let base = max_rel(centralised, &floats(&r[field]));
         assert!(
             fed <= 1e-8,
             "{csv} {sites} sites {strategy}: federated {field} off statsmodels by {fed:e}"
@@ -84,15 +63,15 @@ fn check_against_statsmodels(csv: &str, sites: usize, strategy: &str) {
             "{csv}: baseline {field} off statsmodels by {base:e}"
         );
     }
-    let r2 = s["results"]["r2"].as_f64().unwrap();
+    let r2 = results.r2.expect("r2");
     assert!((r2 - r["r2"].as_f64().unwrap()).abs() <= 1e-10);
-    let sigma2 = s["results"]["sigma2"].as_f64().unwrap();
+    let sigma2 = results.sigma2.expect("sigma2");
     assert!((sigma2 / r["sigma2"].as_f64().unwrap() - 1.0).abs() <= 1e-8);
-    let c = &s["comparison"];
-    assert_eq!(c["passed"], true);
-    assert_eq!(c["tolerance"], 1e-8);
-    assert!(c["max_diff"].as_f64().unwrap() <= 1e-8);
-    assert!(c["max_abs_diff"].as_f64().is_some());
+    let c = s.comparison.as_ref().expect("a comparison");
+    assert!(c.passed);
+    assert_eq!(c.tolerance, 1e-8);
+    assert!(c.max_diff <= 1e-8);
+    assert!(c.max_abs_diff.is_finite());
 }
 
 #[test]
@@ -111,16 +90,13 @@ fn ill_conditioned_raw_diabetes_matches_statsmodels() {
 
 #[test]
 fn shipped_scenario_runs_and_checks_its_reference() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let cfg = root.join("resources/config_linreg.toml");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
-    assert_eq!(s["reference"]["passed"], true);
-    assert!(s["reference"]["max_diff"].as_f64().unwrap() <= 1e-8);
+    let cfg = root().join("resources/config_linreg.toml");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    let reference = s.reference.expect("a reference").comparison;
+    assert!(reference.passed);
+    assert!(reference.max_diff <= 1e-8);
 }
 
 #[test]

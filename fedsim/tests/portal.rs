@@ -355,12 +355,11 @@ fn the_api_path_names_the_site_whose_password_is_wrong() {
         ),
     );
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["error"]["site"], "site-1");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Failed);
+    let error = s.error.expect("an error");
+    assert_eq!(error.site.as_deref(), Some("site-1"));
     assert_eq!(
-        s["error"]["message"],
+        error.message,
         "site site-1 could not take part through the portal: login step POST /api/login: the portal answered 401 Unauthorized: wrong user name or password"
     );
 }
@@ -411,31 +410,21 @@ fn with_continue_a_site_that_cannot_log_in_is_left_out() {
         ),
     );
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "degraded");
-    assert_eq!(s["lost_sites"][0]["site"], "site-3");
-    assert_eq!(s["lost_sites"][0]["round"], 0);
-    assert!(s["lost_sites"][0]["cause"]
-        .as_str()
-        .unwrap()
-        .contains("wrong user name or password"));
-    assert_eq!(s["comparison"]["passed"], true);
-    let rows: u64 = ["site-1", "site-2"]
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Degraded);
+    let lost = &s.lost_sites[0];
+    assert_eq!(lost.site, "site-3");
+    assert_eq!(lost.round, 0);
+    assert!(
+        lost.cause.contains("wrong user name or password"),
+        "{}",
+        lost.cause
+    );
+    assert!(s.comparison.as_ref().expect("a comparison").passed);
+    let rows: usize = ["site-1", "site-2"]
         .iter()
-        .map(|n| {
-            s["sites"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|x| x["name"] == *n)
-                .unwrap()["rows"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|n| s.sites.iter().find(|x| x.name == *n).unwrap().rows)
         .sum();
-    assert_eq!(s["results"]["n"].as_u64().unwrap(), rows);
+    assert_eq!(s.results.as_ref().expect("results").n, rows);
     assert!(out.join("portal/site-1/results.json").exists());
     assert!(!out.join("portal/site-3/results.json").exists());
 }
@@ -544,11 +533,13 @@ async fn by_hand_the_run_waits_for_people_to_click() {
         .unwrap();
     assert!(status.success());
     let summary = summary(&out);
-    assert_eq!(summary["status"], "succeeded");
-    assert_eq!(results["results"]["coef"], summary["results"]["coef"]);
-    let m: Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(m["portal"]["driver"], "people");
+    assert_eq!(summary.status, Status::Succeeded);
+    assert_eq!(
+        floats(&results["results"]["coef"]),
+        summary.results.expect("results").coef
+    );
+    let portal = metrics(&out).portal.expect("the portal's report");
+    assert_eq!(portal.driver, "people");
 }
 
 /// Issue 20.3: guessing passwords. Before, ~3,900 wrong logins a second were accepted, each a

@@ -7,50 +7,41 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn resource(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../resources")
-        .join(name)
-        .canonicalize()
-        .unwrap()
-}
-
 /// The shipped scenario, with its relative paths made absolute, and `edit` applied.
 fn shipped(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let text = std::fs::read_to_string(resource(name)).unwrap().replace(
-        "\"../test_data/",
-        &format!("\"{}/", test_data("").display()),
-    );
+    let text = std::fs::read_to_string(root().join("resources").join(name))
+        .unwrap()
+        .replace(
+            "\"../test_data/",
+            &format!("\"{}/", test_data("").display()),
+        );
     scenario(dir, "s", &edit(text))
 }
 
-/// Run `cfg` into `dir/run`; it must succeed. The run directory and its summary.
-fn succeeded(dir: &Path, cfg: &Path) -> (PathBuf, serde_json::Value) {
-    let out = dir.join("run");
-    let o = run_to(dir, cfg, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
-    (out, s)
-}
-
 /// federated == centralised == statsmodels, term by term, on the formula API's names.
-fn assert_matches_statsmodels(s: &serde_json::Value) {
+fn assert_matches_statsmodels(s: &Summary) {
     let want = reference("penguins.csv", "ols");
-    let (fed, base) = (&s["results"], &s["baseline"]);
-    assert_eq!(fed["terms"], want["terms"], "terms and their order");
-    assert_eq!(base["terms"], want["terms"]);
-    assert_eq!(fed["n"], want["n"]);
-    assert_eq!(base["n"], want["n"]);
-    for q in ["coef", "se"] {
-        for side in [fed, base] {
-            let d = max_rel(&floats(&side[q]), &floats(&want[q]));
+    let fed = s.results.as_ref().expect("federated results");
+    let base = s.baseline.as_ref().expect("a centralised baseline");
+    let want_terms: Vec<&str> = want["terms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(fed.terms, want_terms, "terms and their order");
+    assert_eq!(base.terms, want_terms);
+    assert_eq!(Some(fed.n as u64), want["n"].as_u64());
+    assert_eq!(Some(base.n as u64), want["n"].as_u64());
+    for (q, f, b) in [("coef", &fed.coef, &base.coef), ("se", &fed.se, &base.se)] {
+        for side in [f, b] {
+            let d = max_rel(side, &floats(&want[q]));
             assert!(d < 1e-8, "{q}: {d:e} from statsmodels");
         }
-        let d = max_rel(&floats(&fed[q]), &floats(&base[q]));
+        let d = max_rel(f, b);
         assert!(d < 1e-8, "{q}: {d:e} federated vs centralised");
     }
-    let r2 = (fed["r2"].as_f64().unwrap() - want["r2"].as_f64().unwrap()).abs();
+    let r2 = (fed.r2.expect("r2") - want["r2"].as_f64().unwrap()).abs();
     assert!(r2 < 1e-10, "r2 differs by {r2:e}");
 }
 
@@ -58,15 +49,16 @@ fn assert_matches_statsmodels(s: &serde_json::Value) {
 fn text_columns_and_empty_cells_give_the_formula_apis_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = shipped(tmp.path(), "config_penguins.toml", |t| t);
-    let (out, s) = succeeded(tmp.path(), &cfg);
+    let out = tmp.path().join("run");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
     assert_matches_statsmodels(&s);
-    assert_eq!(s["reference"]["passed"], true);
+    assert!(s.reference.as_ref().expect("a reference").comparison.passed);
     // 344 rows, 11 incomplete: each site dropped its own, and says how many.
-    let sites = s["sites"].as_array().unwrap();
-    let rows: u64 = sites.iter().map(|x| x["rows"].as_u64().unwrap()).sum();
-    let dropped: u64 = sites
+    let sites = &s.sites;
+    let rows: usize = sites.iter().map(|x| x.rows).sum();
+    let dropped: usize = sites
         .iter()
-        .map(|x| x["dropped_rows"].as_u64().unwrap())
+        .map(|x| x.dropped_rows.expect("dropped rows counted"))
         .sum();
     assert_eq!((rows, dropped), (344, 11));
     // The sites hold the text and the gaps; nobody coded or cleaned their rows for them.
@@ -81,8 +73,8 @@ fn text_columns_and_empty_cells_give_the_formula_apis_answer() {
     for x in sites {
         let cell = format!(
             "{} ({} incomplete, dropped)",
-            x["rows"],
-            x["dropped_rows"].as_u64().unwrap()
+            x.rows,
+            x.dropped_rows.expect("dropped rows counted")
         );
         assert!(report.contains(&cell), "report lacks {cell}");
     }
@@ -92,26 +84,19 @@ fn text_columns_and_empty_cells_give_the_formula_apis_answer() {
 fn a_file_per_site_with_different_levels_agrees_on_them_and_warns() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = shipped(tmp.path(), "config_penguins_sites.toml", |t| t);
-    let (out, s) = succeeded(tmp.path(), &cfg);
+    let out = tmp.path().join("run");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
     // The union of the islands' rows is the pooled file; row order does not change OLS.
     assert_matches_statsmodels(&s);
-    let rows: Vec<u64> = s["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["rows"].as_u64().unwrap())
-        .collect();
+    let rows: Vec<usize> = s.sites.iter().map(|x| x.rows).collect();
     assert_eq!(rows, [168, 124, 52], "one site per file, in file order");
     // Gentoo lives only on Biscoe (site-1), Chinstrap only on Dream (site-2).
-    let warnings = s["warnings"].as_array().expect("privacy warnings");
+    let warnings = &s.warnings;
     let lonely = |level: &str, site: &str| {
         warnings.iter().any(|w| {
-            w["kind"] == "privacy"
-                && w["site"] == site
-                && w["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains(&format!("{level:?}"))
+            w.kind == "privacy"
+                && w.site.as_deref() == Some(site)
+                && w.message.contains(&format!("{level:?}"))
         })
     };
     assert!(
@@ -133,7 +118,8 @@ fn secure_aggregation_codes_categories_too() {
     let cfg = shipped(tmp.path(), "config_penguins.toml", |t| {
         t + "[federation]\nsecure_aggregation = true\n"
     });
-    assert_matches_statsmodels(&succeeded(tmp.path(), &cfg).1);
+    let out = tmp.path().join("run");
+    assert_matches_statsmodels(&run_expecting(tmp.path(), &cfg, &out, Status::Succeeded));
 }
 
 /// `fedsim validate` and `fedsim run` both refuse, with exit 2, saying `needles`; the run
@@ -289,7 +275,7 @@ fn decimal_commas_get_their_own_option_and_hint() {
         "komma",
         &body.replace("target = ", "decimal = \",\"\ntarget = "),
     );
-    let (_, komma) = succeeded(tmp.path(), &cfg);
+    let komma = run_expecting(tmp.path(), &cfg, &tmp.path().join("run"), Status::Succeeded);
     let dot = tmp.path().join("dot");
     std::fs::create_dir(&dot).unwrap();
     let cfg = scenario(
@@ -297,9 +283,10 @@ fn decimal_commas_get_their_own_option_and_hint() {
         "dot",
         &body.replace("komma.csv", test_data("diabetes_raw.csv").to_str().unwrap()),
     );
-    let (_, plain) = succeeded(&dot, &cfg);
-    assert_eq!(komma["results"]["coef"], plain["results"]["coef"]);
-    assert_eq!(komma["results"]["n"], 442);
+    let plain = run_expecting(&dot, &cfg, &dot.join("run"), Status::Succeeded);
+    let komma = komma.results.expect("results with decimal commas");
+    assert_eq!(komma.coef, plain.results.expect("results").coef);
+    assert_eq!(komma.n, 442);
     // A decimal comma cannot share the field separator.
     let cfg = scenario(
         tmp.path(),
@@ -340,10 +327,8 @@ fn singular_designs_and_separation_name_their_columns() {
     ] {
         let cfg = scenario(tmp.path(), exclude, &body(exclude));
         let out = tmp.path().join(format!("run-{exclude}"));
-        let o = run_to(tmp.path(), &cfg, &out, &[]);
-        assert_eq!(o.status.code(), Some(1));
-        let s = summary(&out);
-        let e = s["error"]["message"].as_str().unwrap();
+        let s = run_expecting(tmp.path(), &cfg, &out, Status::Failed);
+        let e = &s.error.as_ref().expect("an error").message;
         assert!(e.contains(want), "{e}");
     }
     // A feature that separates the target: refused before anything starts, named.
@@ -401,24 +386,21 @@ fn every_spelling_of_a_missing_value_is_a_gap() {
         format!("[scenario]\nname = \"gaps\"\nseed = 1\n[data]\npath = \"{file}\"\ntarget = \"progression\"\ncategorical = [\"grp\"]\nmissing = \"{missing}\"\n[partition]\nkind = \"horizontal\"\nsites = 3\n[algorithm]\nkind = \"linear_regression\"\n")
     };
     let cfg = scenario(tmp.path(), "gaps", &body("gaps.csv", "drop"));
-    let (_, gaps) = succeeded(tmp.path(), &cfg);
-    assert_eq!(gaps["results"]["n"], 442 - spellings.len() - 1);
-    let dropped: u64 = gaps["sites"]
-        .as_array()
-        .unwrap()
+    let gaps = run_expecting(tmp.path(), &cfg, &tmp.path().join("run"), Status::Succeeded);
+    let gaps_results = gaps.results.as_ref().expect("results");
+    assert_eq!(gaps_results.n, 442 - spellings.len() - 1);
+    let dropped: usize = gaps
+        .sites
         .iter()
-        .map(|s| s["dropped_rows"].as_u64().unwrap())
+        .map(|s| s.dropped_rows.expect("dropped rows counted"))
         .sum();
-    assert_eq!(dropped as usize, spellings.len() + 1);
+    assert_eq!(dropped, spellings.len() + 1);
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::copy(tmp.path().join("kept.csv"), other.join("kept.csv")).unwrap();
     let cfg = scenario(&other, "kept", &body("kept.csv", "drop"));
-    let (_, kept) = succeeded(&other, &cfg);
-    let d = max_rel(
-        &floats(&gaps["results"]["coef"]),
-        &floats(&kept["results"]["coef"]),
-    );
+    let kept = run_expecting(&other, &cfg, &other.join("run"), Status::Succeeded);
+    let d = max_rel(&gaps_results.coef, &kept.results.expect("results").coef);
     assert!(d < 1e-12, "{d:e}");
     // Under "error", the first one is named as missing, not as text or a constant column.
     let cfg = scenario(tmp.path(), "strict", &body("gaps.csv", "error"));
@@ -438,8 +420,8 @@ fn quoted_headers_and_huge_cells_are_read_and_named_readably() {
         format!("[scenario]\nname = \"q\"\n[data]\npath = \"{file}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"linear_regression\"\n")
     };
     let cfg = scenario(tmp.path(), "q", &body("q.csv"));
-    let (_, s) = succeeded(tmp.path(), &cfg);
-    assert_eq!(s["results"]["terms"][3], "b\"m\"i");
+    let s = run_expecting(tmp.path(), &cfg, &tmp.path().join("run"), Status::Succeeded);
+    assert_eq!(s.results.expect("results").terms[3], "b\"m\"i");
 
     let big = "x".repeat(5_000_000);
     let mut lines: Vec<String> = text.lines().map(String::from).collect();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 struct Run {
     dir: PathBuf,
-    summary: serde_json::Value,
+    summary: Summary,
     _tmp: tempfile::TempDir,
 }
 
@@ -25,13 +25,13 @@ fn run(csv: &str, data_extra: &str, partition: &str, algorithm: &str, tolerance:
     );
     let dir = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &dir, &[]);
-    let summary = summary(&dir);
     assert!(
         o.status.success(),
-        "{csv} [{partition}] [{algorithm}]: {}\n{summary:#}",
-        stderr(&o)
+        "{csv} [{partition}] [{algorithm}]: {}\n{}",
+        stderr(&o),
+        std::fs::read_to_string(dir.join("summary.json")).unwrap_or_default()
     );
-    assert_eq!(summary["status"], "succeeded");
+    let summary = expect_status(&o, &dir, Status::Succeeded);
     Run {
         dir,
         summary,
@@ -54,24 +54,24 @@ fn logistic_regression_matches_statsmodels_logit() {
             "kind = \"logistic_regression\"",
             1e-6,
         );
-        let res = &run.summary["results"];
-        assert_eq!(res["terms"], r["terms"]);
-        for field in ["coef", "se"] {
-            let d = max_rel(&floats(&res[field]), &floats(&r[field]));
+        let res = run.summary.results.as_ref().expect("results");
+        assert_eq!(serde_json::json!(res.terms), r["terms"]);
+        for (field, got) in [("coef", &res.coef), ("se", &res.se)] {
+            let d = max_rel(got, &floats(&r[field]));
             assert!(d <= 1e-6, "{sites} sites: {field} off statsmodels by {d:e}");
         }
-        let ll = res["loglik"].as_f64().unwrap();
+        let ll = res.loglik.expect("loglik");
         assert!(
             (ll - r["loglik"].as_f64().unwrap()).abs() <= 1e-8,
             "loglik {ll}"
         );
         // Newton ran to convergence, not a fixed number of steps; the trace is recorded.
-        let steps = floats(&res["convergence"]);
+        let steps = &res.convergence;
         assert!(
             steps.len() >= 3 && *steps.last().unwrap() < 1e-9,
             "{steps:?}"
         );
-        assert_eq!(res["iterations"].as_u64().unwrap() as usize, steps.len());
+        assert_eq!(res.iterations.expect("iterations"), steps.len());
     }
 }
 
@@ -86,8 +86,9 @@ fn ols_on_raw_diabetes_matches_statsmodels_on_3_and_7_sites() {
             "kind = \"linear_regression\"",
             1e-8,
         );
-        for field in ["coef", "se"] {
-            let d = max_rel(&floats(&run.summary["results"][field]), &floats(&r[field]));
+        let res = run.summary.results.as_ref().expect("results");
+        for (field, got) in [("coef", &res.coef), ("se", &res.se)] {
+            let d = max_rel(got, &floats(&r[field]));
             assert!(d <= 1e-8, "{sites} sites: {field} off statsmodels by {d:e}");
         }
     }
@@ -104,33 +105,37 @@ fn check_pca(csv: &str, sites: usize, method: &str, partition: &str) -> Run {
     let algorithm =
         format!("kind = \"svd\"\nk = {k}\ncenter = true\nscale = {zscore}\nmethod = \"{method}\"");
     let run = run(csv, "exclude = [\"target\"]", partition, &algorithm, tol);
-    let res = &run.summary["results"];
-    assert_eq!(res["method"], method);
-    let sv = max_rel(&floats(&res["singular_values"]), &want_sv);
+    let res = run.summary.results.as_ref().expect("results");
+    assert_eq!(res.method.as_deref(), Some(method));
+    let sv = max_rel(&res.singular_values, &want_sv);
     assert!(
         sv <= tol,
         "{csv} {sites} sites {method}: singular values off numpy by {sv:e}"
     );
-    let ev = max_rel(
-        &floats(&res["explained_variance"]),
-        &floats(&r["explained_variance"]),
-    );
+    let ev = max_rel(&res.explained_variance, &floats(&r["explained_variance"]));
     assert!(
         ev <= 2.0 * tol,
         "{csv}: explained variance off numpy by {ev:e}"
     );
     // Vector angles against the centralised baseline, for the separated components.
-    let checks = run.summary["comparison"]["checks"].as_array().unwrap();
-    let angles: Vec<&serde_json::Value> =
-        checks.iter().filter(|c| c["quantity"] == "angle").collect();
+    let checks = &run
+        .summary
+        .comparison
+        .as_ref()
+        .expect("a comparison")
+        .checks;
+    let angles: Vec<_> = checks
+        .iter()
+        .filter(|c| c.quantity.as_str() == "angle")
+        .collect();
     assert_eq!(angles.len(), k);
-    let judged = angles.iter().filter(|a| a.get("note").is_none()).count();
+    let judged = angles.iter().filter(|a| a.note.is_none()).count();
     assert!(judged >= k - 2, "most leading components are separated");
     for a in &angles {
-        let deg = a["got"].as_f64().unwrap();
+        let deg = a.got;
         assert!(deg <= 90.0);
-        if a.get("note").is_none() {
-            assert!(deg < 0.01, "{csv} {method}: {} at {deg} degrees", a["term"]);
+        if a.note.is_none() {
+            assert!(deg < 0.01, "{csv} {method}: {} at {deg} degrees", a.term);
         }
     }
     run
@@ -142,7 +147,7 @@ fn digits_pca_matches_numpy_by_both_routes() {
         for method in ["gram", "subspace"] {
             let run = check_pca("digits.csv", sites, method, &horizontal(sites));
             if method == "subspace" {
-                let trace = floats(&run.summary["results"]["convergence"]);
+                let trace = &run.summary.results.as_ref().expect("results").convergence;
                 assert!(
                     trace.len() > 1 && *trace.last().unwrap() <= 1e-10,
                     "{trace:?}"
@@ -173,8 +178,18 @@ fn vertical_svd_equals_horizontal_and_keeps_feature_vectors_on_sites() {
         let horizontal = check_pca(csv, 3, method, &horizontal(3));
         let tol = if method == "gram" { 1e-9 } else { 1e-6 };
         let d = max_rel(
-            &floats(&vertical.summary["results"]["singular_values"]),
-            &floats(&horizontal.summary["results"]["singular_values"]),
+            &vertical
+                .summary
+                .results
+                .as_ref()
+                .expect("results")
+                .singular_values,
+            &horizontal
+                .summary
+                .results
+                .as_ref()
+                .expect("results")
+                .singular_values,
         );
         assert!(
             d <= tol,
@@ -219,12 +234,13 @@ fn vertical_svd_equals_horizontal_and_keeps_feature_vectors_on_sites() {
             .map(|s| site_file(&horizontal, s, "projections.csv").lines().count() - 1)
             .sum();
         assert_eq!(
-            total as u64,
-            horizontal.summary["results"]["n"].as_u64().unwrap()
+            total,
+            horizontal.summary.results.as_ref().expect("results").n
         );
     }
 }
 
+/// A run on `csv` that must fail, saying `want`.
 fn expect_failure(csv: &str, data_extra: &str, algorithm: &str, want: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = scenario(
@@ -236,11 +252,8 @@ fn expect_failure(csv: &str, data_extra: &str, algorithm: &str, want: &str) {
         ),
     );
     let dir = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &dir, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&dir);
-    assert_eq!(s["status"], "failed");
-    let msg = s["error"]["message"].as_str().unwrap();
+    let s = run_expecting(tmp.path(), &cfg, &dir, Status::Failed);
+    let msg = &s.error.expect("an error").message;
     assert!(msg.contains(want), "{msg}");
 }
 
@@ -328,13 +341,11 @@ fn summary_statistics_match_statsmodels_to_reference_accuracy() {
         let o = run_to(tmp.path(), &cfg, &out, &[]);
         assert!(o.status.success(), "{csv}: {}", stderr(&o));
         let s = &summary(&out);
-        let reference = &s["reference"];
-        assert_eq!(reference["passed"], true, "{csv}: {reference:#}");
-        let checks = reference["checks"].as_array().unwrap();
-        let quantities: std::collections::BTreeSet<&str> = checks
-            .iter()
-            .map(|c| c["quantity"].as_str().unwrap())
-            .collect();
+        let reference = &s.reference.as_ref().expect("a reference").comparison;
+        assert!(reference.passed, "{csv}: {}", pretty(reference));
+        let checks = &reference.checks;
+        let quantities: std::collections::BTreeSet<&str> =
+            checks.iter().map(|c| c.quantity.as_str()).collect();
         for q in [
             "t",
             "p",
@@ -356,18 +367,15 @@ fn summary_statistics_match_statsmodels_to_reference_accuracy() {
             .count();
         assert_eq!(per_model, model_numbers, "{csv}: {quantities:?}");
         for c in checks {
-            let diff = c["diff"].as_f64().unwrap();
+            let diff = c.diff;
             assert!(
                 diff <= 1e-12,
                 "{csv}: {} differs by {diff:e} from statsmodels",
-                c["quantity"]
+                c.quantity.as_str()
             );
         }
         // The baseline computes them by its own route and agrees as closely.
-        let base = &s["comparison"];
-        assert!(
-            base["max_diff"].as_f64().unwrap() <= 1e-12,
-            "{csv}: {base:#}"
-        );
+        let base = s.comparison.as_ref().expect("a comparison");
+        assert!(base.max_diff <= 1e-12, "{csv}: {}", pretty(base));
     }
 }

@@ -14,9 +14,7 @@ fn artifacts() -> PathBuf {
 }
 
 fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../resources")
-        .join(name)
+    root().join("resources").join(name)
 }
 
 /// Count of `needle` in `hay`.
@@ -55,7 +53,7 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     }
     // One comparison row per term, with the federated and centralised values side by side.
     let s = summary(&out);
-    let terms = s["results"]["terms"].as_array().unwrap();
+    let terms = &s.results.as_ref().expect("results").terms;
     let table = table_in(&html, "comparison");
     assert_eq!(count(table, "<tr>") - 1, terms.len());
     assert!(table.contains("<td>GPA</td>") && table.contains("<td>const</td>"));
@@ -105,8 +103,13 @@ fn report_of_a_real_run_has_its_tables_and_plots_and_fetches_nothing() {
     // JUnit: the run, each site, and one case per check against either side, none failing.
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("failures=\"0\""), "{xml}");
-    let checks = s["comparison"]["checks"].as_array().unwrap().len()
-        + s["reference"]["checks"].as_array().unwrap().len();
+    let checks = s.comparison.as_ref().expect("a comparison").checks.len()
+        + s.reference
+            .as_ref()
+            .expect("a reference")
+            .comparison
+            .checks
+            .len();
     assert_eq!(count(&xml, "<testcase"), 1 + 3 + checks, "{xml}");
     for case in [
         "run completes",
@@ -312,31 +315,72 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
         let s = summary(&out);
         let html = std::fs::read_to_string(out.join("report.html")).unwrap();
         let cells = cells(&html);
-        let (fed, base) = (&s["results"], &s["baseline"]);
-        let terms: Vec<String> = match fed["terms"].as_array() {
-            Some(t) => t.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
-            None => (1..=fed["singular_values"].as_array().unwrap().len())
+        let fed = s.results.as_ref().expect("results");
+        let base = s.baseline.as_ref().expect("a baseline");
+        let terms: Vec<String> = if !fed.terms.is_empty() {
+            fed.terms.clone()
+        } else {
+            assert!(
+                !fed.singular_values.is_empty(),
+                "{cfg}: no terms, no components"
+            );
+            (1..=fed.singular_values.len())
                 .map(|i| format!("pc{i}"))
-                .collect(),
+                .collect()
+        };
+        // The numbers of a quantity in the summary: one per term or component (None when the
+        // quantity has one number for the model, or none)...
+        let per_term = |centralised: bool, q: &str| {
+            let e = if centralised { base } else { fed };
+            let v = match q {
+                "coef" => &e.coef,
+                "se" => &e.se,
+                "t" => &e.t,
+                "p" => &e.p,
+                "conf_low" => &e.conf_low,
+                "conf_high" => &e.conf_high,
+                "singular_value" => &e.singular_values,
+                "explained_variance" => &e.explained_variance,
+                "explained_variance_ratio" => &e.explained_variance_ratio,
+                _ => return None,
+            };
+            // (an empty list is not written to summary.json)
+            Some(v.clone()).filter(|v| !v.is_empty())
+        };
+        // ...or the model's one number.
+        let for_model = |centralised: bool, q: &str| {
+            let e = if centralised { base } else { fed };
+            match q {
+                "r2" => e.r2,
+                "adj_r2" => e.adj_r2,
+                "loglik" => e.loglik,
+                "llnull" => e.llnull,
+                "pseudo_r2" => e.pseudo_r2,
+                "df_model" => e.df_model,
+                "df_resid" => e.df_resid,
+                "fvalue" => e.fvalue,
+                "f_pvalue" => e.f_pvalue,
+                "aic" => e.aic,
+                "bic" => e.bic,
+                "llr" => e.llr,
+                "llr_pvalue" => e.llr_pvalue,
+                other => panic!("{cfg}: {other} is no number of the summary"),
+            }
         };
         for q in quantities {
-            let field = match *q {
-                "singular_value" => "singular_values",
-                "t" => "t",
-                other => other,
-            };
             let shown: Vec<&(String, String, f64, Option<f64>)> =
                 cells.iter().filter(|c| c.0 == *q).collect();
-            match fed[field].as_array() {
+            match per_term(false, q) {
                 // One value per term or component, in order.
                 Some(values) => {
+                    let centralised = per_term(true, q).unwrap_or_default();
                     assert_eq!(shown.len(), values.len(), "{cfg}: {q}");
                     for (i, c) in shown.iter().enumerate() {
                         assert_eq!(c.1, terms[i], "{cfg}: {q}");
-                        assert_eq!(c.2, values[i].as_f64().unwrap(), "{cfg}: {q}[{}]", c.1);
+                        assert_eq!(c.2, values[i], "{cfg}: {q}[{}]", c.1);
                         assert_eq!(
                             c.3,
-                            base[field][i].as_f64(),
+                            centralised.get(i).copied(),
                             "{cfg}: centralised {q}[{}]",
                             c.1
                         );
@@ -345,8 +389,9 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
                 // One value for the model.
                 None => {
                     assert_eq!(shown.len(), 1, "{cfg}: {q}");
-                    assert_eq!(shown[0].2, fed[field].as_f64().unwrap(), "{cfg}: {q}");
-                    assert_eq!(shown[0].3, base[field].as_f64(), "{cfg}: centralised {q}");
+                    let value = for_model(false, q).unwrap_or_else(|| panic!("{cfg}: no {q}"));
+                    assert_eq!(shown[0].2, value, "{cfg}: {q}");
+                    assert_eq!(shown[0].3, for_model(true, q), "{cfg}: centralised {q}");
                 }
             }
         }
@@ -360,9 +405,9 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
                 .unwrap()
                 .to_string()
         };
-        for site in s["sites"].as_array().unwrap() {
+        for site in &s.sites {
             // plotters writes each label as its own text element, on a line of its own.
-            let name = format!("\n{}\n", site["name"].as_str().unwrap());
+            let name = format!("\n{}\n", site.name);
             assert!(
                 count(&plot("timeline"), &name) >= 2,
                 "{cfg}: timeline legend lacks {name}"
@@ -445,22 +490,19 @@ fn the_report_reads_as_a_statisticians_summary() {
     assert!(at("coefficients") < at("outcomes") && at("outcomes") < at("timeline"));
     let s = summary(&out);
     let coefficients = plot(&html, "coefficients");
-    for term in s["results"]["terms"].as_array().unwrap().iter().skip(1) {
-        assert!(coefficients.contains(term.as_str().unwrap()), "{term}");
+    for term in s.results.as_ref().expect("results").terms.iter().skip(1) {
+        assert!(coefficients.contains(term.as_str()), "{term}");
     }
     // One row per site with its size, and the sites' medians differ (the skew is visible).
     let outcomes = plot(&html, "outcomes");
-    let sites = s["sites"].as_array().unwrap();
+    let sites = &s.sites;
     let medians: Vec<f64> = sites
         .iter()
-        .map(|x| x["outcome"]["percentiles"][2].as_f64().unwrap())
+        .map(|x| x.outcome.as_ref().expect("an outcome").percentiles[2])
         .collect();
     for x in sites {
-        let label = format!(
-            "{} (n = {})",
-            x["name"].as_str().unwrap(),
-            x["outcome"]["n"]
-        );
+        let n = x.outcome.as_ref().expect("an outcome").n;
+        let label = format!("{} (n = {n})", x.name);
         assert!(outcomes.contains(&label), "{label}");
     }
     let spread = medians.iter().fold(f64::MIN, |a, b| a.max(*b))
@@ -468,14 +510,12 @@ fn the_report_reads_as_a_statisticians_summary() {
     assert!(spread > 200.0, "medians {medians:?}");
 
     // Traffic: a bar per site and round, even where sites sent the same bytes.
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let bars = m["rounds"]
-        .as_array()
-        .unwrap()
+    let m = metrics(&out);
+    let bars = m
+        .rounds
         .iter()
-        .filter(|r| r["round"].as_u64() > Some(0))
-        .map(|r| r["sites"].as_array().unwrap().len())
+        .filter(|r| r.round > 0)
+        .map(|r| r.sites.len())
         .sum::<usize>();
     let traffic = fills(plot(&html, "traffic"));
     let site_colours: std::collections::BTreeSet<_> = traffic.iter().collect();
@@ -488,7 +528,7 @@ fn the_report_reads_as_a_statisticians_summary() {
     assert!(site_colours.len() >= sites.len());
 
     // The phases' colours are far apart (the old ramp differed by 18 in each channel).
-    let phases = m["phases"].as_array().unwrap().len();
+    let phases = m.phases.len();
     let legend: Vec<(u8, u8, u8)> = {
         let mut seen = Vec::new();
         for c in fills(plot(&html, "timeline")) {

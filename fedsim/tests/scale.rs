@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// OLS on `rows` x `cols` generated numbers over `sites` sites, seed 3.
 fn generated_ols(
     dir: &Path,
     name: &str,
@@ -16,13 +17,9 @@ fn generated_ols(
     rows: usize,
     cols: usize,
 ) -> std::path::PathBuf {
-    scenario(
-        dir,
-        name,
-        &format!(
-            "[scenario]\nname = \"{name}\"\nseed = 3\n[data]\ngenerate = {{ kind = \"linear\", rows = {rows}, cols = {cols}, noise = 1.0 }}\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = {sites}\n[algorithm]\nkind = \"linear_regression\"\n"
-        ),
-    )
+    Ols::generated(name, rows, cols, sites)
+        .seed(3)
+        .write(dir, name)
 }
 
 #[test]
@@ -30,19 +27,16 @@ fn two_hundred_local_sites_give_the_pooled_answer_with_a_small_controller() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = generated_ols(tmp.path(), "many", 200, 20_000, 10);
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    let s = summary(&out);
-    assert!(o.status.success(), "{}\n{s:#}", stderr(&o));
-    assert_eq!(s["status"], "succeeded");
-    assert_eq!(s["sites"].as_array().unwrap().len(), 200);
-    assert_eq!(s["results"]["n"], 20_000);
-    let c = &s["comparison"];
-    assert_eq!(c["passed"], true);
-    assert!(c["max_diff"].as_f64().unwrap() < 1e-9, "{c:#}");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    assert_eq!(s.sites.len(), 200);
+    let results = s.results.as_ref().expect("results");
+    assert_eq!(results.n, 20_000);
+    let c = s.comparison.as_ref().expect("a comparison");
+    assert!(c.passed);
+    assert!(c.max_diff < 1e-9, "{}", pretty(c));
     // The generator's coefficients (0.5, then 1, -1/2, 1/3, ...) are recovered to within a few
     // standard errors: the pooled answer is the right one, not just an agreed one.
-    let coef = floats(&s["results"]["coef"]);
-    let se = floats(&s["results"]["se"]);
+    let (coef, se) = (&results.coef, &results.se);
     let truth: Vec<f64> = std::iter::once(0.5)
         .chain((0..10).map(|j| if j % 2 == 0 { 1.0 } else { -1.0 } / (j + 1) as f64))
         .collect();
@@ -53,43 +47,20 @@ fn two_hundred_local_sites_give_the_pooled_answer_with_a_small_controller() {
             se[i]
         );
     }
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let m = metrics(&out);
     // Before, the controller grew by megabytes per site (an argon2 verify of 19 MiB per login,
     // all at once; 3.8 GiB at 200 sites). Now it holds a few hundred KiB per site at most.
-    let controller = m["controller_peak_rss_kib"].as_u64().unwrap();
+    let controller = m.controller_peak_rss_kib;
     assert!(
         controller < 300 * 1024,
         "controller peaked at {} MiB",
         controller / 1024
     );
-    assert_eq!(m["sites_peak_rss_kib"].as_object().unwrap().len(), 200);
+    assert_eq!(m.sites_peak_rss_kib.len(), 200);
     // Every site answered every round, each with its own bytes.
-    for r in m["rounds"].as_array().unwrap() {
-        assert_eq!(r["sites"].as_array().unwrap().len(), 200);
+    for r in &m.rounds {
+        assert_eq!(r.sites.len(), 200, "round {}", r.round);
     }
-}
-
-/// The sites' agents now running for the controller `pid`, by site (from their working dirs).
-fn agents_of(pid: u32) -> BTreeMap<String, u32> {
-    let marker = format!("FEDSIM_PARENT_PID={pid}");
-    let mut found = BTreeMap::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let environ = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
-        if !environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
-            continue;
-        }
-        if let Some(site) = std::fs::read_link(format!("/proc/{p}/cwd"))
-            .ok()
-            .and_then(|c| c.file_name().map(|f| f.to_string_lossy().into_owned()))
-        {
-            found.insert(site, p);
-        }
-    }
-    found
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -127,13 +98,15 @@ fn each_sites_memory_in_metrics_is_its_own() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let s = summary(&out);
-    assert_eq!(s["status"], "succeeded", "{s:#}");
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let controller = m["controller_peak_rss_kib"].as_u64().unwrap();
+    assert_eq!(s.status, Status::Succeeded, "{}", pretty(&s));
+    let m = metrics(&out);
+    let controller = m.controller_peak_rss_kib;
     assert_eq!(seen.len(), 2, "both agents seen: {seen:?}");
     for (site, observed) in &seen {
-        let reported = m["sites_peak_rss_kib"][site].as_u64().unwrap();
+        let reported = *m
+            .sites_peak_rss_kib
+            .get(site)
+            .unwrap_or_else(|| panic!("no memory reported for {site}"));
         // What the site reported is what the kernel said of that process, not the controller's.
         let off = (reported as f64 - *observed as f64).abs() / *observed as f64;
         assert!(
@@ -185,11 +158,9 @@ fn a_thousand_local_sites_run_under_a_soft_limit_of_1024() {
     );
     let peak = peak_descriptors(&mut child);
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s = summary(&out);
-    assert_eq!(s["status"], "succeeded");
-    assert_eq!(s["sites"].as_array().unwrap().len(), 1000);
-    assert_eq!(s["comparison"]["passed"], true);
+    let s = expect_status(&o, &out, Status::Succeeded);
+    assert_eq!(s.sites.len(), 1000);
+    assert!(s.comparison.expect("a comparison").passed);
     let allowed = 1000 + fedsim::sys::limits::BASE as usize;
     assert!(
         peak <= allowed,

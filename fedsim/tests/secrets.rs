@@ -32,8 +32,7 @@ fn no_secret_leaves_its_bundle() {
             junit.to_str().unwrap(),
         ],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(summary(&out)["status"], "succeeded");
+    expect_status(&o, &out, Status::Succeeded);
     let terminal = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
 
     let secrets = run_secrets(&out, &["site-1", "site-2", "site-3"]);

@@ -41,11 +41,12 @@ fn the_coordinator_learns_only_sums_and_the_result_is_exact() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let s = summary(&out);
+    let results = s.results.as_ref().expect("results");
 
     // Same numbers as statsmodels, and as the plain run.
     let r = reference("diabetes.csv", "ols");
-    for field in ["coef", "se"] {
-        let d = max_rel(&floats(&s["results"][field]), &floats(&r[field]));
+    for (field, got) in [("coef", &results.coef), ("se", &results.se)] {
+        let d = max_rel(got, &floats(&r[field]));
         assert!(d <= 1e-8, "{field} off statsmodels by {d:e}");
     }
     let plain_cfg = scenario(tmp.path(), "plain", &scenario_text(false));
@@ -54,10 +55,7 @@ fn the_coordinator_learns_only_sums_and_the_result_is_exact() {
         .status
         .success());
     let plain = summary(&plain_out);
-    let d = max_rel(
-        &floats(&s["results"]["coef"]),
-        &floats(&plain["results"]["coef"]),
-    );
+    let d = max_rel(&results.coef, &plain.results.expect("plain results").coef);
     assert!(
         d <= 1e-12,
         "secure vs plain coefficients differ by {d:e} (documented tolerance 1e-12)"
@@ -175,10 +173,11 @@ esac
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = summary(&out);
-    let stated = s["warnings"].as_array().unwrap().iter().any(|w| {
-        w["kind"] == "secure_aggregation" && w["message"].as_str().unwrap().contains("5.4e-20")
-    });
-    assert!(stated, "{:#}", s["warnings"]);
+    let stated = s
+        .warnings
+        .iter()
+        .any(|w| w.kind == "secure_aggregation" && w.message.contains("5.4e-20"));
+    assert!(stated, "{}", pretty(&s.warnings));
     let log = std::fs::read_to_string(out.join("logs/merged.jsonl")).unwrap();
     assert!(
         log.lines()

@@ -8,19 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn ols(dir: &Path, data: &Path, sites: usize) -> std::path::PathBuf {
-    let body = ols_toml("procs", "diabetes.csv", sites, "").replace(
-        &test_data("diabetes.csv").display().to_string(),
-        &data.display().to_string(),
-    );
-    scenario(dir, "s", &body)
-}
-
-fn alive(pid: u64) -> bool {
-    // A reaped process has no /proc entry; a zombie would still show as state Z.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.contains(") Z "),
-        Err(_) => false,
-    }
+    Ols::on_file("procs", data, sites).write(dir, "s")
 }
 
 #[test]
@@ -29,24 +17,22 @@ fn agents_are_separate_processes_that_exit_with_the_run() {
     let cfg = ols(tmp.path(), &test_data("diabetes.csv"), 4);
     let out = tmp.path().join("run");
     let child = run_command(tmp.path(), &cfg, &out).spawn().unwrap();
-    let controller = child.id() as u64;
+    let controller = child.id();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
     let s = summary(&out);
-    let sites = s["sites"].as_array().unwrap();
-    let mut pids: Vec<u64> = sites
-        .iter()
-        .map(|x| x["pid"].as_u64().expect("pid recorded"))
-        .collect();
+    let sites = &s.sites;
+    let mut pids: Vec<u32> = sites.iter().map(|x| x.pid.expect("pid recorded")).collect();
     for (site, &pid) in sites.iter().zip(&pids) {
-        let name = site["name"].as_str().unwrap();
+        let name = &site.name;
         assert_ne!(pid, controller, "{name} ran inside the controller");
         assert!(
             !alive(pid),
             "{name} (pid {pid}) is still running after the run"
         );
-        assert_eq!(site["exit"]["code"], 0, "{name} did not exit cleanly");
-        assert_eq!(site["exit"]["killed"], false, "{name} had to be killed");
+        let exit = site.exit.as_ref().expect("how the agent ended");
+        assert_eq!(exit.code, Some(0), "{name} did not exit cleanly");
+        assert!(!exit.killed, "{name} had to be killed");
         // The process that authenticated and computed is the one that was started, in its own directory.
         let log =
             std::fs::read_to_string(out.join("sites").join(name).join("agent.jsonl")).unwrap();
@@ -208,16 +194,10 @@ fn a_run_that_fails_writes_a_summary_that_says_so() {
     std::fs::write(&data, body).unwrap();
     let cfg = ols(tmp.path(), &data, 2);
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "failed");
-    assert!(
-        s["error"]["message"].as_str().unwrap().contains("singular"),
-        "{}",
-        s["error"]
-    );
-    assert!(s["comparison"].is_null());
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Failed);
+    let error = s.error.as_ref().expect("an error");
+    assert!(error.message.contains("singular"), "{}", pretty(error));
+    assert!(s.comparison.is_none());
 }
 
 #[test]
@@ -247,10 +227,7 @@ fn paths_relative_to_the_scenario_are_recorded_and_printed_normalised() {
         work.path().join("data/diabetes.csv"),
     )
     .unwrap();
-    let body = |csv: &str| {
-        ols_toml("norm", "diabetes.csv", 2, "")
-            .replace(&test_data("diabetes.csv").display().to_string(), csv)
-    };
+    let body = |csv: &str| Ols::on_file("norm", Path::new(csv), 2).toml();
     scenario(
         &work.path().join("resources"),
         "s",

@@ -17,7 +17,7 @@ struct TestFleet {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../provision/testfleet.sh")
+    root().join("provision/testfleet.sh")
 }
 
 impl TestFleet {
@@ -95,12 +95,12 @@ impl Drop for TestFleet {
     }
 }
 
+/// The OLS of these tests: seed 7, held against the reference.
 fn ols_body(name: &str, sites: usize) -> String {
-    format!(
-        "[scenario]\nname = \"{name}\"\nseed = 7\n[data]\npath = \"{}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = {sites}\n[algorithm]\nkind = \"linear_regression\"\n[compare]\nreference = \"{}\"\n",
-        test_data("diabetes.csv").display(),
-        test_data("reference.jsonl").display()
-    )
+    Ols::on(name, "diabetes.csv", sites)
+        .seed(7)
+        .reference()
+        .toml()
 }
 
 fn svd_body(name: &str, sites: usize) -> String {
@@ -111,14 +111,6 @@ fn svd_body(name: &str, sites: usize) -> String {
     )
 }
 
-fn run_ok(cwd: &Path, cfg: &Path, out: &Path) -> serde_json::Value {
-    let o = run_to(cwd, cfg, out, &[]);
-    let s = summary(out);
-    assert!(o.status.success(), "{}\n{s:#}", stderr(&o));
-    assert_eq!(s["status"], "succeeded");
-    s
-}
-
 #[test]
 fn four_ssh_sites_give_the_local_numbers_and_keep_bundles_in_their_homes() {
     let fleet = TestFleet::up(4, "127.0.2", "fedsim-a");
@@ -127,30 +119,42 @@ fn four_ssh_sites_give_the_local_numbers_and_keep_bundles_in_their_homes() {
         ("ssh-ols", ols_body("ssh-ols", 4)),
         ("ssh-svd", svd_body("ssh-svd", 4)),
     ] {
-        let remote = run_ok(
+        let remote = run_expecting(
             work.path(),
             &fleet.scenario(name, &body),
             &work.path().join(name),
+            Status::Succeeded,
         );
         let local_cfg = scenario(work.path(), &format!("{name}-local"), &body);
-        let local = run_ok(
+        let local = run_expecting(
             work.path(),
             &local_cfg,
             &work.path().join(format!("{name}-local")),
+            Status::Succeeded,
         );
-        for field in ["coef", "se", "singular_values"] {
-            if let Some(r) = remote["results"][field].as_array() {
-                let d = max_rel(
-                    &floats(&remote["results"][field]),
-                    &floats(&local["results"][field]),
-                );
-                assert!(
-                    d <= 1e-12 && !r.is_empty(),
-                    "{name} {field}: ssh vs local differ by {d:e}"
-                );
+        let (r, l) = (
+            remote.results.as_ref().expect("ssh results"),
+            local.results.as_ref().expect("local results"),
+        );
+        // What the analysis estimates (OLS: coef and se; svd: singular values), ssh as local.
+        for (field, r, l) in [
+            ("coef", &r.coef, &l.coef),
+            ("se", &r.se, &l.se),
+            ("singular_values", &r.singular_values, &l.singular_values),
+        ] {
+            if !r.is_empty() {
+                let d = max_rel(r, l);
+                assert!(d <= 1e-12, "{name} {field}: ssh vs local differ by {d:e}");
             }
         }
-        assert_eq!(remote["reference"]["passed"], true);
+        assert!(
+            remote
+                .reference
+                .as_ref()
+                .expect("a reference")
+                .comparison
+                .passed
+        );
         // Each site's data and .env exist only in that site user's home, owned by it, mode 600.
         let run_dir = work.path().join(name);
         for f in files(&run_dir) {
@@ -241,8 +245,8 @@ fn agents_reach_the_coordinator_through_ssh_reverse_tunnels() {
         &format!("{}\n{fragment}", ols_body("tun", 2)),
     );
     let out = work.path().join("tun");
-    let s = run_ok(work.path(), &cfg, &out);
-    assert_eq!(s["reference"]["passed"], true);
+    let s = run_expecting(work.path(), &cfg, &out, Status::Succeeded);
+    assert!(s.reference.expect("a reference").comparison.passed);
     let field = |file: &str, message: &str, key: &str| -> Vec<String> {
         std::fs::read_to_string(out.join("logs").join(file))
             .unwrap()
@@ -442,7 +446,12 @@ fn check_passes_on_a_fresh_fleet_and_fails_on_what_would_fail_the_run() {
     has(&table, "site-2", "coordinator reachable", '·', "not needed");
 
     // The check passed, so the run works; afterwards every row is in place.
-    run_ok(work.path(), &cfg, &work.path().join("run"));
+    run_expecting(
+        work.path(),
+        &cfg,
+        &work.path().join("run"),
+        Status::Succeeded,
+    );
     let (code, table) = check(&cfg);
     assert_eq!(code, Some(0), "{table}");
     assert_eq!(table.matches('✔').count(), 3 * 9, "{table}");
@@ -485,25 +494,25 @@ fn thirty_two_sites_provision_and_run_in_parallel() {
     let work = tempfile::tempdir().unwrap();
     let cfg = fleet.scenario("many", &ols_body("many", 32));
     let started = Instant::now();
-    let s = run_ok(work.path(), &cfg, &work.path().join("many"));
+    let s = run_expecting(
+        work.path(),
+        &cfg,
+        &work.path().join("many"),
+        Status::Succeeded,
+    );
     let total = started.elapsed().as_secs_f64();
-    assert_eq!(s["sites"].as_array().unwrap().len(), 32);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(work.path().join("many/metrics.json")).unwrap())
-            .unwrap();
-    let provision = metrics["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p[0] == "provision")
-        .unwrap()[1]
-        .as_f64()
-        .unwrap();
+    assert_eq!(s.sites.len(), 32);
+    let provision = phase_secs(&metrics(&work.path().join("many")), "provision");
     // Reported, not asserted: timings belong in the README, measured, not in a pass/fail test.
     eprintln!("32 ssh sites: provision {provision:.1} s, whole run {total:.1} s");
     // A second run finds the agent installed everywhere and only uploads the bundles.
     let started = Instant::now();
-    run_ok(work.path(), &cfg, &work.path().join("many-again"));
+    run_expecting(
+        work.path(),
+        &cfg,
+        &work.path().join("many-again"),
+        Status::Succeeded,
+    );
     eprintln!(
         "32 ssh sites, agent already installed: whole run {:.1} s",
         started.elapsed().as_secs_f64()
@@ -524,38 +533,23 @@ fn cutting_a_sites_link_fails_the_run_within_the_deadline_or_continues_without_i
     // Fail: the run ends failed, naming site, round and cause, long before the round deadline.
     let cfg = fleet.scenario("cut", &body("cut", "on_dropout = \"fail\""));
     let out = work.path().join("cut");
-    let o = run_to(work.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["site"], "site-2");
-    let msg = s["error"]["message"].as_str().unwrap();
+    let s = run_expecting(work.path(), &cfg, &out, Status::Failed);
+    let error = s.error.as_ref().expect("an error");
+    assert_eq!(error.site.as_deref(), Some("site-2"));
+    let msg = &error.message;
     assert!(
         msg.contains("round 2") && msg.contains("no heartbeat"),
         "{msg}"
     );
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let federate = metrics["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p[0] == "federate")
-        .unwrap()[1]
-        .as_f64()
-        .unwrap();
+    let federate = phase_secs(&metrics(&out), "federate");
     assert!(
         federate < 20.0,
         "the loss took {federate} s to decide; the round deadline is 20 s"
     );
     // The other sites' agents were stopped and the run directory is complete.
-    for site in s["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["name"] != "site-2")
-    {
-        assert_eq!(site["exit"]["killed"], false, "{site}");
+    for site in s.sites.iter().filter(|x| x.name != "site-2") {
+        let exit = site.exit.as_ref().expect("how the agent ended");
+        assert!(!exit.killed, "{}", pretty(site));
     }
     assert!(out.join("report.html").exists() && out.join("logs/merged.jsonl").exists());
 
@@ -569,19 +563,16 @@ fn cutting_a_sites_link_fails_the_run_within_the_deadline_or_continues_without_i
         &body("cutc", "on_dropout = \"continue\"\nmin_sites = 2"),
     );
     let out = work.path().join("cutc");
-    let o = run_to(work.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "degraded");
-    assert_eq!(s["lost_sites"][0]["site"], "site-2");
-    assert_eq!(s["comparison"]["passed"], true);
+    let s = run_expecting(work.path(), &cfg, &out, Status::Degraded);
+    assert_eq!(s.lost_sites[0].site, "site-2");
+    assert!(s.comparison.expect("a comparison").passed);
 }
 
 #[test]
 fn an_external_algorithm_runs_on_ssh_sites_and_check_finds_its_interpreter() {
     let fleet = TestFleet::up(3, "127.0.7", "fedsim-g");
     let work = tempfile::tempdir().unwrap();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../algorithms/examples");
+    let examples = root().join("algorithms/examples");
     for f in ["moments.py", "fedsim_protocol.py"] {
         std::fs::copy(examples.join(f), fleet.path(f)).unwrap();
     }
@@ -594,7 +585,7 @@ fn an_external_algorithm_runs_on_ssh_sites_and_check_finds_its_interpreter() {
         );
     let cfg = fleet.scenario("ssh-moments", &body);
     let o = fedsim(work.path(), &["check", "-c", cfg.to_str().unwrap()]);
-    let table = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned() + stderr(&o).as_str();
     assert!(o.status.success(), "{table}");
     assert!(
         table
@@ -602,9 +593,15 @@ fn an_external_algorithm_runs_on_ssh_sites_and_check_finds_its_interpreter() {
             .any(|l| l.contains("algorithm") && l.contains("python3")),
         "{table}"
     );
-    let s = run_ok(work.path(), &cfg, &work.path().join("run"));
-    assert!(s["comparison"]["max_diff"].as_f64().unwrap() <= 1e-12);
-    assert_eq!(s["results"]["named"]["n"], 442);
+    let s = run_expecting(
+        work.path(),
+        &cfg,
+        &work.path().join("run"),
+        Status::Succeeded,
+    );
+    assert!(s.comparison.expect("a comparison").max_diff <= 1e-12);
+    // The external algorithm's own output, as it wrote it.
+    assert_eq!(s.results.expect("results").named["n"], 442);
     // The script ran in the site user's home, where the bundle put it.
     assert!(fleet
         .home(1)
@@ -620,14 +617,11 @@ fn an_external_algorithm_runs_on_ssh_sites_and_check_finds_its_interpreter() {
 fn the_readme_recipe_runs_a_shipped_scenario_on_the_test_fleet() {
     let fleet = TestFleet::up(3, "127.0.8", "fedsim-h");
     let work = fleet.dir.path();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/config_linreg.toml");
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap()
-            + &std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/providers.md"),
-            )
-            .unwrap_or_default();
+    let shipped = root().join("resources/config_linreg.toml");
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap()
+        + std::fs::read_to_string(root().join("docs/providers.md"))
+            .unwrap_or_default()
+            .as_str();
     assert!(
         readme.contains("--fleet") && !readme.contains("sudo provision/testfleet.sh"),
         "the docs show the --fleet recipe, without sudo"
@@ -652,13 +646,12 @@ fn the_readme_recipe_runs_a_shipped_scenario_on_the_test_fleet() {
         );
     }
     let s = summary(&work.join("run"));
-    assert_eq!(s["status"], "succeeded");
-    assert_eq!(s["reference"]["passed"], true);
-    let places: Vec<&str> = s["sites"]
-        .as_array()
-        .unwrap()
+    assert_eq!(s.status, Status::Succeeded);
+    assert!(s.reference.as_ref().expect("a reference").comparison.passed);
+    let places: Vec<&str> = s
+        .sites
         .iter()
-        .map(|x| x["location"].as_str().unwrap_or(""))
+        .map(|x| x.location.as_deref().unwrap_or(""))
         .collect();
     assert!(
         places.len() == 3 && places.iter().all(|h| h.contains("@127.0.8.")),
@@ -666,7 +659,9 @@ fn the_readme_recipe_runs_a_shipped_scenario_on_the_test_fleet() {
     );
 
     let appended = std::fs::read_to_string(&shipped).unwrap()
-        + &std::fs::read_to_string(work.join("fleet.toml")).unwrap();
+        + std::fs::read_to_string(work.join("fleet.toml"))
+            .unwrap()
+            .as_str();
     let cfg = scenario(work, "appended", &appended);
     let o = fedsim(work, &["validate", "-c", cfg.to_str().unwrap()]);
     let e = stderr(&o);
@@ -705,7 +700,7 @@ fn runs_of_one_scenario_keep_their_own_logs_on_the_sites() {
     let work = tempfile::tempdir().unwrap();
     let cfg = fleet.scenario("twice", &ols_body("twice", 2));
     for run in ["first", "second"] {
-        run_ok(work.path(), &cfg, &work.path().join(run));
+        run_expecting(work.path(), &cfg, &work.path().join(run), Status::Succeeded);
     }
     // The first run's logs, pulled again after the second ran: still the first run's.
     let first = work.path().join("first");
@@ -781,7 +776,12 @@ echo '{}'
     let o = fedsim(work.path(), &["check", "-c", cfg.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(table.contains("is not this build"), "{table}");
-    run_ok(work.path(), &cfg, &work.path().join("third"));
+    run_expecting(
+        work.path(),
+        &cfg,
+        &work.path().join("third"),
+        Status::Succeeded,
+    );
     assert_eq!(
         std::fs::read(&agent).unwrap(),
         real,

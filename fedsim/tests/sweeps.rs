@@ -5,15 +5,8 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// PATH with this build's fedsim first (the workflow and the CI script call `fedsim`).
 fn path_with_fedsim() -> String {
@@ -49,7 +42,7 @@ fn set_overrides_keys_and_bad_ones_name_the_set() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let s = summary(&out);
-    assert_eq!(s["sites"].as_array().unwrap().len(), 5);
+    assert_eq!(s.sites.len(), 5);
     let resolved = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
     assert!(
         resolved.contains("strategy = \"dirichlet\"") && resolved.contains("alpha = 0.5"),
@@ -195,7 +188,8 @@ fn a_six_point_sweep_checks_every_point_against_the_reference() {
         // Independently of the sweep's own verdict: the point's coefficients are statsmodels'.
         let s = summary(&out.join("runs").join(r[col("point")]));
         let want = reference("diabetes.csv", "ols");
-        let d = max_rel(&floats(&s["results"]["coef"]), &floats(&want["coef"]));
+        let coef = &s.results.expect("results").coef;
+        let d = max_rel(coef, &floats(&want["coef"]));
         assert!(d <= 1e-8, "{}: {d:e}", r[col("point")]);
     }
     grid.sort();
@@ -352,7 +346,8 @@ fn a_sweep_whose_points_all_fail_keeps_its_table_and_says_why() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    let said = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    let said =
+        String::from_utf8_lossy(&o.stderr).to_string() + &*String::from_utf8_lossy(&o.stdout);
     assert!(
         said.contains("2 of 2 points did not succeed")
             && said.contains("sites-2: bad input")

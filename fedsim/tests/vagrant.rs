@@ -235,7 +235,7 @@ fn in_site(lv: &Libvirt, known_hosts: &Path, ip: &str, command: &str) -> (i32, S
         .unwrap();
     (
         o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &*String::from_utf8_lossy(&o.stderr),
     )
 }
 
@@ -260,11 +260,7 @@ fn vagrant_sites_boot_from_fedsims_box_stay_isolated_and_leave_nothing_behind() 
     // The project's Vagrantfile, as a user has it, and a 2-site scenario next to it.
     let project = tmp.join("proj");
     std::fs::create_dir(&project).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Vagrantfile"),
-        project.join("Vagrantfile"),
-    )
-    .unwrap();
+    std::fs::copy(root().join("Vagrantfile"), project.join("Vagrantfile")).unwrap();
     let body = format!(
         "[scenario]\nname = \"vagrant-ols\"\nseed = 4\n[data]\npath = \"{}\"\ntarget = \"progression\"\n[partition]\nkind = \"horizontal\"\nsites = 2\n[algorithm]\nkind = \"linear_regression\"\n[fleet]\nprovider = \"vagrant\"\n[federation]\nconnect_timeout_secs = 120\nround_timeout_secs = 300\n[compare]\nreference = \"{}\"\n",
         test_data("diabetes.csv").display(),
@@ -312,14 +308,14 @@ fn vagrant_sites_boot_from_fedsims_box_stay_isolated_and_leave_nothing_behind() 
         &project,
         &["run", "-q", "-c", cfg_s, "--out", out.to_str().unwrap()],
     );
-    let s = summary(&out);
-    assert!(o.status.success(), "{}\n{s:#}", stderr(&o));
-    assert_eq!(s["status"], "succeeded");
-    assert_eq!(s["reference"]["passed"], true, "{s:#}");
-    assert!(s["sites"][0]["location"]
-        .as_str()
-        .unwrap()
-        .starts_with("Vagrant VM site-1"));
+    let s = expect_status(&o, &out, Status::Succeeded);
+    assert!(
+        s.reference.as_ref().expect("a reference").comparison.passed,
+        "{}",
+        pretty(&s)
+    );
+    let location = s.sites[0].location.as_deref().expect("a location");
+    assert!(location.starts_with("Vagrant VM site-1"), "{location}");
     let known_hosts = out.join("known_hosts");
     let pinned = std::fs::read_to_string(&known_hosts).unwrap();
     let ips: Vec<String> = pinned
@@ -389,11 +385,10 @@ fn vagrant_sites_boot_from_fedsims_box_stay_isolated_and_leave_nothing_behind() 
             cut_out.to_str().unwrap(),
         ],
     );
-    let s = summary(&cut_out);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["site"], "site-2");
-    let msg = s["error"]["message"].as_str().unwrap();
+    let s = expect_status(&o, &cut_out, Status::Failed);
+    let error = s.error.as_ref().expect("an error");
+    assert_eq!(error.site.as_deref(), Some("site-2"));
+    let msg = &error.message;
     assert!(
         msg.contains("round 2") && msg.contains("no heartbeat for 2.0 s"),
         "{msg}"

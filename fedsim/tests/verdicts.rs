@@ -39,31 +39,32 @@ fn a_coefficient_that_is_truly_zero_passes_on_the_scale_of_its_standard_error() 
         );
         let out = tmp.path().join(format!("run{sites}"));
         let o = run_to(tmp.path(), &cfg, &out, &[]);
-        let s = summary(&out);
-        assert!(o.status.success(), "{sites} sites: {}\n{s:#}", stderr(&o));
-        assert_eq!(s["status"], "succeeded");
-        let checks = s["comparison"]["checks"].as_array().unwrap();
+        assert!(o.status.success(), "{sites} sites: {}", stderr(&o));
+        let s = expect_status(&o, &out, Status::Succeeded);
+        let checks = &s.comparison.as_ref().expect("a comparison").checks;
         let z = checks
             .iter()
-            .find(|c| c["quantity"] == "coef" && c["term"] == "z")
+            .find(|c| c.quantity.as_str() == "coef" && c.term == "z")
             .unwrap();
         let (got, want, se) = (
-            z["got"].as_f64().unwrap(),
-            z["want"].as_f64().unwrap(),
-            s["baseline"]["se"][2].as_f64().unwrap(),
+            z.got,
+            z.want,
+            s.baseline.as_ref().expect("a baseline").se[2],
         );
         // Truly zero: rounding noise on both sides, next to a real standard error.
         assert!(got.abs() < 1e-12 && want.abs() < 1e-12, "{got} {want}");
         assert!(se > 0.01, "se {se}");
         // Judged on its uncertainty, not on its own (noise-sized) value.
-        assert_eq!(z["scale"].as_f64().unwrap(), se);
-        assert!(z["diff"].as_f64().unwrap() < 1e-10);
-        assert_eq!(z["passed"], true);
+        assert_eq!(z.scale, se);
+        assert!(z.diff < 1e-10);
+        assert!(z.passed);
         relative.push((got - want).abs() / want.abs());
         // Every number in the summary is a number: no null where one is expected (only the
-        // top-level keys of what did not happen, here `error` and `reference`, are null).
+        // top-level keys of what did not happen, here `error` and `reference`, are null). A
+        // question about the file's JSON itself, so asked of the JSON.
         let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
-        for (key, value) in s.as_object().unwrap() {
+        let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for (key, value) in raw.as_object().unwrap() {
             if value.is_null() {
                 assert!(
                     ["error", "reference"].contains(&key.as_str()),
@@ -223,18 +224,10 @@ fn a_portal_that_cannot_start_ends_in_a_failed_summary() {
         ),
     );
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["phase"], "enrol");
-    assert!(
-        s["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&addr.to_string()),
-        "{s:#}"
-    );
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Failed);
+    let error = s.error.as_ref().expect("an error");
+    assert_eq!(error.phase.as_deref(), Some("enrol"));
+    assert!(error.message.contains(&addr.to_string()), "{}", pretty(&s));
     assert!(out.join("report.html").exists());
 }
 
@@ -253,7 +246,7 @@ fn make_reference_regenerates_the_shipped_numbers() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let made = tmp.path().join("reference.jsonl");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../test_data/make_reference.py");
+    let script = root().join("test_data/make_reference.py");
     let o = std::process::Command::new("python3")
         .arg(&script)
         .arg("--out")

@@ -43,19 +43,6 @@ fn vm_scenario(dir: &Path, name: &str, data: &str, body: &str) -> PathBuf {
 const OLS: &str = "target = \"progression\"";
 const OLS_ALGO: &str = "[algorithm]\nkind = \"linear_regression\"\n";
 
-/// qemu processes whose command line mentions `needle`.
-fn qemus(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.starts_with("qemu-system") && cmd.contains(needle) {
-            found.push(cmd);
-        }
-    }
-    found
-}
-
 fn fleet_json(name: &str) -> serde_json::Value {
     let home = std::env::var("HOME").unwrap();
     let root = std::env::var("FEDSIM_CACHE").unwrap_or(format!("{home}/.cache/fedsim"));
@@ -90,22 +77,20 @@ fn in_vm(fleet: &serde_json::Value, site: &str, command: &str) -> (i32, String) 
         .unwrap();
     (
         o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &*String::from_utf8_lossy(&o.stderr),
     )
 }
 
 /// Mean time from request to answer of `site` over the algorithm's rounds.
 fn mean_answer(out: &Path, site: &str) -> f64 {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let v: Vec<f64> = m["rounds"]
-        .as_array()
-        .unwrap()
+    let m = metrics(out);
+    let v: Vec<f64> = m
+        .rounds
         .iter()
-        .filter(|r| r["round"].as_u64().unwrap() > 0)
-        .flat_map(|r| r["sites"].as_array().unwrap().clone())
-        .filter(|s| s["site"] == site)
-        .map(|s| s["answer_secs"].as_f64().unwrap())
+        .filter(|r| r.round > 0)
+        .flat_map(|r| &r.sites)
+        .filter(|s| s.site == site)
+        .map(|s| s.answer_secs)
         .collect();
     v.iter().sum::<f64>() / v.len() as f64
 }
@@ -178,19 +163,15 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
     // The same OLS as local sites give, and statsmodels' numbers; the agents reached the
     // coordinator (through the tunnel: there is no other way).
     let out = tmp.path().join("vm-ols");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    let s = summary(&out);
-    assert!(o.status.success(), "{}\n{s:#}", stderr(&o));
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
     let log = std::fs::read_to_string(out.join("logs/controller.jsonl")).unwrap();
     assert_eq!(
         log.matches("from fedsim prep or an earlier run").count(),
         2,
         "both sites used what prep put there"
     );
-    assert!(s["sites"][0]["location"]
-        .as_str()
-        .unwrap()
-        .contains("VM site-1"));
+    let location = s.sites[0].location.as_deref().expect("a location");
+    assert!(location.contains("VM site-1"), "{location}");
     let local_cfg = scenario(
         tmp.path(),
         "local",
@@ -200,14 +181,15 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
     );
     let local = tmp.path().join("local-ols");
     assert!(run_to(tmp.path(), &local_cfg, &local, &[]).status.success());
+    let results = s.results.as_ref().expect("results");
     let d = max_rel(
-        &floats(&s["results"]["coef"]),
-        &floats(&summary(&local)["results"]["coef"]),
+        &results.coef,
+        &summary(&local).results.expect("local results").coef,
     );
     assert!(d < 1e-12, "VM sites vs local sites: {d:e}");
     let r = reference("diabetes.csv", "ols");
-    for field in ["coef", "se"] {
-        let d = max_rel(&floats(&s["results"][field]), &floats(&r[field]));
+    for (field, got) in [("coef", &results.coef), ("se", &results.se)] {
+        let d = max_rel(got, &floats(&r[field]));
         assert!(d <= 1e-8, "{field} off statsmodels by {d:e}");
     }
     // Each VM's console is in the merged log.
@@ -229,7 +211,7 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
         a2 >= 0.3 && a2 > a1 + 0.25,
         "site-1 {a1:.3} s, site-2 {a2:.3} s"
     );
-    assert_eq!(summary(&out)["sites"][1]["link"], "300 ms");
+    assert_eq!(summary(&out).sites[1].link.as_deref(), Some("300 ms"));
 
     // Bandwidth: site-2 capped at 128 kbit/s needs at least bytes / rate to send its Gram block.
     let capped = vm_scenario(
@@ -241,20 +223,15 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
     let out = tmp.path().join("vm-bandwidth");
     let o = run_to(tmp.path(), &capped, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let gram = m["rounds"]
-        .as_array()
-        .unwrap()
+    let m = metrics(&out);
+    let gram = m
+        .rounds
         .iter()
-        .flat_map(|r| r["sites"].as_array().unwrap().clone())
-        .filter(|x| x["site"] == "site-2")
-        .max_by_key(|x| x["bytes_sent"].as_u64().unwrap())
+        .flat_map(|r| &r.sites)
+        .filter(|x| x.site == "site-2")
+        .max_by_key(|x| x.bytes_sent)
         .unwrap();
-    let (bytes, secs) = (
-        gram["bytes_sent"].as_f64().unwrap(),
-        gram["answer_secs"].as_f64().unwrap(),
-    );
+    let (bytes, secs) = (gram.bytes_sent as f64, gram.answer_secs);
     let floor = bytes * 8.0 / 128_000.0;
     assert!(bytes > 30_000.0, "the Gram block is large: {bytes}");
     assert!(
@@ -264,7 +241,7 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
 
     // Your own algorithm in the VMs: fedsim check finds its interpreter there, and the moments
     // example gives the pooled answer.
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../algorithms/examples");
+    let examples = root().join("algorithms/examples");
     for f in ["moments.py", "fedsim_protocol.py"] {
         std::fs::copy(examples.join(f), tmp.path().join(f)).unwrap();
     }
@@ -294,15 +271,16 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
         "{table}"
     );
     let out = tmp.path().join("vm-external");
-    let o = run_to(tmp.path(), &own, &out, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = summary(&out);
+    let s = run_expecting(tmp.path(), &own, &out, Status::Succeeded);
     assert!(
-        s["comparison"]["max_diff"].as_f64().unwrap() <= 1e-12,
-        "{s:#}"
+        s.comparison.as_ref().expect("a comparison").max_diff <= 1e-12,
+        "{}",
+        pretty(&s)
     );
+    // The external algorithm's own output, as it wrote it.
+    let named = &s.results.as_ref().expect("results").named;
     assert_eq!(
-        s["results"]["named"]["mean"]["labels"],
+        named["mean"]["labels"],
         serde_json::json!(["pixel_2_2", "pixel_3_3", "pixel_4_4"])
     );
 
@@ -326,12 +304,10 @@ fn a_vm_powered_off_mid_run_fails_the_run_naming_it_and_leaves_no_qemu() {
         &format!("{OLS_ALGO}[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 2\n"),
     );
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["site"], "site-2");
-    let msg = s["error"]["message"].as_str().unwrap();
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Failed);
+    let error = s.error.as_ref().expect("an error");
+    assert_eq!(error.site.as_deref(), Some("site-2"));
+    let msg = &error.message;
     assert!(
         msg.contains("round 2") && msg.contains("powered off"),
         "{msg}"
@@ -441,26 +417,17 @@ fn a_vm_whose_link_is_cut_is_lost_named_and_the_run_still_cleans_up() {
         .replace("[federation]\n", "[federation]\nheartbeat_secs = 0.5\n");
     std::fs::write(&cfg, text).unwrap();
     let out = tmp.path().join("run");
-    let o = run_to(tmp.path(), &cfg, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["error"]["site"], "site-1");
-    let msg = s["error"]["message"].as_str().unwrap();
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Failed);
+    let error = s.error.as_ref().expect("an error");
+    assert_eq!(error.site.as_deref(), Some("site-1"));
+    let msg = &error.message;
     // Found by the silence on the wire, after four missed heartbeats (2 s here): an SSH poll of
     // the cut VM no longer holds the coordinator for its own 20 s timeout first (issue 21.6).
     assert!(
         msg.contains("lost in round 2") && msg.contains("no heartbeat for 2.0 s"),
         "{msg}"
     );
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let federate = m["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p[0] == "federate")
-        .map(|p| p[1].as_f64().unwrap())
-        .unwrap();
+    let federate = phase_secs(&metrics(&out), "federate");
     assert!(
         federate < 15.0,
         "the cut took {federate:.1} s to notice (four heartbeats are 2 s; an SSH timeout, 20 s)"
@@ -552,12 +519,13 @@ fn fleets_leave_no_vm_behind_and_a_broken_fleet_says_so() {
         panic!("{}", stderr(&o));
     }
     let s = summary(&out);
-    let msg = s["error"]["message"].as_str().unwrap().to_string();
+    let error = s.error.expect("an error");
+    let msg = error.message;
     let (code, said) = status();
     let next = run_to(tmp.path(), &cfg, &tmp.path().join("next"), &[]);
     down();
     assert!(qemus(&mine).is_empty());
-    assert_eq!(s["error"]["site"], "site-2");
+    assert_eq!(error.site.as_deref(), Some("site-2"));
     assert!(msg.contains("its VM is powered off"), "{msg}");
     assert_eq!(code, Some(1), "{said}");
     assert!(

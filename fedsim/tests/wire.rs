@@ -20,10 +20,14 @@ fn slow_site(
 }
 
 /// Every site's agent exited by itself with 0 (fedsim did not have to kill it).
-fn all_agents_exited_cleanly(s: &serde_json::Value) {
-    for site in s["sites"].as_array().unwrap() {
-        assert_eq!(site["exit"]["code"], 0, "{site:#}");
-        assert_eq!(site["exit"]["killed"], false, "{site:#}");
+fn all_agents_exited_cleanly(s: &Summary) {
+    for site in &s.sites {
+        let exit = site
+            .exit
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}", pretty(site)));
+        assert_eq!(exit.code, Some(0), "{}", pretty(site));
+        assert!(!exit.killed, "{}", pretty(site));
     }
 }
 
@@ -52,9 +56,11 @@ fn a_site_still_busy_when_the_run_fails_exits_0_at_once() {
     let started = Instant::now();
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     let secs = started.elapsed().as_secs_f64();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let s = summary(&out);
-    assert_eq!(s["error"]["site"], "site-3");
+    let s = expect_status(&o, &out, Status::Failed);
+    assert_eq!(
+        s.error.as_ref().expect("an error").site.as_deref(),
+        Some("site-3")
+    );
     // Asleep mid-round, site-3 still reads the Shutdown and leaves: no 5 s grace, no kill.
     all_agents_exited_cleanly(&s);
     assert!(secs < 2.0 + 4.0, "took {secs:.1} s");
@@ -96,7 +102,7 @@ fn a_cancelled_run_tells_the_agents_cancelled() {
     let secs = interrupted.elapsed().as_secs_f64();
     assert_eq!(code, Some(130));
     let s = summary(&out);
-    assert_eq!(s["status"], "cancelled", "{s:#}");
+    assert_eq!(s.status, Status::Cancelled, "{}", pretty(&s));
     all_agents_exited_cleanly(&s);
     assert!(secs < 4.0, "took {secs:.1} s to stop");
     let statuses = shutdown_statuses(&out);
