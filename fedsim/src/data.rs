@@ -271,15 +271,18 @@ impl Table {
     }
 }
 
+/// A file written for a test, its path returned.
+#[cfg(test)]
+pub(crate) fn write_test_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 #[cfg(test)]
 mod tests {
+    use super::write_test_file as write;
     use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
 
     #[test]
     fn csv_round_trips_bit_for_bit() {

@@ -571,13 +571,7 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
+    use crate::data::write_test_file as write;
 
     #[test]
     fn the_delimiter_is_found_in_the_header() {
