@@ -30,6 +30,10 @@ fn running(name: &str) -> bool {
     })
 }
 
+fn succeeds(c: &mut Command) -> bool {
+    c.status().is_ok_and(|s| s.success())
+}
+
 /// A libvirt of the test's own: its daemons in a network namespace, a storage pool in the
 /// test's directory. Everything goes when dropped.
 struct Libvirt {
@@ -102,7 +106,7 @@ impl Libvirt {
         assert!(ok(lv
             .virsh(&["pool-define-as", &lv.pool, "dir", "--target"])
             .arg(&pool)));
-        assert!(ok(&mut lv.virsh(&["pool-start", &lv.pool])));
+        assert!(succeeds(&mut lv.virsh(&["pool-start", &lv.pool])));
         Some(lv)
     }
 
@@ -398,6 +402,43 @@ fn vagrant_sites_boot_from_fedsims_box_stay_isolated_and_leave_nothing_behind() 
 
     // Down: nothing of the fleet is left.
     drop(down);
+    assert_eq!(lv.leftovers("proj_"), Vec::<String>::new());
+
+    // What a `vagrant up` stopped halfway makes before Vagrant records it (a disk, a domain, a
+    // network): `fleet down` sweeps it too, though `vagrant destroy` knows nothing of it.
+    let stray = tmp.join("stray.xml");
+    std::fs::write(
+        &stray,
+        "<domain type='qemu'><name>proj_site-2</name><memory unit='MiB'>64</memory>\
+         <os><type arch='x86_64'>hvm</type></os></domain>",
+    )
+    .unwrap();
+    let net = tmp.join("net.xml");
+    std::fs::write(
+        &net,
+        "<network><name>fedsim-site-2</name><ip address='10.231.2.1' netmask='255.255.255.0'/></network>",
+    )
+    .unwrap();
+    assert!(succeeds(&mut lv.virsh(&[
+        "vol-create-as",
+        &lv.pool,
+        "proj_site-2.img",
+        "1M"
+    ])));
+    assert!(succeeds(
+        &mut lv.virsh(&["define", stray.to_str().unwrap()])
+    ));
+    assert!(succeeds(
+        &mut lv.virsh(&["net-define", net.to_str().unwrap()])
+    ));
+    assert_eq!(
+        lv.leftovers("proj_").len(),
+        3,
+        "{:?}",
+        lv.leftovers("proj_")
+    );
+    let o = lv.fedsim(&project, &["fleet", "down", "-q", "-c", cfg_s]);
+    assert!(o.status.success(), "fleet down: {}", stderr(&o));
     assert_eq!(lv.leftovers("proj_"), Vec::<String>::new());
 
     // A run brings its own VMs up; cancelled while they boot, it destroys them.

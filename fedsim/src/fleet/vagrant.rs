@@ -322,9 +322,8 @@ impl Vagrant {
         }
         let mut args = vec!["destroy", "-f"];
         args.extend(sites.iter().map(String::as_str));
-        match self.output(&args) {
+        let destroyed = match self.output(&args) {
             Ok(_) => {
-                self.forget(sites);
                 tracing::info!(phase = "cleanup", sites = %sites.join(" "), "vagrant destroy");
                 true
             }
@@ -332,7 +331,84 @@ impl Vagrant {
                 tracing::warn!(phase = "cleanup", error = %e, "vagrant destroy failed: the VMs may still run");
                 false
             }
+        };
+        // A `vagrant up` stopped halfway (a cancel) may have made a disk, a domain or a network
+        // it had not yet recorded, which `vagrant destroy` then does not know of.
+        let swept = self.sweep_libvirt(sites);
+        if destroyed && swept {
+            self.forget(sites);
         }
+        destroyed && swept
+    }
+
+    /// The libvirt domain name vagrant-libvirt gives a site: the project folder's name, `_`,
+    /// the machine's name, with what libvirt does not take removed.
+    fn domain_name(&self, site: &str) -> String {
+        let folder = self
+            .dir
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("{folder}_{site}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+            .collect()
+    }
+
+    /// Remove what libvirt still holds of these sites: their domains (with their disks), a
+    /// disk made before its domain, and each site's network once no domain uses it. Without
+    /// virsh (VirtualBox) there is nothing to do. Returns whether all of it is gone.
+    fn sweep_libvirt(&self, sites: &[String]) -> bool {
+        if crate::sys::proc::which("virsh").is_none() {
+            return true;
+        }
+        let virsh = |args: &[&str]| {
+            Command::new("virsh")
+                .args(["-q", "-c", "qemu:///system"])
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let pool = std::env::var("FEDSIM_LIBVIRT_POOL").unwrap_or_else(|_| "default".into());
+        let domains = |virsh: &dyn Fn(&[&str]) -> Option<String>| -> Vec<String> {
+            virsh(&["list", "--all", "--name"])
+                .unwrap_or_default()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let mut clean = true;
+        for site in sites {
+            let dom = self.domain_name(site);
+            if domains(&virsh).contains(&dom) {
+                let _ = virsh(&["destroy", &dom]);
+                let gone = virsh(&["undefine", &dom, "--remove-all-storage"]).is_some();
+                tracing::warn!(phase = "cleanup", domain = %dom, gone, "libvirt domain vagrant did not destroy");
+                clean &= gone;
+            }
+            let volume = format!("{dom}.img");
+            if virsh(&["vol-info", &volume, "--pool", &pool]).is_some() {
+                clean &= virsh(&["vol-delete", &volume, "--pool", &pool]).is_some();
+            }
+        }
+        let used: Vec<String> = domains(&virsh)
+            .iter()
+            .filter_map(|d| virsh(&["domiflist", d]))
+            .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        for (i, _) in self.sites.iter().enumerate() {
+            let net = format!("fedsim-site-{}", i + 1);
+            if !used.contains(&net) && virsh(&["net-info", &net]).is_some() {
+                let _ = virsh(&["net-destroy", &net]);
+                clean &= virsh(&["net-undefine", &net]).is_some();
+            }
+        }
+        clean
     }
 
     /// The running sites as ssh sites, their host keys (read from their consoles) pinned in
