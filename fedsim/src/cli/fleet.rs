@@ -189,11 +189,8 @@ fn vagrant_down(s: &Scenario, g: &Global) -> Exit {
     let sites: Vec<String> = (1..=s.partition.sites)
         .map(|i| format!("site-{i}"))
         .collect();
-    if !v.destroy(&sites) {
-        eprintln!(
-            "error: `vagrant destroy -f` failed in {}",
-            v.dir().display()
-        );
+    if let Err(e) = v.destroy(&sites) {
+        eprintln!("error: destroying the VMs in {}: {e}", v.dir().display());
         return Exit::Failed;
     }
     if !g.quiet {

@@ -165,9 +165,11 @@ pub fn for_scenario(
 /// the scenario file when it was loaded), else the scenario file's own folder.
 pub fn vagrant_dir(scenario: &Scenario) -> PathBuf {
     scenario.fleet.vagrant_dir.clone().unwrap_or_else(|| {
+        // `-c s.toml` from the project's folder: its parent is "", which is ".".
         scenario
             .source
             .parent()
+            .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
     })

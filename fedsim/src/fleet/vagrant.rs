@@ -148,8 +148,15 @@ impl Vagrant {
             .map_err(|e| self.fail(args, format!("{e} (is Vagrant installed?)")))?;
         let out = wait_output(child, COMMAND_LIMIT).map_err(|e| self.fail(args, e))?;
         if !out.status.success() {
+            // Vagrant's error spans lines ("... Please run `vagrant up` command again."):
+            // all of it, clipped, not its last words.
             let err = clean(&String::from_utf8_lossy(&out.stderr));
-            return Err(self.fail(args, crate::fleet::ssh::last_line(&err).to_string()));
+            let err: Vec<&str> = err
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            return Err(self.fail(args, cut(&err.join(" "), 600)));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -230,7 +237,10 @@ impl Vagrant {
         started.extend(missing.iter().cloned());
         std::fs::create_dir_all(self.dot.join("fedsim/consoles"))
             .map_err(|e| self.fail(&["up"], format!("{}: {e}", self.dot.display())))?;
-        let mut args = vec!["up", "--no-tty"];
+        // One machine after the other: vagrant-libvirt's parallel up races on the shared pool
+        // (the box's volume, uploaded once per pool, and each domain's disk), and libvirt
+        // defines the domains one at a time anyway.
+        let mut args = vec!["up", "--no-tty", "--no-parallel"];
         args.extend(missing.iter().map(String::as_str));
         let began = Instant::now();
         tracing::info!(phase = "provision", sites = %missing.join(" "), dir = %self.dir.display(), "vagrant up");
@@ -246,21 +256,27 @@ impl Vagrant {
         let file = std::sync::Arc::new(std::sync::Mutex::new(file));
         let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let readers: Vec<_> = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                false,
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                true,
+            ),
         ]
         .into_iter()
-        .flatten()
-        .map(|stream| {
+        .filter_map(|(stream, is_stderr)| stream.map(|s| (s, is_stderr)))
+        .map(|(stream, is_stderr)| {
             let file = file.clone();
             let errors = errors.clone();
-            std::thread::spawn(move || follow(stream, &file, &errors))
+            std::thread::spawn(move || follow(stream, is_stderr, &file, &errors))
         })
         .collect();
         let status = loop {
@@ -283,7 +299,7 @@ impl Vagrant {
             let _ = r.join();
         }
         let fail = |reason: String| {
-            self.destroy(&started);
+            let _ = self.destroy(&started);
             if crate::sys::cancel::requested() {
                 VagrantError::Cancelled
             } else {
@@ -316,29 +332,33 @@ impl Vagrant {
 
     /// `vagrant destroy -f` of these sites (their disks and, with the last VM on it, each site's
     /// network go too). Cleanup: it runs even after a cancel.
-    pub fn destroy(&self, sites: &[String]) -> bool {
+    pub fn destroy(&self, sites: &[String]) -> Result<(), String> {
         if sites.is_empty() {
-            return true;
+            return Ok(());
         }
         let mut args = vec!["destroy", "-f"];
         args.extend(sites.iter().map(String::as_str));
-        let destroyed = match self.output(&args) {
+        // First what Vagrant never recorded: a domain of that name makes `vagrant destroy`
+        // itself fail. Then what Vagrant knows, then anything still left.
+        let mut problems = self.sweep_libvirt(sites, true);
+        match self.output(&args) {
             Ok(_) => {
                 tracing::info!(phase = "cleanup", sites = %sites.join(" "), "vagrant destroy");
-                true
             }
             Err(e) => {
                 tracing::warn!(phase = "cleanup", error = %e, "vagrant destroy failed: the VMs may still run");
-                false
+                problems.push(e.to_string());
             }
-        };
+        }
         // A `vagrant up` stopped halfway (a cancel) may have made a disk, a domain or a network
         // it had not yet recorded, which `vagrant destroy` then does not know of.
-        let swept = self.sweep_libvirt(sites);
-        if destroyed && swept {
+        problems.extend(self.sweep_libvirt(sites, false));
+        if problems.is_empty() {
             self.forget(sites);
+            Ok(())
+        } else {
+            Err(problems.join("; "))
         }
-        destroyed && swept
     }
 
     /// The libvirt domain name vagrant-libvirt gives a site: the project folder's name, `_`,
@@ -357,23 +377,29 @@ impl Vagrant {
 
     /// Remove what libvirt still holds of these sites: their domains (with their disks), a
     /// disk made before its domain, and each site's network once no domain uses it. Without
-    /// virsh (VirtualBox) there is nothing to do. Returns whether all of it is gone.
-    fn sweep_libvirt(&self, sites: &[String]) -> bool {
+    /// virsh (VirtualBox) there is nothing to do. Returns what could not be removed.
+    fn sweep_libvirt(&self, sites: &[String], unrecorded_only: bool) -> Vec<String> {
         if crate::sys::proc::which("virsh").is_none() {
-            return true;
+            return Vec::new();
         }
-        let virsh = |args: &[&str]| {
-            Command::new("virsh")
+        let virsh = |args: &[&str]| -> Result<String, String> {
+            let o = Command::new("virsh")
                 .args(["-q", "-c", "qemu:///system"])
                 .args(args)
                 .stdin(Stdio::null())
                 .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .map_err(|e| format!("virsh: {e}"))?;
+            if o.status.success() {
+                Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+            } else {
+                Err(format!(
+                    "virsh {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ))
+            }
         };
-        let pool = std::env::var("FEDSIM_LIBVIRT_POOL").unwrap_or_else(|_| "default".into());
-        let domains = |virsh: &dyn Fn(&[&str]) -> Option<String>| -> Vec<String> {
+        let domains = || -> Vec<String> {
             virsh(&["list", "--all", "--name"])
                 .unwrap_or_default()
                 .lines()
@@ -382,33 +408,45 @@ impl Vagrant {
                 .map(str::to_string)
                 .collect()
         };
-        let mut clean = true;
+        let pool = std::env::var("FEDSIM_LIBVIRT_POOL").unwrap_or_else(|_| "default".into());
+        let mut problems = Vec::new();
         for site in sites {
+            if unrecorded_only && self.domain(site).is_some() {
+                continue;
+            }
             let dom = self.domain_name(site);
-            if domains(&virsh).contains(&dom) {
+            if domains().contains(&dom) {
+                tracing::warn!(phase = "cleanup", domain = %dom, "a libvirt domain vagrant did not destroy");
                 let _ = virsh(&["destroy", &dom]);
-                let gone = virsh(&["undefine", &dom, "--remove-all-storage"]).is_some();
-                tracing::warn!(phase = "cleanup", domain = %dom, gone, "libvirt domain vagrant did not destroy");
-                clean &= gone;
+                if let Err(e) = virsh(&["undefine", &dom, "--remove-all-storage"]) {
+                    problems.push(e);
+                }
             }
             let volume = format!("{dom}.img");
-            if virsh(&["vol-info", &volume, "--pool", &pool]).is_some() {
-                clean &= virsh(&["vol-delete", &volume, "--pool", &pool]).is_some();
+            if virsh(&["vol-info", &volume, "--pool", &pool]).is_ok() {
+                if let Err(e) = virsh(&["vol-delete", &volume, "--pool", &pool]) {
+                    problems.push(e);
+                }
             }
         }
-        let used: Vec<String> = domains(&virsh)
+        if unrecorded_only {
+            return problems;
+        }
+        let used: Vec<String> = domains()
             .iter()
-            .filter_map(|d| virsh(&["domiflist", d]))
+            .filter_map(|d| virsh(&["domiflist", d]).ok())
             .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
             .collect();
-        for (i, _) in self.sites.iter().enumerate() {
-            let net = format!("fedsim-site-{}", i + 1);
-            if !used.contains(&net) && virsh(&["net-info", &net]).is_some() {
+        for i in 1..=self.sites.len() {
+            let net = format!("fedsim-site-{i}");
+            if !used.contains(&net) && virsh(&["net-info", &net]).is_ok() {
                 let _ = virsh(&["net-destroy", &net]);
-                clean &= virsh(&["net-undefine", &net]).is_some();
+                if let Err(e) = virsh(&["net-undefine", &net]) {
+                    problems.push(e);
+                }
             }
         }
-        clean
+        problems
     }
 
     /// The running sites as ssh sites, their host keys (read from their consoles) pinned in
@@ -506,8 +544,11 @@ impl Vagrant {
 
 /// Keep each line Vagrant writes (after the last carriage return: progress bars redraw the
 /// line), in the file and, for its steps and errors, in the run's log.
+/// Follow one of Vagrant's streams into its log. What Vagrant writes on stderr is its error,
+/// kept whole (clipped) for the message; on stdout, lines that mention an error are warnings.
 fn follow(
     stream: Box<dyn std::io::Read + Send>,
+    is_stderr: bool,
     file: &std::sync::Mutex<std::fs::File>,
     errors: &std::sync::Mutex<Vec<String>>,
 ) {
@@ -523,15 +564,24 @@ fn follow(
         let step = line.trim_start();
         if step.starts_with("==>") {
             tracing::info!(phase = "provision", source_tool = "vagrant", "{step}");
-        } else if step.to_ascii_lowercase().contains("error") {
+        } else if is_stderr || step.to_ascii_lowercase().contains("error") {
             tracing::warn!(phase = "provision", source_tool = "vagrant", "{step}");
             if let Ok(mut e) = errors.lock() {
-                if e.len() < 5 {
-                    e.push(crate::data::clip(step));
+                if e.len() < 24 {
+                    e.push(cut(step, 200));
                 }
             }
         }
     }
+}
+
+/// Vagrant's words, at most `most` characters of them.
+fn cut(text: &str, most: usize) -> String {
+    let mut s: String = text.chars().take(most).collect();
+    if text.chars().count() > most {
+        s.push('…');
+    }
+    s
 }
 
 /// A line as shown last: its last segment after a carriage return that shows anything, without
@@ -677,7 +727,9 @@ impl Machines {
 
 impl Drop for Machines {
     fn drop(&mut self) {
-        self.vagrant.destroy(&self.started);
+        if let Err(e) = self.vagrant.destroy(&self.started) {
+            tracing::warn!(phase = "cleanup", error = %e, "Vagrant VMs may be left");
+        }
     }
 }
 
