@@ -174,3 +174,18 @@ pub fn vagrant_dir(scenario: &Scenario) -> PathBuf {
             .unwrap_or_else(|| PathBuf::from("."))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fedsim fleet down -c s.toml` typed in the project's folder: the Vagrantfile is there.
+    #[test]
+    fn a_scenario_named_without_a_folder_finds_its_vagrantfile_here() {
+        let text = "[scenario]\nname = \"v\"\n[data]\npath = \"d.csv\"\n[partition]\nsites = 2\n[algorithm]\nkind = \"svd\"\nk = 1\n[fleet]\nprovider = \"vagrant\"\n";
+        let s = Scenario::parse(text, Path::new("s.toml")).unwrap();
+        assert_eq!(vagrant_dir(&s), PathBuf::from("."));
+        let s = Scenario::parse(text, Path::new("/p/q/s.toml")).unwrap();
+        assert_eq!(vagrant_dir(&s), PathBuf::from("/p/q"));
+    }
+}
