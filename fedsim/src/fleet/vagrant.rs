@@ -382,23 +382,6 @@ impl Vagrant {
         if crate::sys::proc::which("virsh").is_none() {
             return Vec::new();
         }
-        let virsh = |args: &[&str]| -> Result<String, String> {
-            let o = Command::new("virsh")
-                .args(["-q", "-c", "qemu:///system"])
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("virsh: {e}"))?;
-            if o.status.success() {
-                Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-            } else {
-                Err(format!(
-                    "virsh {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ))
-            }
-        };
         let domains = || -> Vec<String> {
             virsh(&["list", "--all", "--name"])
                 .unwrap_or_default()
@@ -509,23 +492,6 @@ impl Vagrant {
         let domain = self.domain(site).ok_or_else(|| {
             format!("no libvirt domain recorded for {site} (only libvirt VMs can be cut)")
         })?;
-        let virsh = |args: &[&str]| -> Result<String, String> {
-            let out = Command::new("virsh")
-                .args(["-c", "qemu:///system"])
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("virsh: {e}"))?;
-            if out.status.success() {
-                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-            } else {
-                Err(format!(
-                    "virsh {}: {}",
-                    args[0],
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        };
         let list = virsh(&["domiflist", &domain])?;
         let iface = list
             .lines()
@@ -572,6 +538,26 @@ fn follow(
                 }
             }
         }
+    }
+}
+
+/// `virsh ARGS` on the system libvirt (where vagrant-libvirt puts its VMs): its output, or
+/// what it said went wrong.
+fn virsh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("virsh")
+        .args(["-c", "qemu:///system"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("virsh: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "virsh {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
