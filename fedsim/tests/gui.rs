@@ -41,6 +41,7 @@ fn is_png(path: &Path) -> bool {
 fn three_site_ols_through_the_gui_gives_the_api_paths_numbers() {
     need_browser();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let scratch = browser_scratch();
     let tmp = tempfile::tempdir().unwrap();
 
     let api_cfg = Ols::on("portal-api", "diabetes.csv", 3)
@@ -55,7 +56,7 @@ fn three_site_ols_through_the_gui_gives_the_api_paths_numbers() {
     let o = run_to(tmp.path(), &gui_cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let terminal = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
-    no_browser_left();
+    no_browser_left(&scratch);
 
     // The same numbers as the API path, and as statsmodels.
     let (gui, api) = (summary(&out), summary(&api_out));
@@ -140,12 +141,13 @@ fn three_site_ols_through_the_gui_gives_the_api_paths_numbers() {
 fn fails_at(fault: &str, site: &str, phase: &str, says: &str) {
     need_browser();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let scratch = browser_scratch();
     let tmp = tempfile::tempdir().unwrap();
     let extra = format!("[[faults]]\nsite = \"{site}\"\nkind = \"{fault}\"\n");
     let cfg = scenario(tmp.path(), fault, &gui_ols(fault, &extra));
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
-    no_browser_left();
+    no_browser_left(&scratch);
     let s = expect_status(&o, &out, Status::Failed);
     let error = s.error.as_ref().expect("an error");
     assert_eq!(error.site.as_deref(), Some(site));
@@ -197,6 +199,7 @@ fn a_wrong_join_token_fails_that_sites_join_and_names_it() {
 fn another_step_script_drives_the_same_portal() {
     need_browser();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let scratch = browser_scratch();
     let tmp = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string(root().join("resources/gui/portal.toml")).unwrap();
     let script = shipped
@@ -210,7 +213,7 @@ fn another_step_script_drives_the_same_portal() {
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    no_browser_left();
+    no_browser_left(&scratch);
     let portal = metrics(&out).portal.expect("the portal's steps");
     assert_eq!(portal.script, Some(path.display().to_string()));
     assert_eq!(portal.phases[5].0, "results");
@@ -227,6 +230,7 @@ fn another_step_script_drives_the_same_portal() {
 fn with_continue_the_browsers_go_on_without_a_site_that_cannot_log_in() {
     need_browser();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let scratch = browser_scratch();
     let tmp = tempfile::tempdir().unwrap();
     let body = gui_ols(
         "gui-leave",
@@ -235,7 +239,7 @@ fn with_continue_the_browsers_go_on_without_a_site_that_cannot_log_in() {
     let cfg = scenario(tmp.path(), "leave", &body);
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
-    no_browser_left();
+    no_browser_left(&scratch);
     let s = expect_status(&o, &out, Status::Degraded);
     assert_eq!(s.lost_sites[0].site, "site-2");
     assert!(s.comparison.as_ref().expect("a comparison").passed);

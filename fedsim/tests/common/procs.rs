@@ -97,8 +97,25 @@ pub fn pgrep(pattern: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// No browser or chromedriver that fedsim started outlives its run.
-pub fn no_browser_left() {
+/// The browsers' scratch folders (profile and downloads) in the temporary directory now.
+pub fn browser_scratch() -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("fedsim-browser-"))
+        })
+        .collect()
+}
+
+/// No browser or chromedriver that fedsim started outlives its run, and no browser profile is
+/// left of it (`before`: the scratch folders there were before the run).
+pub fn no_browser_left(before: &std::collections::BTreeSet<std::path::PathBuf>) {
     let left = pgrep("fedsim-browser-");
     assert!(left.is_empty(), "browser processes left behind: {left}");
+    let new: Vec<_> = browser_scratch().difference(before).cloned().collect();
+    assert!(new.is_empty(), "browser profiles left behind: {new:?}");
 }

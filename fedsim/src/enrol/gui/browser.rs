@@ -137,6 +137,13 @@ impl Drop for Driver {
             libc::kill(-pgid, libc::SIGKILL);
         }
         let _ = self.child.wait();
+        // The browsers die of the same signal, but not before kill() returns: wait (briefly)
+        // until none of the group is left, so nothing writes into a profile being removed.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        // SAFETY: signal 0 only asks whether the group still has a process.
+        while unsafe { libc::kill(-pgid, 0) } == 0 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         crate::sys::children::untrack(pgid as u32);
     }
 }

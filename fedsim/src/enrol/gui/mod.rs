@@ -139,8 +139,13 @@ pub async fn drive(
             phases.push((phase.clone(), t.elapsed().as_secs_f64()));
         }
     }
-    join_all(seats.into_iter().map(|s| s.session.quit())).await;
+    // The browsers' profiles go only once the browsers are gone: a closing Chromium still
+    // writes its preferences, and would bring a removed profile back.
+    let (sessions, scratches): (Vec<WebDriver>, Vec<Scratch>) =
+        seats.into_iter().map(|s| (s.session, s.scratch)).unzip();
+    join_all(sessions.into_iter().map(|s| s.quit())).await;
     drop(driver);
+    drop(scratches);
     if let Some(e) = failure {
         return Err(e);
     }
