@@ -267,22 +267,15 @@ impl Worker {
             let rows = (0..frame.rows()).collect();
             return Ok((frame, rows, Vec::new()));
         }
-        let numeric: Vec<String> = config
-            .features
-            .iter()
-            .filter(|f| !config.categorical.contains(f))
-            .chain(&config.target)
-            .cloned()
-            .collect();
         frame
-            .check(&self.data, &numeric, &config.categorical, config.missing)
+            .check(
+                &self.data,
+                &config.numeric_columns(),
+                &config.categorical,
+                config.missing,
+            )
             .map_err(|e| e.to_string())?;
-        let used: Vec<String> = config
-            .features
-            .iter()
-            .chain(&config.target)
-            .cloned()
-            .collect();
+        let used = config.used_columns();
         let rows = frame.complete_rows(&used);
         let levels = design::levels_of(&frame, &config.categorical, &rows);
         Ok((frame, rows, levels))

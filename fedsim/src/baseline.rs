@@ -22,6 +22,7 @@ pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, 
     match &config.params {
         Params::LinearRegression => ols(config, data),
         Params::LogisticRegression(newton) => logit(config, newton, data),
+        Params::Glm(g) => crate::algorithms::glm::pooled(config, g, data, least_squares),
         Params::Svd(p) => svd(config, p, data),
         Params::External(_) => Err(AlgoError::Protocol(
             "an external algorithm's baseline is its pooled command".into(),
@@ -135,6 +136,33 @@ fn ols(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, AlgoErro
     };
     e.add_ols_summary(rss, tss, config.intercept);
     Ok(e)
+}
+
+/// The least-squares solution of `a b = z` and (A'A)^-1, by the parallel QR of `[a z]`: a GLM's
+/// pooled IRLS steps are solved this way, never through A'A.
+fn least_squares(a: &Mat<f64>, z: &[f64]) -> Result<(Vec<f64>, Mat<f64>), AlgoError> {
+    let (n, k) = (a.nrows(), a.ncols());
+    if n <= k {
+        return Err(AlgoError::Numeric(format!("{n} rows cannot fit {k} terms")));
+    }
+    let az = Mat::from_fn(n, k + 1, |i, j| if j < k { a[(i, j)] } else { z[i] });
+    let r = tsqr_r(&az);
+    if r.nrows() < k + 1 {
+        return Err(AlgoError::Numeric("too few rows for the QR".into()));
+    }
+    let rkk = r.submatrix(0, 0, k, k).to_owned();
+    let diag_max = (0..k).map(|i| rkk[(i, i)].abs()).fold(0.0, f64::max);
+    if (0..k).any(|i| rkk[(i, i)].abs() <= diag_max * 1e-13) {
+        return Err(AlgoError::Numeric(
+            "the weighted design matrix is singular".into(),
+        ));
+    }
+    let mut b = Mat::from_fn(k, 1, |i, _| r[(i, k)]);
+    rkk.as_ref().solve_upper_triangular_in_place(b.as_mut());
+    let mut rinv = Mat::<f64>::identity(k, k);
+    rkk.as_ref().solve_upper_triangular_in_place(rinv.as_mut());
+    let inverse = &rinv * rinv.transpose();
+    Ok(((0..k).map(|i| b[(i, 0)]).collect(), inverse))
 }
 
 /// Pooled Newton-Raphson: gradient and information summed over row chunks in parallel, iterated
@@ -281,7 +309,7 @@ mod tests {
             _ => a[i] - 3.0 * b[i],
         });
         let y = (0..n).map(|i| a[i] + (i % 3) as f64).collect();
-        let data = LocalData { x, y: Some(y) };
+        let data = LocalData::new(x, Some(y));
         let e = compute(&ols_config(&["a", "b", "c"]), &data)
             .unwrap_err()
             .to_string();

@@ -13,7 +13,8 @@
 //! - what a fit's summary adds, on the scale its error follows from those: t on `max(|t|, 1)`
 //!   (t = coef / se), p on `p * max(t², 1)` (an error e in t moves a small p by about p t² e),
 //!   confidence bounds like coefficients, R², adjusted and pseudo R² absolutely (scale 1),
-//!   log-likelihoods, AIC, BIC, F and the likelihood ratio relative to `max(|v|, 1)`, the F
+//!   log-likelihoods, AIC, BIC, F, the likelihood ratio and a GLM's deviances and Pearson chi²
+//!   relative to `max(|v|, 1)`, a GLM's scale relative to itself, the F
 //!   test's P on `p * max(d1 F / 2, 1)` and the likelihood-ratio test's on `p * max(LLR / 2, 1)`,
 //!   degrees of freedom exactly, explained variance and its ratio relative with twice the
 //!   tolerance (they are squares of singular values) and `eps * top` as their floor.
@@ -47,6 +48,12 @@ pub enum Quantity {
     Bic,
     Llr,
     LlrPvalue,
+    /// GLM: deviance, Pearson's chi², the estimated scale and the null model's deviance.
+    Deviance,
+    PearsonChi2,
+    #[serde(rename = "scale")]
+    Dispersion,
+    NullDeviance,
     SingularValue,
     ExplainedVariance,
     ExplainedVarianceRatio,
@@ -77,6 +84,10 @@ impl Quantity {
             Quantity::Bic => "bic",
             Quantity::Llr => "llr",
             Quantity::LlrPvalue => "llr_pvalue",
+            Quantity::Deviance => "deviance",
+            Quantity::PearsonChi2 => "pearson_chi2",
+            Quantity::Dispersion => "scale",
+            Quantity::NullDeviance => "null_deviance",
             Quantity::ExplainedVariance => "explained_variance",
             Quantity::ExplainedVarianceRatio => "explained_variance_ratio",
             Quantity::SingularValue => "singular_value",
@@ -490,7 +501,7 @@ fn summary_checks(
         y.max(f64::MIN_POSITIVE) * stretch.max(1.0)
     };
     type Scale<'a> = &'a dyn Fn(f64) -> f64;
-    let models: [(Quantity, Option<f64>, Option<f64>, Scale); 13] = [
+    let models: [(Quantity, Option<f64>, Option<f64>, Scale); 17] = [
         (Quantity::R2, got.r2, want.r2, &|_| 1.0),
         (Quantity::AdjR2, got.adj_r2, want.adj_r2, &|_| 1.0),
         (Quantity::PseudoR2, got.pseudo_r2, want.pseudo_r2, &|_| 1.0),
@@ -508,6 +519,20 @@ fn summary_checks(
             got.llr_pvalue,
             want.llr_pvalue,
             &llr_scale,
+        ),
+        (Quantity::Deviance, got.deviance, want.deviance, &relative),
+        (
+            Quantity::PearsonChi2,
+            got.pearson_chi2,
+            want.pearson_chi2,
+            &relative,
+        ),
+        (Quantity::Dispersion, got.scale, want.scale, &|y| y.abs()),
+        (
+            Quantity::NullDeviance,
+            got.null_deviance,
+            want.null_deviance,
+            &relative,
         ),
     ];
     for (q, a, b, scale) in models {

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::algorithms::external::ExternalSpec;
+use crate::algorithms::glm::GlmParams;
 use crate::algorithms::{AlgorithmConfig, LocalData, Newton, Params, SvdParams};
 use crate::data::design::{self, Design};
 use crate::data::frame::{Cells, Frame, ReadOptions};
 use crate::data::{DataError, Table};
 use crate::partition::{self, PartitionError};
-use crate::scenario::{AlgorithmKind, PartitionKind, Scenario, ScenarioError, Strategy};
+use crate::scenario::{AlgorithmKind, Family, PartitionKind, Scenario, ScenarioError, Strategy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -33,6 +34,14 @@ pub enum PlanError {
         column: String,
         line: usize,
         value: f64,
+    },
+    #[error("data file {}, line {line}, column {column:?}: {expected}, found {value}", path.display())]
+    Value {
+        path: PathBuf,
+        column: String,
+        line: usize,
+        value: f64,
+        expected: String,
     },
     #[error("data file {}: k = {k} components, but the data has only {rows} rows and {cols} feature columns", path.display())]
     TooManyComponents {
@@ -151,6 +160,20 @@ impl SitePlan {
         };
         self.rows(plan) - complete
     }
+}
+
+/// The columns an analysis names under `[algorithm]` (a GLM's offset, exposure and weights),
+/// with their keys.
+fn aux_keys(s: &Scenario) -> Vec<(&'static str, &String)> {
+    let a = &s.algorithm;
+    [
+        ("offset", &a.offset),
+        ("exposure", &a.exposure),
+        ("weights", &a.weights),
+    ]
+    .into_iter()
+    .filter_map(|(k, c)| c.as_ref().map(|c| (k, c)))
+    .collect()
 }
 
 /// "did you mean" for a column name, from the columns the data has.
@@ -328,6 +351,7 @@ struct Columns {
 /// name); the features default to every column but the target and the excluded ones.
 fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Columns, PlanError> {
     let all = first.columns.clone();
+    let aux: Vec<&String> = aux_keys(s).into_iter().map(|(_, c)| c).collect();
     let named = s
         .data
         .target
@@ -360,6 +384,11 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
                 .label
                 .iter()
                 .map(|l| ("partition.label".to_string(), l)),
+        )
+        .chain(
+            aux_keys(s)
+                .into_iter()
+                .map(|(key, c)| (format!("algorithm.{key}"), c)),
         );
     for (key, column) in named {
         if !all.contains(column) {
@@ -382,7 +411,11 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
         Some(f) => f.clone(),
         None => all
             .iter()
-            .filter(|c| Some(*c) != s.data.target.as_ref() && !s.data.exclude.contains(c))
+            .filter(|c| {
+                Some(*c) != s.data.target.as_ref()
+                    && !s.data.exclude.contains(c)
+                    && !aux.contains(c)
+            })
             .cloned()
             .collect(),
     };
@@ -401,9 +434,15 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
         .iter()
         .filter(|f| !categorical.contains(f))
         .chain(&s.data.target)
+        .chain(aux.iter().copied())
         .cloned()
         .collect();
-    let used: Vec<String> = features.iter().chain(&s.data.target).cloned().collect();
+    let used: Vec<String> = features
+        .iter()
+        .chain(&s.data.target)
+        .chain(aux.iter().copied())
+        .cloned()
+        .collect();
     Ok(Columns {
         features,
         categorical,
@@ -491,7 +530,11 @@ fn check_target(
     path: &Path,
 ) -> Result<(), PlanError> {
     let a = &s.algorithm;
-    if a.kind != AlgorithmKind::LogisticRegression {
+    if a.kind == AlgorithmKind::Glm {
+        check_glm_values(s, sources, file_rows, frame, complete)?;
+    }
+    let binomial = a.kind == AlgorithmKind::Glm && a.family == Some(Family::Binomial);
+    if a.kind != AlgorithmKind::LogisticRegression && !binomial {
         return Ok(());
     }
     let target = s.data.target.as_deref().unwrap_or_default();
@@ -510,6 +553,55 @@ fn check_target(
             return Err(PlanError::Separation {
                 path: path.to_path_buf(),
                 how,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A GLM's target lies in its family's range, an exposure is positive and weights are counts;
+/// the first offending cell is named in its own file.
+fn check_glm_values(
+    s: &Scenario,
+    sources: &[(PathBuf, Frame)],
+    file_rows: &[usize],
+    frame: &Frame,
+    complete: &[usize],
+) -> Result<(), PlanError> {
+    let a = &s.algorithm;
+    let family = a.family.unwrap_or(Family::Gaussian);
+    let (fits, range): (fn(f64) -> bool, &str) = match family {
+        Family::Gaussian => (|_| true, ""),
+        Family::Binomial => (|v| v == 0.0 || v == 1.0, "a 0/1 target"),
+        Family::Poisson => (|v| v >= 0.0, "a target of counts, 0 or more"),
+        Family::Gamma => (|v| v > 0.0, "a target above 0"),
+    };
+    let target_rule = format!("the {} family needs {range}", family.as_str());
+    type Rule<'a> = (Option<&'a String>, fn(f64) -> bool, String);
+    let rules: [Rule; 3] = [
+        (s.data.target.as_ref(), fits, target_rule),
+        (
+            a.exposure.as_ref(),
+            |v| v > 0.0,
+            "an exposure must be above 0 (its log is the offset)".into(),
+        ),
+        (
+            a.weights.as_ref(),
+            |v| v >= 0.0,
+            "frequency weights must be 0 or more".into(),
+        ),
+    ];
+    for (column, fits, expected) in rules {
+        let Some(column) = column else { continue };
+        let values = frame.numbers(column, complete).unwrap_or_default();
+        if let Some(i) = values.iter().position(|v| !fits(*v)) {
+            let (file, row) = locate_row(sources, file_rows, complete[i]);
+            return Err(PlanError::Value {
+                path: file,
+                column: column.clone(),
+                line: row + 2,
+                value: values[i],
+                expected,
             });
         }
     }
@@ -662,6 +754,18 @@ fn params(s: &Scenario) -> Result<Params, PlanError> {
             max_iter: a.max_iter.unwrap_or(100),
             tol: a.tol.unwrap_or(1e-10),
         }),
+        AlgorithmKind::Glm => {
+            let family = a.family.unwrap_or(Family::Gaussian);
+            Params::Glm(GlmParams {
+                family,
+                link: a.link.unwrap_or(family.default_link()),
+                offset: a.offset.clone(),
+                exposure: a.exposure.clone(),
+                weights: a.weights.clone(),
+                max_iter: a.max_iter.unwrap_or(100),
+                tol: a.tol.unwrap_or(1e-10),
+            })
+        }
         AlgorithmKind::Svd => Params::Svd(SvdParams {
             k: a.k.unwrap_or(0),
             center: a.center.unwrap_or(true),

@@ -12,6 +12,29 @@ use crate::algorithms::{Estimates, Params};
 use crate::plan::Plan;
 use crate::scenario::AlgorithmKind;
 
+/// `scale` means two things: a PCA's z-scoring, a GLM's dispersion.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ScaleField {
+    Flag(bool),
+    Value(f64),
+}
+
+impl ScaleField {
+    fn flag(self) -> Option<bool> {
+        match self {
+            ScaleField::Flag(b) => Some(b),
+            ScaleField::Value(_) => None,
+        }
+    }
+    fn value(self) -> Option<f64> {
+        match self {
+            ScaleField::Value(v) => Some(v),
+            ScaleField::Flag(_) => None,
+        }
+    }
+}
+
 /// One line of a reference file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +93,30 @@ pub struct ReferenceRow {
     #[serde(default)]
     pub bic: Option<f64>,
     /// pca: the leading `k` singular values and their explained variance.
+    /// glm: the model (family, link, offset, exposure, weights) and its summary's statistics.
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub offset: Option<String>,
+    #[serde(default)]
+    pub exposure: Option<String>,
+    #[serde(default)]
+    pub weights: Option<String>,
+    #[serde(default)]
+    pub deviance: Option<f64>,
+    #[serde(default)]
+    pub pearson_chi2: Option<f64>,
+    #[serde(default)]
+    pub null_deviance: Option<f64>,
+    /// glm: statsmodels' deviance-based BIC, kept for provenance (fedsim reports `bic` from
+    /// the log-likelihood, as `bic_llf`).
+    #[serde(default)]
+    pub bic_deviance: Option<f64>,
+    /// glm with frequency weights: the weights' sum (the rows the fit counts).
+    #[serde(default)]
+    pub n_weighted: Option<f64>,
     #[serde(default)]
     pub singular_values: Vec<f64>,
     #[serde(default)]
@@ -78,8 +125,9 @@ pub struct ReferenceRow {
     pub k: Option<usize>,
     #[serde(default)]
     pub center: Option<bool>,
+    /// pca: whether columns were z-scored; glm: the estimated scale.
     #[serde(default)]
-    pub scale: Option<bool>,
+    pub scale: Option<ScaleField>,
     /// What computed the row (e.g. "statsmodels 0.15.0 OLS"), for provenance.
     #[serde(default)]
     pub by: Option<String>,
@@ -109,6 +157,10 @@ impl ReferenceRow {
             f_pvalue: self.f_pvalue,
             aic: self.aic,
             bic: self.bic,
+            deviance: self.deviance,
+            pearson_chi2: self.pearson_chi2,
+            scale: self.scale.and_then(ScaleField::value),
+            null_deviance: self.null_deviance,
             singular_values: self.singular_values.clone(),
             explained_variance: self.explained_variance.clone(),
             ..Default::default()
@@ -128,6 +180,9 @@ pub struct Analysis {
     pub k: Option<usize>,
     pub center: Option<bool>,
     pub scale: Option<bool>,
+    /// The kind's own options a row must name alike (a GLM's family, link, offset, exposure
+    /// and weights), as (key, value or none).
+    pub options: Vec<(&'static str, Option<String>)>,
 }
 
 impl Analysis {
@@ -145,6 +200,16 @@ impl Analysis {
             k: svd.map(|p| p.k),
             center: svd.map(|p| p.center),
             scale: svd.map(|p| p.scale),
+            options: match &c.params {
+                Params::Glm(g) => vec![
+                    ("family", Some(g.family.as_str().to_string())),
+                    ("link", Some(g.link.as_str().to_string())),
+                    ("offset", g.offset.clone()),
+                    ("exposure", g.exposure.clone()),
+                    ("weights", g.weights.clone()),
+                ],
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -179,7 +244,7 @@ impl Analysis {
                 ),
                 (
                     "scale",
-                    row.scale.map(|b| b.to_string()),
+                    row.scale.and_then(ScaleField::flag).map(|b| b.to_string()),
                     self.scale.map(|b| b.to_string()),
                 ),
             ] {
@@ -190,6 +255,22 @@ impl Analysis {
                         ours.unwrap_or_default()
                     ));
                 }
+            }
+        }
+        for (key, ours) in &self.options {
+            let theirs = match *key {
+                "family" => &row.family,
+                "link" => &row.link,
+                "offset" => &row.offset,
+                "exposure" => &row.exposure,
+                _ => &row.weights,
+            };
+            if theirs != ours {
+                diffs.push(format!(
+                    "{key} {} (the analysis: {})",
+                    show(theirs),
+                    show(ours)
+                ));
             }
         }
         (!diffs.is_empty()).then(|| diffs.join("; "))
@@ -206,6 +287,7 @@ pub fn kind_name(kind: AlgorithmKind) -> &'static str {
     match kind {
         AlgorithmKind::LinearRegression => "ols",
         AlgorithmKind::LogisticRegression => "logit",
+        AlgorithmKind::Glm => "glm",
         AlgorithmKind::Svd => "pca",
         AlgorithmKind::External => "external",
     }
@@ -249,14 +331,19 @@ pub fn find(path: &Path, analysis: &Analysis) -> Result<ReferenceRow, ReferenceE
         if line.trim().is_empty() {
             continue;
         }
-        let row: ReferenceRow = serde_json::from_str(line).map_err(|e| ReferenceError::Parse {
+        let parse_error = |e: serde_json::Error| ReferenceError::Parse {
             path: path.into(),
             line: i + 1,
             reason: e.to_string(),
-        })?;
-        if row.csv != analysis.csv || row.kind != analysis.kind {
+        };
+        // Only rows of this file and kind are read strictly: a row of a kind this version does
+        // not know is not this analysis' business.
+        let value: serde_json::Value = serde_json::from_str(line).map_err(parse_error)?;
+        let field = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        if field("csv") != analysis.csv || field("kind") != analysis.kind {
             continue;
         }
+        let row: ReferenceRow = serde_json::from_value(value).map_err(parse_error)?;
         match analysis.mismatch(&row) {
             None => return Ok(row),
             Some(d) => {
@@ -293,6 +380,7 @@ mod tests {
             k: None,
             center: None,
             scale: None,
+            options: Vec::new(),
         }
     }
 
@@ -340,6 +428,7 @@ mod tests {
             k: Some(2),
             center: Some(true),
             scale: Some(false),
+            options: Vec::new(),
         };
         assert!(find(f.path(), &a).is_ok());
         a.scale = Some(true);

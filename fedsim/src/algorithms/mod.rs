@@ -3,6 +3,7 @@
 //! inside: requests and replies travel as bytes.
 
 pub mod external;
+pub mod glm;
 pub mod linreg;
 pub mod logreg;
 pub mod svd;
@@ -47,9 +48,22 @@ pub struct AlgorithmConfig {
 pub enum Params {
     LinearRegression,
     LogisticRegression(Newton),
+    /// A generalised linear model: family, link, offset, weights, fitted by federated IRLS.
+    Glm(glm::GlmParams),
     Svd(SvdParams),
     /// The user's own method: its commands and files.
     External(external::ExternalSpec),
+}
+
+impl Params {
+    /// The numeric columns this kind reads besides the features and the target, by name (a
+    /// GLM's offset, exposure and weights): they travel with the rows but are never terms.
+    pub fn aux_columns(&self) -> Vec<String> {
+        match self {
+            Params::Glm(g) => g.columns(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Newton-Raphson's iteration limit and convergence tolerance.
@@ -93,6 +107,7 @@ impl AlgorithmConfig {
         match self.params {
             Params::LinearRegression => AlgorithmKind::LinearRegression,
             Params::LogisticRegression(_) => AlgorithmKind::LogisticRegression,
+            Params::Glm(_) => AlgorithmKind::Glm,
             Params::Svd(_) => AlgorithmKind::Svd,
             Params::External(_) => AlgorithmKind::External,
         }
@@ -115,6 +130,29 @@ impl AlgorithmConfig {
             self.target.clone(),
             self.intercept,
         )
+        .with_aux(self.params.aux_columns())
+    }
+
+    /// The raw columns that must hold numbers: the features that are not categories, the
+    /// target, and the kind's own columns (a GLM's offset and weights).
+    pub fn numeric_columns(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .filter(|f| !self.categorical.contains(f))
+            .chain(&self.target)
+            .cloned()
+            .chain(self.params.aux_columns())
+            .collect()
+    }
+
+    /// Every raw column the analysis reads: a row missing any of them is incomplete.
+    pub fn used_columns(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .chain(&self.target)
+            .cloned()
+            .chain(self.params.aux_columns())
+            .collect()
     }
 
     /// The analysis on the design's columns: what the algorithms compute on.
@@ -136,10 +174,12 @@ impl AlgorithmConfig {
     }
 }
 
-/// A site's partition, shaped for the algorithm: features as an n x d matrix, and the target.
+/// A site's partition, shaped for the algorithm: features as an n x d matrix, the target, and
+/// the kind's own columns ([`Params::aux_columns`]) by name.
 pub struct LocalData {
     pub x: Mat<f64>,
     pub y: Option<Vec<f64>>,
+    pub aux: std::collections::BTreeMap<String, Vec<f64>>,
 }
 
 impl LocalData {
@@ -160,11 +200,33 @@ impl LocalData {
             ),
             None => None,
         };
-        Ok(LocalData { x, y })
+        let mut aux = std::collections::BTreeMap::new();
+        for c in config.params.aux_columns() {
+            let column = table
+                .select_columns(std::slice::from_ref(&c), path)?
+                .data
+                .remove(0);
+            aux.insert(c, column);
+        }
+        Ok(LocalData { x, y, aux })
+    }
+
+    /// Features and target only, as the regressions' unit tests build them.
+    pub fn new(x: Mat<f64>, y: Option<Vec<f64>>) -> LocalData {
+        LocalData {
+            x,
+            y,
+            aux: Default::default(),
+        }
     }
 
     pub fn rows(&self) -> usize {
         self.x.nrows()
+    }
+
+    /// A column of the kind's own (offset, weights...), if the analysis names one.
+    pub fn aux(&self, name: Option<&str>) -> Option<&[f64]> {
+        name.and_then(|n| self.aux.get(n)).map(Vec::as_slice)
     }
 }
 
@@ -231,6 +293,16 @@ pub struct Estimates {
     /// Log-likelihood at the estimate (OLS: Gaussian, as statsmodels' `llf`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loglik: Option<f64>,
+    /// GLM: the deviance, Pearson's chi², the scale (1 for binomial and Poisson, else Pearson's
+    /// chi² over df_resid) and the intercept-only model's deviance, as statsmodels' summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deviance: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pearson_chi2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_deviance: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub singular_values: Vec<f64>,
     /// s^2 / (n - 1) for each component.
@@ -299,6 +371,10 @@ impl Estimates {
             ("bic", self.bic),
             ("llr", self.llr),
             ("llr_pvalue", self.llr_pvalue),
+            ("deviance", self.deviance),
+            ("pearson_chi2", self.pearson_chi2),
+            ("scale", self.scale),
+            ("null_deviance", self.null_deviance),
         ]
         .into_iter()
         .find(|(_, v)| v.is_some_and(|v| !v.is_finite()))
@@ -451,6 +527,7 @@ pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
         Params::LogisticRegression(newton) => {
             Box::new(logreg::LogisticRegression::new(config.clone(), *newton))
         }
+        Params::Glm(g) => Box::new(glm::Glm::new(config.clone(), g.clone())),
         Params::Svd(p) => Box::new(svd::Svd::new(config.clone(), *p)),
         Params::External(spec) => Box::new(external::External::new(spec.clone())),
     }
@@ -514,6 +591,11 @@ impl Estimates {
     fn add_information_criteria(&mut self, llf: f64, k: f64, n: f64) {
         self.aic = Some(-2.0 * llf + 2.0 * k);
         self.bic = Some(-2.0 * llf + k * n.ln());
+    }
+
+    /// The 95% interval on the normal scale (statsmodels' GLM and Logit).
+    pub fn add_z_conf_int(&mut self) {
+        self.add_conf_int(z_quantile());
     }
 
     fn add_conf_int(&mut self, q: f64) {

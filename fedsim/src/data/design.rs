@@ -98,6 +98,10 @@ pub struct Design {
     /// With an intercept every categorical column drops its reference level; without one the
     /// first keeps all its levels (patsy's full-rank coding).
     pub intercept: bool,
+    /// Numeric columns the analysis reads beside the features and the target (a GLM's offset
+    /// and weights, a survival analysis' time and event): carried after the target, never terms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aux: Vec<String>,
 }
 
 impl Design {
@@ -130,7 +134,14 @@ impl Design {
                 .collect(),
             target,
             intercept,
+            aux: Vec::new(),
         }
+    }
+
+    /// The same design, also carrying the numeric columns `aux` (see [`Design::aux`]).
+    pub fn with_aux(mut self, aux: Vec<String>) -> Design {
+        self.aux = aux;
+        self
     }
 
     /// Every indicator column: (name, source column, level).
@@ -166,11 +177,12 @@ impl Design {
             .map(|(c, _)| c.clone())
             .chain(self.numeric.iter().cloned())
             .chain(self.target.iter().cloned())
+            .chain(self.aux.iter().cloned())
             .collect()
     }
 
-    /// The numeric table the algorithms compute on: the design's columns, then the target, for
-    /// the given (complete) rows.
+    /// The numeric table the algorithms compute on: the design's columns, then the target and
+    /// the auxiliary columns, for the given (complete) rows.
     pub fn encode(&self, frame: &Frame, rows: &[usize], path: &Path) -> Result<Table, DataError> {
         let no_column = |c: &str| DataError::NoColumn {
             path: path.to_path_buf(),
@@ -188,7 +200,7 @@ impl Design {
             );
             columns.push(name);
         }
-        for c in self.numeric.iter().chain(&self.target) {
+        for c in self.numeric.iter().chain(&self.target).chain(&self.aux) {
             data.push(frame.numbers(c, rows).ok_or_else(|| no_column(c))?);
             columns.push(c.clone());
         }

@@ -11,6 +11,8 @@ use super::{Locate, Scenario, ScenarioError};
 pub enum AlgorithmKind {
     LinearRegression,
     LogisticRegression,
+    /// A generalised linear model (family, link, offset, weights), by federated IRLS.
+    Glm,
     Svd,
     /// The user's own method, as three commands speaking JSON (see `algorithms::external`).
     External,
@@ -22,6 +24,7 @@ impl AlgorithmKind {
         match self {
             AlgorithmKind::LinearRegression => "linear_regression",
             AlgorithmKind::LogisticRegression => "logistic_regression",
+            AlgorithmKind::Glm => "glm",
             AlgorithmKind::Svd => "svd",
             AlgorithmKind::External => "external",
         }
@@ -54,6 +57,78 @@ impl SvdMethod {
     }
 }
 
+/// A GLM's error distribution (statsmodels' `families`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Gaussian,
+    Binomial,
+    Poisson,
+    Gamma,
+}
+
+/// A GLM's link function, named as statsmodels names it (snake case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    Identity,
+    Log,
+    Logit,
+    Probit,
+    Cloglog,
+    InversePower,
+    InverseSquared,
+    Sqrt,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Gaussian => "gaussian",
+            Family::Binomial => "binomial",
+            Family::Poisson => "poisson",
+            Family::Gamma => "gamma",
+        }
+    }
+
+    /// statsmodels' default link for the family.
+    pub fn default_link(self) -> Link {
+        match self {
+            Family::Gaussian => Link::Identity,
+            Family::Binomial => Link::Logit,
+            Family::Poisson => Link::Log,
+            Family::Gamma => Link::InversePower,
+        }
+    }
+
+    /// The links statsmodels accepts for the family (a GLM's mean must stay in the family's
+    /// range for some linear predictor).
+    pub fn links(self) -> &'static [Link] {
+        use Link::*;
+        match self {
+            Family::Gaussian => &[Identity, Log, InversePower],
+            Family::Binomial => &[Logit, Probit, Cloglog, Log, Identity],
+            Family::Poisson => &[Log, Identity, Sqrt],
+            Family::Gamma => &[InversePower, Log, Identity],
+        }
+    }
+}
+
+impl Link {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::Identity => "identity",
+            Link::Log => "log",
+            Link::Logit => "logit",
+            Link::Probit => "probit",
+            Link::Cloglog => "cloglog",
+            Link::InversePower => "inverse_power",
+            Link::InverseSquared => "inverse_squared",
+            Link::Sqrt => "sqrt",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlgorithmSpec {
@@ -67,6 +142,21 @@ pub struct AlgorithmSpec {
     /// logistic_regression: largest Newton step that counts as converged; svd: subspace change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tol: Option<f64>,
+    /// glm: "gaussian" | "binomial" | "poisson" | "gamma".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
+    /// glm: the link (default: the family's, as statsmodels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+    /// glm: a column added to the linear predictor with coefficient 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+    /// glm: a column whose log is the offset (e.g. person-years at risk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<String>,
+    /// glm: frequency weights, a column of counts (statsmodels' `freq_weights`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
     /// svd: number of components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
@@ -111,7 +201,12 @@ pub struct AlgorithmSpec {
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     use AlgorithmKind::*;
     let a = &s.algorithm;
-    let owners: [(&str, bool, &[AlgorithmKind]); 15] = [
+    let owners: [(&str, bool, &[AlgorithmKind]); 20] = [
+        ("family", a.family.is_some(), &[Glm]),
+        ("link", a.link.is_some(), &[Glm]),
+        ("offset", a.offset.is_some(), &[Glm]),
+        ("exposure", a.exposure.is_some(), &[Glm]),
+        ("weights", a.weights.is_some(), &[Glm]),
         ("workdir", a.workdir.is_some(), &[External]),
         ("local", a.local.is_some(), &[External]),
         ("aggregate", a.aggregate.is_some(), &[External]),
@@ -122,10 +217,14 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         (
             "intercept",
             a.intercept.is_some(),
-            &[LinearRegression, LogisticRegression],
+            &[LinearRegression, LogisticRegression, Glm],
         ),
-        ("max_iter", a.max_iter.is_some(), &[LogisticRegression, Svd]),
-        ("tol", a.tol.is_some(), &[LogisticRegression, Svd]),
+        (
+            "max_iter",
+            a.max_iter.is_some(),
+            &[LogisticRegression, Glm, Svd],
+        ),
+        ("tol", a.tol.is_some(), &[LogisticRegression, Glm, Svd]),
         ("k", a.k.is_some(), &[Svd]),
         ("center", a.center.is_some(), &[Svd]),
         ("scale", a.scale.is_some(), &[Svd]),
@@ -215,6 +314,9 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     if a.k == Some(0) {
         return Err(at("algorithm.k", "expected at least 1 component".into()));
     }
+    if a.kind == Glm {
+        validate_glm(a, at)?;
+    }
     if a.kind == Svd && a.k.is_none() {
         return Err(at(
             "algorithm",
@@ -225,6 +327,37 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         return Err(at(
             "algorithm.scale",
             "scale = true needs center = true (a z-score centres first)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A GLM names its family, a link that family takes, and at most one of offset and exposure.
+fn validate_glm(a: &AlgorithmSpec, at: &Locate) -> Result<(), ScenarioError> {
+    let Some(family) = a.family else {
+        return Err(at(
+            "algorithm",
+            "missing key `family`: a glm needs its family, one of gaussian, binomial, poisson, gamma".into(),
+        ));
+    };
+    if let Some(link) = a.link {
+        if !family.links().contains(&link) {
+            let names: Vec<&str> = family.links().iter().map(|l| l.as_str()).collect();
+            return Err(at(
+                "algorithm.link",
+                format!(
+                    "the {} family does not take the {} link; it takes {}",
+                    family.as_str(),
+                    link.as_str(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    if a.offset.is_some() && a.exposure.is_some() {
+        return Err(at(
+            "algorithm.exposure",
+            "give `offset` or `exposure`, not both (the exposure's log is the offset)".into(),
         ));
     }
     Ok(())
