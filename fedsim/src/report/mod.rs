@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use across::compare;
 
-use crate::algorithms::Estimates;
+use crate::algorithms::{Estimates, Params};
 use crate::compare::{Check, Comparison, Quantity};
 use crate::enrol::participants::DriveReport;
 use crate::logs::LogLine;
@@ -171,7 +171,7 @@ fn cell(check: Option<&Check>) -> String {
 fn comparison_table(
     c: &Comparison,
     svd: bool,
-    logit: bool,
+    iterated: Option<&str>,
     sides: Option<(&Estimates, &Estimates)>,
 ) -> String {
     if c.checks.iter().any(|k| k.quantity == Quantity::Value) {
@@ -205,7 +205,7 @@ fn comparison_table(
         }
         t.push_str("</table>");
     } else {
-        let (stat, p) = if logit {
+        let (stat, p) = if iterated.is_some() {
             ("z", "P&gt;|z|")
         } else {
             ("t", "P&gt;|t|")
@@ -233,32 +233,27 @@ fn comparison_table(
             );
         }
         t.push_str("</table>");
-        // The model's own numbers, under the table as in statsmodels' summary.
-        let rows: &[(Quantity, &str)] = if logit {
-            &[
-                (Quantity::DfResid, "Df Residuals"),
-                (Quantity::DfModel, "Df Model"),
-                (Quantity::PseudoR2, "Pseudo R-squ."),
-                (Quantity::Loglik, "Log-Likelihood"),
-                (Quantity::Llnull, "LL-Null"),
-                (Quantity::Llr, "LLR"),
-                (Quantity::LlrPvalue, "LLR p-value"),
-                (Quantity::Aic, "AIC"),
-                (Quantity::Bic, "BIC"),
-            ]
-        } else {
-            &[
-                (Quantity::DfResid, "Df Residuals"),
-                (Quantity::DfModel, "Df Model"),
-                (Quantity::R2, "R-squared"),
-                (Quantity::AdjR2, "Adj. R-squared"),
-                (Quantity::Fvalue, "F-statistic"),
-                (Quantity::FPvalue, "Prob (F-statistic)"),
-                (Quantity::Loglik, "Log-Likelihood"),
-                (Quantity::Aic, "AIC"),
-                (Quantity::Bic, "BIC"),
-            ]
-        };
+        // The model's own numbers, under the table as in statsmodels' summary (each kind has
+        // its own; those it has not are not checked, so not shown).
+        let rows: &[(Quantity, &str)] = &[
+            (Quantity::DfResid, "Df Residuals"),
+            (Quantity::DfModel, "Df Model"),
+            (Quantity::Dispersion, "Scale"),
+            (Quantity::R2, "R-squared"),
+            (Quantity::AdjR2, "Adj. R-squared"),
+            (Quantity::Fvalue, "F-statistic"),
+            (Quantity::FPvalue, "Prob (F-statistic)"),
+            (Quantity::PseudoR2, "Pseudo R-squ."),
+            (Quantity::Loglik, "Log-Likelihood"),
+            (Quantity::Llnull, "LL-Null"),
+            (Quantity::Llr, "LLR"),
+            (Quantity::LlrPvalue, "LLR p-value"),
+            (Quantity::Deviance, "Deviance"),
+            (Quantity::PearsonChi2, "Pearson chi2"),
+            (Quantity::NullDeviance, "Null deviance"),
+            (Quantity::Aic, "AIC"),
+            (Quantity::Bic, "BIC"),
+        ];
         t.push_str("<table id=\"fit\"><tr><th>model</th><th>federated (centralised · Δ)</th><th>verdict</th></tr>");
         // Counts are exact on both sides, or the comparison would not have been made.
         if let Some((fed, base)) = sides {
@@ -270,10 +265,10 @@ fn comparison_table(
                 base.n,
                 verdict(fed.n == base.n)
             );
-            if let (true, Some(i), Some(j)) = (logit, fed.iterations, base.iterations) {
+            if let (Some(how), Some(i), Some(j)) = (iterated, fed.iterations, base.iterations) {
                 let _ = write!(
                     t,
-                    "<tr><td>Iterations (Newton)</td><td data-q=\"iterations\" data-value=\"{i}\"><b>{i}</b><br><small>{j}</small></td><td class=\"note\">not judged</td></tr>"
+                    "<tr><td>Iterations ({how})</td><td data-q=\"iterations\" data-value=\"{i}\"><b>{i}</b><br><small>{j}</small></td><td class=\"note\">not judged</td></tr>"
                 );
             }
         }
@@ -295,7 +290,7 @@ fn comparison_table(
                 )
             };
             let ((fc, ft), (bc, bt)) = (words(fed), words(base));
-            if logit {
+            if iterated.is_some() {
                 let _ = write!(
                     t,
                     "<tr><td>converged</td><td data-q=\"converged\" data-text=\"{fc}\"><b>{fc}</b><br><small>{bc}</small></td><td>{}</td></tr>",
@@ -320,7 +315,7 @@ fn comparison_table(
         c.tolerance,
         verdict(c.passed)
     );
-    t.push_str("<p class=\"note\">Each cell: the federated value, and under it the centralised value and their difference divided by the scale the verdict uses. A coefficient (and a confidence bound) is judged on the larger of |centralised value| and its standard error; a standard error, singular value or explained variance on its own size; t on max(|t|, 1); P on P·max(t², 1); R² values absolutely; log-likelihoods, AIC, BIC, F and LLR on max(|value|, 1); the F test's P on P·max(Df Model·F/2, 1), the LLR test's on P·max(LLR/2, 1); degrees of freedom exactly; vectors by their angle.</p>");
+    t.push_str("<p class=\"note\">Each cell: the federated value, and under it the centralised value and their difference divided by the scale the verdict uses. A coefficient (and a confidence bound) is judged on the larger of |centralised value| and its standard error; a standard error, singular value or explained variance on its own size; t on max(|t|, 1); P on P·max(t², 1); R² values absolutely; log-likelihoods, AIC, BIC, F, LLR and a GLM's deviances and Pearson chi2 on max(|value|, 1), its scale on its own size; the F test's P on P·max(Df Model·F/2, 1), the LLR test's on P·max(LLR/2, 1); degrees of freedom exactly; vectors by their angle.</p>");
     t
 }
 
@@ -442,7 +437,11 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
         h.push_str(&comparison_table(
             c,
             s.algorithm == "svd",
-            s.algorithm == "logistic_regression",
+            match s.algorithm.as_str() {
+                "logistic_regression" => Some("Newton"),
+                "glm" => Some("IRLS"),
+                _ => None,
+            },
             sides,
         ));
     }
@@ -522,6 +521,7 @@ fn model_line(run: &RunView) -> Option<String> {
     let model = match s.algorithm.as_str() {
         "linear_regression" => "OLS",
         "logistic_regression" => "Logit",
+        "glm" => "GLM",
         "svd" => "PCA",
         _ => return None,
     };
@@ -549,7 +549,26 @@ fn model_line(run: &RunView) -> Option<String> {
     } else {
         format!("{others} terms, no intercept")
     };
-    Some(format!("{model}: {target} ~ {rhs}, {used}"))
+    let family = match run.plan.as_ref().map(|p| &p.algorithm.params) {
+        Some(Params::Glm(g)) => {
+            let mut words = vec![
+                g.family.as_str().to_string(),
+                format!("{} link", g.link.as_str()),
+            ];
+            for (what, column) in [
+                ("offset", &g.offset),
+                ("exposure", &g.exposure),
+                ("frequency weights", &g.weights),
+            ] {
+                if let Some(c) = column {
+                    words.push(format!("{what} {c}"));
+                }
+            }
+            format!(" ({})", words.join(", "))
+        }
+        _ => String::new(),
+    };
+    Some(format!("{model}{family}: {target} ~ {rhs}, {used}"))
 }
 
 /// An enum as the scenario spells it (its serde name).
