@@ -22,6 +22,14 @@ pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, 
     match &config.params {
         Params::LinearRegression => ols(config, data),
         Params::LogisticRegression(newton) => logit(config, newton, data),
+        Params::Glm(g) if g.family == crate::scenario::Family::NegativeBinomial => {
+            let poisson = crate::algorithms::glm::GlmParams {
+                family: crate::scenario::Family::Poisson,
+                ..g.clone()
+            };
+            let start = crate::algorithms::glm::pooled(config, &poisson, data, least_squares)?;
+            crate::algorithms::negbin::pooled(config, g, data, start)
+        }
         Params::Glm(g) => crate::algorithms::glm::pooled(config, g, data, least_squares),
         Params::Svd(p) => svd(config, p, data),
         Params::External(_) => Err(AlgoError::Protocol(

@@ -573,7 +573,9 @@ fn check_glm_values(
     let (fits, range): (fn(f64) -> bool, &str) = match family {
         Family::Gaussian => (|_| true, ""),
         Family::Binomial => (|v| v == 0.0 || v == 1.0, "a 0/1 target"),
-        Family::Poisson => (|v| v >= 0.0, "a target of counts, 0 or more"),
+        Family::Poisson | Family::NegativeBinomial => {
+            (|v| v >= 0.0, "a target of counts, 0 or more")
+        }
         Family::Gamma => (|v| v > 0.0, "a target above 0"),
     };
     let target_rule = format!("the {} family needs {range}", family.as_str());

@@ -192,15 +192,30 @@ impl Analysis {
             Params::Svd(p) => Some(p),
             _ => None,
         };
+        let negbin = matches!(&c.params, Params::Glm(g) if g.family == crate::scenario::Family::NegativeBinomial);
         Analysis {
             csv: plan.data_name.clone(),
-            kind: kind_name(c.kind()),
+            // statsmodels fits NB2 as a discrete model of its own.
+            kind: if negbin {
+                "negative_binomial"
+            } else {
+                kind_name(c.kind())
+            },
             target: c.target.clone(),
-            terms: c.terms(),
+            terms: if negbin {
+                [c.terms(), vec!["alpha".to_string()]].concat()
+            } else {
+                c.terms()
+            },
             k: svd.map(|p| p.k),
             center: svd.map(|p| p.center),
             scale: svd.map(|p| p.scale),
             options: match &c.params {
+                Params::Glm(g) if negbin => vec![
+                    ("offset", g.offset.clone()),
+                    ("exposure", g.exposure.clone()),
+                    ("weights", g.weights.clone()),
+                ],
                 Params::Glm(g) => vec![
                     ("family", Some(g.family.as_str().to_string())),
                     ("link", Some(g.link.as_str().to_string())),

@@ -222,3 +222,41 @@ fn a_glm_that_does_not_fit_its_data_is_refused_before_anything_starts() {
         );
     }
 }
+
+/// NB2 (statsmodels' discrete `NegativeBinomial`): alpha estimated with the coefficients, by
+/// federated Newton, under secure aggregation; every number of the row, alpha's included.
+#[test]
+fn negative_binomial_matches_statsmodels_with_alpha() {
+    let row = reference("randhie.csv", "negative_binomial");
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[scenario]\nname = \"nb\"\nseed = 5\n[data]\npath = \"{}\"\ntarget = \"mdvis\"\n[partition]\nkind = \"horizontal\"\nsites = 4\n[algorithm]\nkind = \"glm\"\nfamily = \"negative_binomial\"\n[federation]\nsecure_aggregation = true\n[compare]\ntolerance = 1e-8\nreference = \"{}\"\n",
+        test_data("randhie.csv").display(),
+        test_data("reference.jsonl").display()
+    );
+    let s = run_ok(tmp.path(), "nb", &text);
+    let reference = s
+        .reference
+        .as_ref()
+        .expect("held against the reference row");
+    assert!(reference.comparison.passed, "{}", pretty(reference));
+    let res = s.results.as_ref().unwrap();
+    assert_eq!(res.terms.last().map(String::as_str), Some("alpha"));
+    let want_se = floats(&row["se"]);
+    let d = coef_diff(&res.coef, &floats(&row["coef"]), &want_se);
+    assert!(d <= 1e-8, "coef (alpha included) off statsmodels by {d:e}");
+    assert!(max_rel(&res.se, &want_se) <= 1e-8);
+    for (field, got) in [
+        ("loglik", res.loglik),
+        ("llnull", res.llnull),
+        ("aic", res.aic),
+        ("bic", res.bic),
+    ] {
+        let want = row[field].as_f64().unwrap();
+        let got = got.unwrap();
+        assert!(
+            (got - want).abs() / want.abs() <= 1e-10,
+            "{field}: {got} against {want}"
+        );
+    }
+}

@@ -101,12 +101,14 @@ impl Link {
 /// Means of a binomial model kept inside (0, 1), as statsmodels clips them.
 const FLOAT_EPS: f64 = f64::EPSILON;
 
+/// The families' IRLS pieces. The negative binomial's own likelihood is in `negbin.rs`; here it
+/// is the Poisson model that starts its fit.
 impl Family {
     /// The mean kept inside the family's range.
     fn clean(self, mu: f64) -> f64 {
         match self {
             Family::Binomial => mu.clamp(FLOAT_EPS, 1.0 - FLOAT_EPS),
-            Family::Poisson | Family::Gamma => mu.max(1e-300),
+            Family::Poisson | Family::NegativeBinomial | Family::Gamma => mu.max(1e-300),
             Family::Gaussian => mu,
         }
     }
@@ -116,7 +118,7 @@ impl Family {
         match self {
             Family::Gaussian => 1.0,
             Family::Binomial => mu * (1.0 - mu),
-            Family::Poisson => mu,
+            Family::Poisson | Family::NegativeBinomial => mu,
             Family::Gamma => mu * mu,
         }
     }
@@ -128,7 +130,7 @@ impl Family {
         match self {
             Family::Gaussian => (y - mu).powi(2),
             Family::Binomial => 2.0 * (xlogy(y, mu) + xlogy(1.0 - y, 1.0 - mu)),
-            Family::Poisson => 2.0 * (xlogy(y, mu) - (y - mu)),
+            Family::Poisson | Family::NegativeBinomial => 2.0 * (xlogy(y, mu) - (y - mu)),
             Family::Gamma => 2.0 * ((y - mu) / mu - (y / mu).ln()),
         }
     }
@@ -147,7 +149,9 @@ impl Family {
         match self {
             Family::Gaussian => [(y - mu).powi(2), 0.0, 0.0],
             Family::Binomial => [y * mu.ln() + (1.0 - y) * (1.0 - mu).ln(), 0.0, 0.0],
-            Family::Poisson => [y * mu.ln() - mu - libm::lgamma(y + 1.0), 0.0, 0.0],
+            Family::Poisson | Family::NegativeBinomial => {
+                [y * mu.ln() - mu - libm::lgamma(y + 1.0), 0.0, 0.0]
+            }
             Family::Gamma => [y.ln(), mu.ln(), y / mu],
         }
     }
@@ -158,7 +162,7 @@ impl Family {
             Family::Gaussian => {
                 -parts[0] / (2.0 * scale) - n / 2.0 * (2.0 * std::f64::consts::PI * scale).ln()
             }
-            Family::Binomial | Family::Poisson => parts[0],
+            Family::Binomial | Family::Poisson | Family::NegativeBinomial => parts[0],
             Family::Gamma => {
                 let ws = 1.0 / scale;
                 n * ws * ws.ln() + ws * (parts[0] - parts[1])
@@ -171,7 +175,10 @@ impl Family {
 
     /// Binomial and Poisson have scale 1; the others estimate it.
     fn fixed_scale(self) -> bool {
-        matches!(self, Family::Binomial | Family::Poisson)
+        matches!(
+            self,
+            Family::Binomial | Family::Poisson | Family::NegativeBinomial
+        )
     }
 }
 
@@ -217,15 +224,15 @@ pub struct Sums {
 }
 
 /// The columns a GLM reads at a site, checked.
-struct Rows<'a> {
+pub(crate) struct Rows<'a> {
     x: &'a Mat<f64>,
-    y: &'a [f64],
+    pub y: &'a [f64],
     offset: Option<Vec<f64>>,
     weights: Option<&'a [f64]>,
 }
 
 impl<'a> Rows<'a> {
-    fn of(data: &'a LocalData, p: &GlmParams) -> Result<Rows<'a>, AlgoError> {
+    pub fn of(data: &'a LocalData, p: &GlmParams) -> Result<Rows<'a>, AlgoError> {
         let y = data
             .y
             .as_deref()
@@ -252,12 +259,16 @@ impl<'a> Rows<'a> {
         })
     }
 
-    fn weight(&self, i: usize) -> f64 {
+    pub fn weight(&self, i: usize) -> f64 {
         self.weights.map_or(1.0, |w| w[i])
     }
 
-    fn offset(&self, i: usize) -> f64 {
+    pub fn offset(&self, i: usize) -> f64 {
         self.offset.as_ref().map_or(0.0, |o| o[i])
+    }
+
+    pub fn has_offset(&self) -> bool {
+        self.offset.is_some()
     }
 }
 
@@ -344,6 +355,8 @@ pub struct Glm {
     /// IRLS steps in the current model, for the iteration limit.
     taken: usize,
     null_deviance: f64,
+    /// The intercept-only model's constant, once fitted.
+    null_const: Option<f64>,
 }
 
 impl Glm {
@@ -359,7 +372,18 @@ impl Glm {
             steps: Vec::new(),
             taken: 0,
             null_deviance: 0.0,
+            null_const: None,
         }
+    }
+
+    /// The target's weighted mean (after the first round).
+    pub fn mean(&self) -> f64 {
+        self.ybar
+    }
+
+    /// The intercept-only model's constant (after the null fit).
+    pub fn null_const(&self) -> Option<f64> {
+        self.null_const
     }
 
     fn terms(&self) -> Vec<String> {
@@ -419,6 +443,7 @@ impl Glm {
         }
         if self.model == Model::Null {
             self.null_deviance = s.deviance;
+            self.null_const = next.first().copied();
             self.model = Model::Full;
             self.beta = None;
             self.taken = 0;
@@ -644,6 +669,7 @@ pub fn pooled(
                     steps: vec![0.0; iteration],
                     taken: iteration,
                     null_deviance,
+                    null_const: None,
                 };
                 let (deviance, pearson, loglik) = stats;
                 return Ok(glm.estimates(

@@ -6,6 +6,7 @@ pub mod external;
 pub mod glm;
 pub mod linreg;
 pub mod logreg;
+pub mod negbin;
 pub mod svd;
 
 use faer::Mat;
@@ -526,6 +527,9 @@ pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
         Params::LinearRegression => Box::new(linreg::LinearRegression::new(config.clone())),
         Params::LogisticRegression(newton) => {
             Box::new(logreg::LogisticRegression::new(config.clone(), *newton))
+        }
+        Params::Glm(g) if g.family == crate::scenario::Family::NegativeBinomial => {
+            Box::new(negbin::NegativeBinomial::new(config.clone(), g.clone()))
         }
         Params::Glm(g) => Box::new(glm::Glm::new(config.clone(), g.clone())),
         Params::Svd(p) => Box::new(svd::Svd::new(config.clone(), *p)),

@@ -65,6 +65,8 @@ pub enum Family {
     Binomial,
     Poisson,
     Gamma,
+    /// NB2, with its dispersion alpha estimated (statsmodels' discrete `NegativeBinomial`).
+    NegativeBinomial,
 }
 
 /// A GLM's link function, named as statsmodels names it (snake case).
@@ -88,6 +90,7 @@ impl Family {
             Family::Binomial => "binomial",
             Family::Poisson => "poisson",
             Family::Gamma => "gamma",
+            Family::NegativeBinomial => "negative_binomial",
         }
     }
 
@@ -96,7 +99,7 @@ impl Family {
         match self {
             Family::Gaussian => Link::Identity,
             Family::Binomial => Link::Logit,
-            Family::Poisson => Link::Log,
+            Family::Poisson | Family::NegativeBinomial => Link::Log,
             Family::Gamma => Link::InversePower,
         }
     }
@@ -110,6 +113,7 @@ impl Family {
             Family::Binomial => &[Logit, Probit, Cloglog, Log, Identity],
             Family::Poisson => &[Log, Identity, Sqrt],
             Family::Gamma => &[InversePower, Log, Identity],
+            Family::NegativeBinomial => &[Log],
         }
     }
 }
@@ -142,7 +146,7 @@ pub struct AlgorithmSpec {
     /// logistic_regression: largest Newton step that counts as converged; svd: subspace change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tol: Option<f64>,
-    /// glm: "gaussian" | "binomial" | "poisson" | "gamma".
+    /// glm: "gaussian" | "binomial" | "poisson" | "gamma" | "negative_binomial".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<Family>,
     /// glm: the link (default: the family's, as statsmodels).
@@ -337,7 +341,7 @@ fn validate_glm(a: &AlgorithmSpec, at: &Locate) -> Result<(), ScenarioError> {
     let Some(family) = a.family else {
         return Err(at(
             "algorithm",
-            "missing key `family`: a glm needs its family, one of gaussian, binomial, poisson, gamma".into(),
+            "missing key `family`: a glm needs its family, one of gaussian, binomial, poisson, gamma, negative_binomial".into(),
         ));
     };
     if let Some(link) = a.link {
