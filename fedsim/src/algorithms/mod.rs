@@ -570,10 +570,9 @@ pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
         Params::Glm(g) => Box::new(glm::Glm::new(config.clone(), g.clone())),
         Params::Svd(p) => Box::new(svd::Svd::new(config.clone(), *p)),
         Params::External(spec) => Box::new(external::External::new(spec.clone())),
-        Params::KaplanMeier(k) => Box::new(kaplan_meier::KaplanMeier::new(
-            config.clone(),
-            k.clone(),
-        )),
+        Params::KaplanMeier(k) => {
+            Box::new(kaplan_meier::KaplanMeier::new(config.clone(), k.clone()))
+        }
     }
 }
 

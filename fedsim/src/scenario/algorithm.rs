@@ -35,9 +35,7 @@ impl AlgorithmKind {
     pub fn needs_target(self) -> bool {
         !matches!(
             self,
-            AlgorithmKind::Svd
-                | AlgorithmKind::External
-                | AlgorithmKind::KaplanMeier
+            AlgorithmKind::Svd | AlgorithmKind::External | AlgorithmKind::KaplanMeier
         )
     }
     /// Survival analyses read a time and an event column instead of a target.
@@ -395,7 +393,11 @@ fn validate_glm(a: &AlgorithmSpec, at: &Locate) -> Result<(), ScenarioError> {
 fn validate_survival(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     let a = &s.algorithm;
     for (key, value, what) in [
-        ("time", &a.time, "the column of follow-up times, e.g. time = \"time\""),
+        (
+            "time",
+            &a.time,
+            "the column of follow-up times, e.g. time = \"time\"",
+        ),
         (
             "event",
             &a.event,
