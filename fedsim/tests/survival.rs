@@ -181,7 +181,7 @@ fn awkward_sites(dir: &Path) -> String {
     for (n, f) in names.iter().zip(&files) {
         std::fs::write(dir.join(n), f).unwrap();
     }
-    format!("files = [\"a.csv\", \"b.csv\", \"c.csv\"]")
+    "files = [\"a.csv\", \"b.csv\", \"c.csv\"]".to_string()
 }
 
 #[test]

@@ -237,12 +237,14 @@ pub fn logrank(groups: &[Counts]) -> Result<(f64, usize), AlgoError> {
                     .into(),
             ));
         }
-        for r in 0..m {
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != col {
-                let f = a[r][col] / a[col][col];
-                for c in col..=m {
-                    a[r][c] -= f * a[col][c];
-                }
+                let f = row[col] / pivot_row[col];
+                row.iter_mut()
+                    .zip(&pivot_row)
+                    .skip(col)
+                    .for_each(|(x, p)| *x -= f * p);
             }
         }
     }
