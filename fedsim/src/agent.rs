@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::algorithms::{self, external, LocalData};
 use crate::auth;
 use crate::bundle::env::SiteEnv;
-use crate::data::design::{self, Levels};
+use crate::data::design::Levels;
 use crate::data::frame::{Frame, ReadOptions};
 use crate::federation::frame::{Channel, FrameError, Sender};
 use crate::federation::{secagg, Message};
@@ -277,7 +277,7 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         let used = config.used_columns();
         let rows = frame.complete_rows(&used);
-        let levels = design::levels_of(&frame, &config.categorical, &rows);
+        let levels = config.site_levels(&frame, &rows);
         Ok((frame, rows, levels))
     }
 
@@ -311,7 +311,7 @@ impl Worker {
         }
         let mut inbox = inbox.into_iter();
         // With categorical columns, every site codes its rows with the levels of all sites.
-        let levels = if self.config.categorical.is_empty() {
+        let levels = if !self.config.agrees_levels() {
             levels
         } else {
             match inbox.next() {

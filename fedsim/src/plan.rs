@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::algorithms::external::ExternalSpec;
 use crate::algorithms::glm::GlmParams;
+use crate::algorithms::kaplan_meier::KmParams;
 use crate::algorithms::{AlgorithmConfig, LocalData, Newton, Params, SvdParams};
 use crate::data::design::{self, Design};
 use crate::data::frame::{Cells, Frame, ReadOptions};
@@ -170,6 +171,9 @@ fn aux_keys(s: &Scenario) -> Vec<(&'static str, &String)> {
         ("offset", &a.offset),
         ("exposure", &a.exposure),
         ("weights", &a.weights),
+        ("time", &a.time),
+        ("event", &a.event),
+        ("group", &a.group),
     ]
     .into_iter()
     .filter_map(|(k, c)| c.as_ref().map(|c| (k, c)))
@@ -408,6 +412,8 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
         }
     }
     let features: Vec<String> = match &s.data.features {
+        // A survival curve has no covariates.
+        _ if s.algorithm.kind == AlgorithmKind::KaplanMeier => Vec::new(),
         Some(f) => f.clone(),
         None => all
             .iter()
@@ -419,7 +425,7 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
             .cloned()
             .collect(),
     };
-    if features.is_empty() {
+    if features.is_empty() && s.algorithm.kind != AlgorithmKind::KaplanMeier {
         return Err(PlanError::NoFeatures {
             path: path.clone(),
             available: all.join(", "),
@@ -533,6 +539,9 @@ fn check_target(
     if a.kind == AlgorithmKind::Glm {
         check_glm_values(s, sources, file_rows, frame, complete)?;
     }
+    if a.kind.is_survival() {
+        check_survival_values(s, sources, file_rows, frame, complete)?;
+    }
     let binomial = a.kind == AlgorithmKind::Glm && a.family == Some(Family::Binomial);
     if a.kind != AlgorithmKind::LogisticRegression && !binomial {
         return Ok(());
@@ -604,6 +613,46 @@ fn check_glm_values(
                 line: row + 2,
                 value: values[i],
                 expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A survival analysis's times are 0 or more and its events 0 or 1 (and its group codes
+/// numbers, checked with every numeric column); the first offending cell is named in its file.
+fn check_survival_values(
+    s: &Scenario,
+    sources: &[(PathBuf, Frame)],
+    file_rows: &[usize],
+    frame: &Frame,
+    complete: &[usize],
+) -> Result<(), PlanError> {
+    let a = &s.algorithm;
+    type Rule<'a> = (Option<&'a String>, fn(f64) -> bool, &'static str);
+    let rules: [Rule; 2] = [
+        (
+            a.time.as_ref(),
+            |v| v >= 0.0,
+            "a follow-up time must be 0 or more",
+        ),
+        (
+            a.event.as_ref(),
+            |v| v == 0.0 || v == 1.0,
+            "an event indicator must be 1 (event) or 0 (censored)",
+        ),
+    ];
+    for (column, fits, expected) in rules {
+        let Some(column) = column else { continue };
+        let values = frame.numbers(column, complete).unwrap_or_default();
+        if let Some(i) = values.iter().position(|v| !fits(*v)) {
+            let (file, row) = locate_row(sources, file_rows, complete[i]);
+            return Err(PlanError::Value {
+                path: file,
+                column: column.clone(),
+                line: row + 2,
+                value: values[i],
+                expected: expected.into(),
             });
         }
     }
@@ -705,7 +754,7 @@ fn analysis(
         params: params(s)?,
         features: c.features,
         target: s.data.target.clone(),
-        intercept: a.intercept.unwrap_or(true) && !svd,
+        intercept: a.intercept.unwrap_or(true) && !svd && !a.kind.is_survival(),
         vertical: s.partition.kind == PartitionKind::Vertical,
         seed: s.scenario.seed,
         categorical: c.categorical,
@@ -778,6 +827,12 @@ fn params(s: &Scenario) -> Result<Params, PlanError> {
             tol: a.tol.unwrap_or(1e-10),
         }),
         AlgorithmKind::External => Params::External(external_spec(s)?),
+        AlgorithmKind::KaplanMeier => Params::KaplanMeier(KmParams {
+            time: a.time.clone().unwrap_or_default(),
+            event: a.event.clone().unwrap_or_default(),
+            group: a.group.clone(),
+            curves: Vec::new(),
+        }),
     })
 }
 

@@ -128,14 +128,76 @@ pub struct ReferenceRow {
     /// pca: whether columns were z-scored; glm: the estimated scale.
     #[serde(default)]
     pub scale: Option<ScaleField>,
+    /// Survival analyses: the time and event columns; kaplan_meier's group column, its curves
+    /// and log-rank test, and the interval's kind ("log-log").
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub conf_type: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<KmGroup>,
+    #[serde(default)]
+    pub logrank: Option<Logrank>,
     /// What computed the row (e.g. "statsmodels 0.15.0 OLS"), for provenance.
     #[serde(default)]
     pub by: Option<String>,
 }
 
+/// One Kaplan-Meier curve of a reference row (statsmodels' `SurvfuncRight`; nulls where a
+/// value is undefined).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KmGroup {
+    pub group: Option<f64>,
+    pub n: f64,
+    pub time: Vec<f64>,
+    pub surv: Vec<f64>,
+    pub surv_se: Vec<Option<f64>>,
+    pub n_risk: Vec<f64>,
+    pub n_events: Vec<f64>,
+    pub median: Option<f64>,
+    pub conf_low: Vec<Option<f64>>,
+    pub conf_high: Vec<Option<f64>>,
+}
+
+/// statsmodels' `survdiff`: chi², its degrees of freedom, P as 1 - cdf and as scipy's sf.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Logrank {
+    pub chi2: f64,
+    pub df: usize,
+    pub p: f64,
+    pub p_sf: f64,
+}
+
 impl ReferenceRow {
     pub fn estimates(&self) -> Estimates {
+        let mut named = std::collections::BTreeMap::new();
+        for g in &self.groups {
+            let curve = crate::algorithms::survival::Curve {
+                n: g.n,
+                time: g.time.clone(),
+                surv: g.surv.clone(),
+                surv_se: g.surv_se.clone(),
+                conf_low: g.conf_low.clone(),
+                conf_high: g.conf_high.clone(),
+                n_risk: g.n_risk.clone(),
+                n_events: g.n_events.clone(),
+                median: g.median,
+            };
+            curve.add_named(&mut named, self.group.as_deref().zip(g.group));
+        }
+        if let Some(l) = &self.logrank {
+            named.insert("logrank_chi2".into(), serde_json::json!(l.chi2));
+            named.insert("logrank_df".into(), serde_json::json!(l.df));
+            named.insert("logrank_p".into(), serde_json::json!(l.p_sf));
+        }
         Estimates {
+            named,
             n: self.n,
             terms: self.terms.clone(),
             coef: self.coef.clone(),
@@ -223,6 +285,11 @@ impl Analysis {
                     ("exposure", g.exposure.clone()),
                     ("weights", g.weights.clone()),
                 ],
+                Params::KaplanMeier(k) => vec![
+                    ("time", Some(k.time.clone())),
+                    ("event", Some(k.event.clone())),
+                    ("group", k.group.clone()),
+                ],
                 _ => Vec::new(),
             },
         }
@@ -278,6 +345,9 @@ impl Analysis {
                 "link" => &row.link,
                 "offset" => &row.offset,
                 "exposure" => &row.exposure,
+                "time" => &row.time,
+                "event" => &row.event,
+                "group" => &row.group,
                 _ => &row.weights,
             };
             if theirs != ours {
@@ -305,6 +375,7 @@ pub fn kind_name(kind: AlgorithmKind) -> &'static str {
         AlgorithmKind::Glm => "glm",
         AlgorithmKind::Svd => "pca",
         AlgorithmKind::External => "external",
+        AlgorithmKind::KaplanMeier => "kaplan_meier",
     }
 }
 

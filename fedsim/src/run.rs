@@ -652,6 +652,14 @@ impl<'a> Run<'a> {
                 site: Some(site.clone()),
             })
             .collect();
+        if self.plan.config.params.survival_columns().is_some() {
+            // The union of event times is agreed in clear (see algorithms::survival).
+            warnings.push(Warning {
+                kind: "disclosure".into(),
+                message: "each site sent the coordinator its distinct event times (per group) in clear before round 1, outside any secure aggregation: the risk sets are counted at them; everything after that is sums".into(),
+                site: None,
+            });
+        }
         if self.scenario.federation.secure_aggregation {
             // What the verdict must be read with: the sum's resolution.
             warnings.push(Warning {

@@ -4,9 +4,11 @@
 
 pub mod external;
 pub mod glm;
+pub mod kaplan_meier;
 pub mod linreg;
 pub mod logreg;
 pub mod negbin;
+pub mod survival;
 pub mod svd;
 
 use faer::Mat;
@@ -54,6 +56,8 @@ pub enum Params {
     Svd(SvdParams),
     /// The user's own method: its commands and files.
     External(external::ExternalSpec),
+    /// Kaplan-Meier curves per group, and the log-rank test.
+    KaplanMeier(kaplan_meier::KmParams),
 }
 
 impl Params {
@@ -62,8 +66,26 @@ impl Params {
     pub fn aux_columns(&self) -> Vec<String> {
         match self {
             Params::Glm(g) => g.columns(),
+            Params::KaplanMeier(k) => k.columns(),
             _ => Vec::new(),
         }
+    }
+
+    /// A survival analysis's time, event and group (or stratum) columns.
+    pub fn survival_columns(&self) -> Option<(&str, &str, Option<&str>)> {
+        match self {
+            Params::KaplanMeier(k) => Some((&k.time, &k.event, k.group.as_deref())),
+            _ => None,
+        }
+    }
+
+    /// The same options with the agreed event times (survival analyses; others unchanged).
+    fn with_timelines(&self, levels: &Levels) -> Params {
+        let mut p = self.clone();
+        if let Params::KaplanMeier(k) = &mut p {
+            k.curves = survival::timelines(levels);
+        }
+        p
     }
 }
 
@@ -111,6 +133,7 @@ impl AlgorithmConfig {
             Params::Glm(_) => AlgorithmKind::Glm,
             Params::Svd(_) => AlgorithmKind::Svd,
             Params::External(_) => AlgorithmKind::External,
+            Params::KaplanMeier(_) => AlgorithmKind::KaplanMeier,
         }
     }
 
@@ -156,9 +179,26 @@ impl AlgorithmConfig {
             .collect()
     }
 
+    /// Whether the sites' levels are agreed before round 1: those of categorical columns, and
+    /// a survival analysis's event times (see [`survival`]).
+    pub fn agrees_levels(&self) -> bool {
+        !self.categorical.is_empty() || self.params.survival_columns().is_some()
+    }
+
+    /// What a site reports in `Ready`: the levels of its categorical columns among `rows`, and
+    /// for a survival analysis its event times.
+    pub fn site_levels(&self, frame: &crate::data::frame::Frame, rows: &[usize]) -> Levels {
+        let mut levels = crate::data::design::levels_of(frame, &self.categorical, rows);
+        if let Some((time, event, group)) = self.params.survival_columns() {
+            levels.extend(survival::site_levels(frame, rows, time, event, group));
+        }
+        levels
+    }
+
     /// The analysis on the design's columns: what the algorithms compute on.
     pub fn with_levels(&self, levels: &Levels) -> AlgorithmConfig {
         let mut c = self.clone();
+        c.params = self.params.with_timelines(levels);
         c.features = self.design(levels).columns();
         c.categorical.clear();
         c
@@ -534,6 +574,9 @@ pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
         Params::Glm(g) => Box::new(glm::Glm::new(config.clone(), g.clone())),
         Params::Svd(p) => Box::new(svd::Svd::new(config.clone(), *p)),
         Params::External(spec) => Box::new(external::External::new(spec.clone())),
+        Params::KaplanMeier(k) => {
+            Box::new(kaplan_meier::KaplanMeier::new(config.clone(), k.clone()))
+        }
     }
 }
 

@@ -830,7 +830,7 @@ fn drive(
             }
         }
     }
-    if first == 0 && !config.categorical.is_empty() {
+    if first == 0 && config.agrees_levels() {
         agree_on_levels(channels, joined, agreed)?;
     }
     // The analysis on the design's columns (the levels stay those agreed in round 0, also
@@ -967,9 +967,19 @@ fn agree_on_levels(
 ) -> Result<(), FedError> {
     let each: Vec<Levels> = joined.iter().map(|j| j.levels.clone()).collect();
     let levels = design::union(&each);
+    // Event times (survival analyses) are disclosed whoever holds them, and are no indicator
+    // columns: only categorical levels are warned about.
     let named: Vec<(String, Levels)> = joined
         .iter()
-        .map(|j| (j.name.clone(), j.levels.clone()))
+        .map(|j| {
+            let categorical = j
+                .levels
+                .iter()
+                .filter(|(c, _)| !algorithms::survival::is_event_times(c))
+                .cloned()
+                .collect();
+            (j.name.clone(), categorical)
+        })
         .collect();
     agreed.lonely = design::single_site_levels(&named);
     for (column, level, site) in &agreed.lonely {

@@ -16,6 +16,8 @@ pub enum AlgorithmKind {
     Svd,
     /// The user's own method, as three commands speaking JSON (see `algorithms::external`).
     External,
+    /// Kaplan-Meier survival curves (per group) and the log-rank test.
+    KaplanMeier,
 }
 
 impl AlgorithmKind {
@@ -27,10 +29,18 @@ impl AlgorithmKind {
             AlgorithmKind::Glm => "glm",
             AlgorithmKind::Svd => "svd",
             AlgorithmKind::External => "external",
+            AlgorithmKind::KaplanMeier => "kaplan_meier",
         }
     }
     pub fn needs_target(self) -> bool {
-        !matches!(self, AlgorithmKind::Svd | AlgorithmKind::External)
+        !matches!(
+            self,
+            AlgorithmKind::Svd | AlgorithmKind::External | AlgorithmKind::KaplanMeier
+        )
+    }
+    /// Survival analyses read a time and an event column instead of a target.
+    pub fn is_survival(self) -> bool {
+        matches!(self, AlgorithmKind::KaplanMeier)
     }
 }
 
@@ -161,6 +171,15 @@ pub struct AlgorithmSpec {
     /// glm: frequency weights, a column of counts (statsmodels' `freq_weights`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
+    /// kaplan_meier: the column of follow-up times (0 or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// kaplan_meier: the column saying whether the time is an event (1) or censored (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// kaplan_meier: a numeric column of group codes: one curve per group and the log-rank test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// svd: number of components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
@@ -205,7 +224,10 @@ pub struct AlgorithmSpec {
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     use AlgorithmKind::*;
     let a = &s.algorithm;
-    let owners: [(&str, bool, &[AlgorithmKind]); 20] = [
+    let owners: [(&str, bool, &[AlgorithmKind]); 23] = [
+        ("time", a.time.is_some(), &[KaplanMeier]),
+        ("event", a.event.is_some(), &[KaplanMeier]),
+        ("group", a.group.is_some(), &[KaplanMeier]),
         ("family", a.family.is_some(), &[Glm]),
         ("link", a.link.is_some(), &[Glm]),
         ("offset", a.offset.is_some(), &[Glm]),
@@ -321,6 +343,9 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     if a.kind == Glm {
         validate_glm(a, at)?;
     }
+    if a.kind.is_survival() {
+        validate_survival(s, at)?;
+    }
     if a.kind == Svd && a.k.is_none() {
         return Err(at(
             "algorithm",
@@ -362,6 +387,48 @@ fn validate_glm(a: &AlgorithmSpec, at: &Locate) -> Result<(), ScenarioError> {
         return Err(at(
             "algorithm.exposure",
             "give `offset` or `exposure`, not both (the exposure's log is the offset)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A survival analysis names its time and event columns, runs on row blocks, and a
+/// Kaplan-Meier curve has no features.
+fn validate_survival(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let a = &s.algorithm;
+    for (key, value, what) in [
+        (
+            "time",
+            &a.time,
+            "the column of follow-up times, e.g. time = \"time\"",
+        ),
+        (
+            "event",
+            &a.event,
+            "the column of event indicators (1 event, 0 censored), e.g. event = \"status\"",
+        ),
+    ] {
+        if value.is_none() {
+            return Err(at(
+                "algorithm",
+                format!("missing key `{key}`: {} needs {what}", a.kind.as_str()),
+            ));
+        }
+    }
+    if s.partition.kind == super::PartitionKind::Vertical {
+        return Err(at(
+            "partition.kind",
+            format!(
+                "{} needs each site to hold whole rows: use a horizontal partition",
+                a.kind.as_str()
+            ),
+        ));
+    }
+    if a.kind == AlgorithmKind::KaplanMeier && s.data.features.is_some() {
+        return Err(at(
+            "data.features",
+            "kaplan_meier takes no features: it reads `time`, `event` and an optional `group`"
+                .into(),
         ));
     }
     Ok(())
