@@ -26,6 +26,8 @@ pub enum Workload {
     Ols,
     /// Logistic regression of a 0/1 y on 2 features (the workload of `bench/flower_logreg.py`).
     Logistic,
+    /// A GLM by IRLS: binomial with the (non-canonical) cloglog link, on the logistic data.
+    Glm,
     /// The external protocol's cost: the moments example (`algorithms/examples/moments.py`, two
     /// rounds) on the same data, with the built-in OLS run in the same command for comparison.
     External,
@@ -50,7 +52,7 @@ impl Workload {
                 "linear_regression",
                 format!("kind = \"linear\", rows = {rows}, cols = 10, noise = 1.0"),
             ),
-            Workload::Logistic => (
+            Workload::Logistic | Workload::Glm => (
                 "logistic_regression",
                 format!("kind = \"logistic\", rows = {rows}, cols = 2"),
             ),
@@ -62,6 +64,7 @@ impl Workload {
                  pooled = [\"python3\", \"moments.py\", \"pooled\"]\n\
                  files = [\"moments.py\", \"fedsim_protocol.py\"]\n"
                 .to_string(),
+            Workload::Glm => "kind = \"glm\"\nfamily = \"binomial\"\nlink = \"cloglog\"\n".into(),
             _ => format!("kind = \"{kind}\"\n"),
         };
         let (name, target) = match self {
@@ -98,6 +101,10 @@ pub struct SitesCase {
     pub controller_peak_rss_mib: f64,
     /// The largest peak RSS an agent reported (its own VmHWM).
     pub largest_site_peak_rss_mib: f64,
+    /// The centralised fit on the pooled rows (the baseline phase), and a mean round over it:
+    /// what one federated round costs against fitting the pooled data outright.
+    pub centralised_secs: f64,
+    pub round_to_centralised: f64,
     /// Workload "external": the built-in OLS's mean round on the same data and sites, run in
     /// the same command, and the external mean round over it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -200,19 +207,23 @@ fn one(
         .map(|r| r.wall_secs)
         .collect();
     let federate = m.phase_secs("federate").unwrap_or(0.0);
+    let centralised = m.phase_secs("baseline").unwrap_or(0.0);
+    let mean_round = rounds.iter().sum::<f64>() / rounds.len().max(1) as f64;
     Ok(SitesCase {
         sites: n,
         status: outcome.summary.status.to_string(),
         run_secs,
         enrol_secs: federate - rounds.iter().sum::<f64>(),
         rounds: rounds.len(),
-        mean_round_secs: rounds.iter().sum::<f64>() / rounds.len().max(1) as f64,
+        mean_round_secs: mean_round,
         max_round_secs: rounds.iter().copied().fold(0.0, f64::max),
         total_pss_mib: total as f64 / MIB,
         controller_pss_mib: controller as f64 / MIB,
         controller_peak_rss_mib: m.controller_peak_rss_kib as f64 / MIB,
         largest_site_peak_rss_mib: m.sites_peak_rss_kib.values().copied().max().unwrap_or(0) as f64
             / MIB,
+        centralised_secs: centralised,
+        round_to_centralised: mean_round / centralised.max(1e-9),
         builtin_mean_round_secs: None,
         round_ratio_to_builtin: None,
     })
@@ -264,7 +275,7 @@ pub fn run(
 /// The report as a table for people.
 pub fn table(r: &SitesReport) -> String {
     let mut s = format!(
-        "{:>6} {:>10} {:>9} {:>9} {:>7} {:>11} {:>10} {:>12} {:>13} {:>11}\n",
+        "{:>6} {:>10} {:>9} {:>9} {:>7} {:>11} {:>10} {:>9} {:>9} {:>12} {:>13} {:>11}\n",
         "sites",
         "status",
         "run s",
@@ -272,6 +283,8 @@ pub fn table(r: &SitesReport) -> String {
         "rounds",
         "mean rnd s",
         "max rnd s",
+        "pooled s",
+        "rnd/pool",
         "total MiB",
         "controller MiB",
         "site MiB"
@@ -284,7 +297,7 @@ pub fn table(r: &SitesReport) -> String {
             ));
         }
         s.push_str(&format!(
-            "{:>6} {:>10} {:>9.2} {:>9.2} {:>7} {:>11.3} {:>10.3} {:>12.0} {:>13.0} {:>11.1}\n",
+            "{:>6} {:>10} {:>9.2} {:>9.2} {:>7} {:>11.3} {:>10.3} {:>9.4} {:>9.3} {:>12.0} {:>13.0} {:>11.1}\n",
             c.sites,
             c.status,
             c.run_secs,
@@ -292,6 +305,8 @@ pub fn table(r: &SitesReport) -> String {
             c.rounds,
             c.mean_round_secs,
             c.max_round_secs,
+            c.centralised_secs,
+            c.round_to_centralised,
             c.total_pss_mib,
             c.controller_pss_mib,
             c.largest_site_peak_rss_mib
