@@ -814,7 +814,7 @@ fn params(s: &Scenario) -> Result<Params, PlanError> {
                 exposure: a.exposure.clone(),
                 weights: a.weights.clone(),
                 max_iter: a.max_iter.unwrap_or(100),
-                tol: a.tol.unwrap_or(1e-10),
+                tol: a.tol.unwrap_or(1e-12),
             })
         }
         AlgorithmKind::Svd => Params::Svd(SvdParams {
