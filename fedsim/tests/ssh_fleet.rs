@@ -835,3 +835,64 @@ fn a_remote_agent_whose_controller_is_killed_exits_non_zero_and_says_why() {
         assert!(said.contains("without ending the run"), "site-{i}: {said}");
     }
 }
+
+/// Issue 23: the clinical analyses on SSH sites, each held against its statsmodels row: a
+/// Poisson GLM with an exposure, NB2 (its dispersion estimated), and Kaplan-Meier curves by
+/// group with the log-rank test, whose event times are agreed across the hosts.
+#[test]
+fn glm_negative_binomial_and_kaplan_meier_run_on_ssh_sites() {
+    let fleet = TestFleet::up(3, "127.0.11", "fedsim-k");
+    let work = tempfile::tempdir().unwrap();
+    let reference = test_data("reference.jsonl");
+    let bodies = [
+        (
+            "ssh-glm",
+            format!(
+                "[data]\npath = \"{}\"\ntarget = \"accident\"\nfeatures = [\"type_b\", \"type_c\", \"type_d\", \"type_e\", \"co_65_69\", \"co_70_74\", \"co_75_79\", \"op_75_79\"]\n[algorithm]\nkind = \"glm\"\nfamily = \"poisson\"\nexposure = \"service\"\n",
+                test_data("ships.csv").display()
+            ),
+        ),
+        (
+            "ssh-nb",
+            format!(
+                "[data]\npath = \"{}\"\ntarget = \"mdvis\"\n[algorithm]\nkind = \"glm\"\nfamily = \"negative_binomial\"\n",
+                test_data("randhie.csv").display()
+            ),
+        ),
+        (
+            "ssh-km",
+            format!(
+                "[data]\npath = \"{}\"\n[algorithm]\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n",
+                test_data("lung.csv").display()
+            ),
+        ),
+    ];
+    for (name, body) in bodies {
+        let text = format!(
+            "[scenario]\nname = \"{name}\"\nseed = 3\n{body}[partition]\nkind = \"horizontal\"\nsites = 3\n[compare]\ntolerance = 1e-8\nreference = \"{}\"\n",
+            reference.display()
+        );
+        let cfg = fleet.scenario(name, &text);
+        let s = run_expecting(
+            work.path(),
+            &cfg,
+            &work.path().join(name),
+            Status::Succeeded,
+        );
+        let r = s
+            .reference
+            .as_ref()
+            .expect("held against its statsmodels row");
+        assert!(r.comparison.passed, "{name}: {}", pretty(r));
+        assert!(
+            r.comparison.max_diff <= 1e-10,
+            "{name}: {}",
+            r.comparison.max_diff
+        );
+        assert!(
+            s.sites.iter().all(|x| x.rows > 0),
+            "{name}: {}",
+            pretty(&s.sites)
+        );
+    }
+}

@@ -29,13 +29,22 @@ fn can_boot_vms() -> bool {
 
 /// A 2-site scenario on provider "vm"; `extra` is appended (links, faults, algorithm).
 fn vm_scenario(dir: &Path, name: &str, data: &str, body: &str) -> PathBuf {
+    let csv = if data.contains("progression") {
+        "diabetes.csv"
+    } else {
+        "digits.csv"
+    };
+    vm_scenario_on(dir, name, csv, data, body)
+}
+
+/// The same on the shipped data file `csv`.
+fn vm_scenario_on(dir: &Path, name: &str, csv: &str, data: &str, body: &str) -> PathBuf {
     scenario(
         dir,
         name,
         &format!(
             "[scenario]\nname = \"{name}\"\nseed = 4\n[data]\npath = \"{}\"\n{data}\n[partition]\nkind = \"horizontal\"\nsites = 2\n[fleet]\nprovider = \"vm\"\n[federation]\nconnect_timeout_secs = 180\nround_timeout_secs = 300\n{body}",
-            test_data(if data.contains("progression") { "diabetes.csv" } else { "digits.csv" })
-                .display()
+            test_data(csv).display()
         ),
     )
 }
@@ -283,6 +292,31 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
         named["mean"]["labels"],
         serde_json::json!(["pixel_2_2", "pixel_3_3", "pixel_4_4"])
     );
+
+    // Issue 23's analyses in the VMs, each against its statsmodels row: a Poisson GLM with an
+    // exposure, and Kaplan-Meier curves by group with the log-rank test.
+    let reference = format!(
+        "[compare]\ntolerance = 1e-8\nreference = \"{}\"\n",
+        test_data("reference.jsonl").display()
+    );
+    for (csv, data, algorithm) in [
+        (
+            "ships.csv",
+            "target = \"accident\"\nfeatures = [\"type_b\", \"type_c\", \"type_d\", \"type_e\", \"co_65_69\", \"co_70_74\", \"co_75_79\", \"op_75_79\"]",
+            "[algorithm]\nkind = \"glm\"\nfamily = \"poisson\"\nexposure = \"service\"\n",
+        ),
+        (
+            "lung.csv",
+            "",
+            "[algorithm]\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n",
+        ),
+    ] {
+        let cfg = vm_scenario_on(tmp.path(), name, csv, data, &format!("{algorithm}{reference}"));
+        let out = tmp.path().join(format!("vm-{csv}"));
+        let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+        let r = s.reference.as_ref().expect("held against its statsmodels row");
+        assert!(r.comparison.passed, "{csv}: {}", pretty(r));
+    }
 
     drop(_down);
     assert!(
