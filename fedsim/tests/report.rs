@@ -301,6 +301,26 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
             ][..],
         ),
         (
+            "config_glm.toml",
+            &[
+                "coef",
+                "se",
+                "t",
+                "p",
+                "conf_low",
+                "conf_high",
+                "df_resid",
+                "df_model",
+                "scale",
+                "loglik",
+                "deviance",
+                "pearson_chi2",
+                "null_deviance",
+                "aic",
+                "bic",
+            ][..],
+        ),
+        (
             "config_svd.toml",
             &[
                 "singular_value",
@@ -364,6 +384,10 @@ fn the_tables_show_the_numbers_of_summary_json_and_the_plots_have_legends() {
                 "bic" => e.bic,
                 "llr" => e.llr,
                 "llr_pvalue" => e.llr_pvalue,
+                "scale" => e.scale,
+                "deviance" => e.deviance,
+                "pearson_chi2" => e.pearson_chi2,
+                "null_deviance" => e.null_deviance,
                 other => panic!("{cfg}: {other} is no number of the summary"),
             }
         };
