@@ -335,3 +335,51 @@ fn kaplan_meier_takes_no_features_and_no_intercept() {
         assert!(err.contains(fragment), "{fragment:?} not in {err}");
     }
 }
+
+/// The report draws each group's step curve with its band, and the number-at-risk table starts
+/// at each group's rows (statsmodels' `n`) and never grows.
+#[test]
+fn the_report_draws_the_curves_and_the_number_at_risk() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(
+        tmp.path(),
+        &toml(
+            &format!("path = \"{}\"", test_data("lung.csv").display()),
+            "kind = \"horizontal\"\nsites = 3",
+            "group = \"sex\"",
+            "",
+        ),
+    );
+    let html = std::fs::read_to_string(tmp.path().join("run/report.html")).unwrap();
+    let plot = html
+        .split("data-plot=\"survival\"")
+        .nth(1)
+        .expect("a survival plot");
+    let plot = &plot[..plot.find("</figure>").unwrap()];
+    for label in ["sex=1", "sex=2", "95% interval"] {
+        assert!(plot.contains(label), "the legend names {label}");
+    }
+    let table = html
+        .split("id=\"at-risk\"")
+        .nth(1)
+        .expect("a number-at-risk table");
+    let table = &table[..table.find("</table>").unwrap()];
+    for g in km_reference(Some("sex"))["groups"].as_array().unwrap() {
+        let label = format!("sex={}", g["group"]);
+        let row = table
+            .split("<tr>")
+            .find(|r| r.contains(&format!("<td>{label}</td>")))
+            .unwrap_or_else(|| panic!("a row for {label}: {table}"));
+        let counts: Vec<f64> = row
+            .split("<td>")
+            .skip(2)
+            .map(|c| c.split('<').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(counts.len(), 6, "{row}");
+        assert_eq!(counts[0], g["n"].as_f64().unwrap(), "{label}");
+        assert!(
+            counts.windows(2).all(|w| w[1] <= w[0]),
+            "{label}: {counts:?}"
+        );
+    }
+}

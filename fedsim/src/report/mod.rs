@@ -8,6 +8,7 @@
 mod across;
 pub mod junit;
 mod plots;
+mod survival;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -456,9 +457,13 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
         );
     }
     // What a statistician looks at first: the effects, and how the sites' outcomes differ.
-    for plot in [plots::coefficients(run)?, plots::outcomes(run)?]
-        .into_iter()
-        .flatten()
+    for plot in [
+        plots::coefficients(run)?,
+        survival::kaplan_meier(run)?,
+        plots::outcomes(run)?,
+    ]
+    .into_iter()
+    .flatten()
     {
         h.push_str(&plot);
     }

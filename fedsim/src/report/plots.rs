@@ -42,7 +42,7 @@ fn seconds_since(t0: chrono::DateTime<chrono::FixedOffset>, l: &LogLine) -> Opti
 }
 
 /// The series' legend, in the upper right on a light background: the same on every plot.
-fn legend<'a, X, Y>(
+pub(super) fn legend<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
 ) -> Result<(), String>
 where
@@ -131,7 +131,7 @@ pub fn exponent(v: f64) -> f64 {
     }
 }
 
-fn colour(i: usize) -> RGBColor {
+pub(super) fn colour(i: usize) -> RGBColor {
     let c = Palette99::pick(i).to_rgba();
     RGBColor(c.0, c.1, c.2)
 }
