@@ -811,7 +811,7 @@ impl<'a> Run<'a> {
                 source,
                 comparison: compare::compare(
                     fed,
-                    &row.estimates(),
+                    &row.estimates_like(fed),
                     Against::Reference,
                     c.tolerance,
                     None,
