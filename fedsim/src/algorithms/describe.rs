@@ -241,6 +241,12 @@ fn finish(
     let sd: Vec<f64> = (0..d)
         .map(|j| (s[j * d + j] / (n as f64 - 1.0)).sqrt())
         .collect();
+    if let Some(j) = (0..d).find(|&j| !(mean[j].is_finite() && sd[j].is_finite())) {
+        return Err(AlgoError::Numeric(format!(
+            "column {:?}: its sums of squares overflow (mean {}, sd {}); rescale it",
+            terms[j], mean[j], sd[j]
+        )));
+    }
     let corr: Vec<Vec<f64>> = (0..d)
         .map(|j| {
             (0..d)
@@ -494,6 +500,78 @@ mod tests {
             assert_eq!(from_key(key(x)).to_bits(), x.to_bits());
         }
         assert_eq!(key(1.0) + 1, key(1.0000000000000002));
+    }
+
+    /// The federated rounds, run by hand over three sites, find every quantile the pooled sort
+    /// finds: ties, negative numbers, zeros of both signs, tiny and huge values.
+    #[test]
+    fn bisection_finds_the_sorted_values_bit_for_bit() {
+        use faer::Mat;
+        let values: Vec<f64> = (0..97)
+            .map(|i| match i % 7 {
+                0 => -0.0,
+                1 => 0.0,
+                2 => 3.5,
+                3 => -1e-300 * i as f64,
+                4 => 1e100 / (i as f64 + 1.0),
+                5 => (i as f64 * 0.37).sin(),
+                _ => 3.5,
+            })
+            .collect();
+        let other: Vec<f64> = (0..97).map(|i| (i * i % 13) as f64).collect();
+        let site = |r: std::ops::Range<usize>| {
+            LocalData::new(
+                Mat::from_fn(r.len(), 2, |i, j| {
+                    if j == 0 {
+                        values[r.start + i]
+                    } else {
+                        other[r.start + i]
+                    }
+                }),
+                None,
+            )
+        };
+        let sites = [site(0..30), site(30..31), site(31..97)];
+        let mut config = AlgorithmConfig::ols(&["a", "b"]);
+        config.intercept = false;
+        config.target = None;
+        let params = DescribeParams {
+            quantiles: vec![0.0, 0.01, 0.1, 0.25, 0.5, 0.7, 0.99, 1.0],
+            quantile_tol: 0.0,
+            extremes: true,
+        };
+        let mut d = Describe::new(config.clone(), params.clone());
+        let mut request = d.start();
+        let mut rounds = 0;
+        let fed = loop {
+            rounds += 1;
+            let replies = sites
+                .iter()
+                .map(|s| d.local(&request, s).unwrap())
+                .collect();
+            match d.aggregate(replies).unwrap() {
+                Step::Next(r) => request = r,
+                Step::Done(e) => break e,
+            }
+        };
+        assert!(rounds <= 18, "{rounds} rounds");
+        let all = site(0..97);
+        let pooled = pooled(&config, &params, &all).unwrap();
+        for k in ["quantiles", "min", "max", "count"] {
+            assert_eq!(fed.named[k], pooled.named[k], "{k}");
+        }
+        let close = |k: &str| {
+            let f = super::super::external::flatten(k, &fed.named[k]);
+            let p = super::super::external::flatten(k, &pooled.named[k]);
+            for (a, b) in f.iter().zip(&p) {
+                assert!(
+                    (a.1 - b.1).abs() <= 1e-12 * b.1.abs().max(1.0),
+                    "{k}: {a:?} {b:?}"
+                );
+            }
+        };
+        close("sd");
+        close("corr");
     }
 
     #[test]
