@@ -119,6 +119,9 @@ fn crosstabs_match_scipy_on_every_reference_table() {
             }
             assert!(d <= 1e-9, "{csv} {k} off scipy by {d:e}");
         }
+        let html = std::fs::read_to_string(r.dir.join("report.html")).unwrap();
+        let line = format!("Crosstab: {rows} x {cols}");
+        assert!(html.contains(&line), "the report lacks {line:?}");
         let d = rel(values(named(s, "expected")), &want["expected"]);
         assert!(d <= 1e-12, "{csv} expected off scipy by {d:e}");
     }
