@@ -881,6 +881,56 @@ mod tests {
         assert!(!cmp(&sv(vec![10.0, 5.0 + 1e-6, 0.0]), &sv(vec![10.0, 5.0, 0.0])).passed);
     }
 
+    /// A crosstab's counts are judged exactly, describe's quantiles on the column's sd at the
+    /// width the bisection states.
+    #[test]
+    fn table_numbers_are_judged_by_their_own_rules() {
+        use serde_json::json;
+        let table = |counts: serde_json::Value, chi2: f64| Estimates {
+            analysis: Some("crosstab".into()),
+            named: [
+                (
+                    "counts".to_string(),
+                    json!({"labels": [["a", "b"], ["x"]], "values": counts}),
+                ),
+                ("chi2".to_string(), json!(chi2)),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let want = table(json!([[3], [4]]), 2.0);
+        assert!(cmp(&table(json!([[3], [4]]), 2.0 + 1e-9), &want).passed);
+        let off = cmp(&table(json!([[3], [5]]), 2.0), &want);
+        assert!(!off.passed);
+        assert_eq!(off.failures()[0].name(), "counts[b,x]");
+        assert_eq!(off.failures()[0].tolerance, 0.0);
+        let describe = |q: f64, tol: Option<f64>| Estimates {
+            analysis: Some("describe".into()),
+            quantile_tol: tol,
+            named: [
+                ("sd".to_string(), json!({"labels": ["v"], "values": [2.0]})),
+                (
+                    "quantiles".to_string(),
+                    json!({"labels": [["v"], ["0.5"]], "values": [[q]]}),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let want = describe(10.0, None);
+        // 1e-4 off: 5e-5 standard deviations, too far for 1e-8, within a stated 1e-4.
+        assert!(!cmp(&describe(10.0001, Some(0.0)), &want).passed);
+        let c = cmp(&describe(10.0001, Some(1e-4)), &want);
+        assert!(c.passed, "{c:?}");
+        let q = c
+            .checks
+            .iter()
+            .find(|k| k.term == "quantiles[v,0.5]")
+            .unwrap();
+        assert_eq!((q.scale, q.tolerance), (2.0, 1e-4));
+        assert!(q.note.as_deref().unwrap().contains("quantile_tol"));
+    }
+
     #[test]
     fn angles_ignore_sign_and_scale() {
         assert_eq!(angle_deg(&[1.0, 0.0], &[-3.0, 0.0]), 0.0);

@@ -344,3 +344,29 @@ fn reference_where(
         .find(|r| r["csv"] == csv && r["kind"] == kind && pick(r))
         .unwrap_or_else(|| panic!("no {kind} row for {csv}"))
 }
+
+/// The shipped examples run as they say: the crosstab over a file per island (sites holding
+/// different species) gives penguins.csv's species x island table and warns about the levels
+/// one site holds; describe passes against numpy.
+#[test]
+fn the_shipped_examples_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = root().join("resources/config_crosstab.toml");
+    let out = tmp.path().join("crosstab");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    let want = reference_where("penguins.csv", "crosstab", |r| r["cols"] == "island");
+    assert_eq!(values(named(&s, "counts")), &want["counts"]);
+    assert_eq!(named(&s, "chi2"), &want["chi2"]);
+    assert!(s.comparison.as_ref().unwrap().passed);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.message.contains("level \"Gentoo\" of \"species\"")),
+        "{}",
+        pretty(&s.warnings)
+    );
+    let cfg = root().join("resources/config_describe.toml");
+    let out = tmp.path().join("describe");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    judged(&s);
+}
