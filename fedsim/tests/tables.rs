@@ -265,6 +265,14 @@ fn crosstab_bad_inputs_are_named() {
         ),
         &["missing key `cols`"],
     );
+    // The reference rows describe species x island, not island x species.
+    refused(
+        &crosstab("island", "species"),
+        &[
+            "its \"crosstab\" row for \"penguins.csv\" describes another analysis",
+            "rows \"species\" (the analysis: \"island\")",
+        ],
+    );
     // One level left: only Adelie penguins live on Torgersen.
     let tmp = tempfile::tempdir().unwrap();
     let one = tmp.path().join("torgersen.csv");
@@ -322,6 +330,16 @@ fn describe_bad_inputs_are_named() {
             "algorithm.quantiles.1",
             "expected a probability from 0 to 1",
         ],
+    );
+    refused(
+        &toml(
+            "diabetes_raw.csv",
+            "features = [\"age\", \"bmi\", \"bp\", \"s5\", \"progression\"]",
+            3,
+            "kind = \"describe\"\nquantiles = [0.5]",
+            false,
+        ),
+        &["quantiles \"[0.25, 0.5, 0.75]\" (the analysis: \"[0.5]\")"],
     );
     refused(
         &describe(
