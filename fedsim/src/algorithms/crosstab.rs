@@ -200,6 +200,21 @@ pub fn test(table: &[Vec<u64>]) -> Result<Test, AlgoError> {
 /// The result of a table: `n`, `counts` and `expected` labelled by the levels, `chi2`, `df`,
 /// `p` and, for a 2x2 table, `chi2_yates` and `p_yates`.
 pub fn estimates(params: &CrosstabParams, table: &[Vec<u64>]) -> Result<Estimates, AlgoError> {
+    // A level agreed on but without rows (its site left the run): scipy refuses a zero
+    // expected count, and so does this, naming the level.
+    let empty = |column: &str, levels: &[String], i: usize| {
+        AlgoError::Data(format!(
+            "level {:?} of {column:?} has no rows left (was its site lost?): the table's expected counts would be 0",
+            levels.get(i).map_or("", String::as_str)
+        ))
+    };
+    if let Some(i) = table.iter().position(|r| r.iter().all(|v| *v == 0)) {
+        return Err(empty(&params.rows, &params.row_levels, i));
+    }
+    let c = table.first().map_or(0, Vec::len);
+    if let Some(j) = (0..c).find(|&j| table.iter().all(|r| r[j] == 0)) {
+        return Err(empty(&params.cols, &params.col_levels, j));
+    }
     let t = test(table)?;
     let n: u64 = table.iter().flatten().sum();
     let labels = json!([params.row_levels, params.col_levels]);
@@ -317,6 +332,23 @@ mod tests {
         );
         assert_eq!(t.df, 4);
         assert!(t.yates.is_none());
+    }
+
+    #[test]
+    fn a_level_without_rows_is_named() {
+        let p = CrosstabParams {
+            rows: "species".into(),
+            cols: "sex".into(),
+            row_levels: vec!["Adelie".into(), "Gentoo".into()],
+            col_levels: vec!["female".into(), "male".into()],
+        };
+        let e = estimates(&p, &[vec![3, 4], vec![0, 0]])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("level \"Gentoo\" of \"species\" has no rows"),
+            "{e}"
+        );
     }
 
     #[test]
