@@ -617,6 +617,17 @@ fn named(
                 ),
             ));
         }
+        let analysis = want.analysis.as_deref().or(got.analysis.as_deref());
+        if let Some(kind) = analysis {
+            for (i, ((label, x), (_, y))) in a.into_iter().zip(b).enumerate() {
+                finite(Quantity::Value, &label, x, y, against)?;
+                let (scale, tol, note) = table_rule(kind, name, i, y, got, want, tolerance);
+                let mut c = judge(Quantity::Value, label, x, y, scale, tol)?;
+                c.note = note;
+                checks.push(c);
+            }
+            continue;
+        }
         let top = b.iter().fold(0.0f64, |m, x| m.max(x.1.abs()));
         let floor = f64::EPSILON.sqrt() * top;
         for ((label, x), (_, y)) in a.into_iter().zip(b) {
@@ -632,6 +643,80 @@ fn named(
         }
     }
     Ok(checks)
+}
+
+/// How one number of a crosstab's or describe's result is judged: (scale, tolerance, note).
+///
+/// - counts, `n`, `df` and `count` are whole numbers: exactly (tolerance 0);
+/// - expected counts and chi² relative to themselves (chi² to at least 1, as a deviance);
+///   a test's P on `p * max(chi² / 2, 1)`, as the likelihood-ratio test's;
+/// - a mean on `max(|mean|, sd)` (a mean near 0 on its column's spread), an sd relative to
+///   itself, a correlation absolutely (it lives in [-1, 1]);
+/// - quantiles, min and max on the column's sd, with the tolerance the bisection states
+///   (`quantile_tol`) when it is wider than the comparison's.
+fn table_rule(
+    kind: &str,
+    name: &str,
+    index: usize,
+    want_value: f64,
+    got: &Estimates,
+    want: &Estimates,
+    tolerance: f64,
+) -> (f64, f64, Option<String>) {
+    use crate::algorithms::external::flatten;
+    let number = |e: &Estimates, k: &str| {
+        e.named
+            .get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    // The column a per-column number belongs to: its row in the flattened table.
+    let width = |k: &str| {
+        want.named
+            .get(k)
+            .and_then(|v| v.get("values"))
+            .and_then(|v| v.get(0))
+            .and_then(serde_json::Value::as_array)
+            .map_or(1, |r| r.len().max(1))
+    };
+    let sd = |column: usize| {
+        want.named
+            .get("sd")
+            .map(|v| flatten("sd", v))
+            .and_then(|v| v.get(column).map(|x| x.1.abs()))
+            .unwrap_or(0.0)
+    };
+    let exact = (1.0, 0.0, None);
+    match (kind, name) {
+        ("crosstab", "n" | "counts" | "df") | ("describe", "n" | "count") => exact,
+        ("crosstab", "p" | "p_yates") => {
+            let chi2 = number(want, if name == "p" { "chi2" } else { "chi2_yates" });
+            (
+                want_value.max(f64::MIN_POSITIVE) * (chi2 / 2.0).max(1.0),
+                tolerance,
+                None,
+            )
+        }
+        ("crosstab", "chi2" | "chi2_yates") => (want_value.abs().max(1.0), tolerance, None),
+        ("describe", "mean") => (want_value.abs().max(sd(index)), tolerance, None),
+        ("describe", "corr") => (1.0, tolerance, None),
+        ("describe", "quantiles" | "min" | "max") => {
+            let stated = got.quantile_tol.unwrap_or(0.0);
+            let column = index / width(name);
+            if stated > tolerance {
+                (
+                    sd(column),
+                    stated,
+                    Some(format!(
+                        "bisected to {stated:e} standard deviations (quantile_tol)"
+                    )),
+                )
+            } else {
+                (sd(column), tolerance, None)
+            }
+        }
+        _ => (want_value.abs(), tolerance, None),
+    }
 }
 
 fn judge(
@@ -794,6 +879,56 @@ mod tests {
         assert!(c.checks[2].note.is_some());
         assert_eq!(c.checks[2].name(), "singular_value[pc3]");
         assert!(!cmp(&sv(vec![10.0, 5.0 + 1e-6, 0.0]), &sv(vec![10.0, 5.0, 0.0])).passed);
+    }
+
+    /// A crosstab's counts are judged exactly, describe's quantiles on the column's sd at the
+    /// width the bisection states.
+    #[test]
+    fn table_numbers_are_judged_by_their_own_rules() {
+        use serde_json::json;
+        let table = |counts: serde_json::Value, chi2: f64| Estimates {
+            analysis: Some("crosstab".into()),
+            named: [
+                (
+                    "counts".to_string(),
+                    json!({"labels": [["a", "b"], ["x"]], "values": counts}),
+                ),
+                ("chi2".to_string(), json!(chi2)),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let want = table(json!([[3], [4]]), 2.0);
+        assert!(cmp(&table(json!([[3], [4]]), 2.0 + 1e-9), &want).passed);
+        let off = cmp(&table(json!([[3], [5]]), 2.0), &want);
+        assert!(!off.passed);
+        assert_eq!(off.failures()[0].name(), "counts[b,x]");
+        assert_eq!(off.failures()[0].tolerance, 0.0);
+        let describe = |q: f64, tol: Option<f64>| Estimates {
+            analysis: Some("describe".into()),
+            quantile_tol: tol,
+            named: [
+                ("sd".to_string(), json!({"labels": ["v"], "values": [2.0]})),
+                (
+                    "quantiles".to_string(),
+                    json!({"labels": [["v"], ["0.5"]], "values": [[q]]}),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let want = describe(10.0, None);
+        // 1e-4 off: 5e-5 standard deviations, too far for 1e-8, within a stated 1e-4.
+        assert!(!cmp(&describe(10.0001, Some(0.0)), &want).passed);
+        let c = cmp(&describe(10.0001, Some(1e-4)), &want);
+        assert!(c.passed, "{c:?}");
+        let q = c
+            .checks
+            .iter()
+            .find(|k| k.term == "quantiles[v,0.5]")
+            .unwrap();
+        assert_eq!((q.scale, q.tolerance), (2.0, 1e-4));
+        assert!(q.note.as_deref().unwrap().contains("quantile_tol"));
     }
 
     #[test]

@@ -72,6 +72,19 @@ pub enum PlanError {
     },
     #[error("data file {}: no complete rows left in the used columns after dropping the incomplete ones", path.display())]
     NoCompleteRows { path: PathBuf },
+    #[error("data file {}: column {column:?} holds text (line {line}: {}); describe summarises numeric columns: leave it out of the features (kind = \"crosstab\" counts categories)", path.display(), crate::data::clip(value))]
+    DescribeText {
+        path: PathBuf,
+        column: String,
+        line: usize,
+        value: String,
+    },
+    #[error("data file {}: column {column:?} has one level only ({level:?}) among the complete rows: a table of it against another column tests nothing", path.display())]
+    OneLevel {
+        path: PathBuf,
+        column: String,
+        level: String,
+    },
 }
 
 /// Who gets which rows; the analysis every site runs.
@@ -180,6 +193,29 @@ fn aux_keys(s: &Scenario) -> Vec<(&'static str, &String)> {
     .collect()
 }
 
+/// The columns read as categories: `[data] categorical`, and a crosstab's `rows` and `cols`.
+fn categorical_columns(s: &Scenario) -> Vec<String> {
+    let mut c = s.data.categorical.clone();
+    for t in table_keys(s) {
+        if !c.contains(t.1) {
+            c.push(t.1.clone());
+        }
+    }
+    c
+}
+
+/// A crosstab's two columns, with their keys.
+fn table_keys(s: &Scenario) -> Vec<(&'static str, &String)> {
+    let a = &s.algorithm;
+    if a.kind != AlgorithmKind::Crosstab {
+        return Vec::new();
+    }
+    [("rows", &a.rows), ("cols", &a.cols)]
+        .into_iter()
+        .filter_map(|(k, c)| c.as_ref().map(|c| (k, c)))
+        .collect()
+}
+
 /// "did you mean" for a column name, from the columns the data has.
 fn nearest<'a>(name: &str, columns: &'a [String]) -> Option<&'a str> {
     columns
@@ -195,7 +231,7 @@ fn nearest<'a>(name: &str, columns: &'a [String]) -> Option<&'a str> {
 fn read_sources(s: &Scenario) -> Result<Vec<(PathBuf, Frame)>, PlanError> {
     let options = ReadOptions {
         delimiter: s.data.delimiter_byte(),
-        text: s.data.categorical.clone(),
+        text: categorical_columns(s),
         decimal_comma: s.data.decimal_comma(),
     };
     if let Some(g) = &s.data.generate {
@@ -392,6 +428,7 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
         .chain(
             aux_keys(s)
                 .into_iter()
+                .chain(table_keys(s))
                 .map(|(key, c)| (format!("algorithm.{key}"), c)),
         );
     for (key, column) in named {
@@ -411,9 +448,19 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
                 .into());
         }
     }
+    let table: Vec<String> = table_keys(s).into_iter().map(|(_, c)| c.clone()).collect();
+    if !table.is_empty() && s.data.features.is_some() {
+        return Err(s
+            .locate(
+                "data.features",
+                "a crosstab counts its `rows` and `cols` columns: remove `features`".into(),
+            )
+            .into());
+    }
     let features: Vec<String> = match &s.data.features {
         // A survival curve has no covariates.
         _ if s.algorithm.kind == AlgorithmKind::KaplanMeier => Vec::new(),
+        _ if !table.is_empty() => table.clone(),
         Some(f) => f.clone(),
         None => all
             .iter()
@@ -425,6 +472,19 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
             .cloned()
             .collect(),
     };
+    if s.algorithm.kind == AlgorithmKind::Describe {
+        if let Some(i) = s.data.categorical.iter().position(|c| features.contains(c)) {
+            return Err(s
+                .locate(
+                    &format!("data.categorical.{i}"),
+                    format!(
+                        "describe summarises numeric columns, and {:?} is categorical: leave it out of the features (or `exclude` it); kind = \"crosstab\" counts categories",
+                        s.data.categorical[i]
+                    ),
+                )
+                .into());
+        }
+    }
     if features.is_empty() && s.algorithm.kind != AlgorithmKind::KaplanMeier {
         return Err(PlanError::NoFeatures {
             path: path.clone(),
@@ -433,7 +493,7 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
     }
     let categorical: Vec<String> = features
         .iter()
-        .filter(|f| s.data.categorical.contains(f))
+        .filter(|f| s.data.categorical.contains(f) || table.contains(f))
         .cloned()
         .collect();
     let numeric: Vec<String> = features
@@ -476,8 +536,10 @@ fn read_cells(
             f.check(p, &c.numeric, &c.categorical, s.data.missing)
         };
         if let Err(e) = checked {
+            let describe = s.algorithm.kind == AlgorithmKind::Describe;
             return Err(match e {
-                // A column that is text throughout is a categorical one not declared.
+                // A column that is text throughout is a categorical one not declared (or, for
+                // describe, a column it cannot summarise).
                 DataError::NotNumeric {
                     path,
                     column,
@@ -487,11 +549,20 @@ fn read_cells(
                     && !crate::data::frame::looks_like_decimal_comma(&value)
                     && is_text_column(&f, &column) =>
                 {
-                    PlanError::TextColumn {
-                        path,
-                        column,
-                        line,
-                        value,
+                    if describe {
+                        PlanError::DescribeText {
+                            path,
+                            column,
+                            line,
+                            value,
+                        }
+                    } else {
+                        PlanError::TextColumn {
+                            path,
+                            column,
+                            line,
+                            value,
+                        }
                     }
                 }
                 e => e.into(),
@@ -750,17 +821,27 @@ fn analysis(
 ) -> Result<(AlgorithmConfig, Design), PlanError> {
     let a = &s.algorithm;
     let svd = a.kind == AlgorithmKind::Svd;
+    let no_model = matches!(a.kind, AlgorithmKind::Crosstab | AlgorithmKind::Describe);
     let config = AlgorithmConfig {
         params: params(s)?,
         features: c.features,
         target: s.data.target.clone(),
-        intercept: a.intercept.unwrap_or(true) && !svd && !a.kind.is_survival(),
+        intercept: a.intercept.unwrap_or(true) && !svd && !no_model && !a.kind.is_survival(),
         vertical: s.partition.kind == PartitionKind::Vertical,
         seed: s.scenario.seed,
         categorical: c.categorical,
         missing: s.data.missing,
     };
     let levels = design::levels_of(frame, &config.categorical, complete);
+    if a.kind == AlgorithmKind::Crosstab {
+        if let Some((column, l)) = levels.iter().find(|(_, l)| l.len() < 2) {
+            return Err(PlanError::OneLevel {
+                path: path.to_path_buf(),
+                column: column.clone(),
+                level: l.first().cloned().unwrap_or_default(),
+            });
+        }
+    }
     let design = config.design(&levels);
     let width = design.columns().len();
     let k = a.k.unwrap_or(0);
@@ -832,6 +913,17 @@ fn params(s: &Scenario) -> Result<Params, PlanError> {
             event: a.event.clone().unwrap_or_default(),
             group: a.group.clone(),
             curves: Vec::new(),
+        }),
+        AlgorithmKind::Crosstab => Params::Crosstab(crate::algorithms::crosstab::CrosstabParams {
+            rows: a.rows.clone().unwrap_or_default(),
+            cols: a.cols.clone().unwrap_or_default(),
+            row_levels: Vec::new(),
+            col_levels: Vec::new(),
+        }),
+        AlgorithmKind::Describe => Params::Describe(crate::algorithms::describe::DescribeParams {
+            quantiles: a.quantiles.clone().unwrap_or_else(|| vec![0.25, 0.5, 0.75]),
+            quantile_tol: a.quantile_tol.unwrap_or(0.0),
+            extremes: a.extremes.unwrap_or(false),
         }),
     })
 }

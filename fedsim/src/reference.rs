@@ -35,6 +35,20 @@ impl ScaleField {
     }
 }
 
+/// `p` means two things: a regression's P-value per term, a crosstab's one test.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PField {
+    List(Vec<f64>),
+    Value(f64),
+}
+
+impl Default for PField {
+    fn default() -> Self {
+        PField::List(Vec::new())
+    }
+}
+
 /// One line of a reference file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +70,7 @@ pub struct ReferenceRow {
     #[serde(default)]
     pub t: Vec<f64>,
     #[serde(default)]
-    pub p: Vec<f64>,
+    pub p: PField,
     #[serde(default)]
     pub conf_low: Vec<f64>,
     #[serde(default)]
@@ -142,6 +156,50 @@ pub struct ReferenceRow {
     pub groups: Vec<KmGroup>,
     #[serde(default)]
     pub logrank: Option<Logrank>,
+    /// crosstab: the two columns, their levels (text, or numbers for a numeric column), the
+    /// table of counts and scipy's `chi2_contingency` (without and, for 2x2, with Yates').
+    #[serde(default)]
+    pub rows: Option<String>,
+    #[serde(default)]
+    pub cols: Option<String>,
+    #[serde(default)]
+    pub row_levels: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub col_levels: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub counts: Vec<Vec<u64>>,
+    #[serde(default)]
+    pub expected: Vec<Vec<f64>>,
+    #[serde(default)]
+    pub chi2: Option<f64>,
+    #[serde(default)]
+    pub df: Option<u32>,
+    #[serde(default)]
+    pub chi2_yates: Option<f64>,
+    #[serde(default)]
+    pub p_yates: Option<f64>,
+    /// describe: numpy's per-column statistics (terms' order), quantiles by three of numpy's
+    /// methods (fedsim's bisection finds `inverted_cdf`'s), and `corrcoef`.
+    #[serde(default)]
+    pub count: Vec<u64>,
+    #[serde(default)]
+    pub mean: Vec<f64>,
+    #[serde(default)]
+    pub sd: Vec<f64>,
+    #[serde(default)]
+    pub min: Vec<f64>,
+    #[serde(default)]
+    pub max: Vec<f64>,
+    #[serde(default)]
+    pub quantile_probs: Vec<f64>,
+    #[serde(default)]
+    pub quantiles_linear: Vec<Vec<f64>>,
+    #[serde(default)]
+    pub quantiles_inverted_cdf: Vec<Vec<f64>>,
+    #[serde(default)]
+    pub quantiles_lower: Vec<Vec<f64>>,
+    #[serde(default)]
+    pub corr: Vec<Vec<f64>>,
     /// What computed the row (e.g. "statsmodels 0.15.0 OLS"), for provenance.
     #[serde(default)]
     pub by: Option<String>,
@@ -175,7 +233,30 @@ pub struct Logrank {
 }
 
 impl ReferenceRow {
+    /// The row's numbers in the shape `federated` has: a describe row's min and max only
+    /// when the federated result reports them (`extremes = true`).
+    pub fn estimates_like(&self, federated: &Estimates) -> Estimates {
+        let mut e = self.estimates();
+        if e.analysis.as_deref() == Some("describe") {
+            for k in ["min", "max"] {
+                if !federated.named.contains_key(k) {
+                    e.named.remove(k);
+                }
+            }
+        }
+        e
+    }
+
     pub fn estimates(&self) -> Estimates {
+        match self.kind.as_str() {
+            "crosstab" => return self.crosstab(),
+            "describe" => return self.describe(),
+            _ => {}
+        }
+        let p = match &self.p {
+            PField::List(p) => p.clone(),
+            PField::Value(_) => Vec::new(),
+        };
         let mut named = std::collections::BTreeMap::new();
         for g in &self.groups {
             let curve = crate::algorithms::survival::Curve {
@@ -203,7 +284,7 @@ impl ReferenceRow {
             coef: self.coef.clone(),
             se: self.se.clone(),
             t: self.t.clone(),
-            p: self.p.clone(),
+            p,
             conf_low: self.conf_low.clone(),
             conf_high: self.conf_high.clone(),
             r2: self.r2,
@@ -230,6 +311,89 @@ impl ReferenceRow {
     }
 }
 
+impl ReferenceRow {
+    /// A crosstab row as the federated result names it.
+    fn crosstab(&self) -> Estimates {
+        use serde_json::json;
+        let labels = json!([
+            crate::algorithms::crosstab::level_names(&self.row_levels),
+            crate::algorithms::crosstab::level_names(&self.col_levels)
+        ]);
+        let mut named = std::collections::BTreeMap::new();
+        named.insert("n".to_string(), json!(self.n));
+        named.insert(
+            "counts".to_string(),
+            json!({"labels": labels, "values": self.counts}),
+        );
+        named.insert(
+            "expected".to_string(),
+            json!({"labels": labels, "values": self.expected}),
+        );
+        let p = match self.p {
+            PField::Value(p) => Some(p),
+            PField::List(_) => None,
+        };
+        for (k, v) in [
+            ("chi2", self.chi2),
+            ("p", p),
+            ("chi2_yates", self.chi2_yates),
+            ("p_yates", self.p_yates),
+        ] {
+            if let Some(v) = v {
+                named.insert(k.to_string(), json!(v));
+            }
+        }
+        if let Some(df) = self.df {
+            named.insert("df".to_string(), json!(df));
+        }
+        Estimates {
+            n: self.n,
+            analysis: Some("crosstab".into()),
+            named,
+            ..Default::default()
+        }
+    }
+
+    /// A describe row as the federated result names it: its quantiles are numpy's
+    /// `inverted_cdf` ones, the definition the federated bisection reaches.
+    fn describe(&self) -> Estimates {
+        use serde_json::json;
+        let terms = &self.terms;
+        let probs: Vec<String> = self.quantile_probs.iter().map(|q| q.to_string()).collect();
+        let mut named = std::collections::BTreeMap::new();
+        named.insert("n".to_string(), json!(self.n));
+        for (k, v) in [
+            ("mean", &self.mean),
+            ("sd", &self.sd),
+            ("min", &self.min),
+            ("max", &self.max),
+        ] {
+            named.insert(k.to_string(), json!({"labels": terms, "values": v}));
+        }
+        named.insert(
+            "count".to_string(),
+            json!({"labels": terms, "values": self.count}),
+        );
+        if !probs.is_empty() {
+            named.insert(
+                "quantiles".to_string(),
+                json!({"labels": [terms, probs], "values": self.quantiles_inverted_cdf}),
+            );
+        }
+        named.insert(
+            "corr".to_string(),
+            json!({"labels": terms, "values": self.corr}),
+        );
+        Estimates {
+            n: self.n,
+            terms: terms.clone(),
+            analysis: Some("describe".into()),
+            named,
+            ..Default::default()
+        }
+    }
+}
+
 /// The analysis a reference row must describe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
@@ -243,7 +407,8 @@ pub struct Analysis {
     pub center: Option<bool>,
     pub scale: Option<bool>,
     /// The kind's own options a row must name alike (a GLM's family, link, offset, exposure
-    /// and weights), as (key, value or none).
+    /// and weights; a crosstab's rows and cols; describe's quantile probabilities), as (key,
+    /// value or none).
     pub options: Vec<(&'static str, Option<String>)>,
 }
 
@@ -266,6 +431,9 @@ impl Analysis {
             target: c.target.clone(),
             terms: if negbin {
                 [c.terms(), vec!["alpha".to_string()]].concat()
+            } else if matches!(c.params, Params::Crosstab(_)) {
+                // A crosstab's terms are its design's indicators; its row names none.
+                Vec::new()
             } else {
                 c.terms()
             },
@@ -290,6 +458,11 @@ impl Analysis {
                     ("event", Some(k.event.clone())),
                     ("group", k.group.clone()),
                 ],
+                Params::Crosstab(t) => vec![
+                    ("rows", Some(t.rows.clone())),
+                    ("cols", Some(t.cols.clone())),
+                ],
+                Params::Describe(d) => vec![("quantiles", Some(probs(&d.quantiles)))],
                 _ => Vec::new(),
             },
         }
@@ -341,25 +514,34 @@ impl Analysis {
         }
         for (key, ours) in &self.options {
             let theirs = match *key {
-                "family" => &row.family,
-                "link" => &row.link,
-                "offset" => &row.offset,
-                "exposure" => &row.exposure,
-                "time" => &row.time,
-                "event" => &row.event,
-                "group" => &row.group,
-                _ => &row.weights,
+                "family" => row.family.clone(),
+                "link" => row.link.clone(),
+                "offset" => row.offset.clone(),
+                "exposure" => row.exposure.clone(),
+                "rows" => row.rows.clone(),
+                "cols" => row.cols.clone(),
+                "quantiles" => Some(probs(&row.quantile_probs)),
+                "time" => row.time.clone(),
+                "event" => row.event.clone(),
+                "group" => row.group.clone(),
+                _ => row.weights.clone(),
             };
-            if theirs != ours {
+            if &theirs != ours {
                 diffs.push(format!(
                     "{key} {} (the analysis: {})",
-                    show(theirs),
+                    show(&theirs),
                     show(ours)
                 ));
             }
         }
         (!diffs.is_empty()).then(|| diffs.join("; "))
     }
+}
+
+/// Quantile probabilities as a row and an analysis both write them: `[0.25, 0.5, 0.75]`.
+fn probs(q: &[f64]) -> String {
+    let v: Vec<String> = q.iter().map(|p| p.to_string()).collect();
+    format!("[{}]", v.join(", "))
 }
 
 fn show(v: &Option<String>) -> String {
@@ -376,6 +558,8 @@ pub fn kind_name(kind: AlgorithmKind) -> &'static str {
         AlgorithmKind::Svd => "pca",
         AlgorithmKind::External => "external",
         AlgorithmKind::KaplanMeier => "kaplan_meier",
+        AlgorithmKind::Crosstab => "crosstab",
+        AlgorithmKind::Describe => "describe",
     }
 }
 

@@ -409,6 +409,10 @@ impl<'a> Run<'a> {
             .findings
             .warnings
             .extend(isolation_warning(self.scenario));
+        found
+            .findings
+            .warnings
+            .extend(disclosure_warning(self.scenario));
         self.stage(Phase::Provision, |r| r.provision(&mut bundles))?;
         self.stage(Phase::Enrol, |r| r.enrol(people))?;
         let fed = self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?;
@@ -819,7 +823,7 @@ impl<'a> Run<'a> {
                 source,
                 comparison: compare::compare(
                     fed,
-                    &row.estimates(),
+                    &row.estimates_like(fed),
                     Against::Reference,
                     c.tolerance,
                     None,
@@ -956,6 +960,18 @@ fn isolation_warning(scenario: &Scenario) -> Option<Warning> {
             format!("this kernel's Landlock (ABI {abi}) walls local sites' files off, but not their TCP connections (ABI 4) or signals (ABI 6)")
         },
         site: None,
+    })
+}
+
+/// describe with `extremes = true` reports each column's min and max: single records' values.
+fn disclosure_warning(scenario: &Scenario) -> Option<Warning> {
+    let a = &scenario.algorithm;
+    (a.kind == crate::scenario::AlgorithmKind::Describe && a.extremes == Some(true)).then(|| {
+        Warning {
+            kind: "disclosure".into(),
+            message: "extremes = true: each column's min and max are single records' values, and the result shows them (the coordinator learns them to the bisection's width)".into(),
+            site: None,
+        }
     })
 }
 

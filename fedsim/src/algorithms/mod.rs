@@ -2,6 +2,8 @@
 //! aggregate step (runs on the coordinator, sees only what sites sent). The transport never looks
 //! inside: requests and replies travel as bytes.
 
+pub mod crosstab;
+pub mod describe;
 pub mod external;
 pub mod glm;
 pub mod kaplan_meier;
@@ -58,6 +60,10 @@ pub enum Params {
     External(external::ExternalSpec),
     /// Kaplan-Meier curves per group, and the log-rank test.
     KaplanMeier(kaplan_meier::KmParams),
+    /// A two-way table of two category columns and its chi-square test.
+    Crosstab(crosstab::CrosstabParams),
+    /// Count, mean, sd, quantiles and correlations of the numeric features.
+    Describe(describe::DescribeParams),
 }
 
 impl Params {
@@ -134,6 +140,8 @@ impl AlgorithmConfig {
             Params::Svd(_) => AlgorithmKind::Svd,
             Params::External(_) => AlgorithmKind::External,
             Params::KaplanMeier(_) => AlgorithmKind::KaplanMeier,
+            Params::Crosstab(_) => AlgorithmKind::Crosstab,
+            Params::Describe(_) => AlgorithmKind::Describe,
         }
     }
 
@@ -155,6 +163,7 @@ impl AlgorithmConfig {
             self.intercept,
         )
         .with_aux(self.params.aux_columns())
+        .with_all_levels(matches!(self.params, Params::Crosstab(_)))
     }
 
     /// The raw columns that must hold numbers: the features that are not categories, the
@@ -201,6 +210,17 @@ impl AlgorithmConfig {
         c.params = self.params.with_timelines(levels);
         c.features = self.design(levels).columns();
         c.categorical.clear();
+        if let Params::Crosstab(t) = &mut c.params {
+            let of = |column: &str| {
+                levels
+                    .iter()
+                    .find(|(name, _)| name == column)
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default()
+            };
+            t.row_levels = of(&t.rows);
+            t.col_levels = of(&t.cols);
+        }
         c
     }
 
@@ -368,9 +388,18 @@ pub struct Estimates {
     /// Every singular value (the baseline's), to tell which components are well separated.
     #[serde(skip)]
     pub spectrum: Vec<f64>,
-    /// An external algorithm's named results (a number, a list, or a list of lists each).
+    /// An external algorithm's named results (a number, a list, or a list of lists each);
+    /// a crosstab's and describe's results too.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub named: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Which built-in analysis the named results are ("crosstab", "describe"): each of their
+    /// numbers is then judged by its own rule (see `compare`), not an external result's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
+    /// describe: the width the quantiles (and min, max) were bracketed to, relative to each
+    /// column's sd; 0 when the bisection ran to adjacent doubles (exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile_tol: Option<f64>,
 }
 
 impl Estimates {
@@ -577,6 +606,8 @@ pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
         Params::KaplanMeier(k) => {
             Box::new(kaplan_meier::KaplanMeier::new(config.clone(), k.clone()))
         }
+        Params::Crosstab(t) => Box::new(crosstab::Crosstab::new(t.clone())),
+        Params::Describe(p) => Box::new(describe::Describe::new(config.clone(), p.clone())),
     }
 }
 

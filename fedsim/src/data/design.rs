@@ -102,6 +102,10 @@ pub struct Design {
     /// and weights, a survival analysis' time and event): carried after the target, never terms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aux: Vec<String>,
+    /// Every categorical column keeps all its levels, one indicator each (`c[level]`): a
+    /// crosstab counts them, it fits no model.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_levels: bool,
 }
 
 impl Design {
@@ -135,7 +139,15 @@ impl Design {
             target,
             intercept,
             aux: Vec::new(),
+            all_levels: false,
         }
+    }
+
+    /// The same design, every categorical column coded with all its levels (see
+    /// [`Design::all_levels`]).
+    pub fn with_all_levels(mut self, all: bool) -> Design {
+        self.all_levels = all;
+        self
     }
 
     /// The same design, also carrying the numeric columns `aux` (see [`Design::aux`]).
@@ -148,7 +160,7 @@ impl Design {
     fn indicators(&self) -> Vec<(String, &str, &str)> {
         let mut out = Vec::new();
         for (i, (c, levels)) in self.categorical.iter().enumerate() {
-            let full = i == 0 && !self.intercept;
+            let full = self.all_levels || (i == 0 && !self.intercept);
             for l in levels.iter().skip(usize::from(!full)) {
                 let name = if full {
                     format!("{c}[{l}]")

@@ -528,6 +528,8 @@ fn model_line(run: &RunView) -> Option<String> {
         "logistic_regression" => "Logit",
         "glm" => "GLM",
         "svd" => "PCA",
+        "crosstab" => "Crosstab",
+        "describe" => "Describe",
         _ => return None,
     };
     let rows: usize = s.sites.iter().map(|x| x.rows).sum();
@@ -537,6 +539,28 @@ fn model_line(run: &RunView) -> Option<String> {
     } else {
         format!("{} rows", e.n)
     };
+    if model == "Crosstab" {
+        // The labels of `counts`: the row levels, then the column levels.
+        let levels = |i: usize| {
+            e.named
+                .get("counts")
+                .and_then(|c| c["labels"][i].as_array().map(Vec::len))
+                .unwrap_or(0)
+        };
+        let columns = run
+            .plan
+            .as_ref()
+            .map(|p| p.algorithm.categorical.join(" x "))
+            .unwrap_or_default();
+        return Some(format!(
+            "Crosstab: {columns} ({} x {} levels), {used}",
+            levels(0),
+            levels(1)
+        ));
+    }
+    if model == "Describe" {
+        return Some(format!("Describe: {} columns, {used}", e.terms.len()));
+    }
     if model == "PCA" {
         let k = e.singular_values.len();
         let features = run.plan.as_ref().map_or(0, |p| p.algorithm.features.len());

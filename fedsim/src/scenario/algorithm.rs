@@ -18,6 +18,12 @@ pub enum AlgorithmKind {
     External,
     /// Kaplan-Meier survival curves (per group) and the log-rank test.
     KaplanMeier,
+    /// A two-way table of counts of two category columns, with the chi-square test of
+    /// independence (see `algorithms::crosstab`).
+    Crosstab,
+    /// Per-column count, mean, sd, quantiles (federated bisection) and the correlation matrix
+    /// of the numeric feature columns (see `algorithms::describe`).
+    Describe,
 }
 
 impl AlgorithmKind {
@@ -30,12 +36,18 @@ impl AlgorithmKind {
             AlgorithmKind::Svd => "svd",
             AlgorithmKind::External => "external",
             AlgorithmKind::KaplanMeier => "kaplan_meier",
+            AlgorithmKind::Crosstab => "crosstab",
+            AlgorithmKind::Describe => "describe",
         }
     }
     pub fn needs_target(self) -> bool {
         !matches!(
             self,
-            AlgorithmKind::Svd | AlgorithmKind::External | AlgorithmKind::KaplanMeier
+            AlgorithmKind::Svd
+                | AlgorithmKind::External
+                | AlgorithmKind::KaplanMeier
+                | AlgorithmKind::Crosstab
+                | AlgorithmKind::Describe
         )
     }
     /// Survival analyses read a time and an event column instead of a target.
@@ -180,6 +192,22 @@ pub struct AlgorithmSpec {
     /// kaplan_meier: a numeric column of group codes: one curve per group and the log-rank test.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// crosstab: the category column whose levels are the table's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<String>,
+    /// crosstab: the category column whose levels are the table's columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cols: Option<String>,
+    /// describe: the probabilities of the quantiles (default [0.25, 0.5, 0.75]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Vec<f64>>,
+    /// describe: the width the bisection brackets each quantile to, relative to the column's
+    /// standard deviation (default 0: to adjacent doubles, i.e. exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile_tol: Option<f64>,
+    /// describe: also report each column's min and max (single records' values; default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extremes: Option<bool>,
     /// svd: number of components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
@@ -224,10 +252,15 @@ pub struct AlgorithmSpec {
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     use AlgorithmKind::*;
     let a = &s.algorithm;
-    let owners: [(&str, bool, &[AlgorithmKind]); 23] = [
+    let owners: [(&str, bool, &[AlgorithmKind]); 28] = [
         ("time", a.time.is_some(), &[KaplanMeier]),
         ("event", a.event.is_some(), &[KaplanMeier]),
         ("group", a.group.is_some(), &[KaplanMeier]),
+        ("rows", a.rows.is_some(), &[Crosstab]),
+        ("cols", a.cols.is_some(), &[Crosstab]),
+        ("quantiles", a.quantiles.is_some(), &[Describe]),
+        ("quantile_tol", a.quantile_tol.is_some(), &[Describe]),
+        ("extremes", a.extremes.is_some(), &[Describe]),
         ("family", a.family.is_some(), &[Glm]),
         ("link", a.link.is_some(), &[Glm]),
         ("offset", a.offset.is_some(), &[Glm]),
@@ -346,6 +379,12 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     if a.kind.is_survival() {
         validate_survival(s, at)?;
     }
+    if a.kind == Crosstab {
+        validate_crosstab(a, at)?;
+    }
+    if a.kind == Describe {
+        validate_describe(a, at)?;
+    }
     if a.kind == Svd && a.k.is_none() {
         return Err(at(
             "algorithm",
@@ -430,6 +469,60 @@ fn validate_survival(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             "kaplan_meier takes no features: it reads `time`, `event` and an optional `group`"
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// A crosstab names two different columns, `rows` and `cols`.
+fn validate_crosstab(a: &AlgorithmSpec, at: &Locate) -> Result<(), ScenarioError> {
+    for (key, value) in [("rows", &a.rows), ("cols", &a.cols)] {
+        match value {
+            None => {
+                return Err(at(
+                    "algorithm",
+                    format!("missing key `{key}`: a crosstab needs the category columns of its rows and columns, e.g. rows = \"species\", cols = \"island\""),
+                ))
+            }
+            Some(c) if c.trim().is_empty() => {
+                return Err(at(
+                    &format!("algorithm.{key}"),
+                    "expected a column name".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if a.rows == a.cols {
+        return Err(at(
+            "algorithm.cols",
+            format!(
+                "`rows` and `cols` are both {:?}: a table of a column against itself tests nothing; name two different columns",
+                a.cols.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Quantile probabilities lie in [0, 1]; the bracket's width is 0 or more.
+fn validate_describe(a: &AlgorithmSpec, at: &Locate) -> Result<(), ScenarioError> {
+    if let Some(q) = &a.quantiles {
+        if let Some(i) = q.iter().position(|p| !(0.0..=1.0).contains(p)) {
+            return Err(at(
+                &format!("algorithm.quantiles.{i}"),
+                format!("expected a probability from 0 to 1, found {}", q[i]),
+            ));
+        }
+    }
+    if let Some(t) = a.quantile_tol {
+        if !(t.is_finite() && (0.0..1.0).contains(&t)) {
+            return Err(at(
+                "algorithm.quantile_tol",
+                format!(
+                    "expected a width from 0 (exact) to below 1 standard deviation, found {t:e}"
+                ),
+            ));
+        }
     }
     Ok(())
 }

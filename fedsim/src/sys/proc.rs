@@ -73,6 +73,9 @@ mod tests {
             .unwrap();
         assert!(rss >= 64 * 1024, "resident {rss} KiB holding 64 MiB");
         let after = peak_rss_kib();
-        assert!(after >= rss && after >= before, "{before} -> {after} (resident {rss})");
+        assert!(
+            after >= rss && after >= before,
+            "{before} -> {after} (resident {rss})"
+        );
     }
 }
