@@ -836,11 +836,12 @@ fn a_remote_agent_whose_controller_is_killed_exits_non_zero_and_says_why() {
     }
 }
 
-/// Issue 23: the clinical analyses on SSH sites, each held against its statsmodels row: a
-/// Poisson GLM with an exposure, NB2 (its dispersion estimated), and Kaplan-Meier curves by
-/// group with the log-rank test, whose event times are agreed across the hosts.
+/// Issue 23: the clinical analyses on SSH sites, each held against its statsmodels, scipy or
+/// numpy row: a Poisson GLM with an exposure, NB2 (its dispersion estimated), Kaplan-Meier
+/// curves by group with the log-rank test (event times agreed across the hosts), a crosstab
+/// with its chi-square test, and describe's moments and quantiles.
 #[test]
-fn glm_negative_binomial_and_kaplan_meier_run_on_ssh_sites() {
+fn the_clinical_analyses_run_on_ssh_sites() {
     let fleet = TestFleet::up(3, "127.0.11", "fedsim-k");
     let work = tempfile::tempdir().unwrap();
     let reference = test_data("reference.jsonl");
@@ -864,6 +865,19 @@ fn glm_negative_binomial_and_kaplan_meier_run_on_ssh_sites() {
             format!(
                 "[data]\npath = \"{}\"\n[algorithm]\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n",
                 test_data("lung.csv").display()
+            ),
+        ),        (
+            "ssh-crosstab",
+            format!(
+                "[data]\npath = \"{}\"\n[algorithm]\nkind = \"crosstab\"\nrows = \"species\"\ncols = \"island\"\n",
+                test_data("penguins.csv").display()
+            ),
+        ),
+        (
+            "ssh-describe",
+            format!(
+                "[data]\npath = \"{}\"\nfeatures = [\"age\", \"bmi\", \"bp\", \"s5\", \"progression\"]\n[algorithm]\nkind = \"describe\"\n",
+                test_data("diabetes_raw.csv").display()
             ),
         ),
     ];

@@ -293,8 +293,9 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
         serde_json::json!(["pixel_2_2", "pixel_3_3", "pixel_4_4"])
     );
 
-    // Issue 23's analyses in the VMs, each against its statsmodels row: a Poisson GLM with an
-    // exposure, and Kaplan-Meier curves by group with the log-rank test.
+    // Issue 23's analyses in the VMs, each against its statsmodels, scipy or numpy row: a
+    // Poisson GLM with an exposure, Kaplan-Meier curves by group with the log-rank test, a
+    // crosstab with its chi-square test, and describe.
     let reference = format!(
         "[compare]\ntolerance = 1e-8\nreference = \"{}\"\n",
         test_data("reference.jsonl").display()
@@ -309,6 +310,16 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
             "lung.csv",
             "",
             "[algorithm]\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n",
+        ),
+        (
+            "penguins.csv",
+            "",
+            "[algorithm]\nkind = \"crosstab\"\nrows = \"species\"\ncols = \"island\"\n",
+        ),
+        (
+            "diabetes_raw.csv",
+            "features = [\"age\", \"bmi\", \"bp\", \"s5\", \"progression\"]",
+            "[algorithm]\nkind = \"describe\"\n",
         ),
     ] {
         let cfg = vm_scenario_on(tmp.path(), name, csv, data, &format!("{algorithm}{reference}"));
