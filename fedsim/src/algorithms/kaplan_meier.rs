@@ -83,17 +83,22 @@ impl Federated for KaplanMeier {
         let times = p.all_times();
         let mut counts = Vec::with_capacity(p.curves.len() * (1 + 2 * times.len()));
         for c in &p.curves {
-            let mine: Vec<usize> = (0..rows.time.len())
-                .filter(|&i| rows.in_group(i, c.code))
-                .collect();
-            counts.push(mine.len() as f64);
+            // The group's times, and its event times, sorted: each count is then two binary
+            // searches, not a pass over the rows per time.
+            let mine = |events: bool| {
+                let mut v: Vec<f64> = (0..rows.time.len())
+                    .filter(|&i| rows.in_group(i, c.code) && (!events || rows.is_event(i)))
+                    .map(|i| rows.time[i])
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                v
+            };
+            let (all, events) = (mine(false), mine(true));
+            counts.push(all.len() as f64);
             for &t in &times {
-                counts.push(mine.iter().filter(|&&i| rows.time[i] >= t).count() as f64);
-                counts.push(
-                    mine.iter()
-                        .filter(|&&i| rows.time[i] == t && rows.is_event(i))
-                        .count() as f64,
-                );
+                counts.push((all.len() - all.partition_point(|x| *x < t)) as f64);
+                let at = events.partition_point(|x| *x < t);
+                counts.push((events.partition_point(|x| *x <= t) - at) as f64);
             }
         }
         Ok(Reply { counts })
