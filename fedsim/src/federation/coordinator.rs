@@ -886,6 +886,28 @@ fn drive(
             }
             per_site.push(traffic);
         }
+        if !settings.secure {
+            // A number that is not one (NaN, infinite) would poison the sum without a word and
+            // the run would end blaming the algorithm: name the site that sent it. (Under secure
+            // aggregation a site cannot mask one: its agent refuses before sending.)
+            for (i, body) in bodies.iter().enumerate() {
+                let (_, values) = algorithm
+                    .split(body)
+                    .map_err(|e| site_failed(i, round, format!("its reply cannot be read: {e}")))?;
+                if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(site_failed(
+                        i,
+                        round,
+                        format!(
+                            "its reply holds a value that is not a finite number ({}) at position {} of {}",
+                            values[k],
+                            k + 1,
+                            values.len()
+                        ),
+                    ));
+                }
+            }
+        }
         if settings.secure {
             // Only the shapes travel in clear, and only the sum is seen: replies of different
             // shapes (another name, another length) would be added into each other silently.
@@ -1061,6 +1083,81 @@ mod tests {
             })?;
             Ok((ch.recv(deadline, None)?, ch))
         })
+    }
+
+    /// A site whose reply holds NaN is named as the one that failed, in that round, not the
+    /// algorithm: a hostile or broken peer is blamed, and the run ends.
+    #[test]
+    fn a_reply_holding_nan_fails_the_run_naming_the_site() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sites = sites(2);
+        let cancel = AtomicBool::new(false);
+        let settings = settings(&cancel, Duration::from_secs(10));
+        let agents: Vec<_> = sites
+            .iter()
+            .map(|s| {
+                let (name, key) = (s.name.clone(), s.key);
+                std::thread::spawn(move || {
+                    let (welcome, mut ch) = agent(addr, &name, key).join().unwrap().unwrap();
+                    assert!(matches!(welcome, Message::Welcome { .. }), "{welcome:?}");
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    ch.send(&Message::Ready {
+                        rows: 10,
+                        peak_rss_kib: 1,
+                        dropped: 0,
+                        levels: Vec::new(),
+                    })
+                    .unwrap();
+                    // Answer round 1 (OLS moments); site-2 with a NaN in its sums.
+                    loop {
+                        match ch.recv(deadline, None) {
+                            Ok(Message::Task { round, .. }) => {
+                                let bad = if name == "site-2" { f64::NAN } else { 1.0 };
+                                let body = postcard::to_stdvec(
+                                    &crate::algorithms::linreg::Reply::Moments {
+                                        n: 10,
+                                        sum_x: vec![bad],
+                                        sum_y: 2.0,
+                                    },
+                                )
+                                .unwrap();
+                                ch.send(&Message::Reply {
+                                    round,
+                                    body,
+                                    compute_secs: 0.0,
+                                    peak_rss_kib: 1,
+                                    masked: None,
+                                })
+                                .unwrap();
+                            }
+                            Ok(Message::Shutdown { .. }) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        let e = match run(
+            &listener,
+            &sites,
+            &AlgorithmConfig::ols(&["x"]),
+            &settings,
+            &mut Quiet,
+        ) {
+            Err(e) => e,
+            Ok(_) => panic!("a NaN reply was aggregated"),
+        };
+        for a in agents {
+            a.join().unwrap();
+        }
+        assert_eq!(e.site(), Some("site-2"), "{e}");
+        assert_eq!(e.round(), 1, "{e}");
+        assert!(
+            e.to_string()
+                .contains("not a finite number (NaN) at position 2 of 3"),
+            "{e}"
+        );
     }
 
     #[test]
