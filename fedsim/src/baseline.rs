@@ -33,6 +33,7 @@ pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, 
         Params::Glm(g) => crate::algorithms::glm::pooled(config, g, data, least_squares),
         Params::Svd(p) => svd(config, p, data),
         Params::KaplanMeier(k) => crate::algorithms::kaplan_meier::pooled(k, data),
+        Params::Cox(c) => crate::algorithms::cox::pooled(config, c, data),
         Params::External(_) => Err(AlgoError::Protocol(
             "an external algorithm's baseline is its pooled command".into(),
         )),

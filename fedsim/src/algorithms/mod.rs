@@ -2,6 +2,7 @@
 //! aggregate step (runs on the coordinator, sees only what sites sent). The transport never looks
 //! inside: requests and replies travel as bytes.
 
+pub mod cox;
 pub mod external;
 pub mod glm;
 pub mod kaplan_meier;
@@ -58,6 +59,8 @@ pub enum Params {
     External(external::ExternalSpec),
     /// Kaplan-Meier curves per group, and the log-rank test.
     KaplanMeier(kaplan_meier::KmParams),
+    /// Cox proportional-hazards regression on the features.
+    Cox(cox::CoxParams),
 }
 
 impl Params {
@@ -67,6 +70,7 @@ impl Params {
         match self {
             Params::Glm(g) => g.columns(),
             Params::KaplanMeier(k) => k.columns(),
+            Params::Cox(c) => c.columns(),
             _ => Vec::new(),
         }
     }
@@ -75,6 +79,7 @@ impl Params {
     pub fn survival_columns(&self) -> Option<(&str, &str, Option<&str>)> {
         match self {
             Params::KaplanMeier(k) => Some((&k.time, &k.event, k.group.as_deref())),
+            Params::Cox(c) => Some((&c.time, &c.event, c.strata.as_deref())),
             _ => None,
         }
     }
@@ -82,8 +87,10 @@ impl Params {
     /// The same options with the agreed event times (survival analyses; others unchanged).
     fn with_timelines(&self, levels: &Levels) -> Params {
         let mut p = self.clone();
-        if let Params::KaplanMeier(k) = &mut p {
-            k.curves = survival::timelines(levels);
+        match &mut p {
+            Params::KaplanMeier(k) => k.curves = survival::timelines(levels),
+            Params::Cox(c) => c.timelines = survival::timelines(levels),
+            _ => {}
         }
         p
     }
@@ -134,6 +141,7 @@ impl AlgorithmConfig {
             Params::Svd(_) => AlgorithmKind::Svd,
             Params::External(_) => AlgorithmKind::External,
             Params::KaplanMeier(_) => AlgorithmKind::KaplanMeier,
+            Params::Cox(_) => AlgorithmKind::Cox,
         }
     }
 
@@ -577,6 +585,7 @@ pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
         Params::KaplanMeier(k) => {
             Box::new(kaplan_meier::KaplanMeier::new(config.clone(), k.clone()))
         }
+        Params::Cox(c) => Box::new(cox::Cox::new(config.clone(), c.clone())),
     }
 }
 
