@@ -12,9 +12,11 @@
 //! regression does: halving a step that lowers the likelihood, stopping when the step is below
 //! `tol` relative to the coefficients.
 //!
-//! The exponentials are taken as they are, not shifted: a linear predictor beyond about ±700
-//! overflows (the sites share no offset to subtract). Covariates on ordinary scales are far from
-//! that.
+//! Each site also returns Σ x over its rows. From round 2 on, the coordinator sends with b the
+//! pooled covariate means m from round 1, and the sites use x - m in every sum: the partial
+//! likelihood, its gradient and information do not change (exp(m'b) cancels from every ratio),
+//! but a covariate with a large mean (a calendar year) neither overflows the exponential nor
+//! loses the information's digits to cancellation.
 
 use faer::Mat;
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,8 @@ fn width(p: usize, ties: Ties) -> usize {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub beta: Vec<f64>,
+    /// Subtracted from every row's covariates (empty: nothing; see the module's notes).
+    pub center: Vec<f64>,
 }
 
 /// The site's rows, then per stratum (in the agreed order) and per agreed event time the sums
@@ -66,6 +70,8 @@ pub struct Request {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reply {
     pub n: f64,
+    /// Σ x over the site's rows (for the pooled means).
+    pub xsum: Vec<f64>,
     pub sums: Vec<f64>,
 }
 
@@ -77,6 +83,8 @@ pub struct Cox {
     accepted: Option<(Vec<f64>, f64)>,
     halvings: usize,
     steps: Vec<f64>,
+    /// The pooled covariate means, once round 1 has brought them.
+    means: Option<Vec<f64>>,
 }
 
 impl Cox {
@@ -89,6 +97,7 @@ impl Cox {
             accepted: None,
             halvings: 0,
             steps: Vec::new(),
+            means: None,
         }
     }
 
@@ -98,7 +107,7 @@ impl Cox {
     }
 }
 
-/// Add `w` times x (and x x') of row `i` into `s0`, `s1`, `s2` (a slice of 1 + p + p² numbers).
+/// Add `w`, `w` x and `w` x x' of row `i` into a slice of 1 + p + p² numbers (S0, S1, S2).
 fn add_row(acc: &mut [f64], x: &Mat<f64>, i: usize, w: f64) {
     let p = x.ncols();
     acc[0] += w;
@@ -117,7 +126,8 @@ impl Federated for Cox {
 
     fn local(&self, request: &Request, data: &LocalData) -> Result<Reply, AlgoError> {
         let p = self.beta.len();
-        if request.beta.len() != p || data.x.ncols() != p {
+        if request.beta.len() != p || data.x.ncols() != p || ![0, p].contains(&request.center.len())
+        {
             return Err(AlgoError::Protocol(format!(
                 "{} coefficients for {} covariates, expected {p}",
                 request.beta.len(),
@@ -128,11 +138,9 @@ impl Federated for Cox {
         let rows = Rows::of(data, &ps.time, &ps.event, ps.strata.as_deref())?;
         let w = width(p, ps.ties);
         let risk = 1 + p + p * p;
-        let eta = |i: usize| {
-            (0..p)
-                .map(|j| data.x[(i, j)] * request.beta[j])
-                .sum::<f64>()
-        };
+        let c = |j: usize| request.center.get(j).copied().unwrap_or(0.0);
+        let x = Mat::from_fn(data.x.nrows(), p, |i, j| data.x[(i, j)] - c(j));
+        let eta = |i: usize| (0..p).map(|j| x[(i, j)] * request.beta[j]).sum::<f64>();
         let mut sums = Vec::with_capacity(self.reply_len());
         for line in &ps.timelines {
             let times = &line.times;
@@ -147,7 +155,7 @@ impl Federated for Cox {
             for k in (0..times.len()).rev() {
                 while next < mine.len() && rows.time[mine[next]] >= times[k] {
                     let i = mine[next];
-                    add_row(&mut running, &data.x, i, eta(i).exp());
+                    add_row(&mut running, &x, i, eta(i).exp());
                     next += 1;
                 }
                 block[k * w..k * w + risk].copy_from_slice(&running);
@@ -164,16 +172,17 @@ impl Federated for Cox {
                 let at = &mut block[k * w + risk..(k + 1) * w];
                 at[0] += 1.0;
                 for j in 0..p {
-                    at[1 + j] += data.x[(i, j)];
+                    at[1 + j] += x[(i, j)];
                 }
                 if ps.ties == Ties::Efron {
-                    add_row(&mut at[1 + p..], &data.x, i, eta(i).exp());
+                    add_row(&mut at[1 + p..], &x, i, eta(i).exp());
                 }
             }
             sums.extend(block);
         }
         Ok(Reply {
             n: rows.time.len() as f64,
+            xsum: (0..p).map(|j| data.x.col(j).iter().sum()).collect(),
             sums,
         })
     }
@@ -181,34 +190,41 @@ impl Federated for Cox {
     fn start(&mut self) -> Request {
         Request {
             beta: self.beta.clone(),
+            center: self.means.clone().unwrap_or_default(),
         }
     }
 
     fn values(reply: &Reply) -> Vec<f64> {
-        [&[reply.n][..], &reply.sums].concat()
+        [&[reply.n][..], &reply.xsum, &reply.sums].concat()
     }
 
     fn with_values(t: &Reply, v: &mut Values) -> Result<Reply, AlgoError> {
         Ok(Reply {
             n: v.one()?,
+            xsum: v.take(t.xsum.len())?,
             sums: v.take(t.sums.len())?,
         })
     }
 
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
+        let p = self.beta.len();
         let len = self.reply_len();
-        let (mut n, mut sum) = (0.0, vec![0.0; len]);
+        let (mut n, mut xsum, mut sum) = (0.0, vec![0.0; p], vec![0.0; len]);
         for r in &replies {
-            if r.sums.len() != len {
+            if r.sums.len() != len || r.xsum.len() != p {
                 return Err(AlgoError::Protocol(format!(
                     "a site sent {} sums, expected {len}",
                     r.sums.len()
                 )));
             }
             n += r.n;
+            xsum.iter_mut().zip(&r.xsum).for_each(|(a, b)| *a += b);
             sum.iter_mut().zip(&r.sums).for_each(|(a, b)| *a += b);
         }
         let (ll, grad, info, events) = partial_likelihood(&sum, &self.beta, self.params.ties);
+        if self.means.is_none() && n > 0.0 {
+            self.means = Some(xsum.iter().map(|s| s / n).collect());
+        }
         if let Some((prev, prev_ll)) = &self.accepted {
             if ll < prev_ll - 1e-12 * prev_ll.abs().max(1.0) {
                 self.halvings += 1;
@@ -620,6 +636,8 @@ mod tests {
                 let cox = Cox::new(config(), p.clone());
                 let request = Request {
                     beta: beta.to_vec(),
+                    // Any centre: the likelihood and its derivatives do not change.
+                    center: vec![0.7, -0.2],
                 };
                 let a = cox.local(&request, &data(&[0, 3, 6], strata)).unwrap();
                 let b = cox
@@ -683,6 +701,7 @@ mod tests {
             }];
             let request = Request {
                 beta: beta.to_vec(),
+                center: Vec::new(),
             };
             let r = Cox::new(config(), p).local(&request, &d).unwrap();
             let (ll, _, _, events) = partial_likelihood(&r.sums, &beta, ties);
