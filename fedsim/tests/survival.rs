@@ -521,6 +521,17 @@ fn cox_under_secure_aggregation() {
         kinds.contains(&"disclosure") && kinds.contains(&"secure_aggregation"),
         "{kinds:?}"
     );
+    // The report names the model and shows the coefficient table and the hazard ratios.
+    let html = std::fs::read_to_string(tmp.path().join("run/report.html")).unwrap();
+    for fragment in [
+        "Cox (efron ties, strata sex): (time, status) ~ 2 terms, 223 rows, 160 events",
+        "id=\"comparison\"",
+        "P&gt;|z|",
+        "id=\"named\"",
+        "hazard_ratio[ph_ecog]",
+    ] {
+        assert!(html.contains(fragment), "{fragment:?} not in the report");
+    }
 }
 
 /// Bad Cox input: a named error, exit code 2, before anything starts.
