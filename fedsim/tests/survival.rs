@@ -552,7 +552,7 @@ fn bad_cox_inputs_are_refused_with_exit_code_2() {
         &'a str,
         &'a [&'a str],
     );
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (
             "ties.csv",
             &text,
@@ -591,6 +591,17 @@ fn bad_cox_inputs_are_refused_with_exit_code_2() {
             &["`intercept` applies to", "not cox"],
         ),
         (
+            "covariate.csv",
+            &text,
+            "efron",
+            Some("sex"),
+            "",
+            &[
+                "data.features.1",
+                "\"sex\" is the `strata` column: it cannot also be a covariate",
+            ],
+        ),
+        (
             "group.csv",
             &text,
             "breslow",
@@ -603,7 +614,14 @@ fn bad_cox_inputs_are_refused_with_exit_code_2() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join(file), csv).unwrap();
         let body = cox_toml(
-            &format!("path = \"{file}\"\nfeatures = [\"age\", \"ph_ecog\"]"),
+            &format!(
+                "path = \"{file}\"\nfeatures = [\"age\", {:?}]",
+                if file == "covariate.csv" {
+                    "sex"
+                } else {
+                    "ph_ecog"
+                }
+            ),
             3,
             ties,
             strata,
@@ -662,4 +680,34 @@ fn cox_with_a_covariate_far_from_0() {
     assert_cox_close(cox_differences(res, &r), "age + 100000");
     let c = s.comparison.as_ref().expect("comparison");
     assert!(c.passed, "{}", c.describe());
+}
+
+/// A covariate without variation (a column of ones) has no information: the run fails,
+/// naming it.
+#[test]
+fn cox_names_a_covariate_that_does_not_vary() {
+    let text = std::fs::read_to_string(test_data("lung.csv")).unwrap();
+    let with_ones: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| format!("{l},{}\n", if i == 0 { "one" } else { "1" }))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ones.csv"), with_ones).unwrap();
+    let body = cox_toml(
+        "path = \"ones.csv\"\nfeatures = [\"age\", \"one\"]",
+        3,
+        "efron",
+        None,
+        "",
+    );
+    let cfg = scenario(tmp.path(), "cox", &body);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    let s = expect_status(&o, &out, Status::Failed);
+    let error = s.error.expect("the failure").message;
+    assert!(
+        error.contains("covariate `one` does not vary within the risk sets"),
+        "{error}"
+    );
 }

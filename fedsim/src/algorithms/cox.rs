@@ -249,11 +249,7 @@ impl Federated for Cox {
             ));
         }
         let terms = self.config.terms();
-        let (step, cov) = solve_scaled(&info, &grad, &terms).map_err(|e| {
-            AlgoError::Numeric(format!(
-                "{e} (in the information matrix of the partial likelihood)"
-            ))
-        })?;
+        let (step, cov) = newton_step(&info, &grad, &terms)?;
         let size = step.iter().fold(0.0f64, |m, s| m.max(s.abs()));
         let scale = self.beta.iter().fold(1.0f64, |m, b| m.max(b.abs()));
         self.steps.push(size);
@@ -280,6 +276,28 @@ impl Federated for Cox {
         self.beta = next;
         Ok(Step::Next(self.start()))
     }
+}
+
+/// The Newton step and the inverse information. A covariate that does not vary within any risk
+/// set (constant, or constant within every stratum) has no information: it is named.
+fn newton_step(
+    info: &Mat<f64>,
+    grad: &[f64],
+    terms: &[String],
+) -> Result<(Vec<f64>, Mat<f64>), AlgoError> {
+    let scale = (0..info.nrows()).fold(0.0f64, |m, j| m.max(info[(j, j)]));
+    let none = |v: f64| v.is_nan() || v <= 1e-13 * scale;
+    if let Some(j) = (0..info.nrows()).find(|&j| none(info[(j, j)])) {
+        return Err(AlgoError::Numeric(format!(
+            "covariate `{}` does not vary within the risk sets (it is constant, or constant within every stratum), so its coefficient cannot be estimated; leave it out",
+            terms[j]
+        )));
+    }
+    solve_scaled(info, grad, terms).map_err(|e| {
+        AlgoError::Numeric(format!(
+            "{e} (in the information matrix of the partial likelihood)"
+        ))
+    })
 }
 
 /// Log partial likelihood, its gradient and information matrix, and the events, from the
@@ -424,7 +442,7 @@ pub fn pooled(
                 &mut info,
             );
         }
-        let (step, cov) = solve_scaled(&info, &grad, &terms)?;
+        let (step, cov) = newton_step(&info, &grad, &terms)?;
         let size = step.iter().fold(0.0f64, |m, s| m.max(s.abs()));
         let scale = beta.iter().fold(1.0f64, |m, b| m.max(b.abs()));
         beta.iter_mut().zip(&step).for_each(|(b, s)| *b += s);

@@ -459,6 +459,23 @@ fn validate_survival(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             ),
         ));
     }
+    // A Cox model's covariates are not its time, event or strata columns.
+    let own = [&a.time, &a.event, &a.strata];
+    for (i, f) in s.data.features.iter().flatten().enumerate() {
+        if let Some(key) = own
+            .iter()
+            .zip(["time", "event", "strata"])
+            .find(|(c, _)| c.as_ref() == Some(f))
+            .map(|(_, k)| k)
+        {
+            if a.kind == AlgorithmKind::Cox {
+                return Err(at(
+                    &format!("data.features.{i}"),
+                    format!("{f:?} is the `{key}` column: it cannot also be a covariate"),
+                ));
+            }
+        }
+    }
     if a.kind == AlgorithmKind::KaplanMeier && s.data.features.is_some() {
         return Err(at(
             "data.features",
