@@ -35,6 +35,7 @@ pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, 
         Params::KaplanMeier(k) => crate::algorithms::kaplan_meier::pooled(k, data),
         Params::Crosstab(t) => crate::algorithms::crosstab::pooled(config, t, data),
         Params::Describe(p) => crate::algorithms::describe::pooled(config, p, data),
+        Params::Cox(c) => crate::algorithms::cox::pooled(config, c, data),
         Params::External(_) => Err(AlgoError::Protocol(
             "an external algorithm's baseline is its pooled command".into(),
         )),

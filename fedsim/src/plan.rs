@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::algorithms::cox::CoxParams;
 use crate::algorithms::external::ExternalSpec;
 use crate::algorithms::glm::GlmParams;
 use crate::algorithms::kaplan_meier::KmParams;
@@ -187,6 +188,7 @@ fn aux_keys(s: &Scenario) -> Vec<(&'static str, &String)> {
         ("time", &a.time),
         ("event", &a.event),
         ("group", &a.group),
+        ("strata", &a.strata),
     ]
     .into_iter()
     .filter_map(|(k, c)| c.as_ref().map(|c| (k, c)))
@@ -924,6 +926,15 @@ fn params(s: &Scenario) -> Result<Params, PlanError> {
             quantiles: a.quantiles.clone().unwrap_or_else(|| vec![0.25, 0.5, 0.75]),
             quantile_tol: a.quantile_tol.unwrap_or(0.0),
             extremes: a.extremes.unwrap_or(false),
+        }),
+        AlgorithmKind::Cox => Params::Cox(CoxParams {
+            time: a.time.clone().unwrap_or_default(),
+            event: a.event.clone().unwrap_or_default(),
+            strata: a.strata.clone(),
+            ties: a.ties.unwrap_or_default(),
+            max_iter: a.max_iter.unwrap_or(100),
+            tol: a.tol.unwrap_or(1e-10),
+            timelines: Vec::new(),
         }),
     })
 }

@@ -200,6 +200,20 @@ pub struct ReferenceRow {
     pub quantiles_lower: Vec<Vec<f64>>,
     #[serde(default)]
     pub corr: Vec<Vec<f64>>,
+    /// cox: the handling of tied times ("breslow" or "efron"), the strata column, the events,
+    /// and the hazard ratios with their interval (exp of coef and of the interval).
+    #[serde(default)]
+    pub ties: Option<String>,
+    #[serde(default)]
+    pub strata: Option<String>,
+    #[serde(default)]
+    pub events: Option<f64>,
+    #[serde(default)]
+    pub hazard_ratio: Vec<f64>,
+    #[serde(default)]
+    pub hr_low: Vec<f64>,
+    #[serde(default)]
+    pub hr_high: Vec<f64>,
     /// What computed the row (e.g. "statsmodels 0.15.0 OLS"), for provenance.
     #[serde(default)]
     pub by: Option<String>,
@@ -276,6 +290,21 @@ impl ReferenceRow {
             named.insert("logrank_chi2".into(), serde_json::json!(l.chi2));
             named.insert("logrank_df".into(), serde_json::json!(l.df));
             named.insert("logrank_p".into(), serde_json::json!(l.p_sf));
+        }
+        for (name, values) in [
+            ("hazard_ratio", &self.hazard_ratio),
+            ("hr_low", &self.hr_low),
+            ("hr_high", &self.hr_high),
+        ] {
+            if !values.is_empty() {
+                named.insert(
+                    name.into(),
+                    serde_json::json!({ "values": values, "labels": self.terms }),
+                );
+            }
+        }
+        if let Some(events) = self.events {
+            named.insert("events".into(), serde_json::json!(events));
         }
         Estimates {
             named,
@@ -463,6 +492,12 @@ impl Analysis {
                     ("cols", Some(t.cols.clone())),
                 ],
                 Params::Describe(d) => vec![("quantiles", Some(probs(&d.quantiles)))],
+                Params::Cox(k) => vec![
+                    ("time", Some(k.time.clone())),
+                    ("event", Some(k.event.clone())),
+                    ("ties", Some(k.ties.as_str().to_string())),
+                    ("strata", k.strata.clone()),
+                ],
                 _ => Vec::new(),
             },
         }
@@ -524,6 +559,8 @@ impl Analysis {
                 "time" => row.time.clone(),
                 "event" => row.event.clone(),
                 "group" => row.group.clone(),
+                "ties" => row.ties.clone(),
+                "strata" => row.strata.clone(),
                 _ => row.weights.clone(),
             };
             if &theirs != ours {
@@ -560,6 +597,7 @@ pub fn kind_name(kind: AlgorithmKind) -> &'static str {
         AlgorithmKind::KaplanMeier => "kaplan_meier",
         AlgorithmKind::Crosstab => "crosstab",
         AlgorithmKind::Describe => "describe",
+        AlgorithmKind::Cox => "cox",
     }
 }
 

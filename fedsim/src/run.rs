@@ -660,7 +660,7 @@ impl<'a> Run<'a> {
             // The union of event times is agreed in clear (see algorithms::survival).
             warnings.push(Warning {
                 kind: "disclosure".into(),
-                message: "each site sent the coordinator its distinct event times (per group) in clear before round 1, outside any secure aggregation: the risk sets are counted at them; everything after that is sums".into(),
+                message: "each site sent the coordinator its distinct event times (per group or stratum) in clear before round 1, outside any secure aggregation: the risk sets are counted at them; everything after that is sums".into(),
                 site: None,
             });
         }

@@ -383,3 +383,379 @@ fn the_report_draws_the_curves_and_the_number_at_risk() {
         );
     }
 }
+
+/// The cox reference rows for lung.csv: (ties, strata, features, row).
+fn cox_references() -> Vec<(String, Option<String>, Vec<String>, Value)> {
+    let text = std::fs::read_to_string(test_data("reference.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["csv"] == "lung.csv" && v["kind"] == "cox")
+        .map(|v| {
+            let terms = v["terms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect();
+            (
+                v["ties"].as_str().unwrap().to_string(),
+                v["strata"].as_str().map(str::to_string),
+                terms,
+                v,
+            )
+        })
+        .collect()
+}
+
+fn cox_toml(data: &str, sites: usize, ties: &str, strata: Option<&str>, extra: &str) -> String {
+    format!(
+        "[scenario]\nname = \"cox\"\nseed = 3\n[data]\n{data}\n[partition]\nkind = \"horizontal\"\nsites = {sites}\n[algorithm]\nkind = \"cox\"\ntime = \"time\"\nevent = \"status\"\nties = \"{ties}\"\n{}\n{extra}",
+        strata.map_or(String::new(), |s| format!("strata = \"{s}\""))
+    )
+}
+
+fn features_line(features: &[String]) -> String {
+    format!(
+        "features = [{}]",
+        features
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The largest differences from a statsmodels row, on the compare rule's scales: coef on
+/// max(|want|, se), se relative, loglik relative; hazard ratios relative. Asserts the rows
+/// and events.
+fn cox_differences(res: &fedsim::algorithms::Estimates, r: &Value) -> [f64; 4] {
+    assert_eq!(res.n as u64, r["n"].as_u64().unwrap());
+    assert_eq!(res.named["events"].as_f64(), r["events"].as_f64());
+    let (coef, se) = (floats(&r["coef"]), floats(&r["se"]));
+    let mut d = [0.0f64; 4];
+    assert_eq!(res.coef.len(), coef.len());
+    for i in 0..coef.len() {
+        d[0] = d[0].max((res.coef[i] - coef[i]).abs() / coef[i].abs().max(se[i]));
+        d[1] = d[1].max((res.se[i] - se[i]).abs() / se[i]);
+    }
+    let ll = r["loglik"].as_f64().unwrap();
+    d[2] = (res.loglik.unwrap() - ll).abs() / ll.abs();
+    for name in ["hazard_ratio", "hr_low", "hr_high"] {
+        let got = floats(&res.named[name]["values"]);
+        for (a, b) in got.iter().zip(floats(&r[name])) {
+            d[3] = d[3].max((a - b).abs() / b.abs());
+        }
+    }
+    d
+}
+
+fn assert_cox_close(d: [f64; 4], what: &str) {
+    eprintln!(
+        "{what}: coef {:.1e}, se {:.1e}, loglik {:.1e}, hazard ratios {:.1e}",
+        d[0], d[1], d[2], d[3]
+    );
+    assert!(d[0] <= 1e-8, "{what}: coef off statsmodels by {:e}", d[0]);
+    assert!(d[1] <= 1e-8, "{what}: se off statsmodels by {:e}", d[1]);
+    assert!(
+        d[2] <= 1e-10,
+        "{what}: loglik off statsmodels by {:e}",
+        d[2]
+    );
+    assert!(d[3] <= 1e-8, "{what}: hazard ratios off by {:e}", d[3]);
+}
+
+#[test]
+fn cox_matches_statsmodels_on_3_and_5_sites() {
+    let rows = cox_references();
+    assert_eq!(rows.len(), 3, "breslow, efron, efron with strata");
+    for (ties, strata, features, r) in &rows {
+        for sites in [3, 5] {
+            let tmp = tempfile::tempdir().unwrap();
+            let s = run_ok(
+                tmp.path(),
+                &cox_toml(
+                    &format!(
+                        "path = \"{}\"\n{}",
+                        test_data("lung.csv").display(),
+                        features_line(features)
+                    ),
+                    sites,
+                    ties,
+                    strata.as_deref(),
+                    &format!(
+                        "[compare]\ntolerance = 1e-8\nreference = \"{}\"",
+                        test_data("reference.jsonl").display()
+                    ),
+                ),
+            );
+            let what = format!("{ties} strata {strata:?} on {sites} sites");
+            let res = s.results.as_ref().expect("results");
+            assert_cox_close(cox_differences(res, r), &what);
+            // Federated = pooled baseline, and the run's own verdict against statsmodels.
+            let c = s.comparison.as_ref().expect("comparison");
+            assert!(c.passed, "{what}: {}", c.describe());
+            eprintln!("{what}: federated vs pooled {}", c.describe());
+            assert!(c.max_diff <= 1e-10, "{what}: {}", c.describe());
+            let reference = s.reference.as_ref().expect("reference check");
+            assert!(
+                reference.comparison.passed,
+                "{what}: {}",
+                reference.comparison.describe()
+            );
+            // coef, se, z, p, both bounds, 3 hazard-ratio lists per term; loglik and events.
+            assert_eq!(
+                reference.comparison.checks.len(),
+                9 * features.len() + 2,
+                "{what}"
+            );
+            assert!(
+                s.warnings.iter().any(|w| w.kind == "disclosure"),
+                "{:?}",
+                s.warnings
+            );
+        }
+    }
+}
+
+#[test]
+fn cox_with_a_site_without_events() {
+    for (ties, strata, features, r) in cox_references() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = awkward_sites(tmp.path());
+        let s = run_ok(
+            tmp.path(),
+            &cox_toml(
+                &format!("{data}\n{}", features_line(&features)),
+                3,
+                &ties,
+                strata.as_deref(),
+                "[compare]\ntolerance = 1e-8",
+            ),
+        );
+        let what = format!("{ties} strata {strata:?}, a site without events");
+        assert_cox_close(cox_differences(s.results.as_ref().unwrap(), &r), &what);
+        let c = s.comparison.as_ref().expect("comparison");
+        assert!(c.passed, "{what}: {}", c.describe());
+    }
+}
+
+#[test]
+fn cox_under_secure_aggregation() {
+    let (ties, strata, features, r) = cox_references().pop().unwrap();
+    assert_eq!(strata.as_deref(), Some("sex"));
+    let tmp = tempfile::tempdir().unwrap();
+    let s = run_ok(
+        tmp.path(),
+        &cox_toml(
+            &format!(
+                "path = \"{}\"\n{}",
+                test_data("lung.csv").display(),
+                features_line(&features)
+            ),
+            4,
+            &ties,
+            strata.as_deref(),
+            "[federation]\nsecure_aggregation = true\n[compare]\ntolerance = 1e-8",
+        ),
+    );
+    assert_cox_close(
+        cox_differences(s.results.as_ref().unwrap(), &r),
+        "secure aggregation",
+    );
+    let c = s.comparison.as_ref().expect("comparison");
+    assert!(c.passed, "{}", c.describe());
+    let kinds: Vec<&str> = s.warnings.iter().map(|w| w.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"disclosure") && kinds.contains(&"secure_aggregation"),
+        "{kinds:?}"
+    );
+    // The report names the model and shows the coefficient table and the hazard ratios.
+    let html = std::fs::read_to_string(tmp.path().join("run/report.html")).unwrap();
+    for fragment in [
+        "Cox (efron ties, strata sex): (time, status) ~ 2 terms, 223 rows, 160 events",
+        "id=\"comparison\"",
+        "P&gt;|z|",
+        "id=\"named\"",
+        "hazard_ratio[ph_ecog]",
+    ] {
+        assert!(html.contains(fragment), "{fragment:?} not in the report");
+    }
+}
+
+/// Bad Cox input: a named error, exit code 2, before anything starts.
+#[test]
+fn bad_cox_inputs_are_refused_with_exit_code_2() {
+    let text = std::fs::read_to_string(test_data("lung.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut cells: Vec<String> = lines[4].split(',').map(str::to_string).collect();
+    cells[1] = "2".into();
+    lines[4] = cells.join(",");
+    let bad_event = lines.join("\n") + "\n";
+    // (file, its text, ties, strata, more [algorithm] keys, what the error must say)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        &'a [&'a str],
+    );
+    let cases: [Case; 6] = [
+        (
+            "ties.csv",
+            &text,
+            "exact",
+            None,
+            "",
+            &["ties", "unknown variant `exact`", "breslow", "efron"],
+        ),
+        (
+            "strata.csv",
+            &text,
+            "efron",
+            Some("stratum"),
+            "",
+            &["algorithm.strata", "no column \"stratum\""],
+        ),
+        (
+            "event.csv",
+            &bad_event,
+            "breslow",
+            None,
+            "",
+            &[
+                "event.csv",
+                "line 5",
+                "column \"status\"",
+                "an event indicator must be 1 (event) or 0 (censored), found 2",
+            ],
+        ),
+        (
+            "intercept.csv",
+            &text,
+            "breslow",
+            None,
+            "intercept = true",
+            &["`intercept` applies to", "not cox"],
+        ),
+        (
+            "covariate.csv",
+            &text,
+            "efron",
+            Some("sex"),
+            "",
+            &[
+                "data.features.1",
+                "\"sex\" is the `strata` column: it cannot also be a covariate",
+            ],
+        ),
+        (
+            "group.csv",
+            &text,
+            "breslow",
+            None,
+            "group = \"sex\"",
+            &["`group` applies to kaplan_meier only, not cox"],
+        ),
+    ];
+    for (file, csv, ties, strata, extra, fragments) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(file), csv).unwrap();
+        let body = cox_toml(
+            &format!(
+                "path = \"{file}\"\nfeatures = [\"age\", {:?}]",
+                if file == "covariate.csv" {
+                    "sex"
+                } else {
+                    "ph_ecog"
+                }
+            ),
+            3,
+            ties,
+            strata,
+            extra,
+        );
+        let cfg = scenario(tmp.path(), "bad", &body);
+        let out = tmp.path().join("run");
+        let o = run_to(tmp.path(), &cfg, &out, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{file}: {err}");
+        for f in fragments {
+            assert!(err.contains(f), "{file}: {f:?} not in {err}");
+        }
+        assert!(
+            !out.join("summary.json").exists()
+                || !std::fs::read_to_string(out.join("summary.json"))
+                    .unwrap()
+                    .contains("\"succeeded\""),
+            "{file}: the run started"
+        );
+    }
+}
+
+/// age moved by 100000 (a covariate far from 0, like a calendar year): exp(x'b) would overflow
+/// and the information lose its digits without the sites' centring; the fit is unchanged (the
+/// partial likelihood is invariant to a shift of a covariate), so statsmodels' numbers hold.
+#[test]
+fn cox_with_a_covariate_far_from_0() {
+    let text = std::fs::read_to_string(test_data("lung.csv")).unwrap();
+    let moved: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
+            if i > 0 {
+                cells[2] = (cells[2].parse::<f64>().unwrap() + 100000.0).to_string();
+            }
+            cells.join(",") + "\n"
+        })
+        .collect();
+    let (ties, strata, features, r) = cox_references().remove(1);
+    assert_eq!((ties.as_str(), &strata), ("efron", &None));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("moved.csv"), moved).unwrap();
+    let s = run_ok(
+        tmp.path(),
+        &cox_toml(
+            &format!("path = \"moved.csv\"\n{}", features_line(&features)),
+            3,
+            &ties,
+            None,
+            "[compare]\ntolerance = 1e-8",
+        ),
+    );
+    let res = s.results.as_ref().unwrap();
+    assert_cox_close(cox_differences(res, &r), "age + 100000");
+    let c = s.comparison.as_ref().expect("comparison");
+    assert!(c.passed, "{}", c.describe());
+}
+
+/// A covariate without variation (a column of ones) has no information: the run fails,
+/// naming it.
+#[test]
+fn cox_names_a_covariate_that_does_not_vary() {
+    let text = std::fs::read_to_string(test_data("lung.csv")).unwrap();
+    let with_ones: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| format!("{l},{}\n", if i == 0 { "one" } else { "1" }))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ones.csv"), with_ones).unwrap();
+    let body = cox_toml(
+        "path = \"ones.csv\"\nfeatures = [\"age\", \"one\"]",
+        3,
+        "efron",
+        None,
+        "",
+    );
+    let cfg = scenario(tmp.path(), "cox", &body);
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    let s = expect_status(&o, &out, Status::Failed);
+    let error = s.error.expect("the failure").message;
+    assert!(
+        error.contains("covariate `one` does not vary within the risk sets"),
+        "{error}"
+    );
+}

@@ -2,6 +2,7 @@
 //! aggregate step (runs on the coordinator, sees only what sites sent). The transport never looks
 //! inside: requests and replies travel as bytes.
 
+pub mod cox;
 pub mod crosstab;
 pub mod describe;
 pub mod external;
@@ -64,6 +65,8 @@ pub enum Params {
     Crosstab(crosstab::CrosstabParams),
     /// Count, mean, sd, quantiles and correlations of the numeric features.
     Describe(describe::DescribeParams),
+    /// Cox proportional-hazards regression on the features.
+    Cox(cox::CoxParams),
 }
 
 impl Params {
@@ -73,6 +76,7 @@ impl Params {
         match self {
             Params::Glm(g) => g.columns(),
             Params::KaplanMeier(k) => k.columns(),
+            Params::Cox(c) => c.columns(),
             _ => Vec::new(),
         }
     }
@@ -81,6 +85,7 @@ impl Params {
     pub fn survival_columns(&self) -> Option<(&str, &str, Option<&str>)> {
         match self {
             Params::KaplanMeier(k) => Some((&k.time, &k.event, k.group.as_deref())),
+            Params::Cox(c) => Some((&c.time, &c.event, c.strata.as_deref())),
             _ => None,
         }
     }
@@ -88,8 +93,10 @@ impl Params {
     /// The same options with the agreed event times (survival analyses; others unchanged).
     fn with_timelines(&self, levels: &Levels) -> Params {
         let mut p = self.clone();
-        if let Params::KaplanMeier(k) = &mut p {
-            k.curves = survival::timelines(levels);
+        match &mut p {
+            Params::KaplanMeier(k) => k.curves = survival::timelines(levels),
+            Params::Cox(c) => c.timelines = survival::timelines(levels),
+            _ => {}
         }
         p
     }
@@ -142,6 +149,7 @@ impl AlgorithmConfig {
             Params::KaplanMeier(_) => AlgorithmKind::KaplanMeier,
             Params::Crosstab(_) => AlgorithmKind::Crosstab,
             Params::Describe(_) => AlgorithmKind::Describe,
+            Params::Cox(_) => AlgorithmKind::Cox,
         }
     }
 
@@ -608,6 +616,7 @@ pub fn build(config: &AlgorithmConfig) -> Box<dyn Runner> {
         }
         Params::Crosstab(t) => Box::new(crosstab::Crosstab::new(t.clone())),
         Params::Describe(p) => Box::new(describe::Describe::new(config.clone(), p.clone())),
+        Params::Cox(c) => Box::new(cox::Cox::new(config.clone(), c.clone())),
     }
 }
 

@@ -130,7 +130,7 @@ fn by_term(c: &Comparison) -> Vec<(&str, Vec<&Check>)> {
 /// difference and how it is judged.
 fn named_table(c: &Comparison) -> String {
     let mut t = String::from("<table id=\"named\"><tr><th>name</th><th>federated</th><th>pooled</th><th>difference</th><th>judged on</th><th>verdict</th></tr>");
-    for k in &c.checks {
+    for k in c.checks.iter().filter(|k| k.quantity == Quantity::Value) {
         let _ = write!(
             t,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td><td>{:.2e} (tolerance {:.1e})</td><td>{}</td></tr>",
@@ -175,7 +175,8 @@ fn comparison_table(
     iterated: Option<&str>,
     sides: Option<(&Estimates, &Estimates)>,
 ) -> String {
-    if c.checks.iter().any(|k| k.quantity == Quantity::Value) {
+    let named = c.checks.iter().any(|k| k.quantity == Quantity::Value);
+    if named && !c.checks.iter().any(|k| k.quantity == Quantity::Coef) {
         return named_table(c);
     }
     let find =
@@ -307,6 +308,10 @@ fn comparison_table(
         t.push_str("</table>");
     }
     t.push_str("</table>");
+    if named {
+        // A regression's named results besides its table (a Cox model's hazard ratios).
+        t.push_str(&named_table(c));
+    }
     let _ = write!(
         t,
         "<p>Federated vs centralised: largest difference <b>{:.3e}</b> at <code>{}</code> (absolute {:.3e}), tolerance {:.1e}: {}</p>",
@@ -441,6 +446,7 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
             match s.algorithm.as_str() {
                 "logistic_regression" => Some("Newton"),
                 "glm" => Some("IRLS"),
+                "cox" => Some("Newton"),
                 _ => None,
             },
             sides,
@@ -530,6 +536,7 @@ fn model_line(run: &RunView) -> Option<String> {
         "svd" => "PCA",
         "crosstab" => "Crosstab",
         "describe" => "Describe",
+        "cox" => "Cox",
         _ => return None,
     };
     let rows: usize = s.sites.iter().map(|x| x.rows).sum();
@@ -568,6 +575,24 @@ fn model_line(run: &RunView) -> Option<String> {
         return Some(format!(
             "PCA: {k} components of {features} columns, {} rows",
             e.n
+        ));
+    }
+    if let Some(Params::Cox(c)) = run.plan.as_ref().map(|p| &p.algorithm.params) {
+        let strata = c
+            .strata
+            .as_ref()
+            .map_or(String::new(), |s| format!(", strata {s}"));
+        let events = e
+            .named
+            .get("events")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        return Some(format!(
+            "Cox ({} ties{strata}): ({}, {}) ~ {} terms, {used}, {events} events",
+            c.ties.as_str(),
+            c.time,
+            c.event,
+            e.terms.len()
         ));
     }
     let target = run.plan.as_ref()?.algorithm.target.clone()?;

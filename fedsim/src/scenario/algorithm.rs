@@ -24,6 +24,8 @@ pub enum AlgorithmKind {
     /// Per-column count, mean, sd, quantiles (federated bisection) and the correlation matrix
     /// of the numeric feature columns (see `algorithms::describe`).
     Describe,
+    /// Cox proportional-hazards regression (Breslow or Efron ties, optional strata).
+    Cox,
 }
 
 impl AlgorithmKind {
@@ -38,6 +40,7 @@ impl AlgorithmKind {
             AlgorithmKind::KaplanMeier => "kaplan_meier",
             AlgorithmKind::Crosstab => "crosstab",
             AlgorithmKind::Describe => "describe",
+            AlgorithmKind::Cox => "cox",
         }
     }
     pub fn needs_target(self) -> bool {
@@ -48,11 +51,33 @@ impl AlgorithmKind {
                 | AlgorithmKind::KaplanMeier
                 | AlgorithmKind::Crosstab
                 | AlgorithmKind::Describe
+                | AlgorithmKind::Cox
         )
     }
     /// Survival analyses read a time and an event column instead of a target.
     pub fn is_survival(self) -> bool {
-        matches!(self, AlgorithmKind::KaplanMeier)
+        matches!(self, AlgorithmKind::KaplanMeier | AlgorithmKind::Cox)
+    }
+}
+
+/// How a Cox regression's partial likelihood treats tied event times (statsmodels' PHReg
+/// `ties`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ties {
+    /// Every tied event sees the whole risk set (statsmodels' default).
+    #[default]
+    Breslow,
+    /// The tied events leave the risk set in equal parts, one l/d share at a time.
+    Efron,
+}
+
+impl Ties {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ties::Breslow => "breslow",
+            Ties::Efron => "efron",
+        }
     }
 }
 
@@ -183,10 +208,16 @@ pub struct AlgorithmSpec {
     /// glm: frequency weights, a column of counts (statsmodels' `freq_weights`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
-    /// kaplan_meier: the column of follow-up times (0 or more).
+    /// cox: "breslow" (default, as statsmodels' PHReg) or "efron".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ties: Option<Ties>,
+    /// cox: a numeric column of stratum codes: a baseline hazard of its own per stratum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strata: Option<String>,
+    /// kaplan_meier, cox: the column of follow-up times (0 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
-    /// kaplan_meier: the column saying whether the time is an event (1) or censored (0).
+    /// kaplan_meier, cox: the column saying whether the time is an event (1) or censored (0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
     /// kaplan_meier: a numeric column of group codes: one curve per group and the log-rank test.
@@ -252,9 +283,11 @@ pub struct AlgorithmSpec {
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     use AlgorithmKind::*;
     let a = &s.algorithm;
-    let owners: [(&str, bool, &[AlgorithmKind]); 28] = [
-        ("time", a.time.is_some(), &[KaplanMeier]),
-        ("event", a.event.is_some(), &[KaplanMeier]),
+    let owners: [(&str, bool, &[AlgorithmKind]); 30] = [
+        ("time", a.time.is_some(), &[KaplanMeier, Cox]),
+        ("event", a.event.is_some(), &[KaplanMeier, Cox]),
+        ("ties", a.ties.is_some(), &[Cox]),
+        ("strata", a.strata.is_some(), &[Cox]),
         ("group", a.group.is_some(), &[KaplanMeier]),
         ("rows", a.rows.is_some(), &[Crosstab]),
         ("cols", a.cols.is_some(), &[Crosstab]),
@@ -281,9 +314,9 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         (
             "max_iter",
             a.max_iter.is_some(),
-            &[LogisticRegression, Glm, Svd],
+            &[LogisticRegression, Glm, Svd, Cox],
         ),
-        ("tol", a.tol.is_some(), &[LogisticRegression, Glm, Svd]),
+        ("tol", a.tol.is_some(), &[LogisticRegression, Glm, Svd, Cox]),
         ("k", a.k.is_some(), &[Svd]),
         ("center", a.center.is_some(), &[Svd]),
         ("scale", a.scale.is_some(), &[Svd]),
@@ -462,6 +495,23 @@ fn validate_survival(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 a.kind.as_str()
             ),
         ));
+    }
+    // A Cox model's covariates are not its time, event or strata columns.
+    let own = [&a.time, &a.event, &a.strata];
+    for (i, f) in s.data.features.iter().flatten().enumerate() {
+        if let Some(key) = own
+            .iter()
+            .zip(["time", "event", "strata"])
+            .find(|(c, _)| c.as_ref() == Some(f))
+            .map(|(_, k)| k)
+        {
+            if a.kind == AlgorithmKind::Cox {
+                return Err(at(
+                    &format!("data.features.{i}"),
+                    format!("{f:?} is the `{key}` column: it cannot also be a covariate"),
+                ));
+            }
+        }
     }
     if a.kind == AlgorithmKind::KaplanMeier && s.data.features.is_some() {
         return Err(at(

@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use algorithm::{AlgorithmKind, AlgorithmSpec, Family, Link, SvdMethod};
+pub use algorithm::{AlgorithmKind, AlgorithmSpec, Family, Link, SvdMethod, Ties};
 pub use compare::CompareSpec;
 pub use data::{DataSpec, Generate, GenerateKind, Missing, DELIMITERS};
 pub use federation::{FaultKind, FaultSpec, FederationSpec, OnDropout};
