@@ -474,6 +474,25 @@ fn resolve_columns(s: &Scenario, (path, first): &(PathBuf, Frame)) -> Result<Col
             .cloned()
             .collect(),
     };
+    // A column the analysis reads for a role of its own (an offset, weights, a time) is not also
+    // a feature or the target: it would be two columns of one name at the sites.
+    for (key, column) in aux_keys(s) {
+        let role = if features.contains(column) {
+            "a feature"
+        } else if s.data.target.as_ref() == Some(column) {
+            "the target"
+        } else {
+            continue;
+        };
+        return Err(s
+            .locate(
+                &format!("algorithm.{key}"),
+                format!(
+                    "column {column:?} is both the {key} and {role}; a column plays one part (leave it out of [data] features, or name another)"
+                ),
+            )
+            .into());
+    }
     if s.algorithm.kind == AlgorithmKind::Describe {
         if let Some(i) = s.data.categorical.iter().position(|c| features.contains(c)) {
             return Err(s

@@ -204,6 +204,14 @@ fn a_glm_that_does_not_fit_its_data_is_refused_before_anything_starts() {
             base("progression", "family = \"poisson\"\nk = 3"),
             "`k` applies to svd only, not glm",
         ),
+        (
+            base("progression", "family = \"poisson\"\noffset = \"bmi\""),
+            "algorithm.offset: column \"bmi\" is both the offset and a feature",
+        ),
+        (
+            base("progression", "family = \"poisson\"\nweights = \"progression\""),
+            "column \"progression\" is both the weights and the target",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let cfg = scenario(tmp.path(), &format!("bad{i}"), text);
