@@ -266,6 +266,34 @@ impl Table {
                 columns.push("y".into());
                 data.push(y);
             }
+            GenerateKind::Survival => {
+                data = (0..d)
+                    .map(|_| {
+                        column_done()?;
+                        Ok((0..n).map(|_| normal()).collect())
+                    })
+                    .collect::<Result<_, DataError>>()?;
+                // Hazard exp(x'b) with b = 1/2, -1/4, 1/6, ...; event times exponential,
+                // censoring uniform on (0, 2) years; both in whole days, so times tie.
+                let mut uniform = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5e7f);
+                let mut u = move || 1.0 - rand::Rng::random::<f64>(&mut uniform);
+                let (mut time, mut event) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                for i in 0..n {
+                    let eta: f64 = (0..d)
+                        .map(|j| {
+                            let b = if j % 2 == 0 { 0.5 } else { -0.25 } / (j / 2 + 1) as f64;
+                            data[j][i] * b
+                        })
+                        .sum();
+                    let t = -u().ln() / eta.exp();
+                    let c = 2.0 * u();
+                    time.push((365.0 * t.min(c)).ceil());
+                    event.push(f64::from(t <= c));
+                }
+                columns.extend(["time".to_string(), "event".to_string()]);
+                data.push(time);
+                data.push(event);
+            }
         }
         Ok(Table { columns, data })
     }

@@ -209,7 +209,10 @@ fn a_glm_that_does_not_fit_its_data_is_refused_before_anything_starts() {
             "algorithm.offset: column \"bmi\" is both the offset and a feature",
         ),
         (
-            base("progression", "family = \"poisson\"\nweights = \"progression\""),
+            base(
+                "progression",
+                "family = \"poisson\"\nweights = \"progression\"",
+            ),
             "column \"progression\" is both the weights and the target",
         ),
     ];

@@ -28,6 +28,8 @@ pub enum Workload {
     Logistic,
     /// A GLM by IRLS: binomial with the (non-canonical) cloglog link, on the logistic data.
     Glm,
+    /// Cox regression (Efron ties) on generated survival data: 2 covariates, times in days.
+    Cox,
     /// The external protocol's cost: the moments example (`algorithms/examples/moments.py`, two
     /// rounds) on the same data, with the built-in OLS run in the same command for comparison.
     External,
@@ -56,6 +58,10 @@ impl Workload {
                 "logistic_regression",
                 format!("kind = \"logistic\", rows = {rows}, cols = 2"),
             ),
+            Workload::Cox => (
+                "cox",
+                format!("kind = \"survival\", rows = {rows}, cols = 2"),
+            ),
         };
         let algorithm = match self {
             Workload::External => "kind = \"external\"\n\
@@ -65,10 +71,14 @@ impl Workload {
                  files = [\"moments.py\", \"fedsim_protocol.py\"]\n"
                 .to_string(),
             Workload::Glm => "kind = \"glm\"\nfamily = \"binomial\"\nlink = \"cloglog\"\n".into(),
+            Workload::Cox => {
+                "kind = \"cox\"\ntime = \"time\"\nevent = \"event\"\nties = \"efron\"\n".into()
+            }
             _ => format!("kind = \"{kind}\"\n"),
         };
         let (name, target) = match self {
             Workload::External => ("bench-external", ""),
+            Workload::Cox => ("bench-cox", ""),
             _ => ("bench-sites", "target = \"y\"\n"),
         };
         format!(

@@ -105,6 +105,9 @@ pub enum GenerateKind {
     Linear,
     /// Features x1..xd ~ N(0, 1) and a 0/1 target y drawn from a logistic model.
     Logistic,
+    /// Features x1..xd ~ N(0, 1), a follow-up `time` in whole days (ties included) from a
+    /// proportional-hazards model, cut by uniform censoring, and its `event` (1 or 0).
+    Survival,
 }
 
 /// A synthetic data set, for sizes no real file here has (benchmarks, high dimension).
@@ -139,6 +142,7 @@ impl GenerateKind {
             GenerateKind::LowRank => "low_rank",
             GenerateKind::Linear => "linear",
             GenerateKind::Logistic => "logistic",
+            GenerateKind::Survival => "survival",
         }
     }
 }
@@ -379,7 +383,7 @@ fn validate_generate(g: &Generate, at: &Locate) -> Result<(), ScenarioError> {
                 ),
             ));
         }
-        (GenerateKind::Linear | GenerateKind::Logistic, Some(_)) => {
+        (GenerateKind::Linear | GenerateKind::Logistic | GenerateKind::Survival, Some(_)) => {
             return Err(at(
                 "data.generate.rank",
                 format!(

@@ -327,6 +327,7 @@ kind = "linear_regression"
             GenerateKind::LowRank,
             GenerateKind::Linear,
             GenerateKind::Logistic,
+            GenerateKind::Survival,
         ]);
         same(&[OnDropout::Fail, OnDropout::Continue]);
         same(&[PartitionKind::Horizontal, PartitionKind::Vertical]);
