@@ -838,7 +838,8 @@ fn a_remote_agent_whose_controller_is_killed_exits_non_zero_and_says_why() {
 
 /// Issue 23: the clinical analyses on SSH sites, each held against its statsmodels, scipy or
 /// numpy row: a Poisson GLM with an exposure, NB2 (its dispersion estimated), Kaplan-Meier
-/// curves by group with the log-rank test (event times agreed across the hosts), a crosstab
+/// curves by group with the log-rank test (event times agreed across the hosts), Cox regression
+/// with Efron ties, a crosstab
 /// with its chi-square test, and describe's moments and quantiles.
 #[test]
 fn the_clinical_analyses_run_on_ssh_sites() {
@@ -867,6 +868,13 @@ fn the_clinical_analyses_run_on_ssh_sites() {
                 test_data("lung.csv").display()
             ),
         ),        (
+            "ssh-cox",
+            format!(
+                "[data]\npath = \"{}\"\nfeatures = [\"age\", \"sex\", \"ph_ecog\", \"ph_karno\", \"pat_karno\"]\n[algorithm]\nkind = \"cox\"\ntime = \"time\"\nevent = \"status\"\nties = \"efron\"\n",
+                test_data("lung.csv").display()
+            ),
+        ),
+        (
             "ssh-crosstab",
             format!(
                 "[data]\npath = \"{}\"\n[algorithm]\nkind = \"crosstab\"\nrows = \"species\"\ncols = \"island\"\n",

@@ -294,13 +294,14 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
     );
 
     // Issue 23's analyses in the VMs, each against its statsmodels, scipy or numpy row: a
-    // Poisson GLM with an exposure, Kaplan-Meier curves by group with the log-rank test, a
+    // Poisson GLM with an exposure, Kaplan-Meier curves by group with the log-rank test, Cox
+    // regression, a
     // crosstab with its chi-square test, and describe.
     let reference = format!(
         "[compare]\ntolerance = 1e-8\nreference = \"{}\"\n",
         test_data("reference.jsonl").display()
     );
-    for (csv, data, algorithm) in [
+    for (i, (csv, data, algorithm)) in [
         (
             "ships.csv",
             "target = \"accident\"\nfeatures = [\"type_b\", \"type_c\", \"type_d\", \"type_e\", \"co_65_69\", \"co_70_74\", \"co_75_79\", \"op_75_79\"]",
@@ -312,6 +313,11 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
             "[algorithm]\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n",
         ),
         (
+            "lung.csv",
+            "features = [\"age\", \"sex\", \"ph_ecog\", \"ph_karno\", \"pat_karno\"]",
+            "[algorithm]\nkind = \"cox\"\ntime = \"time\"\nevent = \"status\"\nties = \"efron\"\n",
+        ),
+        (
             "penguins.csv",
             "",
             "[algorithm]\nkind = \"crosstab\"\nrows = \"species\"\ncols = \"island\"\n",
@@ -321,9 +327,12 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
             "features = [\"age\", \"bmi\", \"bp\", \"s5\", \"progression\"]",
             "[algorithm]\nkind = \"describe\"\n",
         ),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let cfg = vm_scenario_on(tmp.path(), name, csv, data, &format!("{algorithm}{reference}"));
-        let out = tmp.path().join(format!("vm-{csv}"));
+        let out = tmp.path().join(format!("vm-analysis-{i}"));
         let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
         let r = s.reference.as_ref().expect("held against its statsmodels row");
         assert!(r.comparison.passed, "{csv}: {}", pretty(r));
