@@ -278,13 +278,13 @@ impl Table {
                 let mut uniform = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5e7f);
                 let mut u = move || 1.0 - rand::Rng::random::<f64>(&mut uniform);
                 let (mut time, mut event) = (Vec::with_capacity(n), Vec::with_capacity(n));
-                for i in 0..n {
-                    let eta: f64 = (0..d)
-                        .map(|j| {
-                            let b = if j % 2 == 0 { 0.5 } else { -0.25 } / (j / 2 + 1) as f64;
-                            data[j][i] * b
-                        })
-                        .sum();
+                let beta: Vec<f64> = (0..d)
+                    .map(|j| if j % 2 == 0 { 0.5 } else { -0.25 } / (j / 2 + 1) as f64)
+                    .collect();
+                let eta: Vec<f64> = (0..n)
+                    .map(|i| data.iter().zip(&beta).map(|(x, b)| x[i] * b).sum())
+                    .collect();
+                for eta in eta {
                     let t = -u().ln() / eta.exp();
                     let c = 2.0 * u();
                     time.push((365.0 * t.min(c)).ceil());
