@@ -94,6 +94,23 @@ fn crosstabs_match_scipy_on_every_reference_table() {
         let s = &r.summary;
         judged(s);
         assert_eq!(values(named(s, "counts")), &want["counts"], "{csv}");
+        // The report's grid shows the same counts, cell by cell.
+        let html = std::fs::read_to_string(r.dir.join("report.html")).unwrap();
+        let grid = html
+            .split("id=\"crosstab\"")
+            .nth(1)
+            .expect("a crosstab grid");
+        let grid = &grid[..grid.find("</table>").unwrap()];
+        for (i, row) in want["counts"].as_array().unwrap().iter().enumerate() {
+            for (j, count) in row.as_array().unwrap().iter().enumerate() {
+                let cell = grid
+                    .split(&format!("data-row=\"{i}\" data-col=\"{j}\">"))
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("{csv}: no cell {i},{j}"));
+                let shown: f64 = cell.split('<').next().unwrap().parse().unwrap();
+                assert_eq!(shown, count.as_f64().unwrap(), "{csv}: cell {i},{j}");
+            }
+        }
         assert_eq!(named(s, "df"), &want["df"], "{csv}");
         assert_eq!(named(s, "n"), &want["n"], "{csv}");
         let levels = &named(s, "counts")["labels"];

@@ -9,6 +9,7 @@ mod across;
 pub mod junit;
 mod plots;
 mod survival;
+mod table;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -466,6 +467,7 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     for plot in [
         plots::coefficients(run)?,
         survival::kaplan_meier(run)?,
+        table::crosstab(run),
         plots::outcomes(run)?,
     ]
     .into_iter()
