@@ -39,15 +39,14 @@ pub fn crosstab(run: &RunView) -> Option<String> {
     t.push_str("<th>total</th></tr>");
     for (i, r) in rows.iter().enumerate() {
         let _ = write!(t, "<tr><th>{}</th>", esc(r));
-        for j in 0..cols.len() {
+        for (j, count) in n[i].iter().enumerate() {
             let expected = e
                 .as_ref()
                 .and_then(|e| e.get(i)?.get(j).copied())
                 .map_or(String::new(), |x| format!("<br><small>{x:.2}</small>"));
             let _ = write!(
                 t,
-                "<td data-row=\"{i}\" data-col=\"{j}\">{}{expected}</td>",
-                n[i][j]
+                "<td data-row=\"{i}\" data-col=\"{j}\">{count}{expected}</td>"
             );
         }
         let _ = write!(t, "<td>{}</td></tr>", n[i].iter().sum::<f64>());
