@@ -680,7 +680,6 @@ fn check_glm_values(
         Family::Gamma => (|v| v > 0.0, "a target above 0"),
     };
     let target_rule = format!("the {} family needs {range}", family.as_str());
-    type Rule<'a> = (Option<&'a String>, fn(f64) -> bool, String);
     let rules: [Rule; 3] = [
         (s.data.target.as_ref(), fits, target_rule),
         (
@@ -694,6 +693,20 @@ fn check_glm_values(
             "frequency weights must be 0 or more".into(),
         ),
     ];
+    first_misfit(&rules, sources, file_rows, frame, complete)
+}
+
+/// A column a rule names, the test its values must pass, and what it expects, said in words.
+type Rule<'a> = (Option<&'a String>, fn(f64) -> bool, String);
+
+/// The first value among the complete rows that a rule refuses, named in its own file.
+fn first_misfit(
+    rules: &[Rule],
+    sources: &[(PathBuf, Frame)],
+    file_rows: &[usize],
+    frame: &Frame,
+    complete: &[usize],
+) -> Result<(), PlanError> {
     for (column, fits, expected) in rules {
         let Some(column) = column else { continue };
         let values = frame.numbers(column, complete).unwrap_or_default();
@@ -701,10 +714,10 @@ fn check_glm_values(
             let (file, row) = locate_row(sources, file_rows, complete[i]);
             return Err(PlanError::Value {
                 path: file,
-                column: column.clone(),
+                column: (*column).clone(),
                 line: row + 2,
                 value: values[i],
-                expected,
+                expected: expected.clone(),
             });
         }
     }
@@ -721,34 +734,19 @@ fn check_survival_values(
     complete: &[usize],
 ) -> Result<(), PlanError> {
     let a = &s.algorithm;
-    type Rule<'a> = (Option<&'a String>, fn(f64) -> bool, &'static str);
     let rules: [Rule; 2] = [
         (
             a.time.as_ref(),
             |v| v >= 0.0,
-            "a follow-up time must be 0 or more",
+            "a follow-up time must be 0 or more".into(),
         ),
         (
             a.event.as_ref(),
             |v| v == 0.0 || v == 1.0,
-            "an event indicator must be 1 (event) or 0 (censored)",
+            "an event indicator must be 1 (event) or 0 (censored)".into(),
         ),
     ];
-    for (column, fits, expected) in rules {
-        let Some(column) = column else { continue };
-        let values = frame.numbers(column, complete).unwrap_or_default();
-        if let Some(i) = values.iter().position(|v| !fits(*v)) {
-            let (file, row) = locate_row(sources, file_rows, complete[i]);
-            return Err(PlanError::Value {
-                path: file,
-                column: column.clone(),
-                line: row + 2,
-                value: values[i],
-                expected: expected.into(),
-            });
-        }
-    }
-    Ok(())
+    first_misfit(&rules, sources, file_rows, frame, complete)
 }
 
 /// Who gets which rows (or, vertically, which columns): a file per site as given, else the
