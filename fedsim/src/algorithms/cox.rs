@@ -209,17 +209,12 @@ impl Federated for Cox {
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
         let p = self.beta.len();
         let len = self.reply_len();
-        let (mut n, mut xsum, mut sum) = (0.0, vec![0.0; p], vec![0.0; len]);
-        for r in &replies {
-            if r.sums.len() != len || r.xsum.len() != p {
-                return Err(AlgoError::Protocol(format!(
-                    "a site sent {} sums, expected {len}",
-                    r.sums.len()
-                )));
-            }
-            n += r.n;
-            xsum.iter_mut().zip(&r.xsum).for_each(|(a, b)| *a += b);
-            sum.iter_mut().zip(&r.sums).for_each(|(a, b)| *a += b);
+        let Reply { n, xsum, sums: sum } = super::sum_replies::<Cox>(&replies)?;
+        if sum.len() != len || xsum.len() != p {
+            return Err(AlgoError::Protocol(format!(
+                "the sites sent {} sums, expected {len}",
+                sum.len()
+            )));
         }
         let (ll, grad, info, events) = partial_likelihood(&sum, &self.beta, self.params.ties);
         if self.means.is_none() && n > 0.0 {

@@ -357,21 +357,7 @@ impl Federated for Describe {
 
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
         let d = self.d();
-        let mut total: Option<Vec<f64>> = None;
-        for r in replies {
-            match &mut total {
-                None => total = Some(r.sums),
-                Some(t) if t.len() == r.sums.len() => {
-                    t.iter_mut().zip(&r.sums).for_each(|(a, b)| *a += b)
-                }
-                Some(_) => {
-                    return Err(AlgoError::Protocol(
-                        "sites sent sums of different sizes".into(),
-                    ))
-                }
-            }
-        }
-        let total = total.ok_or_else(|| AlgoError::Protocol("no replies".into()))?;
+        let total = super::sum_replies::<Describe>(&replies)?.sums;
         let mut v = Values::new(&total);
         if self.centre.is_empty() {
             // Round 1: counts and sums.

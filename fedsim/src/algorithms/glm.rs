@@ -553,43 +553,17 @@ impl Federated for Glm {
     }
 
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
-        let mut sums: Option<Sums> = None;
-        for r in replies {
-            match r {
-                Reply::Moments { rows, n, sum_y } => {
-                    self.rows += rows;
-                    self.n += n;
-                    self.ybar += sum_y;
-                }
-                Reply::Irls(s) => match &mut sums {
-                    None => sums = Some(s),
-                    Some(acc) => {
-                        if acc.xtwx.len() != s.xtwx.len() || acc.xtwz.len() != s.xtwz.len() {
-                            return Err(AlgoError::Protocol(
-                                "sites sent sums of different sizes".into(),
-                            ));
-                        }
-                        acc.xtwx.iter_mut().zip(&s.xtwx).for_each(|(a, b)| *a += b);
-                        acc.xtwz.iter_mut().zip(&s.xtwz).for_each(|(a, b)| *a += b);
-                        acc.deviance += s.deviance;
-                        acc.pearson += s.pearson;
-                        acc.loglik
-                            .iter_mut()
-                            .zip(s.loglik)
-                            .for_each(|(a, b)| *a += b);
-                    }
-                },
-            }
-        }
-        match sums {
-            None => {
-                if self.n <= 0.0 {
+        match super::sum_replies::<Glm>(&replies)? {
+            Reply::Moments { rows, n, sum_y } => {
+                if n <= 0.0 {
                     return Err(AlgoError::Data("no rows to fit".into()));
                 }
-                self.ybar /= self.n;
+                self.rows = rows;
+                self.n = n;
+                self.ybar = sum_y / n;
                 Ok(Step::Next(self.request()))
             }
-            Some(s) => match self.step(s)? {
+            Reply::Irls(s) => match self.step(s)? {
                 Some(e) => Ok(Step::Done(e)),
                 None => Ok(Step::Next(self.request())),
             },
@@ -693,4 +667,32 @@ pub fn pooled(
         }
     }
     Err(AlgoError::Numeric("pooled IRLS did not converge".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sites' replies are summed field by field into one of their shape; a reply of
+    /// another variant or length is refused, not added in.
+    #[test]
+    fn replies_sum_into_one_of_their_shape() {
+        let moments = |rows, n, sum_y| Reply::Moments { rows, n, sum_y };
+        let total = super::super::sum_replies::<Glm>(&[moments(3, 3.0, 1.5), moments(4, 5.0, 2.0)])
+            .unwrap();
+        assert!(matches!(total, Reply::Moments { rows: 7, n, sum_y } if n == 8.0 && sum_y == 3.5));
+        let irls = |k: usize| {
+            Reply::Irls(Sums {
+                xtwx: vec![1.0; k * k],
+                xtwz: vec![1.0; k],
+                deviance: 1.0,
+                pearson: 1.0,
+                loglik: [1.0; 3],
+            })
+        };
+        let e = super::super::sum_replies::<Glm>(&[irls(2), irls(3)]).unwrap_err();
+        assert!(e.to_string().contains("different shapes"), "{e}");
+        let e = super::super::sum_replies::<Glm>(&[moments(1, 1.0, 1.0), irls(1)]).unwrap_err();
+        assert!(e.to_string().contains("different shapes"), "{e}");
+    }
 }

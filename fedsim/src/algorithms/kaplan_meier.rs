@@ -122,15 +122,12 @@ impl Federated for KaplanMeier {
         let p = &self.params;
         let times = p.all_times();
         let width = p.curves.len() * (1 + 2 * times.len());
-        let mut sum = vec![0.0; width];
-        for r in replies {
-            if r.counts.len() != width {
-                return Err(AlgoError::Protocol(format!(
-                    "a site sent {} counts, expected {width}",
-                    r.counts.len()
-                )));
-            }
-            sum.iter_mut().zip(&r.counts).for_each(|(a, b)| *a += b);
+        let sum = super::sum_replies::<KaplanMeier>(&replies)?.counts;
+        if sum.len() != width {
+            return Err(AlgoError::Protocol(format!(
+                "the sites sent {} counts, expected {width}",
+                sum.len()
+            )));
         }
         let groups = p
             .curves

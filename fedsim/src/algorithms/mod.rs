@@ -502,6 +502,33 @@ pub trait Federated: Send {
     fn with_values(template: &Self::Reply, values: &mut Values) -> Result<Self::Reply, AlgoError>;
 }
 
+/// One round's replies summed into one reply of their shape, in the clear: what secure
+/// aggregation delivers masked (see [`Runner::split`] and [`Runner::join`]). Replies of another
+/// shape (another variant, other lengths) are a protocol error, not added into each other.
+pub fn sum_replies<A: Federated>(replies: &[A::Reply]) -> Result<A::Reply, AlgoError> {
+    let first = replies
+        .first()
+        .ok_or_else(|| AlgoError::Protocol("no replies".into()))?;
+    let shape = |r: &A::Reply| -> Result<Vec<u8>, AlgoError> {
+        let zeros = vec![0.0; A::values(r).len()];
+        Ok(encode(&A::with_values(r, &mut Values::new(&zeros))?))
+    };
+    let template = shape(first)?;
+    let mut total = A::values(first);
+    for r in &replies[1..] {
+        if shape(r)? != template {
+            return Err(AlgoError::Protocol(
+                "sites sent replies of different shapes".into(),
+            ));
+        }
+        total
+            .iter_mut()
+            .zip(A::values(r))
+            .for_each(|(a, b)| *a += b);
+    }
+    A::with_values(first, &mut Values::new(&total))
+}
+
 /// Numbers handed out in order, to rebuild a reply from a flat vector.
 pub struct Values<'a> {
     values: &'a [f64],

@@ -408,40 +408,23 @@ impl Federated for NegativeBinomial {
     }
 
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
-        let mut poisson = Vec::new();
-        let mut total: Option<Sums> = None;
-        for r in replies {
-            match r {
-                Reply::Poisson(p) => poisson.push(p),
-                Reply::Newton(s) => match &mut total {
-                    None => total = Some(s),
-                    Some(t) => {
-                        if t.grad.len() != s.grad.len() || t.hess.len() != s.hess.len() {
-                            return Err(AlgoError::Protocol(
-                                "sites sent sums of different sizes".into(),
-                            ));
-                        }
-                        t.grad.iter_mut().zip(&s.grad).for_each(|(a, b)| *a += b);
-                        t.hess.iter_mut().zip(&s.hess).for_each(|(a, b)| *a += b);
-                        t.loglik += s.loglik;
+        let s = match super::sum_replies::<NegativeBinomial>(&replies)? {
+            Reply::Newton(s) => s,
+            // Already the sites' sum: the Poisson fit aggregates it as one reply.
+            Reply::Poisson(total) => {
+                return match Federated::aggregate(&mut self.poisson, vec![total])? {
+                    Step::Next(r) => Ok(Step::Next(Request::Poisson(r))),
+                    Step::Done(e) => {
+                        self.rows = e.n;
+                        self.n = e.df_resid.unwrap_or_default() + e.coef.len() as f64;
+                        let mut theta = e.coef.clone();
+                        theta.push(start_alpha(&e, self.poisson.mean()).ln());
+                        self.newton = Some(Newton::new(Model::Full, theta));
+                        Ok(Step::Next(self.request()))
                     }
-                },
+                };
             }
-        }
-        if !poisson.is_empty() {
-            return match Federated::aggregate(&mut self.poisson, poisson)? {
-                Step::Next(r) => Ok(Step::Next(Request::Poisson(r))),
-                Step::Done(e) => {
-                    self.rows = e.n;
-                    self.n = e.df_resid.unwrap_or_default() + e.coef.len() as f64;
-                    let mut theta = e.coef.clone();
-                    theta.push(start_alpha(&e, self.poisson.mean()).ln());
-                    self.newton = Some(Newton::new(Model::Full, theta));
-                    Ok(Step::Next(self.request()))
-                }
-            };
-        }
-        let s = total.ok_or_else(|| AlgoError::Protocol("no replies".into()))?;
+        };
         match self.newton_step(s)? {
             Next::Evaluate => Ok(Step::Next(self.request())),
             Next::Done(coef, cov, ll) => {
