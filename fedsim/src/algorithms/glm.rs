@@ -272,16 +272,25 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// The IRLS sums of `rows` for `model` at `beta` (or at the starting means). Shared by the
-/// sites and, on row chunks, by nothing else: the baseline solves each step by QR instead.
-fn irls_sums(
+/// One IRLS step's weighted problem at `beta` (or at the starting means): the rows of
+/// sqrt(W) X and sqrt(W) z, and the deviance, Pearson and log-likelihood sums. A site sums it
+/// into X'WX and X'Wz; the pooled baseline solves it by QR.
+struct Weighted {
+    xw: Mat<f64>,
+    zw: Vec<f64>,
+    deviance: f64,
+    pearson: f64,
+    loglik: [f64; 3],
+}
+
+fn weighted(
     rows: &Rows,
     p: &GlmParams,
     intercept: bool,
     model: Model,
     beta: Option<&[f64]>,
     ybar: f64,
-) -> Result<Sums, AlgoError> {
+) -> Result<Weighted, AlgoError> {
     let (n, d) = (rows.x.nrows(), rows.x.ncols());
     let c = usize::from(intercept || model == Model::Null);
     let k = if model == Model::Null { 1 } else { d + c };
@@ -329,16 +338,35 @@ fn irls_sums(
         }
         zw[i] = root * (eta - off + (y - mu) * g);
     }
-    let xtwx = xw.transpose() * &xw;
-    let xtwz = (0..k)
-        .map(|j| xw.col(j).iter().zip(&zw).map(|(a, b)| a * b).sum())
+    Ok(Weighted {
+        xw,
+        zw,
+        deviance,
+        pearson,
+        loglik: ll,
+    })
+}
+
+/// The IRLS sums of `rows` for `model` at `beta` (or at the starting means): what a site sends.
+fn irls_sums(
+    rows: &Rows,
+    p: &GlmParams,
+    intercept: bool,
+    model: Model,
+    beta: Option<&[f64]>,
+    ybar: f64,
+) -> Result<Sums, AlgoError> {
+    let w = weighted(rows, p, intercept, model, beta, ybar)?;
+    let xtwx = w.xw.transpose() * &w.xw;
+    let xtwz = (0..w.xw.ncols())
+        .map(|j| w.xw.col(j).iter().zip(&w.zw).map(|(a, b)| a * b).sum())
         .collect();
     Ok(Sums {
         xtwx: to_rows(&xtwx),
         xtwz,
-        deviance,
-        pearson,
-        loglik: ll,
+        deviance: w.deviance,
+        pearson: w.pearson,
+        loglik: w.loglik,
     })
 }
 
@@ -580,45 +608,23 @@ pub fn pooled(
     qr_solve: impl Fn(&Mat<f64>, &[f64]) -> Result<(Vec<f64>, Mat<f64>), AlgoError>,
 ) -> Result<Estimates, AlgoError> {
     let rows = Rows::of(data, params)?;
-    let (n, d) = (data.x.nrows(), data.x.ncols());
+    let n = data.x.nrows();
     let wnobs: f64 = (0..n).map(|i| rows.weight(i)).sum();
     let ybar = (0..n).map(|i| rows.weight(i) * rows.y[i]).sum::<f64>() / wnobs;
     let (mut null_deviance, mut null_done) = (0.0, false);
     for model in [Model::Null, Model::Full] {
-        let c = usize::from(config.intercept || model == Model::Null);
-        let k = if model == Model::Null { 1 } else { d + c };
-        let value = |i: usize, j: usize| if j < c { 1.0 } else { data.x[(i, j - c)] };
         let mut beta: Option<Vec<f64>> = None;
         for iteration in 0..=params.max_iter.max(300) {
             crate::sys::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
-            let mut a = Mat::<f64>::zeros(n, k);
-            let mut z = vec![0.0; n];
-            let mut stats = (0.0, 0.0, [0.0; 3]);
-            for i in 0..n {
-                let (y, w, off) = (rows.y[i], rows.weight(i), rows.offset(i));
-                let (eta, mu) = match &beta {
-                    Some(b) => {
-                        let eta = off + (0..k).map(|j| value(i, j) * b[j]).sum::<f64>();
-                        (eta, params.family.clean(params.link.inverse(eta)))
-                    }
-                    None => {
-                        let mu = params.family.starting_mu(y, ybar);
-                        (params.link.link(mu), mu)
-                    }
-                };
-                stats.0 += w * params.family.unit_deviance(y, mu);
-                stats.1 += w * (y - mu).powi(2) / params.family.variance(mu);
-                for (s, v) in stats.2.iter_mut().zip(params.family.loglik_parts(y, mu)) {
-                    *s += w * v;
-                }
-                let g = params.link.deriv(mu);
-                let root = (w / (params.family.variance(mu) * g * g)).sqrt();
-                for j in 0..k {
-                    a[(i, j)] = root * value(i, j);
-                }
-                z[i] = root * (eta - off + (y - mu) * g);
-            }
-            let (next, inverse) = qr_solve(&a, &z)?;
+            let w = weighted(
+                &rows,
+                params,
+                config.intercept,
+                model,
+                beta.as_deref(),
+                ybar,
+            )?;
+            let (next, inverse) = qr_solve(&w.xw, &w.zw)?;
             let done = beta.as_ref().is_some_and(|b| {
                 let size = b
                     .iter()
@@ -627,7 +633,7 @@ pub fn pooled(
                 size <= 1e-13 * b.iter().fold(1.0f64, |m, x| m.max(x.abs()))
             });
             if done && model == Model::Null {
-                null_deviance = stats.0;
+                null_deviance = w.deviance;
                 null_done = true;
                 break;
             }
@@ -645,16 +651,15 @@ pub fn pooled(
                     null_deviance,
                     null_const: None,
                 };
-                let (deviance, pearson, loglik) = stats;
                 return Ok(glm.estimates(
                     next,
                     &inverse,
                     &Sums {
                         xtwx: Vec::new(),
                         xtwz: Vec::new(),
-                        deviance,
-                        pearson,
-                        loglik,
+                        deviance: w.deviance,
+                        pearson: w.pearson,
+                        loglik: w.loglik,
                     },
                 ));
             }
