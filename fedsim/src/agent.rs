@@ -75,18 +75,18 @@ pub fn run(
         agent_version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
     })?;
-    let (run_id, config, heartbeat, delays, secure) = match ch
+    let (run_id, configs, heartbeat, delays, secure) = match ch
         .recv(Instant::now() + connect_timeout, None)?
     {
         Message::Welcome {
             run_id,
-            algorithm,
+            analyses,
             heartbeat_secs,
             delays,
             secure,
-        } => (
+        } if !analyses.is_empty() => (
             run_id,
-            algorithm,
+            analyses,
             Duration::from_secs_f64(heartbeat_secs.max(0.05)),
             delays,
             secure,
@@ -122,7 +122,7 @@ pub fn run(
         sender: ch.sender(),
         site: env.site.clone(),
         data: dir.join(&env.data),
-        config: *config,
+        configs,
         delays,
         seeds: secure.then_some(env.pair_seeds),
     };
@@ -148,6 +148,8 @@ enum Stop {
 
 /// What the reading thread hands the worker.
 enum Inbox {
+    /// Load the next analysis (its index).
+    Begin(usize),
     /// The agreed levels of the categorical columns (before round 1).
     Levels(Levels),
     Task(Task),
@@ -187,6 +189,9 @@ fn listen(
             }
             Ok(Message::Levels { levels }) => {
                 let _ = tasks.send(Inbox::Levels(levels));
+            }
+            Ok(Message::Begin { analysis }) => {
+                let _ = tasks.send(Inbox::Begin(analysis as usize));
             }
             Ok(Message::Shutdown { status }) => {
                 tracing::info!(phase = "finish", %status, "coordinator ended the run");
@@ -239,33 +244,58 @@ fn listen(
     }
 }
 
-/// The site's side of the analysis: loads its data, then answers each round's task.
+/// The site's side of the analyses: reads its data, then for each analysis in turn loads its
+/// rows and answers its rounds.
 struct Worker {
     sender: Sender,
     site: String,
     data: PathBuf,
-    config: algorithms::AlgorithmConfig,
+    /// The run's analyses, in order.
+    configs: Vec<algorithms::AlgorithmConfig>,
     delays: Vec<(u32, f64)>,
     /// Secure aggregation is on: this site's pair seeds, if its `.env` has them.
     seeds: Option<Option<secagg::PairSeeds>>,
 }
 
+/// This site's pair seeds, with its name, when replies go masked.
+type Masking<'a> = Option<(&'a str, &'a secagg::PairSeeds)>;
+
+/// One analysis's data at this site, as its local step reads it.
+struct Loaded {
+    config: algorithms::AlgorithmConfig,
+    algorithm: Box<dyn algorithms::Runner>,
+    /// The design matrix of a built-in algorithm (None: an external one reads the file).
+    data: Option<LocalData>,
+}
+
 impl Worker {
-    /// Read the site's file and keep its complete rows (all of them, unless `missing` is
-    /// "drop"), with the levels of its categorical columns among them.
-    fn load(&self) -> Result<(Frame, Vec<usize>, Levels), String> {
-        let config = &self.config;
+    /// Read the site's file once, every column a category for some analysis as text.
+    fn read(&self) -> Result<Frame, String> {
+        let mut text: Vec<String> = Vec::new();
+        for c in self.configs.iter().flat_map(|c| &c.categorical) {
+            if !text.contains(c) {
+                text.push(c.clone());
+            }
+        }
         let options = ReadOptions {
             // Bundles are written by prep with `,`.
             delimiter: Some(b','),
-            text: config.categorical.clone(),
+            text,
             decimal_comma: false,
         };
-        let frame = Frame::load(&self.data, &options).map_err(|e| e.to_string())?;
+        Frame::load(&self.data, &options).map_err(|e| e.to_string())
+    }
+
+    /// The rows an analysis keeps (all of them, unless `missing` is "drop"), with the levels of
+    /// its categorical columns among them.
+    fn rows_of(
+        &self,
+        config: &algorithms::AlgorithmConfig,
+        frame: &Frame,
+    ) -> Result<(Vec<usize>, Levels), String> {
         if config.external().is_some() {
             // The user's step reads the file itself; only its size is told.
-            let rows = (0..frame.rows()).collect();
-            return Ok((frame, rows, Vec::new()));
+            return Ok(((0..frame.rows()).collect(), Vec::new()));
         }
         frame
             .check(
@@ -275,14 +305,13 @@ impl Worker {
                 config.missing,
             )
             .map_err(|e| e.to_string())?;
-        let used = config.used_columns();
-        let rows = frame.complete_rows(&used);
-        let levels = config.site_levels(&frame, &rows);
-        Ok((frame, rows, levels))
+        let rows = frame.complete_rows(&config.used_columns());
+        let levels = config.site_levels(frame, &rows);
+        Ok((rows, levels))
     }
 
     fn run(self, inbox: mpsc::Receiver<Inbox>) -> Result<(), Stop> {
-        let (frame, rows, levels) = self.load().map_err(Stop::GiveUp)?;
+        let frame = self.read().map_err(Stop::GiveUp)?;
         let masking = match &self.seeds {
             None => None,
             Some(Some(seeds)) => Some((self.site.as_str(), seeds)),
@@ -292,7 +321,49 @@ impl Worker {
                 ))
             }
         };
+        let mut inbox = inbox.into_iter();
+        // Tasks answered so far, across analyses: injected delays count rounds on across them.
+        let mut answered = 0u32;
+        let mut next = Some(0);
+        while let Some(index) = next {
+            next = self.analysis(index, &frame, masking, &mut inbox, &mut answered)?;
+        }
+        Ok(())
+    }
+
+    /// Analysis `index`: load its rows and say Ready, code them with the agreed levels, then
+    /// answer its rounds. Returns the analysis the coordinator begins next (None: the run is
+    /// over). With several analyses, one this site cannot load is refused (Failed) and the
+    /// site waits for the next; a run of one gives up, as the site cannot take part.
+    fn analysis(
+        &self,
+        index: usize,
+        frame: &Frame,
+        masking: Masking,
+        inbox: &mut impl Iterator<Item = Inbox>,
+        answered: &mut u32,
+    ) -> Result<Option<usize>, Stop> {
         let send = |m: &Message| self.sender.send(m).map_err(Stop::Frame);
+        let several = self.configs.len() > 1;
+        let refuse = |reason: String, inbox: &mut dyn Iterator<Item = Inbox>| {
+            if !several {
+                return Err(Stop::GiveUp(reason));
+            }
+            tracing::error!(phase = "launch", analysis = index, %reason, "cannot load this analysis's data");
+            send(&Message::Failed { round: 0, reason })?;
+            Ok(next_begin(inbox))
+        };
+        let Some(config) = self.configs.get(index) else {
+            return Err(Stop::GiveUp(format!(
+                "asked for analysis {} of a run of {}",
+                index + 1,
+                self.configs.len()
+            )));
+        };
+        let (rows, levels) = match self.rows_of(config, frame) {
+            Ok(loaded) => loaded,
+            Err(reason) => return refuse(reason, inbox),
+        };
         let dropped = frame.rows() - rows.len();
         // Under secure aggregation even the site's size is sent only inside masked sums.
         let hide = |n: usize| if masking.is_some() { 0 } else { n as u64 };
@@ -309,125 +380,153 @@ impl Worker {
                 "incomplete rows left out (missing = \"drop\")"
             );
         }
-        let mut inbox = inbox.into_iter();
         // With categorical columns, every site codes its rows with the levels of all sites.
-        let levels = if !self.config.agrees_levels() {
+        let levels = if !config.agrees_levels() {
             levels
         } else {
             match inbox.next() {
                 Some(Inbox::Levels(all)) => all,
+                Some(Inbox::Begin(next)) => return Ok(Some(next)),
                 Some(Inbox::Task(_)) => {
                     return Err(Stop::GiveUp(
                         "a round began before the categorical levels were agreed".into(),
                     ))
                 }
-                None => return Ok(()),
+                None => return Ok(None),
             }
         };
-        let config = self.config.with_levels(&levels);
-        let algorithm = algorithms::build(&config);
+        let coded = config.with_levels(&levels);
         // The built-in algorithms compute on the design matrix; an external one on the file.
-        let data = match config.external() {
+        let data = match coded.external() {
             Some(_) => None,
-            None => Some(
-                self.config
-                    .design(&levels)
-                    .encode(&frame, &rows, &self.data)
-                    .and_then(|t| LocalData::from_table(&t, &config, &self.data))
-                    .map_err(|e| Stop::GiveUp(e.to_string()))?,
-            ),
-        };
-        drop(frame);
-        tracing::info!(phase = "launch", milestone = %Milestone::DataLoaded, rows = rows.len(), "data loaded");
-        // Ends when the reading thread returns (the run is over).
-        let tasks = inbox.filter_map(|m| match m {
-            Inbox::Task(t) => Some(t),
-            Inbox::Levels(_) => None,
-        });
-        for (
-            algorithm_round,
-            Task {
-                round,
-                body,
-                active,
+            None => match config
+                .design(&levels)
+                .encode(frame, &rows, &self.data)
+                .and_then(|t| LocalData::from_table(&t, &coded, &self.data))
+            {
+                Ok(data) => Some(data),
+                Err(e) => return refuse(e.to_string(), inbox),
             },
-        ) in (1..).zip(tasks)
-        {
-            if let Some((_, secs)) = self.delays.iter().find(|(r, _)| *r == algorithm_round) {
-                tracing::warn!(
-                    phase = "federate",
-                    round,
-                    delay_secs = secs,
-                    "injected fault: answering late"
-                );
-                std::thread::sleep(Duration::from_secs_f64(*secs));
-            }
-            let started = Instant::now();
-            // An external step's time is its process's: start, JSON and compute.
-            let answer = match (&data, config.external()) {
-                (Some(data), _) => algorithm.local(&body, data).map_err(|e| e.to_string()),
-                (None, Some(spec)) => {
-                    let dir = self.data.parent().unwrap_or(Path::new("."));
-                    external::local_step(spec, dir, &self.data, &self.site, round, &body)
-                        .map(|(reply, _)| reply)
-                }
-                (None, None) => Err("no data loaded".to_string()),
+        };
+        let loaded = Loaded {
+            algorithm: algorithms::build(&coded),
+            config: coded,
+            data,
+        };
+        tracing::info!(phase = "launch", milestone = %Milestone::DataLoaded, rows = rows.len(), "data loaded");
+        // Ends when the reading thread returns (the run is over) or the next analysis begins.
+        for message in inbox {
+            let task = match message {
+                Inbox::Task(t) => t,
+                Inbox::Begin(next) => return Ok(Some(next)),
+                Inbox::Levels(_) => continue,
             };
-            let reply = match answer {
-                Ok(reply) => reply,
-                Err(e) => {
-                    tracing::error!(phase = "federate", round, error = %e, "local step failed");
-                    send(&Message::Failed {
-                        round,
-                        reason: e.to_string(),
-                    })?;
-                    continue;
-                }
-            };
-            let compute_secs = started.elapsed().as_secs_f64();
-            tracing::info!(
+            *answered += 1;
+            self.answer(&loaded, task, *answered, masking)?;
+        }
+        Ok(None)
+    }
+
+    /// One round's task: the local step (after an injected delay, if one is due), its reply
+    /// masked under secure aggregation, sent.
+    fn answer(
+        &self,
+        loaded: &Loaded,
+        Task {
+            round,
+            body,
+            active,
+        }: Task,
+        algorithm_round: u32,
+        masking: Masking,
+    ) -> Result<(), Stop> {
+        let send = |m: &Message| self.sender.send(m).map_err(Stop::Frame);
+        if let Some((_, secs)) = self.delays.iter().find(|(r, _)| *r == algorithm_round) {
+            tracing::warn!(
                 phase = "federate",
-                milestone = %Milestone::RoundComputed,
                 round,
-                compute_secs,
-                bytes = reply.len(),
-                "round computed"
+                delay_secs = secs,
+                "injected fault: answering late"
             );
-            let (body, masked) = match masking {
-                None => (reply, None),
-                Some((me, seeds)) => {
-                    // Only the shape travels in clear; the numbers go masked.
-                    let masked = algorithm.split(&reply).map_err(|e| e.to_string()).and_then(
-                        |(shape, values)| {
-                            let lost = secagg::below_resolution(&values);
-                            if lost > 0 {
-                                tracing::warn!(phase = "federate", round, values = lost, resolution = secagg::RESOLUTION, "values below secure aggregation's fixed-point resolution count as 0 in the sum");
-                            }
-                            secagg::mask(&values, me, &active, seeds, round)
-                                .map(|m| (shape, m))
-                                .map_err(|e| e.to_string())
-                        },
-                    );
-                    match masked {
-                        Ok((shape, m)) => (shape, Some(m)),
-                        Err(reason) => {
-                            tracing::error!(phase = "federate", round, %reason, "cannot mask the reply");
-                            send(&Message::Failed { round, reason })?;
-                            continue;
+            std::thread::sleep(Duration::from_secs_f64(*secs));
+        }
+        let started = Instant::now();
+        // An external step's time is its process's: start, JSON and compute.
+        let answer = match (&loaded.data, loaded.config.external()) {
+            (Some(data), _) => loaded
+                .algorithm
+                .local(&body, data)
+                .map_err(|e| e.to_string()),
+            (None, Some(spec)) => {
+                let dir = self.data.parent().unwrap_or(Path::new("."));
+                external::local_step(spec, dir, &self.data, &self.site, round, &body)
+                    .map(|(reply, _)| reply)
+            }
+            (None, None) => Err("no data loaded".to_string()),
+        };
+        let reply = match answer {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(phase = "federate", round, error = %e, "local step failed");
+                return send(&Message::Failed {
+                    round,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let compute_secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            phase = "federate",
+            milestone = %Milestone::RoundComputed,
+            round,
+            compute_secs,
+            bytes = reply.len(),
+            "round computed"
+        );
+        let (body, masked) = match masking {
+            None => (reply, None),
+            Some((me, seeds)) => {
+                // Only the shape travels in clear; the numbers go masked.
+                let masked = loaded
+                    .algorithm
+                    .split(&reply)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(shape, values)| {
+                        let lost = secagg::below_resolution(&values);
+                        if lost > 0 {
+                            tracing::warn!(phase = "federate", round, values = lost, resolution = secagg::RESOLUTION, "values below secure aggregation's fixed-point resolution count as 0 in the sum");
                         }
+                        secagg::mask(&values, me, &active, seeds, round)
+                            .map(|m| (shape, m))
+                            .map_err(|e| e.to_string())
+                    });
+                match masked {
+                    Ok((shape, m)) => (shape, Some(m)),
+                    Err(reason) => {
+                        tracing::error!(phase = "federate", round, %reason, "cannot mask the reply");
+                        return send(&Message::Failed { round, reason });
                     }
                 }
-            };
-            send(&Message::Reply {
-                round,
-                body,
-                compute_secs,
-                peak_rss_kib: peak_rss_kib(),
-                masked,
-            })?;
-        }
-        Ok(())
+            }
+        };
+        send(&Message::Reply {
+            round,
+            body,
+            compute_secs,
+            peak_rss_kib: peak_rss_kib(),
+            masked,
+        })
     }
+}
+
+/// Skip to the next analysis the coordinator begins (None: the run is over).
+fn next_begin(inbox: &mut dyn Iterator<Item = Inbox>) -> Option<usize> {
+    for message in inbox {
+        if let Inbox::Begin(next) = message {
+            return Some(next);
+        }
+    }
+    None
 }
 
 /// Dial with retries: the coordinator may still be starting.

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::fleet::package::AgentPackage;
 use crate::fleet::remote::prerequisites;
 use crate::fleet::ssh::{last_line, shell_quote, Ssh, SshError};
-use crate::plan::Plan;
+use crate::plan::Study;
 use crate::run::RunError;
 use crate::scenario::{Provider, Scenario, SiteSpec};
 
@@ -91,7 +91,7 @@ struct Expect<'a> {
 /// Check every site of the scenario, in parallel.
 pub fn check(
     scenario: &Scenario,
-    plan: &Plan,
+    study: &Study,
     agent_exe: &std::path::Path,
 ) -> Result<Vec<SiteHealth>, RunError> {
     // The hosts: the scenario's, or the VMs of its fleet that is up (`fedsim fleet up`).
@@ -131,12 +131,14 @@ pub fn check(
     };
     let package = AgentPackage::build(agent_exe)
         .map_err(|e| format!("cannot package this fedsim binary for the sites: {e}"));
-    let expected: Vec<String> = plan
-        .sites
+    let plan = study.first();
+    let expected: Vec<String> = study
+        .sites()
         .iter()
         .map(|s| {
-            s.frame(plan)
-                .and_then(|t| t.to_bytes(plan.format, &plan.data_path))
+            study
+                .site_frame(s)
+                .and_then(|t| t.to_bytes(study.format, &plan.data_path))
                 .map(|b| hex::encode(Sha256::digest(&b)))
         })
         .collect::<Result<_, _>>()
@@ -157,11 +159,12 @@ pub fn check(
         })?;
     let expect = Expect {
         dir: format!(".fedsim/{}", scenario.scenario.name),
-        data: format!("data.{}", plan.format),
+        data: format!("data.{}", study.format),
         package: package.as_ref().map_err(Clone::clone),
         coordinator: addr,
         tunnel: scenario.fleet.tunnel(),
-        external: plan.config.external(),
+        // (The first external analysis's local command stands for every one's.)
+        external: study.analyses.iter().find_map(|p| p.config.external()),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let health = std::thread::scope(|scope| {

@@ -88,9 +88,104 @@ pub enum PlanError {
     },
 }
 
+/// A run's analyses on one split of the data: what prep bundles and the run drives. A scenario
+/// with `[algorithm]` has one analysis; one with `[[analysis]]` entries has one per entry, in
+/// their order, every one on the same sites' rows.
+#[derive(Debug, Clone)]
+pub struct Study {
+    /// In the order they run.
+    pub analyses: Vec<Plan>,
+    /// What each site's bundle holds: every column an analysis uses, all rows, as read (a column
+    /// any analysis reads as text kept as text, so each site reads back its cells as written).
+    pub frame: Frame,
+    /// File format of the site bundles' data: "csv" or "parquet".
+    pub format: &'static str,
+    /// The analyses are `[[analysis]]` entries, named: the summary and the report have a
+    /// section per analysis.
+    pub named: bool,
+}
+
+impl Study {
+    /// Plan every analysis (each one's columns, cells, complete rows and checks, as a single
+    /// analysis is planned), then hand every one the first one's split: the views share the
+    /// seed and the split's label, so the splits are the same, and sharing it makes that a fact.
+    pub fn make(s: &Scenario) -> Result<Study, PlanError> {
+        let mut analyses = Vec::new();
+        for view in s.analyses() {
+            crate::sys::cancel::check().map_err(|_| DataError::Cancelled)?;
+            let mut plan = Plan::make(&view)?;
+            plan.name = view.analysis_name();
+            analyses.push(plan);
+        }
+        let sites = analyses[0].sites.clone();
+        for plan in &mut analyses[1..] {
+            plan.sites = sites.clone();
+        }
+        let frame = bundle_frame(&analyses);
+        let format = if analyses.iter().any(|p| p.format == "csv") {
+            "csv"
+        } else {
+            "parquet"
+        };
+        Ok(Study {
+            analyses,
+            frame,
+            format,
+            named: !s.analysis.is_empty(),
+        })
+    }
+
+    /// The first analysis: what a single-analysis run is about, and whose split every one shares.
+    pub fn first(&self) -> &Plan {
+        &self.analyses[0]
+    }
+
+    pub fn sites(&self) -> &[SitePlan] {
+        &self.first().sites
+    }
+
+    /// A site's bundle data: its rows of every used column, as read.
+    pub fn site_frame(&self, site: &SitePlan) -> Result<Frame, DataError> {
+        let first = self.first();
+        match (&site.source_rows, &site.columns) {
+            (Some(rows), _) => Ok(self.frame.select_rows(rows)),
+            (None, Some(cols)) => self.frame.select_columns(cols, &first.data_path),
+            (None, None) => Ok(self.frame.clone()),
+        }
+    }
+}
+
+/// Every analysis's used columns in one frame, each column once, in order of first use; a
+/// column one analysis reads as a category is taken as read as text.
+fn bundle_frame(analyses: &[Plan]) -> Frame {
+    if analyses.len() == 1 {
+        return analyses[0].frame.clone();
+    }
+    let mut columns: Vec<String> = Vec::new();
+    let mut cells = Vec::new();
+    for plan in analyses {
+        for name in &plan.frame.columns {
+            if columns.contains(name) {
+                continue;
+            }
+            let source = analyses
+                .iter()
+                .find(|p| p.config.categorical.contains(name) && p.frame.column(name).is_some())
+                .unwrap_or(plan);
+            if let Some(c) = source.frame.column(name) {
+                columns.push(name.clone());
+                cells.push(c.clone());
+            }
+        }
+    }
+    Frame { columns, cells }
+}
+
 /// Who gets which rows; the analysis every site runs.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The analysis's name: its `[[analysis]]` name, else its kind.
+    pub name: String,
     /// The analysis as the sites get it (raw feature names; categorical columns still raw).
     pub config: AlgorithmConfig,
     /// The used columns (features, then target) of all rows, as read: text and gaps included.
@@ -300,6 +395,7 @@ impl Plan {
         let (config, design) = analysis(s, columns, &frame, &complete, &path)?;
         let (format, data_name) = travel_form(s, &sources, &path);
         Ok(Plan {
+            name: s.analysis_name(),
             config,
             frame,
             design,

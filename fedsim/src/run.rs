@@ -17,16 +17,17 @@ use crate::bundle::{self, Bundle, GivenCredentials, PrepError};
 use crate::compare::{self, Against, CompareError, Comparison};
 use crate::enrol::participants::DriveReport;
 use crate::enrol::{Enrolment, People};
-use crate::federation::coordinator::{self, FedError, LostSite, RoundMetrics, SiteAuth};
+use crate::federation::coordinator::{self, Analysed, FedError, LostSite, RoundMetrics, SiteAuth};
 use crate::fleet::{faults::Injector, Fleet, FleetError};
 use crate::metrics::{Metrics, PhaseClock};
-use crate::plan::{Plan, PlanError};
+use crate::plan::{Plan, PlanError, Study};
 use crate::progress::Progress;
 use crate::reference::{self, Analysis, ReferenceError, ReferenceRow};
 use crate::rundir::{PlanFile, RunDir, RunDirError};
 use crate::scenario::{OnDropout, Scenario, ScenarioError};
 use crate::summary::{
-    FailureInfo, Findings, ReferenceCheck, SiteSummary, Stopped, Summary, SummaryHead, Warning,
+    AnalysisFindings, FailureInfo, Findings, ReferenceCheck, SiteSummary, Stopped, Summary,
+    SummaryHead, Warning,
 };
 use crate::sys::cancel;
 use crate::{baseline, logs};
@@ -89,11 +90,12 @@ pub struct RunOutcome {
     pub input_error: bool,
 }
 
-/// What planning found: the plan, and the inputs it checked (credentials, reference row).
+/// What planning found: the plan, and the inputs it checked (credentials, reference rows).
 pub struct Planned {
-    pub plan: Arc<Plan>,
+    pub plan: Arc<Study>,
     pub tokens: Vec<Option<GivenCredentials>>,
-    pub reference: Option<(PathBuf, ReferenceRow)>,
+    /// Per analysis, the reference row it is held against (with `[compare] reference`).
+    pub reference: Vec<Option<(PathBuf, ReferenceRow)>>,
 }
 
 /// Check everything that can be checked without writing or starting anything: `--out`, the
@@ -120,7 +122,7 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
     }
     let tokens = site_tokens(scenario)?;
     let owned = scenario.clone();
-    let plan = match cancel::wait_for("plan", move || Plan::make(&owned)) {
+    let plan = match cancel::wait_for("plan", move || Study::make(&owned)) {
         Ok(Ok(plan)) => plan,
         // The data's own loops saw the flag first: a cancel all the same, not bad input.
         Err(_) | Ok(Err(PlanError::Data(crate::data::DataError::Cancelled))) => {
@@ -128,10 +130,18 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
         }
         Ok(Err(e)) => return Err(e.into()),
     };
-    let reference = match &scenario.compare.reference {
-        Some(path) => Some((path.clone(), reference::find(path, &Analysis::of(&plan))?)),
-        None => None,
-    };
+    // The reference file must describe every analysis.
+    let reference = plan
+        .analyses
+        .iter()
+        .map(|p| match &scenario.compare.reference {
+            Some(path) => Ok(Some((
+                path.clone(),
+                reference::find(path, &Analysis::of(p))?,
+            ))),
+            None => Ok(None),
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
     Ok(Planned {
         plan: Arc::new(plan),
         tokens,
@@ -308,9 +318,10 @@ impl From<CompareError> for Stop {
 
 /// What the federation handed over.
 struct Federated {
-    estimates: Estimates,
-    /// The sites that finished the run.
-    survivors: Vec<String>,
+    /// Per analysis that began: its estimates (or why it failed alone) and its sites.
+    analyses: Vec<Analysed>,
+    /// What ended the federation before every analysis had run.
+    ended: Option<FedError>,
     /// Sites the run went on without.
     lost: Vec<LostSite>,
     /// What people must read the result with (a level only one site holds, the resolution of
@@ -337,7 +348,7 @@ struct Run<'a> {
     run_id: String,
     progress: Progress,
     clock: PhaseClock,
-    plan: Arc<Plan>,
+    plan: Arc<Study>,
     /// One per site, filled in as the stages learn more (location, pid, exit).
     sites: Vec<SiteSummary>,
     portal: Option<DriveReport>,
@@ -360,7 +371,7 @@ impl<'a> Run<'a> {
         dir: RunDir,
         progress: Progress,
         clock: PhaseClock,
-        plan: Arc<Plan>,
+        plan: Arc<Study>,
     ) -> Run<'a> {
         let _ = logs::attach(&dir.controller_log());
         let run_id = dir
@@ -369,7 +380,7 @@ impl<'a> Run<'a> {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let span = tracing::info_span!("run", run_id = %run_id).entered();
-        tracing::info!(phase = "prep", dir = %dir.path().display(), sites = plan.sites.len(), rows = plan.frame.rows(), "run directory created");
+        tracing::info!(phase = "prep", dir = %dir.path().display(), sites = plan.sites().len(), rows = plan.frame.rows(), "run directory created");
         let reserve = crate::sys::fsio::Reserve::take(dir.path())
             .map_err(
                 |e| tracing::warn!(phase = "prep", error = %e, "no disk reserve for the summary"),
@@ -409,10 +420,12 @@ impl<'a> Run<'a> {
             .findings
             .warnings
             .extend(isolation_warning(self.scenario));
-        found
-            .findings
-            .warnings
-            .extend(disclosure_warning(self.scenario));
+        for view in self.scenario.analyses() {
+            found
+                .findings
+                .warnings
+                .extend(disclosure_warning(&view, self.plan.named));
+        }
         self.stage(Phase::Provision, |r| r.provision(&mut bundles))?;
         self.stage(Phase::Enrol, |r| r.enrol(people))?;
         let fed = self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?;
@@ -420,21 +433,101 @@ impl<'a> Run<'a> {
         found.rounds = fed.rounds;
         found.findings.warnings.extend(fed.warnings);
         found.findings.lost_sites = fed.lost;
-        found.findings.results = Some(fed.estimates.clone());
-        self.stage(Phase::Results, |r| r.results(&fed.estimates))?;
+        let mut analyses = fed.analyses;
+        if !self.plan.named {
+            // One analysis: its failure is the run's, in the stage it happened.
+            if let Some(e) = fed.ended {
+                return Err((Phase::Federate, Stop::from(e)));
+            }
+            let mut analysed = analyses.pop().expect("one analysis ran");
+            let result = std::mem::replace(&mut analysed.result, Err(FedError::Cancelled));
+            let estimates = result.map_err(|e| (Phase::Federate, Stop::from(e)))?;
+            found.findings.results = Some(estimates.clone());
+            self.stage(Phase::Results, |r| r.results(&[Ok(&estimates)]))?;
+            self.stage(Phase::Collect, |r| r.collect())?;
+            let concluded = self.conclude(0, &estimates, &analysed, &planned.reference[0]);
+            let (baseline, comparison, reference) = concluded?;
+            found.findings.baseline = Some(baseline);
+            found.findings.comparison = Some(comparison);
+            found.findings.reference = reference;
+            return Ok(());
+        }
+        // Several analyses: each is judged on its own; only a cancel ends them all here.
+        found.findings.analyses = self
+            .plan
+            .analyses
+            .iter()
+            .map(|p| AnalysisFindings {
+                name: p.name.clone(),
+                algorithm: p.config.kind().as_str().to_string(),
+                // Until it runs: an analysis that never ran has no phase it failed in.
+                stopped: Some(Stopped {
+                    cancelled: matches!(fed.ended, Some(FedError::Cancelled)),
+                    failure: FailureInfo {
+                        message: match &fed.ended {
+                            Some(e) => format!("did not run: the run ended before it ({e})"),
+                            None => "did not run".to_string(),
+                        },
+                        site: None,
+                        phase: None,
+                    },
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let results: Vec<Result<&Estimates, &FedError>> =
+            analyses.iter().map(|a| a.result.as_ref()).collect();
+        self.stage(Phase::Results, |r| r.results(&results))?;
         self.stage(Phase::Collect, |r| r.collect())?;
-        let baseline = self.stage(Phase::Baseline, |r| r.baseline(&fed.survivors))?;
-        found.findings.baseline = Some(baseline.clone());
-        // A reference describes all the data: it is held against a run that kept every site.
-        let reference = planned
-            .reference
-            .filter(|_| found.findings.lost_sites.is_empty());
+        for (k, analysed) in analyses.iter_mut().enumerate() {
+            let findings = &mut found.findings.analyses[k];
+            findings.lost_sites = analysed.lost.clone();
+            findings.stopped = None;
+            let result = std::mem::replace(&mut analysed.result, Err(FedError::Cancelled));
+            let estimates = match result {
+                Ok(estimates) => estimates,
+                Err(e) => {
+                    findings.stopped = Some(stopped(Phase::Federate.name(), Stop::from(e)));
+                    continue;
+                }
+            };
+            findings.results = Some(estimates.clone());
+            match self.conclude(k, &estimates, analysed, &planned.reference[k]) {
+                Ok((baseline, comparison, reference)) => {
+                    let findings = &mut found.findings.analyses[k];
+                    findings.baseline = Some(baseline);
+                    findings.comparison = Some(comparison);
+                    findings.reference = reference;
+                }
+                Err((phase, Stop::Cancelled)) => return Err((phase, Stop::Cancelled)),
+                Err((phase, stop)) => {
+                    found.findings.analyses[k].stopped = Some(stopped(phase.name(), stop));
+                }
+            }
+        }
+        match fed.ended {
+            Some(e) => Err((Phase::Federate, Stop::from(e))),
+            None => Ok(()),
+        }
+    }
+
+    /// baseline and compare for analysis `k`: its pooled answer on the sites it ended with, and
+    /// the verdicts against it and against the reference row (held only against a result of
+    /// every site: a reference describes all the data).
+    fn conclude(
+        &mut self,
+        k: usize,
+        estimates: &Estimates,
+        analysed: &Analysed,
+        reference: &Option<(PathBuf, ReferenceRow)>,
+    ) -> Result<(Estimates, Comparison, Option<ReferenceCheck>), (Phase, Stop)> {
+        let survivors = survivors(analysed);
+        let baseline = self.stage(Phase::Baseline, |r| r.baseline(k, &survivors))?;
+        let reference = reference.clone().filter(|_| analysed.lost.is_empty());
         let (comparison, reference) = self.stage(Phase::Compare, |r| {
-            r.compare(&fed.estimates, &baseline, reference)
+            r.compare(estimates, &baseline, reference)
         })?;
-        found.findings.comparison = Some(comparison);
-        found.findings.reference = reference;
-        Ok(())
+        Ok((baseline, comparison, reference))
     }
 
     /// Run one stage: a cancel check first, then the stage, timed.
@@ -473,18 +566,19 @@ impl<'a> Run<'a> {
                 &PlanFile::new(self.scenario, &self.plan, &bundles),
             )
             .map_err(|e| Stop::failed(e.to_string()))?;
-        let planned = |name: &str| self.plan.sites.iter().find(|p| p.name == name);
+        let first = self.plan.first();
+        let planned = |name: &str| first.sites.iter().find(|p| p.name == name);
         self.sites = bundles
             .iter()
             .map(|b| SiteSummary {
-                outcome: planned(&b.name).and_then(|p| p.outcome(&self.plan)),
+                outcome: planned(&b.name).and_then(|p| p.outcome(first)),
                 name: b.name.clone(),
                 rows: b.rows,
                 data_sha256: b.data_sha256.clone(),
                 location: None,
                 link: crate::fleet::vm::link_of(self.scenario, &b.name),
                 dropped_rows: (self.scenario.data.missing == crate::scenario::Missing::Drop)
-                    .then(|| planned(&b.name).map_or(0, |p| p.dropped(&self.plan))),
+                    .then(|| planned(&b.name).map_or(0, |p| p.dropped(first))),
                 pid: None,
                 exit: None,
             })
@@ -573,7 +667,16 @@ impl<'a> Run<'a> {
     }
 
     fn algorithm(&self) -> String {
-        let c = &self.plan.config;
+        if self.plan.named {
+            let names: Vec<String> = self
+                .plan
+                .analyses
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.config.kind().as_str()))
+                .collect();
+            return format!("{} analyses: {}", names.len(), names.join(", "));
+        }
+        let c = &self.plan.first().config;
         match &c.target {
             Some(t) => format!(
                 "{} of {t} on {} features",
@@ -597,7 +700,7 @@ impl<'a> Run<'a> {
             .map(|b| SiteAuth {
                 name: b.name.clone(),
                 key: b.key,
-                config: b.config.clone(),
+                configs: b.configs.clone(),
                 delays: delays(scenario, &b.name),
             })
             .collect();
@@ -609,9 +712,15 @@ impl<'a> Run<'a> {
             message: e.to_string(),
         })?;
         tracing::info!(phase = "launch", sites = bundles.len(), %addr, "agents started; coordinating");
+        let kinds: Vec<&str> = self
+            .plan
+            .analyses
+            .iter()
+            .map(|p| p.config.kind().as_str())
+            .collect();
         self.progress.phase(format!(
             "federate: {} on {} sites (portal {})",
-            self.plan.config.kind().as_str(),
+            kinds.join(", "),
             bundles.len(),
             enrolment.url
         ));
@@ -634,35 +743,27 @@ impl<'a> Run<'a> {
             start_timeout: Duration::from_secs_f64(scenario.gui.start_timeout_secs),
         };
         let mut watch = Injector::new(fleet.as_mut(), &scenario.faults);
+        let configs: Vec<_> = self
+            .plan
+            .analyses
+            .iter()
+            .map(|p| p.config.clone())
+            .collect();
+        let names: Vec<String> = self.plan.analyses.iter().map(|p| p.name.clone()).collect();
         let outcome = coordinator::run(
             listener,
             &site_keys,
-            &self.plan.config,
+            &configs,
+            self.plan.named.then_some(&names[..]),
             &settings,
             &mut watch,
         );
         self.stop_sites();
         let outcome = outcome?;
-        check_rows(&outcome.joined, bundles, &self.plan);
-        let mut warnings: Vec<Warning> = outcome
-            .agreed
-            .lonely
-            .iter()
-            .map(|(column, level, site)| Warning {
-                kind: "privacy".into(),
-                message: format!(
-                    "level {level:?} of {column:?} is held by site {site} alone: the sums of its indicator column are that site's own (how many of its rows have it, and their totals)"
-                ),
-                site: Some(site.clone()),
-            })
-            .collect();
-        if self.plan.config.params.survival_columns().is_some() {
-            // The union of event times is agreed in clear (see algorithms::survival).
-            warnings.push(Warning {
-                kind: "disclosure".into(),
-                message: "each site sent the coordinator its distinct event times (per group or stratum) in clear before round 1, outside any secure aggregation: the risk sets are counted at them; everything after that is sums".into(),
-                site: None,
-            });
+        let mut warnings = Vec::new();
+        for (analysed, plan) in outcome.analyses.iter().zip(&self.plan.analyses) {
+            check_rows(&analysed.joined, bundles, plan);
+            warnings.extend(self.analysis_warnings(analysed, plan));
         }
         if self.scenario.federation.secure_aggregation {
             // What the verdict must be read with: the sum's resolution.
@@ -675,20 +776,52 @@ impl<'a> Run<'a> {
                 site: None,
             });
         }
-        let survivors: Vec<String> = outcome.joined.into_iter().map(|j| j.name).collect();
-        let mut estimates = outcome.estimates;
-        if self.plan.config.external().is_some() {
-            // An external result has no row count of its own: the sites' rows, as prep wrote them.
-            estimates.n = self.plan.rows_of(&survivors);
+        let mut analyses = outcome.analyses;
+        for (analysed, plan) in analyses.iter_mut().zip(&self.plan.analyses) {
+            let sites = survivors(analysed);
+            if let (Ok(estimates), Some(_)) = (&mut analysed.result, plan.config.external()) {
+                // An external result has no row count of its own: the sites' rows, as prep wrote them.
+                estimates.n = plan.rows_of(&sites);
+            }
         }
         Ok(Federated {
-            estimates,
-            survivors,
+            analyses,
+            ended: outcome.ended,
             lost: outcome.lost,
             warnings,
             connect_secs: outcome.connect_secs,
             rounds: outcome.rounds,
         })
+    }
+
+    /// What one analysis's result must be read with: a level only one site holds, event times
+    /// sent in clear. With several analyses, each warning names its analysis.
+    fn analysis_warnings(&self, analysed: &Analysed, plan: &Plan) -> Vec<Warning> {
+        let of = |message: String| match self.plan.named {
+            true => format!("analysis {}: {message}", plan.name),
+            false => message,
+        };
+        let mut warnings: Vec<Warning> = analysed
+            .agreed
+            .lonely
+            .iter()
+            .map(|(column, level, site)| Warning {
+                kind: "privacy".into(),
+                message: of(format!(
+                    "level {level:?} of {column:?} is held by site {site} alone: the sums of its indicator column are that site's own (how many of its rows have it, and their totals)"
+                )),
+                site: Some(site.clone()),
+            })
+            .collect();
+        if plan.config.params.survival_columns().is_some() {
+            // The union of event times is agreed in clear (see algorithms::survival).
+            warnings.push(Warning {
+                kind: "disclosure".into(),
+                message: of("each site sent the coordinator its distinct event times (per group or stratum) in clear before round 1, outside any secure aggregation: the risk sets are counted at them; everything after that is sums".into()),
+                site: None,
+            });
+        }
+        warnings
     }
 
     /// Stop the agents (briefly, after a cancel) and record how each ended.
@@ -712,16 +845,27 @@ impl<'a> Run<'a> {
 
     /// results: everyone at the portal sees the end and downloads the results, each download
     /// byte for byte the coordinator's.
-    fn results(&mut self, estimates: &Estimates) -> Result<(), Stop> {
-        if let Err(e) = self.dir.write_vectors(&self.plan, estimates) {
-            tracing::warn!(phase = "results", error = %e, "cannot write the component vectors");
+    fn results(&mut self, results: &[Result<&Estimates, &FedError>]) -> Result<(), Stop> {
+        for (plan, result) in self.plan.analyses.iter().zip(results) {
+            let Ok(estimates) = result else { continue };
+            let name = self.plan.named.then_some(plan.name.as_str());
+            if let Err(e) = self.dir.write_vectors(plan, name, estimates) {
+                tracing::warn!(phase = "results", error = %e, "cannot write the component vectors");
+            }
         }
-        let bytes = crate::enrol::results_document(
-            &self.scenario.scenario.name,
-            &self.run_id,
-            self.plan.config.kind(),
-            estimates,
-        );
+        let entries: Vec<crate::enrol::Entry> = self
+            .plan
+            .analyses
+            .iter()
+            .zip(results)
+            .map(|(plan, result)| crate::enrol::Entry {
+                name: self.plan.named.then_some(plan.name.as_str()),
+                kind: plan.config.kind(),
+                result: result.map_err(|e| e.to_string()),
+            })
+            .collect();
+        let bytes =
+            crate::enrol::results_document(&self.scenario.scenario.name, &self.run_id, &entries);
         let Some(mut enrolment) = self.enrolment.take() else {
             return Ok(());
         };
@@ -767,11 +911,11 @@ impl<'a> Run<'a> {
 
     /// baseline: the same analysis on the pooled data of the sites that finished (after a
     /// dropout, the survivors' rows).
-    fn baseline(&mut self, survivors: &[String]) -> Result<Estimates, Stop> {
-        tracing::info!(phase = "baseline", "computing the centralised baseline");
+    fn baseline(&mut self, k: usize, survivors: &[String]) -> Result<Estimates, Stop> {
+        let plan = self.plan.analyses[k].clone();
+        tracing::info!(phase = "baseline", analysis = %plan.name, "computing the centralised baseline");
         self.progress
-            .phase("baseline: the same analysis on the pooled data");
-        let plan = self.plan.clone();
+            .phase(format!("baseline: {} on the pooled data", plan.name));
         let survivors = survivors.to_vec();
         let pooled_file = self.dir.pooled_csv();
         let base = cancel::wait_for("baseline", move || {
@@ -868,7 +1012,13 @@ impl<'a> Run<'a> {
         let head = || SummaryHead {
             scenario: self.scenario.scenario.name.clone(),
             run_id: self.run_id.clone(),
-            algorithm: self.plan.config.kind().as_str().to_string(),
+            algorithm: self
+                .plan
+                .analyses
+                .iter()
+                .map(|p| p.config.kind().as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
         };
         let mut summary = Summary::decide(head(), self.sites.clone(), findings);
         log_end(&summary);
@@ -964,15 +1114,24 @@ fn isolation_warning(scenario: &Scenario) -> Option<Warning> {
 }
 
 /// describe with `extremes = true` reports each column's min and max: single records' values.
-fn disclosure_warning(scenario: &Scenario) -> Option<Warning> {
-    let a = &scenario.algorithm;
+fn disclosure_warning(view: &Scenario, named: bool) -> Option<Warning> {
+    let a = &view.algorithm;
+    let message = "extremes = true: each column's min and max are single records' values, and the result shows them (the coordinator learns them to the bisection's width)";
     (a.kind == crate::scenario::AlgorithmKind::Describe && a.extremes == Some(true)).then(|| {
         Warning {
             kind: "disclosure".into(),
-            message: "extremes = true: each column's min and max are single records' values, and the result shows them (the coordinator learns them to the bisection's width)".into(),
+            message: match named {
+                true => format!("analysis {}: {message}", view.analysis_name()),
+                false => message.into(),
+            },
             site: None,
         }
     })
+}
+
+/// The sites an analysis's result comes from.
+fn survivors(analysed: &Analysed) -> Vec<String> {
+    analysed.joined.iter().map(|j| j.name.clone()).collect()
 }
 
 /// The injected delays for a site: (algorithm round, seconds).

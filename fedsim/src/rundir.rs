@@ -32,7 +32,7 @@ use crate::data::DataError;
 use crate::fleet::RunPaths;
 use crate::logs::LogLine;
 use crate::metrics::Metrics;
-use crate::plan::Plan;
+use crate::plan::{Plan, Study};
 use crate::scenario::{PartitionSpec, Scenario};
 use crate::summary::Summary;
 use crate::sys::fsio;
@@ -240,15 +240,29 @@ impl RunDir {
     /// svd: the coordinator's vectors as CSV: right singular vectors per feature
     /// (`components.csv`, horizontal), or sample-side vectors per row (`sample_vectors.csv`,
     /// vertical; the feature-side ones stay on the sites).
-    pub fn write_vectors(&self, plan: &Plan, est: &Estimates) -> Result<(), DataError> {
+    /// With several analyses, a named one's files are `<name>-components.csv` and
+    /// `<name>-sample_vectors.csv`.
+    pub fn write_vectors(
+        &self,
+        plan: &Plan,
+        name: Option<&str>,
+        est: &Estimates,
+    ) -> Result<(), DataError> {
         if est.vectors.is_empty() {
             return Ok(());
         }
+        let named = |path: PathBuf| match name {
+            Some(n) => path.with_file_name(format!(
+                "{n}-{}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            None => path,
+        };
         let pcs: Vec<String> = (1..=est.vectors.len()).map(|i| format!("pc{i}")).collect();
         if plan.config.vertical {
             let rows: Vec<String> = (1..=plan.frame.rows()).map(|r| r.to_string()).collect();
             crate::data::write_labeled_csv(
-                &self.sample_vectors_csv(),
+                &named(self.sample_vectors_csv()),
                 "row",
                 &rows,
                 &pcs,
@@ -256,7 +270,7 @@ impl RunDir {
             )
         } else {
             crate::data::write_labeled_csv(
-                &self.components_csv(),
+                &named(self.components_csv()),
                 "feature",
                 &plan.analysis().features,
                 &pcs,
@@ -305,9 +319,19 @@ pub struct PlanFile {
     pub scenario: String,
     pub seed: u64,
     pub data: PathBuf,
+    /// The analysis (with several: the first one).
     pub algorithm: AlgorithmConfig,
+    /// A run of `[[analysis]]` entries: each analysis, named, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<PlannedAnalysis>,
     pub partition: PartitionSpec,
     pub sites: Vec<PlannedSite>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedAnalysis {
+    pub name: String,
+    pub algorithm: AlgorithmConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,12 +348,24 @@ pub struct PlannedSite {
 }
 
 impl PlanFile {
-    pub fn new(scenario: &Scenario, plan: &Plan, bundles: &[Bundle]) -> PlanFile {
+    pub fn new(scenario: &Scenario, study: &Study, bundles: &[Bundle]) -> PlanFile {
+        let plan = study.first();
         PlanFile {
             scenario: scenario.scenario.name.clone(),
             seed: scenario.scenario.seed,
             data: plan.data_path.clone(),
             algorithm: plan.config.clone(),
+            analyses: match study.named {
+                true => study
+                    .analyses
+                    .iter()
+                    .map(|p| PlannedAnalysis {
+                        name: p.name.clone(),
+                        algorithm: p.config.clone(),
+                    })
+                    .collect(),
+                false => Vec::new(),
+            },
             partition: scenario.partition.clone(),
             sites: plan
                 .sites

@@ -110,6 +110,76 @@ pub struct Summary {
     /// What a person should know that does not change the verdict (e.g. privacy risks).
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// A run of `[[analysis]]` entries: each analysis's verdict and numbers, in the order they
+    /// ran (`results`, `baseline`, `comparison` and `reference` above are then null, and
+    /// `status` is the worst of theirs). Empty for a run of one `[algorithm]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<AnalysisSummary>,
+}
+
+/// One analysis of a run of several: its own verdict, as a run of it alone would have it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnalysisSummary {
+    pub name: String,
+    pub algorithm: String,
+    pub status: Status,
+    #[serde(default)]
+    pub error: Option<FailureInfo>,
+    #[serde(default)]
+    pub results: Option<Estimates>,
+    #[serde(default)]
+    pub baseline: Option<Estimates>,
+    #[serde(default)]
+    pub comparison: Option<Comparison>,
+    #[serde(default)]
+    pub reference: Option<ReferenceCheck>,
+    /// Sites lost before this analysis ended: its result is the others'.
+    #[serde(default)]
+    pub lost_sites: Vec<LostSite>,
+}
+
+/// One section of a run's results: the run itself (one `[algorithm]`, `name` None) or one of
+/// its analyses. The report and JUnit render each the same way.
+pub struct Section<'a> {
+    pub name: Option<&'a str>,
+    pub algorithm: &'a str,
+    pub status: Status,
+    pub error: Option<&'a FailureInfo>,
+    pub results: Option<&'a Estimates>,
+    pub baseline: Option<&'a Estimates>,
+    pub comparison: Option<&'a Comparison>,
+    pub reference: Option<&'a ReferenceCheck>,
+}
+
+impl Summary {
+    /// The run's result sections: one per analysis, or the run's own.
+    pub fn sections(&self) -> Vec<Section<'_>> {
+        if self.analyses.is_empty() {
+            return vec![Section {
+                name: None,
+                algorithm: &self.algorithm,
+                status: self.status,
+                error: self.error.as_ref(),
+                results: self.results.as_ref(),
+                baseline: self.baseline.as_ref(),
+                comparison: self.comparison.as_ref(),
+                reference: self.reference.as_ref(),
+            }];
+        }
+        self.analyses
+            .iter()
+            .map(|a| Section {
+                name: Some(&a.name),
+                algorithm: &a.algorithm,
+                status: a.status,
+                error: a.error.as_ref(),
+                results: a.results.as_ref(),
+                baseline: a.baseline.as_ref(),
+                comparison: a.comparison.as_ref(),
+                reference: a.reference.as_ref(),
+            })
+            .collect()
+    }
 }
 
 /// A finding that does not change the status.
@@ -133,6 +203,70 @@ pub struct Findings {
     pub warnings: Vec<Warning>,
     /// The stage that stopped the run, if one did.
     pub stopped: Option<Stopped>,
+    /// A run of `[[analysis]]` entries: what each analysis found (the fields above then hold
+    /// only the run's own: lost sites, warnings, a stop).
+    pub analyses: Vec<AnalysisFindings>,
+}
+
+/// What one analysis of several found.
+#[derive(Default)]
+pub struct AnalysisFindings {
+    pub name: String,
+    pub algorithm: String,
+    pub results: Option<Estimates>,
+    pub baseline: Option<Estimates>,
+    pub comparison: Option<Comparison>,
+    pub reference: Option<ReferenceCheck>,
+    pub lost_sites: Vec<LostSite>,
+    /// The stage that ended this analysis alone, if one did.
+    pub stopped: Option<Stopped>,
+}
+
+impl AnalysisFindings {
+    /// Its verdict, as a run of it alone would have it.
+    fn decide(self) -> AnalysisSummary {
+        let (status, error) = match &self.stopped {
+            Some(s) => (
+                if s.cancelled {
+                    Status::Cancelled
+                } else {
+                    Status::Failed
+                },
+                Some(s.failure.clone()),
+            ),
+            None => verdict(
+                self.comparison.as_ref(),
+                self.reference.as_ref(),
+                &self.lost_sites,
+            ),
+        };
+        AnalysisSummary {
+            name: self.name,
+            algorithm: self.algorithm,
+            status,
+            error,
+            results: self.results,
+            baseline: self.baseline,
+            comparison: self.comparison,
+            reference: self.reference,
+            lost_sites: self.lost_sites,
+        }
+    }
+}
+
+/// The worse of two statuses: cancelled, then failed, then degraded, then succeeded.
+fn worse(a: Status, b: Status) -> Status {
+    let rank = |s: Status| match s {
+        Status::Succeeded => 0,
+        Status::Degraded => 1,
+        Status::Failed => 2,
+        Status::Cancelled => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 /// A stage that ended the run early.
@@ -145,7 +279,11 @@ pub struct Stopped {
 impl Summary {
     /// Decide the status: cancelled or failed if a stage stopped the run; failed if a check
     /// failed; degraded if a site was lost; else succeeded.
-    pub fn decide(head: SummaryHead, sites: Vec<SiteSummary>, f: Findings) -> Summary {
+    pub fn decide(head: SummaryHead, sites: Vec<SiteSummary>, mut f: Findings) -> Summary {
+        let analyses: Vec<AnalysisSummary> = std::mem::take(&mut f.analyses)
+            .into_iter()
+            .map(AnalysisFindings::decide)
+            .collect();
         let (status, error) = match &f.stopped {
             Some(s) => (
                 if s.cancelled {
@@ -155,7 +293,23 @@ impl Summary {
                 },
                 Some(s.failure.clone()),
             ),
-            None => verdict(&f),
+            None if !analyses.is_empty() => {
+                // The worst analysis decides, and its error (named) is the run's.
+                let status = analyses
+                    .iter()
+                    .fold(Status::Succeeded, |s, a| worse(s, a.status));
+                let error = analyses
+                    .iter()
+                    .find(|a| a.status == status && a.error.is_some())
+                    .and_then(|a| {
+                        a.error.as_ref().map(|e| FailureInfo {
+                            message: format!("analysis {}: {}", a.name, e.message),
+                            ..e.clone()
+                        })
+                    });
+                (status, error)
+            }
+            None => verdict(f.comparison.as_ref(), f.reference.as_ref(), &f.lost_sites),
         };
         Summary {
             fedsim_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -171,6 +325,7 @@ impl Summary {
             reference: f.reference,
             lost_sites: f.lost_sites,
             warnings: f.warnings,
+            analyses,
         }
     }
 }
@@ -182,11 +337,15 @@ pub struct SummaryHead {
     pub algorithm: String,
 }
 
-/// The verdict of a run that went to the end.
-fn verdict(f: &Findings) -> (Status, Option<FailureInfo>) {
+/// The verdict of a run (or an analysis) that went to the end.
+fn verdict(
+    comparison: Option<&Comparison>,
+    reference: Option<&ReferenceCheck>,
+    lost_sites: &[LostSite],
+) -> (Status, Option<FailureInfo>) {
     let failed = [
-        f.comparison.as_ref().map(|c| ("centralised baseline", c)),
-        f.reference.as_ref().map(|r| ("reference", &r.comparison)),
+        comparison.map(|c| ("centralised baseline", c)),
+        reference.map(|r| ("reference", &r.comparison)),
     ]
     .into_iter()
     .flatten()
@@ -201,7 +360,7 @@ fn verdict(f: &Findings) -> (Status, Option<FailureInfo>) {
             }),
         );
     }
-    if f.comparison.is_none() {
+    if comparison.is_none() {
         return (
             Status::Failed,
             Some(FailureInfo {
@@ -211,12 +370,11 @@ fn verdict(f: &Findings) -> (Status, Option<FailureInfo>) {
             }),
         );
     }
-    if f.lost_sites.is_empty() {
+    if lost_sites.is_empty() {
         return (Status::Succeeded, None);
     }
-    let names: Vec<&str> = f.lost_sites.iter().map(|l| l.site.as_str()).collect();
-    let detail: Vec<String> = f
-        .lost_sites
+    let names: Vec<&str> = lost_sites.iter().map(|l| l.site.as_str()).collect();
+    let detail: Vec<String> = lost_sites
         .iter()
         .map(|l| format!("{} in round {}: {}", l.site, l.round, l.cause))
         .collect();

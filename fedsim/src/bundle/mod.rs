@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::algorithms::AlgorithmConfig;
 use crate::auth::{self, FrameKey};
 use crate::data::DataError;
-use crate::plan::Plan;
+use crate::plan::Study;
 use crate::portal::{Account, Role};
 pub use env::GivenCredentials;
 use env::SiteEnv;
@@ -25,8 +25,8 @@ pub struct Bundle {
     pub rows: usize,
     pub data_sha256: String,
     pub key: FrameKey,
-    /// The analysis as this site runs it (its own columns, for a vertical split).
-    pub config: AlgorithmConfig,
+    /// Each analysis as this site runs it (its own columns, for a vertical split), in order.
+    pub configs: Vec<AlgorithmConfig>,
     /// The site's portal account (name and password verifier).
     pub portal: Account,
     pub files: Option<BundleFiles>,
@@ -97,35 +97,37 @@ pub fn credentials_from_env_text(
 /// portal password (`given[i]`, or fresh random ones) and, with `secure`, its pairwise mask seeds.
 /// The bundle keeps the portal password's verifier, not the password.
 pub fn make_bundles(
-    plan: &Plan,
+    study: &Study,
     coordinator: &str,
     given: &[Option<GivenCredentials>],
     secure: bool,
 ) -> Result<Vec<Bundle>, PrepError> {
-    let names: Vec<String> = plan.sites.iter().map(|s| s.name.clone()).collect();
+    let names: Vec<String> = study.sites().iter().map(|s| s.name.clone()).collect();
     // Secure aggregation: each pair's seed goes into the two sites' own .env files, nowhere else.
     let seeds = secure.then(|| crate::federation::secagg::pair_seeds(&names));
-    // An external algorithm's files go to every site.
-    let extra: Vec<(String, Vec<u8>)> = match plan.config.external() {
-        Some(spec) => spec
-            .files
-            .iter()
-            .map(|f| {
-                let path = spec.workdir.join(f);
-                std::fs::read(&path)
-                    .map(|b| (f.clone(), b))
-                    .map_err(|e| PrepError::Io { path, source: e })
-            })
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
-    plan.sites
+    // An external algorithm's files go to every site (each file once, whichever analyses use it).
+    let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
+    for spec in study.analyses.iter().filter_map(|p| p.config.external()) {
+        for f in &spec.files {
+            if extra.iter().any(|(name, _)| name == f) {
+                continue;
+            }
+            let path = spec.workdir.join(f);
+            let bytes = std::fs::read(&path).map_err(|e| PrepError::Io { path, source: e })?;
+            extra.push((f.clone(), bytes));
+        }
+    }
+    let first = study.first();
+    study
+        .sites()
         .iter()
         .enumerate()
         .map(|(i, site)| {
             crate::sys::cancel::check().map_err(|_| DataError::Cancelled)?;
-            let data_name = format!("data.{}", plan.format);
-            let data = site.frame(plan)?.to_bytes(plan.format, &plan.data_path)?;
+            let data_name = format!("data.{}", study.format);
+            let data = study
+                .site_frame(site)?
+                .to_bytes(study.format, &first.data_path)?;
             let given = given.get(i).cloned().flatten();
             let token = given
                 .as_ref()
@@ -159,8 +161,8 @@ pub fn make_bundles(
             .to_text();
             Ok(Bundle {
                 name: site.name.clone(),
-                rows: site.rows(plan),
-                config: site.config(plan),
+                rows: site.rows(first),
+                configs: study.analyses.iter().map(|p| site.config(p)).collect(),
                 data_sha256: hex::encode(Sha256::digest(&data)),
                 key: auth::frame_key(&token),
                 portal,

@@ -13,27 +13,19 @@ pub fn exec(a: Args) -> Exit {
         .scenario
         .load()
         .and_then(|(config, s)| fedsim::run::plan(&s, None, true).map(|p| (config, s, p.plan)));
-    let (config, s, p) = match planned {
+    let (config, _, p) = match planned {
         Ok(x) => x,
         Err(e) => return super::fail(&e),
     };
+    let first = p.first();
     let shares: Vec<String> = p
-        .sites
+        .sites()
         .iter()
         .map(|site| match &site.columns {
             Some(c) => format!("{} columns", c.len()),
-            None => format!("{} rows", site.rows(&p)),
+            None => format!("{} rows", site.rows(first)),
         })
         .collect();
-    let dropped = p.frame.rows() - p.complete.len();
-    let rows = if dropped > 0 {
-        format!(
-            "{} complete rows ({dropped} incomplete dropped)",
-            p.complete.len()
-        )
-    } else {
-        format!("{} rows", p.frame.rows())
-    };
     // Past a dozen sites, the range of their shares, not a line of a thousand.
     let shares = if shares.len() > 12 {
         let mut sorted = shares.clone();
@@ -42,12 +34,39 @@ pub fn exec(a: Args) -> Exit {
     } else {
         shares.join(", ")
     };
+    let what = |plan: &fedsim::plan::Plan| {
+        let dropped = plan.frame.rows() - plan.complete.len();
+        let rows = if dropped > 0 {
+            format!(
+                "{} complete rows ({dropped} incomplete dropped)",
+                plan.complete.len()
+            )
+        } else {
+            format!("{} rows", plan.frame.rows())
+        };
+        format!(
+            "{} on {rows}, {} features",
+            plan.config.kind().as_str(),
+            plan.analysis().features.len()
+        )
+    };
+    if !p.named {
+        println!(
+            "{}: ok ({}; {} sites: {shares})",
+            config.display(),
+            what(first),
+            p.sites().len(),
+        );
+        return Exit::Succeeded;
+    }
     println!(
-        "{}: ok ({} on {rows}, {} features; {} sites: {shares})",
+        "{}: ok ({} analyses on {} sites: {shares})",
         config.display(),
-        s.algorithm.kind.as_str(),
-        p.analysis().features.len(),
-        p.sites.len(),
+        p.analyses.len(),
+        p.sites().len(),
     );
+    for plan in &p.analyses {
+        println!("  {}: {}", plan.name, what(plan));
+    }
     Exit::Succeeded
 }

@@ -331,19 +331,44 @@ impl StartGate for Board {
     }
 }
 
-/// The file the portal offers for download: the federated results and what they came from.
-pub fn results_document(
-    project: &str,
-    run_id: &str,
-    kind: crate::scenario::AlgorithmKind,
-    est: &crate::algorithms::Estimates,
-) -> Vec<u8> {
-    let doc = serde_json::json!({
+/// One analysis's entry in the results document: its name (a run of several), kind, and
+/// estimates or why it failed.
+pub struct Entry<'a> {
+    pub name: Option<&'a str>,
+    pub kind: crate::scenario::AlgorithmKind,
+    pub result: Result<&'a crate::algorithms::Estimates, String>,
+}
+
+/// The file the portal offers for download: the federated results and what they came from (a
+/// run of several analyses: each one's, named, under `analyses`).
+pub fn results_document(project: &str, run_id: &str, entries: &[Entry]) -> Vec<u8> {
+    let mut doc = serde_json::json!({
         "fedsim_version": env!("CARGO_PKG_VERSION"),
         "project": project,
         "run_id": run_id,
-        "algorithm": crate::reference::kind_name(kind),
-        "results": est,
     });
+    match entries {
+        [Entry {
+            name: None,
+            kind,
+            result,
+        }] => {
+            doc["algorithm"] = crate::reference::kind_name(*kind).into();
+            doc["results"] = serde_json::to_value(result.as_ref().ok()).unwrap_or_default();
+        }
+        _ => {
+            doc["analyses"] = entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "name": e.name,
+                        "algorithm": crate::reference::kind_name(e.kind),
+                        "results": e.result.as_ref().ok(),
+                        "error": e.result.as_ref().err(),
+                    })
+                })
+                .collect();
+        }
+    }
     serde_json::to_vec_pretty(&doc).unwrap_or_default()
 }

@@ -22,8 +22,8 @@ pub struct SiteAuth {
     pub key: FrameKey,
     /// Injected delays for this site: (algorithm round, seconds).
     pub delays: Vec<(u32, f64)>,
-    /// The analysis as this site runs it (differs per site only in a vertical split).
-    pub config: AlgorithmConfig,
+    /// Each analysis as this site runs it (differs per site only in a vertical split).
+    pub configs: Vec<AlgorithmConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +114,12 @@ pub struct SiteRound {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoundMetrics {
-    /// 0 is the sites loading their data; 1.. are the algorithm's rounds.
+    /// 0 is the sites loading their data; 1.. are the algorithm's rounds. With several analyses
+    /// the numbers go on across them (each next analysis's loading takes a number too).
     pub round: u32,
+    /// The analysis the round belongs to, when a run has several (`[[analysis]]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
     pub wall_secs: f64,
     pub sites: Vec<SiteRound>,
 }
@@ -145,13 +149,28 @@ pub struct Agreed {
 pub struct Outcome {
     /// Seconds until every site had connected and authenticated.
     pub connect_secs: f64,
-    pub estimates: Estimates,
-    /// The sites that finished the run (all of them unless some were lost and the run went on).
-    pub joined: Vec<JoinedSite>,
+    /// One per analysis that began, in order.
+    pub analyses: Vec<Analysed>,
+    /// What ended the federation before every analysis had run: a lost site, a cancel.
+    pub ended: Option<FedError>,
     pub rounds: Vec<RoundMetrics>,
     pub lost: Vec<LostSite>,
-    pub agreed: Agreed,
 }
+
+/// One analysis, federated.
+pub struct Analysed {
+    /// Its estimates, or why it failed on its own (its aggregation could not go on, or a site
+    /// refused its step): the sites are still in step, and the next analysis runs.
+    pub result: Result<Estimates, FedError>,
+    /// The sites it ran on to its end, with what each loaded for it.
+    pub joined: Vec<JoinedSite>,
+    pub agreed: Agreed,
+    /// The sites lost before its end (this analysis's or an earlier one's).
+    pub lost: Vec<LostSite>,
+}
+
+/// A name for each analysis in the round metrics (None: a run of one unnamed analysis).
+pub type Names<'a> = Option<&'a [String]>;
 
 pub struct Settings<'a> {
     /// Live per-site progress lines (drawn only at a terminal).
@@ -191,10 +210,14 @@ pub struct LostSite {
     pub cause: String,
 }
 
+/// Connect every site, then run each analysis (`configs`, in order) on them. Fails outright only
+/// when the sites never all joined; after that, the outcome says what each analysis gave and
+/// what, if anything, ended the federation early.
 pub fn run(
     listener: &TcpListener,
     sites: &[SiteAuth],
-    config: &AlgorithmConfig,
+    configs: &[AlgorithmConfig],
+    names: Names,
     settings: &Settings,
     watch: &mut dyn Watch,
 ) -> Result<Outcome, FedError> {
@@ -206,25 +229,26 @@ pub fn run(
         &mut channels,
         &mut joined,
         &mut record,
-        config,
+        configs,
+        names,
         settings,
         watch,
     );
-    shut_down(&mut channels, end_status(result.as_ref().err()));
-    let estimates = result?;
+    let failed = record.analyses.iter().any(|a| a.result.is_err());
+    shut_down(&mut channels, end_status(result.as_ref().err(), failed));
     Ok(Outcome {
         connect_secs,
-        estimates,
-        joined,
+        analyses: record.analyses,
+        ended: result.err(),
         rounds: record.rounds,
         lost: record.lost,
-        agreed: record.agreed,
     })
 }
 
 /// How a run that ended this way is announced to the agents.
-fn end_status(error: Option<&FedError>) -> &'static str {
+fn end_status(error: Option<&FedError>, an_analysis_failed: bool) -> &'static str {
     match error {
+        None if an_analysis_failed => "failed",
         None => "succeeded",
         Some(FedError::Cancelled) => "cancelled",
         Some(_) => "failed",
@@ -240,24 +264,30 @@ fn shut_down(channels: &mut [Channel], status: &str) {
     }
 }
 
-/// What the rounds leave behind, across restarts without a lost site.
+/// What the rounds leave behind, across restarts without a lost site and across analyses.
 #[derive(Default)]
 struct Record {
     rounds: Vec<RoundMetrics>,
     lost: Vec<LostSite>,
-    agreed: Agreed,
+    analyses: Vec<Analysed>,
+    /// Algorithm rounds of the analyses before this one: fault rounds count on across them.
+    rounds_before: u32,
+    /// Algorithm rounds of this analysis's latest attempt.
+    attempt_rounds: u32,
 }
 
-/// Everything after enrolment: the portal's start, then the rounds, restarted without a lost
-/// site while the dropout policy allows.
+/// Everything after enrolment: the portal's start, then each analysis in turn. Ends early (an
+/// error) only when the run cannot go on: a cancel, or a site lost beyond what the dropout
+/// policy allows.
 fn federate(
     channels: &mut Vec<Channel>,
     joined: &mut Vec<JoinedSite>,
     record: &mut Record,
-    config: &AlgorithmConfig,
+    configs: &[AlgorithmConfig],
+    names: Names,
     settings: &Settings,
     watch: &mut dyn Watch,
-) -> Result<Estimates, FedError> {
+) -> Result<(), FedError> {
     if let Some(board) = settings.portal {
         // The agents wait too, and take silence for a lost coordinator.
         let senders: Vec<_> = channels.iter().map(Channel::sender).collect();
@@ -281,7 +311,47 @@ fn federate(
             });
         }
     }
-    let mut first_round = 0;
+    for (index, config) in configs.iter().enumerate() {
+        let name = names.and_then(|n| n.get(index)).map(String::as_str);
+        if let Some(name) = name {
+            tracing::info!(
+                phase = "federate",
+                analysis = name,
+                index,
+                "analysis begins"
+            );
+        }
+        let analysed = analyse(
+            channels,
+            joined,
+            record,
+            (index, name),
+            config,
+            settings,
+            watch,
+        )?;
+        if let (Err(e), Some(name)) = (&analysed.result, name) {
+            tracing::error!(phase = "federate", analysis = name, error = %e, "analysis failed; the next one runs");
+        }
+        record.analyses.push(analysed);
+    }
+    Ok(())
+}
+
+/// One analysis, restarted without a lost site while the dropout policy allows. A failure of
+/// its own (its aggregation, or a site refusing its step) leaves the sites in step and ends
+/// only it; a lost site (beyond the policy) or a cancel ends the run.
+fn analyse(
+    channels: &mut Vec<Channel>,
+    joined: &mut Vec<JoinedSite>,
+    record: &mut Record,
+    (index, name): (usize, Option<&str>),
+    config: &AlgorithmConfig,
+    settings: &Settings,
+    watch: &mut dyn Watch,
+) -> Result<Analysed, FedError> {
+    let mut agreed = Agreed::default();
+    let mut begin = true;
     loop {
         let senders: Vec<_> = channels.iter().map(Channel::sender).collect();
         let attempt = with_heartbeats(senders, settings, || {
@@ -289,21 +359,49 @@ fn federate(
                 channels,
                 joined,
                 record,
+                &mut agreed,
+                (index, name, begin),
                 config,
                 settings,
                 watch,
-                first_round,
             )
         });
         let e = match attempt {
-            Ok(estimates) => return Ok(estimates),
+            Ok(estimates) => {
+                record.rounds_before += record.attempt_rounds;
+                return Ok(Analysed {
+                    result: Ok(estimates),
+                    joined: joined.clone(),
+                    agreed,
+                    lost: record.lost.clone(),
+                });
+            }
             Err(e) => e,
         };
+        begin = false;
+        let alone = matches!(e, FedError::Algorithm { .. } | FedError::SiteFailed { .. });
+        let on_alone = |record: &mut Record, e: FedError, joined: &[JoinedSite]| {
+            record.rounds_before += record.attempt_rounds;
+            Ok(Analysed {
+                result: Err(e),
+                joined: joined.to_vec(),
+                agreed: agreed.clone(),
+                lost: record.lost.clone(),
+            })
+        };
         let (Some(min), Some(site)) = (settings.continue_with, e.site().map(str::to_string)) else {
-            return Err(e);
+            return if alone {
+                on_alone(record, e, joined)
+            } else {
+                Err(e)
+            };
         };
         let Some(i) = joined.iter().position(|j| j.name == site) else {
-            return Err(e);
+            return if alone {
+                on_alone(record, e, joined)
+            } else {
+                Err(e)
+            };
         };
         if joined.len() - 1 < min {
             tracing::error!(phase = "federate", %site, remaining = joined.len() - 1, min, "too few sites left to continue");
@@ -324,7 +422,6 @@ fn federate(
         });
         channels.remove(i).shutdown();
         joined.remove(i);
-        first_round = record.rounds.last().map_or(0, |r: &RoundMetrics| r.round) + 1;
     }
 }
 
@@ -446,7 +543,7 @@ fn accept_all(
     // Enrolment failed: the sites that already joined hear so, not just a closed connection.
     let abandon = |slots: Vec<Option<(Channel, JoinedSite)>>, e: FedError| {
         let mut joined: Vec<Channel> = slots.into_iter().flatten().map(|(c, _)| c).collect();
-        shut_down(&mut joined, end_status(Some(&e)));
+        shut_down(&mut joined, end_status(Some(&e), false));
         e
     };
     // Sites that joined early hear heartbeats while the others arrive (with a thousand sites
@@ -624,7 +721,7 @@ fn welcome(
     channel
         .send(&Message::Welcome {
             run_id: settings.run_id.clone(),
-            algorithm: Box::new(site.config.clone()),
+            analyses: site.configs.clone(),
             heartbeat_secs: settings.heartbeat.as_secs_f64(),
             delays: site.delays.clone(),
             secure: settings.secure,
@@ -647,6 +744,7 @@ fn kind(m: &Message) -> &'static str {
         Message::Welcome { .. } => "Welcome",
         Message::Ready { .. } => "Ready",
         Message::Levels { .. } => "Levels",
+        Message::Begin { .. } => "Begin",
         Message::Task { .. } => "Task",
         Message::Reply { .. } => "Reply",
         Message::Failed { .. } => "Failed",
@@ -662,7 +760,7 @@ fn exchange(
     channels: &mut [Channel],
     names: &[String],
     round: u32,
-    request: Option<&[u8]>,
+    ask: Ask,
     settings: &Settings,
 ) -> Result<Vec<(Message, SiteRound)>, FedError> {
     let deadline = Instant::now() + settings.round_timeout;
@@ -681,13 +779,18 @@ fn exchange(
                         round,
                         cause,
                     };
-                    if let Some(body) = request {
-                        ch.send(&Message::Task {
-                            round,
-                            body: body.to_vec(),
-                            active: names.to_vec(),
-                        })
-                        .map_err(lost)?;
+                    match ask {
+                        Ask::Nothing => {}
+                        Ask::Begin(analysis) => {
+                            ch.send(&Message::Begin { analysis }).map_err(lost)?
+                        }
+                        Ask::Task(body) => ch
+                            .send(&Message::Task {
+                                round,
+                                body: body.to_vec(),
+                                active: names.to_vec(),
+                            })
+                            .map_err(lost)?,
                     }
                     let msg = loop {
                         let heard_by = Instant::now() + silence;
@@ -781,29 +884,51 @@ fn record(settings: &Settings, site: &str, round: u32, m: &Message) {
     }
 }
 
-/// One attempt at the whole algorithm with the current sites; rounds are numbered from `first`.
+/// What a round asks of the sites.
+#[derive(Clone, Copy)]
+enum Ask<'a> {
+    /// Nothing: the first analysis's `Ready` comes unasked, once a site has loaded its data.
+    Nothing,
+    /// Load analysis N and say `Ready`.
+    Begin(u32),
+    /// One round's request.
+    Task(&'a [u8]),
+}
+
+/// One attempt at one analysis with the current sites: with `begin`, the sites first load its
+/// data and say Ready (the first analysis unasked, the next ones on `Begin`); rounds are
+/// numbered on from the last one recorded.
+#[allow(clippy::too_many_arguments)]
 fn drive(
     channels: &mut [Channel],
     joined: &mut [JoinedSite],
     record: &mut Record,
+    agreed: &mut Agreed,
+    (index, analysis, begin): (usize, Option<&str>, bool),
     config: &AlgorithmConfig,
     settings: &Settings,
     watch: &mut dyn Watch,
-    first: u32,
 ) -> Result<Estimates, FedError> {
-    let Record { rounds, agreed, .. } = record;
     let names: Vec<String> = joined.iter().map(|j| j.name.clone()).collect();
     let site_failed = |i: usize, round: u32, reason: String| FedError::SiteFailed {
         site: names[i].clone(),
         round,
         reason,
     };
-    if first == 0 {
-        // Round 0: every site loads its data and says how many rows it holds.
+    let next_round = |rounds: &[RoundMetrics]| rounds.last().map_or(0, |r| r.round + 1);
+    let analysis_name = analysis.map(str::to_string);
+    record.attempt_rounds = 0;
+    if begin {
+        // The sites load the analysis's data and say how many rows they hold.
+        let (round, ask) = match index {
+            0 => (0, Ask::Nothing),
+            i => (next_round(&record.rounds), Ask::Begin(i as u32)),
+        };
         let started = Instant::now();
-        let ready = exchange(channels, &names, 0, None, settings)?;
-        rounds.push(RoundMetrics {
-            round: 0,
+        let ready = exchange(channels, &names, round, ask, settings)?;
+        record.rounds.push(RoundMetrics {
+            round,
+            analysis: analysis_name.clone(),
             wall_secs: started.elapsed().as_secs_f64(),
             sites: ready.iter().map(|(_, t)| t.clone()).collect(),
         });
@@ -819,21 +944,21 @@ fn drive(
                     joined[i].dropped = dropped;
                     joined[i].levels = levels;
                 }
-                Message::Failed { reason, .. } => return Err(site_failed(i, 0, reason)),
+                Message::Failed { reason, .. } => return Err(site_failed(i, round, reason)),
                 other => {
                     return Err(site_failed(
                         i,
-                        0,
+                        round,
                         format!("expected Ready, got {}", kind(&other)),
                     ))
                 }
             }
         }
     }
-    if first == 0 && config.agrees_levels() {
+    if agreed.levels.is_none() && config.agrees_levels() {
         agree_on_levels(channels, joined, agreed)?;
     }
-    // The analysis on the design's columns (the levels stay those agreed in round 0, also
+    // The analysis on the design's columns (the levels stay those agreed after loading, also
     // when the run goes on without a lost site: the sites coded their rows with them).
     let config = &config.with_levels(agreed.levels.as_ref().unwrap_or(&Vec::new()));
     let mut algorithm = algorithms::build(config);
@@ -841,9 +966,11 @@ fn drive(
         .start()
         .map_err(|source| FedError::Algorithm { round: 0, source })?;
     let mut algorithm_round = 0;
-    for round in first.max(1).. {
+    let first = next_round(&record.rounds).max(1);
+    for round in first.. {
         algorithm_round += 1;
-        watch.round_starts(algorithm_round);
+        record.attempt_rounds = algorithm_round;
+        watch.round_starts(record.rounds_before + algorithm_round);
         // A death among the sites still in the run (a site already dropped may be reported late).
         if let Some((site, reason)) = watch.dead_site().filter(|(site, _)| names.contains(site)) {
             return Err(FedError::SiteLost {
@@ -856,7 +983,7 @@ fn drive(
             b.set_round(round);
         }
         let started = Instant::now();
-        let answers = exchange(channels, &names, round, Some(&request), settings)?;
+        let answers = exchange(channels, &names, round, Ask::Task(&request), settings)?;
         let mut bodies = Vec::with_capacity(answers.len());
         let mut masked = Vec::with_capacity(answers.len());
         let mut per_site = Vec::with_capacity(answers.len());
@@ -950,8 +1077,9 @@ fn drive(
             .map_err(|source| FedError::Algorithm { round, source })?;
         let wall_secs = started.elapsed().as_secs_f64();
         tracing::info!(phase = "federate", round, wall_secs, "round aggregated");
-        rounds.push(RoundMetrics {
+        record.rounds.push(RoundMetrics {
             round,
+            analysis: analysis_name.clone(),
             wall_secs,
             sites: per_site,
         });
@@ -1045,7 +1173,7 @@ mod tests {
                 name: format!("site-{i}"),
                 key: [i as u8; 32],
                 delays: Vec::new(),
-                config: AlgorithmConfig::ols(&["x"]),
+                configs: vec![AlgorithmConfig::ols(&["x"])],
             })
             .collect()
     }
@@ -1138,15 +1266,19 @@ mod tests {
                 })
             })
             .collect();
-        let e = match run(
+        let outcome = run(
             &listener,
             &sites,
-            &AlgorithmConfig::ols(&["x"]),
+            &[AlgorithmConfig::ols(&["x"])],
+            None,
             &settings,
             &mut Quiet,
-        ) {
-            Err(e) => e,
-            Ok(_) => panic!("a NaN reply was aggregated"),
+        )
+        .unwrap();
+        // A site failing its step fails the analysis (alone: the sites are still in step).
+        let e = match outcome.analyses.into_iter().next().map(|a| a.result) {
+            Some(Err(e)) => e,
+            _ => panic!("a NaN reply was aggregated"),
         };
         for a in agents {
             a.join().unwrap();

@@ -25,9 +25,10 @@ use snow::StatelessTransportState;
 
 use crate::auth::FrameKey;
 
-/// 3: the Welcome carries the analysis, a tagged enum, as JSON. 2 brought the Noise handshake
-/// and encrypted frames; 1 was HMAC-tagged plain text.
-pub const VERSION: u8 = 3;
+/// 4: the Welcome carries a run's analyses, and `Begin` starts each next one. 3: the Welcome
+/// carries the analysis, a tagged enum, as JSON. 2 brought the Noise handshake and encrypted
+/// frames; 1 was HMAC-tagged plain text.
+pub const VERSION: u8 = 4;
 /// Largest frame accepted once the peer is authenticated; a garbage length must not make us
 /// allocate gigabytes.
 pub const MAX_FRAME: usize = 1 << 30;

@@ -71,13 +71,14 @@ pub enum Message {
         agent_version: String,
         pid: u32,
     },
-    /// Coordinator -> agent: accepted; what to compute.
+    /// Coordinator -> agent: accepted; what to compute: the run's analyses, in the order they
+    /// run (the site loads the first at once; each next one on `Begin`).
     Welcome {
         run_id: String,
-        /// As JSON inside the frame: the analysis is a tagged enum, which postcard (not
+        /// As JSON inside the frame: an analysis is a tagged enum, which postcard (not
         /// self-describing) cannot carry.
         #[serde(with = "as_json")]
-        algorithm: Box<AlgorithmConfig>,
+        analyses: Vec<AlgorithmConfig>,
         /// Heartbeat period (seconds) both ends keep.
         heartbeat_secs: f64,
         /// Injected delays for this site: (round, seconds).
@@ -94,6 +95,9 @@ pub enum Message {
         dropped: u64,
         levels: Levels,
     },
+    /// Coordinator -> agent: the previous analysis is over; load analysis `analysis` (its
+    /// columns and complete rows) and say `Ready` for it.
+    Begin { analysis: u32 },
     /// Coordinator -> agent, before round 1 when there are categorical columns: the levels of
     /// every site together, which every site codes its rows with.
     Levels { levels: Levels },
@@ -154,14 +158,14 @@ mod tests {
             };
             let msg = Message::Welcome {
                 run_id: "r".into(),
-                algorithm: Box::new(config.clone()),
+                analyses: vec![config.clone()],
                 heartbeat_secs: 1.0,
                 delays: Vec::new(),
                 secure: false,
             };
             let bytes = postcard::to_allocvec(&msg).unwrap();
             match postcard::from_bytes::<Message>(&bytes).unwrap() {
-                Message::Welcome { algorithm, .. } => assert_eq!(*algorithm, config),
+                Message::Welcome { analyses, .. } => assert_eq!(analyses, vec![config]),
                 other => panic!("{other:?}"),
             }
         }

@@ -14,10 +14,10 @@ struct Case {
     failure: Option<String>,
 }
 
-fn check_cases(cases: &mut Vec<Case>, c: &Comparison, against: &str) {
+fn check_cases(cases: &mut Vec<Case>, prefix: &str, c: &Comparison, against: &str) {
     for check in &c.checks {
         cases.push(Case {
-            name: format!("{} federated vs {against}", check.name()),
+            name: format!("{prefix}{} federated vs {against}", check.name()),
             failure: (!check.passed).then(|| message(check)),
         });
     }
@@ -33,7 +33,12 @@ fn message(c: &Check) -> String {
 pub fn render(summary: &Summary) -> String {
     let mut cases = Vec::new();
     // The run itself: it reached its results (a comparison failure is its own case below).
-    let reached = summary.results.is_some() && summary.status != Status::Cancelled;
+    // With several analyses: every one of them ran (one may have failed alone).
+    let reached = summary.status != Status::Cancelled
+        && summary.sections().iter().all(|s| {
+            // (An analysis that never ran has no phase to its error.)
+            s.results.is_some() || s.name.is_some() && s.error.is_some_and(|e| e.phase.is_some())
+        });
     cases.push(Case {
         name: "run completes".into(),
         failure: (!reached).then(|| {
@@ -51,23 +56,36 @@ pub fn render(summary: &Summary) -> String {
             failure: lost.map(|l| format!("lost in round {}: {}", l.round, l.cause)),
         });
     }
-    if let Some(c) = &summary.comparison {
-        check_cases(&mut cases, c, "centralised");
-    }
-    if let Some(r) = &summary.reference {
-        check_cases(&mut cases, &r.comparison, "reference");
-    }
-    if summary.results.is_some() && summary.comparison.is_none() {
-        // Results, but no verdict: say why (baseline or comparison error) in a case of its own.
-        cases.push(Case {
-            name: "comparison computed".into(),
-            failure: Some(
-                summary
-                    .error
-                    .as_ref()
-                    .map_or_else(|| summary.status.to_string(), |e| e.message.clone()),
-            ),
-        });
+    // Each analysis's checks (a run of several: named by analysis, and each one's own
+    // failure, should it have none to check).
+    for section in summary.sections() {
+        let prefix = section
+            .name
+            .map_or(String::new(), |n| format!("analysis {n}: "));
+        if let Some(c) = section.comparison {
+            check_cases(&mut cases, &prefix, c, "centralised");
+        }
+        if let Some(r) = section.reference {
+            check_cases(&mut cases, &prefix, &r.comparison, "reference");
+        }
+        let why = || {
+            section
+                .error
+                .map_or_else(|| section.status.to_string(), |e| e.message.clone())
+        };
+        if section.name.is_some() && section.results.is_none() {
+            cases.push(Case {
+                name: format!("{prefix}completes"),
+                failure: Some(why()),
+            });
+        }
+        if section.results.is_some() && section.comparison.is_none() {
+            // Results, but no verdict: say why (baseline or comparison error) in a case of its own.
+            cases.push(Case {
+                name: format!("{prefix}comparison computed"),
+                failure: Some(why()),
+            });
+        }
     }
     let failures = cases.iter().filter(|c| c.failure.is_some()).count();
     let name = esc(&summary.scenario);

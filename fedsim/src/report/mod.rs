@@ -364,7 +364,8 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
             esc(&e.message)
         );
     }
-    if let Some(line) = model_line(run) {
+    let named = !s.analyses.is_empty();
+    if let Some(line) = model_line(run).filter(|_| !named) {
         let _ = write!(h, "<p id=\"model\"><b>{}</b></p>", esc(&line));
     }
     h.push_str("<h2>Scenario</h2><table id=\"scenario\"><tr><th>item</th><th>value</th></tr>");
@@ -383,12 +384,23 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
                 p.partition.sites
             ),
         );
-        row("features", p.algorithm.features.len().to_string());
+        if named {
+            let names: Vec<String> = p
+                .analyses
+                .iter()
+                .map(|a| format!("{} ({})", a.name, a.algorithm.kind().as_str()))
+                .collect();
+            row("analyses", names.join(", "));
+        } else {
+            row("features", p.algorithm.features.len().to_string());
+        }
     }
-    row(
-        "rows",
-        s.results.as_ref().map_or("-".into(), |r| r.n.to_string()),
-    );
+    if !named {
+        row(
+            "rows",
+            s.results.as_ref().map_or("-".into(), |r| r.n.to_string()),
+        );
+    }
     h.push_str("</table><h2>Sites</h2><table id=\"sites\"><tr><th>site</th><th>rows</th><th>where</th><th>link</th><th>mean answer (s)</th><th>agent exit</th><th>peak memory (MiB)</th></tr>");
     for site in &s.sites {
         let exit = match &site.exit {
@@ -438,54 +450,61 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
         }
         h.push_str("</ul>");
     }
-    if let Some(c) = &s.comparison {
-        h.push_str("<h2>Federated vs centralised</h2>");
-        let sides = s.results.as_ref().zip(s.baseline.as_ref());
-        h.push_str(&comparison_table(
-            c,
-            s.algorithm == "svd",
-            match s.algorithm.as_str() {
-                "logistic_regression" => Some("Newton"),
-                "glm" => Some("IRLS"),
-                "cox" => Some("Newton"),
-                _ => None,
-            },
-            sides,
-        ));
-    }
-    if let Some(r) = &s.reference {
-        let _ = write!(
-            h,
-            "<p>Against the independent reference <code>{}</code>: largest difference <b>{:.3e}</b> at <code>{}</code>: {}</p>",
-            esc(&r.source.display().to_string()),
-            r.comparison.max_diff,
-            esc(&r.comparison.worst),
-            verdict(r.comparison.passed)
-        );
-    }
-    // What a statistician looks at first: the effects, and how the sites' outcomes differ.
-    for plot in [
-        plots::coefficients(run)?,
-        survival::kaplan_meier(run)?,
-        table::crosstab(run),
-        plots::outcomes(run)?,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        h.push_str(&plot);
-    }
-    h.push_str("<h2>How the run went</h2>");
-    h.push_str(&plots::timeline(run)?);
-    for plot in [
-        plots::convergence(run)?,
-        plots::difference(run)?,
-        plots::traffic(run)?,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        h.push_str(&plot);
+    if !named {
+        h.push_str(&results(run, 2)?);
+        h.push_str("<h2>How the run went</h2>");
+        h.push_str(&plots::timeline(run)?);
+        for plot in [
+            plots::convergence(run)?,
+            plots::difference(run)?,
+            plots::traffic(run)?,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            h.push_str(&plot);
+        }
+    } else {
+        // A section per analysis, each as a run of it alone would be reported.
+        for a in &s.analyses {
+            let view = analysis_view(run, a);
+            let _ = write!(
+                h,
+                "<section id=\"analysis-{id}\"><h2>Analysis <code>{name}</code> ({kind}): {badge}</h2>",
+                id = esc(&a.name),
+                name = esc(&a.name),
+                kind = esc(&a.algorithm),
+                badge = if a.status == Status::Succeeded {
+                    format!("<span class=\"ok\">{}</span>", a.status)
+                } else {
+                    format!("<span class=\"bad\">{}</span>", a.status)
+                },
+            );
+            if let Some(e) = &a.error {
+                let phase = e
+                    .phase
+                    .as_deref()
+                    .map(|p| format!(" in {}", esc(p)))
+                    .unwrap_or_default();
+                let _ = write!(h, "<p class=\"bad\">Error{phase}: {}</p>", esc(&e.message));
+            }
+            if let Some(line) = model_line(&view) {
+                let _ = write!(h, "<p class=\"model\"><b>{}</b></p>", esc(&line));
+            }
+            h.push_str(&results(&view, 3)?);
+            for plot in [plots::convergence(&view)?, plots::difference(&view)?]
+                .into_iter()
+                .flatten()
+            {
+                h.push_str(&plot);
+            }
+            h.push_str("</section>");
+        }
+        h.push_str("<h2>How the run went</h2>");
+        h.push_str(&plots::timeline(run)?);
+        if let Some(plot) = plots::traffic(run)? {
+            h.push_str(&plot);
+        }
     }
     h.push_str("<h2>Costs</h2><table id=\"metrics\"><tr><th>phase</th><th>seconds</th></tr>");
     for (phase, secs) in &m.phases {
@@ -524,6 +543,84 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// One analysis's results: the comparison with the pooled fit, the reference check, and the
+/// plots a statistician looks at first (headings at `level`).
+fn results(run: &RunView, level: u8) -> Result<String, ReportError> {
+    let s = &run.summary;
+    let mut h = String::new();
+    if let Some(c) = &s.comparison {
+        let _ = write!(h, "<h{level}>Federated vs centralised</h{level}>");
+        let sides = s.results.as_ref().zip(s.baseline.as_ref());
+        h.push_str(&comparison_table(
+            c,
+            s.algorithm == "svd",
+            match s.algorithm.as_str() {
+                "logistic_regression" => Some("Newton"),
+                "glm" => Some("IRLS"),
+                "cox" => Some("Newton"),
+                _ => None,
+            },
+            sides,
+        ));
+    }
+    if let Some(r) = &s.reference {
+        let _ = write!(
+            h,
+            "<p>Against the independent reference <code>{}</code>: largest difference <b>{:.3e}</b> at <code>{}</code>: {}</p>",
+            esc(&r.source.display().to_string()),
+            r.comparison.max_diff,
+            esc(&r.comparison.worst),
+            verdict(r.comparison.passed)
+        );
+    }
+    // What a statistician looks at first: the effects, and how the sites' outcomes differ.
+    for plot in [
+        plots::coefficients(run)?,
+        survival::kaplan_meier(run)?,
+        table::crosstab(run),
+        plots::outcomes(run)?,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        h.push_str(&plot);
+    }
+    Ok(h)
+}
+
+/// A run of several analyses seen as a run of one of them: its verdict and numbers in the
+/// summary's place, its configuration as the plan's, its rounds only.
+fn analysis_view(run: &RunView, a: &crate::summary::AnalysisSummary) -> RunView {
+    let mut summary = run.summary.clone();
+    summary.analyses = Vec::new();
+    summary.algorithm = a.algorithm.clone();
+    summary.status = a.status;
+    summary.error = a.error.clone();
+    summary.results = a.results.clone();
+    summary.baseline = a.baseline.clone();
+    summary.comparison = a.comparison.clone();
+    summary.reference = a.reference.clone();
+    summary.lost_sites = a.lost_sites.clone();
+    let mut metrics = run.metrics.clone();
+    metrics
+        .rounds
+        .retain(|r| r.analysis.as_deref() == Some(a.name.as_str()));
+    let plan = run.plan.clone().map(|mut p| {
+        if let Some(mine) = p.analyses.iter().find(|x| x.name == a.name) {
+            p.algorithm = mine.algorithm.clone();
+        }
+        p.analyses = Vec::new();
+        p
+    });
+    RunView {
+        dir: run.dir.clone(),
+        summary,
+        metrics,
+        plan,
+        log: Vec::new(),
+    }
 }
 
 /// The model in one line, as a statistician names it: "OLS: body_mass_g ~ const + 8 terms, 333

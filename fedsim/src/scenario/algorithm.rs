@@ -184,6 +184,19 @@ impl Link {
 #[serde(deny_unknown_fields)]
 pub struct AlgorithmSpec {
     pub kind: AlgorithmKind,
+    /// `[[analysis]]`: the entry's name (its report section, its JUnit cases, and
+    /// `--set analysis.NAME.key=value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `[[analysis]]`: this analysis's target column, when not `[data]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `[[analysis]]`: this analysis's feature columns, when not `[data]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    /// `[[analysis]]`: the columns this analysis leaves out, when not `[data]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
     /// Regressions: add an intercept term (`const`), as statsmodels' `add_constant` (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intercept: Option<bool>,
@@ -323,6 +336,34 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         ("method", a.method.is_some(), &[Svd]),
         ("oversample", a.oversample.is_some(), &[Svd]),
     ];
+    if s.view.is_none() {
+        // Only an `[[analysis]]` entry has a name and columns of its own.
+        let entry_keys = [
+            (
+                "name",
+                a.name.is_some(),
+                "names an [[analysis]] entry; a single [algorithm] needs none",
+            ),
+            (
+                "target",
+                a.target.is_some(),
+                "belongs in [data] (an [[analysis]] entry may set its own)",
+            ),
+            (
+                "features",
+                a.features.is_some(),
+                "belongs in [data] (an [[analysis]] entry may set its own)",
+            ),
+            (
+                "exclude",
+                a.exclude.is_some(),
+                "belongs in [data] (an [[analysis]] entry may set its own)",
+            ),
+        ];
+        if let Some((key, _, why)) = entry_keys.iter().find(|(_, present, _)| *present) {
+            return Err(at(&format!("algorithm.{key}"), format!("`{key}` {why}")));
+        }
+    }
     for (key, present, kinds) in owners {
         if present && !kinds.contains(&a.kind) {
             let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
@@ -573,6 +614,46 @@ fn validate_describe(a: &AlgorithmSpec, at: &Locate) -> Result<(), ScenarioError
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `[[analysis]]` entries: each has a name (a letter, then letters, digits, `_` or `-`), no two
+/// the same, and they share whole rows (a vertical split gives sites one analysis's columns).
+pub(super) fn validate_entries(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    for (i, a) in s.analysis.iter().enumerate() {
+        let Some(name) = &a.name else {
+            return Err(at(
+                &format!("analysis.{i}"),
+                "missing key `name`: each [[analysis]] entry is named, e.g. name = \"survival\" (its report section, its JUnit cases, --set analysis.NAME.key=value)".into(),
+            ));
+        };
+        let well_formed = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !well_formed {
+            return Err(at(
+                &format!("analysis.{i}.name"),
+                format!("expected a name of at most 64 letters, digits, `_` or `-`, starting with a letter, found {name:?}"),
+            ));
+        }
+        if let Some(j) = s.analysis[..i]
+            .iter()
+            .position(|b| b.name.as_ref() == Some(name))
+        {
+            return Err(at(
+                &format!("analysis.{i}.name"),
+                format!("analysis {name:?} is named twice (entries {} and {}): each name is one analysis", j + 1, i + 1),
+            ));
+        }
+    }
+    if s.partition.kind == super::PartitionKind::Vertical && s.analysis.len() > 1 {
+        return Err(at(
+            "partition.kind",
+            "several [[analysis]] entries share the sites' rows: a vertical split hands out one analysis's feature columns; use a horizontal partition".into(),
+        ));
     }
     Ok(())
 }

@@ -36,38 +36,117 @@ pub use vm::{Accel, LinkSpec, VmSpec};
 
 /// A scenario as written by the user, after validation. Paths are resolved against the scenario's
 /// own directory, so a scenario runs the same from any working directory.
+///
+/// What the sites compute is one `[algorithm]`, or several `[[analysis]]` entries run in order on
+/// the same sites; [`Scenario::analyses`] gives each as a scenario of its own (a view), so every
+/// per-analysis check and stage reads `algorithm` and `[data]`'s columns as it always has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ScenarioFile", into = "ScenarioFile")]
 pub struct Scenario {
     pub scenario: Meta,
     pub data: DataSpec,
-    #[serde(default)]
     pub partition: PartitionSpec,
-    #[serde(default)]
     pub fleet: FleetSpec,
+    /// The analysis (with `[[analysis]]`: the first one; each is a view's `algorithm`).
     pub algorithm: AlgorithmSpec,
-    #[serde(default)]
+    /// `[[analysis]]`: several analyses, run in order in one run (empty with `[algorithm]`).
+    pub analysis: Vec<AlgorithmSpec>,
     pub compare: CompareSpec,
-    #[serde(default)]
     pub federation: FederationSpec,
     /// The coordinator's portal, and whether browsers click it instead of programs calling its API.
-    #[serde(default)]
     pub gui: GuiSpec,
     /// Faults to inject, for testing what breaks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultSpec>,
     /// The sites' hosts, for provider "ssh" (one `[[sites]]` table per site, in order).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<SiteSpec>,
     /// The VMs of provider "vm".
-    #[serde(default)]
     pub vm: VmSpec,
     /// The network each site is behind (provider "vm").
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkSpec>,
     /// The file this scenario came from (not a TOML key).
-    #[serde(skip)]
     pub source: PathBuf,
+    /// A view of one `[[analysis]]` entry: its index, so errors point at its keys.
+    pub view: Option<usize>,
+}
+
+/// The scenario as its file has it: `[algorithm]` or `[[analysis]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    scenario: Meta,
+    data: DataSpec,
+    #[serde(default)]
+    partition: PartitionSpec,
+    #[serde(default)]
+    fleet: FleetSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    algorithm: Option<AlgorithmSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    analysis: Vec<AlgorithmSpec>,
+    #[serde(default)]
+    compare: CompareSpec,
+    #[serde(default)]
+    federation: FederationSpec,
+    #[serde(default)]
+    gui: GuiSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    faults: Vec<FaultSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sites: Vec<SiteSpec>,
+    #[serde(default)]
+    vm: VmSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    links: Vec<LinkSpec>,
+}
+
+impl TryFrom<ScenarioFile> for Scenario {
+    type Error = String;
+
+    fn try_from(f: ScenarioFile) -> Result<Scenario, String> {
+        let algorithm = match (f.algorithm, f.analysis.first()) {
+            (Some(a), None) => a,
+            (None, Some(first)) => first.clone(),
+            (None, None) => return Err("missing section [algorithm]: say what the sites compute in [algorithm], or in [[analysis]] entries to run several analyses".into()),
+            (Some(_), Some(_)) => return Err("[algorithm] and [[analysis]] both given: one analysis goes in [algorithm], several in [[analysis]] entries (each with its name)".into()),
+        };
+        Ok(Scenario {
+            scenario: f.scenario,
+            data: f.data,
+            partition: f.partition,
+            fleet: f.fleet,
+            algorithm,
+            analysis: f.analysis,
+            compare: f.compare,
+            federation: f.federation,
+            gui: f.gui,
+            faults: f.faults,
+            sites: f.sites,
+            vm: f.vm,
+            links: f.links,
+            source: PathBuf::new(),
+            view: None,
+        })
+    }
+}
+
+impl From<Scenario> for ScenarioFile {
+    fn from(s: Scenario) -> ScenarioFile {
+        ScenarioFile {
+            scenario: s.scenario,
+            data: s.data,
+            partition: s.partition,
+            fleet: s.fleet,
+            algorithm: s.analysis.is_empty().then_some(s.algorithm),
+            analysis: s.analysis,
+            compare: s.compare,
+            federation: s.federation,
+            gui: s.gui,
+            faults: s.faults,
+            sites: s.sites,
+            vm: s.vm,
+            links: s.links,
+        }
+    }
 }
 
 /// What is wrong with a scenario, located in its file.
@@ -144,15 +223,87 @@ impl Scenario {
         if let Some(files) = &self.data.files {
             self.partition.sites = files.len();
         }
-        if self.algorithm.kind == AlgorithmKind::External && self.algorithm.workdir.is_none() {
-            self.algorithm.workdir = Some(PathBuf::from("."));
+        for a in std::iter::once(&mut self.algorithm).chain(&mut self.analysis) {
+            if a.kind == AlgorithmKind::External && a.workdir.is_none() {
+                a.workdir = Some(PathBuf::from("."));
+            }
         }
         self.map_paths(|p| normalize(&base.join(p)));
+    }
+
+    /// Each analysis as a scenario of its own, in the order they run: `[algorithm]` as it is, or
+    /// per `[[analysis]]` entry a view whose `algorithm` is the entry, whose `[data]` target,
+    /// features and exclusions are the entry's where it gives them (a target of `[data]` only
+    /// for a kind that takes one), and whose Dirichlet split is labelled by the study's target,
+    /// so every analysis sees the same sites.
+    pub fn analyses(&self) -> Vec<Scenario> {
+        if self.analysis.is_empty() || self.view.is_some() {
+            return vec![self.clone()];
+        }
+        (0..self.analysis.len()).map(|i| self.view_of(i)).collect()
+    }
+
+    fn view_of(&self, i: usize) -> Scenario {
+        let a = &self.analysis[i];
+        let mut v = self.clone();
+        v.view = Some(i);
+        v.algorithm = a.clone();
+        let takes_target = a.kind.needs_target() || a.kind == AlgorithmKind::External;
+        v.data.target = a
+            .target
+            .clone()
+            .or_else(|| self.data.target.clone().filter(|_| takes_target));
+        if a.features.is_some() {
+            v.data.features = a.features.clone();
+        }
+        if let Some(exclude) = &a.exclude {
+            v.data.exclude = exclude.clone();
+        }
+        if v.partition.strategy == Strategy::Dirichlet && v.partition.label.is_none() {
+            v.partition.label = self.data.target.clone();
+        }
+        v
+    }
+
+    /// The analysis's name: its `[[analysis]]` name, or its kind for a single `[algorithm]`.
+    pub fn analysis_name(&self) -> String {
+        self.algorithm
+            .name
+            .clone()
+            .unwrap_or_else(|| self.algorithm.kind.as_str().to_string())
+    }
+
+    /// Where `key`, as a view's checks name it, is written in the file: an `[[analysis]]`
+    /// entry's `algorithm.x` is `analysis.N.x`, and so are the `[data]` keys it sets itself.
+    pub fn file_key(&self, key: &str) -> String {
+        let Some(i) = self.view else {
+            return key.to_string();
+        };
+        let a = &self.analysis[i];
+        let entry = format!("analysis.{i}");
+        let owned = [
+            ("data.target", a.target.is_some(), "target"),
+            ("data.features", a.features.is_some(), "features"),
+            ("data.exclude", a.exclude.is_some(), "exclude"),
+        ];
+        if key == "algorithm" {
+            return entry;
+        }
+        if let Some(rest) = key.strip_prefix("algorithm.") {
+            return format!("{entry}.{rest}");
+        }
+        for (prefix, set, name) in owned {
+            if set && (key == prefix || key.starts_with(&format!("{prefix}."))) {
+                return format!("{entry}.{name}{}", &key[prefix.len()..]);
+            }
+        }
+        key.to_string()
     }
 
     /// An error about the value at `key` (dotted path), located in this scenario's file: for
     /// what only the data can tell (a column that is not there).
     pub fn locate(&self, key: &str, message: String) -> ScenarioError {
+        let key = &self.file_key(key);
         match std::fs::read_to_string(&self.source) {
             Ok(text) => locate::relocate(&text, &self.source, key, message),
             Err(_) => ScenarioError::Invalid {
@@ -178,7 +329,9 @@ impl Scenario {
         }
         self.fleet.vagrant_dir = self.fleet.vagrant_dir.as_deref().map(&f);
         self.compare.reference = self.compare.reference.as_deref().map(&f);
-        self.algorithm.workdir = self.algorithm.workdir.as_deref().map(&f);
+        for a in std::iter::once(&mut self.algorithm).chain(&mut self.analysis) {
+            a.workdir = a.workdir.as_deref().map(&f);
+        }
         self.gui.script = self.gui.script.as_deref().map(&f);
     }
 
@@ -250,7 +403,15 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         compare::validate,
         vm::validate,
     ];
-    sections.iter().try_for_each(|check| check(s, at))
+    if s.analysis.is_empty() {
+        return sections.iter().try_for_each(|check| check(s, at));
+    }
+    algorithm::validate_entries(s, at)?;
+    for view in s.analyses() {
+        let at = |key: &str, message: String| at(&view.file_key(key), message);
+        sections.iter().try_for_each(|check| check(&view, &at))?;
+    }
+    Ok(())
 }
 
 /// People read the words they wrote: the kinds print as the scenario spells them (`local`, not

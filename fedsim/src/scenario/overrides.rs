@@ -109,6 +109,63 @@ fn put(table: &mut toml::Table, set: &Set) -> Result<(), ScenarioError> {
     Ok(())
 }
 
+/// The setting with each list entry it names by its `name` (`analysis.survival.ties`) named
+/// by its index instead (`analysis.2.ties`).
+fn by_index(table: &toml::Table, set: &Set) -> Result<Set, ScenarioError> {
+    let parts: Vec<&str> = set.key.split('.').collect();
+    let mut out: Vec<String> = Vec::with_capacity(parts.len());
+    let mut node = Some(table);
+    let mut i = 0;
+    while i < parts.len() {
+        let part = parts[i];
+        out.push(part.to_string());
+        match node.and_then(|t| t.get(part)) {
+            Some(toml::Value::Array(items)) if i + 1 < parts.len() => {
+                let next = parts[i + 1];
+                let idx = match next.parse::<usize>() {
+                    Ok(idx) => idx,
+                    Err(_) => {
+                        let names: Vec<&str> = items
+                            .iter()
+                            .filter_map(|it| it.get("name").and_then(toml::Value::as_str))
+                            .collect();
+                        names.iter().position(|n| *n == next).ok_or_else(|| {
+                            ScenarioError::Set {
+                                set: set.raw.clone(),
+                                key: set.key.clone(),
+                                message: if names.is_empty() {
+                                    format!("`{part}` is a list without names: give an index, e.g. {part}.0.…")
+                                } else {
+                                    format!(
+                                        "no entry of `{part}` is named {next:?}; the names are: {}",
+                                        names.join(", ")
+                                    )
+                                },
+                            }
+                        })?
+                    }
+                };
+                out.push(idx.to_string());
+                node = items.get(idx).and_then(toml::Value::as_table);
+                i += 2;
+            }
+            Some(toml::Value::Table(t)) => {
+                node = Some(t);
+                i += 1;
+            }
+            _ => {
+                node = None;
+                i += 1;
+            }
+        }
+    }
+    Ok(Set {
+        key: out.join("."),
+        value: set.value.clone(),
+        raw: set.raw.clone(),
+    })
+}
+
 fn put_rest(table: &mut toml::Table, rest: &[&str], set: &Set) -> Result<(), ScenarioError> {
     let sub = Set {
         key: rest.join("."),
@@ -204,6 +261,12 @@ pub fn parse_layered(
         }
         table.extend(f.sections()?);
     }
+    // `analysis.NAME.key` is `analysis.N.key`: errors come back about the numbered key.
+    let sets: Vec<Set> = sets
+        .iter()
+        .map(|s| by_index(&table, s))
+        .collect::<Result<_, _>>()?;
+    let sets = &sets[..];
     for s in sets {
         put(&mut table, s)?;
     }
@@ -263,6 +326,31 @@ mod tests {
         assert_eq!(s.partition.sites, 5);
         assert_eq!(s.partition.alpha, Some(0.5));
         assert!(s.federation.secure_aggregation);
+    }
+
+    const TWO: &str = "[scenario]\nname = \"t\"\n[data]\npath = \"x.csv\"\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = 3\n[[analysis]]\nname = \"fit\"\nkind = \"glm\"\nfamily = \"gaussian\"\n[[analysis]]\nname = \"table\"\nkind = \"crosstab\"\nrows = \"a\"\ncols = \"b\"\n";
+
+    /// `--set analysis.NAME.key` reaches the entry of that name; an unknown name lists the
+    /// names, and an error about the entry names the setting.
+    #[test]
+    fn an_analysis_is_set_by_its_name() {
+        let set =
+            |raw: &str| parse_layered(TWO, Path::new("s.toml"), None, &[Set::parse(raw).unwrap()]);
+        let s = set("analysis.fit.family=poisson").unwrap();
+        assert_eq!(s.analysis[0].family, Some(crate::scenario::Family::Poisson));
+        assert_eq!(s.algorithm.family, Some(crate::scenario::Family::Poisson));
+        assert_eq!(s.analysis[1].kind, crate::scenario::AlgorithmKind::Crosstab);
+        let e = set("analysis.fitt.family=poisson").unwrap_err().to_string();
+        assert!(
+            e.contains("no entry of `analysis` is named \"fitt\"") && e.contains("fit, table"),
+            "{e}"
+        );
+        let e = set("analysis.fit.link=logit").unwrap_err().to_string();
+        assert!(
+            e.starts_with("--set analysis.fit.link=logit: analysis.0.link:")
+                && e.contains("gaussian"),
+            "{e}"
+        );
     }
 
     #[test]
