@@ -506,7 +506,22 @@ impl<'a> Run<'a> {
             }
         }
         match fed.ended {
-            Some(e) => Err((Phase::Federate, Stop::from(e))),
+            Some(e) => {
+                // The analysis the run ended in failed with it; those after it did not run.
+                if let Some(current) = found.findings.analyses.get_mut(analyses.len()) {
+                    current.stopped = Some(stopped(
+                        Phase::Federate.name(),
+                        match &e {
+                            FedError::Cancelled => Stop::Cancelled,
+                            e => Stop::Failed {
+                                site: e.site().map(str::to_string),
+                                message: e.to_string(),
+                            },
+                        },
+                    ));
+                }
+                Err((Phase::Federate, Stop::from(e)))
+            }
             None => Ok(()),
         }
     }

@@ -152,6 +152,23 @@ pub struct Section<'a> {
 }
 
 impl Summary {
+    /// The largest difference from the centralised baseline over every analysis (None: none
+    /// was compared).
+    pub fn max_diff(&self) -> Option<f64> {
+        self.sections()
+            .iter()
+            .filter_map(|s| s.comparison.map(|c| c.max_diff))
+            .reduce(f64::max)
+    }
+
+    /// The largest difference from the reference rows over every analysis held against one.
+    pub fn max_reference_diff(&self) -> Option<f64> {
+        self.sections()
+            .iter()
+            .filter_map(|s| s.reference.map(|r| r.comparison.max_diff))
+            .reduce(f64::max)
+    }
+
     /// The run's result sections: one per analysis, or the run's own.
     pub fn sections(&self) -> Vec<Section<'_>> {
         if self.analyses.is_empty() {

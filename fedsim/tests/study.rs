@@ -277,6 +277,52 @@ fn a_site_lost_in_a_later_analysis_degrades_that_analysis_only() {
     no_agent_left(&s);
 }
 
+/// A site lost under `on_dropout = "fail"` ends the run: the analyses before keep their
+/// verdicts, the one it was lost in failed naming the site, the ones after did not run.
+#[test]
+fn a_site_lost_under_fail_ends_the_run_after_the_analyses_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = study(
+        tmp.path(),
+        "[federation]\nheartbeat_secs = 0.2\nround_timeout_secs = 5\n[[faults]]\nsite = \"site-3\"\nkind = \"kill\"\nround = 2\n",
+    );
+    let out = tmp.path().join("run");
+    let junit = tmp.path().join("junit.xml");
+    let o = run_to(
+        tmp.path(),
+        &cfg,
+        &out,
+        &["--junit", junit.to_str().unwrap()],
+    );
+    let s = expect_status(&o, &out, Status::Failed);
+    assert_eq!(s.error.as_ref().unwrap().site.as_deref(), Some("site-3"));
+    assert_eq!(section(&s, "table").status, Status::Succeeded);
+    let curves = section(&s, "curves");
+    assert_eq!(curves.status, Status::Failed);
+    let e = curves.error.as_ref().unwrap();
+    assert_eq!(
+        (e.site.as_deref(), e.phase.as_deref()),
+        (Some("site-3"), Some("federate")),
+        "{}",
+        e.message
+    );
+    let cox = section(&s, "cox");
+    assert_eq!(cox.status, Status::Failed);
+    let e = cox.error.as_ref().unwrap();
+    assert!(
+        e.message.starts_with("did not run") && e.phase.is_none(),
+        "{}",
+        e.message
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("name=\"run completes\"><failure"), "{xml}");
+    assert!(
+        xml.contains("name=\"analysis cox: completes\"><failure"),
+        "{xml}"
+    );
+    no_agent_left(&s);
+}
+
 /// Under secure aggregation every analysis of the study still matches its reference.
 #[test]
 fn a_study_runs_under_secure_aggregation() {

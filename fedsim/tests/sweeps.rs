@@ -256,6 +256,63 @@ fn a_six_point_sweep_checks_every_point_against_the_reference() {
     assert!(tmp.path().join("failing/sweep.html").exists());
 }
 
+/// A sweep addresses an analysis of a study by its name (`analysis.cox.ties`): every point
+/// runs all three analyses, each held against its reference row, and the table says how each
+/// analysis ended.
+#[test]
+fn a_sweep_addresses_an_analysis_by_its_name() {
+    let Some(snakemake) = snakemake() else {
+        eprintln!("SKIPPED: snakemake is not installed (.ci/run puts it in ~/.cache/fedsim-venv)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let config = tmp.path().join("sweep.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "scenario: {}\nout: {}\nsweep:\n  analysis.cox.ties: [breslow, efron]\n  analysis.curves.group: [sex, ph_ecog]\n",
+            root().join("resources/config_study.toml").display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(&snakemake)
+        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
+        .args(["--cores", "2", "--configfile", config.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .env("PATH", path_with_fedsim())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    for r in &rows {
+        assert_eq!(r[col("status")], "succeeded", "{csv}");
+        assert_eq!(r[col("reference_passed")], "True", "{csv}");
+        assert_eq!(
+            r[col("analyses")],
+            "table:succeeded curves:succeeded cox:succeeded",
+            "{csv}"
+        );
+        // The point ran what its settings say.
+        let plan =
+            std::fs::read_to_string(out.join("runs").join(r[col("point")]).join("plan.json"))
+                .unwrap();
+        let ties = r[col("analysis.cox.ties")];
+        assert!(
+            plan.contains(&format!("\"ties\": \"{ties}\"")),
+            "{ties}: {plan}"
+        );
+        let d: f64 = r[col("max_diff_reference")].parse().unwrap();
+        assert!(d < 1e-10, "{csv}");
+    }
+}
+
 #[test]
 fn the_ci_simulation_script_fails_exactly_when_a_comparison_fails() {
     let tmp = tempfile::tempdir().unwrap();

@@ -49,6 +49,9 @@ fn vm_scenario_on(dir: &Path, name: &str, csv: &str, data: &str, body: &str) -> 
     )
 }
 
+/// The lung study as `[[analysis]]` entries: a crosstab, Kaplan-Meier by sex, Cox (Efron).
+const STUDY: &str = "[[analysis]]\nname = \"table\"\nkind = \"crosstab\"\nrows = \"sex\"\ncols = \"status\"\n[[analysis]]\nname = \"curves\"\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n[[analysis]]\nname = \"cox\"\nkind = \"cox\"\ntime = \"time\"\nevent = \"status\"\nties = \"efron\"\n";
+
 const OLS: &str = "target = \"progression\"";
 const OLS_ALGO: &str = "[algorithm]\nkind = \"linear_regression\"\n";
 
@@ -294,9 +297,9 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
     );
 
     // Issue 23's analyses in the VMs, each against its statsmodels, scipy or numpy row: a
-    // Poisson GLM with an exposure, Kaplan-Meier curves by group with the log-rank test, Cox
-    // regression, a
-    // crosstab with its chi-square test, and describe.
+    // Poisson GLM with an exposure, describe, and a study of several analyses in one run (a
+    // crosstab with its chi-square test, Kaplan-Meier curves by group with the log-rank test,
+    // Cox regression).
     let reference = format!(
         "[compare]\ntolerance = 1e-8\nreference = \"{}\"\n",
         test_data("reference.jsonl").display()
@@ -307,21 +310,7 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
             "target = \"accident\"\nfeatures = [\"type_b\", \"type_c\", \"type_d\", \"type_e\", \"co_65_69\", \"co_70_74\", \"co_75_79\", \"op_75_79\"]",
             "[algorithm]\nkind = \"glm\"\nfamily = \"poisson\"\nexposure = \"service\"\n",
         ),
-        (
-            "lung.csv",
-            "",
-            "[algorithm]\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n",
-        ),
-        (
-            "lung.csv",
-            "features = [\"age\", \"sex\", \"ph_ecog\", \"ph_karno\", \"pat_karno\"]",
-            "[algorithm]\nkind = \"cox\"\ntime = \"time\"\nevent = \"status\"\nties = \"efron\"\n",
-        ),
-        (
-            "penguins.csv",
-            "",
-            "[algorithm]\nkind = \"crosstab\"\nrows = \"species\"\ncols = \"island\"\n",
-        ),
+        ("lung.csv", "", STUDY),
         (
             "diabetes_raw.csv",
             "features = [\"age\", \"bmi\", \"bp\", \"s5\", \"progression\"]",
@@ -334,8 +323,11 @@ fn sites_in_vms_match_local_sites_stay_isolated_and_feel_their_links() {
         let cfg = vm_scenario_on(tmp.path(), name, csv, data, &format!("{algorithm}{reference}"));
         let out = tmp.path().join(format!("vm-analysis-{i}"));
         let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
-        let r = s.reference.as_ref().expect("held against its statsmodels row");
-        assert!(r.comparison.passed, "{csv}: {}", pretty(r));
+        for section in s.sections() {
+            let r = section.reference.expect("held against its statsmodels row");
+            assert!(r.comparison.passed, "{csv} {:?}: {}", section.name, pretty(r));
+        }
+        assert_eq!(s.analyses.len(), if csv == "lung.csv" { 3 } else { 0 });
     }
 
     drop(_down);

@@ -56,30 +56,14 @@ pub fn exec(a: Args, g: &Global) -> Exit {
     }
 }
 
-/// The run's end, for people: the verdicts and the error, on stderr.
+/// The run's end, for people: the verdicts (per analysis, with several) and the error, on
+/// stderr.
 fn tell_outcome(s: &Summary) {
-    if let Some(c) = &s.comparison {
-        eprintln!(
-            "{}: {} | federated vs centralised: max difference {:.2e} at {} (tolerance {:.0e}) {}",
-            s.scenario,
-            s.status,
-            c.max_diff,
-            c.worst,
-            c.tolerance,
-            if c.passed { "passed" } else { "FAILED" }
-        );
+    if !s.analyses.is_empty() {
+        eprintln!("{}: {}", s.scenario, s.status);
     }
-    if let Some(r) = &s.reference {
-        eprintln!(
-            "reference {}: max difference {:.2e} {}",
-            r.source.display(),
-            r.comparison.max_diff,
-            if r.comparison.passed {
-                "passed"
-            } else {
-                "FAILED"
-            }
-        );
+    for section in s.sections() {
+        tell_section(s, &section);
     }
     if let Some(e) = &s.error {
         eprintln!(
@@ -90,6 +74,40 @@ fn tell_outcome(s: &Summary) {
                 "error"
             },
             e.message
+        );
+    }
+}
+
+fn tell_section(s: &Summary, section: &fedsim::summary::Section) {
+    let who = match section.name {
+        Some(name) => format!(
+            "  analysis {name} ({}): {}",
+            section.algorithm, section.status
+        ),
+        None => format!("{}: {}", s.scenario, s.status),
+    };
+    match (section.comparison, section.name, section.error) {
+        (Some(c), _, _) => eprintln!(
+            "{who} | federated vs centralised: max difference {:.2e} at {} (tolerance {:.0e}) {}",
+            c.max_diff,
+            c.worst,
+            c.tolerance,
+            if c.passed { "passed" } else { "FAILED" }
+        ),
+        (None, Some(_), Some(e)) => eprintln!("{who} | {}", e.message),
+        _ => {}
+    }
+    if let Some(r) = section.reference {
+        eprintln!(
+            "{}reference {}: max difference {:.2e} {}",
+            if section.name.is_some() { "    " } else { "" },
+            r.source.display(),
+            r.comparison.max_diff,
+            if r.comparison.passed {
+                "passed"
+            } else {
+                "FAILED"
+            }
         );
     }
 }

@@ -22,6 +22,11 @@ fn scenario_value(dir: &RunDir, key: &str) -> String {
     for part in key.split('.') {
         let next = match (&node, part.parse::<usize>()) {
             (toml::Value::Array(a), Ok(i)) => a.get(i).cloned(),
+            // An entry by its name (`analysis.cox.ties`), as `--set` addresses it.
+            (toml::Value::Array(a), Err(_)) => a
+                .iter()
+                .find(|e| e.get("name").and_then(toml::Value::as_str) == Some(part))
+                .cloned(),
             (toml::Value::Table(t), _) => t.get(part).cloned(),
             _ => None,
         };
@@ -48,10 +53,15 @@ fn scenario_keys(dir: &Path) -> Vec<String> {
         };
         match v {
             toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(&join(k), v, out)),
-            toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => a
-                .iter()
-                .enumerate()
-                .for_each(|(i, v)| walk(&join(&i.to_string()), v, out)),
+            toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+                a.iter().enumerate().for_each(|(i, v)| {
+                    walk(&join(&i.to_string()), v, out);
+                    // Named entries are also keyed by their name (`analysis.cox.ties`).
+                    if let Some(name) = v.get("name").and_then(toml::Value::as_str) {
+                        walk(&join(name), v, out);
+                    }
+                })
+            }
             _ => out.push(prefix.to_string()),
         }
     }
@@ -121,8 +131,9 @@ pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
         let federate = r.metrics.phase_secs("federate").unwrap_or(0.0);
         let rounds = r.metrics.rounds.iter().filter(|x| x.round > 0).count();
         let bytes = r.metrics.bytes_sent();
-        let diff = r.summary.comparison.as_ref().map(|c| c.max_diff);
-        let reference = r.summary.reference.as_ref().map(|c| c.comparison.max_diff);
+        // (A run of several analyses: the largest over them.)
+        let diff = r.summary.max_diff();
+        let reference = r.summary.max_reference_diff();
         let values: Vec<String> = by.iter().map(|k| scenario_value(&r.dir, k)).collect();
         points.push((sites as f64, federate));
         let _ = write!(

@@ -234,8 +234,9 @@ impl Scenario {
     /// Each analysis as a scenario of its own, in the order they run: `[algorithm]` as it is, or
     /// per `[[analysis]]` entry a view whose `algorithm` is the entry, whose `[data]` target,
     /// features and exclusions are the entry's where it gives them (a target of `[data]` only
-    /// for a kind that takes one), and whose Dirichlet split is labelled by the study's target,
-    /// so every analysis sees the same sites.
+    /// for a kind that takes one), and whose Dirichlet split has one label for all (its
+    /// `partition.label`, else `[data]`'s target, else the first entry's), so every analysis
+    /// sees the same sites.
     pub fn analyses(&self) -> Vec<Scenario> {
         if self.analysis.is_empty() || self.view.is_some() {
             return vec![self.clone()];
@@ -260,7 +261,12 @@ impl Scenario {
             v.data.exclude = exclude.clone();
         }
         if v.partition.strategy == Strategy::Dirichlet && v.partition.label.is_none() {
-            v.partition.label = self.data.target.clone();
+            // One label for every view: `[data]`'s target, else the first entry's own.
+            v.partition.label = self
+                .data
+                .target
+                .clone()
+                .or_else(|| self.analysis.iter().find_map(|a| a.target.clone()));
         }
         v
     }
