@@ -17,6 +17,15 @@ fn study(dir: &Path, extra: &str) -> std::path::PathBuf {
     scenario(dir, "study", &format!("{text}\n{extra}"))
 }
 
+/// The study with site-3 killed in algorithm round `round` (counted on across the analyses),
+/// heartbeats quick, and `federation` lines added.
+fn killed(dir: &Path, round: u32, federation: &str) -> std::path::PathBuf {
+    study(
+        dir,
+        &format!("[federation]\n{federation}heartbeat_secs = 0.2\nround_timeout_secs = 5\n[[faults]]\nsite = \"site-3\"\nkind = \"kill\"\nround = {round}\n"),
+    )
+}
+
 /// One analysis's section of the summary.
 fn section<'a>(s: &'a Summary, name: &str) -> &'a fedsim::summary::AnalysisSummary {
     s.analyses
@@ -247,10 +256,7 @@ fn a_failing_analysis_fails_alone_and_the_run_is_as_bad_as_its_worst() {
 fn a_site_lost_in_a_later_analysis_degrades_that_analysis_only() {
     let tmp = tempfile::tempdir().unwrap();
     // Rounds of the algorithms count on across analyses: table 1, curves 2, cox 3...
-    let cfg = study(
-        tmp.path(),
-        "[federation]\non_dropout = \"continue\"\nmin_sites = 2\nheartbeat_secs = 0.2\nround_timeout_secs = 5\n[[faults]]\nsite = \"site-3\"\nkind = \"kill\"\nround = 4\n",
-    );
+    let cfg = killed(tmp.path(), 4, "on_dropout = \"continue\"\nmin_sites = 2\n");
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     let s = expect_status(&o, &out, Status::Degraded);
@@ -282,10 +288,7 @@ fn a_site_lost_in_a_later_analysis_degrades_that_analysis_only() {
 #[test]
 fn a_site_lost_under_fail_ends_the_run_after_the_analyses_before_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = study(
-        tmp.path(),
-        "[federation]\nheartbeat_secs = 0.2\nround_timeout_secs = 5\n[[faults]]\nsite = \"site-3\"\nkind = \"kill\"\nround = 2\n",
-    );
+    let cfg = killed(tmp.path(), 2, "");
     let out = tmp.path().join("run");
     let junit = tmp.path().join("junit.xml");
     let o = run_to(

@@ -144,6 +144,31 @@ fn snakemake() -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+/// Run the shipped Snakefile with `config` in `dir`; its output.
+fn sweep(snakemake: &str, dir: &Path, config: &Path) -> std::process::Output {
+    Command::new(snakemake)
+        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
+        .args(["--cores", "2", "--configfile", config.to_str().unwrap()])
+        .current_dir(dir)
+        .env("PATH", path_with_fedsim())
+        .output()
+        .unwrap()
+}
+
+/// Run a sweep that must succeed; its sweep.csv.
+fn sweep_ok(snakemake: &str, dir: &Path, config: &Path, out: &Path) -> String {
+    let o = sweep(snakemake, dir, config);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(out.join("sweep.csv")).unwrap()
+}
+
+/// A sweep.csv: its header and rows.
+fn table(csv: &str) -> (Vec<&str>, Vec<Vec<&str>>) {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    (header, lines.map(|l| l.split(',').collect()).collect())
+}
+
 #[test]
 fn a_six_point_sweep_checks_every_point_against_the_reference() {
     let Some(snakemake) = snakemake() else {
@@ -166,19 +191,9 @@ fn a_six_point_sweep_checks_every_point_against_the_reference() {
         ),
     )
     .unwrap();
-    let o = Command::new(&snakemake)
-        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
-        .args(["--cores", "2", "--configfile", config.to_str().unwrap()])
-        .current_dir(tmp.path())
-        .env("PATH", path_with_fedsim())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let csv = sweep_ok(&snakemake, tmp.path(), &config, &out);
+    let (header, rows) = table(&csv);
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 6, "{csv}");
     let mut grid = Vec::new();
     for r in &rows {
@@ -277,19 +292,9 @@ fn a_sweep_addresses_an_analysis_by_its_name() {
         ),
     )
     .unwrap();
-    let o = Command::new(&snakemake)
-        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
-        .args(["--cores", "2", "--configfile", config.to_str().unwrap()])
-        .current_dir(tmp.path())
-        .env("PATH", path_with_fedsim())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let csv = sweep_ok(&snakemake, tmp.path(), &config, &out);
+    let (header, rows) = table(&csv);
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 4, "{csv}");
     for r in &rows {
         assert_eq!(r[col("status")], "succeeded", "{csv}");

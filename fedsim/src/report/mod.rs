@@ -330,7 +330,6 @@ fn comparison_table(
 pub fn render(run: &RunView) -> Result<String, ReportError> {
     let s = &run.summary;
     let m = &run.metrics;
-    let status = s.status.as_str();
     let mut h = String::new();
     let _ = write!(
         h,
@@ -338,31 +337,13 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
          <h1>fedsim run <code>{name}</code>: {badge}</h1>\
          <p>Run <code>{id}</code>, algorithm <b>{alg}</b>, fedsim {ver}.</p>",
         name = esc(&s.scenario),
-        badge = if s.status == Status::Succeeded {
-            format!("<span class=\"ok\">{status}</span>")
-        } else {
-            format!("<span class=\"bad\">{status}</span>")
-        },
+        badge = badge(s.status),
         id = esc(&s.run_id),
         alg = esc(&s.algorithm),
         ver = esc(&s.fedsim_version),
     );
     if let Some(e) = &s.error {
-        let site = e
-            .site
-            .as_deref()
-            .map(|x| format!(" (site <b>{}</b>)", esc(x)))
-            .unwrap_or_default();
-        let phase = e
-            .phase
-            .as_deref()
-            .map(|p| format!(" in {}", esc(p)))
-            .unwrap_or_default();
-        let _ = write!(
-            h,
-            "<p class=\"bad\">Error{phase}{site}: {}</p>",
-            esc(&e.message)
-        );
+        h.push_str(&error_line(e));
     }
     let named = !s.analyses.is_empty();
     if let Some(line) = model_line(run).filter(|_| !named) {
@@ -474,19 +455,10 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
                 id = esc(&a.name),
                 name = esc(&a.name),
                 kind = esc(&a.algorithm),
-                badge = if a.status == Status::Succeeded {
-                    format!("<span class=\"ok\">{}</span>", a.status)
-                } else {
-                    format!("<span class=\"bad\">{}</span>", a.status)
-                },
+                badge = badge(a.status),
             );
             if let Some(e) = &a.error {
-                let phase = e
-                    .phase
-                    .as_deref()
-                    .map(|p| format!(" in {}", esc(p)))
-                    .unwrap_or_default();
-                let _ = write!(h, "<p class=\"bad\">Error{phase}: {}</p>", esc(&e.message));
+                h.push_str(&error_line(e));
             }
             if let Some(line) = model_line(&view) {
                 let _ = write!(h, "<p class=\"model\"><b>{}</b></p>", esc(&line));
@@ -543,6 +515,34 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// A status as a coloured word.
+fn badge(status: Status) -> String {
+    let class = if status == Status::Succeeded {
+        "ok"
+    } else {
+        "bad"
+    };
+    format!("<span class=\"{class}\">{status}</span>")
+}
+
+/// Why a run (or an analysis) did not succeed: the phase, the site at fault, the message.
+fn error_line(e: &crate::summary::FailureInfo) -> String {
+    let site = e
+        .site
+        .as_deref()
+        .map(|x| format!(" (site <b>{}</b>)", esc(x)))
+        .unwrap_or_default();
+    let phase = e
+        .phase
+        .as_deref()
+        .map(|p| format!(" in {}", esc(p)))
+        .unwrap_or_default();
+    format!(
+        "<p class=\"bad\">Error{phase}{site}: {}</p>",
+        esc(&e.message)
+    )
 }
 
 /// One analysis's results: the comparison with the pooled fit, the reference check, and the
