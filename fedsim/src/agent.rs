@@ -118,7 +118,16 @@ pub fn run(
     let (tasks, inbox) = mpsc::channel();
     let (outcome_tx, outcome) = mpsc::channel();
     let stopped = Arc::new(AtomicBool::new(false));
+    let rules = crate::disclosure::decode(&env.rules).map_err(|reason| AgentError::Bundle {
+        dir: dir.to_path_buf(),
+        reason: format!(
+            "{}: {}: {reason}",
+            crate::bundle::env::FILE,
+            crate::bundle::env::RULES
+        ),
+    })?;
     let worker = Worker {
+        rules,
         sender: ch.sender(),
         site: env.site.clone(),
         data: dir.join(&env.data),
@@ -247,6 +256,8 @@ fn listen(
 /// The site's side of the analyses: reads its data, then for each analysis in turn loads its
 /// rows and answers its rounds.
 struct Worker {
+    /// The site's own disclosure rules: what it refuses to release.
+    rules: crate::scenario::RuleSpec,
     sender: Sender,
     site: String,
     data: PathBuf,
@@ -262,6 +273,10 @@ type Masking<'a> = Option<(&'a str, &'a secagg::PairSeeds)>;
 
 /// One analysis's data at this site, as its local step reads it.
 struct Loaded {
+    /// Which of the run's analyses (its index).
+    index: usize,
+    /// The site's rows for the analysis (an external step's file's rows).
+    rows: usize,
     config: algorithms::AlgorithmConfig,
     algorithm: Box<dyn algorithms::Runner>,
     /// The design matrix of a built-in algorithm (None: an external one reads the file).
@@ -364,15 +379,32 @@ impl Worker {
             Ok(loaded) => loaded,
             Err(reason) => return refuse(reason, inbox),
         };
+        // The site's rules, before anything of this analysis leaves it.
+        let refusals = crate::disclosure::check_load(
+            &self.rules,
+            &crate::disclosure::Loaded {
+                config,
+                frame,
+                rows: &rows,
+            },
+            crate::disclosure::parameters(&config.with_levels(&levels)),
+        );
+        if let Some(refusal) = refusals.into_iter().next() {
+            tracing::warn!(phase = "launch", analysis = index, rule = %refusal.rule, %refusal, "refused to load the analysis");
+            send(&Message::Refused { round: 0, refusal })?;
+            return Ok(next_begin(inbox));
+        }
         let dropped = frame.rows() - rows.len();
         // Under secure aggregation even the site's size is sent only inside masked sums.
         let hide = |n: usize| if masking.is_some() { 0 } else { n as u64 };
-        send(&Message::Ready {
+        let ready = Message::Ready {
             rows: hide(rows.len()),
             peak_rss_kib: peak_rss_kib(),
             dropped: hide(dropped),
             levels: levels.clone(),
-        })?;
+        };
+        audit_ready(&ready, (index, config), frame, &rows, masking.is_some());
+        send(&ready)?;
         if dropped > 0 {
             tracing::info!(
                 phase = "launch",
@@ -409,6 +441,8 @@ impl Worker {
             },
         };
         let loaded = Loaded {
+            index,
+            rows: rows.len(),
             algorithm: algorithms::build(&coded),
             config: coded,
             data,
@@ -474,6 +508,19 @@ impl Worker {
                 });
             }
         };
+        // The counts the reply releases, held to the site's rules before it leaves.
+        let counts = match &loaded.data {
+            Some(data) => loaded
+                .algorithm
+                .counts(&body, &reply, data)
+                .unwrap_or_default(),
+            None => vec![("the site's number of rows", loaded.rows as f64)],
+        };
+        let refusals = crate::disclosure::check_reply(&self.rules, &counts, active.len());
+        if let Some(refusal) = refusals.into_iter().next() {
+            tracing::warn!(phase = "federate", round, rule = %refusal.rule, %refusal, "refused to release the round's reply");
+            return send(&Message::Refused { round, refusal });
+        }
         let compute_secs = started.elapsed().as_secs_f64();
         tracing::info!(
             phase = "federate",
@@ -483,6 +530,7 @@ impl Worker {
             bytes = reply.len(),
             "round computed"
         );
+        let reply_for_audit = reply.clone();
         let (body, masked) = match masking {
             None => (reply, None),
             Some((me, seeds)) => {
@@ -509,14 +557,114 @@ impl Worker {
                 }
             }
         };
-        send(&Message::Reply {
+        let message = Message::Reply {
             round,
             body,
             compute_secs,
             peak_rss_kib: peak_rss_kib(),
             masked,
-        })
+        };
+        let statistics = loaded
+            .algorithm
+            .statistics(&reply_for_audit)
+            .unwrap_or_else(|e| format!("(unreadable: {e})"));
+        let numbers = loaded
+            .algorithm
+            .split(&reply_for_audit)
+            .map_or(0, |(_, v)| v.len());
+        audit(
+            &message,
+            (loaded.index, round),
+            (statistics, numbers),
+            &counts,
+        );
+        send(&message)
     }
+}
+
+/// The release audit's record of a message leaving this site: what it holds, its size, and
+/// the smallest count behind any of its numbers (see `disclosure`). Under secure aggregation
+/// the coordinator sees the shape and masked numbers only; the record says so.
+fn audit(
+    message: &Message,
+    (analysis, round): (usize, u32),
+    (statistics, numbers): (String, usize),
+    counts: &[(&str, f64)],
+) {
+    let bytes = postcard::to_allocvec(message).map_or(0, |b| b.len());
+    let masked = matches!(
+        message,
+        Message::Reply {
+            masked: Some(_),
+            ..
+        }
+    );
+    let min_count = counts
+        .iter()
+        .map(|(_, c)| *c)
+        .filter(|c| *c > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let smallest = counts
+        .iter()
+        .find(|(_, c)| *c == min_count)
+        .map_or("", |(what, _)| *what);
+    tracing::info!(
+        phase = "federate",
+        milestone = %Milestone::Released,
+        analysis,
+        round,
+        %statistics,
+        numbers,
+        bytes,
+        min_count = if min_count.is_finite() { min_count } else { 0.0 },
+        smallest,
+        masked,
+        "released"
+    );
+}
+
+/// What the audit calls the rows behind an event time a `Ready` sends in clear.
+pub const EVENT_TIME_ROWS: &str = "the event rows at an event time it sends in clear";
+
+/// The audit's record of a `Ready`: the rows, and the levels and event times it sends in
+/// clear, with the fewest rows behind any of them.
+fn audit_ready(
+    ready: &Message,
+    (analysis, config): (usize, &algorithms::AlgorithmConfig),
+    frame: &Frame,
+    rows: &[usize],
+    masked: bool,
+) {
+    let Message::Ready { levels, .. } = ready else {
+        return;
+    };
+    let mut counts: Vec<(&str, f64)> = vec![("the site's number of rows", rows.len() as f64)];
+    for column in &config.categorical {
+        counts.extend(
+            crate::disclosure::level_counts(frame, column, rows)
+                .into_iter()
+                .map(|(_, c)| ("the rows of a category level", c as f64)),
+        );
+    }
+    if let Some((time, event, group)) = config.params.survival_columns() {
+        counts.extend(
+            crate::disclosure::event_time_counts(frame, rows, time, event, group)
+                .into_iter()
+                .map(|c| (EVENT_TIME_ROWS, c as f64)),
+        );
+    }
+    let shapes: Vec<String> = levels
+        .iter()
+        .map(|(c, l)| format!("{c}: {}", l.len()))
+        .collect();
+    // Under secure aggregation the row counts go as 0: the levels still travel in clear.
+    let statistics = format!(
+        "Ready{{rows: {}, levels{{{}}}}}",
+        if masked { 0 } else { 1 },
+        shapes.join(", ")
+    );
+    let numbers = levels.iter().map(|(_, l)| l.len()).sum::<usize>() + usize::from(!masked) * 2;
+    audit(ready, (analysis, 0), (statistics, numbers), &counts);
 }
 
 /// Skip to the next analysis the coordinator begins (None: the run is over).

@@ -7,7 +7,7 @@
 //! tests/architecture.rs holds it): `run` over `report` over `rundir` (every file of a run)
 //! over `summary`/`metrics` over the sites' side (`agent`, `fleet`, `enrol`) over `bundle`
 //! (what a site receives) over the analysis (`plan`, `federation`, `baseline`, `compare`,
-//! `reference`) over `algorithms` over `data` over the ground floor (`scenario`, `portal`,
+//! `reference`, `disclosure`) over `algorithms` over `data` over the ground floor (`scenario`, `portal`,
 //! `logs`, `sys`, `auth`, `progress`, `distributions`). The command line is the binary's `cli/`.
 
 pub mod agent;
@@ -20,6 +20,7 @@ pub mod check;
 pub mod compare;
 pub mod data;
 pub mod demo;
+pub mod disclosure;
 pub mod distributions;
 pub mod enrol;
 pub mod federation;
@@ -31,6 +32,7 @@ pub mod plan;
 pub mod portal;
 pub mod progress;
 pub mod reference;
+pub mod releases;
 pub mod report;
 pub mod run;
 pub mod rundir;

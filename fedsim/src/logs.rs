@@ -27,6 +27,9 @@ pub enum Milestone {
     RoundComputed,
     /// The coordinator accepted a site (with `site`).
     SiteJoined,
+    /// A site sent a release (with `round`, `statistics`, `numbers`, `bytes`, `min_count`,
+    /// `masked`): the release audit's record.
+    Released,
 }
 
 impl Milestone {
@@ -36,6 +39,7 @@ impl Milestone {
             Milestone::DataLoaded => "data_loaded",
             Milestone::RoundComputed => "round_computed",
             Milestone::SiteJoined => "site_joined",
+            Milestone::Released => "released",
         }
     }
 }

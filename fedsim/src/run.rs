@@ -193,6 +193,7 @@ pub fn prep_only(
         &coordinator_in_bundles(scenario, &scenario.fleet.coordinator),
         &planned.tokens,
         scenario.federation.secure_aggregation,
+        &scenario.privacy,
     )?;
     dir.write_plan(scenario, &PlanFile::new(scenario, &planned.plan, &bundles))?;
     let shas = bundles
@@ -571,8 +572,9 @@ impl<'a> Run<'a> {
         }
         let addr = coordinator_in_bundles(self.scenario, &addr.to_string());
         let secure = self.scenario.federation.secure_aggregation;
+        let privacy = self.scenario.privacy.clone();
         let bundles = cancel::wait_for("prep", move || {
-            bundle::make_bundles(&plan, &addr, &tokens, secure)
+            bundle::make_bundles(&plan, &addr, &tokens, secure, &privacy)
         })?
         .map_err(|e| Stop::failed(e.to_string()))?;
         self.dir
@@ -754,6 +756,9 @@ impl<'a> Run<'a> {
             secure: fed.secure_aggregation,
             record: recording.as_ref(),
             continue_with: (fed.on_dropout == OnDropout::Continue).then_some(fed.min_sites),
+            refusals_continue_with: (scenario.privacy.on_refusal
+                == crate::scenario::OnRefusal::Continue)
+                .then_some(fed.min_sites),
             portal: Some(&*enrolment.board),
             start_timeout: Duration::from_secs_f64(scenario.gui.start_timeout_secs),
         };
@@ -828,7 +833,7 @@ impl<'a> Run<'a> {
                 site: Some(site.clone()),
             })
             .collect();
-        if plan.config.params.survival_columns().is_some() {
+        if plan.config.params.survival_columns().is_some() && analysed.agreed.levels.is_some() {
             // The union of event times is agreed in clear (see algorithms::survival).
             warnings.push(Warning {
                 kind: "disclosure".into(),
@@ -1051,6 +1056,10 @@ impl<'a> Run<'a> {
         let names: Vec<String> = self.sites.iter().map(|s| s.name.clone()).collect();
         if let Err(e) = self.dir.merge_logs(&names) {
             unwritten.push(format!("logs/merged.jsonl: {e}"));
+        }
+        let analyses: Vec<String> = self.plan.analyses.iter().map(|p| p.name.clone()).collect();
+        if let Err(e) = self.dir.write_releases(&analyses) {
+            unwritten.push(format!("releases.jsonl: {e}"));
         }
         if !unwritten.is_empty() && summary.status != crate::summary::Status::Cancelled {
             summary.status = crate::summary::Status::Failed;

@@ -8,6 +8,7 @@
 //!   plan.json            the analysis and who got which rows (PlanFile; no secrets)
 //!   summary.json         the verdict and every number (Summary)
 //!   metrics.json         phases, bytes, rounds, memory (Metrics)
+//!   releases.jsonl       the release audit: every message a site sent with its data in it
 //!   report.html          the page people read
 //!   junit.xml            when asked for (--junit)
 //!   pooled.csv           the pooled rows an external algorithm's baseline read
@@ -136,6 +137,9 @@ impl RunDir {
     pub fn report_html(&self) -> PathBuf {
         self.0.join("report.html")
     }
+    pub fn releases_jsonl(&self) -> PathBuf {
+        self.0.join("releases.jsonl")
+    }
     pub fn pooled_csv(&self) -> PathBuf {
         self.0.join("pooled.csv")
     }
@@ -211,6 +215,28 @@ impl RunDir {
                 .map(|s| (format!("{s}/console"), self.console_log(s))),
         );
         crate::logs::merge(&sources, &self.merged_log())
+    }
+
+    /// `releases.jsonl` from the merged log: every release a site recorded, one JSON line
+    /// each; `names` names the analyses by index. Returns how many.
+    pub fn write_releases(&self, names: &[String]) -> std::io::Result<usize> {
+        let releases = crate::releases::from_log(&self.read_log(), names);
+        let mut text = String::new();
+        for r in &releases {
+            text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        fsio::write_atomic(&self.releases_jsonl(), text.as_bytes())?;
+        Ok(releases.len())
+    }
+
+    /// `releases.jsonl`, read back (empty if the run has none).
+    pub fn read_releases(&self) -> Vec<crate::releases::Release> {
+        std::fs::read_to_string(self.releases_jsonl())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn read_summary(&self) -> Result<Summary, RunDirError> {

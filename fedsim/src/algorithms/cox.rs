@@ -187,6 +187,24 @@ impl Federated for Cox {
         })
     }
 
+    /// The sums at each event time stand on the rows at risk then and the events at it.
+    fn counts(&self, _: &Request, _: &Reply, data: &LocalData) -> Vec<(&'static str, f64)> {
+        let ps = &self.params;
+        let Ok(rows) = Rows::of(data, &ps.time, &ps.event, ps.strata.as_deref()) else {
+            return vec![("the site's number of rows", data.rows() as f64)];
+        };
+        ps.timelines
+            .iter()
+            .flat_map(|line| super::survival::risk_counts(&rows, line.code, &line.times))
+            .map(|c| {
+                (
+                    "a stratum's rows, or its number at risk or of events at an event time",
+                    c,
+                )
+            })
+            .collect()
+    }
+
     fn start(&mut self) -> Request {
         Request {
             beta: self.beta.clone(),

@@ -92,6 +92,15 @@ impl Federated for Crosstab {
         Request::Counts
     }
 
+    /// Every number of the reply is a cell's count.
+    fn counts(&self, _: &Request, reply: &Reply, _: &LocalData) -> Vec<(&'static str, f64)> {
+        reply
+            .counts
+            .iter()
+            .map(|&c| ("a cell of the table", c))
+            .collect()
+    }
+
     fn values(reply: &Reply) -> Vec<f64> {
         reply.counts.clone()
     }

@@ -345,6 +345,26 @@ impl Federated for Describe {
         Request::Moments
     }
 
+    /// The rows of each column, and each count of values at or below a candidate (with the
+    /// count above it, as telling).
+    fn counts(
+        &self,
+        request: &Request,
+        reply: &Reply,
+        data: &LocalData,
+    ) -> Vec<(&'static str, f64)> {
+        let (n, d) = (data.rows() as f64, self.d());
+        let mut out = vec![("the site's number of rows", n)];
+        if let Request::Sums { centre, .. } = request {
+            let skip = if centre.is_some() { d + d * d } else { 0 };
+            for &c in reply.sums.iter().skip(skip) {
+                out.push(("the rows at or below a quantile's candidate value", c));
+                out.push(("the rows above a quantile's candidate value", n - c));
+            }
+        }
+        out
+    }
+
     fn values(reply: &Reply) -> Vec<f64> {
         reply.sums.clone()
     }

@@ -645,6 +645,21 @@ impl Runner for External {
         v.done()?;
         Ok(serde_json::to_vec(&total).unwrap_or_default())
     }
+
+    /// What counts a user's step releases is its own business: the agent counts the site's
+    /// rows (the file the step reads).
+    fn counts(
+        &self,
+        _: &[u8],
+        _: &[u8],
+        _: &super::LocalData,
+    ) -> Result<Vec<(&'static str, f64)>, AlgoError> {
+        Ok(Vec::new())
+    }
+
+    fn statistics(&self, reply: &[u8]) -> Result<String, AlgoError> {
+        Ok(super::shape(&decode(reply, "reply")?))
+    }
 }
 
 /// A site's local step for one round: the reply's bytes and the process's time.

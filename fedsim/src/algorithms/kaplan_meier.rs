@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::survival::{Curve, Rows, Timeline};
+use super::survival::{self, Curve, Rows, Timeline};
 use super::{AlgoError, AlgorithmConfig, Estimates, Federated, LocalData, Step, Values};
 
 /// A Kaplan-Meier analysis's own options; `curves` are filled in once the times are agreed.
@@ -83,29 +83,27 @@ impl Federated for KaplanMeier {
         let times = p.all_times();
         let mut counts = Vec::with_capacity(p.curves.len() * (1 + 2 * times.len()));
         for c in &p.curves {
-            // The group's times, and its event times, sorted: each count is then two binary
-            // searches, not a pass over the rows per time.
-            let mine = |events: bool| {
-                let mut v: Vec<f64> = (0..rows.time.len())
-                    .filter(|&i| rows.in_group(i, c.code) && (!events || rows.is_event(i)))
-                    .map(|i| rows.time[i])
-                    .collect();
-                v.sort_by(f64::total_cmp);
-                v
-            };
-            let (all, events) = (mine(false), mine(true));
-            counts.push(all.len() as f64);
-            for &t in &times {
-                counts.push((all.len() - all.partition_point(|x| *x < t)) as f64);
-                let at = events.partition_point(|x| *x < t);
-                counts.push((events.partition_point(|x| *x <= t) - at) as f64);
-            }
+            counts.extend(survival::risk_counts(&rows, c.code, &times));
         }
         Ok(Reply { counts })
     }
 
     fn start(&mut self) -> Request {
         Request::Counts
+    }
+
+    /// Every number of the reply is a count: a group's rows, at risk, events at a time.
+    fn counts(&self, _: &Request, reply: &Reply, _: &LocalData) -> Vec<(&'static str, f64)> {
+        reply
+            .counts
+            .iter()
+            .map(|&c| {
+                (
+                    "a group's rows, or its number at risk or of events at an event time",
+                    c,
+                )
+            })
+            .collect()
     }
 
     fn values(reply: &Reply) -> Vec<f64> {

@@ -496,6 +496,18 @@ pub trait Federated: Send {
     /// what secure aggregation delivers).
     fn aggregate(&mut self, replies: Vec<Self::Reply>) -> Result<Step<Self::Request>, AlgoError>;
 
+    /// The counts a reply releases, each with what it counts: what a site's `min_cell` rule
+    /// holds to, and the release audit's smallest count. Every reply is over the site's rows;
+    /// the kinds that release counts of their own (a table's cells, numbers at risk) add them.
+    fn counts(
+        &self,
+        _request: &Self::Request,
+        _reply: &Self::Reply,
+        data: &LocalData,
+    ) -> Vec<(&'static str, f64)> {
+        vec![("the site's number of rows", data.rows() as f64)]
+    }
+
     /// Secure aggregation: the reply's numbers in a fixed order...
     fn values(reply: &Self::Reply) -> Vec<f64>;
     /// ...and a reply of the same shape holding `values` (e.g. the sum over sites).
@@ -580,6 +592,16 @@ pub trait Runner: Send {
     fn split(&self, reply: &[u8]) -> Result<(Vec<u8>, Vec<f64>), AlgoError>;
     /// The reply of `template`'s shape holding `values`.
     fn join(&self, template: &[u8], values: &[f64]) -> Result<Vec<u8>, AlgoError>;
+    /// The counts a reply releases (see [`Federated::counts`]).
+    fn counts(
+        &self,
+        request: &[u8],
+        reply: &[u8],
+        data: &LocalData,
+    ) -> Result<Vec<(&'static str, f64)>, AlgoError>;
+    /// What a reply holds, for the release audit: each statistic's name and shape, as
+    /// `Name{field: 3, other: 1}` (a number's shape is 1, a list's its length).
+    fn statistics(&self, reply: &[u8]) -> Result<String, AlgoError>;
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -613,6 +635,26 @@ impl<A: Federated> Runner for A {
         Ok(encode(&reply))
     }
 
+    fn counts(
+        &self,
+        request: &[u8],
+        reply: &[u8],
+        data: &LocalData,
+    ) -> Result<Vec<(&'static str, f64)>, AlgoError> {
+        Ok(Federated::counts(
+            self,
+            &decode(request)?,
+            &decode(reply)?,
+            data,
+        ))
+    }
+
+    fn statistics(&self, reply: &[u8]) -> Result<String, AlgoError> {
+        let reply: A::Reply = decode(reply)?;
+        let value = serde_json::to_value(&reply).map_err(|e| AlgoError::Protocol(e.to_string()))?;
+        Ok(shape(&value))
+    }
+
     fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError> {
         let replies = replies
             .iter()
@@ -622,6 +664,35 @@ impl<A: Federated> Runner for A {
             Step::Next(r) => Step::Next(encode(&r)),
             Step::Done(e) => Step::Done(e),
         })
+    }
+}
+
+/// A reply's JSON as names and shapes: `{"Moments": {"n": 5, "sum": [1, 2]}}` is
+/// `Moments{n: 1, sum: 2}`.
+pub(crate) fn shape(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let fields: Vec<String> = m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::Object(_) => format!("{k}{}", shape(v)),
+                    _ => format!("{k}: {}", shape(v)),
+                })
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_array()) => {
+            format!(
+                "{}x{}",
+                items.len(),
+                items
+                    .first()
+                    .map_or(0, |i| i.as_array().map_or(1, Vec::len))
+            )
+        }
+        Value::Array(items) => items.len().to_string(),
+        _ => "1".into(),
     }
 }
 

@@ -96,6 +96,31 @@ pub fn timelines(levels: &Levels) -> Vec<Timeline> {
     out
 }
 
+/// A group's counts at `times`: its rows, then at each time the number at risk (rows whose
+/// time is at or after it) and of events at it. Kaplan-Meier's reply; what a Cox reply's sums
+/// stand on.
+pub fn risk_counts(rows: &Rows, code: Option<f64>, times: &[f64]) -> Vec<f64> {
+    // The group's times, and its event times, sorted: each count is then two binary searches,
+    // not a pass over the rows per time.
+    let mine = |events: bool| {
+        let mut v: Vec<f64> = (0..rows.time.len())
+            .filter(|&i| rows.in_group(i, code) && (!events || rows.is_event(i)))
+            .map(|i| rows.time[i])
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (all, events) = (mine(false), mine(true));
+    let mut counts = Vec::with_capacity(1 + 2 * times.len());
+    counts.push(all.len() as f64);
+    for &t in times {
+        counts.push((all.len() - all.partition_point(|x| *x < t)) as f64);
+        let at = events.partition_point(|x| *x < t);
+        counts.push((events.partition_point(|x| *x <= t) - at) as f64);
+    }
+    counts
+}
+
 /// The time, event and group (or stratum) columns of a site's rows.
 pub struct Rows<'a> {
     pub time: &'a [f64],

@@ -16,6 +16,8 @@ pub const TOKEN: &str = "FEDSIM_TOKEN";
 pub const COORDINATOR: &str = "FEDSIM_COORDINATOR";
 pub const DATA: &str = "FEDSIM_DATA";
 pub const PAIR_SEEDS: &str = "FEDSIM_PAIR_SEEDS";
+/// The site's disclosure rules (`min_cell=5,...`; see `disclosure::encode`).
+pub const RULES: &str = "FEDSIM_RULES";
 /// An account's portal user name.
 pub const PORTAL_USER: &str = "FEDSIM_PORTAL_USER";
 /// An account's portal password.
@@ -52,6 +54,8 @@ pub struct SiteEnv {
     pub portal_password: String,
     /// Seeds shared with each other site (secure aggregation only).
     pub pair_seeds: Option<PairSeeds>,
+    /// The site's own disclosure rules, as the site's server holds them (empty: none).
+    pub rules: String,
 }
 
 impl std::fmt::Debug for SiteEnv {
@@ -80,6 +84,9 @@ impl SiteEnv {
         if let Some(seeds) = &self.pair_seeds {
             text.push_str(&format!("{PAIR_SEEDS}={}\n", secagg::encode_seeds(seeds)));
         }
+        if !self.rules.is_empty() {
+            text.push_str(&format!("{RULES}={}\n", self.rules));
+        }
         text
     }
 
@@ -94,6 +101,7 @@ impl SiteEnv {
             Some(v) => Some(secagg::decode_seeds(&v).ok_or(EnvError::Invalid(PAIR_SEEDS))?),
             None => None,
         };
+        let rules = vars.remove(RULES).unwrap_or_default();
         Ok(SiteEnv {
             site,
             token,
@@ -101,6 +109,7 @@ impl SiteEnv {
             data,
             portal_password,
             pair_seeds,
+            rules,
         })
     }
 
@@ -178,6 +187,7 @@ mod tests {
             data: "data.parquet".into(),
             portal_password: "p".repeat(20),
             pair_seeds: None,
+            rules: String::new(),
         }
     }
 

@@ -101,6 +101,7 @@ pub fn make_bundles(
     coordinator: &str,
     given: &[Option<GivenCredentials>],
     secure: bool,
+    privacy: &crate::scenario::PrivacySpec,
 ) -> Result<Vec<Bundle>, PrepError> {
     let names: Vec<String> = study.sites().iter().map(|s| s.name.clone()).collect();
     // Secure aggregation: each pair's seed goes into the two sites' own .env files, nowhere else.
@@ -157,6 +158,7 @@ pub fn make_bundles(
                 data: data_name.clone(),
                 portal_password: password,
                 pair_seeds: seeds.as_ref().map(|s| s[i].clone()),
+                rules: crate::disclosure::encode(&privacy.rules_of(&site.name)),
             }
             .to_text();
             Ok(Bundle {

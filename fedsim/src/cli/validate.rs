@@ -13,7 +13,7 @@ pub fn exec(a: Args) -> Exit {
         .scenario
         .load()
         .and_then(|(config, s)| fedsim::run::plan(&s, None, true).map(|p| (config, s, p.plan)));
-    let (config, _, p) = match planned {
+    let (config, s, p) = match planned {
         Ok(x) => x,
         Err(e) => return super::fail(&e),
     };
@@ -57,6 +57,7 @@ pub fn exec(a: Args) -> Exit {
             what(first),
             p.sites().len(),
         );
+        predict(&s, &p);
         return Exit::Succeeded;
     }
     println!(
@@ -68,5 +69,61 @@ pub fn exec(a: Args) -> Exit {
     for plan in &p.analyses {
         println!("  {}: {}", plan.name, what(plan));
     }
+    predict(&s, &p);
     Exit::Succeeded
+}
+
+/// With disclosure rules: each site's verdict on each analysis, predicted from the planned
+/// partition by the checks the sites run (see `fedsim::disclosure`).
+fn predict(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
+    if !s.privacy.any() {
+        return;
+    }
+    println!(
+        "disclosure rules (on_refusal = {}): what each site would release",
+        match s.privacy.on_refusal {
+            fedsim::scenario::OnRefusal::Fail => "fail",
+            fedsim::scenario::OnRefusal::Continue => "continue",
+        }
+    );
+    for (plan, predicted) in p
+        .analyses
+        .iter()
+        .zip(fedsim::disclosure::predict(p, &s.privacy))
+    {
+        let Some(sites) = predicted else {
+            println!(
+                "  {}: not predicted (an external algorithm releases what its program sends)",
+                plan.name
+            );
+            continue;
+        };
+        for site in sites {
+            let rules = fedsim::disclosure::encode(&s.privacy.rules_of(&site.site));
+            match site.refusals.as_slice() {
+                [] => println!(
+                    "  {} {}: passes ({})",
+                    plan.name,
+                    site.site,
+                    if rules.is_empty() {
+                        "no rules".into()
+                    } else {
+                        rules
+                    }
+                ),
+                refusals => {
+                    let when = match site.round {
+                        0 => "at load".to_string(),
+                        r => format!("in its round {r}"),
+                    };
+                    for r in refusals {
+                        println!(
+                            "  {} {}: refuses {when}: {} = {}: {}",
+                            plan.name, site.site, r.rule, r.threshold, r.statistic
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -46,6 +46,12 @@ pub enum FedError {
         round: u32,
         cause: FrameError,
     },
+    #[error("site {site} refused in round {round} by its disclosure rules: {refusal}")]
+    Refused {
+        site: String,
+        round: u32,
+        refusal: crate::disclosure::Refusal,
+    },
     #[error("aggregation failed after round {round}: {source}")]
     Algorithm { round: u32, source: AlgoError },
     #[error("run cancelled")]
@@ -66,6 +72,7 @@ impl FedError {
     pub fn round(&self) -> u32 {
         match self {
             FedError::SiteFailed { round, .. }
+            | FedError::Refused { round, .. }
             | FedError::SiteLost { round, .. }
             | FedError::Algorithm { round, .. } => *round,
             _ => 0,
@@ -77,6 +84,7 @@ impl FedError {
         match self {
             FedError::NotConnected { site, .. }
             | FedError::SiteFailed { site, .. }
+            | FedError::Refused { site, .. }
             | FedError::SiteLost { site, .. } => Some(site),
             FedError::Portal { site, .. } if !is_operator(site) => Some(site),
             _ => None,
@@ -186,6 +194,9 @@ pub struct Settings<'a> {
     pub record: Option<&'a std::sync::Mutex<std::fs::File>>,
     /// Go on without a lost site while at least this many remain (None: fail the run).
     pub continue_with: Option<usize>,
+    /// Let a site that refuses by its disclosure rules go, as a dropout, while at least this
+    /// many remain (None: the analysis fails).
+    pub refusals_continue_with: Option<usize>,
     pub cancel: &'a AtomicBool,
     /// The portal: rounds begin only once its coordinator account presses start, and it shows
     /// each site's progress to that site.
@@ -379,7 +390,10 @@ fn analyse(
             Err(e) => e,
         };
         begin = false;
-        let alone = matches!(e, FedError::Algorithm { .. } | FedError::SiteFailed { .. });
+        let alone = matches!(
+            e,
+            FedError::Algorithm { .. } | FedError::SiteFailed { .. } | FedError::Refused { .. }
+        );
         let on_alone = |record: &mut Record, e: FedError, joined: &[JoinedSite]| {
             record.rounds_before += record.attempt_rounds;
             Ok(Analysed {
@@ -389,7 +403,13 @@ fn analyse(
                 lost: record.lost.clone(),
             })
         };
-        let (Some(min), Some(site)) = (settings.continue_with, e.site().map(str::to_string)) else {
+        // A refusal lets the site go only under on_refusal = "continue"; a lost or failing
+        // site under on_dropout = "continue".
+        let policy = match e {
+            FedError::Refused { .. } => settings.refusals_continue_with,
+            _ => settings.continue_with,
+        };
+        let (Some(min), Some(site)) = (policy, e.site().map(str::to_string)) else {
             return if alone {
                 on_alone(record, e, joined)
             } else {
@@ -748,6 +768,7 @@ fn kind(m: &Message) -> &'static str {
         Message::Task { .. } => "Task",
         Message::Reply { .. } => "Reply",
         Message::Failed { .. } => "Failed",
+        Message::Refused { .. } => "Refused",
         Message::Shutdown { .. } => "Shutdown",
         Message::Heartbeat => "Heartbeat",
     }
@@ -915,6 +936,11 @@ fn drive(
         round,
         reason,
     };
+    let refused = |i: usize, round: u32, refusal| FedError::Refused {
+        site: names[i].clone(),
+        round,
+        refusal,
+    };
     let next_round = |rounds: &[RoundMetrics]| rounds.last().map_or(0, |r| r.round + 1);
     let analysis_name = analysis.map(str::to_string);
     record.attempt_rounds = 0;
@@ -945,6 +971,7 @@ fn drive(
                     joined[i].levels = levels;
                 }
                 Message::Failed { reason, .. } => return Err(site_failed(i, round, reason)),
+                Message::Refused { refusal, .. } => return Err(refused(i, round, refusal)),
                 other => {
                     return Err(site_failed(
                         i,
@@ -999,6 +1026,7 @@ fn drive(
                     masked.extend(m);
                 }
                 Message::Failed { reason, .. } => return Err(site_failed(i, round, reason)),
+                Message::Refused { refusal, .. } => return Err(refused(i, round, refusal)),
                 other => {
                     return Err(site_failed(
                         i,
@@ -1188,6 +1216,7 @@ mod tests {
             secure: false,
             record: None,
             continue_with: None,
+            refusals_continue_with: None,
             cancel,
             portal: None,
             start_timeout: Duration::from_secs(5),

@@ -120,6 +120,12 @@ pub enum Message {
     },
     /// Agent -> coordinator: the site cannot go on.
     Failed { round: u32, reason: String },
+    /// Agent -> coordinator: the site will not release what the round (or loading the
+    /// analysis, round 0 of it) asks: its disclosure rules forbid it. It stays in step.
+    Refused {
+        round: u32,
+        refusal: crate::disclosure::Refusal,
+    },
     /// Either way: still here (sent every heartbeat period).
     Heartbeat,
     /// Coordinator -> agent: the run is over; exit.

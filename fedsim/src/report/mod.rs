@@ -419,6 +419,7 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
         );
     }
     h.push_str("</table>");
+    h.push_str(&releases(run));
     if !s.warnings.is_empty() {
         h.push_str("<h2>Warnings</h2><ul id=\"warnings\">");
         for w in &s.warnings {
@@ -515,6 +516,111 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
     }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// "What left each site": per site, the messages it released (their numbers and bytes), the
+/// smallest count behind any number, and what a data steward must look at: a count below the
+/// site's `min_cell` (or 5 without one), a single record's value, a model with as many
+/// parameters as the site has rows, a category level only that site holds.
+fn releases(run: &RunView) -> String {
+    let all = run.dir.read_releases();
+    if all.is_empty() {
+        return String::new();
+    }
+    let privacy: crate::scenario::PrivacySpec = std::fs::read_to_string(run.dir.scenario_toml())
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        .and_then(|t| t.get("privacy").cloned())
+        .and_then(|v| v.try_into().ok())
+        .unwrap_or_default();
+    let mut h = String::from("<h2>What left each site</h2><p class=\"note\">Every message a site sent with its data in it, as the site recorded it (<code>releases.jsonl</code>): under secure aggregation the coordinator saw the shapes and masked numbers only.</p><table id=\"releases\"><tr><th>site</th><th>messages</th><th>numbers</th><th>bytes</th><th>smallest count</th><th>flags</th></tr>");
+    let plan = run.plan.as_ref();
+    for site in &run.summary.sites {
+        let mine: Vec<&crate::releases::Release> =
+            all.iter().filter(|r| r.site == site.name).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let min_cell = privacy.rules_of(&site.name).min_cell.unwrap_or(5) as f64;
+        let smallest = mine
+            .iter()
+            .filter(|r| r.min_count > 0.0)
+            .min_by(|a, b| a.min_count.total_cmp(&b.min_count));
+        let mut flags = Vec::new();
+        if let Some(r) = smallest.filter(|r| r.min_count < min_cell) {
+            flags.push(format!(
+                "a released count below {min_cell}: {} ({} in {})",
+                r.smallest, r.min_count, r.analysis
+            ));
+        }
+        if mine
+            .iter()
+            .any(|r| r.min_count == 1.0 && r.smallest == crate::agent::EVENT_TIME_ROWS)
+        {
+            flags.push("a single-record value: an event time one row holds, sent in clear".into());
+        }
+        let configs: Vec<&crate::algorithms::AlgorithmConfig> = match plan {
+            Some(p) if !p.analyses.is_empty() => p.analyses.iter().map(|a| &a.algorithm).collect(),
+            Some(p) => vec![&p.algorithm],
+            None => Vec::new(),
+        };
+        if configs
+            .iter()
+            .any(|c| matches!(&c.params, Params::Describe(d) if d.extremes))
+        {
+            flags.push("a single-record value: each column's min and max".into());
+        }
+        let rows = site.rows - site.dropped_rows.unwrap_or(0);
+        let models = configs.iter().filter(|c| {
+            matches!(
+                c.params,
+                Params::LinearRegression
+                    | Params::LogisticRegression(_)
+                    | Params::Glm(_)
+                    | Params::Cox(_)
+            )
+        });
+        if models.into_iter().any(|c| c.terms().len() >= rows) {
+            flags.push(format!(
+                "a saturated model: as many parameters as the site's {rows} rows"
+            ));
+        }
+        for w in run
+            .summary
+            .warnings
+            .iter()
+            .filter(|w| w.kind == "privacy" && w.site.as_deref() == Some(&site.name))
+        {
+            flags.push(format!(
+                "a category level only this site holds ({})",
+                w.message
+            ));
+        }
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&site.name),
+            mine.len(),
+            mine.iter().map(|r| r.numbers).sum::<u64>(),
+            mine.iter().map(|r| r.bytes).sum::<u64>(),
+            smallest.map_or("-".into(), |r| format!(
+                "{} <small>{}</small>",
+                r.min_count,
+                esc(&r.smallest)
+            )),
+            if flags.is_empty() {
+                "<span class=\"ok\">none</span>".to_string()
+            } else {
+                flags
+                    .iter()
+                    .map(|f| format!("<span class=\"bad\">{}</span>", esc(f)))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
+            }
+        );
+    }
+    h.push_str("</table>");
+    h
 }
 
 /// A status as a coloured word.

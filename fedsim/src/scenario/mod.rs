@@ -16,6 +16,7 @@ mod locate;
 mod meta;
 mod overrides;
 mod partition;
+mod privacy;
 mod vm;
 
 use std::path::{Component, Path, PathBuf};
@@ -32,6 +33,7 @@ pub use locate::{parse_located, Locate};
 pub use meta::Meta;
 pub use overrides::{FleetFile, Set};
 pub use partition::{PartitionKind, PartitionSpec, Strategy};
+pub use privacy::{OnRefusal, Preset, PrivacySpec, RuleSpec, SiteRules};
 pub use vm::{Accel, LinkSpec, VmSpec};
 
 /// A scenario as written by the user, after validation. Paths are resolved against the scenario's
@@ -53,6 +55,8 @@ pub struct Scenario {
     pub analysis: Vec<AlgorithmSpec>,
     pub compare: CompareSpec,
     pub federation: FederationSpec,
+    /// What each site may release: its disclosure rules.
+    pub privacy: PrivacySpec,
     /// The coordinator's portal, and whether browsers click it instead of programs calling its API.
     pub gui: GuiSpec,
     /// Faults to inject, for testing what breaks.
@@ -87,6 +91,8 @@ struct ScenarioFile {
     compare: CompareSpec,
     #[serde(default)]
     federation: FederationSpec,
+    #[serde(default, skip_serializing_if = "PrivacySpec::is_unset")]
+    privacy: PrivacySpec,
     #[serde(default)]
     gui: GuiSpec,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -118,6 +124,7 @@ impl TryFrom<ScenarioFile> for Scenario {
             analysis: f.analysis,
             compare: f.compare,
             federation: f.federation,
+            privacy: f.privacy,
             gui: f.gui,
             faults: f.faults,
             sites: f.sites,
@@ -140,6 +147,7 @@ impl From<Scenario> for ScenarioFile {
             analysis: s.analysis,
             compare: s.compare,
             federation: s.federation,
+            privacy: s.privacy,
             gui: s.gui,
             faults: s.faults,
             sites: s.sites,
@@ -398,7 +406,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         }
         _ => s,
     };
-    let sections: [SectionCheck; 9] = [
+    let sections: [SectionCheck; 10] = [
         meta::validate,
         data::validate,
         partition::validate,
@@ -408,6 +416,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         gui::validate,
         compare::validate,
         vm::validate,
+        privacy::validate,
     ];
     if s.analysis.is_empty() {
         return sections.iter().try_for_each(|check| check(s, at));
