@@ -499,7 +499,7 @@ fn check_coordinator(ssh: &Ssh, agent: Option<&str>, expect: &Expect) -> Row {
     }
     let (command, with) = match agent {
         Some(path) => (
-            format!("{} probe {}", shell_quote(path), shell_quote(&addr.to_string())),
+            format!("{} reach {}", shell_quote(path), shell_quote(&addr.to_string())),
             "the agent",
         ),
         None => (

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod partition;
 pub mod plan;
 pub mod portal;
+pub mod probe;
 pub mod progress;
 pub mod reference;
 pub mod releases;

@@ -427,6 +427,10 @@ impl<'a> Run<'a> {
                 .warnings
                 .extend(disclosure_warning(&view, self.plan.named));
         }
+        if self.scenario.privacy.probe {
+            let probes = self.stage(Phase::Prep, |r| r.probe())?;
+            found.findings.warnings.extend(probes);
+        }
         self.stage(Phase::Provision, |r| r.provision(&mut bundles))?;
         self.stage(Phase::Enrol, |r| r.enrol(people))?;
         let fed = self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?;
@@ -603,6 +607,34 @@ impl<'a> Run<'a> {
         let people = People::from_bundles(self.scenario, &bundles)
             .map_err(|e| Stop::failed(e.to_string()))?;
         Ok((bundles, people))
+    }
+
+    /// The differencing probe on the planned partition (`[privacy] probe = true`): `probe.json`,
+    /// and a warning per analysis whose releases show a record's values.
+    fn probe(&mut self) -> Result<Vec<Warning>, Stop> {
+        let plan = self.plan.clone();
+        let probes = cancel::wait_for("probe", move || crate::probe::probe(&plan, None))?
+            .map_err(|e| Stop::failed(format!("the differencing probe: {e}")))?;
+        self.dir
+            .write_probe(&probes)
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        Ok(probes
+            .iter()
+            .filter(|p| !p.exposures.is_empty())
+            .map(|p| Warning {
+                kind: "differencing".into(),
+                message: format!(
+                    "{}: run again without one record of {}, the difference of its replies shows {} of the record's {} values exactly ({}); the sum over the sites shows {} of them, so secure aggregation does not hide it (probe.json)",
+                    p.analysis,
+                    p.site,
+                    p.exposed("site").len(),
+                    p.values.len(),
+                    p.exposed("site").join(", "),
+                    p.exposed("sum").len(),
+                ),
+                site: Some(p.site.clone()),
+            })
+            .collect())
     }
 
     /// provision: put each bundle on its site. Takes the files out of the bundles, so the

@@ -9,6 +9,7 @@
 //!   summary.json         the verdict and every number (Summary)
 //!   metrics.json         phases, bytes, rounds, memory (Metrics)
 //!   releases.jsonl       the release audit: every message a site sent with its data in it
+//!   probe.json           the differencing probe's findings ([privacy] probe = true)
 //!   report.html          the page people read
 //!   junit.xml            when asked for (--junit)
 //!   pooled.csv           the pooled rows an external algorithm's baseline read
@@ -137,6 +138,9 @@ impl RunDir {
     pub fn report_html(&self) -> PathBuf {
         self.0.join("report.html")
     }
+    pub fn probe_json(&self) -> PathBuf {
+        self.0.join("probe.json")
+    }
     pub fn releases_jsonl(&self) -> PathBuf {
         self.0.join("releases.jsonl")
     }
@@ -230,6 +234,11 @@ impl RunDir {
         Ok(releases.len())
     }
 
+    /// `probe.json`: what the differencing probe found (`[privacy] probe = true`).
+    pub fn write_probe(&self, probes: &[crate::probe::Probe]) -> Result<(), RunDirError> {
+        self.write_json(&self.probe_json(), probes)
+    }
+
     /// `releases.jsonl`, read back (empty if the run has none).
     pub fn read_releases(&self) -> Vec<crate::releases::Release> {
         std::fs::read_to_string(self.releases_jsonl())
@@ -314,7 +323,7 @@ impl RunDir {
             .collect()
     }
 
-    fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), RunDirError> {
+    fn write_json<T: Serialize + ?Sized>(&self, path: &Path, value: &T) -> Result<(), RunDirError> {
         fsio::write_json_atomic(path, value).map_err(|source| RunDirError::Io {
             path: path.to_path_buf(),
             source,

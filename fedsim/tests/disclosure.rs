@@ -365,3 +365,122 @@ fn the_report_says_what_left_each_site_and_flags_it() {
     let section = &section[..section.find("</table>").unwrap()];
     assert_eq!(section.matches(">none<").count(), 3, "{section}");
 }
+
+/// The probe's findings (`fedsim probe --json`) for a scenario.
+fn probe(dir: &Path, cfg: Option<&Path>, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["probe", "--json"];
+    if let Some(cfg) = cfg {
+        args.extend(["-c", cfg.to_str().unwrap()]);
+    }
+    args.extend(extra);
+    let o = fedsim(dir, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Values (names) a view shows.
+fn shown(p: &serde_json::Value, view: &str) -> Vec<String> {
+    let mut v: Vec<String> = p["exposures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["view"] == view)
+        .map(|e| e["value"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The differencing attack recovers a record exactly where the releases are sums of its values:
+/// the shipped OLS's first round (column sums) shows every feature and the target, in the
+/// site's own reply and in the sum over the sites alike (secure aggregation does not hide a
+/// difference). Where the releases are not sums of the values (a table's counts, Kaplan-Meier's
+/// numbers at risk) no released number shows a value: the probe finds nothing there.
+#[test]
+fn the_probe_recovers_a_record_exactly_from_plain_sums_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    for secure in ["false", "true"] {
+        let set = format!("federation.secure_aggregation={secure}");
+        let ols = probe(tmp.path(), None, &["--set", &set]);
+        assert_eq!(ols.len(), 1);
+        let p = &ols[0];
+        let mut all: Vec<String> = p["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        all.sort();
+        assert_eq!(all.len(), 11, "{p}");
+        assert_eq!(shown(p, "site"), all, "{p}");
+        assert_eq!(shown(p, "sum"), all, "{p}");
+        // Read off the column sums of round 1, where both runs asked the same.
+        let target = p["exposures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["value"] == "progression" && e["view"] == "sum")
+            .unwrap();
+        assert_eq!(target["quantity"], "Moments.sum_y");
+        assert_eq!(target["round"], 1);
+        assert_eq!(
+            p["compared"],
+            serde_json::json!([1]),
+            "the later rounds ask about other means"
+        );
+    }
+    let cfg = study(tmp.path(), "probe", &["table", "curves", "cox"], "");
+    let found = probe(tmp.path(), Some(&cfg), &["--site", "site-2"]);
+    let of = |name: &str| found.iter().find(|p| p["analysis"] == name).unwrap();
+    for name in ["table", "curves"] {
+        assert!(shown(of(name), "site").is_empty(), "{}", of(name));
+        assert!(shown(of(name), "sum").is_empty(), "{}", of(name));
+    }
+    // Cox's first round sends the covariates' sums: the record's covariates show.
+    assert!(
+        shown(of("cox"), "sum").contains(&"age".to_string()),
+        "{}",
+        of("cox")
+    );
+    let o = fedsim(
+        tmp.path(),
+        &["probe", "-c", cfg.to_str().unwrap(), "--site", "site-9"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no site is named \"site-9\""),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `[privacy] probe = true` runs the probe with the run: probe.json, and a warning naming what
+/// the difference shows.
+#[test]
+fn a_run_with_probe_true_writes_what_the_probe_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = study(tmp.path(), "withprobe", &["table", "cox"], "probe = true");
+    let out = tmp.path().join("run");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    let probes: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("probe.json")).unwrap()).unwrap();
+    assert_eq!(probes.len(), 2);
+    let w: Vec<&fedsim::summary::Warning> = s
+        .warnings
+        .iter()
+        .filter(|w| w.kind == "differencing")
+        .collect();
+    assert_eq!(
+        w.len(),
+        1,
+        "only cox's releases show values: {}",
+        pretty(&s.warnings)
+    );
+    assert!(
+        w[0].message
+            .starts_with("cox: run again without one record of site-1"),
+        "{}",
+        w[0].message
+    );
+}

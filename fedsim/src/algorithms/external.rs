@@ -660,6 +660,10 @@ impl Runner for External {
     fn statistics(&self, reply: &[u8]) -> Result<String, AlgoError> {
         Ok(super::shape(&decode(reply, "reply")?))
     }
+
+    fn json(&self, reply: &[u8]) -> Result<Value, AlgoError> {
+        decode(reply, "reply")
+    }
 }
 
 /// A site's local step for one round: the reply's bytes and the process's time.

@@ -602,6 +602,8 @@ pub trait Runner: Send {
     /// What a reply holds, for the release audit: each statistic's name and shape, as
     /// `Name{field: 3, other: 1}` (a number's shape is 1, a list's its length).
     fn statistics(&self, reply: &[u8]) -> Result<String, AlgoError>;
+    /// A reply as JSON, its numbers in place (the differencing probe reads it).
+    fn json(&self, reply: &[u8]) -> Result<serde_json::Value, AlgoError>;
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -650,9 +652,12 @@ impl<A: Federated> Runner for A {
     }
 
     fn statistics(&self, reply: &[u8]) -> Result<String, AlgoError> {
+        Ok(shape(&self.json(reply)?))
+    }
+
+    fn json(&self, reply: &[u8]) -> Result<serde_json::Value, AlgoError> {
         let reply: A::Reply = decode(reply)?;
-        let value = serde_json::to_value(&reply).map_err(|e| AlgoError::Protocol(e.to_string()))?;
-        Ok(shape(&value))
+        serde_json::to_value(&reply).map_err(|e| AlgoError::Protocol(e.to_string()))
     }
 
     fn aggregate(&mut self, replies: Vec<Vec<u8>>) -> Result<Step<Vec<u8>>, AlgoError> {

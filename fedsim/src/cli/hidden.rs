@@ -1,4 +1,4 @@
-//! Subcommands fedsim runs on itself, not for people: `probe` (is an address reachable from
+//! Subcommands fedsim runs on itself, not for people: `reach` (is an address reachable from
 //! this site?) and `reap` (run a step and leave none of its descendants).
 
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::Exit;
 
 #[derive(clap::Args)]
-pub struct ProbeArgs {
+pub struct ReachArgs {
     addr: String,
 }
 
@@ -17,7 +17,7 @@ pub struct ReapArgs {
     command: Vec<String>,
 }
 
-pub fn probe(a: ProbeArgs) -> Exit {
+pub fn reach(a: ReachArgs) -> Exit {
     let reached = a
         .addr
         .parse::<std::net::SocketAddr>()

@@ -10,6 +10,7 @@ mod fleet;
 mod hidden;
 mod logs;
 mod prep;
+mod probe;
 mod report;
 mod run;
 mod validate;
@@ -59,6 +60,10 @@ pub enum Command {
     /// Check a scenario and its data without writing anything.
     #[command(after_help = "Every key of a scenario: docs/scenario.md.")]
     Validate(validate::Args),
+    /// The differencing attack on each analysis: run twice on the planned partition, once
+    /// without one record of a site; which released numbers show that record's values.
+    #[command(after_help = "What a site releases, and what the probe finds: docs/privacy.md.")]
+    Probe(probe::Args),
     /// Health of every site (ssh, host key, prerequisites, agent, data, credentials, network).
     #[command(after_help = "Providers and their checks: docs/providers.md.")]
     Check(check::Args),
@@ -67,7 +72,7 @@ pub enum Command {
     Logs(logs::Args),
     /// Exit 0 if a TCP connection to ADDR opens within 5 s (used by `check` on the sites).
     #[command(hide = true)]
-    Probe(hidden::ProbeArgs),
+    Reach(hidden::ReachArgs),
     /// Run PROGRAM and leave none of its descendants behind (every external step runs so).
     #[command(hide = true)]
     Reap(hidden::ReapArgs),
@@ -156,9 +161,10 @@ pub fn dispatch(cli: Cli) -> std::process::ExitCode {
                 Command::Report(a) => report::exec(a),
                 Command::Prep(a) => prep::exec(a, &g),
                 Command::Validate(a) => validate::exec(a),
+                Command::Probe(a) => probe::exec(a),
                 Command::Check(a) => check::exec(a, &g),
                 Command::Logs(a) => logs::exec(a, &g),
-                Command::Probe(a) => hidden::probe(a),
+                Command::Reach(a) => hidden::reach(a),
                 Command::Bench(a) => bench::exec(a, &g),
                 Command::Vm { what } => vm::exec(what, &g),
                 Command::Fleet { what } => fleet::exec(what, &g),

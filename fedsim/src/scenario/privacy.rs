@@ -104,6 +104,10 @@ pub struct PrivacySpec {
     pub preset: Option<Preset>,
     #[serde(default)]
     pub on_refusal: OnRefusal,
+    /// Run the differencing probe with the run (as `fedsim probe` does): `probe.json` and a
+    /// warning for each analysis whose releases show a record's values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
     /// Per-site overrides (`[[privacy.sites]]`, each with its `site`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<SiteRules>,

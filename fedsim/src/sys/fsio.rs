@@ -36,7 +36,7 @@ pub fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io:
 }
 
 /// Write JSON atomically, pretty-printed.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     write_atomic(path, &text)
 }
