@@ -283,16 +283,8 @@ fn predict_one(plan: &crate::plan::Plan, privacy: &PrivacySpec) -> Option<Vec<Pr
     let sites: Vec<(&str, Vec<usize>)> = plan
         .sites
         .iter()
-        .map(|s| {
-            let rows = s
-                .source_rows
-                .clone()
-                .unwrap_or_else(|| (0..plan.frame.rows()).collect())
-                .into_iter()
-                .filter(|r| plan.complete.binary_search(r).is_ok())
-                .collect();
-            (s.name.as_str(), rows)
-        })
+        .map(|s| s.name.as_str())
+        .zip(plan.site_rows())
         .collect();
     let mut out: Vec<Prediction> = sites
         .iter()

@@ -430,6 +430,22 @@ impl Plan {
         self.shaped(&rows)
     }
 
+    /// Each site's complete rows for this analysis (all rows, for a vertical split), in site
+    /// order: what each site computes on.
+    pub fn site_rows(&self) -> Vec<Vec<usize>> {
+        self.sites
+            .iter()
+            .map(|s| {
+                s.source_rows
+                    .clone()
+                    .unwrap_or_else(|| (0..self.frame.rows()).collect())
+                    .into_iter()
+                    .filter(|r| self.complete.binary_search(r).is_ok())
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The rows the named sites hold, as prep wrote them.
     pub fn rows_of(&self, sites: &[String]) -> usize {
         self.sites

@@ -77,21 +77,6 @@ pub fn probe(study: &Study, site: Option<&str>) -> Result<Vec<Probe>, String> {
         .collect()
 }
 
-/// Each site's complete rows for `plan`.
-fn site_rows(plan: &Plan) -> Vec<Vec<usize>> {
-    plan.sites
-        .iter()
-        .map(|s| {
-            s.source_rows
-                .clone()
-                .unwrap_or_else(|| (0..plan.frame.rows()).collect())
-                .into_iter()
-                .filter(|r| plan.complete.binary_search(r).is_ok())
-                .collect()
-        })
-        .collect()
-}
-
 fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
     let coded = plan.analysis();
     let at = plan
@@ -99,7 +84,7 @@ fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
         .iter()
         .position(|s| s.name == site)
         .expect("checked");
-    let full = site_rows(plan);
+    let full = plan.site_rows();
     let Some(&row) = full[at].first() else {
         return Err(format!(
             "{}: site {site} has no complete row to take out",
