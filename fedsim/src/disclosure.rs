@@ -115,15 +115,13 @@ pub fn check_load(rules: &RuleSpec, l: &Loaded, parameters: usize) -> Vec<Refusa
     }
     for column in &l.config.categorical {
         let counts = level_counts(l.frame, column, l.rows);
-        if let Some((level, _)) = counts
-            .iter()
-            .find(|(_, c)| small(*c as f64, rules.min_cell))
-        {
+        // The level is not named: that the site holds it is what would be disclosed.
+        if counts.iter().any(|(_, c)| small(*c as f64, rules.min_cell)) {
             out.push(refuse(
                 "min_cell",
                 rules.min_cell.unwrap_or_default(),
                 format!(
-                    "level {level:?} of {column:?} would be held by fewer than {} rows",
+                    "a level of {column:?} would be held by fewer than {} rows",
                     rules.min_cell.unwrap_or_default()
                 ),
             ));

@@ -318,6 +318,57 @@ fn a_sweep_addresses_an_analysis_by_its_name() {
     }
 }
 
+/// A sweep over the number of sites under a site's disclosure rules shows where a study stops
+/// passing: the lung table passes DataSHIELD's filters on 3 sites; on 10, sites hold table
+/// cells below 3 and refuse.
+#[test]
+fn a_sweep_shows_at_which_split_a_study_stops_passing_its_disclosure_rules() {
+    let Some(snakemake) = snakemake() else {
+        eprintln!("SKIPPED: snakemake is not installed (.ci/run puts it in ~/.cache/fedsim-venv)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("table.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[scenario]\nname = \"table\"\nseed = 11\n[data]\npath = \"{}\"\n[partition]\nkind = \"horizontal\"\nsites = 3\n[algorithm]\nkind = \"crosstab\"\nrows = \"sex\"\ncols = \"status\"\n[privacy]\npreset = \"datashield\"\n",
+            test_data("lung.csv").display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("sweep");
+    let config = tmp.path().join("sweep.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "scenario: {}\nout: {}\nsweep:\n  partition.sites: [3, 10]\n",
+            scenario.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let o = sweep(&snakemake, tmp.path(), &config);
+    assert!(!o.status.success(), "the 10-site point fails the sweep");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let (header, rows) = table(&csv);
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let mut status: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[col("partition.sites")], r[col("status")]))
+        .collect();
+    status.sort();
+    assert_eq!(status, [("10", "failed"), ("3", "succeeded")], "{csv}");
+    let failed = rows
+        .iter()
+        .find(|r| r[col("partition.sites")] == "10")
+        .unwrap();
+    assert!(
+        failed[col("error")].contains("by its disclosure rules: min_cell = 3"),
+        "{csv}"
+    );
+}
+
 #[test]
 fn the_ci_simulation_script_fails_exactly_when_a_comparison_fails() {
     let tmp = tempfile::tempdir().unwrap();
