@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::algorithms::{self, AlgorithmConfig, LocalData, Params};
+use crate::algorithms::simulate::Simulation;
+use crate::algorithms::{AlgorithmConfig, LocalData, Params};
 use crate::data::frame::Frame;
 use crate::plan::Study;
 use crate::scenario::{PrivacySpec, RuleSpec};
@@ -306,7 +307,7 @@ fn predict_one(plan: &crate::plan::Plan, privacy: &PrivacySpec) -> Option<Vec<Pr
         .collect();
     // The rounds, with the sites' data as they would code it (the pooled levels are the union
     // the sites agree on).
-    let data: Vec<Option<LocalData>> = sites
+    let data: Option<Vec<LocalData>> = sites
         .iter()
         .map(|(_, rows)| {
             plan.design
@@ -315,30 +316,28 @@ fn predict_one(plan: &crate::plan::Plan, privacy: &PrivacySpec) -> Option<Vec<Pr
                 .ok()
         })
         .collect();
-    let mut algorithm = algorithms::build(&coded);
-    let Ok(mut request) = algorithm.start() else {
+    let Some(Ok(mut sim)) = data.map(|d| Simulation::start(&coded, d)) else {
         return Some(out);
     };
     for round in 1..=10_000u32 {
-        let mut replies = Vec::with_capacity(data.len());
-        for (i, d) in data.iter().enumerate() {
-            let Some(d) = d else { return Some(out) };
-            let Ok(reply) = algorithm.local(&request, d) else {
-                return Some(out);
-            };
+        let Ok(replies) = sim.answer() else {
+            return Some(out);
+        };
+        for (i, (reply, d)) in replies.iter().zip(&sim.data).enumerate() {
             if out[i].refusals.is_empty() {
-                let counts = algorithm.counts(&request, &reply, d).unwrap_or_default();
-                let refused = check_reply(&privacy.rules_of(&out[i].site), &counts, data.len());
+                let counts = sim
+                    .algorithm
+                    .counts(&sim.request, reply, d)
+                    .unwrap_or_default();
+                let refused = check_reply(&privacy.rules_of(&out[i].site), &counts, sites.len());
                 if !refused.is_empty() {
                     out[i].round = round;
                     out[i].refusals = refused;
                 }
             }
-            replies.push(reply);
         }
-        match algorithm.aggregate(replies) {
-            Ok(algorithms::Step::Next(next)) => request = next,
-            _ => break,
+        if !sim.advance(replies) {
+            break;
         }
     }
     Some(out)

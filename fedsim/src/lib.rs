@@ -7,7 +7,7 @@
 //! tests/architecture.rs holds it): `run` over `report` over `rundir` (every file of a run)
 //! over `summary`/`metrics` over the sites' side (`agent`, `fleet`, `enrol`) over `bundle`
 //! (what a site receives) over the analysis (`plan`, `federation`, `baseline`, `compare`,
-//! `reference`, `disclosure`) over `algorithms` over `data` over the ground floor (`scenario`, `portal`,
+//! `reference`, `disclosure`, `probe`) over `algorithms` over `data` over the ground floor (`scenario`, `portal`,
 //! `logs`, `sys`, `auth`, `progress`, `distributions`). The command line is the binary's `cli/`.
 
 pub mod agent;

@@ -9,7 +9,8 @@
 
 use serde::Serialize;
 
-use crate::algorithms::{self, LocalData, Runner, Step};
+use crate::algorithms::simulate::Simulation;
+use crate::algorithms::{self, LocalData, Runner};
 use crate::plan::{Plan, Study};
 
 /// One released number that equals one of the record's values.
@@ -134,11 +135,12 @@ fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
         .copied()
         .max_by_key(|&r| (differing(r), std::cmp::Reverse(r)));
     let records: Vec<usize> = std::iter::once(row).chain(second).collect();
-    let mut runs = vec![Run::new(&coded, data(&full)?)?];
+    let start = |d| Simulation::start(&coded, d).map_err(|e| e.to_string());
+    let mut runs = vec![start(data(&full)?)?];
     for r in &records {
         let mut less = full.clone();
         less[at].retain(|x| x != r);
-        runs.push(Run::new(&coded, data(&less)?)?);
+        runs.push(start(data(&less)?)?);
     }
     let values: Vec<Vec<(String, f64)>> = records
         .iter()
@@ -155,8 +157,9 @@ fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
     for round in 1..=1000u32 {
         let replies = runs
             .iter()
-            .map(Run::answer)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(Simulation::answer)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
         if runs.iter().all(|r| r.request == runs[0].request) {
             probe.compared.push(round);
             for (view, of) in [("site", View::Site(at)), ("sum", View::Sum)] {
@@ -185,46 +188,17 @@ fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
                 }
             }
         }
-        let mut next = Vec::with_capacity(runs.len());
-        for (run, r) in runs.iter_mut().zip(replies) {
-            match run.algorithm.aggregate(r) {
-                Ok(Step::Next(req)) => next.push(req),
-                _ => return Ok(probe),
-            }
-        }
-        for (run, req) in runs.iter_mut().zip(next) {
-            run.request = req;
+        // Every run asks another round, or the probe is over.
+        let more: Vec<bool> = runs
+            .iter_mut()
+            .zip(replies)
+            .map(|(run, r)| run.advance(r))
+            .collect();
+        if more.contains(&false) {
+            break;
         }
     }
     Ok(probe)
-}
-
-/// One of the probe's runs: an algorithm on its sites' data, and its current question.
-struct Run {
-    algorithm: Box<dyn Runner>,
-    data: Vec<LocalData>,
-    request: Vec<u8>,
-}
-
-impl Run {
-    fn new(coded: &algorithms::AlgorithmConfig, data: Vec<LocalData>) -> Result<Run, String> {
-        let mut algorithm = algorithms::build(coded);
-        let request = algorithm.start().map_err(|e| e.to_string())?;
-        Ok(Run {
-            algorithm,
-            data,
-            request,
-        })
-    }
-
-    /// Every site's answer to the current question.
-    fn answer(&self) -> Result<Vec<Vec<u8>>, String> {
-        self.data
-            .iter()
-            .map(|d| self.algorithm.local(&self.request, d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// What the coordinator sees of a round: one site's reply, or the sum over the sites.

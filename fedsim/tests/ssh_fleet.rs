@@ -866,7 +866,7 @@ fn the_clinical_analyses_run_on_ssh_sites() {
             // curves by sex, and Cox regression.
             "ssh-study",
             format!(
-                "[data]\npath = \"{}\"\n[[analysis]]\nname = \"table\"\nkind = \"crosstab\"\nrows = \"sex\"\ncols = \"status\"\n[[analysis]]\nname = \"curves\"\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n[[analysis]]\nname = \"cox\"\nkind = \"cox\"\ntime = \"time\"\nevent = \"status\"\nties = \"efron\"\n",
+                "[data]\npath = \"{}\"\n[[analysis]]\nname = \"table\"\nkind = \"crosstab\"\nrows = \"sex\"\ncols = \"status\"\n[[analysis]]\nname = \"curves\"\nkind = \"kaplan_meier\"\ntime = \"time\"\nevent = \"status\"\ngroup = \"sex\"\n[[analysis]]\nname = \"cox\"\nkind = \"cox\"\ntime = \"time\"\nevent = \"status\"\nties = \"efron\"\n[privacy]\nmin_rows = 10\n",
                 test_data("lung.csv").display()
             ),
         ),
@@ -906,6 +906,21 @@ fn the_clinical_analyses_run_on_ssh_sites() {
             );
         }
         assert_eq!(s.analyses.len(), if name == "ssh-study" { 3 } else { 0 });
+        if name == "ssh-study" {
+            // The sites' rules travelled in their bundles, and their release records came
+            // back with their logs: a Ready per analysis and site, then the replies.
+            let releases =
+                std::fs::read_to_string(work.path().join(name).join("releases.jsonl")).unwrap();
+            for site in ["site-1", "site-2", "site-3"] {
+                let mine = releases
+                    .lines()
+                    .filter(|l| l.contains(&format!("\"site\":\"{site}\"")));
+                let readies = mine
+                    .filter(|l| l.contains("\"statistics\":\"Ready"))
+                    .count();
+                assert_eq!(readies, 3, "{site}: {releases}");
+            }
+        }
         assert!(
             s.sites.iter().all(|x| x.rows > 0),
             "{name}: {}",

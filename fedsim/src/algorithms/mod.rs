@@ -11,6 +11,7 @@ pub mod kaplan_meier;
 pub mod linreg;
 pub mod logreg;
 pub mod negbin;
+pub mod simulate;
 pub mod survival;
 pub mod svd;
 
