@@ -39,7 +39,7 @@ pub fn exec(a: Args, g: &Global) -> Exit {
         return match fedsim::bench::sites::run(&out, &a.sites, a.workload, a.rows, &agent_exe) {
             Ok(report) => {
                 eprint!("{}", fedsim::bench::sites::table(&report));
-                println!("{}", out.join(fedsim::bench::sites::FILE).display());
+                say!("{}", out.join(fedsim::bench::sites::FILE).display());
                 Exit::ok_if(report.cases.iter().all(|c| c.status == "succeeded"))
             }
             Err(e) => super::fail(&e),
@@ -48,7 +48,7 @@ pub fn exec(a: Args, g: &Global) -> Exit {
     match fedsim::bench::run(&out, a.quick, agent_exe) {
         Ok(report) => {
             eprint!("{}", fedsim::bench::table(&report));
-            println!("{}", out.join(fedsim::bench::FILE).display());
+            say!("{}", out.join(fedsim::bench::FILE).display());
             Exit::ok_if(report.cases.iter().all(|c| c.status == "succeeded"))
         }
         Err(e) => super::fail(&e),

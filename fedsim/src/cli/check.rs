@@ -23,9 +23,9 @@ pub fn exec(a: Args, g: &Global) -> Exit {
     match result {
         Ok((s, health)) if health.is_empty() => {
             match s.fleet.provider {
-                Provider::Vagrant => println!("no Vagrant VM of {} is up: `fedsim fleet up -c FILE` brings them up, then check finds them; `fedsim validate` checks the scenario and data", s.scenario.name),
-                Provider::Vm => println!("no fleet of {} is up: `fedsim fleet up -c FILE` boots it, then check finds its VMs; `fedsim validate` checks the scenario and data", s.scenario.name),
-                _ => println!("provider {} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider),
+                Provider::Vagrant => say!("no Vagrant VM of {} is up: `fedsim fleet up -c FILE` brings them up, then check finds them; `fedsim validate` checks the scenario and data", s.scenario.name),
+                Provider::Vm => say!("no fleet of {} is up: `fedsim fleet up -c FILE` boots it, then check finds its VMs; `fedsim validate` checks the scenario and data", s.scenario.name),
+                _ => say!("provider {} has no hosts to check; `fedsim validate` checks the scenario and data", s.fleet.provider),
             }
             Exit::Succeeded
         }

@@ -60,7 +60,7 @@ pub fn exec(what: Command, g: &Global) -> Exit {
                             started.elapsed().as_secs_f64()
                         );
                     }
-                    println!("{}", vm::fleet_dir(&state.scenario).display());
+                    say!("{}", vm::fleet_dir(&state.scenario).display());
                     Exit::Succeeded
                 }
                 Err(e) => {
@@ -72,19 +72,19 @@ pub fn exec(what: Command, g: &Global) -> Exit {
         Command::Status => {
             let fleets = vm::FleetState::all();
             if fleets.is_empty() {
-                println!("no fleet is up");
+                say!("no fleet is up");
             }
             let mut healthy = true;
             for f in &fleets {
-                println!("fleet {} (up since {})", f.scenario, f.started);
+                say!("fleet {} (up since {})", f.scenario, f.started);
                 if let Some(why) = &f.broken {
                     healthy = false;
-                    println!("  ✘ broken: {why}; `fedsim fleet down`, then `fedsim fleet up`");
+                    say!("  ✘ broken: {why}; `fedsim fleet down`, then `fedsim fleet up`");
                 }
                 for (m, running) in vm::status(f) {
                     let ssh = running && vm::reachable(f, &m);
                     healthy &= ssh;
-                    println!(
+                    say!(
                         "  {} {:<10} qemu pid {:<8} {:<8} ssh 127.0.0.1:{} {}",
                         if ssh { "✔" } else { "✘" },
                         m.site,
@@ -159,7 +159,7 @@ fn vagrant_up(s: &Scenario, started: std::time::Instant, g: &Global) -> Exit {
                     dir.display()
                 );
             }
-            println!("{}", dir.display());
+            say!("{}", dir.display());
             Exit::Succeeded
         }
         Err(e) => {

@@ -29,7 +29,7 @@ pub fn reach(a: ReachArgs) -> Exit {
     match reached {
         Ok(_) => Exit::Succeeded,
         Err(e) => {
-            println!("cannot connect: {e}");
+            say!("cannot connect: {e}");
             Exit::Failed
         }
     }

@@ -41,7 +41,7 @@ pub fn exec(a: Args, g: &Global) -> Exit {
             if !g.quiet {
                 eprintln!("{lines} log lines merged");
             }
-            println!("{}", dir.merged_log().display());
+            say!("{}", dir.merged_log().display());
             Exit::Succeeded
         }
         Err(e) => super::failed(e),

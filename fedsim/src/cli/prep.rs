@@ -32,7 +32,7 @@ pub fn exec(a: Args, g: &Global) -> Exit {
                     &b.data_sha256[..12]
                 );
             }
-            println!("{}", dir.path().display());
+            say!("{}", dir.path().display());
             Exit::Succeeded
         }
         Err(e) => super::fail(&e),

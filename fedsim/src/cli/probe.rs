@@ -32,16 +32,19 @@ pub fn exec(a: Args) -> Exit {
         }
     };
     if a.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&probes).unwrap_or_default()
         );
         return Exit::Succeeded;
     }
     for p in &probes {
-        println!(
+        say!(
             "{}: one record of {} (row {} of the data) taken out; rounds compared: {:?}",
-            p.analysis, p.site, p.row, p.compared
+            p.analysis,
+            p.site,
+            p.row,
+            p.compared
         );
         for (view, words) in [
             (
@@ -55,13 +58,13 @@ pub fn exec(a: Args) -> Exit {
         ] {
             let shown = p.exposed(view);
             if shown.is_empty() {
-                println!(
+                say!(
                     "  {words}: shows none of its {} values exactly",
                     p.values.len()
                 );
                 continue;
             }
-            println!(
+            say!(
                 "  {words}: shows {} of its {} values exactly: {}",
                 shown.len(),
                 p.values.len(),
@@ -76,7 +79,7 @@ pub fn exec(a: Args) -> Exit {
                     examples.push(format!("round {} {} = {}", e.round, e.quantity, e.value));
                 }
             }
-            println!("    {}", examples.join("; "));
+            say!("    {}", examples.join("; "));
         }
     }
     Exit::Succeeded

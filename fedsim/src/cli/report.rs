@@ -64,7 +64,7 @@ pub fn exec(a: Args) -> Exit {
     match result {
         Ok(paths) => {
             for p in paths {
-                println!("{}", p.display());
+                say!("{}", p.display());
             }
             Exit::Succeeded
         }

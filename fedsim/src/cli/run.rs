@@ -49,7 +49,7 @@ pub fn exec(a: Args, g: &Global) -> Exit {
                     return super::failed(format!("cannot write {}: {e}", path.display()));
                 }
             }
-            println!("{}", outcome.dir.path().display());
+            say!("{}", outcome.dir.path().display());
             Exit::of_outcome(&outcome)
         }
         Err(e) => super::fail(&e),

@@ -51,7 +51,7 @@ pub fn exec(a: Args) -> Exit {
         )
     };
     if !p.named {
-        println!(
+        say!(
             "{}: ok ({}; {} sites: {shares})",
             config.display(),
             what(first),
@@ -60,14 +60,14 @@ pub fn exec(a: Args) -> Exit {
         predict(&s, &p);
         return Exit::Succeeded;
     }
-    println!(
+    say!(
         "{}: ok ({} analyses on {} sites: {shares})",
         config.display(),
         p.analyses.len(),
         p.sites().len(),
     );
     for plan in &p.analyses {
-        println!("  {}: {}", plan.name, what(plan));
+        say!("  {}: {}", plan.name, what(plan));
     }
     predict(&s, &p);
     Exit::Succeeded
@@ -79,7 +79,7 @@ fn predict(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
     if !s.privacy.any() {
         return;
     }
-    println!(
+    say!(
         "disclosure rules (on_refusal = {}): what each site would release",
         match s.privacy.on_refusal {
             fedsim::scenario::OnRefusal::Fail => "fail",
@@ -92,7 +92,7 @@ fn predict(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
         .zip(fedsim::disclosure::predict(p, &s.privacy))
     {
         let Some(sites) = predicted else {
-            println!(
+            say!(
                 "  {}: not predicted (an external algorithm releases what its program sends)",
                 plan.name
             );
@@ -101,7 +101,7 @@ fn predict(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
         for site in sites {
             let rules = fedsim::disclosure::encode(&s.privacy.rules_of(&site.site));
             match site.refusals.as_slice() {
-                [] => println!(
+                [] => say!(
                     "  {} {}: passes ({})",
                     plan.name,
                     site.site,
@@ -117,9 +117,13 @@ fn predict(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
                         r => format!("in its round {r}"),
                     };
                     for r in refusals {
-                        println!(
+                        say!(
                             "  {} {}: refuses {when}: {} = {}: {}",
-                            plan.name, site.site, r.rule, r.threshold, r.statistic
+                            plan.name,
+                            site.site,
+                            r.rule,
+                            r.threshold,
+                            r.statistic
                         );
                     }
                 }

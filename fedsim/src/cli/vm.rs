@@ -27,7 +27,7 @@ pub fn exec(what: Command, g: &Global) -> Exit {
             };
             match built {
                 Ok(image) => {
-                    println!("{}", image.dir.display());
+                    say!("{}", image.dir.display());
                     Exit::Succeeded
                 }
                 Err(e) => super::failed(e),
@@ -41,7 +41,7 @@ pub fn exec(what: Command, g: &Global) -> Exit {
                         file.display()
                     );
                 }
-                println!("{}", file.display());
+                say!("{}", file.display());
                 Exit::Succeeded
             }
             Err(e) => super::failed(e),
