@@ -208,6 +208,7 @@ fn the_run_refuses_as_validate_predicted() {
 
 /// `on_refusal = "continue"` lets the refusing site go as a dropout: the analysis runs on the
 /// others, matches their pooled fit, and the run ends degraded, naming the site and the rule.
+/// The refusing site is the first: the others' Ready, sent beside its refusal, still counts.
 #[test]
 fn a_refusing_site_is_let_go_under_on_refusal_continue() {
     let tmp = tempfile::tempdir().unwrap();
@@ -215,19 +216,21 @@ fn a_refusing_site_is_let_go_under_on_refusal_continue() {
         tmp.path(),
         "cont",
         &["table", "cox"],
-        "on_refusal = \"continue\"\n[[privacy.sites]]\nsite = \"site-3\"\nmin_rows = 75",
+        "on_refusal = \"continue\"\n[[privacy.sites]]\nsite = \"site-1\"\nmin_rows = 76",
     );
     let out = tmp.path().join("run");
     let o = run_to(tmp.path(), &cfg, &out, &[]);
     let s = expect_status(&o, &out, Status::Degraded);
     assert_eq!(s.lost_sites.len(), 1, "{}", pretty(&s.lost_sites));
     let lost = &s.lost_sites[0];
-    assert_eq!(lost.site, "site-3");
-    assert!(lost.cause.contains("min_rows = 75"), "{}", lost.cause);
+    assert_eq!(lost.site, "site-1");
+    assert!(lost.cause.contains("min_rows = 76"), "{}", lost.cause);
+    // The first site refused as the others said Ready: the table's levels were agreed from
+    // theirs, and both analyses ran on them.
     for a in &s.analyses {
         assert_eq!(a.status, Status::Degraded, "{}", pretty(a));
         assert!(a.comparison.as_ref().unwrap().passed);
-        assert_eq!(a.results.as_ref().unwrap().n, 75 + 74);
+        assert_eq!(a.results.as_ref().unwrap().n, 74 + 74);
     }
 }
 

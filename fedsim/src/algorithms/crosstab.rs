@@ -113,6 +113,13 @@ impl Federated for Crosstab {
 
     fn aggregate(&mut self, replies: Vec<Reply>) -> Result<Step<Request>, AlgoError> {
         let (r, c) = self.shape();
+        if r == 0 || c == 0 {
+            // No level was agreed for a column: nothing to tabulate (and no chunk of 0).
+            return Err(AlgoError::Data(format!(
+                "no levels of {:?} or {:?} were agreed: the sites hold no complete row",
+                self.params.rows, self.params.cols
+            )));
+        }
         let mut total = vec![0u64; r * c];
         for reply in replies {
             if reply.counts.len() != r * c {

@@ -776,7 +776,7 @@ fn kind(m: &Message) -> &'static str {
 
 /// Send one request to every site in parallel and collect one answer each, in site order.
 /// Heartbeats keep a slow site alive; silence beyond four heartbeat periods, or the round
-/// deadline, loses it.
+/// deadline, loses it. The worst site decides: the first failure in site order.
 fn exchange(
     channels: &mut [Channel],
     names: &[String],
@@ -784,6 +784,20 @@ fn exchange(
     ask: Ask,
     settings: &Settings,
 ) -> Result<Vec<(Message, SiteRound)>, FedError> {
+    exchange_each(channels, names, round, ask, settings)
+        .into_iter()
+        .collect()
+}
+
+/// The same, every site's outcome kept: what the sites that answered said is not lost with a
+/// site that did not.
+fn exchange_each(
+    channels: &mut [Channel],
+    names: &[String],
+    round: u32,
+    ask: Ask,
+    settings: &Settings,
+) -> Vec<Result<(Message, SiteRound), FedError>> {
     let deadline = Instant::now() + settings.round_timeout;
     let silence = settings.heartbeat * 4;
     let results: Vec<Result<(Message, SiteRound), FedError>> = std::thread::scope(|scope| {
@@ -884,8 +898,7 @@ fn exchange(
             .map(|h| h.join().expect("site thread does not panic"))
             .collect()
     });
-    // The worst site decides: the first failure in site order.
-    results.into_iter().collect()
+    results
 }
 
 /// Append a received frame to the recording, if there is one.
@@ -951,15 +964,25 @@ fn drive(
             i => (next_round(&record.rounds), Ask::Begin(i as u32)),
         };
         let started = Instant::now();
-        let ready = exchange(channels, &names, round, ask, settings)?;
+        let ready = exchange_each(channels, &names, round, ask, settings);
         record.rounds.push(RoundMetrics {
             round,
             analysis: analysis_name.clone(),
             wall_secs: started.elapsed().as_secs_f64(),
-            sites: ready.iter().map(|(_, t)| t.clone()).collect(),
+            sites: ready.iter().flatten().map(|(_, t)| t.clone()).collect(),
         });
-        for (i, (msg, _)) in ready.into_iter().enumerate() {
-            match msg {
+        // Every site that said Ready is recorded before the first failure is reported: a run
+        // that goes on without the failing site agrees its levels from the others' Ready.
+        let mut first_failure = None;
+        for (i, outcome) in ready.into_iter().enumerate() {
+            let msg = match outcome {
+                Ok((msg, _)) => msg,
+                Err(e) => {
+                    first_failure.get_or_insert(e);
+                    continue;
+                }
+            };
+            let failure = match msg {
                 Message::Ready {
                     rows,
                     dropped,
@@ -969,17 +992,16 @@ fn drive(
                     joined[i].rows = rows;
                     joined[i].dropped = dropped;
                     joined[i].levels = levels;
+                    continue;
                 }
-                Message::Failed { reason, .. } => return Err(site_failed(i, round, reason)),
-                Message::Refused { refusal, .. } => return Err(refused(i, round, refusal)),
-                other => {
-                    return Err(site_failed(
-                        i,
-                        round,
-                        format!("expected Ready, got {}", kind(&other)),
-                    ))
-                }
-            }
+                Message::Failed { reason, .. } => site_failed(i, round, reason),
+                Message::Refused { refusal, .. } => refused(i, round, refusal),
+                other => site_failed(i, round, format!("expected Ready, got {}", kind(&other))),
+            };
+            first_failure.get_or_insert(failure);
+        }
+        if let Some(e) = first_failure {
+            return Err(e);
         }
     }
     if agreed.levels.is_none() && config.agrees_levels() {
