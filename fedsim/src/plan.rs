@@ -144,7 +144,8 @@ impl Study {
         &self.first().sites
     }
 
-    /// A site's bundle data: its rows of every used column, as read.
+    /// A site's bundle data: its share of every used column, as read (its own incomplete rows
+    /// included: the site drops them itself).
     pub fn site_frame(&self, site: &SitePlan) -> Result<Frame, DataError> {
         let first = self.first();
         match (&site.source_rows, &site.columns) {
@@ -216,16 +217,6 @@ pub struct SitePlan {
 }
 
 impl SitePlan {
-    /// This site's share of the used columns, as read (its own incomplete rows included: the
-    /// site drops them itself).
-    pub fn frame(&self, plan: &Plan) -> Result<Frame, DataError> {
-        match (&self.source_rows, &self.columns) {
-            (Some(rows), _) => Ok(plan.frame.select_rows(rows)),
-            (None, Some(cols)) => plan.frame.select_columns(cols, &plan.data_path),
-            (None, None) => Ok(plan.frame.clone()),
-        }
-    }
-
     /// What this site's agent must compute on (its own columns, for a vertical split).
     pub fn config(&self, plan: &Plan) -> AlgorithmConfig {
         let mut c = plan.config.clone();
