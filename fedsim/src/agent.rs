@@ -126,7 +126,25 @@ pub fn run(
             crate::bundle::env::RULES
         ),
     })?;
+    let bad_dp = |reason: String| AgentError::Bundle {
+        dir: dir.to_path_buf(),
+        reason: format!(
+            "{}: {}: {reason}",
+            crate::bundle::env::FILE,
+            crate::bundle::env::DP
+        ),
+    };
+    // The site's budget is split over every round its analyses plan, and its noise is its own.
+    let dp = match env.dp.as_str() {
+        "" => None,
+        text => {
+            let spec = crate::dp::decode(text).map_err(bad_dp)?;
+            let rounds = crate::dp::run_rounds(&configs).map_err(bad_dp)?;
+            Some(crate::dp::SiteDp::new(&spec, rounds, None))
+        }
+    };
     let worker = Worker {
+        dp: std::cell::RefCell::new(dp),
         rules,
         sender: ch.sender(),
         site: env.site.clone(),
@@ -256,6 +274,8 @@ fn listen(
 /// The site's side of the analyses: reads its data, then for each analysis in turn loads its
 /// rows and answers its rounds.
 struct Worker {
+    /// The site's differential privacy: its budget over the run, and its noise.
+    dp: std::cell::RefCell<Option<crate::dp::SiteDp>>,
     /// The site's own disclosure rules: what it refuses to release.
     rules: crate::scenario::RuleSpec,
     sender: Sender,
@@ -281,6 +301,8 @@ struct Loaded {
     algorithm: Box<dyn algorithms::Runner>,
     /// The design matrix of a built-in algorithm (None: an external one reads the file).
     data: Option<LocalData>,
+    /// Under differential privacy: what the site clips this analysis's values and rows to.
+    clipping: Option<crate::dp::Clipping>,
 }
 
 impl Worker {
@@ -395,15 +417,29 @@ impl Worker {
             return Ok(next_begin(inbox));
         }
         let dropped = frame.rows() - rows.len();
-        // Under secure aggregation even the site's size is sent only inside masked sums.
-        let hide = |n: usize| if masking.is_some() { 0 } else { n as u64 };
+        // Under secure aggregation even the site's size is sent only inside masked sums, and
+        // under differential privacy only with noise.
+        let noisy = self.dp.borrow().is_some();
+        let hide = |n: usize| {
+            if masking.is_some() || noisy {
+                0
+            } else {
+                n as u64
+            }
+        };
         let ready = Message::Ready {
             rows: hide(rows.len()),
             peak_rss_kib: peak_rss_kib(),
             dropped: hide(dropped),
             levels: levels.clone(),
         };
-        audit_ready(&ready, (index, config), frame, &rows, masking.is_some());
+        audit_ready(
+            &ready,
+            (index, config),
+            frame,
+            &rows,
+            masking.is_some() || noisy,
+        );
         send(&ready)?;
         if dropped > 0 {
             tracing::info!(
@@ -429,7 +465,7 @@ impl Worker {
         };
         let coded = config.with_levels(&levels);
         // The built-in algorithms compute on the design matrix; an external one on the file.
-        let data = match coded.external() {
+        let mut data = match coded.external() {
             Some(_) => None,
             None => match config
                 .design(&levels)
@@ -440,7 +476,24 @@ impl Worker {
                 Err(e) => return refuse(e.to_string(), inbox),
             },
         };
+        // Under differential privacy every value is clipped to its bounds, from here on.
+        let clipping = match self
+            .dp
+            .borrow()
+            .as_ref()
+            .map(|dp| dp.clipping(config, &levels))
+        {
+            None => None,
+            Some(Ok(clipping)) => {
+                if let Some(d) = data.as_mut() {
+                    clipping.clip_data(d);
+                }
+                Some(clipping)
+            }
+            Some(Err(e)) => return refuse(e, inbox),
+        };
         let loaded = Loaded {
+            clipping,
             index,
             rows: rows.len(),
             algorithm: algorithms::build(&coded),
@@ -521,6 +574,30 @@ impl Worker {
             tracing::warn!(phase = "federate", round, rule = %refusal.rule, %refusal, "refused to release the round's reply");
             return send(&Message::Refused { round, refusal });
         }
+        // Under differential privacy: the round's share of the budget, the rows clipped, noise.
+        let (reply, noise) = match (
+            &loaded.clipping,
+            &loaded.data,
+            self.dp.borrow_mut().as_mut(),
+        ) {
+            (Some(clipping), Some(data), Some(dp)) => {
+                match dp.release(clipping, loaded.algorithm.as_ref(), &body, data) {
+                    Ok((noisy, noise)) => (noisy, Some(noise)),
+                    Err(crate::dp::DpError::Refused(refusal)) => {
+                        tracing::warn!(phase = "federate", round, rule = %refusal.rule, %refusal, "refused to release the round's reply");
+                        return send(&Message::Refused { round, refusal });
+                    }
+                    Err(crate::dp::DpError::Algorithm(e)) => {
+                        tracing::error!(phase = "federate", round, error = %e, "local step failed");
+                        return send(&Message::Failed {
+                            round,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+            _ => (reply, None),
+        };
         let compute_secs = started.elapsed().as_secs_f64();
         tracing::info!(
             phase = "federate",
@@ -577,6 +654,7 @@ impl Worker {
             (loaded.index, round),
             (statistics, numbers),
             &counts,
+            noise,
         );
         send(&message)
     }
@@ -590,6 +668,7 @@ fn audit(
     (analysis, round): (usize, u32),
     (statistics, numbers): (String, usize),
     counts: &[(&str, f64)],
+    noise: Option<crate::dp::Noise>,
 ) {
     let bytes = postcard::to_allocvec(message).map_or(0, |b| b.len());
     let masked = matches!(
@@ -619,6 +698,10 @@ fn audit(
         min_count = if min_count.is_finite() { min_count } else { 0.0 },
         smallest,
         masked,
+        dp_mechanism = noise.map(|n| n.mechanism.as_str()),
+        dp_clip = noise.map(|n| n.clip),
+        dp_scale = noise.map(|n| n.scale),
+        dp_cost = noise.map(|n| n.cost),
         "released"
     );
 }
@@ -664,7 +747,7 @@ fn audit_ready(
         shapes.join(", ")
     );
     let numbers = levels.iter().map(|(_, l)| l.len()).sum::<usize>() + usize::from(!masked) * 2;
-    audit(ready, (analysis, 0), (statistics, numbers), &counts);
+    audit(ready, (analysis, 0), (statistics, numbers), &counts, None);
 }
 
 /// Skip to the next analysis the coordinator begins (None: the run is over).

@@ -148,6 +148,11 @@ pub struct Comparison {
     /// svd: largest angle among the separated components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_angle_deg: Option<f64>,
+    /// Under `[privacy.dp]`: what the noise costs each estimate; the checks it reaches are
+    /// held to their predicted 99% bound (their `diff` is the share of it used, their
+    /// tolerance 1); see [`hold_to_noise`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<crate::dp::predict::Cost>,
     pub checks: Vec<Check>,
 }
 
@@ -161,10 +166,17 @@ impl Comparison {
 
     /// One line for people: the worst value check, and the angles.
     pub fn describe(&self) -> String {
-        let mut m = format!(
-            "max difference {:.3e} at {} (tolerance {:.1e})",
-            self.max_diff, self.worst, self.tolerance
-        );
+        let mut m = if self.noise.is_some() {
+            format!(
+                "largest difference {:.2} of the noise's predicted bound, at {}",
+                self.max_diff, self.worst
+            )
+        } else {
+            format!(
+                "max difference {:.3e} at {} (tolerance {:.1e})",
+                self.max_diff, self.worst, self.tolerance
+            )
+        };
         if let (Some(a), Some(t)) = (self.max_angle_deg, self.angle_tolerance_deg) {
             m.push_str(&format!(", max angle {a:.2e} deg (tolerance {t} deg)"));
         }
@@ -374,8 +386,71 @@ pub fn compare(
         max_abs_diff: values().map(|c| c.abs_diff).fold(0.0, f64::max),
         worst: worst.map(Check::name).unwrap_or_default(),
         max_angle_deg,
+        noise: None,
         checks,
     })
+}
+
+/// A DP run's verdict: every check the noise reaches is held to the bound the mechanism
+/// predicts for it (its clipping bias plus the 99% quantile of its spread) instead of the
+/// exact rule; one the noise cannot move (a degree of freedom) keeps the exact rule.
+pub fn hold_to_noise(c: &mut Comparison, cost: &crate::dp::predict::Cost) {
+    for check in &mut c.checks {
+        let Some(t) = cost.term(&check.name()).filter(|t| t.bound > 0.0) else {
+            continue;
+        };
+        check.scale = t.bound;
+        check.diff = check.abs_diff / t.bound;
+        check.tolerance = 1.0;
+        check.passed = check.diff <= 1.0;
+        check.note = Some(format!(
+            "differential privacy: held to the noise's bound {:.3e} (bias {:.3e} + {:.2} sd of {:.3e}: 99% for all {} estimates together)",
+            t.bound, t.bias, cost.z, t.sd, cost.held
+        ));
+    }
+    // A P-value moves with the noise far from linearly (1e-39 to 1e-9 for a t of 13 against
+    // one of 10): it is judged through the statistic it is a monotone function of.
+    let statistic = |q: Quantity| match q {
+        Quantity::P => Some(Quantity::T),
+        Quantity::FPvalue => Some(Quantity::Fvalue),
+        Quantity::LlrPvalue => Some(Quantity::Llr),
+        _ => None,
+    };
+    let judged: Vec<Option<(f64, bool, String)>> = c
+        .checks
+        .iter()
+        .map(|p| {
+            let q = statistic(p.quantity)?;
+            let s = c
+                .checks
+                .iter()
+                .find(|s| s.quantity == q && s.term == p.term && s.note.is_some())?;
+            Some((s.diff, s.passed, s.name()))
+        })
+        .collect();
+    for (check, j) in c.checks.iter_mut().zip(judged) {
+        if let Some((diff, passed, name)) = j {
+            check.scale = check.abs_diff / diff.max(f64::MIN_POSITIVE);
+            check.diff = diff;
+            check.tolerance = 1.0;
+            check.passed = passed;
+            check.note = Some(format!(
+                "differential privacy: a P-value moves with the noise far from linearly; judged through {name}"
+            ));
+        }
+    }
+    // How much of its allowance each check used (a check held exactly at 0 uses none or all).
+    let used = |c: &Check| match (c.diff, c.tolerance) {
+        (d, t) if t > 0.0 => d / t,
+        (0.0, _) => 0.0,
+        _ => f64::INFINITY,
+    };
+    let values = || c.checks.iter().filter(|c| c.quantity != Quantity::Angle);
+    let worst = values().max_by(|a, b| used(a).total_cmp(&used(b)));
+    c.max_diff = worst.map_or(0.0, used);
+    c.worst = worst.map(Check::name).unwrap_or_default();
+    c.passed = c.checks.iter().all(|c| c.passed);
+    c.noise = Some(cost.clone());
 }
 
 /// What a fit's summary adds (t, p, confidence intervals, R², log-likelihoods, explained

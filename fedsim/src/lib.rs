@@ -22,6 +22,7 @@ pub mod data;
 pub mod demo;
 pub mod disclosure;
 pub mod distributions;
+pub mod dp;
 pub mod enrol;
 pub mod federation;
 pub mod fleet;

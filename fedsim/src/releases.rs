@@ -28,6 +28,67 @@ pub struct Release {
     /// Under secure aggregation the coordinator sees the shape and masked numbers only (their
     /// sum over the sites, once unmasked).
     pub masked: bool,
+    /// Under differential privacy: the noise its numbers carry, and what the round cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<crate::dp::Noise>,
+}
+
+/// What one site spent of its differential-privacy budget over the run, from its releases.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Spent {
+    pub site: String,
+    pub mechanism: crate::scenario::Mechanism,
+    /// The rounds it released with noise, and their summed cost (ρ, or ε for Laplace).
+    pub rounds: usize,
+    pub cost: f64,
+    /// The ε that comes to (at the scenario's δ for the Gaussian mechanism), and its budget.
+    pub epsilon: f64,
+    pub budget: f64,
+}
+
+/// Each site's spending, from the release records (sites that released nothing with noise
+/// are left out).
+pub fn spent(releases: &[Release], spec: &crate::scenario::DpSpec) -> Vec<Spent> {
+    let mut out: Vec<Spent> = Vec::new();
+    for r in releases {
+        let Some(noise) = r.noise else { continue };
+        let at = match out.iter().position(|s| s.site == r.site) {
+            Some(i) => i,
+            None => {
+                out.push(Spent {
+                    site: r.site.clone(),
+                    mechanism: noise.mechanism,
+                    rounds: 0,
+                    cost: 0.0,
+                    epsilon: 0.0,
+                    budget: spec.epsilon,
+                });
+                out.len() - 1
+            }
+        };
+        out[at].rounds += 1;
+        out[at].cost += noise.cost;
+    }
+    for s in &mut out {
+        s.epsilon =
+            crate::dp::accountant::spent_epsilon(s.mechanism, s.cost, spec.delta.unwrap_or(0.0));
+    }
+    out
+}
+
+/// The noise an agent's `released` line records, if it carried any.
+fn noise(l: &LogLine) -> Option<crate::dp::Noise> {
+    let number = |k: &str| l.fields.get(k).and_then(serde_json::Value::as_f64);
+    let mechanism = match l.text("dp_mechanism")?.as_str() {
+        "laplace" => crate::scenario::Mechanism::Laplace,
+        _ => crate::scenario::Mechanism::Gaussian,
+    };
+    Some(crate::dp::Noise {
+        mechanism,
+        clip: number("dp_clip")?,
+        scale: number("dp_scale")?,
+        cost: number("dp_cost")?,
+    })
 }
 
 /// The releases in a merged log, in time order; `names` names the analyses by index.
@@ -60,6 +121,7 @@ pub fn from_log(lines: &[LogLine], names: &[String]) -> Vec<Release> {
                     .get("masked")
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(false),
+                noise: noise(l),
             }
         })
         .collect()

@@ -545,7 +545,7 @@ impl<'a> Run<'a> {
         let baseline = self.stage(Phase::Baseline, |r| r.baseline(k, &survivors))?;
         let reference = reference.clone().filter(|_| analysed.lost.is_empty());
         let (comparison, reference) = self.stage(Phase::Compare, |r| {
-            r.compare(estimates, &baseline, reference)
+            r.compare(estimates, &baseline, reference, (k, &survivors))
         })?;
         Ok((baseline, comparison, reference))
     }
@@ -998,14 +998,45 @@ impl<'a> Run<'a> {
     }
 
     /// compare: federated against the baseline, and against the reference row if there is
-    /// one to hold it against.
+    /// one to hold it against; under differential privacy, with the noise's predicted cost.
     fn compare(
         &mut self,
         fed: &Estimates,
         base: &Estimates,
         reference: Option<(PathBuf, ReferenceRow)>,
+        (k, survivors): (usize, &[String]),
     ) -> Result<(Comparison, Option<ReferenceCheck>), Stop> {
         compare::finite_results(fed, base)?;
+        let (mut cmp, mut reference) = self.compare_exact(fed, base, reference)?;
+        if let Some(spec) = &self.scenario.privacy.dp {
+            let configs: Vec<_> = self
+                .plan
+                .analyses
+                .iter()
+                .map(|p| p.config.clone())
+                .collect();
+            let plan = self.plan.analyses[k].clone();
+            let (spec, survivors, base) = (spec.clone(), survivors.to_vec(), base.clone());
+            let cost = cancel::wait_for("compare", move || {
+                crate::dp::run_rounds(&configs).and_then(|rounds| {
+                    crate::dp::predict::predict(&plan, &survivors, &spec, rounds, &base)
+                })
+            })?
+            .map_err(|e| Stop::failed(format!("the noise's cost cannot be predicted: {e}")))?;
+            compare::hold_to_noise(&mut cmp, &cost);
+            if let Some(r) = reference.as_mut() {
+                compare::hold_to_noise(&mut r.comparison, &cost);
+            }
+        }
+        Ok((cmp, reference))
+    }
+
+    fn compare_exact(
+        &mut self,
+        fed: &Estimates,
+        base: &Estimates,
+        reference: Option<(PathBuf, ReferenceRow)>,
+    ) -> Result<(Comparison, Option<ReferenceCheck>), Stop> {
         let c = &self.scenario.compare;
         let cmp = compare::compare(
             fed,
@@ -1092,6 +1123,9 @@ impl<'a> Run<'a> {
         let analyses: Vec<String> = self.plan.analyses.iter().map(|p| p.name.clone()).collect();
         if let Err(e) = self.dir.write_releases(&analyses) {
             unwritten.push(format!("releases.jsonl: {e}"));
+        }
+        if let Some(spec) = &self.scenario.privacy.dp {
+            summary.privacy_spent = crate::releases::spent(&self.dir.read_releases(), spec);
         }
         if !unwritten.is_empty() && summary.status != crate::summary::Status::Cancelled {
             summary.status = crate::summary::Status::Failed;

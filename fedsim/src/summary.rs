@@ -115,6 +115,9 @@ pub struct Summary {
     /// `status` is the worst of theirs). Empty for a run of one `[algorithm]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub analyses: Vec<AnalysisSummary>,
+    /// Under `[privacy.dp]`: what each site spent of its budget, from its release records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privacy_spent: Vec<crate::releases::Spent>,
 }
 
 /// One analysis of a run of several: its own verdict, as a run of it alone would have it.
@@ -343,6 +346,7 @@ impl Summary {
             lost_sites: f.lost_sites,
             warnings: f.warnings,
             analyses,
+            privacy_spent: Vec::new(),
         }
     }
 }

@@ -389,13 +389,15 @@ pub struct Glm {
 
 impl Glm {
     pub fn new(config: AlgorithmConfig, params: GlmParams) -> Self {
+        let noisy = config.noisy;
         Glm {
             config,
             params,
             rows: 0,
             n: 0.0,
             ybar: 0.0,
-            model: Model::Null,
+            // Under noise the null model's fit would cost budget for its deviance alone.
+            model: if noisy { Model::Full } else { Model::Null },
             beta: None,
             steps: Vec::new(),
             taken: 0,
@@ -460,7 +462,13 @@ impl Glm {
             self.steps.push(size);
         }
         self.taken += 1;
-        if size > self.params.tol * scale {
+        // Under noise every planned step is taken: the budget was split over them.
+        let go_on = if self.config.noisy {
+            self.taken < self.params.max_iter
+        } else {
+            size > self.params.tol * scale
+        };
+        if go_on {
             if self.taken >= self.params.max_iter {
                 return Err(AlgoError::Numeric(format!(
                     "IRLS did not converge in {} iterations (last change {size:.3e}, tolerance {:.1e}); raise max_iter, or try another link",
@@ -515,7 +523,7 @@ impl Glm {
             deviance: Some(s.deviance),
             pearson_chi2: Some(s.pearson),
             scale: Some(scale),
-            null_deviance: Some(self.null_deviance),
+            null_deviance: (!self.config.noisy).then_some(self.null_deviance),
             aic: Some(-2.0 * llf + 2.0 * k),
             bic: Some(-2.0 * llf + k * self.n.ln()),
             iterations: Some(self.steps.len()),

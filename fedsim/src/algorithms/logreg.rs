@@ -208,7 +208,8 @@ impl Federated for LogisticRegression {
                 .map(|j| (4.0 * hess[(j, j)] / n as f64).max(0.0).sqrt())
                 .collect();
         }
-        if let Some((prev, prev_ll)) = &self.accepted {
+        // A noisy likelihood cannot tell an overshoot from the noise: every step is taken.
+        if let (Some((prev, prev_ll)), false) = (&self.accepted, self.config.noisy) {
             if ll < prev_ll - 1e-12 * prev_ll.abs().max(1.0) {
                 // The full step overshot: go half way back and evaluate again.
                 self.halvings += 1;
@@ -229,7 +230,8 @@ impl Federated for LogisticRegression {
         }
         self.halvings = 0;
         self.accepted = Some((self.beta.clone(), ll));
-        if ll > -1e-7 * n as f64 {
+        // A noisy likelihood near 0 is the noise, not a separation.
+        if !self.config.noisy && ll > -1e-7 * n as f64 {
             return Err(AlgoError::Numeric(format!(
                 "perfect separation: the target is predicted exactly by {} (the coefficients grow without bound), so the maximum-likelihood estimates do not exist; leave one out, or merge categories that hold only one outcome",
                 self.separating()
@@ -245,7 +247,13 @@ impl Federated for LogisticRegression {
         let scale = self.beta.iter().fold(1.0f64, |m, b| m.max(b.abs()));
         self.steps.push(size);
         let next: Vec<f64> = self.beta.iter().zip(&step).map(|(b, s)| b + s).collect();
-        if size <= self.newton.tol * scale {
+        // Under noise every planned step is taken: the budget was split over them.
+        let done = if self.config.noisy {
+            self.steps.len() >= self.newton.max_iter
+        } else {
+            size <= self.newton.tol * scale
+        };
+        if done {
             // Converged: the point just evaluated is within `tol` of the optimum, and the final
             // step takes it to rounding level; the information matrix is the one at that point.
             let se: Vec<f64> = (0..p).map(|j| cov[(j, j)].sqrt()).collect();

@@ -46,6 +46,11 @@ pub struct AlgorithmConfig {
     /// What a site does with an incomplete row.
     #[serde(default)]
     pub missing: crate::scenario::Missing,
+    /// The sites add noise to what they release (`[privacy.dp]`): an iterative fit runs its
+    /// `max_iter` steps, which its budget was split over, and stops there (a noisy step never
+    /// falls below `tol`); counts that should agree are averaged, not required equal.
+    #[serde(default)]
+    pub noisy: bool,
 }
 
 /// One variant per kind of analysis, each with only its own options. A new kind is one variant
@@ -136,6 +141,7 @@ impl AlgorithmConfig {
             seed: 1,
             categorical: Vec::new(),
             missing: Default::default(),
+            noisy: false,
         }
     }
 

@@ -2,7 +2,7 @@
 //! replies, round after round, with no frames and no masks. `fedsim validate` predicts the
 //! sites' refusals with it, and the differencing probe differences two of them.
 
-use super::{build, AlgoError, AlgorithmConfig, LocalData, Runner, Step};
+use super::{build, AlgoError, AlgorithmConfig, Estimates, LocalData, Runner, Step};
 
 /// An analysis running on the sites' data, at its current question.
 pub struct Simulation {
@@ -35,12 +35,18 @@ impl Simulation {
     /// Aggregate the round's replies: true if the algorithm asks another round (now the
     /// current one), false when it is done or cannot go on.
     pub fn advance(&mut self, replies: Vec<Vec<u8>>) -> bool {
-        match self.algorithm.aggregate(replies) {
-            Ok(Step::Next(next)) => {
+        matches!(self.step(replies), Ok(None))
+    }
+
+    /// Aggregate the round's replies: None if the algorithm asks another round (now the
+    /// current one), else its estimates.
+    pub fn step(&mut self, replies: Vec<Vec<u8>>) -> Result<Option<Box<Estimates>>, AlgoError> {
+        match self.algorithm.aggregate(replies)? {
+            Step::Next(next) => {
                 self.request = next;
-                true
+                Ok(None)
             }
-            _ => false,
+            Step::Done(e) => Ok(Some(e)),
         }
     }
 }

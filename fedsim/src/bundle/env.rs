@@ -18,6 +18,8 @@ pub const DATA: &str = "FEDSIM_DATA";
 pub const PAIR_SEEDS: &str = "FEDSIM_PAIR_SEEDS";
 /// The site's disclosure rules (`min_cell=5,...`; see `disclosure::encode`).
 pub const RULES: &str = "FEDSIM_RULES";
+/// The site's differential privacy (`[privacy.dp]` as JSON; see `dp::encode`).
+pub const DP: &str = "FEDSIM_DP";
 /// An account's portal user name.
 pub const PORTAL_USER: &str = "FEDSIM_PORTAL_USER";
 /// An account's portal password.
@@ -56,6 +58,8 @@ pub struct SiteEnv {
     pub pair_seeds: Option<PairSeeds>,
     /// The site's own disclosure rules, as the site's server holds them (empty: none).
     pub rules: String,
+    /// The site's differential privacy, as `dp::encode` writes it (empty: none).
+    pub dp: String,
 }
 
 impl std::fmt::Debug for SiteEnv {
@@ -87,6 +91,9 @@ impl SiteEnv {
         if !self.rules.is_empty() {
             text.push_str(&format!("{RULES}={}\n", self.rules));
         }
+        if !self.dp.is_empty() {
+            text.push_str(&format!("{DP}={}\n", self.dp));
+        }
         text
     }
 
@@ -102,6 +109,7 @@ impl SiteEnv {
             None => None,
         };
         let rules = vars.remove(RULES).unwrap_or_default();
+        let dp = vars.remove(DP).unwrap_or_default();
         Ok(SiteEnv {
             site,
             token,
@@ -110,6 +118,7 @@ impl SiteEnv {
             portal_password,
             pair_seeds,
             rules,
+            dp,
         })
     }
 
@@ -188,6 +197,7 @@ mod tests {
             portal_password: "p".repeat(20),
             pair_seeds: None,
             rules: String::new(),
+            dp: String::new(),
         }
     }
 

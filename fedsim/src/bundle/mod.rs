@@ -159,6 +159,11 @@ pub fn make_bundles(
                 portal_password: password,
                 pair_seeds: seeds.as_ref().map(|s| s[i].clone()),
                 rules: crate::disclosure::encode(&privacy.rules_of(&site.name)),
+                dp: privacy
+                    .dp
+                    .as_ref()
+                    .map(crate::dp::encode)
+                    .unwrap_or_default(),
             }
             .to_text();
             Ok(Bundle {

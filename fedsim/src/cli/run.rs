@@ -87,6 +87,12 @@ fn tell_section(s: &Summary, section: &fedsim::summary::Section) {
         None => format!("{}: {}", s.scenario, s.status),
     };
     match (section.comparison, section.name, section.error) {
+        (Some(c), _, _) if c.noise.is_some() => eprintln!(
+            "{who} | federated vs centralised under differential privacy: the largest error used {:.0}% of its predicted bound (at {}) {}",
+            100.0 * c.max_diff,
+            c.worst,
+            if c.passed { "passed" } else { "FAILED" }
+        ),
         (Some(c), _, _) => eprintln!(
             "{who} | federated vs centralised: max difference {:.2e} at {} (tolerance {:.0e}) {}",
             c.max_diff,

@@ -173,6 +173,15 @@ impl Design {
         out
     }
 
+    /// How many indicator columns each categorical column has, in the design's order (they
+    /// come first among its columns).
+    pub fn indicator_groups(&self) -> Vec<usize> {
+        self.categorical
+            .iter()
+            .map(|(c, _)| self.indicators().iter().filter(|(_, s, _)| s == c).count())
+            .collect()
+    }
+
     /// The design's feature columns, named as statsmodels names them.
     pub fn columns(&self) -> Vec<String> {
         self.indicators()

@@ -161,6 +161,7 @@ mod tests {
                 seed: 7,
                 categorical: Vec::new(),
                 missing: Default::default(),
+                noisy: false,
             };
             let msg = Message::Welcome {
                 run_id: "r".into(),

@@ -620,6 +620,23 @@ fn releases(run: &RunView) -> String {
         );
     }
     h.push_str("</table>");
+    if !run.summary.privacy_spent.is_empty() {
+        h.push_str("<h3>Privacy budget spent</h3><p class=\"note\">Each site's own accountant, from its release records: Gaussian rounds compose in zero-concentrated DP (their ρ add up, then ε = ρ + 2√(ρ ln 1/δ)); Laplace rounds add their ε.</p><table id=\"budget\"><tr><th>site</th><th>mechanism</th><th>noisy releases</th><th>cost (ρ or ε)</th><th>ε spent</th><th>budget</th></tr>");
+        for b in &run.summary.privacy_spent {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+                esc(&b.site),
+                b.mechanism.as_str(),
+                b.rounds,
+                num(b.cost),
+                if b.epsilon <= b.budget * (1.0 + 1e-9) { "ok" } else { "bad" },
+                num(b.epsilon),
+                num(b.budget)
+            );
+        }
+        h.push_str("</table>");
+    }
     h
 }
 
@@ -671,6 +688,12 @@ fn results(run: &RunView, level: u8) -> Result<String, ReportError> {
             sides,
         ));
     }
+    if let Some(cost) = s.comparison.as_ref().and_then(|c| c.noise.as_ref()) {
+        h.push_str(&noise_cost(
+            cost,
+            s.comparison.as_ref().expect("held to the noise"),
+        ));
+    }
     if let Some(r) = &s.reference {
         let _ = write!(
             h,
@@ -694,6 +717,43 @@ fn results(run: &RunView, level: u8) -> Result<String, ReportError> {
         h.push_str(&plot);
     }
     Ok(h)
+}
+
+/// "What ε costs each estimate": per check the noise reaches, the predicted spread of its
+/// error, the clipping's bias, the 99% bound the verdict holds it to, and the error it had.
+fn noise_cost(cost: &crate::dp::predict::Cost, c: &Comparison) -> String {
+    let budget = match cost.delta {
+        Some(d) => format!("ε = {}, δ = {d:e}", cost.epsilon),
+        None => format!("ε = {}", cost.epsilon),
+    };
+    let mut h = format!(
+        "<h3>What {budget} costs each estimate</h3><p class=\"note\">Each site clipped its values to the bounds and added {} noise to everything it released, its budget split over the run's {} rounds ({} in this analysis). The spread is predicted by moving every released number by its noise; the verdict holds each error to its clipping bias plus {:.2} spreads, so that all {} estimates the noise moves stay within their bounds 99% of the time together.</p><table id=\"noise-cost\"><tr><th>estimate</th><th>centralised</th><th>federated</th><th>error</th><th>predicted sd</th><th>clipping bias</th><th>bound</th><th>share of bound</th></tr>",
+        cost.mechanism.as_str(),
+        cost.run_rounds,
+        cost.rounds,
+        cost.z,
+        cost.held
+    );
+    for check in c.checks.iter() {
+        let Some(t) = cost.term(&check.name()).filter(|t| t.bound > 0.0) else {
+            continue;
+        };
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{:.0}%</td></tr>",
+            esc(&check.name()),
+            num(check.want),
+            num(check.got),
+            num(check.abs_diff),
+            num(t.sd),
+            num(t.bias),
+            num(t.bound),
+            if check.passed { "ok" } else { "bad" },
+            100.0 * check.abs_diff / t.bound
+        );
+    }
+    h.push_str("</table>");
+    h
 }
 
 /// A run of several analyses seen as a run of one of them: its verdict and numbers in the

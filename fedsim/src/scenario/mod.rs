@@ -33,7 +33,7 @@ pub use locate::{parse_located, Locate};
 pub use meta::Meta;
 pub use overrides::{FleetFile, Set};
 pub use partition::{PartitionKind, PartitionSpec, Strategy};
-pub use privacy::{OnRefusal, Preset, PrivacySpec, RuleSpec, SiteRules};
+pub use privacy::{DpSpec, Mechanism, OnRefusal, Preset, PrivacySpec, RuleSpec, SiteRules};
 pub use vm::{Accel, LinkSpec, VmSpec};
 
 /// A scenario as written by the user, after validation. Paths are resolved against the scenario's

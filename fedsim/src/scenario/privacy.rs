@@ -111,8 +111,48 @@ pub struct PrivacySpec {
     /// Per-site overrides (`[[privacy.sites]]`, each with its `site`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<SiteRules>,
+    /// Differential privacy: every site adds calibrated noise to what it releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpSpec>,
     #[serde(flatten)]
     pub rules: RuleSpec,
+}
+
+/// The noise a site adds to everything it releases (`[privacy.dp]`), and the budget it
+/// spends: each site's own, over every round of every analysis of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpSpec {
+    /// The whole run's privacy loss at each site.
+    pub epsilon: f64,
+    /// The (epsilon, delta) guarantee's delta (Gaussian mechanism; 0 with Laplace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    #[serde(default)]
+    pub mechanism: Mechanism,
+    /// `column = [lo, hi]` for every numeric column an analysis uses: sensitivity comes from
+    /// them, and a site clips its values to them.
+    pub bounds: std::collections::BTreeMap<String, [f64; 2]>,
+}
+
+/// How a site draws its noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    /// Normal noise on the L2 sensitivity; rounds compose in zero-concentrated DP.
+    #[default]
+    Gaussian,
+    /// Laplace noise on the L1 sensitivity; pure epsilon-DP, rounds compose by summing.
+    Laplace,
+}
+
+impl Mechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::Gaussian => "gaussian",
+            Mechanism::Laplace => "laplace",
+        }
+    }
 }
 
 impl RuleSpec {
@@ -156,7 +196,7 @@ impl PrivacySpec {
         *self == PrivacySpec::default()
     }
 
-    /// Whether any site has a rule.
+    /// Whether any site has a rule (differential privacy aside).
     pub fn any(&self) -> bool {
         self.preset.is_some() || !self.rules.is_empty() || !self.sites.is_empty()
     }
@@ -194,6 +234,9 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         Ok(())
     };
     check("privacy", &p.rules)?;
+    if let Some(dp) = &p.dp {
+        validate_dp(s, dp, at)?;
+    }
     let names: Vec<String> = (0..s.partition.sites)
         .map(|i| {
             s.sites
@@ -231,6 +274,81 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             format!(
                 "a site asks for at least {n} sites, but the scenario has {}: every round would be refused",
                 names.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The budget is positive and finite, delta goes with the Gaussian mechanism, every bound is an
+/// interval, and every analysis releases only sums the noise can cover.
+fn validate_dp(s: &Scenario, dp: &DpSpec, at: &Locate) -> Result<(), ScenarioError> {
+    use super::AlgorithmKind as K;
+    if !(dp.epsilon.is_finite() && dp.epsilon > 0.0) {
+        return Err(at(
+            "privacy.dp.epsilon",
+            format!("expected a number above 0, found {}", dp.epsilon),
+        ));
+    }
+    match (dp.mechanism, dp.delta) {
+        (Mechanism::Gaussian, None) => {
+            return Err(at(
+                "privacy.dp.delta",
+                "the Gaussian mechanism needs delta (e.g. 1e-6, well below 1 / rows)".into(),
+            ))
+        }
+        (Mechanism::Gaussian, Some(d)) if !(d > 0.0 && d < 1.0) => {
+            return Err(at(
+                "privacy.dp.delta",
+                format!("expected a number above 0 and below 1, found {d}"),
+            ))
+        }
+        (Mechanism::Laplace, Some(d)) if d != 0.0 => {
+            return Err(at(
+                "privacy.dp.delta",
+                "the Laplace mechanism is pure epsilon-DP: leave delta out (or 0)".into(),
+            ))
+        }
+        _ => {}
+    }
+    for (column, [lo, hi]) in &dp.bounds {
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(at(
+                &format!("privacy.dp.bounds.{column}"),
+                format!("expected [lo, hi] with lo < hi, both finite, found [{lo}, {hi}]"),
+            ));
+        }
+    }
+    if s.partition.kind == super::PartitionKind::Vertical {
+        return Err(at(
+            "privacy.dp",
+            "differential privacy needs a horizontal split (each site's rows its own)".into(),
+        ));
+    }
+    let a = &s.algorithm;
+    let why = match a.kind {
+        K::LinearRegression | K::LogisticRegression | K::Crosstab => None,
+        K::Glm if a.family == Some(super::Family::NegativeBinomial) => {
+            Some("a negative binomial's alpha is searched over the data, not summed")
+        }
+        K::Glm => None,
+        K::Describe if a.quantiles.as_ref().is_none_or(|q| !q.is_empty()) => Some(
+            "describe's quantiles are searched by bisection on exact counts; set quantiles = [] for noisy counts, means, sds and correlations",
+        ),
+        K::Describe if a.extremes == Some(true) => Some("min and max are single records' values"),
+        K::Describe => None,
+        K::KaplanMeier | K::Cox => {
+            Some("the event times every site holds are agreed in clear before the rounds")
+        }
+        K::Svd => Some("the subspace iteration's products have no bound the noise could cover"),
+        K::External => Some("an external step's replies are its own program's"),
+    };
+    if let Some(why) = why {
+        return Err(at(
+            "algorithm.kind",
+            format!(
+                "{} cannot run under [privacy.dp]: {why}; differential privacy covers linear_regression, logistic_regression, glm (not negative_binomial), describe and crosstab",
+                a.kind
             ),
         ));
     }
