@@ -57,8 +57,13 @@ impl Probe {
 }
 
 /// Probe every analysis (external ones excepted: their releases are their program's) with a
-/// record of `site` (default: the first site): its first complete row.
-pub fn probe(study: &Study, site: Option<&str>) -> Result<Vec<Probe>, String> {
+/// record of `site` (default: the first site): its first complete row. Under `dp` every site
+/// releases as its agent would, clipped and with its own noise in each run.
+pub fn probe(
+    study: &Study,
+    site: Option<&str>,
+    dp: Option<&crate::scenario::DpSpec>,
+) -> Result<Vec<Probe>, String> {
     let site = match site {
         Some(s) => s.to_string(),
         None => study.sites()[0].name.clone(),
@@ -74,12 +79,19 @@ pub fn probe(study: &Study, site: Option<&str>) -> Result<Vec<Probe>, String> {
         .analyses
         .iter()
         .filter(|p| p.config.external().is_none())
-        .map(|p| probe_one(p, &site))
+        .map(|p| probe_one(p, &site, dp))
         .collect()
 }
 
-fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
+fn probe_one(
+    plan: &Plan,
+    site: &str,
+    dp: Option<&crate::scenario::DpSpec>,
+) -> Result<Probe, String> {
     let coded = plan.analysis();
+    let clipping = dp
+        .map(|spec| crate::dp::Clipping::new(&plan.design, &spec.bounds, spec.mechanism))
+        .transpose()?;
     let at = plan
         .sites
         .iter()
@@ -93,10 +105,15 @@ fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
         ));
     };
     let shape = |rows: &[usize]| -> Result<LocalData, String> {
-        plan.design
+        let mut d = plan
+            .design
             .encode(&plan.frame, rows, &plan.data_path)
             .and_then(|t| LocalData::from_table(&t, &coded, &plan.data_path))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Some(c) = &clipping {
+            c.clip_data(&mut d);
+        }
+        Ok(d)
     };
     let data = |sets: &[Vec<usize>]| sets.iter().map(|r| shape(r)).collect::<Result<Vec<_>, _>>();
     // The record's values, named: its design row, its target, its own columns.
@@ -146,6 +163,20 @@ fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
         .iter()
         .map(|&r| named(r))
         .collect::<Result<_, _>>()?;
+    // Under differential privacy each run's sites have their own budget and noise.
+    let mut noise: Vec<Vec<crate::dp::SiteDp>> = match dp {
+        None => Vec::new(),
+        Some(spec) => {
+            let rounds = crate::dp::run_rounds(std::slice::from_ref(&plan.config))?;
+            (0..runs.len() as u64)
+                .map(|k| {
+                    (0..full.len() as u64)
+                        .map(|i| crate::dp::SiteDp::new(spec, rounds, Some(k * 1000 + i)))
+                        .collect()
+                })
+                .collect()
+        }
+    };
     let mut probe = Probe {
         analysis: plan.name.clone(),
         site: site.to_string(),
@@ -155,11 +186,28 @@ fn probe_one(plan: &Plan, site: &str) -> Result<Probe, String> {
         exposures: Vec::new(),
     };
     for round in 1..=1000u32 {
-        let replies = runs
-            .iter()
-            .map(Simulation::answer)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+        let replies = match &clipping {
+            None => runs
+                .iter()
+                .map(Simulation::answer)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?,
+            Some(c) => runs
+                .iter()
+                .zip(noise.iter_mut())
+                .map(|(run, sites)| {
+                    run.data
+                        .iter()
+                        .zip(sites.iter_mut())
+                        .map(|(d, site)| {
+                            site.release(c, run.algorithm.as_ref(), &run.request, d)
+                                .map(|(reply, _)| reply)
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         if runs.iter().all(|r| r.request == runs[0].request) {
             probe.compared.push(round);
             for (view, of) in [("site", View::Site(at)), ("sum", View::Sum)] {

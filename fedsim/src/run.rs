@@ -612,9 +612,11 @@ impl<'a> Run<'a> {
     /// The differencing probe on the planned partition (`[privacy] probe = true`): `probe.json`,
     /// and a warning per analysis whose releases show a record's values.
     fn probe(&mut self) -> Result<Vec<Warning>, Stop> {
-        let plan = self.plan.clone();
-        let probes = cancel::wait_for("probe", move || crate::probe::probe(&plan, None))?
-            .map_err(|e| Stop::failed(format!("the differencing probe: {e}")))?;
+        let (plan, dp) = (self.plan.clone(), self.scenario.privacy.dp.clone());
+        let probes = cancel::wait_for("probe", move || {
+            crate::probe::probe(&plan, None, dp.as_ref())
+        })?
+        .map_err(|e| Stop::failed(format!("the differencing probe: {e}")))?;
         self.dir
             .write_probe(&probes)
             .map_err(|e| Stop::failed(e.to_string()))?;

@@ -243,3 +243,32 @@ fn validate_refuses_what_the_noise_cannot_cover() {
         );
     }
 }
+
+/// The differencing probe recovers a record's values exactly from plain sums, and none of them
+/// once every site releases with noise (the same data, record and rounds).
+#[test]
+fn the_probe_recovers_a_record_from_plain_sums_but_not_through_the_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dp_scenario(
+        dir.path(),
+        "probe",
+        "diabetes_raw.csv",
+        (
+            "target = \"progression\"\nfeatures = [\"bmi\", \"bp\"]",
+            "kind = \"linear_regression\"",
+        ),
+        "epsilon = 1.0\ndelta = 1e-6\nbounds = { bmi = [18, 43], bp = [60, 135], progression = [25, 346] }",
+    );
+    let s = Scenario::load(&cfg).unwrap();
+    let study = Study::make(&s).unwrap();
+    let plain = fedsim::probe::probe(&study, None, None).unwrap();
+    assert_eq!(
+        plain[0].exposed("site"),
+        ["bmi", "bp", "progression"],
+        "{:?}",
+        plain[0]
+    );
+    let noisy = fedsim::probe::probe(&study, None, s.privacy.dp.as_ref()).unwrap();
+    assert_eq!(noisy[0].compared, [1]);
+    assert!(noisy[0].exposures.is_empty(), "{:?}", noisy[0]);
+}

@@ -16,15 +16,14 @@ pub struct Args {
 }
 
 pub fn exec(a: Args) -> Exit {
-    let planned = a
-        .scenario
-        .load()
-        .and_then(|(_, s)| fedsim::run::plan(&s, None, false).map(|p| p.plan));
-    let study = match planned {
+    let planned = a.scenario.load().and_then(|(_, s)| {
+        fedsim::run::plan(&s, None, false).map(|p| (p.plan, s.privacy.dp.clone()))
+    });
+    let (study, dp) = match planned {
         Ok(p) => p,
         Err(e) => return super::fail(&e),
     };
-    let probes = match fedsim::probe::probe(&study, a.site.as_deref()) {
+    let probes = match fedsim::probe::probe(&study, a.site.as_deref(), dp.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

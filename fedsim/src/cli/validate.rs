@@ -73,9 +73,61 @@ pub fn exec(a: Args) -> Exit {
     Exit::Succeeded
 }
 
+/// Under `[privacy.dp]`: each site's budget over the run's rounds, and what the noise is
+/// predicted to cost each coefficient, before anything starts.
+fn predict_noise(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
+    let Some(spec) = &s.privacy.dp else { return };
+    let configs: Vec<_> = p.analyses.iter().map(|a| a.config.clone()).collect();
+    let Ok(rounds) = fedsim::dp::run_rounds(&configs) else {
+        return;
+    };
+    let budget = fedsim::dp::Budget::new(
+        spec.mechanism,
+        spec.epsilon,
+        spec.delta.unwrap_or(0.0),
+        rounds,
+    );
+    say!(
+        "differential privacy ({}): each site spends epsilon = {} over the run's {rounds} rounds, {} = {:.3e} each",
+        spec.mechanism.as_str(),
+        spec.epsilon,
+        match spec.mechanism {
+            fedsim::scenario::Mechanism::Gaussian => "rho",
+            fedsim::scenario::Mechanism::Laplace => "epsilon",
+        },
+        budget.total / rounds as f64
+    );
+    let sites: Vec<String> = p.sites().iter().map(|s| s.name.clone()).collect();
+    for plan in &p.analyses {
+        let pooled = plan.pooled().map_err(|e| e.to_string()).and_then(|d| {
+            fedsim::baseline::compute(&plan.analysis(), &d).map_err(|e| e.to_string())
+        });
+        let cost = pooled.and_then(|pooled| {
+            fedsim::dp::predict::predict(plan, &sites, spec, rounds, &pooled).map(|c| (c, pooled))
+        });
+        match cost {
+            Ok((cost, pooled)) => {
+                for (term, value) in pooled.terms.iter().zip(&pooled.coef) {
+                    if let Some(t) = cost.term(&format!("coef[{term}]")) {
+                        say!(
+                            "  {} coef[{term}] = {value:.6e}: the noise's sd {:.3e}, clipping bias {:.3e}, bound {:.3e}",
+                            plan.name,
+                            t.sd,
+                            t.bias,
+                            t.bound
+                        );
+                    }
+                }
+            }
+            Err(e) => say!("  {}: the noise's cost cannot be predicted: {e}", plan.name),
+        }
+    }
+}
+
 /// With disclosure rules: each site's verdict on each analysis, predicted from the planned
 /// partition by the checks the sites run (see `fedsim::disclosure`).
 fn predict(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
+    predict_noise(s, p);
     if !s.privacy.any() {
         return;
     }

@@ -242,7 +242,7 @@ pub fn predict(
                 (Ok(u), Ok(d)) => (u, d),
                 (Err(e), _) | (_, Err(e)) => {
                     return Err(format!(
-                        "the analysis with round {}'s value {} moved by its noise: {e}",
+                        "moving round {}'s value {} by one standard deviation of its noise already breaks the analysis ({e}): at this epsilon the noise swamps what it hides; raise epsilon, tighten the bounds, or lower max_iter",
                         r + 1,
                         j + 1
                     ))

@@ -1122,9 +1122,16 @@ fn drive(
                 .map_err(|source| FedError::Algorithm { round, source })?;
             bodies = vec![total];
         }
-        let step = algorithm
-            .aggregate(bodies)
-            .map_err(|source| FedError::Algorithm { round, source })?;
+        let step = algorithm.aggregate(bodies).map_err(|source| {
+            let source = match source {
+                // The sites' noise, not the data, is the likelier cause.
+                algorithms::AlgoError::Numeric(m) if config.noisy => algorithms::AlgoError::Numeric(format!(
+                    "{m} — under [privacy.dp] the noise the sites added can swamp what it hides: raise epsilon, tighten the bounds, or lower max_iter (fedsim validate predicts each estimate's cost)"
+                )),
+                other => other,
+            };
+            FedError::Algorithm { round, source }
+        })?;
         let wall_secs = started.elapsed().as_secs_f64();
         tracing::info!(phase = "federate", round, wall_secs, "round aggregated");
         record.rounds.push(RoundMetrics {
