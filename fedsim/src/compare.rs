@@ -152,7 +152,7 @@ pub struct Comparison {
     /// held to their predicted 99% bound (their `diff` is the share of it used, their
     /// tolerance 1); see [`hold_to_noise`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub noise: Option<crate::dp::predict::Cost>,
+    pub noise: Option<Cost>,
     pub checks: Vec<Check>,
 }
 
@@ -391,10 +391,47 @@ pub fn compare(
     })
 }
 
+/// What differential privacy's noise costs one estimate (see `dp::predict`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TermCost {
+    /// The check's name: `coef[bmi]`, `r2`.
+    pub name: String,
+    /// The predicted standard deviation of the noise's error.
+    pub sd: f64,
+    /// The clipping's bias: the noiseless clipped answer against the pooled one.
+    pub bias: f64,
+    /// |bias| + z sd: what the verdict holds the federated answer to (see [`Cost::z`]; `dp::predict` makes it).
+    pub bound: f64,
+}
+
+/// What `[privacy.dp]` costs one analysis's estimates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cost {
+    pub mechanism: crate::scenario::Mechanism,
+    /// Each site's budget over the run.
+    pub epsilon: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    /// The rounds this analysis ran without noise, and the run's planned rounds the budget is
+    /// split over.
+    pub rounds: usize,
+    pub run_rounds: usize,
+    /// The normal quantile each bound is drawn at: 99% for the `held` estimates together.
+    pub z: f64,
+    pub held: usize,
+    pub terms: Vec<TermCost>,
+}
+
+impl Cost {
+    pub fn term(&self, name: &str) -> Option<&TermCost> {
+        self.terms.iter().find(|t| t.name == name)
+    }
+}
+
 /// A DP run's verdict: every check the noise reaches is held to the bound the mechanism
 /// predicts for it (its clipping bias plus the 99% quantile of its spread) instead of the
 /// exact rule; one the noise cannot move (a degree of freedom) keeps the exact rule.
-pub fn hold_to_noise(c: &mut Comparison, cost: &crate::dp::predict::Cost) {
+pub fn hold_to_noise(c: &mut Comparison, cost: &Cost) {
     for check in &mut c.checks {
         let Some(t) = cost.term(&check.name()).filter(|t| t.bound > 0.0) else {
             continue;

@@ -125,8 +125,8 @@ mod tests {
             let rho = rho_of(eps, delta);
             assert!((epsilon_of(rho, delta) - eps).abs() < 1e-12 * eps.max(1.0));
         }
-        // ε = 1, δ = 1e-6: ρ ≈ 0.0189 (the usual table value).
-        assert!((rho_of(1.0, 1e-6) - 0.018_9).abs() < 1e-4);
+        // ε = 1, δ = 1e-6: ρ = (√(ln 1e6 + 1) - √(ln 1e6))² ≈ 0.01747.
+        assert!((rho_of(1.0, 1e-6) - 0.017_47).abs() < 1e-4);
     }
 
     #[test]

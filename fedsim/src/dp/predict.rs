@@ -17,56 +17,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::algorithms::{build, AlgoError, AlgorithmConfig, Estimates, LocalData, Runner, Step};
 use crate::compare::{compare, Against};
+pub use crate::compare::{Cost, TermCost};
 use crate::plan::Plan;
-use crate::scenario::{DpSpec, Mechanism};
+use crate::scenario::DpSpec;
 
 use super::{Budget, Clipping};
-
-/// What the noise costs one estimate.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TermCost {
-    /// The check's name: `coef[bmi]`, `r2`.
-    pub name: String,
-    /// The predicted standard deviation of the noise's error.
-    pub sd: f64,
-    /// The clipping's bias: the noiseless clipped answer against the pooled one.
-    pub bias: f64,
-    /// |bias| + z sd: what the verdict holds the federated answer to (see [`Cost::z`]).
-    pub bound: f64,
-}
-
-/// What `[privacy.dp]` costs one analysis's estimates.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Cost {
-    pub mechanism: Mechanism,
-    /// Each site's budget over the run.
-    pub epsilon: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delta: Option<f64>,
-    /// The rounds this analysis ran without noise, and the run's planned rounds the budget is
-    /// split over.
-    pub rounds: usize,
-    pub run_rounds: usize,
-    /// The normal quantile each bound is drawn at: 99% for the `held` estimates together.
-    pub z: f64,
-    pub held: usize,
-    pub terms: Vec<TermCost>,
-}
-
-/// A P-value's check (`p[x]`, `f_pvalue`, `llr_pvalue`).
-fn is_p_value(name: &str) -> bool {
-    name.starts_with("p[") || name == "f_pvalue" || name == "llr_pvalue"
-}
-
-impl Cost {
-    pub fn term(&self, name: &str) -> Option<&TermCost> {
-        self.terms.iter().find(|t| t.name == name)
-    }
-}
 
 /// One site's reply to a request, in a run of [`run`].
 type Reply<'a> = dyn FnMut(&dyn Runner, &[u8], &LocalData) -> Result<Vec<u8>, AlgoError> + 'a;
@@ -282,4 +239,9 @@ pub fn predict(
         held,
         terms,
     })
+}
+
+/// A P-value's check (`p[x]`, `f_pvalue`, `llr_pvalue`).
+fn is_p_value(name: &str) -> bool {
+    name.starts_with("p[") || name == "f_pvalue" || name == "llr_pvalue"
 }

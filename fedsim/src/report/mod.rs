@@ -721,7 +721,7 @@ fn results(run: &RunView, level: u8) -> Result<String, ReportError> {
 
 /// "What ε costs each estimate": per check the noise reaches, the predicted spread of its
 /// error, the clipping's bias, the 99% bound the verdict holds it to, and the error it had.
-fn noise_cost(cost: &crate::dp::predict::Cost, c: &Comparison) -> String {
+fn noise_cost(cost: &crate::compare::Cost, c: &Comparison) -> String {
     let budget = match cost.delta {
         Some(d) => format!("ε = {}, δ = {d:e}", cost.epsilon),
         None => format!("ε = {}", cost.epsilon),
