@@ -34,6 +34,7 @@ pub mod portal;
 pub mod probe;
 pub mod progress;
 pub mod reference;
+pub mod relay;
 pub mod releases;
 pub mod report;
 pub mod run;

@@ -121,9 +121,6 @@ impl Study {
         for plan in &mut analyses[1..] {
             plan.sites = sites.clone();
         }
-        if let Some(dp) = &s.privacy.dp {
-            check_bounds(s, dp, &analyses)?;
-        }
         let frame = bundle_frame(&analyses);
         let format = if analyses.iter().any(|p| p.format == "csv") {
             "csv"
@@ -933,33 +930,6 @@ fn split(
     .enumerate()
     .map(rows_of)
     .collect())
-}
-
-/// Under `[privacy.dp]`, every numeric column an analysis reads has bounds (the noise is scaled
-/// to them) and every bound names such a column (a misspelt one would leave its column without).
-fn check_bounds(
-    s: &Scenario,
-    dp: &crate::scenario::DpSpec,
-    plans: &[Plan],
-) -> Result<(), PlanError> {
-    let mut numeric: Vec<String> = Vec::new();
-    for plan in plans {
-        crate::dp::Clipping::new(&plan.design, &dp.bounds, dp.mechanism)
-            .map_err(|e| s.locate("privacy.dp.bounds", e))?;
-        numeric.extend(plan.config.numeric_columns());
-    }
-    if let Some(c) = dp.bounds.keys().find(|c| !numeric.contains(c)) {
-        return Err(s
-            .locate(
-                &format!("privacy.dp.bounds.{c}"),
-                format!(
-                    "no analysis reads {c:?} as a number; the bounded columns are {}",
-                    numeric.join(", ")
-                ),
-            )
-            .into());
-    }
-    Ok(())
 }
 
 /// The analysis every site runs, and the design its categories make; svd's components must

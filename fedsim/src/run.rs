@@ -130,6 +130,9 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
         }
         Ok(Err(e)) => return Err(e.into()),
     };
+    if let Some(dp) = &scenario.privacy.dp {
+        crate::dp::check_bounds(scenario, dp, &plan.analyses).map_err(PlanError::from)?;
+    }
     // The reference file must describe every analysis.
     let reference = plan
         .analyses
@@ -597,7 +600,7 @@ impl<'a> Run<'a> {
                 rows: b.rows,
                 data_sha256: b.data_sha256.clone(),
                 location: None,
-                link: crate::fleet::vm::link_of(self.scenario, &b.name),
+                link: self.scenario.link_of(&b.name).map(|l| l.describe()),
                 dropped_rows: (self.scenario.data.missing == crate::scenario::Missing::Drop)
                     .then(|| planned(&b.name).map_or(0, |p| p.dropped(first))),
                 pid: None,
@@ -755,10 +758,27 @@ impl<'a> Run<'a> {
                 delays: delays(scenario, &b.name),
             })
             .collect();
+        // Local and ssh sites behind a link dial its relay; VMs shape theirs in the guest.
+        let linked: Vec<(String, crate::scenario::SiteLink)> = match scenario.fleet.provider {
+            crate::scenario::Provider::Local | crate::scenario::Provider::Ssh => bundles
+                .iter()
+                .filter_map(|b| scenario.link_of(&b.name).map(|l| (b.name.clone(), l)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let relays = crate::relay::Relays::start(&linked, addr, scenario.scenario.seed)
+            .map_err(|e| Stop::failed(format!("cannot start the link relays: {e}")))?;
+        let dial = crate::fleet::Dial {
+            coordinator: addr,
+            relays: linked
+                .iter()
+                .filter_map(|(site, _)| relays.addr(site).map(|a| (site.clone(), a)))
+                .collect(),
+        };
         let fleet = self.fleet.as_mut().expect("provisioned");
         let enrolment = self.enrolment.as_ref().expect("enrolled");
         self.fleet_running = true;
-        fleet.start(addr).map_err(|e| Stop::Failed {
+        fleet.start(&dial).map_err(|e| Stop::Failed {
             site: Some(e.site().to_string()),
             message: e.to_string(),
         })?;

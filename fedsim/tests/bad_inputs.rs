@@ -126,14 +126,13 @@ const CASES: &[(&str, &[&str], bool)] = &[
         ],
         false,
     ),
-    // Network conditions need a network of the site's own (provider "vm").
+    // A link profile that does not exist, with the nearest one named.
     (
-        "links_on_local.toml",
+        "links_unknown_profile.toml",
         &[
-            "links_on_local.toml",
-            "links",
-            "need provider \"vm\"",
-            "netem",
+            "links_unknown_profile.toml",
+            "links.0.profile",
+            "did you mean \"hospital-vpn\"",
         ],
         false,
     ),

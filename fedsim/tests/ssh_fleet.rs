@@ -928,3 +928,44 @@ fn the_clinical_analyses_run_on_ssh_sites() {
         );
     }
 }
+
+/// `[[links]]` on ssh sites: each agent dials the relay of its link (on the coordinator's
+/// address, which the fleet can reach), every round waits the link's round trip, and the numbers
+/// are still the reference's.
+#[test]
+fn ssh_sites_behind_links_dial_their_relays() {
+    let fleet = TestFleet::up(2, "127.0.12", "fedsim-l");
+    let work = tempfile::tempdir().unwrap();
+    let cfg = fleet.scenario(
+        "linked",
+        &format!(
+            "{}\n[[links]]\nsites = \"*\"\ndelay_ms = 300\n",
+            ols_body("linked", 2)
+        ),
+    );
+    let out = work.path().join("linked");
+    let s = run_expecting(work.path(), &cfg, &out, Status::Succeeded);
+    assert!(s.reference.expect("a reference").comparison.passed);
+    let m = metrics(&out);
+    assert!(
+        m.rounds.iter().all(|r| r.wall_secs >= 0.3),
+        "{:?}",
+        m.rounds
+    );
+    let log = merged_log(&out, &["controller", "site-1", "site-2"]);
+    let relays: Vec<&str> = log
+        .iter()
+        .filter(|l| l["message"] == "link relay listening")
+        .map(|l| l["relay"].as_str().unwrap())
+        .collect();
+    let dialed: Vec<&str> = log
+        .iter()
+        .filter(|l| l["message"] == "connected to coordinator")
+        .map(|l| l["coordinator"].as_str().unwrap())
+        .collect();
+    assert_eq!((relays.len(), dialed.len()), (2, 2));
+    assert!(
+        dialed.iter().all(|d| relays.contains(d)),
+        "{dialed:?} {relays:?}"
+    );
+}

@@ -46,6 +46,31 @@ pub fn run_rounds(configs: &[AlgorithmConfig]) -> Result<usize, String> {
         .sum()
 }
 
+/// Under `[privacy.dp]`, every numeric column an analysis reads has bounds (the noise is scaled
+/// to them) and every bound names such a column (a misspelt one would leave its column without).
+pub fn check_bounds(
+    s: &crate::scenario::Scenario,
+    dp: &DpSpec,
+    plans: &[crate::plan::Plan],
+) -> Result<(), crate::scenario::ScenarioError> {
+    let mut numeric: Vec<String> = Vec::new();
+    for plan in plans {
+        Clipping::new(&plan.design, &dp.bounds, dp.mechanism)
+            .map_err(|e| s.locate("privacy.dp.bounds", e))?;
+        numeric.extend(plan.config.numeric_columns());
+    }
+    if let Some(c) = dp.bounds.keys().find(|c| !numeric.contains(c)) {
+        return Err(s.locate(
+            &format!("privacy.dp.bounds.{c}"),
+            format!(
+                "no analysis reads {c:?} as a number; the bounded columns are {}",
+                numeric.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The spec as a site's `.env` holds it (JSON in single quotes: no shell or dotenv expansion).
 pub fn encode(spec: &DpSpec) -> String {
     format!(

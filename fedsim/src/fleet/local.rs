@@ -8,13 +8,12 @@
 //! controller itself (see [`crate::sys::children`]).
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Fleet, FleetError, SiteExit};
+use super::{Dial, Fleet, FleetError, SiteExit};
 use crate::bundle::{self, Bundle};
 use crate::sys::children::{self, PARENT_VAR};
 
@@ -74,7 +73,7 @@ impl Fleet for LocalFleet {
         Ok(())
     }
 
-    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError> {
+    fn start(&mut self, dial: &Dial) -> Result<(), FleetError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (cores / self.agents.len().max(1)).max(1);
         for a in &mut self.agents {
@@ -95,7 +94,7 @@ impl Fleet for LocalFleet {
                 .arg("--confine")
                 .arg(&run_dir)
                 .arg("--coordinator")
-                .arg(coordinator.to_string())
+                .arg(dial.of(&a.site).to_string())
                 .arg("--connect-timeout")
                 .arg(self.connect_timeout.as_secs_f64().to_string())
                 // The sites share this machine's cores: give each its share, at least one.

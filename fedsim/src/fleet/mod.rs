@@ -59,12 +59,33 @@ pub struct SiteExit {
     pub killed: bool,
 }
 
+/// Where each site's agent dials: the coordinator, or the relay of the link it is behind.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub coordinator: SocketAddr,
+    pub relays: std::collections::BTreeMap<String, SocketAddr>,
+}
+
+impl Dial {
+    /// Every site dials the coordinator itself.
+    pub fn direct(coordinator: SocketAddr) -> Dial {
+        Dial {
+            coordinator,
+            relays: Default::default(),
+        }
+    }
+
+    pub fn of(&self, site: &str) -> SocketAddr {
+        self.relays.get(site).copied().unwrap_or(self.coordinator)
+    }
+}
+
 pub trait Fleet {
     /// Put each bundle on its site (data and `.env`). Takes the files out of the bundles, so
     /// the controller holds no site's token afterwards.
     fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError>;
-    /// Start one agent per site, each told to dial `coordinator`.
-    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError>;
+    /// Start one agent per site, each told to dial its address in `dial`.
+    fn start(&mut self, dial: &Dial) -> Result<(), FleetError>;
     /// A site whose agent has died, with the reason, if any has.
     fn dead_site(&mut self) -> Option<(String, String)>;
     /// Stop every agent (waiting up to `grace` for a clean exit first) and report how each ended.

@@ -11,7 +11,7 @@
 //! [`KEEP_RUNS`] runs are kept on the site.
 
 use crate::logs::{LogLine, Milestone};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::package::AgentPackage;
 use super::ssh::{shell_quote, Ssh, SshError};
 use super::tunnel::Tunnel;
-use super::{Fleet, FleetError, SiteExit};
+use super::{Dial, Fleet, FleetError, SiteExit};
 use crate::bundle::Bundle;
 use crate::scenario::SiteSpec;
 
@@ -404,7 +404,7 @@ impl Fleet for SshFleet {
         Ok(())
     }
 
-    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError> {
+    fn start(&mut self, dial: &Dial) -> Result<(), FleetError> {
         let agent = self.agent.clone().ok_or(FleetError::Start {
             site: "all".into(),
             reason: "install first".into(),
@@ -413,15 +413,20 @@ impl Fleet for SshFleet {
         let all = self.specs.clone();
         let cores = self.cores.clone();
         let connect_secs = self.connect_timeout.as_secs_f64().max(30.0);
-        let mut targets = vec![coordinator.to_string(); self.specs.len()];
+        let mut targets: Vec<String> = self
+            .specs
+            .iter()
+            .map(|s| dial.of(&s.name).to_string())
+            .collect();
         if self.tunnel {
             for (i, spec) in self.specs.iter().enumerate() {
-                let t = Tunnel::open(spec, coordinator, self.connect_timeout).map_err(|e| {
-                    FleetError::Start {
-                        site: spec.name.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
+                let t =
+                    Tunnel::open(spec, dial.of(&spec.name), self.connect_timeout).map_err(|e| {
+                        FleetError::Start {
+                            site: spec.name.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
                 targets[i] = format!("127.0.0.1:{}", t.remote_port);
                 tracing::info!(phase = "launch", site = %spec.name, remote = %targets[i], "reverse tunnel open");
                 self.tunnels.push(t);

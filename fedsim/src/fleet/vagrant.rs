@@ -742,8 +742,8 @@ impl Fleet for VagrantFleet {
     fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
         self.inner.install(bundles)
     }
-    fn start(&mut self, coordinator: std::net::SocketAddr) -> Result<(), FleetError> {
-        self.inner.start(coordinator)
+    fn start(&mut self, dial: &super::Dial) -> Result<(), FleetError> {
+        self.inner.start(dial)
     }
     fn dead_site(&mut self) -> Option<(String, String)> {
         self.inner.dead_site()

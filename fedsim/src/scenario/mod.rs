@@ -12,6 +12,7 @@ mod data;
 mod federation;
 mod fleet;
 mod gui;
+mod links;
 mod locate;
 mod meta;
 mod overrides;
@@ -29,12 +30,13 @@ pub use data::{DataSpec, Generate, GenerateKind, Missing, DELIMITERS};
 pub use federation::{FaultKind, FaultSpec, FederationSpec, OnDropout};
 pub use fleet::{FleetSpec, Provider, SiteSpec};
 pub use gui::GuiSpec;
+pub use links::{LinkSpec, Outage, Profile, SiteLink, Sites, PROFILES};
 pub use locate::{parse_located, Locate};
 pub use meta::Meta;
 pub use overrides::{FleetFile, Set};
 pub use partition::{PartitionKind, PartitionSpec, Strategy};
 pub use privacy::{DpSpec, Mechanism, OnRefusal, Preset, PrivacySpec, RuleSpec, SiteRules};
-pub use vm::{Accel, LinkSpec, VmSpec};
+pub use vm::{Accel, VmSpec};
 
 /// A scenario as written by the user, after validation. Paths are resolved against the scenario's
 /// own directory, so a scenario runs the same from any working directory.
@@ -406,7 +408,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         }
         _ => s,
     };
-    let sections: [SectionCheck; 10] = [
+    let sections: [SectionCheck; 11] = [
         meta::validate,
         data::validate,
         partition::validate,
@@ -416,6 +418,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         gui::validate,
         compare::validate,
         vm::validate,
+        links::validate,
         privacy::validate,
     ];
     if s.analysis.is_empty() {

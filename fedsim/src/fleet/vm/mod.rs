@@ -11,7 +11,6 @@ pub mod console;
 pub mod image;
 pub mod machine;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -19,9 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::remote::SshFleet;
 use super::ssh::Ssh;
-use super::{Fleet, FleetError, SiteExit};
+use super::{Dial, Fleet, FleetError, SiteExit};
 use crate::bundle::Bundle;
-use crate::scenario::{LinkSpec, Scenario, SiteSpec, VmSpec};
+use crate::scenario::{Scenario, SiteLink, SiteSpec, VmSpec};
 use console::ConsoleLog;
 use image::Image;
 use machine::{Machine, MachineState};
@@ -332,7 +331,8 @@ pub struct VmFleet {
     scenario: String,
     sites: Vec<String>,
     spec: VmSpec,
-    links: Vec<LinkSpec>,
+    /// Each linked site's link, resolved from the `[[links]]` entries that cover it.
+    links: Vec<(String, SiteLink)>,
     agent_exe: PathBuf,
     progress: bool,
     /// This run's own VMs live here (a fleet that stays up lives in the cache).
@@ -370,7 +370,15 @@ impl VmFleet {
             scenario: name.clone(),
             sites: sites.clone(),
             spec: scenario.vm.clone(),
-            links: scenario.links.clone(),
+            links: (0..scenario.partition.sites)
+                .filter_map(|i| {
+                    let name = scenario
+                        .sites
+                        .get(i)
+                        .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone());
+                    scenario.link_of(&name).map(|l| (name, l))
+                })
+                .collect(),
             agent_exe: agent_exe.to_path_buf(),
             progress,
             run_dir: paths.root.clone(),
@@ -474,13 +482,13 @@ impl VmFleet {
     /// Shape each site's link (netem on the guest's interface, for what the site sends), or
     /// take the shaping off again (`clear`).
     fn shape_links(&self, clear: bool) -> Result<(), FleetError> {
-        for l in &self.links {
+        for (site, l) in &self.links {
             let fail = |reason: String| FleetError::Start {
-                site: l.site.clone(),
+                site: site.clone(),
                 reason: format!("link conditions: {reason}"),
             };
             let ssh = self
-                .ssh(&l.site)
+                .ssh(site)
                 .ok_or_else(|| fail("no SSH to the VM".into()))?;
             let dev = "$(ip -o -4 route show to 10.0.2.0/24 | awk '{print $3; exit}')";
             let cmd = if clear {
@@ -493,7 +501,7 @@ impl VmFleet {
                 return Err(fail(format!("{out}{err}").trim().to_string()));
             }
             if !clear {
-                tracing::info!(phase = "launch", site = %l.site, link = %l.describe(), "link conditions applied");
+                tracing::info!(phase = "launch", %site, link = %l.describe(), "link conditions applied");
             }
         }
         Ok(())
@@ -523,7 +531,7 @@ impl Fleet for VmFleet {
         inner.install(bundles)
     }
 
-    fn start(&mut self, coordinator: SocketAddr) -> Result<(), FleetError> {
+    fn start(&mut self, dial: &Dial) -> Result<(), FleetError> {
         self.shape_links(false)?;
         self.inner
             .as_mut()
@@ -531,7 +539,7 @@ impl Fleet for VmFleet {
                 site: "all".into(),
                 reason: "install first".into(),
             })?
-            .start(coordinator)
+            .start(dial)
     }
 
     fn dead_site(&mut self) -> Option<(String, String)> {
@@ -648,15 +656,6 @@ pub fn reachable(state: &FleetState, m: &MachineState) -> bool {
     Ssh::connect(&spec, Duration::from_secs(3))
         .and_then(|s| s.exec("true"))
         .is_ok_and(|(code, _, _)| code == 0)
-}
-
-/// A run over a fleet of this scenario: the link column people read next to the round times.
-pub fn link_of(scenario: &Scenario, site: &str) -> Option<String> {
-    scenario
-        .links
-        .iter()
-        .find(|l| l.site == site)
-        .map(LinkSpec::describe)
 }
 
 /// `fedsim prep` put bundles on this fleet: what it put, so a run can tell whether to reuse.
