@@ -5,7 +5,7 @@
 //!
 //! The modules sit on floors and import only downwards (docs/architecture.md has the map;
 //! tests/architecture.rs holds it): `run` over `report` over `rundir` (every file of a run)
-//! over `summary`/`metrics` over the sites' side (`agent`, `fleet`, `enrol`) over `bundle`
+//! over `summary`/`metrics` over the sites' side (`agent`, `fleet`, `relay`, `enrol`) over `bundle`
 //! (what a site receives) over the analysis (`plan`, `federation`, `baseline`, `dp`, `compare`,
 //! `reference`, `disclosure`, `probe`) over `algorithms` over `data` over the ground floor (`scenario`, `portal`,
 //! `logs`, `sys`, `auth`, `progress`, `distributions`). The command line is the binary's `cli/`.

@@ -135,6 +135,11 @@ impl Study {
         })
     }
 
+    /// Every analysis's configuration, in the order they run.
+    pub fn configs(&self) -> Vec<AlgorithmConfig> {
+        self.analyses.iter().map(|p| p.config.clone()).collect()
+    }
+
     /// The first analysis: what a single-analysis run is about, and whose split every one shares.
     pub fn first(&self) -> &Plan {
         &self.analyses[0]

@@ -817,12 +817,7 @@ impl<'a> Run<'a> {
             start_timeout: Duration::from_secs_f64(scenario.gui.start_timeout_secs),
         };
         let mut watch = Injector::new(fleet.as_mut(), &scenario.faults);
-        let configs: Vec<_> = self
-            .plan
-            .analyses
-            .iter()
-            .map(|p| p.config.clone())
-            .collect();
+        let configs = self.plan.configs();
         let names: Vec<String> = self.plan.analyses.iter().map(|p| p.name.clone()).collect();
         let outcome = coordinator::run(
             listener,
@@ -1031,12 +1026,7 @@ impl<'a> Run<'a> {
         compare::finite_results(fed, base)?;
         let (mut cmp, mut reference) = self.compare_exact(fed, base, reference)?;
         if let Some(spec) = &self.scenario.privacy.dp {
-            let configs: Vec<_> = self
-                .plan
-                .analyses
-                .iter()
-                .map(|p| p.config.clone())
-                .collect();
+            let configs = self.plan.configs();
             let plan = self.plan.analyses[k].clone();
             let (spec, survivors, base) = (spec.clone(), survivors.to_vec(), base.clone());
             let cost = cancel::wait_for("compare", move || {

@@ -48,19 +48,8 @@ fn local_sites_behind_links_dial_their_relays_and_wait_their_round_trips() {
         );
     }
     // Every site dialed its own relay, not the coordinator.
-    let log = merged_log(&out, &["controller", "site-1", "site-2", "site-3"]);
-    let relays: Vec<&str> = log
-        .iter()
-        .filter(|l| l["message"] == "link relay listening")
-        .map(|l| l["relay"].as_str().unwrap())
-        .collect();
-    let dialed: Vec<&str> = log
-        .iter()
-        .filter(|l| l["message"] == "connected to coordinator")
-        .map(|l| l["coordinator"].as_str().unwrap())
-        .collect();
-    assert_eq!(relays.len(), 3);
-    assert_eq!(dialed.len(), 3);
+    let (relays, dialed) = relays_and_dials(&out, &["controller", "site-1", "site-2", "site-3"]);
+    assert_eq!((relays.len(), dialed.len()), (3, 3));
     assert!(
         dialed.iter().all(|d| relays.contains(d)),
         "{dialed:?} {relays:?}"

@@ -952,17 +952,7 @@ fn ssh_sites_behind_links_dial_their_relays() {
         "{:?}",
         m.rounds
     );
-    let log = merged_log(&out, &["controller", "site-1", "site-2"]);
-    let relays: Vec<&str> = log
-        .iter()
-        .filter(|l| l["message"] == "link relay listening")
-        .map(|l| l["relay"].as_str().unwrap())
-        .collect();
-    let dialed: Vec<&str> = log
-        .iter()
-        .filter(|l| l["message"] == "connected to coordinator")
-        .map(|l| l["coordinator"].as_str().unwrap())
-        .collect();
+    let (relays, dialed) = relays_and_dials(&out, &["controller", "site-1", "site-2"]);
     assert_eq!((relays.len(), dialed.len()), (2, 2));
     assert!(
         dialed.iter().all(|d| relays.contains(d)),

@@ -77,8 +77,7 @@ pub fn exec(a: Args) -> Exit {
 /// predicted to cost each coefficient, before anything starts.
 fn predict_noise(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
     let Some(spec) = &s.privacy.dp else { return };
-    let configs: Vec<_> = p.analyses.iter().map(|a| a.config.clone()).collect();
-    let Ok(rounds) = fedsim::dp::run_rounds(&configs) else {
+    let Ok(rounds) = fedsim::dp::run_rounds(&p.configs()) else {
         return;
     };
     let budget = fedsim::dp::Budget::new(

@@ -199,3 +199,19 @@ pub fn assert_secrets_stay_home(
     }
     places
 }
+
+/// The relays a run's controller opened (`link relay listening`) and the addresses its agents
+/// dialed (`connected to coordinator`), from the merged log.
+pub fn relays_and_dials(run_dir: &Path, sources: &[&str]) -> (Vec<String>, Vec<String>) {
+    let log = merged_log(run_dir, sources);
+    let field = |message: &str, key: &str| -> Vec<String> {
+        log.iter()
+            .filter(|l| l["message"] == message)
+            .map(|l| l[key].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    (
+        field("link relay listening", "relay"),
+        field("connected to coordinator", "coordinator"),
+    )
+}
