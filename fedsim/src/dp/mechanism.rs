@@ -157,6 +157,12 @@ impl Clipping {
     /// the largest norm of a term so weighted.
     pub fn scaling(&self, algorithm: &dyn Runner, request: &[u8]) -> Result<Scaling, AlgoError> {
         let terms = self.corner_terms(algorithm, request)?;
+        if terms.iter().flatten().any(|v| !v.is_finite()) {
+            // An exposure or a log link at a bound of 0, say: no noise can cover an infinity.
+            return Err(AlgoError::Data(
+                "a row at the [privacy.dp] bounds would release a number that is not finite (an exposure or a log at 0?): narrow the bounds".into(),
+            ));
+        }
         let width = terms.first().map_or(0, Vec::len);
         let mut weights = vec![0.0f64; width];
         for t in &terms {
@@ -350,6 +356,102 @@ fn draw(mechanism: Mechanism, rng: &mut impl Rng) -> f64 {
         Mechanism::Laplace => {
             let u: f64 = rng.random::<f64>() - 0.5;
             -u.signum() * (1.0 - 2.0 * u.abs()).max(f64::MIN_POSITIVE).ln()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithms::linreg::Request;
+    use crate::algorithms::{build, AlgorithmConfig};
+
+    /// Rows of (a, b, y) inside a = [0, 10], b = [-5, 5], y = [0, 100], and one far outside.
+    fn data(n: usize, outlier: bool) -> LocalData {
+        let mut rows: Vec<[f64; 3]> = (0..n)
+            .map(|i| {
+                let t = i as f64 / n as f64;
+                [
+                    10.0 * t,
+                    5.0 * (7.0 * t).sin(),
+                    100.0 * (3.0 * t).cos().abs(),
+                ]
+            })
+            .collect();
+        if outlier {
+            rows.push([1e6, -1e6, 1e9]);
+        }
+        LocalData::new(
+            Mat::from_fn(rows.len(), 2, |i, j| rows[i][j]),
+            Some(rows.iter().map(|r| r[2]).collect()),
+        )
+    }
+
+    /// The sensitivity by construction: with the values clipped to their bounds, adding one
+    /// record (even one far outside them) moves each round's weighted sum by at most `clip`;
+    /// and rows inside the bounds are summed as they are (the noiseless release is the reply).
+    #[test]
+    fn one_record_moves_a_release_by_at_most_clip() {
+        let config = AlgorithmConfig::ols(&["a", "b"]);
+        let design = Design::new(
+            &["a".to_string(), "b".to_string()],
+            &[],
+            &Vec::new(),
+            Some("y".into()),
+            true,
+        );
+        let bounds = BTreeMap::from([
+            ("a".to_string(), [0.0, 10.0]),
+            ("b".to_string(), [-5.0, 5.0]),
+            ("y".to_string(), [0.0, 100.0]),
+        ]);
+        for mechanism in [Mechanism::Gaussian, Mechanism::Laplace] {
+            let c = Clipping::new(&design, &bounds, mechanism).unwrap();
+            let alg = build(&config);
+            let requests = [
+                Request::Moments,
+                Request::Centred {
+                    mean_x: vec![5.0, 0.0],
+                    mean_y: 50.0,
+                },
+                Request::Residuals {
+                    intercept: 10.0,
+                    slopes: vec![2.0, -1.0],
+                },
+            ];
+            for request in requests.iter().map(|r| postcard::to_stdvec(r).unwrap()) {
+                let scaling = c.scaling(alg.as_ref(), &request).unwrap();
+                assert!(scaling.clip > 0.0);
+                let (mut without, mut with) = (data(50, false), data(50, true));
+                c.clip_data(&mut without);
+                c.clip_data(&mut with);
+                let sum = |d: &LocalData| {
+                    c.clipped_sum(alg.as_ref(), &request, d, &scaling)
+                        .unwrap()
+                        .1
+                };
+                let moved: Vec<f64> = sum(&with)
+                    .iter()
+                    .zip(sum(&without))
+                    .map(|(a, b)| a - b)
+                    .collect();
+                assert!(
+                    c.norm(&moved) <= scaling.clip * (1.0 + 1e-12),
+                    "{mechanism:?}"
+                );
+                // Inside the bounds nothing is clipped: the noiseless release is the reply.
+                let plain = alg
+                    .split(&alg.local(&request, &without).unwrap())
+                    .unwrap()
+                    .1;
+                let noiseless = alg
+                    .split(&c.noiseless(alg.as_ref(), &request, &without).unwrap())
+                    .unwrap()
+                    .1;
+                for (a, b) in plain.iter().zip(&noiseless) {
+                    assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "{a} vs {b}");
+                }
+            }
         }
     }
 }

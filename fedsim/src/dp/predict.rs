@@ -172,7 +172,10 @@ pub fn predict(
         None,
         &mut requests,
     )
-    .map_err(|e| format!("the analysis without noise: {e}"))?;
+    .map_err(|e| match e {
+        AlgoError::Data(_) => format!("the analysis with the sites' clipping: {e}"),
+        e => format!("the analysis with the sites' clipping and no noise already fails ({e}): rows whose terms go beyond the bounds' grid are clipped, so check that the bounds fit the data"),
+    })?;
     let algorithm = build(&coded);
     // Each round's noise variance per number, at one site.
     let mut rounds: Vec<Vec<f64>> = Vec::new();
