@@ -309,12 +309,7 @@ fn predict_one(plan: &crate::plan::Plan, privacy: &PrivacySpec) -> Option<Vec<Pr
     // the sites agree on).
     let data: Option<Vec<LocalData>> = sites
         .iter()
-        .map(|(_, rows)| {
-            plan.design
-                .encode(&plan.frame, rows, &plan.data_path)
-                .and_then(|t| LocalData::from_table(&t, &coded, &plan.data_path))
-                .ok()
-        })
+        .map(|(_, rows)| plan.shaped(rows).ok())
         .collect();
     let Some(Ok(mut sim)) = data.map(|d| Simulation::start(&coded, d)) else {
         return Some(out);

@@ -471,7 +471,8 @@ impl Plan {
         self.shaped(&self.complete)
     }
 
-    fn shaped(&self, rows: &[usize]) -> Result<LocalData, DataError> {
+    /// These rows of the data, shaped for the algorithm (a site's, or the pooled ones).
+    pub fn shaped(&self, rows: &[usize]) -> Result<LocalData, DataError> {
         let table = self.design.encode(&self.frame, rows, &self.data_path)?;
         LocalData::from_table(&table, &self.analysis(), &self.data_path)
     }

@@ -105,11 +105,7 @@ fn probe_one(
         ));
     };
     let shape = |rows: &[usize]| -> Result<LocalData, String> {
-        let mut d = plan
-            .design
-            .encode(&plan.frame, rows, &plan.data_path)
-            .and_then(|t| LocalData::from_table(&t, &coded, &plan.data_path))
-            .map_err(|e| e.to_string())?;
+        let mut d = plan.shaped(rows).map_err(|e| e.to_string())?;
         if let Some(c) = &clipping {
             c.clip_data(&mut d);
         }

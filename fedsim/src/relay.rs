@@ -204,9 +204,9 @@ impl Relays {
         Ok(Relays { addrs, stop })
     }
 
-    /// Where `site` dials instead of the coordinator (None: its link is not shaped here).
-    pub fn addr(&self, site: &str) -> Option<SocketAddr> {
-        self.addrs.get(site).copied()
+    /// Where each linked site dials instead of the coordinator.
+    pub fn addrs(&self) -> BTreeMap<String, SocketAddr> {
+        self.addrs.clone()
     }
 }
 

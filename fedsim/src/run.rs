@@ -770,10 +770,7 @@ impl<'a> Run<'a> {
             .map_err(|e| Stop::failed(format!("cannot start the link relays: {e}")))?;
         let dial = crate::fleet::Dial {
             coordinator: addr,
-            relays: linked
-                .iter()
-                .filter_map(|(site, _)| relays.addr(site).map(|a| (site.clone(), a)))
-                .collect(),
+            relays: relays.addrs(),
         };
         let fleet = self.fleet.as_mut().expect("provisioned");
         let enrolment = self.enrolment.as_ref().expect("enrolled");

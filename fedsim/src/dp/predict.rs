@@ -93,11 +93,7 @@ impl Sites {
             .zip(plan.site_rows())
             .filter(|(s, _)| survivors.contains(&s.name))
             .map(|(_, rows)| {
-                let mut d = plan
-                    .design
-                    .encode(&plan.frame, &rows, &plan.data_path)
-                    .and_then(|t| LocalData::from_table(&t, &coded, &plan.data_path))
-                    .map_err(|e| e.to_string())?;
+                let mut d = plan.shaped(&rows).map_err(|e| e.to_string())?;
                 clipping.clip_data(&mut d);
                 Ok(d)
             })

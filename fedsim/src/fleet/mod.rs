@@ -67,14 +67,6 @@ pub struct Dial {
 }
 
 impl Dial {
-    /// Every site dials the coordinator itself.
-    pub fn direct(coordinator: SocketAddr) -> Dial {
-        Dial {
-            coordinator,
-            relays: Default::default(),
-        }
-    }
-
     pub fn of(&self, site: &str) -> SocketAddr {
         self.relays.get(site).copied().unwrap_or(self.coordinator)
     }

@@ -210,17 +210,6 @@ impl Scenario {
     }
 }
 
-/// The sites' names as the scenario has them.
-fn site_names(s: &Scenario) -> Vec<String> {
-    (0..s.partition.sites)
-        .map(|i| {
-            s.sites
-                .get(i)
-                .map_or_else(|| format!("site-{i}", i = i + 1), |x| x.name.clone())
-        })
-        .collect()
-}
-
 /// Links where they can be applied, for real sites, with real numbers and real profiles.
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     if s.links.is_empty() {
@@ -232,7 +221,7 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             "link conditions need provider \"local\", \"ssh\" (a relay shapes them) or \"vm\" (netem in the guest); provider \"vagrant\" has neither".into(),
         ));
     }
-    let names = site_names(s);
+    let names = s.site_names();
     let unknown = |key: &str, site: &str| {
         at(
             key,

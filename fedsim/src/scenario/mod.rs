@@ -281,6 +281,17 @@ impl Scenario {
         v
     }
 
+    /// The sites' names, in order: their `[[sites]]` names, else `site-1`, `site-2`, ...
+    pub fn site_names(&self) -> Vec<String> {
+        (0..self.partition.sites)
+            .map(|i| {
+                self.sites
+                    .get(i)
+                    .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
+            })
+            .collect()
+    }
+
     /// The analysis's name: its `[[analysis]]` name, or its kind for a single `[algorithm]`.
     pub fn analysis_name(&self) -> String {
         self.algorithm

@@ -237,13 +237,7 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     if let Some(dp) = &p.dp {
         validate_dp(s, dp, at)?;
     }
-    let names: Vec<String> = (0..s.partition.sites)
-        .map(|i| {
-            s.sites
-                .get(i)
-                .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
-        })
-        .collect();
+    let names = s.site_names();
     for (i, own) in p.sites.iter().enumerate() {
         let prefix = format!("privacy.sites.{i}");
         if !names.contains(&own.site) {

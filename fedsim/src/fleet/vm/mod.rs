@@ -370,14 +370,10 @@ impl VmFleet {
             scenario: name.clone(),
             sites: sites.clone(),
             spec: scenario.vm.clone(),
-            links: (0..scenario.partition.sites)
-                .filter_map(|i| {
-                    let name = scenario
-                        .sites
-                        .get(i)
-                        .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone());
-                    scenario.link_of(&name).map(|l| (name, l))
-                })
+            links: scenario
+                .site_names()
+                .into_iter()
+                .filter_map(|name| scenario.link_of(&name).map(|l| (name, l)))
                 .collect(),
             agent_exe: agent_exe.to_path_buf(),
             progress,
