@@ -17,6 +17,7 @@ pub mod baseline;
 pub mod bench;
 pub mod bundle;
 pub mod check;
+pub mod clock;
 pub mod compare;
 pub mod data;
 pub mod demo;

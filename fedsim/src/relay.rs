@@ -75,17 +75,51 @@ impl Shape {
     }
 }
 
-/// One direction of one connection: when each chunk arrives.
-struct Direction {
+/// One direction of one connection: when each chunk arrives. The relay runs it on the real
+/// clock; the simulated clock (`clock`) runs the same model on its own.
+pub struct Direction {
     shape: Shape,
-    epoch: Instant,
     rng: ChaCha8Rng,
     /// When the link is free to send again, and when the last chunk arrived.
     free: Duration,
     last: Duration,
 }
 
+/// Which way the bytes go.
+#[derive(Debug, Clone, Copy)]
+pub enum Way {
+    /// From the site to the coordinator.
+    Up = 1,
+    /// From the coordinator to the site.
+    Down = 2,
+}
+
 impl Direction {
+    /// The `connection`-th connection (from 1) of the `i`-th linked site, one way: its draws
+    /// come from the run's seed and these, so the real and the simulated clock draw alike.
+    pub fn new(link: &SiteLink, seed: u64, i: usize, connection: u64, way: Way) -> Direction {
+        Direction {
+            shape: Shape::of(link),
+            rng: ChaCha8Rng::seed_from_u64(
+                seed ^ ((i as u64) << 32) ^ (connection << 8) ^ way as u64,
+            ),
+            free: Duration::ZERO,
+            last: Duration::ZERO,
+        }
+    }
+
+    /// When a message of `bytes` sent at `now` has arrived, read as the relay reads it: in
+    /// chunks of at most 16 KiB.
+    pub fn message(&mut self, bytes: u64, now: Duration) -> Duration {
+        let mut left = bytes as usize;
+        let mut at = self.arrival(left.min(CHUNK), now);
+        while left > CHUNK {
+            left -= CHUNK;
+            at = self.arrival(left.min(CHUNK), now);
+        }
+        at
+    }
+
     /// The arrival time (from the run's start) of `bytes` read at `now`.
     fn arrival(&mut self, bytes: usize, now: Duration) -> Duration {
         let s = &self.shape;
@@ -113,9 +147,8 @@ impl Direction {
 
 /// Pump `from` into `to` through the link: a reader that stamps each chunk with its arrival,
 /// and a writer that delivers it then.
-fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction) {
+fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction, epoch: Instant) {
     let (tx, rx) = mpsc::channel::<(Duration, Vec<u8>)>();
-    let epoch = dir.epoch;
     let mut writer = to;
     std::thread::spawn(move || {
         for (at, chunk) in rx {
@@ -166,7 +199,7 @@ impl Relays {
             let listener = TcpListener::bind(SocketAddr::new(coordinator.ip(), 0))?;
             listener.set_nonblocking(true)?;
             addrs.insert(site.clone(), listener.local_addr()?);
-            let (shape, stop, site) = (Shape::of(link), stop.clone(), site.clone());
+            let (link, stop, site) = (link.clone(), stop.clone(), site.clone());
             tracing::info!(phase = "launch", %site, link = %link.describe(), relay = %listener.local_addr()?, "link relay listening");
             std::thread::spawn(move || {
                 let mut connection = 0u64;
@@ -181,22 +214,14 @@ impl Relays {
                     let _ = inbound.set_nonblocking(false);
                     let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
                     connection += 1;
-                    let direction = |k: u64| Direction {
-                        shape: shape.clone(),
-                        epoch,
-                        rng: ChaCha8Rng::seed_from_u64(
-                            seed ^ ((i as u64) << 32) ^ (connection << 8) ^ k,
-                        ),
-                        free: Duration::ZERO,
-                        last: Duration::ZERO,
-                    };
-                    let (up, down) = (direction(1), direction(2));
+                    let up = Direction::new(&link, seed, i, connection, Way::Up);
+                    let down = Direction::new(&link, seed, i, connection, Way::Down);
                     let (a, b) = match (inbound.try_clone(), outbound.try_clone()) {
                         (Ok(a), Ok(b)) => (a, b),
                         _ => continue,
                     };
-                    std::thread::spawn(move || pump(inbound, outbound, up));
-                    std::thread::spawn(move || pump(b, a, down));
+                    std::thread::spawn(move || pump(inbound, outbound, up, epoch));
+                    std::thread::spawn(move || pump(b, a, down, epoch));
                 }
                 tracing::debug!(%site, "link relay stopped");
             });
@@ -221,13 +246,7 @@ mod tests {
     use super::*;
 
     fn direction(link: SiteLink) -> Direction {
-        Direction {
-            shape: Shape::of(&link),
-            epoch: Instant::now(),
-            rng: ChaCha8Rng::seed_from_u64(1),
-            free: Duration::ZERO,
-            last: Duration::ZERO,
-        }
+        Direction::new(&link, 1, 0, 1, Way::Up)
     }
 
     /// Half the round trip each way, the rate's serialisation, chunks in order.

@@ -61,6 +61,9 @@ pub enum RunError {
     },
     #[error(transparent)]
     Limits(#[from] crate::sys::limits::TooFewFiles),
+    /// An availability trace that cannot be read or does not fit the sites.
+    #[error(transparent)]
+    Trace(#[from] crate::clock::trace::TraceError),
     #[error("{0}")]
     BrokenFleet(String),
     #[error("cannot write the shipped example into fedsim's cache: {0}")]
@@ -133,6 +136,8 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
     if let Some(dp) = &scenario.privacy.dp {
         crate::dp::check_bounds(scenario, dp, &plan.analyses).map_err(PlanError::from)?;
     }
+    crate::clock::check_traces(scenario)?;
+    check_speed(scenario)?;
     // The reference file must describe every analysis.
     let reference = plan
         .analyses
@@ -149,6 +154,22 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
         plan: Arc::new(plan),
         tokens,
         reference,
+    })
+}
+
+/// A slower local site on the real clock is a CPU limit, which this machine may not allow.
+fn check_speed(scenario: &Scenario) -> Result<(), RunError> {
+    if scenario.clock.simulated() {
+        return Ok(());
+    }
+    let Some(i) = scenario.availability.iter().position(|a| a.speed.is_some()) else {
+        return Ok(());
+    };
+    crate::sys::cgroup::cpu_max_available().map_err(|why| {
+        RunError::Scenario(scenario.locate(
+            &format!("availability.{i}.speed"),
+            format!("on the real clock, speed is a CPU limit (cgroup v2 cpu.max), and {why}; set `[clock] mode = \"simulated\"` to project it instead"),
+        ))
     })
 }
 
@@ -758,8 +779,10 @@ impl<'a> Run<'a> {
                 delays: delays(scenario, &b.name),
             })
             .collect();
-        // Local and ssh sites behind a link dial its relay; VMs shape theirs in the guest.
+        // Local and ssh sites behind a link dial its relay; VMs shape theirs in the guest. On
+        // the simulated clock nothing waits: the links are the projection's.
         let linked: Vec<(String, crate::scenario::SiteLink)> = match scenario.fleet.provider {
+            _ if scenario.clock.simulated() => Vec::new(),
             crate::scenario::Provider::Local | crate::scenario::Provider::Ssh => bundles
                 .iter()
                 .filter_map(|b| scenario.link_of(&b.name).map(|l| (b.name.clone(), l)))
@@ -1135,6 +1158,21 @@ impl<'a> Run<'a> {
         }
         if let Some(spec) = &self.scenario.privacy.dp {
             summary.privacy_spent = crate::releases::spent(&self.dir.read_releases(), spec);
+        }
+        if self.scenario.clock.simulated() {
+            match crate::clock::project(self.scenario, &names, &metrics) {
+                Ok(p) => {
+                    if let Err(e) = self.dir.write_projection(&p) {
+                        unwritten.push(format!("projection.json: {e}"));
+                    }
+                    summary.projection = Some(p.summary());
+                }
+                Err(e) => summary.warnings.push(Warning {
+                    kind: "projection".into(),
+                    message: format!("no projection of the study's duration: {e}"),
+                    site: None,
+                }),
+            }
         }
         if !unwritten.is_empty() && summary.status != crate::summary::Status::Cancelled {
             summary.status = crate::summary::Status::Failed;

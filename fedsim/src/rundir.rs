@@ -135,6 +135,10 @@ impl RunDir {
     pub fn metrics_json(&self) -> PathBuf {
         self.0.join("metrics.json")
     }
+    /// The study on the simulated clock, round by round.
+    pub fn projection_json(&self) -> PathBuf {
+        self.0.join("projection.json")
+    }
     pub fn report_html(&self) -> PathBuf {
         self.0.join("report.html")
     }
@@ -259,6 +263,12 @@ impl RunDir {
     }
     pub fn write_metrics(&self, metrics: &Metrics) -> Result<(), RunDirError> {
         self.write_json(&self.metrics_json(), metrics)
+    }
+    pub fn write_projection(&self, p: &crate::clock::Projection) -> Result<(), RunDirError> {
+        self.write_json(&self.projection_json(), p)
+    }
+    pub fn read_projection(&self) -> Option<crate::clock::Projection> {
+        read_json(&self.projection_json()).ok()
     }
     pub fn read_plan(&self) -> Result<PlanFile, RunDirError> {
         read_json(&self.plan_json())

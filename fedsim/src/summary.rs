@@ -118,6 +118,10 @@ pub struct Summary {
     /// Under `[privacy.dp]`: what each site spent of its budget, from its release records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub privacy_spent: Vec<crate::releases::Spent>,
+    /// The study on the simulated clock (`[clock] mode = "simulated"`); projection.json has its
+    /// rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<crate::clock::ProjectionSummary>,
 }
 
 /// One analysis of a run of several: its own verdict, as a run of it alone would have it.
@@ -347,6 +351,7 @@ impl Summary {
             warnings: f.warnings,
             analyses,
             privacy_spent: Vec::new(),
+            projection: None,
         }
     }
 }

@@ -136,6 +136,50 @@ const CASES: &[(&str, &[&str], bool)] = &[
         ],
         false,
     ),
+    // Availability: a misspelt time zone or site gets the nearest name; windows that overlap,
+    // waiting on the real clock and a CPU limit the machine cannot set are refused, naming why.
+    (
+        "availability_unknown_timezone.toml",
+        &[
+            "availability_unknown_timezone.toml:21:12",
+            "availability.0.timezone",
+            "did you mean \"Europe/Berlin\"",
+        ],
+        false,
+    ),
+    (
+        "availability_unknown_site.toml",
+        &["availability.0.site", "did you mean \"site-2\""],
+        false,
+    ),
+    (
+        "availability_overlapping_maintenance.toml",
+        &["availability.0.maintenance.1", "overlaps maintenance.0"],
+        false,
+    ),
+    (
+        "availability_on_the_real_clock.toml",
+        &["availability.0.hours", "[clock] mode = \"simulated\""],
+        false,
+    ),
+    (
+        "availability_speed_on_the_real_clock.toml",
+        &[
+            "availability.0.speed",
+            "cgroup v2",
+            "[clock] mode = \"simulated\"",
+        ],
+        false,
+    ),
+    // A trace is read before anything is written, its errors located in it.
+    (
+        "availability_trace_unknown_site.toml",
+        &[
+            "availability_trace_unknown_site.csv:3",
+            "no site \"site-9\"",
+        ],
+        false,
+    ),
     // The hosts are only tried once the run has started: a run directory records the failure.
     (
         "unreachable_host.toml",

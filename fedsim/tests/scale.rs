@@ -1,13 +1,14 @@
 //! Many sites on one machine: 200 local sites (each its own agent process) give the pooled answer
 //! with a controller that stays small; and every site's memory in metrics.json is its own, as an
-//! independent look at /proc shows. No timing is asserted (`fedsim bench --sites` measures that).
+//! independent look at /proc shows; and 1000 sites project a two-week availability trace. No timing
+//! is asserted but the bound on that projection (`fedsim bench --sites` measures speed).
 
 mod common;
 
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// OLS on `rows` x `cols` generated numbers over `sites` sites, seed 3.
 fn generated_ols(
@@ -190,5 +191,65 @@ fn a_thousand_local_sites_run_under_a_soft_limit_of_1024() {
             "{command}: {e}"
         );
         assert!(!never.exists());
+    }
+}
+
+/// 1000 local sites behind the hospital VPN, each online on its own hours for two weeks as a
+/// trace says: the run projects the study in under a minute of wall time, and each site's
+/// every step falls inside its own online intervals.
+#[test]
+fn a_thousand_sites_with_hospital_links_and_a_two_week_trace_project_in_under_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each site: up some 10 hours a day for 14 days, from a start that varies by site and day.
+    let mut trace = String::from("site,online_from,online_until\n");
+    let mut state: u64 = 25;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut intervals = std::collections::BTreeMap::new();
+    for site in 1..=1000 {
+        let mut mine = Vec::new();
+        for day in 0..14 {
+            let from = day as f64 * 86_400.0 + next() * 7200.0;
+            let until = from + 8.0 * 3600.0 + next() * 4.0 * 3600.0;
+            trace.push_str(&format!("site-{site},{from},{until}\n"));
+            mine.push((from, until));
+        }
+        intervals.insert(format!("site-{site}"), mine);
+    }
+    std::fs::write(dir.path().join("trace.csv"), trace).unwrap();
+    let cfg = Ols::generated("thousand-trace", 20_000, 5, 1000)
+        .seed(3)
+        .extra("[clock]\nmode = \"simulated\"\n\n[[links]]\nsites = \"*\"\nprofile = \"hospital-vpn\"\n\n[[availability]]\nsites = \"*\"\ntrace = \"trace.csv\"\n")
+        .write(dir.path(), "thousand-trace");
+    let out = dir.path().join("run");
+    let began = Instant::now();
+    let s = run_expecting(dir.path(), &cfg, &out, Status::Succeeded);
+    let wall = began.elapsed().as_secs_f64();
+    eprintln!(
+        "1000 sites, two-week trace: {wall:.1} s of wall time; projected {}",
+        s.projection.as_ref().unwrap().words
+    );
+    assert!(wall < 60.0, "1000 sites took {wall:.1} s");
+    assert!(s.comparison.unwrap().passed);
+    let p: fedsim::clock::Projection =
+        serde_json::from_str(&std::fs::read_to_string(out.join("projection.json")).unwrap())
+            .unwrap();
+    assert_eq!(p.sites.len(), 1000);
+    for r in p.rounds.iter().filter(|r| r.round != "connect") {
+        for st in &r.sites {
+            let up = &intervals[&st.site];
+            assert!(
+                up.iter()
+                    .any(|(a, b)| *a <= st.starts_at && st.done_at <= *b),
+                "{} worked from {} to {} outside its trace",
+                st.site,
+                st.starts_at,
+                st.done_at
+            );
+        }
     }
 }

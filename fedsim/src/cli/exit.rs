@@ -70,6 +70,7 @@ impl Exit {
             | RunError::Gui(_)
             | RunError::NoFleet { .. }
             | RunError::Limits(_)
+            | RunError::Trace(_)
             | RunError::BrokenFleet(_)
             | RunError::RunDir(RunDirError::Unusable { .. })
             | RunError::Prep(PrepError::Credentials { .. }) => Exit::BadInput,

@@ -65,6 +65,15 @@ fn tell_outcome(s: &Summary) {
     for section in s.sections() {
         tell_section(s, &section);
     }
+    if let Some(p) = &s.projection {
+        eprintln!(
+            "projected study: {}{}",
+            p.words,
+            p.bottleneck
+                .as_deref()
+                .map_or(String::new(), |b| format!("; held up longest by {b}"))
+        );
+    }
     if let Some(e) = &s.error {
         eprintln!(
             "{}: {}",

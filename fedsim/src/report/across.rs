@@ -122,9 +122,8 @@ pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
     for key in by {
         let _ = write!(h, "<th>{}</th>", esc(key));
     }
-    h.push_str("<th>status</th><th>max diff</th><th>vs reference</th><th>federate s</th><th>rounds</th><th>bytes sent (all sites)</th></tr>");
-    // Per run: (values of the `by` keys, max diff, federate seconds).
-    let mut rows: Vec<(Vec<String>, Option<f64>, f64)> = Vec::new();
+    h.push_str("<th>status</th><th>max diff</th><th>vs reference</th><th>federate s</th><th>rounds</th><th>bytes sent (all sites)</th><th>projected study</th></tr>");
+    let mut rows: Vec<Row> = Vec::new();
     let mut points = Vec::new();
     for r in &runs {
         let sites = r.summary.sites.len();
@@ -148,12 +147,18 @@ pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
         }
         let _ = write!(
             h,
-            "<td>{}</td><td>{}</td><td>{}</td><td>{federate:.3}</td><td>{rounds}</td><td>{bytes}</td></tr>",
+            "<td>{}</td><td>{}</td><td>{}</td><td>{federate:.3}</td><td>{rounds}</td><td>{bytes}</td><td>{}</td></tr>",
             r.summary.status,
             diff.map_or("-".into(), |d| format!("{d:.2e}")),
             reference.map_or("-".into(), |d| format!("{d:.2e}")),
+            r.summary.projection.as_ref().map_or("-".into(), |p| esc(&p.words)),
         );
-        rows.push((values, diff, federate));
+        rows.push(Row {
+            values,
+            diff,
+            federate,
+            projected: r.summary.projection.as_ref().map(|p| p.duration_secs),
+        });
     }
     h.push_str("</table>");
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -191,15 +196,21 @@ pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
     Ok(h)
 }
 
-/// The difference (log scale) and the federation time of every run against one key's values,
-/// in the order the values first appear (numbers sorted).
-fn by_key(
-    key: &str,
-    k: usize,
-    rows: &[(Vec<String>, Option<f64>, f64)],
-) -> Result<String, ReportError> {
+/// One run, as the plots by key see it.
+struct Row {
+    /// The values of the `by` keys.
+    values: Vec<String>,
+    diff: Option<f64>,
+    federate: f64,
+    /// The study's duration on the simulated clock, for runs that projected it.
+    projected: Option<f64>,
+}
+
+/// The difference (log scale), the federation time and the projected study duration of every
+/// run against one key's values, in the order the values first appear (numbers sorted).
+fn by_key(key: &str, k: usize, rows: &[Row]) -> Result<String, ReportError> {
     let mut levels: Vec<String> = Vec::new();
-    for (v, _, _) in rows {
+    for Row { values: v, .. } in rows {
         if !levels.contains(&v[k]) {
             levels.push(v[k].clone());
         }
@@ -224,9 +235,16 @@ fn by_key(
     };
     let diffs: Vec<(f64, f64)> = rows
         .iter()
-        .filter_map(|(v, d, _)| d.map(|d| (at(&v[k]), d.max(1e-18))))
+        .filter_map(|r| r.diff.map(|d| (at(&r.values[k]), d.max(1e-18))))
         .collect();
-    let times: Vec<(f64, f64)> = rows.iter().map(|(v, _, t)| (at(&v[k]), *t)).collect();
+    let times: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (at(&r.values[k]), r.federate))
+        .collect();
+    let projected: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.projected.map(|p| (at(&r.values[k]), p / 3600.0)))
+        .collect();
     let (dlo, dhi) = diffs
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
@@ -277,8 +295,36 @@ fn by_key(
             .map_err(e2s)?;
         Ok(())
     })?;
+    let projected_plot = if projected.is_empty() {
+        String::new()
+    } else {
+        let pmax = projected.iter().map(|p| p.1).fold(1e-6, f64::max) * 1.2;
+        svg("projected-by-key", (460, 300), |root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption(
+                    format!("Projected study (hours) by {key}"),
+                    ("sans-serif", 14),
+                )
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..pmax)
+                .map_err(e2s)?;
+            chart
+                .configure_mesh()
+                .x_labels(levels.len() + 1)
+                .x_label_formatter(&label)
+                .x_desc(key)
+                .draw()
+                .map_err(e2s)?;
+            chart
+                .draw_series(projected.iter().map(|p| Circle::new(*p, 4, GREEN.filled())))
+                .map_err(e2s)?;
+            Ok(())
+        })?
+    };
     Ok(format!(
-        "<h2>By <code>{}</code></h2>{diff_plot}{time_plot}",
+        "<h2>By <code>{}</code></h2>{diff_plot}{time_plot}{projected_plot}",
         esc(key)
     ))
 }

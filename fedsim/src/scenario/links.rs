@@ -124,15 +124,64 @@ pub fn seconds(text: &str) -> Result<f64, String> {
         })
 }
 
+/// Whether an entry with these selectors covers `site`.
+pub(super) fn covers(one: &Option<String>, many: &Option<Sites>, site: &str) -> bool {
+    one.as_deref() == Some(site)
+        || match many {
+            Some(Sites::All(_)) => true,
+            Some(Sites::List(l)) => l.iter().any(|s| s == site),
+            None => false,
+        }
+}
+
 impl LinkSpec {
     /// Whether this entry covers `site`.
     pub fn covers(&self, site: &str) -> bool {
-        self.site.as_deref() == Some(site)
-            || match &self.sites {
-                Some(Sites::All(_)) => true,
-                Some(Sites::List(l)) => l.iter().any(|s| s == site),
-                None => false,
-            }
+        covers(&self.site, &self.sites, site)
+    }
+}
+
+/// An entry of `section` selects its sites with exactly one of `site` or `sites`, naming only
+/// sites there are.
+pub(super) fn check_selector(
+    section: &str,
+    i: usize,
+    one: &Option<String>,
+    many: &Option<Sites>,
+    names: &[String],
+    at: &Locate,
+) -> Result<(), ScenarioError> {
+    let key = |k: &str| format!("{section}.{i}.{k}");
+    let unknown = |key: &str, site: &str| {
+        let near = names
+            .iter()
+            .min_by_key(|n| strsim::levenshtein(n, site))
+            .filter(|n| strsim::levenshtein(n, site) <= 2);
+        at(
+            key,
+            format!(
+                "no site {site:?}{}; sites are {}",
+                near.map_or(String::new(), |n| format!(" (did you mean {n:?}?)")),
+                crate::scenario::names_in_short(names)
+            ),
+        )
+    };
+    match (one, many) {
+        (None, None) => Err(at(
+            &format!("{section}.{i}"),
+            "an entry needs `site = \"site-2\"`, `sites = [\"site-1\", \"site-3\"]` or `sites = \"*\"`".into(),
+        )),
+        (Some(_), Some(_)) => Err(at(&key("sites"), "give `site` or `sites`, not both".into())),
+        (Some(site), None) if !names.contains(site) => Err(unknown(&key("site"), site)),
+        (None, Some(Sites::All(star))) if star != "*" => Err(at(
+            &key("sites"),
+            format!("expected a list of sites or \"*\" (every site), found {star:?}"),
+        )),
+        (None, Some(Sites::List(list))) => match list.iter().find(|x| !names.contains(x)) {
+            Some(site) => Err(unknown(&key("sites"), site)),
+            None => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
 
@@ -222,41 +271,9 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         ));
     }
     let names = s.site_names();
-    let unknown = |key: &str, site: &str| {
-        at(
-            key,
-            format!("no site {site:?}; sites are {}", names.join(", ")),
-        )
-    };
     for (i, l) in s.links.iter().enumerate() {
         let key = |k: &str| format!("links.{i}.{k}");
-        match (&l.site, &l.sites) {
-            (None, None) => {
-                return Err(at(
-                    &format!("links.{i}"),
-                    "an entry needs `site = \"site-2\"`, `sites = [\"site-1\", \"site-3\"]` or `sites = \"*\"`".into(),
-                ))
-            }
-            (Some(_), Some(_)) => {
-                return Err(at(
-                    &key("sites"),
-                    "give `site` or `sites`, not both".into(),
-                ))
-            }
-            (Some(site), None) if !names.contains(site) => return Err(unknown(&key("site"), site)),
-            (None, Some(Sites::All(star))) if star != "*" => {
-                return Err(at(
-                    &key("sites"),
-                    format!("expected a list of sites or \"*\" (every site), found {star:?}"),
-                ))
-            }
-            (None, Some(Sites::List(list))) => {
-                if let Some(site) = list.iter().find(|x| !names.contains(x)) {
-                    return Err(unknown(&key("sites"), site));
-                }
-            }
-            _ => {}
-        }
+        check_selector("links", i, &l.site, &l.sites, &names, at)?;
         if let Some(p) = &l.profile {
             if Profile::named(p).is_none() {
                 let known: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();

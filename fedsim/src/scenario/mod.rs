@@ -7,6 +7,8 @@
 //! holds the whole, its loading and the resolution of its paths.
 
 mod algorithm;
+mod availability;
+mod clock;
 mod compare;
 mod data;
 mod federation;
@@ -25,6 +27,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use algorithm::{AlgorithmKind, AlgorithmSpec, Family, Link, SvdMethod, Ties};
+pub use availability::{Approval, ApprovalSpec, AvailabilitySpec, SiteAvailability, Window};
+pub use clock::{parse_instant, ClockMode, ClockSpec, DEFAULT_START};
 pub use compare::CompareSpec;
 pub use data::{DataSpec, Generate, GenerateKind, Missing, DELIMITERS};
 pub use federation::{FaultKind, FaultSpec, FederationSpec, OnDropout};
@@ -67,8 +71,12 @@ pub struct Scenario {
     pub sites: Vec<SiteSpec>,
     /// The VMs of provider "vm".
     pub vm: VmSpec,
-    /// The network each site is behind (provider "vm").
+    /// The network each site is behind.
     pub links: Vec<LinkSpec>,
+    /// When each site can answer, and how fast it is.
+    pub availability: Vec<AvailabilitySpec>,
+    /// Whether the run waits as the study would, or projects it on a simulated clock.
+    pub clock: ClockSpec,
     /// The file this scenario came from (not a TOML key).
     pub source: PathBuf,
     /// A view of one `[[analysis]]` entry: its index, so errors point at its keys.
@@ -105,6 +113,10 @@ struct ScenarioFile {
     vm: VmSpec,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     links: Vec<LinkSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    availability: Vec<AvailabilitySpec>,
+    #[serde(default, skip_serializing_if = "ClockSpec::is_unset")]
+    clock: ClockSpec,
 }
 
 impl TryFrom<ScenarioFile> for Scenario {
@@ -132,6 +144,8 @@ impl TryFrom<ScenarioFile> for Scenario {
             sites: f.sites,
             vm: f.vm,
             links: f.links,
+            availability: f.availability,
+            clock: f.clock,
             source: PathBuf::new(),
             view: None,
         })
@@ -155,6 +169,8 @@ impl From<Scenario> for ScenarioFile {
             sites: s.sites,
             vm: s.vm,
             links: s.links,
+            availability: s.availability,
+            clock: s.clock,
         }
     }
 }
@@ -360,6 +376,9 @@ impl Scenario {
             a.workdir = a.workdir.as_deref().map(&f);
         }
         self.gui.script = self.gui.script.as_deref().map(&f);
+        for a in &mut self.availability {
+            a.trace = a.trace.as_deref().map(&f);
+        }
     }
 
     /// The scenario with every path absolute (against the working directory), as a run records
@@ -419,7 +438,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         }
         _ => s,
     };
-    let sections: [SectionCheck; 11] = [
+    let sections: [SectionCheck; 13] = [
         meta::validate,
         data::validate,
         partition::validate,
@@ -430,6 +449,8 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         compare::validate,
         vm::validate,
         links::validate,
+        clock::validate,
+        availability::validate,
         privacy::validate,
     ];
     if s.analysis.is_empty() {
@@ -441,6 +462,16 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         sections.iter().try_for_each(|check| check(&view, &at))?;
     }
     Ok(())
+}
+
+/// Site names for a message: all of them when few, else the first and last and how many.
+pub(crate) fn names_in_short(names: &[String]) -> String {
+    match names {
+        [first, second, .., last] if names.len() > 8 => {
+            format!("{first}, {second}, ..., {last} ({} sites)", names.len())
+        }
+        _ => names.join(", "),
+    }
 }
 
 /// People read the words they wrote: the kinds print as the scenario spells them (`local`, not

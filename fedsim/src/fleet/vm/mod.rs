@@ -370,9 +370,11 @@ impl VmFleet {
             scenario: name.clone(),
             sites: sites.clone(),
             spec: scenario.vm.clone(),
+            // On the simulated clock the links are the projection's, not netem's.
             links: scenario
                 .site_names()
                 .into_iter()
+                .filter(|_| !scenario.clock.simulated())
                 .filter_map(|name| scenario.link_of(&name).map(|l| (name, l)))
                 .collect(),
             agent_exe: agent_exe.to_path_buf(),
