@@ -478,3 +478,55 @@ fn a_sweep_whose_points_all_fail_keeps_its_table_and_says_why() {
     let page = std::fs::read_to_string(tmp.path().join("out/sweep.html")).unwrap();
     assert!(page.contains("No point of the sweep finished"), "{page}");
 }
+
+/// A sweep over the sites' round trip on the simulated clock: each point's projected study is
+/// in sweep.csv, it grows with the latency (a round trip per round at least), and sweep.html
+/// plots it against the key.
+#[test]
+fn a_sweep_projects_the_study_against_the_links_latency() {
+    let Some(snakemake) = snakemake() else {
+        eprintln!("SKIPPED: snakemake is not installed (.ci/run puts it in ~/.cache/fedsim-venv)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("latency.toml");
+    std::fs::write(
+        &scenario,
+        Ols::on("latency", "diabetes.csv", 3)
+            .extra("[clock]\nmode = \"simulated\"\n\n[[links]]\nsites = \"*\"\ndelay_ms = 50.0\nrate_kbit = 10000.0\n")
+            .toml(),
+    )
+    .unwrap();
+    let out = tmp.path().join("sweep");
+    let config = tmp.path().join("sweep.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "scenario: {}\nout: {}\nsweep:\n  links.0.delay_ms: [50, 500, 5000]\n",
+            scenario.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let csv = sweep_ok(&snakemake, tmp.path(), &config, &out);
+    let (header, rows) = table(&csv);
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let mut points: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[col("links.0.delay_ms")].parse().unwrap(),
+                r[col("projected_secs")].parse().unwrap(),
+            )
+        })
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(points.len(), 3, "{csv}");
+    for (delay, projected) in &points {
+        // The handshake and 4 rounds (loading included), a round trip each at least.
+        assert!(*projected >= 5.0 * delay / 1000.0, "{delay} ms: {projected} s\n{csv}");
+    }
+    assert!(points[0].1 < points[1].1 && points[1].1 < points[2].1, "{points:?}");
+    let html = std::fs::read_to_string(out.join("sweep.html")).unwrap();
+    assert!(html.contains("projected-by-key"), "sweep.html plots the projection");
+}
