@@ -152,6 +152,8 @@ pub fn run(
         configs,
         delays,
         seeds: secure.then_some(env.pair_seeds),
+        speed: env.speed.unwrap_or(1.0),
+        started: Instant::now(),
     };
     let flag = stopped.clone();
     std::thread::spawn(move || {
@@ -286,10 +288,23 @@ struct Worker {
     delays: Vec<(u32, f64)>,
     /// Secure aggregation is on: this site's pair seeds, if its `.env` has them.
     seeds: Option<Option<secagg::PairSeeds>>,
+    /// The server's speed (`[[availability]] speed`): work that took t takes t / speed.
+    speed: f64,
+    /// When the worker began: the first analysis's loading counts from here.
+    started: Instant,
 }
 
 /// This site's pair seeds, with its name, when replies go masked.
 type Masking<'a> = Option<(&'a str, &'a secagg::PairSeeds)>;
+
+impl Worker {
+    /// A slower server: work that took `worked` here is made to take `worked / speed`.
+    fn stretch(&self, worked: Duration) {
+        if self.speed < 1.0 {
+            std::thread::sleep(worked.mul_f64(1.0 / self.speed - 1.0));
+        }
+    }
+}
 
 /// One analysis's data at this site, as its local step reads it.
 struct Loaded {
@@ -397,6 +412,12 @@ impl Worker {
                 self.configs.len()
             )));
         };
+        // The first analysis's loading includes reading the file, which began with the worker.
+        let began = if index == 0 {
+            self.started
+        } else {
+            Instant::now()
+        };
         let (rows, levels) = match self.rows_of(config, frame) {
             Ok(loaded) => loaded,
             Err(reason) => return refuse(reason, inbox),
@@ -440,6 +461,7 @@ impl Worker {
             &rows,
             masking.is_some() || noisy,
         );
+        self.stretch(began.elapsed());
         send(&ready)?;
         if dropped > 0 {
             tracing::info!(
@@ -598,6 +620,7 @@ impl Worker {
             }
             _ => (reply, None),
         };
+        self.stretch(started.elapsed());
         let compute_secs = started.elapsed().as_secs_f64();
         tracing::info!(
             phase = "federate",

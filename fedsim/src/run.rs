@@ -137,7 +137,6 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
         crate::dp::check_bounds(scenario, dp, &plan.analyses).map_err(PlanError::from)?;
     }
     crate::clock::check_traces(scenario)?;
-    check_speed(scenario)?;
     // The reference file must describe every analysis.
     let reference = plan
         .analyses
@@ -157,20 +156,20 @@ pub fn plan(scenario: &Scenario, out: Option<&Path>, browsers: bool) -> Result<P
     })
 }
 
-/// A slower local site on the real clock is a CPU limit, which this machine may not allow.
-fn check_speed(scenario: &Scenario) -> Result<(), RunError> {
+/// The sites whose servers are slower (or faster) on the real clock, where their agents stretch
+/// their computing; on the simulated clock the projection divides by the speed instead.
+fn live_speeds(scenario: &Scenario) -> Vec<(String, f64)> {
     if scenario.clock.simulated() {
-        return Ok(());
+        return Vec::new();
     }
-    let Some(i) = scenario.availability.iter().position(|a| a.speed.is_some()) else {
-        return Ok(());
-    };
-    crate::sys::cgroup::cpu_max_available().map_err(|why| {
-        RunError::Scenario(scenario.locate(
-            &format!("availability.{i}.speed"),
-            format!("on the real clock, speed is a CPU limit (cgroup v2 cpu.max), and {why}; set `[clock] mode = \"simulated\"` to project it instead"),
-        ))
-    })
+    scenario
+        .site_names()
+        .into_iter()
+        .filter_map(|n| {
+            let speed = scenario.availability_of(&n)?.speed;
+            (speed != 1.0).then_some((n, speed))
+        })
+        .collect()
 }
 
 /// Credentials the scenario provides per site (`[[sites]] env`), else None for fresh ones.
@@ -218,6 +217,7 @@ pub fn prep_only(
         &planned.tokens,
         scenario.federation.secure_aggregation,
         &scenario.privacy,
+        &live_speeds(scenario),
     )?;
     dir.write_plan(scenario, &PlanFile::new(scenario, &planned.plan, &bundles))?;
     let shas = bundles
@@ -601,8 +601,9 @@ impl<'a> Run<'a> {
         let addr = coordinator_in_bundles(self.scenario, &addr.to_string());
         let secure = self.scenario.federation.secure_aggregation;
         let privacy = self.scenario.privacy.clone();
+        let speeds = live_speeds(self.scenario);
         let bundles = cancel::wait_for("prep", move || {
-            bundle::make_bundles(&plan, &addr, &tokens, secure, &privacy)
+            bundle::make_bundles(&plan, &addr, &tokens, secure, &privacy, &speeds)
         })?
         .map_err(|e| Stop::failed(e.to_string()))?;
         self.dir

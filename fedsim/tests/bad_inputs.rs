@@ -137,7 +137,7 @@ const CASES: &[(&str, &[&str], bool)] = &[
         false,
     ),
     // Availability: a misspelt time zone or site gets the nearest name; windows that overlap,
-    // waiting on the real clock and a CPU limit the machine cannot set are refused, naming why.
+    // and waiting on the real clock are refused, naming why.
     (
         "availability_unknown_timezone.toml",
         &[
@@ -160,15 +160,6 @@ const CASES: &[(&str, &[&str], bool)] = &[
     (
         "availability_on_the_real_clock.toml",
         &["availability.0.hours", "[clock] mode = \"simulated\""],
-        false,
-    ),
-    (
-        "availability_speed_on_the_real_clock.toml",
-        &[
-            "availability.0.speed",
-            "cgroup v2",
-            "[clock] mode = \"simulated\"",
-        ],
         false,
     ),
     // A trace is read before anything is written, its errors located in it.

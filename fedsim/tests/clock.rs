@@ -19,15 +19,15 @@ fn projection(out: &std::path::Path) -> Projection {
     serde_json::from_str(&std::fs::read_to_string(out.join("projection.json")).unwrap()).unwrap()
 }
 
-/// The same 10-site Poisson GLM behind 100 ms / 10 Mbit/s links, on the real clock (relays)
-/// and on the simulated one: the same numbers, and the projection within 10% of the real
-/// duration.
+/// The same 10-site Poisson GLM behind 100 ms / 10 Mbit/s links, site-2 on a server four times
+/// slower, on the real clock (relays; site-2's agent stretches its computing) and on the
+/// simulated one: the same numbers, and the projection within 10% of the real duration.
 #[test]
 fn the_simulated_clock_predicts_the_real_clock_within_ten_percent_with_the_same_numbers() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
-        "[scenario]\nname = \"agree\"\nseed = 7\n[data]\npath = \"{}\"\ntarget = \"mdvis\"\nfeatures = [\"lncoins\", \"idp\", \"lpi\", \"fmde\", \"physlm\", \"disea\", \"hlthg\", \"hlthf\", \"hlthp\"]\n[partition]\nkind = \"horizontal\"\nsites = 10\n[algorithm]\nkind = \"glm\"\nfamily = \"poisson\"\n[[links]]\nsites = \"*\"\ndelay_ms = 100.0\nrate_kbit = 10000.0\n",
+        "[scenario]\nname = \"agree\"\nseed = 7\n[data]\npath = \"{}\"\ntarget = \"mdvis\"\nfeatures = [\"lncoins\", \"idp\", \"lpi\", \"fmde\", \"physlm\", \"disea\", \"hlthg\", \"hlthf\", \"hlthp\"]\n[partition]\nkind = \"horizontal\"\nsites = 10\n[algorithm]\nkind = \"glm\"\nfamily = \"poisson\"\n[[links]]\nsites = \"*\"\ndelay_ms = 100.0\nrate_kbit = 10000.0\n[[availability]]\nsite = \"site-2\"\nspeed = 0.25\n",
         test_data("randhie.csv").display()
     );
     let cfg = scenario(dir.path(), "agree", &body);
@@ -56,6 +56,25 @@ fn the_simulated_clock_predicts_the_real_clock_within_ten_percent_with_the_same_
     assert!(
         (projected / measured - 1.0).abs() < 0.10,
         "projected {projected} s against {measured} s on the real clock"
+    );
+    // On the real clock site-2 computed four times as long as the others (their mean).
+    let computed = |site: &str| -> f64 {
+        m.rounds
+            .iter()
+            .flat_map(|r| &r.sites)
+            .filter(|s| s.site == site)
+            .map(|s| s.compute_secs)
+            .sum()
+    };
+    let others = (1..=10)
+        .filter(|i| *i != 2)
+        .map(|i| computed(&format!("site-{i}")))
+        .sum::<f64>()
+        / 9.0;
+    let slow = computed("site-2");
+    assert!(
+        slow > 3.0 * others,
+        "site-2 computed {slow} s, the others {others} s each"
     );
     // The simulated run waited for nothing.
     assert!(phase_secs(&metrics(&simulated), "federate") < measured / 2.0);

@@ -524,9 +524,18 @@ fn a_sweep_projects_the_study_against_the_links_latency() {
     assert_eq!(points.len(), 3, "{csv}");
     for (delay, projected) in &points {
         // The handshake and 4 rounds (loading included), a round trip each at least.
-        assert!(*projected >= 5.0 * delay / 1000.0, "{delay} ms: {projected} s\n{csv}");
+        assert!(
+            *projected >= 5.0 * delay / 1000.0,
+            "{delay} ms: {projected} s\n{csv}"
+        );
     }
-    assert!(points[0].1 < points[1].1 && points[1].1 < points[2].1, "{points:?}");
+    assert!(
+        points[0].1 < points[1].1 && points[1].1 < points[2].1,
+        "{points:?}"
+    );
     let html = std::fs::read_to_string(out.join("sweep.html")).unwrap();
-    assert!(html.contains("projected-by-key"), "sweep.html plots the projection");
+    assert!(
+        html.contains("projected-by-key"),
+        "sweep.html plots the projection"
+    );
 }

@@ -10,23 +10,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn can_boot_vms() -> bool {
-    let have = |p: &str| {
-        std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(p).is_file()))
-            .unwrap_or(false)
-    };
-    // SAFETY: geteuid reads a process attribute.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ok = root && have("qemu-system-x86_64") && have("qemu-img") && have("mmdebstrap");
-    if !ok {
-        eprintln!(
-            "SKIPPED: VM tests need root, qemu-system-x86 and mmdebstrap (.ci/run installs them)"
-        );
-    }
-    ok
-}
-
 /// A 2-site scenario on provider "vm"; `extra` is appended (links, faults, algorithm).
 fn vm_scenario(dir: &Path, name: &str, data: &str, body: &str) -> PathBuf {
     let csv = if data.contains("progression") {

@@ -20,6 +20,8 @@ pub const PAIR_SEEDS: &str = "FEDSIM_PAIR_SEEDS";
 pub const RULES: &str = "FEDSIM_RULES";
 /// The site's differential privacy (`[privacy.dp]` as JSON; see `dp::encode`).
 pub const DP: &str = "FEDSIM_DP";
+/// The site's server speed against the machine (`[[availability]] speed`, real clock only).
+pub const SPEED: &str = "FEDSIM_SPEED";
 /// An account's portal user name.
 pub const PORTAL_USER: &str = "FEDSIM_PORTAL_USER";
 /// An account's portal password.
@@ -60,6 +62,8 @@ pub struct SiteEnv {
     pub rules: String,
     /// The site's differential privacy, as `dp::encode` writes it (empty: none).
     pub dp: String,
+    /// A slower (or faster) server: its agent stretches its computing by 1 / speed.
+    pub speed: Option<f64>,
 }
 
 impl std::fmt::Debug for SiteEnv {
@@ -94,6 +98,9 @@ impl SiteEnv {
         if !self.dp.is_empty() {
             text.push_str(&format!("{DP}={}\n", self.dp));
         }
+        if let Some(speed) = self.speed {
+            text.push_str(&format!("{SPEED}={speed}\n"));
+        }
         text
     }
 
@@ -110,6 +117,15 @@ impl SiteEnv {
         };
         let rules = vars.remove(RULES).unwrap_or_default();
         let dp = vars.remove(DP).unwrap_or_default();
+        let speed = match vars.remove(SPEED) {
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .ok_or(EnvError::Invalid(SPEED))?,
+            ),
+            None => None,
+        };
         Ok(SiteEnv {
             site,
             token,
@@ -119,6 +135,7 @@ impl SiteEnv {
             pair_seeds,
             rules,
             dp,
+            speed,
         })
     }
 
@@ -198,6 +215,7 @@ mod tests {
             pair_seeds: None,
             rules: String::new(),
             dp: String::new(),
+            speed: None,
         }
     }
 

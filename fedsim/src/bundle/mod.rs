@@ -102,6 +102,7 @@ pub fn make_bundles(
     given: &[Option<GivenCredentials>],
     secure: bool,
     privacy: &crate::scenario::PrivacySpec,
+    speeds: &[(String, f64)],
 ) -> Result<Vec<Bundle>, PrepError> {
     let names: Vec<String> = study.sites().iter().map(|s| s.name.clone()).collect();
     // Secure aggregation: each pair's seed goes into the two sites' own .env files, nowhere else.
@@ -164,6 +165,7 @@ pub fn make_bundles(
                     .as_ref()
                     .map(crate::dp::encode)
                     .unwrap_or_default(),
+                speed: speeds.iter().find(|(n, _)| *n == site.name).map(|x| x.1),
             }
             .to_text();
             Ok(Bundle {

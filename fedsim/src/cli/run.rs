@@ -74,6 +74,9 @@ fn tell_outcome(s: &Summary) {
                 .map_or(String::new(), |b| format!("; held up longest by {b}"))
         );
     }
+    for w in s.warnings.iter().filter(|w| w.kind == "projection") {
+        eprintln!("projected study: none: {}", w.message);
+    }
     if let Some(e) = &s.error {
         eprintln!(
             "{}: {}",

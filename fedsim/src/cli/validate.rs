@@ -73,6 +73,41 @@ pub fn exec(a: Args) -> Exit {
     Exit::Succeeded
 }
 
+/// The sites' links and availability, grouped by what they are, and the clock they run on.
+fn conditions(s: &fedsim::scenario::Scenario) {
+    if s.clock.simulated() {
+        say!(
+            "clock: simulated, from {} (the run waits for nothing; the study is projected)",
+            s.clock.start().to_rfc3339()
+        );
+    }
+    let names = s.site_names();
+    let groups = |describe: &dyn Fn(&str) -> Option<String>| {
+        let mut by: Vec<(String, Vec<&str>)> = Vec::new();
+        for n in &names {
+            if let Some(d) = describe(n) {
+                match by.iter_mut().find(|(x, _)| *x == d) {
+                    Some((_, v)) => v.push(n),
+                    None => by.push((d, vec![n])),
+                }
+            }
+        }
+        by
+    };
+    let sites = |v: &[&str]| match v {
+        [one] => one.to_string(),
+        _ if v.len() == names.len() => format!("all {} sites", v.len()),
+        _ if v.len() > 4 => format!("{} sites", v.len()),
+        _ => v.join(", "),
+    };
+    for (d, v) in groups(&|n| s.link_of(n).map(|l| l.describe())) {
+        say!("  link of {}: {d}", sites(&v));
+    }
+    for (d, v) in groups(&|n| s.availability_of(n).map(|a| a.describe())) {
+        say!("  availability of {}: {d}", sites(&v));
+    }
+}
+
 /// Under `[privacy.dp]`: each site's budget over the run's rounds, and what the noise is
 /// predicted to cost each coefficient, before anything starts.
 fn predict_noise(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
@@ -126,6 +161,7 @@ fn predict_noise(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
 /// With disclosure rules: each site's verdict on each analysis, predicted from the planned
 /// partition by the checks the sites run (see `fedsim::disclosure`).
 fn predict(s: &fedsim::scenario::Scenario, p: &fedsim::plan::Study) {
+    conditions(s);
     predict_noise(s, p);
     if !s.privacy.any() {
         return;

@@ -49,11 +49,7 @@ impl Calendar {
             hours: a.hours,
             days: a.days,
             trace,
-            down: a
-                .maintenance
-                .iter()
-                .map(|(f, u)| (secs(f), secs(u)))
-                .collect(),
+            down: merged(a.maintenance.iter().map(|(f, u)| (secs(f), secs(u)))),
         }
     }
 
@@ -179,6 +175,20 @@ impl Calendar {
     }
 }
 
+/// Windows sorted, and those that overlap (from different entries) joined into one.
+fn merged(windows: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut w: Vec<(f64, f64)> = windows.collect();
+    w.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(w.len());
+    for (a, b) in w {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +245,15 @@ mod tests {
         assert_eq!(c.work(0.0, 2.0 * H), Some(4.0 * H));
         assert_eq!(c.next_up(5.0 * H), None);
         assert_eq!(Calendar::always(start).work(7.0, 3.0), Some(10.0));
+        // Windows from two entries that overlap are one.
+        let b = SiteAvailability {
+            maintenance: vec![
+                (start + Duration::hours(1), start + Duration::hours(3)),
+                (start + Duration::hours(2), start + Duration::hours(4)),
+            ],
+            ..Default::default()
+        };
+        let c = Calendar::of(&b, start, None);
+        assert_eq!(c.next_up(H), Some((4.0 * H, f64::INFINITY)));
     }
 }

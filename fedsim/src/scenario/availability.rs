@@ -4,8 +4,9 @@
 //! entry can cover 1000 sites and a later one can change one of them.
 //!
 //! Only a simulated clock can wait days for office hours, so everything but `speed` needs
-//! `[clock] mode = "simulated"`; `speed` on the real clock is a CPU limit (cgroup v2 `cpu.max`)
-//! on local sites where the machine has one.
+//! `[clock] mode = "simulated"`. On the real clock a site's `speed` stretches its agent's
+//! computing (on every provider: a CPU quota would need cgroup v2, which machines of this
+//! project's kind do not have); on the simulated clock the projection divides by it.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,7 +16,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::links::{check_selector, covers, seconds, Sites};
-use super::{parse_instant, Locate, Provider, Scenario, ScenarioError};
+use super::{parse_instant, Locate, Scenario, ScenarioError};
 
 /// A maintenance window: from `at` (RFC 3339) for `for` (`"4h"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,13 +146,60 @@ impl SiteAvailability {
         out
     }
 
-    /// Whether anything here needs the simulated clock (all but `speed`).
-    pub fn needs_simulation(&self) -> bool {
-        self.hours.is_some()
-            || self.days != [true; 7]
-            || !self.maintenance.is_empty()
-            || self.approval.is_some()
-            || self.trace.is_some()
+    /// For people: `Europe/Berlin 08:00-18:00 Mon-Fri, approval 4h (p90 2d), speed 0.25`.
+    pub fn describe(&self) -> String {
+        let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        let mut when = vec![self.timezone.name().to_string()];
+        if let Some((a, b)) = self.hours {
+            when.push(format!("{}-{}", hm(a), hm(b)));
+        }
+        if self.days != [true; 7] {
+            let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+            // Runs of days as ranges: Mon-Fri, Sat.
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            for d in (0..7).filter(|d| self.days[*d]) {
+                match runs.last_mut() {
+                    Some((_, end)) if *end + 1 == d => *end = d,
+                    _ => runs.push((d, d)),
+                }
+            }
+            let runs: Vec<String> = runs
+                .iter()
+                .map(|(a, b)| match b - a {
+                    0 => names[*a].to_string(),
+                    _ => format!("{}-{}", names[*a], names[*b]),
+                })
+                .collect();
+            when.push(runs.join(","));
+        }
+        let mut a = vec![when.join(" ")];
+        if let Some(p) = self.approval {
+            let span = |s: f64| {
+                humantime::format_duration(std::time::Duration::from_secs(s as u64)).to_string()
+            };
+            a.push(format!(
+                "approval {} (p90 {}){}",
+                span(p.median_secs),
+                span(p.p90_secs),
+                if p.each_analysis {
+                    " before each analysis"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if self.speed != 1.0 {
+            a.push(format!("speed {}", self.speed));
+        }
+        match self.maintenance.len() {
+            0 => {}
+            1 => a.push("1 maintenance window".into()),
+            n => a.push(format!("{n} maintenance windows")),
+        }
+        if let Some(t) = &self.trace {
+            a.push(format!("trace {}", t.display()));
+        }
+        a.join(", ")
     }
 }
 
@@ -326,9 +374,11 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                     "waiting for office hours, approvals or a trace on the real clock would take the study's real time; set `[clock] mode = \"simulated\"` to project it instead".into(),
                 ));
             }
-            // Where the machine cannot limit a local site's CPU, `run::plan` says so.
-            if e.speed.is_some() && s.fleet.provider != Provider::Local {
-                return Err(at(&key("speed"), format!("on the real clock, speed is a CPU limit on local sites; provider {:?} has none, so set `[clock] mode = \"simulated\"`", s.fleet.provider.as_str())));
+            if e.speed.is_some_and(|v| v > 1.0) {
+                return Err(at(
+                    &key("speed"),
+                    "on the real clock a site can be made slower (its agent stretches its computing), not faster; set `[clock] mode = \"simulated\"` to project a faster server".into(),
+                ));
             }
         }
     }

@@ -264,10 +264,11 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     if s.links.is_empty() {
         return Ok(());
     }
-    if s.fleet.provider == Provider::Vagrant {
+    // On the simulated clock the links are projected, not applied, so any provider has them.
+    if s.fleet.provider == Provider::Vagrant && !s.clock.simulated() {
         return Err(at(
             "links",
-            "link conditions need provider \"local\", \"ssh\" (a relay shapes them) or \"vm\" (netem in the guest); provider \"vagrant\" has neither".into(),
+            "link conditions need provider \"local\", \"ssh\" (a relay shapes them) or \"vm\" (netem in the guest); provider \"vagrant\" has neither (on `[clock] mode = \"simulated\"` they are projected instead)".into(),
         ));
     }
     let names = s.site_names();
@@ -314,7 +315,7 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 seconds(text).map_err(|e| at(&key(&format!("down.{j}.{k}")), e))?;
             }
         }
-        if !l.down.is_empty() && s.fleet.provider == Provider::Vm {
+        if !l.down.is_empty() && s.fleet.provider == Provider::Vm && !s.clock.simulated() {
             return Err(at(
                 &key("down"),
                 "outages are the relay's (provider \"local\" or \"ssh\"); in a VM, cut the link with a fault instead".into(),

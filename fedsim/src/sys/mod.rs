@@ -3,7 +3,6 @@
 //! file writes, and the /proc probes. Nothing here knows a scenario, a site or a run.
 
 pub mod cancel;
-pub mod cgroup;
 pub mod children;
 pub mod confine;
 pub mod fsio;

@@ -119,3 +119,21 @@ pub fn no_browser_left(before: &std::collections::BTreeSet<std::path::PathBuf>) 
     let new: Vec<_> = browser_scratch().difference(before).cloned().collect();
     assert!(new.is_empty(), "browser profiles left behind: {new:?}");
 }
+
+/// Whether this machine can boot the VM tests' machines: root, qemu and mmdebstrap.
+pub fn can_boot_vms() -> bool {
+    let have = |p: &str| {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(p).is_file()))
+            .unwrap_or(false)
+    };
+    // SAFETY: geteuid reads a process attribute.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ok = root && have("qemu-system-x86_64") && have("qemu-img") && have("mmdebstrap");
+    if !ok {
+        eprintln!(
+            "SKIPPED: VM tests need root, qemu-system-x86 and mmdebstrap (.ci/run installs them)"
+        );
+    }
+    ok
+}
