@@ -448,11 +448,14 @@ impl Worker {
                 n as u64
             }
         };
+        // A slower server takes longer to load too; the time is said with the Ready.
+        self.stretch(began.elapsed());
         let ready = Message::Ready {
             rows: hide(rows.len()),
             peak_rss_kib: peak_rss_kib(),
             dropped: hide(dropped),
             levels: levels.clone(),
+            load_secs: began.elapsed().as_secs_f64(),
         };
         audit_ready(
             &ready,
@@ -461,7 +464,6 @@ impl Worker {
             &rows,
             masking.is_some() || noisy,
         );
-        self.stretch(began.elapsed());
         send(&ready)?;
         if dropped > 0 {
             tracing::info!(

@@ -1166,7 +1166,7 @@ impl<'a> Run<'a> {
                     if let Err(e) = self.dir.write_projection(&p) {
                         unwritten.push(format!("projection.json: {e}"));
                     }
-                    summary.projection = Some(p.summary());
+                    summary.projection = Some(p.summary);
                 }
                 Err(e) => summary.warnings.push(Warning {
                     kind: "projection".into(),

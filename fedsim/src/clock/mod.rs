@@ -104,9 +104,17 @@ pub struct RoundProjection {
     pub sites: Vec<SiteStep>,
 }
 
-/// The study on the simulated clock.
+/// The study on the simulated clock: what summary.json keeps of it, and its rounds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Projection {
+    #[serde(flatten)]
+    pub summary: ProjectionSummary,
+    pub rounds: Vec<RoundProjection>,
+}
+
+/// The study's duration and where it went (summary.json's `projection`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectionSummary {
     /// The study's start and end, as dates.
     pub start: String,
     pub end: String,
@@ -118,32 +126,13 @@ pub struct Projection {
     /// The site on the critical path longest.
     pub bottleneck: Option<String>,
     pub sites: Vec<SiteProjection>,
-    pub rounds: Vec<RoundProjection>,
 }
 
-/// What summary.json keeps of a projection (projection.json has the rounds).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProjectionSummary {
-    pub start: String,
-    pub end: String,
-    pub duration_secs: f64,
-    pub words: String,
-    pub critical: Breakdown,
-    pub bottleneck: Option<String>,
-    pub sites: Vec<SiteProjection>,
-}
+impl std::ops::Deref for Projection {
+    type Target = ProjectionSummary;
 
-impl Projection {
-    pub fn summary(&self) -> ProjectionSummary {
-        ProjectionSummary {
-            start: self.start.clone(),
-            end: self.end.clone(),
-            duration_secs: self.duration_secs,
-            words: self.words.clone(),
-            critical: self.critical,
-            bottleneck: self.bottleneck.clone(),
-            sites: self.sites.clone(),
-        }
+    fn deref(&self) -> &ProjectionSummary {
+        &self.summary
     }
 }
 
@@ -204,17 +193,18 @@ impl Walker {
     }
 
     /// The site is asked at `asked` (the request arrived); it waits for approval (if
-    /// `approve`) and up-time, computes `compute` seconds of the measuring machine, and
-    /// answers `bytes`. Returns (began, done computing, answer arrived, where its time went).
+    /// `approve`) and up-time, spends `time` (as measured: its computing, which its speed
+    /// scales, and the rest), and answers `bytes`. Returns (began, done computing, answer
+    /// arrived, where its time went).
     fn answer(
         &mut self,
         asked: f64,
         approve: bool,
-        compute: f64,
+        time: SiteTime,
         bytes: u64,
     ) -> Result<(f64, f64, f64, Breakdown), ClockError> {
         let (begins, approval, offline) = self.begin(asked, approve)?;
-        let work = compute / self.speed;
+        let work = time.computing / self.speed + time.rest;
         let done = self
             .calendar
             .work(begins, work)
@@ -383,7 +373,7 @@ pub fn project(
             let approve =
                 first_of_analysis && r.round != 0 && w.approval.is_some_and(|a| a.each_analysis);
             let (starts, done, answered, mut spent) =
-                w.answer(asked, approve, site_secs(s), s.bytes_sent)?;
+                w.answer(asked, approve, SiteTime::of(s), s.bytes_sent)?;
             spent.transferring_secs += asked - sent;
             w.total.spent.add(&spent);
             w.total.bytes_sent += s.bytes_sent;
@@ -431,13 +421,15 @@ pub fn project(
         .map(|s| s.site.clone());
     let end = Calendar::always(start).instant(now);
     Ok(Projection {
-        start: start.to_rfc3339(),
-        end: end.to_rfc3339(),
-        duration_secs: now,
-        words: words(now, &critical),
-        critical,
-        bottleneck,
-        sites,
+        summary: ProjectionSummary {
+            start: start.to_rfc3339(),
+            end: end.to_rfc3339(),
+            duration_secs: now,
+            words: words(now, &critical),
+            critical,
+            bottleneck,
+            sites,
+        },
         rounds,
     })
 }
@@ -487,11 +479,25 @@ fn close(
     }
 }
 
-/// A site's own time in a round of a run that waited for nothing: from the request leaving
-/// to the answer arriving over loopback. That is its compute, and also its reading, decoding,
-/// encoding and its loading of the data, which `compute_secs` leaves out.
-fn site_secs(s: &crate::federation::coordinator::SiteRound) -> f64 {
-    s.answer_secs.max(s.compute_secs)
+/// A site's own time in a round of a run that waited for nothing.
+#[derive(Debug, Clone, Copy)]
+struct SiteTime {
+    /// Its computing (its loading, in round 0): what a slower server takes longer for, as the
+    /// agent stretches it on the real clock.
+    computing: f64,
+    /// The rest of the time from the request leaving to the answer arriving over loopback:
+    /// reading, decoding and encoding the messages.
+    rest: f64,
+}
+
+impl SiteTime {
+    fn of(s: &crate::federation::coordinator::SiteRound) -> SiteTime {
+        SiteTime {
+            computing: s.compute_secs,
+            // A site loading its data began before the round's clock did: no rest then.
+            rest: (s.answer_secs - s.compute_secs).max(0.0),
+        }
+    }
 }
 
 /// The coordinator's own time in a round: all of it but the slowest answer.

@@ -111,6 +111,7 @@ pub struct SiteRound {
     pub site: String,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The site's computing (in round 0, its loading of the data: `Ready`'s `load_secs`).
     pub compute_secs: f64,
     /// From the request going out to the site's answer arriving, as the coordinator saw it:
     /// compute plus the site's network (latency, bandwidth) both ways.
@@ -858,7 +859,11 @@ fn exchange_each(
                             peak_rss_kib,
                             ..
                         } => (*compute_secs, *peak_rss_kib),
-                        Message::Ready { peak_rss_kib, .. } => (0.0, *peak_rss_kib),
+                        Message::Ready {
+                            peak_rss_kib,
+                            load_secs,
+                            ..
+                        } => (*load_secs, *peak_rss_kib),
                         _ => (0.0, 0),
                     };
                     if let Some(b) = settings.portal {
@@ -1293,6 +1298,7 @@ mod tests {
                         peak_rss_kib: 1,
                         dropped: 0,
                         levels: Vec::new(),
+                        load_secs: 0.0,
                     })
                     .unwrap();
                     // Answer round 1 (OLS moments); site-2 with a NaN in its sums.

@@ -89,11 +89,13 @@ pub enum Message {
     /// Agent -> coordinator: data loaded, ready for rounds. `rows` counts the complete rows
     /// (`dropped`: the incomplete ones left out); both are 0 under secure aggregation.
     /// `levels`: the levels of each categorical column among the site's complete rows.
+    /// `load_secs`: the site's time from its start (or the `Begin`) to this, its loading.
     Ready {
         rows: u64,
         peak_rss_kib: u64,
         dropped: u64,
         levels: Levels,
+        load_secs: f64,
     },
     /// Coordinator -> agent: the previous analysis is over; load analysis `analysis` (its
     /// columns and complete rows) and say `Ready` for it.

@@ -196,6 +196,45 @@ pub fn compare(dirs: &[PathBuf], by: &[String]) -> Result<String, ReportError> {
     Ok(h)
 }
 
+/// The x axis of the plots by key: one place per value of the key.
+struct Axis<'a> {
+    key: &'a str,
+    n: f64,
+    labels: usize,
+    label: &'a dyn Fn(&f64) -> String,
+}
+
+/// A scatter of `points` (y from 0 to `ymax`) over a key's values.
+fn scatter(
+    id: &'static str,
+    caption: &str,
+    axis: &Axis,
+    points: &[(f64, f64)],
+    ymax: f64,
+    color: RGBColor,
+) -> Result<String, ReportError> {
+    svg(id, (460, 300), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 14))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..axis.n - 0.5, 0f64..ymax)
+            .map_err(e2s)?;
+        chart
+            .configure_mesh()
+            .x_labels(axis.labels)
+            .x_label_formatter(axis.label)
+            .x_desc(axis.key)
+            .draw()
+            .map_err(e2s)?;
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+            .map_err(e2s)?;
+        Ok(())
+    })
+}
+
 /// One run, as the plots by key see it.
 struct Row {
     /// The values of the `by` keys.
@@ -275,53 +314,32 @@ fn by_key(key: &str, k: usize, rows: &[Row]) -> Result<String, ReportError> {
             .map_err(e2s)?;
         Ok(())
     })?;
-    let time_plot = svg("time-by-key", (460, 300), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("Federation seconds by {key}"), ("sans-serif", 14))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..tmax)
-            .map_err(e2s)?;
-        chart
-            .configure_mesh()
-            .x_labels(levels.len() + 1)
-            .x_label_formatter(&label)
-            .x_desc(key)
-            .draw()
-            .map_err(e2s)?;
-        chart
-            .draw_series(times.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))
-            .map_err(e2s)?;
-        Ok(())
-    })?;
+    let axis = Axis {
+        key,
+        n,
+        labels: levels.len() + 1,
+        label: &label,
+    };
+    let time_plot = scatter(
+        "time-by-key",
+        &format!("Federation seconds by {key}"),
+        &axis,
+        &times,
+        tmax,
+        BLUE,
+    )?;
     let projected_plot = if projected.is_empty() {
         String::new()
     } else {
         let pmax = projected.iter().map(|p| p.1).fold(1e-6, f64::max) * 1.2;
-        svg("projected-by-key", (460, 300), |root| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(
-                    format!("Projected study (hours) by {key}"),
-                    ("sans-serif", 14),
-                )
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(60)
-                .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..pmax)
-                .map_err(e2s)?;
-            chart
-                .configure_mesh()
-                .x_labels(levels.len() + 1)
-                .x_label_formatter(&label)
-                .x_desc(key)
-                .draw()
-                .map_err(e2s)?;
-            chart
-                .draw_series(projected.iter().map(|p| Circle::new(*p, 4, GREEN.filled())))
-                .map_err(e2s)?;
-            Ok(())
-        })?
+        scatter(
+            "projected-by-key",
+            &format!("Projected study (hours) by {key}"),
+            &axis,
+            &projected,
+            pmax,
+            GREEN,
+        )?
     };
     Ok(format!(
         "<h2>By <code>{}</code></h2>{diff_plot}{time_plot}{projected_plot}",

@@ -215,3 +215,18 @@ pub fn relays_and_dials(run_dir: &Path, sources: &[&str]) -> (Vec<String>, Vec<S
         field("connected to coordinator", "coordinator"),
     )
 }
+
+/// Mean time from request to answer over the algorithm's rounds, of `site` or of every site.
+pub fn mean_answer(out: &Path, site: Option<&str>) -> f64 {
+    let m = metrics(out);
+    let v: Vec<f64> = m
+        .rounds
+        .iter()
+        .filter(|r| r.round > 0)
+        .flat_map(|r| &r.sites)
+        .filter(|s| site.is_none_or(|x| s.site == x))
+        .map(|s| s.answer_secs)
+        .collect();
+    assert!(!v.is_empty(), "no answers in {}", out.display());
+    v.iter().sum::<f64>() / v.len() as f64
+}
