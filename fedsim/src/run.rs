@@ -60,7 +60,7 @@ pub enum RunError {
         source_file: PathBuf,
     },
     #[error(transparent)]
-    Limits(#[from] crate::sys::limits::TooFewFiles),
+    Limits(#[from] crate::sys::limits::LimitError),
     /// An availability trace that cannot be read or does not fit the sites.
     #[error(transparent)]
     Trace(#[from] crate::clock::trace::TraceError),

@@ -1,7 +1,9 @@
-//! Open files. Every local site is one connection, so one descriptor, in the controller; a
-//! thousand sites need more than the usual soft limit of 1024. Like servers do, fedsim raises its
-//! soft limit to the hard one when it starts, and refuses a run the hard limit cannot carry
-//! before anything starts, naming the limit and the fix.
+//! Open files and process IDs. Every local site is one connection, so one descriptor, in the
+//! controller; a thousand sites need more than the usual soft limit of 1024. Like servers do,
+//! fedsim raises its soft limit to the hard one when it starts, and refuses a run the hard limit
+//! cannot carry before anything starts, naming the limit and the fix. Every local site is also a
+//! process of 6 threads, and each thread takes a process ID: past some 4000 sites the kernel's
+//! `pid_max` (32768 by default) is the next wall, refused the same way.
 //!
 //! Measured per site in the controller (`tests/scale.rs` counts them): one socket for a local
 //! site (its connection to the coordinator; the reading and writing halves share it), plus a
@@ -59,6 +61,15 @@ pub fn raise_open_files() -> u64 {
     soft
 }
 
+/// What the machine cannot carry.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error(transparent)]
+    Files(#[from] TooFewFiles),
+    #[error(transparent)]
+    Tasks(#[from] TooFewTasks),
+}
+
 /// The run's sites need more open files than this process may have.
 #[derive(Debug, thiserror::Error)]
 #[error("{sites} {provider} sites need about {needed} open files in the controller ({per} per site and {BASE} for fedsim itself), but this process may open at most {hard} (the hard limit, `ulimit -Hn`); raise it (as root: `ulimit -n {needed}` in the shell that runs fedsim, or `nofile` in /etc/security/limits.conf), or run fewer sites on this machine")]
@@ -70,8 +81,88 @@ pub struct TooFewFiles {
     pub hard: u64,
 }
 
-/// Raise the soft limit and check that it carries the scenario's sites.
-pub fn check(scenario: &Scenario) -> Result<(), TooFewFiles> {
+/// Threads of one local site's agent (measured: its main thread, its runtime's and its
+/// frames' readers and writers).
+pub const AGENT_THREADS: u64 = 6;
+/// The controller's threads per local site (its channel's reader and writer), and per linked
+/// site on the real clock (its relay: the listener, and a reader and writer each way).
+pub const CONTROLLER_THREADS: u64 = 2;
+pub const RELAY_THREADS: u64 = 5;
+/// Threads fedsim needs beside its sites (the runtime, the portal, the logs).
+pub const BASE_THREADS: u64 = 64;
+
+/// The local sites need more process IDs (every thread takes one) than the machine has free.
+#[derive(Debug, thiserror::Error)]
+#[error("{sites} local sites need about {needed} process IDs ({per} threads per site and {BASE_THREADS} for fedsim itself: every thread takes one), but this machine has {free} free (kernel.pid_max = {pid_max}, {used} in use); raise it (as root: `sysctl -w kernel.pid_max=4194304`), or run fewer sites on this machine")]
+pub struct TooFewTasks {
+    pub sites: usize,
+    pub needed: u64,
+    pub per: u64,
+    pub free: u64,
+    pub pid_max: u64,
+    pub used: u64,
+}
+
+/// The threads a run of `scenario` starts on this machine, at most (local sites only: other
+/// providers' sites run elsewhere).
+pub fn tasks_needed(scenario: &Scenario) -> Option<(u64, u64)> {
+    if scenario.fleet.provider != Provider::Local {
+        return None;
+    }
+    let relays = !scenario.links.is_empty() && !scenario.clock.simulated();
+    let per = AGENT_THREADS + CONTROLLER_THREADS + if relays { RELAY_THREADS } else { 0 };
+    Some((per, BASE_THREADS + per * scenario.partition.sites as u64))
+}
+
+/// The kernel's limit on process IDs, and how many tasks exist now.
+pub fn tasks() -> Option<(u64, u64)> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let pid_max = read("/proc/sys/kernel/pid_max")?.trim().parse().ok()?;
+    let threads_max: u64 = read("/proc/sys/kernel/threads-max")?.trim().parse().ok()?;
+    // /proc/loadavg's fourth field: running/total tasks.
+    let used = read("/proc/loadavg")?
+        .split_whitespace()
+        .nth(3)?
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((u64::min(pid_max, threads_max), used))
+}
+
+/// Raise the soft limit and check that it, and the process IDs, carry the scenario's sites.
+pub fn check(scenario: &Scenario) -> Result<(), LimitError> {
+    check_files(scenario)?;
+    if let (Some((per, needed)), Some((pid_max, used))) = (tasks_needed(scenario), tasks()) {
+        check_tasks(scenario.partition.sites, per, needed, pid_max, used)?;
+    }
+    Ok(())
+}
+
+/// Whether `needed` tasks fit beside the `used` ones under `pid_max`.
+fn check_tasks(
+    sites: usize,
+    per: u64,
+    needed: u64,
+    pid_max: u64,
+    used: u64,
+) -> Result<(), TooFewTasks> {
+    let free = pid_max.saturating_sub(used);
+    if needed > free {
+        return Err(TooFewTasks {
+            sites,
+            needed,
+            per,
+            free,
+            pid_max,
+            used,
+        });
+    }
+    Ok(())
+}
+
+/// Raise the soft limit on open files and check that it carries the scenario's sites.
+fn check_files(scenario: &Scenario) -> Result<(), TooFewFiles> {
     let have = raise_open_files();
     let needed = needed(scenario);
     if needed > have {
@@ -84,4 +175,27 @@ pub fn check(scenario: &Scenario) -> Result<(), TooFewFiles> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At 8 threads a site, 4000 sites fit under the default pid_max of 32768; 5000 do not,
+    /// and the refusal says how many are needed and how to raise the limit.
+    #[test]
+    fn process_ids_are_the_wall_past_four_thousand_sites() {
+        let per = AGENT_THREADS + CONTROLLER_THREADS;
+        let need = |sites: u64| BASE_THREADS + per * sites;
+        assert!(check_tasks(4000, per, need(4000), 32768, 400).is_ok());
+        let e = check_tasks(5000, per, need(5000), 32768, 400)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("5000 local sites need about 40064 process IDs (8 threads per site")
+                && e.contains("32368 free (kernel.pid_max = 32768, 400 in use)")
+                && e.contains("sysctl -w kernel.pid_max="),
+            "{e}"
+        );
+    }
 }
