@@ -182,13 +182,10 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     };
     let mut files: Vec<(String, &PathBuf)> = d.path.iter().map(|p| (file_key(None), p)).collect();
     if let Some(list) = &d.files {
-        if list.is_empty() || list.len() > 1024 {
+        if list.is_empty() {
             return Err(at(
                 "data.files",
-                format!(
-                    "expected 1 to 1024 files, one per site, found {}",
-                    list.len()
-                ),
+                "expected at least one file, one per site, found none".into(),
             ));
         }
         files.extend(list.iter().enumerate().map(|(i, p)| (file_key(Some(i)), p)));

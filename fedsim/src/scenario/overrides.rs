@@ -368,7 +368,7 @@ mod tests {
         );
         let e = with(&["partition.sites=0"]).unwrap_err().to_string();
         assert!(
-            e.contains("--set partition.sites=0") && e.contains("1 to"),
+            e.contains("--set partition.sites=0") && e.contains("at least 1"),
             "{e}"
         );
         assert!(Set::parse("nokey").is_err());
