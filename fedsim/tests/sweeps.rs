@@ -83,7 +83,7 @@ fn set_overrides_keys_and_bad_ones_name_the_set() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(
-            "--set partition.sites=0: partition.sites: expected a number of sites from 1"
+            "--set partition.sites=0: partition.sites: expected a number of sites of at least 1"
         ),
         "{}",
         stderr(&o)
