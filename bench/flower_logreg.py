@@ -31,15 +31,8 @@ except ImportError as e:  # pragma: no cover - depends on the machine
     print(f"SKIPPED: flwr is not installed ({e}); pip install 'flwr[simulation]'")
     sys.exit(0)
 
-
-def data(rows, cols, seed=11):
-    """x ~ N(0, 1); y ~ Bernoulli(sigmoid(0.5 + x . beta)), beta = 1, -1/2 (fedsim's generator)."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((rows, cols))
-    beta = np.array([(1.0 if j % 2 == 0 else -1.0) / (j + 1) for j in range(cols)])
-    eta = 0.5 + x @ beta
-    y = (rng.random(rows) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
-    return np.hstack([np.ones((rows, 1)), x]), y
+# Beside this script: the same rows as flower_message.py.
+from flower_common import data, tree_pss_kib  # noqa: E402
 
 
 class NewtonClient(NumPyClient):
@@ -89,32 +82,6 @@ class Newton(Strategy):
 
     def evaluate(self, server_round, parameters):
         return None
-
-
-def tree_pss_kib(root):
-    """Summed Pss of `root` and its descendants (from /proc)."""
-    children = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(pid))
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 def one(sites, rows, rounds):

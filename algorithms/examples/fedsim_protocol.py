@@ -19,6 +19,10 @@ on stderr goes to the log. The role is the last command-line argument; a script'
   `total(replies)` adds up the "sum" parts of whatever replies come, so one aggregate serves
   both ways.
 - A non-zero exit fails the run; the end of stderr appears in fedsim's error.
+- With `persistent = true` in the scenario, local and aggregate are each one process for the
+  whole analysis (FEDSIM_PERSISTENT=1, no FEDSIM_ROUND): each call is one line of JSON in and
+  one line out, until stdin ends. `run` handles both ways; state kept in Python variables then
+  lives on between rounds (the aggregate's "state" still travels, and is what to rely on).
 
 With this module a script is
 
@@ -112,34 +116,50 @@ def data_path():
     return path
 
 
+def answer(role, args, message, local, aggregate, pooled):
+    """One call's answer as a line of strict JSON (a NaN or an infinity is an error here)."""
+    if role == "aggregate":
+        out = aggregate(args, message["round"], message["replies"], message["state"])
+        if not isinstance(out, dict) or not ("result" in out or "request" in out):
+            raise ValueError('aggregate must return {"request": ..., "state": ...} or {"result": {...}}')
+    elif role == "local":
+        out = local(args, message["round"], message["request"], data_path(),
+                    os.environ.get("FEDSIM_SITE", ""))
+    else:
+        out = {"result": pooled(args, data_path())}
+    try:
+        return json.dumps(out, allow_nan=False)
+    except ValueError as e:
+        raise ValueError(f"{e}: the answer holds a NaN or an infinity") from None
+
+
 def run(local, aggregate, pooled, options=None):
     """Parse the command line (`options(parser)` may add the script's own arguments; the role
     is the last), read stdin, call the role's function with the parsed arguments first, and
-    write its answer to stdout."""
+    write its answer to stdout; with FEDSIM_PERSISTENT, once per line until stdin ends."""
     parser = argparse.ArgumentParser()
     if options:
         options(parser)
     parser.add_argument("role", choices=ROLES)
     args = parser.parse_args()
+    persistent = os.environ.get("FEDSIM_PERSISTENT") == "1" and args.role != "pooled"
     try:
+        if persistent:
+            for line in sys.stdin:
+                if not line.strip():
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError as e:
+                    raise ValueError(f"a line of stdin is not one JSON object: {e}") from None
+                sys.stdout.write(answer(args.role, args, message, local, aggregate, pooled) + "\n")
+                sys.stdout.flush()
+            return
         try:
             message = json.load(sys.stdin)
         except ValueError as e:
             raise ValueError(f"stdin is not one JSON object: {e}") from None
-        if args.role == "aggregate":
-            answer = aggregate(args, message["round"], message["replies"], message["state"])
-            if not isinstance(answer, dict) or not ("result" in answer or "request" in answer):
-                raise ValueError('aggregate must return {"request": ..., "state": ...} or {"result": {...}}')
-        elif args.role == "local":
-            answer = local(args, message["round"], message["request"], data_path(),
-                           os.environ.get("FEDSIM_SITE", ""))
-        else:
-            answer = {"result": pooled(args, data_path())}
-        # Strict JSON: a NaN or an infinity is an error here, not invalid JSON for fedsim.
-        try:
-            text = json.dumps(answer, allow_nan=False)
-        except ValueError as e:
-            raise ValueError(f"{e}: the answer holds a NaN or an infinity") from None
+        text = answer(args.role, args, message, local, aggregate, pooled)
     except Exception as e:  # the message reaches fedsim's error through stderr
         what = f"missing {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
         print(f"{args.role}: {what}", file=sys.stderr)

@@ -4,11 +4,19 @@
 //! factors are factored again (faer), and everything follows from the final R. QR never forms
 //! X'X, so this checks the federated normal equations against a numerically independent method.
 //!
+//! SVD is a QR too, of the standardised rows, but folded a block at a time into each thread's R
+//! ([`streamed_r`]), the rows shaped a block at a time from the plan ([`compute_pooled`]): a
+//! high-dimensional data set is held once, by the plan, and the work space is a few blocks of
+//! rows, neither a shaped nor a standardised copy of the data.
+//!
 //! Every route checks the cancel flag between chunks and iterations; the run waits for it on a
 //! thread of its own (see [`crate::sys::cancel::wait_for`]), so a cancel never waits for a dense step.
 
-use faer::Mat;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::reborrow::ReborrowMut;
+use faer::{Mat, MatMut, Par};
 use rayon::prelude::*;
+use std::ops::Range;
 
 use crate::algorithms::linreg::solve_scaled;
 use crate::algorithms::{
@@ -31,7 +39,22 @@ pub fn compute(config: &AlgorithmConfig, data: &LocalData) -> Result<Estimates, 
             crate::algorithms::negbin::pooled(config, g, data, start)
         }
         Params::Glm(g) => crate::algorithms::glm::pooled(config, g, data, least_squares),
-        Params::Svd(p) => svd(config, p, data),
+        Params::Svd(p) => {
+            let shaped = |r: Range<usize>| {
+                Ok(LocalData::new(
+                    data.x.subrows(r.start, r.len()).to_owned(),
+                    None,
+                ))
+            };
+            svd(
+                config,
+                p,
+                &Pooled {
+                    rows: data.x.nrows(),
+                    shaped: &shaped,
+                },
+            )
+        }
         Params::KaplanMeier(k) => crate::algorithms::kaplan_meier::pooled(k, data),
         Params::Crosstab(t) => crate::algorithms::crosstab::pooled(config, t, data),
         Params::Describe(p) => crate::algorithms::describe::pooled(config, p, data),
@@ -235,25 +258,68 @@ fn logit(
     ))
 }
 
-/// Pooled SVD of the standardised matrix: the R of a parallel tall-skinny QR has the same singular
-/// values and right singular vectors, and a dense SVD of the small R gets them all, to rounding.
-fn svd(config: &AlgorithmConfig, p: &SvdParams, data: &LocalData) -> Result<Estimates, AlgoError> {
-    let (n, d) = (data.x.nrows(), data.x.ncols());
-    let mean: Vec<f64> = (0..d)
-        .map(|j| {
-            if p.center {
-                data.x.col(j).iter().sum::<f64>() / n as f64
-            } else {
-                0.0
+/// The pooled rows as the baseline reads them: how many there are, and any range of them shaped
+/// for the algorithm on demand (the plan's design applied to those rows only).
+pub struct Pooled<'a> {
+    pub rows: usize,
+    pub shaped: &'a (dyn Fn(Range<usize>) -> Result<LocalData, AlgoError> + Sync),
+}
+
+/// The pooled answer from rows shaped on demand: SVD reads them a block at a time and never
+/// holds them whole (a high-dimensional data set is then held once, by the plan, not again
+/// shaped); every other kind shapes them all at once and is [`compute`]d.
+pub fn compute_pooled(config: &AlgorithmConfig, pooled: &Pooled) -> Result<Estimates, AlgoError> {
+    match &config.params {
+        Params::Svd(p) => svd(config, p, pooled),
+        _ => compute(config, &(pooled.shaped)(0..pooled.rows)?),
+    }
+}
+
+/// Rows shaped at a time when the SVD reads the pooled rows.
+const SHAPED_ROWS: usize = 512;
+
+/// Pooled SVD of the standardised matrix: the R of a tall-skinny QR has the same singular values
+/// and right singular vectors, and a dense SVD of the small R gets them all, to rounding.
+///
+/// Neither the data nor its standardised copy is formed whole: the means and deviations are
+/// summed over blocks of rows, in row order (so to the same bits as over whole columns), and
+/// each of rayon's threads takes a contiguous share of the rows and folds them, a block at a
+/// time, into the R it holds (the block standardised into the rows below that R, then factored
+/// in place). The work space is a block per thread however many rows there are.
+fn svd(config: &AlgorithmConfig, p: &SvdParams, pooled: &Pooled) -> Result<Estimates, AlgoError> {
+    let (n, d) = (pooled.rows, config.features.len());
+    // Every block of rows `start..end`, shaped, in order.
+    let blocks = |start: usize, end: usize, each: &mut dyn FnMut(usize, &Mat<f64>)| {
+        for s in (start..end).step_by(SHAPED_ROWS) {
+            let block = (pooled.shaped)(s..(s + SHAPED_ROWS).min(end))?;
+            each(s, &block.x);
+        }
+        Ok::<(), AlgoError>(())
+    };
+    let mut sum = vec![0.0; d];
+    if p.center {
+        blocks(0, n, &mut |_, x| {
+            for (j, s) in sum.iter_mut().enumerate() {
+                *s = x.col(j).iter().fold(*s, |a, v| a + v);
             }
-        })
-        .collect();
-    let inv_sd: Vec<f64> = (0..d)
-        .map(|j| {
+        })?;
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
+    let mut ss = vec![0.0; d];
+    if p.scale {
+        blocks(0, n, &mut |_, x| {
+            for (j, s) in ss.iter_mut().enumerate() {
+                *s = x.col(j).iter().fold(*s, |a, v| a + (v - mean[j]).powi(2));
+            }
+        })?;
+    }
+    let inv_sd: Vec<f64> = ss
+        .iter()
+        .enumerate()
+        .map(|(j, ss)| {
             if !p.scale {
                 return Ok(1.0);
             }
-            let ss: f64 = data.x.col(j).iter().map(|v| (v - mean[j]).powi(2)).sum();
             let sd = (ss / (n as f64 - 1.0)).sqrt();
             if sd > 0.0 {
                 Ok(1.0 / sd)
@@ -265,22 +331,37 @@ fn svd(config: &AlgorithmConfig, p: &SvdParams, data: &LocalData) -> Result<Esti
             }
         })
         .collect::<Result<_, _>>()?;
-    let xs = Mat::from_fn(n, d, |i, j| (data.x[(i, j)] - mean[j]) * inv_sd[j]);
-    let r = tsqr_r(&xs);
+    // Rows `start..` of the standardised matrix, into `out`.
+    let standardised = |start: usize, mut out: MatMut<'_, f64>| {
+        blocks(start, start + out.nrows(), &mut |s, x| {
+            for j in 0..d {
+                let x = x.col(j);
+                for i in 0..x.nrows() {
+                    out[(s - start + i, j)] = (x[i] - mean[j]) * inv_sd[j];
+                }
+            }
+        })
+    };
+    let r = streamed_r(n, d, &standardised)?;
     crate::sys::cancel::check().map_err(|_| AlgoError::Numeric("cancelled".into()))?;
-    let svd = r
-        .svd()
-        .map_err(|e| AlgoError::Numeric(format!("SVD failed: {e:?}")))?;
-    let spectrum: Vec<f64> = (0..svd.S().dim()).map(|i| svd.S()[i]).collect();
+    let (spectrum, v) = spectrum_and_right_vectors(&r)?;
+    drop(r);
     let k = p.k.min(spectrum.len());
-    let v = svd.V();
     let vectors: Vec<Vec<f64>> = if config.vertical {
-        // Sample-side vectors u_i = X v_i / s_i, the ones a vertical federation shares.
+        // Sample-side vectors u_i = X v_i / s_i, the ones a vertical federation shares, a block
+        // of standardised rows at a time.
         let vk = Mat::from_fn(d, k, |r, c| v[(r, c)]);
-        let u = &xs * &vk;
-        (0..k)
-            .map(|c| (0..n).map(|r| u[(r, c)] / spectrum[c]).collect())
-            .collect()
+        let mut u: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(n)).collect();
+        let mut block = Mat::<f64>::zeros(SHAPED_ROWS, d);
+        for start in (0..n).step_by(SHAPED_ROWS) {
+            let m = SHAPED_ROWS.min(n - start);
+            standardised(start, block.as_mut().subrows_mut(0, m))?;
+            let uk = block.as_ref().subrows(0, m) * &vk;
+            for (c, col) in u.iter_mut().enumerate() {
+                col.extend((0..m).map(|r| uk[(r, c)] / spectrum[c]));
+            }
+        }
+        u
     } else {
         (0..k)
             .map(|c| (0..d).map(|r| v[(r, c)]).collect())
@@ -298,6 +379,131 @@ fn svd(config: &AlgorithmConfig, p: &SvdParams, data: &LocalData) -> Result<Esti
         vectors,
         ..Default::default()
     })
+}
+
+/// Rows of the standardised matrix written into a block (its first row's index, the block).
+type Fill<'a> = dyn Fn(usize, MatMut<'_, f64>) -> Result<(), AlgoError> + Sync + 'a;
+
+/// Rows a block of [`streamed_r`] adds at a time: as many as there are columns (the block then
+/// holds twice R's rows, and factoring it costs at most 5/3 of a plain QR of those rows), and no
+/// fewer than 512, so narrow data is not factored in slivers.
+fn block_rows(cols: usize) -> usize {
+    cols.max(512)
+}
+
+/// The R factor of an `n x d` matrix whose rows `fill` writes, block by block: each of rayon's
+/// threads folds a contiguous share of the rows into its own R, and the threads' R factors are
+/// then stacked and factored again. Holds a block of rows (and an R) per thread, whatever `n` is.
+fn streamed_r(n: usize, d: usize, fill: &Fill) -> Result<Mat<f64>, AlgoError> {
+    let threads = rayon::current_num_threads().max(1);
+    let share = n.div_ceil(threads).max(1);
+    let shares: Vec<(usize, usize)> = (0..n)
+        .step_by(share)
+        .map(|s| (s, (s + share).min(n)))
+        .collect();
+    let folded: Vec<(Mat<f64>, usize)> = shares
+        .into_par_iter()
+        .map(|(lo, hi)| fold_rows(lo, hi, d, fill))
+        .collect::<Result<_, _>>()?;
+    // Each share's R stacked under the first one's (its buffer has room: an R has at most d
+    // rows, the buffer d + block_rows(d) >= 2d) and factored again.
+    let mut shares = folded.into_iter();
+    let Some((mut buf, mut have)) = shares.next() else {
+        return Ok(Mat::zeros(0, d));
+    };
+    for (other, rows) in shares {
+        if crate::sys::cancel::requested() {
+            break;
+        }
+        buf.as_mut()
+            .submatrix_mut(have, 0, rows, d)
+            .copy_from(other.as_ref().submatrix(0, 0, rows, d));
+        drop(other);
+        have = factor_top(buf.as_mut(), have + rows, faer::get_global_parallelism());
+    }
+    Ok(buf.as_ref().submatrix(0, 0, have, d).to_owned())
+}
+
+/// Rows `lo..hi` folded into one R: the buffer (its R in the top rows, upper triangular) and how
+/// many rows that R has.
+fn fold_rows(lo: usize, hi: usize, d: usize, fill: &Fill) -> Result<(Mat<f64>, usize), AlgoError> {
+    let mut buf = Mat::<f64>::zeros(d + block_rows(d), d);
+    let (mut have, mut start) = (0, lo);
+    while start < hi {
+        if crate::sys::cancel::requested() {
+            // The result is thrown away: stop factoring.
+            break;
+        }
+        let take = (buf.nrows() - have).min(hi - start);
+        fill(start, buf.as_mut().subrows_mut(have, take))?;
+        start += take;
+        have = factor_top(buf.as_mut(), have + take, Par::Seq);
+    }
+    Ok((buf, have))
+}
+
+/// Factor the top `rows` rows of `buf` in place (Householder QR, no pivoting) and leave only R
+/// there: its rows (returned: at most the number of columns) upper triangular, zeros below.
+fn factor_top(mut buf: MatMut<'_, f64>, rows: usize, par: Par) -> usize {
+    use faer::linalg::qr::no_pivoting::factor;
+    let d = buf.ncols();
+    let size = rows.min(d);
+    if size == 0 {
+        return 0;
+    }
+    let block = factor::recommended_block_size::<f64>(rows, d);
+    let mut coeff = Mat::<f64>::zeros(block, size);
+    let mut mem = MemBuffer::new(factor::qr_in_place_scratch::<f64>(
+        rows,
+        d,
+        block,
+        par,
+        Default::default(),
+    ));
+    factor::qr_in_place(
+        buf.rb_mut().subrows_mut(0, rows),
+        coeff.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    // Below R's diagonal lie the Householder vectors, and below its rows the rest of them.
+    for j in 0..d {
+        for i in (j + 1).min(rows)..rows {
+            buf[(i, j)] = 0.0;
+        }
+    }
+    size
+}
+
+/// Every singular value of `r` (descending) and its right singular vectors; the left ones are
+/// not needed, and not computed.
+fn spectrum_and_right_vectors(r: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>), AlgoError> {
+    use faer::linalg::svd::{self, ComputeSvdVectors};
+    let (m, d) = r.shape();
+    let size = m.min(d);
+    let mut s = faer::diag::Diag::<f64>::zeros(size);
+    let mut v = Mat::<f64>::zeros(d, size);
+    let par = faer::get_global_parallelism();
+    let mut mem = MemBuffer::new(svd::svd_scratch::<f64>(
+        m,
+        d,
+        ComputeSvdVectors::No,
+        ComputeSvdVectors::Thin,
+        par,
+        Default::default(),
+    ));
+    svd::svd(
+        r.as_ref(),
+        s.as_mut(),
+        None,
+        Some(v.as_mut()),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| AlgoError::Numeric(format!("SVD failed: {e:?}")))?;
+    Ok(((0..size).map(|i| s[i]).collect(), v))
 }
 
 #[cfg(test)]

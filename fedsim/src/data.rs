@@ -227,13 +227,17 @@ impl Table {
                 let b = faer::Mat::<f64>::from_fn(r, d, |_, _| normal());
                 let w: Vec<f64> = (0..r).map(|i| (r - i) as f64 / r as f64).collect();
                 let aw = faer::Mat::<f64>::from_fn(n, r, |i, k| a[(i, k)] * w[k]);
-                let x = &aw * &b;
-                data = (0..d)
-                    .map(|j| {
+                // The signal a block of columns at a time, never the whole n x d product beside
+                // the table: the data set is held once.
+                const BLOCK: usize = 64;
+                data = Vec::with_capacity(d);
+                for j0 in (0..d).step_by(BLOCK) {
+                    let x = &aw * b.subcols(j0, BLOCK.min(d - j0));
+                    for j in 0..x.ncols() {
                         column_done()?;
-                        Ok((0..n).map(|i| x[(i, j)] + g.noise * normal()).collect())
-                    })
-                    .collect::<Result<_, DataError>>()?;
+                        data.push((0..n).map(|i| x[(i, j)] + g.noise * normal()).collect());
+                    }
+                }
             }
             GenerateKind::Linear | GenerateKind::Logistic => {
                 data = (0..d)

@@ -30,6 +30,8 @@ pub enum Milestone {
     /// A site sent a release (with `round`, `statistics`, `numbers`, `bytes`, `min_count`,
     /// `masked`): the release audit's record.
     Released,
+    /// The coordinator aggregated a round (with `round` and `wall_secs`).
+    RoundAggregated,
 }
 
 impl Milestone {
@@ -40,6 +42,7 @@ impl Milestone {
             Milestone::RoundComputed => "round_computed",
             Milestone::SiteJoined => "site_joined",
             Milestone::Released => "released",
+            Milestone::RoundAggregated => "round_aggregated",
         }
     }
 }

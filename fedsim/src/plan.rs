@@ -329,8 +329,11 @@ fn read_sources(s: &Scenario) -> Result<Vec<(PathBuf, Frame)>, PlanError> {
     };
     if let Some(g) = &s.data.generate {
         let name = PathBuf::from(format!("generated-{}-{}x{}", g.kind, g.rows, g.cols));
-        let t = Table::generate(g, s.scenario.seed)?;
-        return Ok(vec![(name, Frame::from_table(&t))]);
+        // Moved into the frame, not copied: the generated numbers are held once.
+        return Ok(vec![(
+            name,
+            Frame::from(Table::generate(g, s.scenario.seed)?),
+        )]);
     }
     let mut out: Vec<(PathBuf, Frame)> = Vec::new();
     for (i, path) in s.data.sources().into_iter().enumerate() {
@@ -411,9 +414,15 @@ impl Plan {
     /// The pooled complete rows of the named sites only (the survivors of a dropout), shaped
     /// for the algorithm.
     pub fn pooled_of(&self, sites: &[String]) -> Result<LocalData, DataError> {
+        self.shaped(&self.pooled_rows_of(sites))
+    }
+
+    /// The pooled complete rows of the named sites, in data order (all of them, for a vertical
+    /// split or when every site is named).
+    pub fn pooled_rows_of(&self, sites: &[String]) -> Vec<usize> {
         let all = self.sites.iter().all(|s| sites.contains(&s.name));
         if all || self.config.vertical {
-            return self.pooled();
+            return self.complete.clone();
         }
         let mut rows: Vec<usize> = self
             .sites
@@ -423,7 +432,7 @@ impl Plan {
             .filter(|r| self.complete.binary_search(r).is_ok())
             .collect();
         rows.sort_unstable();
-        self.shaped(&rows)
+        rows
     }
 
     /// Each site's complete rows for this analysis (all rows, for a vertical split), in site
@@ -473,8 +482,13 @@ impl Plan {
 
     /// These rows of the data, shaped for the algorithm (a site's, or the pooled ones).
     pub fn shaped(&self, rows: &[usize]) -> Result<LocalData, DataError> {
-        let table = self.design.encode(&self.frame, rows, &self.data_path)?;
-        LocalData::from_table(&table, &self.analysis(), &self.data_path)
+        LocalData::encoded(
+            &self.design,
+            &self.frame,
+            rows,
+            &self.analysis(),
+            &self.data_path,
+        )
     }
 }
 
@@ -872,10 +886,12 @@ fn split(
         source,
         path: path.to_path_buf(),
     };
+    let names = s.site_names();
     let name = |i: usize| {
-        s.sites
+        names
             .get(i)
-            .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
+            .cloned()
+            .unwrap_or_else(|| format!("site-{}", i + 1))
     };
     let rows_of = |(i, rows): (usize, Vec<usize>)| SitePlan {
         name: name(i),
@@ -1098,6 +1114,7 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
         max_rounds: a.max_rounds.unwrap_or(100),
         max_reply_bytes: a.max_reply_bytes.unwrap_or(16 << 20),
         timeout_secs: s.federation.round_timeout_secs,
+        persistent: a.persistent.unwrap_or(false),
     };
     let mut checks = vec![
         ("aggregate", &spec.aggregate, Vec::new()),

@@ -175,7 +175,7 @@ fn live_speeds(scenario: &Scenario) -> Vec<(String, f64)> {
 /// Credentials the scenario provides per site (`[[sites]] env`), else None for fresh ones.
 fn site_tokens(scenario: &Scenario) -> Result<Vec<Option<GivenCredentials>>, RunError> {
     let mut tokens = vec![None; scenario.partition.sites];
-    for (i, site) in scenario.sites.iter().enumerate() {
+    for (i, site) in scenario.site_specs().iter().enumerate() {
         if let Some(env) = &site.env {
             tokens[i] = Some(bundle::token_from_env_file(&site.name, env)?);
         }
@@ -1002,19 +1002,22 @@ impl<'a> Run<'a> {
     /// baseline: the same analysis on the pooled data of the sites that finished (after a
     /// dropout, the survivors' rows).
     fn baseline(&mut self, k: usize, survivors: &[String]) -> Result<Estimates, Stop> {
-        let plan = self.plan.analyses[k].clone();
-        tracing::info!(phase = "baseline", analysis = %plan.name, "computing the centralised baseline");
+        // The study itself, shared, not a copy of the analysis's plan and its data.
+        let study = self.plan.clone();
+        let name = study.analyses[k].name.clone();
+        tracing::info!(phase = "baseline", analysis = %name, "computing the centralised baseline");
         self.progress
-            .phase(format!("baseline: {} on the pooled data", plan.name));
+            .phase(format!("baseline: {name} on the pooled data"));
         let survivors = survivors.to_vec();
         let pooled_file = self.dir.pooled_csv();
         let base = cancel::wait_for("baseline", move || {
+            let plan = &study.analyses[k];
             if let Some(spec) = plan.config.external() {
                 // The user's pooled command, on a file of the survivors' rows, removed after.
                 let rows = plan.rows_of(&survivors);
                 let result = plan
                     .pooled_frame_of(&survivors)
-                    .to_bytes("csv", &pooled_file)
+                    .into_bytes("csv", &pooled_file)
                     .map_err(|e| e.to_string())
                     .and_then(|b| std::fs::write(&pooled_file, b).map_err(|e| e.to_string()))
                     .and_then(|_| {
@@ -1027,9 +1030,18 @@ impl<'a> Run<'a> {
                     e
                 });
             }
-            plan.pooled_of(&survivors)
-                .map_err(|e| e.to_string())
-                .and_then(|d| baseline::compute(&plan.analysis(), &d).map_err(|e| e.to_string()))
+            // Shaped a block of rows at a time where the analysis can (svd): the plan already
+            // holds the data, and a high-dimensional set is not held again.
+            let rows = plan.pooled_rows_of(&survivors);
+            let shaped = |r: std::ops::Range<usize>| {
+                plan.shaped(&rows[r])
+                    .map_err(|e| crate::algorithms::AlgoError::Shape(e.to_string()))
+            };
+            let pooled = baseline::Pooled {
+                rows: rows.len(),
+                shaped: &shaped,
+            };
+            baseline::compute_pooled(&plan.analysis(), &pooled).map_err(|e| e.to_string())
         })?
         .map_err(|m| Stop::failed(format!("centralised baseline failed: {m}")))?;
         Ok(base)

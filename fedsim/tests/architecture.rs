@@ -158,14 +158,15 @@ fn one_owner_for_each_thing_that_travels() {
         "\"data loaded\"",
         "\"site joined\"",
         "\"connected to coordinator\"",
+        "\"round aggregated\"",
     ];
     // `reap` passes on its step's own exit code, which is not one of fedsim's.
     let exits: &[&str] = &["ExitCode::from("];
     let owners: [(&[&str], &[&str]); 4] = [
         (run_files, &["rundir.rs"]),
         (env, &["bundle/env.rs"]),
-        (milestones, &["agent.rs", "federation/coordinator.rs"]),
-        (exits, &["cli/exit.rs", "cli/hidden.rs"]),
+        (milestones, &["agent/mod.rs", "federation/coordinator.rs"]),
+        (exits, &["sys/exit.rs"]),
     ];
     for (rel, text) in sources(&src()) {
         let code = shipped(&text);

@@ -425,3 +425,96 @@ fn a_step_that_detaches_leaves_nothing_behind() {
     }
     assert!(!alive(pid), "the detached process {pid} outlived the run");
 }
+
+/// The moments scenario with `persistent = true`, each site's local step a wrapper that says
+/// its process id on stderr (and, at site `bad`, does `how` first) before it becomes the
+/// example's own step.
+fn persistent(dir: &Path, name: &str, bad: &str, how: &str, extra: &str) -> PathBuf {
+    let cfg = sabotaged(dir, name, bad, how, extra);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_rounds = 10", "max_rounds = 10\npersistent = true");
+    std::fs::write(&cfg, text).unwrap();
+    let wrapper = std::fs::read_to_string(dir.join("local.sh")).unwrap();
+    std::fs::write(
+        dir.join("local.sh"),
+        format!("echo \"local step process $$\" >&2\n{wrapper}"),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Issue 26: `persistent = true` keeps one local process per site (and one aggregate) for the
+/// whole analysis, and gives the one-shot answer.
+#[test]
+fn persistent_steps_answer_every_round_from_one_process_per_site() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = persistent(tmp.path(), "persistent", "none", "true", "");
+    let out = tmp.path().join("run");
+    let s = run_expecting(tmp.path(), &cfg, &out, Status::Succeeded);
+    let c = s.comparison.as_ref().expect("a comparison");
+    assert!(c.passed && c.max_diff <= 1e-12, "{}", pretty(c));
+    assert_eq!(s.results.as_ref().expect("results").named["n"], 442);
+    let m = metrics(&out);
+    assert_eq!(m.rounds.iter().filter(|r| r.round > 0).count(), 2);
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(out.join(format!("logs/site-{i}.jsonl"))).unwrap();
+        let started = log.matches("local step process").count();
+        assert_eq!(
+            started, 1,
+            "site-{i} started {started} local processes:\n{log}"
+        );
+    }
+    // Nothing of the sessions is left once the run is over: no process works in the run.
+    let run = out.canonicalize().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok())
+        .filter(|cwd| cwd.starts_with(&run))
+        .collect();
+    assert!(left.is_empty(), "left running in the run: {left:?}");
+}
+
+#[test]
+fn a_persistent_step_that_dies_is_named_with_its_site_and_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = persistent(
+        tmp.path(),
+        "persistent-exit",
+        "site-2",
+        "echo 'cannot open the registry extract' >&2; exit 3",
+        "",
+    );
+    let s = run_expecting(tmp.path(), &cfg, &tmp.path().join("run"), Status::Failed);
+    let e = s.error.expect("a failed run says why");
+    assert_eq!(e.site.as_deref(), Some("site-2"));
+    let m = &e.message;
+    assert!(
+        m.contains("ended without answering")
+            && m.contains("exit status: 3")
+            && m.contains("cannot open the registry extract"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_hanging_persistent_step_hits_the_round_deadline_and_is_stopped() {
+    let marker = "fedsim-hang-persistent-5813";
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = persistent(
+        tmp.path(),
+        "persistent-hang",
+        "site-1",
+        &format!("python3 -c 'import time; time.sleep(600)' {marker}; exit 0"),
+        "[federation]\nround_timeout_secs = 2\n",
+    );
+    let s = run_expecting(tmp.path(), &cfg, &tmp.path().join("run"), Status::Failed);
+    let e = s.error.expect("a failed run says why");
+    assert_eq!(e.site.as_deref(), Some("site-1"));
+    assert!(e.message.contains("deadline"), "{}", e.message);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = pgrep(marker);
+    assert!(left.is_empty(), "left running: {left}");
+}

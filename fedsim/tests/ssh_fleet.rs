@@ -959,3 +959,109 @@ fn ssh_sites_behind_links_dial_their_relays() {
         "{dialed:?} {relays:?}"
     );
 }
+
+/// `count = 250` on each of 4 hosts: 1000 sites, each its own agent process and folder on its
+/// host, under one supervisor per host; the run matches the pooled baseline and leaves nothing
+/// running on the hosts.
+#[test]
+fn a_thousand_sites_sharded_over_four_hosts() {
+    const HOSTS: usize = 4;
+    const PER: usize = 250;
+    let fleet = TestFleet::up(HOSTS, "127.0.13", "fedsim-m");
+    let work = tempfile::tempdir().unwrap();
+    // The test fleet's [[sites]], one per host, made into 250 sites each: h1-1..h1-250, ...
+    let fragment = std::fs::read_to_string(fleet.path("fleet.toml")).unwrap();
+    let mut sharded = String::new();
+    for line in fragment.lines() {
+        match line.strip_prefix("name = \"site-") {
+            Some(rest) => {
+                let i = rest.trim_end_matches('"');
+                sharded.push_str(&format!("name = \"h{i}\"\ncount = {PER}\n"));
+            }
+            None => {
+                sharded.push_str(line);
+                sharded.push('\n');
+            }
+        }
+    }
+    let sites = HOSTS * PER;
+    let body = format!(
+        "{}[federation]\nconnect_timeout_secs = 120\nheartbeat_secs = 1\n",
+        Ols::generated("shards", 20 * sites, 3, sites)
+            .seed(3)
+            .toml()
+    );
+    let cfg = scenario(fleet.dir.path(), "shards", &format!("{body}\n{sharded}"));
+    let out = work.path().join("shards");
+    let started = Instant::now();
+    let s = run_expecting(work.path(), &cfg, &out, Status::Succeeded);
+    let total = started.elapsed().as_secs_f64();
+    let m = metrics(&out);
+    // Reported, not asserted: timings belong in the docs, measured.
+    eprintln!(
+        "{sites} ssh sites on {HOSTS} hosts: whole run {total:.1} s (provision {:.1} s, federate {:.1} s)",
+        phase_secs(&m, "provision"),
+        phase_secs(&m, "federate")
+    );
+    assert!(
+        s.comparison.as_ref().expect("a comparison").passed,
+        "{}",
+        pretty(&s.comparison)
+    );
+    assert_eq!(s.sites.len(), sites);
+    // Every site joined: its log, pulled from its host, says it connected to this run.
+    let logs = out.join("logs");
+    let mut pids = std::collections::BTreeSet::new();
+    for i in 1..=HOSTS {
+        let home = fleet.home(i);
+        let runs = home.join(".fedsim/shards/runs").join(&s.run_id);
+        let mut host_pids = std::collections::BTreeSet::new();
+        for k in 1..=PER {
+            let name = format!("h{i}-{k}");
+            let site = s
+                .sites
+                .iter()
+                .find(|x| x.name == name)
+                .unwrap_or_else(|| panic!("no site {name} in the summary"));
+            let pid = site.pid.unwrap_or_else(|| panic!("{name}: no pid"));
+            let exit = site
+                .exit
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: no exit"));
+            assert_eq!((exit.code, exit.killed), (Some(0), false), "{name}");
+            assert!(host_pids.insert(pid), "{name} shares pid {pid}");
+            // Its own working folder on its host, with its log and exit.
+            let dir = runs.join(&name);
+            assert_eq!(
+                std::fs::read_to_string(dir.join("agent.exit"))
+                    .unwrap_or_else(|e| panic!("{name} agent.exit: {e}"))
+                    .trim(),
+                "0"
+            );
+            let log = std::fs::read_to_string(logs.join(format!("{name}.jsonl")))
+                .unwrap_or_else(|e| panic!("{name}'s pulled log: {e}"));
+            assert!(
+                log.contains(&format!("\"run_id\":\"{}\"", s.run_id)),
+                "{name} never joined run {}",
+                s.run_id
+            );
+            // Its own bundle, mode 600, naming it.
+            let env = home.join(".fedsim/shards/sites").join(&name).join(".env");
+            let meta = std::fs::metadata(&env).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name} .env");
+            assert!(std::fs::read_to_string(&env)
+                .unwrap()
+                .contains(&format!("FEDSIM_SITE={name}\n")));
+        }
+        // One supervisor for the host's 250 agents, each agent its child.
+        let records = std::fs::read_to_string(runs.join("supervisor.pids")).unwrap();
+        assert_eq!(records.lines().count(), PER, "host {i}: supervisor records");
+        pids.extend(host_pids);
+    }
+    assert_eq!(pids.len(), sites, "every site its own process");
+    no_agent_left(&s);
+    for i in 1..=HOSTS {
+        let left = pgrep(&format!("{}{i}/.fedsim/bin/fedsim-", fleet.user));
+        assert!(left.trim().is_empty(), "host {i}: still running: {left}");
+    }
+}

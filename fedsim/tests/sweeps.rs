@@ -8,20 +8,6 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// PATH with this build's fedsim first (the workflow and the CI script call `fedsim`).
-fn path_with_fedsim() -> String {
-    let bin = Path::new(bin()).parent().unwrap().to_path_buf();
-    let venv = Path::new(&std::env::var("HOME").unwrap()).join(".cache/fedsim-venv/bin");
-    let mut paths = vec![bin, venv];
-    paths.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    std::env::join_paths(paths)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
 #[test]
 fn set_overrides_keys_and_bad_ones_name_the_set() {
     let tmp = tempfile::tempdir().unwrap();

@@ -264,27 +264,32 @@ impl LocalData {
         config: &AlgorithmConfig,
         path: &std::path::Path,
     ) -> Result<LocalData, crate::data::DataError> {
-        let x = table.select_columns(&config.features, path)?;
-        let n = table.rows();
-        let x = Mat::from_fn(n, x.data.len(), |i, j| x.data[j][i]);
-        let y = match &config.target {
-            Some(t) => Some(
-                table
-                    .select_columns(std::slice::from_ref(t), path)?
-                    .data
-                    .remove(0),
-            ),
-            None => None,
-        };
-        let mut aux = std::collections::BTreeMap::new();
-        for c in config.params.aux_columns() {
-            let column = table
-                .select_columns(std::slice::from_ref(&c), path)?
-                .data
-                .remove(0);
-            aux.insert(c, column);
+        let mut shaper = Shaper::new(config, table.rows());
+        for (name, values) in table.columns.iter().zip(&table.data) {
+            if shaper.wants(name) {
+                shaper.take(name.clone(), values.clone());
+            }
         }
-        Ok(LocalData { x, y, aux })
+        shaper.finish(path)
+    }
+
+    /// The design's columns of these rows of the frame, shaped for the algorithm: each column
+    /// goes into the matrix as soon as it is coded, so the numbers are held once here (not as a
+    /// table and then again as the matrix).
+    pub fn encoded(
+        design: &Design,
+        frame: &crate::data::frame::Frame,
+        rows: &[usize],
+        config: &AlgorithmConfig,
+        path: &std::path::Path,
+    ) -> Result<LocalData, crate::data::DataError> {
+        let mut shaper = Shaper::new(config, rows.len());
+        design.encode_each(frame, rows, path, |name, values| {
+            if shaper.wants(&name) {
+                shaper.take(name, values);
+            }
+        })?;
+        shaper.finish(path)
     }
 
     /// Features and target only, as the regressions' unit tests build them.
@@ -303,6 +308,86 @@ impl LocalData {
     /// A column of the kind's own (offset, weights...), if the analysis names one.
     pub fn aux(&self, name: Option<&str>) -> Option<&[f64]> {
         name.and_then(|n| self.aux.get(n)).map(Vec::as_slice)
+    }
+}
+
+/// [`LocalData`] made from named columns as they come, each name's first column taken (as
+/// [`Table::select_columns`] takes it): a feature's copied into the matrix, the target and the
+/// kind's own columns kept as they are.
+struct Shaper<'a> {
+    config: &'a AlgorithmConfig,
+    aux_names: Vec<String>,
+    x: Mat<f64>,
+    filled: Vec<bool>,
+    y: Option<Vec<f64>>,
+    aux: std::collections::BTreeMap<String, Vec<f64>>,
+    /// Every column name offered, in order (for the error naming what there was).
+    seen: Vec<String>,
+}
+
+impl<'a> Shaper<'a> {
+    fn new(config: &'a AlgorithmConfig, rows: usize) -> Shaper<'a> {
+        Shaper {
+            config,
+            aux_names: config.params.aux_columns(),
+            x: Mat::zeros(rows, config.features.len()),
+            filled: vec![false; config.features.len()],
+            y: None,
+            aux: Default::default(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Whether the column is one the analysis reads and the first of its name.
+    fn wants(&mut self, name: &str) -> bool {
+        if self.seen.iter().any(|s| s == name) {
+            return false;
+        }
+        self.seen.push(name.to_string());
+        self.config.features.iter().any(|f| f == name)
+            || self.config.target.as_deref() == Some(name)
+            || self.aux_names.iter().any(|a| a == name)
+    }
+
+    fn take(&mut self, name: String, values: Vec<f64>) {
+        for (j, f) in self.config.features.iter().enumerate() {
+            if *f == name {
+                self.x
+                    .col_mut(j)
+                    .copy_from(faer::ColRef::from_slice(&values));
+                self.filled[j] = true;
+            }
+        }
+        if self.aux_names.contains(&name) {
+            self.aux.insert(name.clone(), values.clone());
+        }
+        if self.config.target.as_deref() == Some(name.as_str()) {
+            self.y = Some(values);
+        }
+    }
+
+    fn finish(self, path: &std::path::Path) -> Result<LocalData, crate::data::DataError> {
+        let missing = self
+            .config
+            .features
+            .iter()
+            .zip(&self.filled)
+            .find(|(_, filled)| !**filled)
+            .map(|(f, _)| f)
+            .or(self.config.target.as_ref().filter(|_| self.y.is_none()))
+            .or(self.aux_names.iter().find(|a| !self.aux.contains_key(*a)));
+        if let Some(column) = missing {
+            return Err(crate::data::DataError::NoColumn {
+                path: path.to_path_buf(),
+                column: column.clone(),
+                available: self.seen.join(", "),
+            });
+        }
+        Ok(LocalData {
+            x: self.x,
+            y: self.y,
+            aux: self.aux,
+        })
     }
 }
 
@@ -481,6 +566,9 @@ pub enum AlgoError {
     Data(String),
     #[error("unexpected message: {0}")]
     Protocol(String),
+    /// The pooled rows could not be shaped for the analysis (the baseline shapes them as it reads).
+    #[error("{0}")]
+    Shape(String),
 }
 
 /// After aggregating a round: ask the sites for another, or stop with the estimates.

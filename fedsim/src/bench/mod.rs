@@ -4,8 +4,10 @@
 //! Two cases, each a full `fedsim run` on local sites: OLS on 1 000 000 x 50 over 10 sites and
 //! svd k = 10 on 20 000 x 2 000 over 5 sites (federated subspace iteration). `--quick` shrinks both
 //! (for tests and smoke checks) and keeps their shape. `--sites` measures scaling in sites instead
-//! ([`sites`]).
+//! ([`sites`]), and for the logistic workload sets Flower beside it where flwr is found
+//! ([`flower`]).
 
+pub mod flower;
 pub mod sites;
 
 /// What `fedsim bench` writes into its folder.

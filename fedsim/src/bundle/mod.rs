@@ -127,9 +127,10 @@ pub fn make_bundles(
         .map(|(i, site)| {
             crate::sys::cancel::check().map_err(|_| DataError::Cancelled)?;
             let data_name = format!("data.{}", study.format);
+            // The site's share is made, written and let go: only its file's bytes stay.
             let data = study
                 .site_frame(site)?
-                .to_bytes(study.format, &first.data_path)?;
+                .into_bytes(study.format, &first.data_path)?;
             let given = given.get(i).cloned().flatten();
             let token = given
                 .as_ref()

@@ -21,6 +21,10 @@ pub struct Args {
     /// With --sites: rows of generated data.
     #[arg(long, default_value_t = 20_000)]
     rows: usize,
+    /// With --sites and --workload logistic: do not run the same counts through Flower (which
+    /// runs where a Python with flwr is found: $FEDSIM_FLWR_PYTHON, ~/.cache/fedsim-flwr, python3).
+    #[arg(long)]
+    no_flower: bool,
 }
 
 pub fn exec(a: Args, g: &Global) -> Exit {
@@ -36,11 +40,17 @@ pub fn exec(a: Args, g: &Global) -> Exit {
     };
     super::install_signal_handler(g);
     if !a.sites.is_empty() {
-        return match fedsim::bench::sites::run(&out, &a.sites, a.workload, a.rows, &agent_exe) {
+        let flower = !a.no_flower;
+        return match fedsim::bench::sites::run(
+            &out, &a.sites, a.workload, a.rows, &agent_exe, flower,
+        ) {
             Ok(report) => {
                 eprint!("{}", fedsim::bench::sites::table(&report));
                 say!("{}", out.join(fedsim::bench::sites::FILE).display());
-                Exit::ok_if(report.cases.iter().all(|c| c.status == "succeeded"))
+                Exit::ok_if(
+                    report.cases.iter().all(|c| c.status == "succeeded")
+                        && !report.flower.as_ref().is_some_and(|f| f.failed()),
+                )
             }
             Err(e) => super::fail(&e),
         };

@@ -60,7 +60,7 @@ fn pull_again(dir: &RunDir, agent_exe: &Path) -> Result<usize, PullError> {
     std::fs::create_dir_all(&logs).map_err(io)?;
     if scenario.fleet.provider == Provider::Local {
         for n in &names {
-            let src = fedsim::fleet::local::agent_log(&dir.site(n));
+            let src = fedsim::agent::cli::log_path(&dir.site(n));
             std::fs::copy(&src, dir.site_log(n)).map_err(|e| FleetError::Logs {
                 site: n.clone(),
                 reason: format!("{}: {e}", src.display()),

@@ -2,12 +2,10 @@
 //! The library does the work; this wing parses, prints and decides the exit code (in
 //! [`exit`], the one table of them).
 
-mod agent;
 mod bench;
 mod check;
 pub mod exit;
 mod fleet;
-mod hidden;
 mod logs;
 mod prep;
 mod probe;
@@ -24,7 +22,7 @@ use clap::{Parser, Subcommand};
 use fedsim::run::{RunError, RunOptions};
 use fedsim::scenario::Scenario;
 
-pub use exit::Exit;
+pub use exit::{Exit, Outcome};
 
 #[derive(Parser)]
 #[command(
@@ -72,10 +70,13 @@ pub enum Command {
     Logs(logs::Args),
     /// Exit 0 if a TCP connection to ADDR opens within 5 s (used by `check` on the sites).
     #[command(hide = true)]
-    Reach(hidden::ReachArgs),
+    Reach(fedsim::agent::cli::ReachArgs),
     /// Run PROGRAM and leave none of its descendants behind (every external step runs so).
     #[command(hide = true)]
-    Reap(hidden::ReapArgs),
+    Reap(fedsim::agent::cli::ReapArgs),
+    /// Start the agents of the sites an ssh host runs (`[[sites]] count`) and outlive none.
+    #[command(hide = true)]
+    Supervise(fedsim::agent::cli::SuperviseArgs),
     /// Measure federated vs centralised time and traffic: OLS 1e6 x 50 on 10 sites, svd 2e4 x 2e3 on 5.
     #[command(
         after_help = "What is measured and the numbers: docs/scale.md and docs/measured.md."
@@ -97,7 +98,7 @@ pub enum Command {
     #[command(
         after_help = "What a site runs and sends: docs/architecture.md and docs/privacy.md."
     )]
-    Agent(agent::Args),
+    Agent(fedsim::agent::cli::AgentArgs),
 }
 
 /// Which scenario, where its sites run, and what to change in it.
@@ -149,8 +150,10 @@ pub struct Global {
 pub fn dispatch(cli: Cli) -> std::process::ExitCode {
     let g = Global { quiet: cli.quiet };
     match cli.command {
-        Command::Reap(a) => hidden::reap(a),
-        Command::Agent(a) => agent::exec(a),
+        Command::Reap(a) => fedsim::agent::cli::reap(a),
+        Command::Agent(a) => fedsim::agent::cli::agent(a),
+        Command::Reach(a) => fedsim::agent::cli::reach(a),
+        Command::Supervise(a) => fedsim::agent::cli::supervise(a),
         command => {
             // As servers do: the soft limit on open files up to the hard one (a local site is
             // one descriptor; a thousand of them exceed the usual 1024).
@@ -164,11 +167,15 @@ pub fn dispatch(cli: Cli) -> std::process::ExitCode {
                 Command::Probe(a) => probe::exec(a),
                 Command::Check(a) => check::exec(a, &g),
                 Command::Logs(a) => logs::exec(a, &g),
-                Command::Reach(a) => hidden::reach(a),
                 Command::Bench(a) => bench::exec(a, &g),
                 Command::Vm { what } => vm::exec(what, &g),
                 Command::Fleet { what } => fleet::exec(what, &g),
-                Command::Agent(_) | Command::Reap(_) => unreachable!("dispatched above"),
+                Command::Agent(_)
+                | Command::Reap(_)
+                | Command::Reach(_)
+                | Command::Supervise(_) => {
+                    unreachable!("dispatched above")
+                }
             };
             exit.into()
         }
@@ -189,7 +196,7 @@ fn failed(e: impl std::fmt::Display) -> Exit {
 
 /// The run options: where the run goes, and the binary the agents run as.
 fn options(out: Option<PathBuf>, g: &Global) -> Result<RunOptions, Exit> {
-    match std::env::current_exe() {
+    match std::env::current_exe().map(fedsim::fleet::package::site_binary) {
         Ok(agent_exe) => Ok(RunOptions {
             out,
             agent_exe,

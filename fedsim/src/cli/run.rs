@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use fedsim::run::RunOptions;
 use fedsim::summary::{Status, Summary};
 
-use super::{Exit, Global, ScenarioArgs};
+use super::{Exit, Global, Outcome, ScenarioArgs};
 
 #[derive(clap::Args)]
 pub struct Args {

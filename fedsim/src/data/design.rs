@@ -205,27 +205,44 @@ impl Design {
     /// The numeric table the algorithms compute on: the design's columns, then the target and
     /// the auxiliary columns, for the given (complete) rows.
     pub fn encode(&self, frame: &Frame, rows: &[usize], path: &Path) -> Result<Table, DataError> {
+        let (mut columns, mut data) = (Vec::new(), Vec::new());
+        self.encode_each(frame, rows, path, |name, values| {
+            columns.push(name);
+            data.push(values);
+        })?;
+        Ok(Table { columns, data })
+    }
+
+    /// [`Design::encode`] a column at a time, each handed to `each` (its name, its values) as
+    /// soon as it is made: whoever takes them need never hold the whole table beside its own copy.
+    pub fn encode_each(
+        &self,
+        frame: &Frame,
+        rows: &[usize],
+        path: &Path,
+        mut each: impl FnMut(String, Vec<f64>),
+    ) -> Result<(), DataError> {
         let no_column = |c: &str| DataError::NoColumn {
             path: path.to_path_buf(),
             column: c.to_string(),
             available: frame.columns.join(", "),
         };
-        let mut columns = Vec::new();
-        let mut data = Vec::new();
         for (name, source, level) in self.indicators() {
             let cells = frame.column(source).ok_or_else(|| no_column(source))?;
-            data.push(
+            each(
+                name,
                 rows.iter()
                     .map(|&r| f64::from(cells.label(r).as_deref() == Some(level)))
                     .collect(),
             );
-            columns.push(name);
         }
         for c in self.numeric.iter().chain(&self.target).chain(&self.aux) {
-            data.push(frame.numbers(c, rows).ok_or_else(|| no_column(c))?);
-            columns.push(c.clone());
+            each(
+                c.clone(),
+                frame.numbers(c, rows).ok_or_else(|| no_column(c))?,
+            );
         }
-        Ok(Table { columns, data })
+        Ok(())
     }
 }
 

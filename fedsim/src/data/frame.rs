@@ -16,6 +16,10 @@ use crate::scenario::Missing;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cells {
     Num(Vec<Option<f64>>),
+    /// Numbers without an empty cell (generated data, a float column with no gap), eight bytes
+    /// each rather than sixteen, and shared: a clone, or the column selected whole, copies no
+    /// number (a large data set is held once, however many plans and bundles take it).
+    Float(Arc<Vec<f64>>),
     /// Whole numbers as the file wrote them (`6` stays `6` in every file fedsim writes).
     Int(Vec<Option<i64>>),
     Text(Vec<Option<String>>),
@@ -25,6 +29,7 @@ impl Cells {
     pub fn len(&self) -> usize {
         match self {
             Cells::Num(v) => v.len(),
+            Cells::Float(v) => v.len(),
             Cells::Int(v) => v.len(),
             Cells::Text(v) => v.len(),
         }
@@ -34,6 +39,7 @@ impl Cells {
     pub fn number(&self, row: usize) -> Option<Option<f64>> {
         match self {
             Cells::Num(v) => Some(v[row]),
+            Cells::Float(v) => Some(Some(v[row])),
             Cells::Int(v) => Some(v[row].map(|x| x as f64)),
             Cells::Text(_) => None,
         }
@@ -52,6 +58,7 @@ impl Cells {
     pub fn present(&self, row: usize) -> bool {
         match self {
             Cells::Num(v) => v[row].is_some_and(|x| !x.is_nan()),
+            Cells::Float(v) => !v[row].is_nan(),
             Cells::Int(v) => v[row].is_some(),
             Cells::Text(v) => v[row].is_some(),
         }
@@ -61,6 +68,7 @@ impl Cells {
     pub fn label(&self, row: usize) -> Option<String> {
         match self {
             Cells::Num(v) => v[row].filter(|x| !x.is_nan()).map(|x| x.to_string()),
+            Cells::Float(v) => Some(v[row]).filter(|x| !x.is_nan()).map(|x| x.to_string()),
             Cells::Int(v) => v[row].map(|x| x.to_string()),
             Cells::Text(v) => v[row].clone(),
         }
@@ -69,6 +77,7 @@ impl Cells {
     fn select(&self, rows: &[usize]) -> Cells {
         match self {
             Cells::Num(v) => Cells::Num(rows.iter().map(|&r| v[r]).collect()),
+            Cells::Float(v) => Cells::Float(Arc::new(rows.iter().map(|&r| v[r]).collect())),
             Cells::Int(v) => Cells::Int(rows.iter().map(|&r| v[r]).collect()),
             Cells::Text(v) => Cells::Text(rows.iter().map(|&r| v[r].clone()).collect()),
         }
@@ -81,6 +90,10 @@ impl Cells {
                 .into_iter()
                 .map(|x| x.filter(|x| !x.is_nan()).map(|x| x.to_string()))
                 .collect(),
+            Cells::Float(v) => v
+                .iter()
+                .map(|x| Some(*x).filter(|x| !x.is_nan()).map(|x| x.to_string()))
+                .collect(),
             Cells::Int(v) => v.into_iter().map(|x| x.map(|x| x.to_string())).collect(),
         }
     }
@@ -89,6 +102,7 @@ impl Cells {
     fn into_floats(self) -> Vec<Option<f64>> {
         match self {
             Cells::Num(v) => v,
+            Cells::Float(v) => v.iter().copied().map(Some).collect(),
             Cells::Int(v) => v.into_iter().map(|x| x.map(|x| x as f64)).collect(),
             Cells::Text(v) => vec![None; v.len()],
         }
@@ -227,6 +241,20 @@ fn check_shape(path: &Path, text: &str, delimiter: u8) -> Result<(), DataError> 
     end_record(fields, record_line, blank)
 }
 
+impl From<Table> for Frame {
+    /// The table's columns as they are: moved, not copied.
+    fn from(t: Table) -> Frame {
+        Frame {
+            columns: t.columns,
+            cells: t
+                .data
+                .into_iter()
+                .map(|c| Cells::Float(Arc::new(c)))
+                .collect(),
+        }
+    }
+}
+
 impl Frame {
     /// Read a CSV (header row required) or Parquet file, keeping text and empty cells.
     pub fn load(path: &Path, options: &ReadOptions) -> Result<Frame, DataError> {
@@ -291,7 +319,9 @@ impl Frame {
         }
         let mut columns = Vec::with_capacity(df.width());
         let mut cells = Vec::with_capacity(df.width());
-        for col in df.columns() {
+        // Column by column, each polars column let go once it is read: the file's numbers are
+        // held about once, not twice.
+        for col in df.into_columns() {
             let name = col.name().to_string();
             let s = col.as_materialized_series();
             let read = |e: PolarsError| read_err(format!("column {name:?}: {e}"));
@@ -300,7 +330,12 @@ impl Frame {
                 Cells::Int(i.i64().map_err(read)?.iter().collect())
             } else if s.dtype().is_primitive_numeric() {
                 let f = s.cast(&DataType::Float64).map_err(read)?;
-                Cells::Num(f.f64().map_err(read)?.iter().collect())
+                let f = f.f64().map_err(read)?;
+                if f.null_count() == 0 {
+                    Cells::Float(Arc::new(f.into_no_null_iter().collect()))
+                } else {
+                    Cells::Num(f.iter().collect())
+                }
             } else {
                 match s.cast(&DataType::String) {
                     Ok(t) => Cells::Text(
@@ -326,14 +361,7 @@ impl Frame {
     }
 
     pub fn from_table(t: &Table) -> Frame {
-        Frame {
-            columns: t.columns.clone(),
-            cells: t
-                .data
-                .iter()
-                .map(|c| Cells::Num(c.iter().copied().map(Some).collect()))
-                .collect(),
-        }
+        Frame::from(t.clone())
     }
 
     pub fn rows(&self) -> usize {
@@ -387,7 +415,21 @@ impl Frame {
             .iter()
             .map(|name| {
                 let parts: Vec<&Cells> = frames.iter().filter_map(|f| f.column(name)).collect();
-                if parts.iter().all(|c| matches!(c, Cells::Int(_))) {
+                if let [only] = parts[..] {
+                    // One file: its column as it is (a shared one is not copied).
+                    only.clone()
+                } else if parts.iter().all(|c| matches!(c, Cells::Float(_))) {
+                    Cells::Float(Arc::new(
+                        parts
+                            .iter()
+                            .flat_map(|c| match c {
+                                Cells::Float(v) => v.as_slice(),
+                                _ => &[],
+                            })
+                            .copied()
+                            .collect(),
+                    ))
+                } else if parts.iter().all(|c| matches!(c, Cells::Int(_))) {
                     Cells::Int(
                         parts
                             .iter()
@@ -439,7 +481,9 @@ impl Frame {
             for row in 0..cells.len() {
                 // The cell as a number (a category's text stands as 0: any text is a value).
                 let value = match (cells, is_numeric) {
-                    (Cells::Num(_) | Cells::Int(_), _) => cells.number(row).flatten(),
+                    (Cells::Num(_) | Cells::Float(_) | Cells::Int(_), _) => {
+                        cells.number(row).flatten()
+                    }
                     (Cells::Text(v), true) => match &v[row] {
                         None => None,
                         Some(t) => {
@@ -488,7 +532,7 @@ impl Frame {
     /// A column's values as numbers, for the given rows (checked numeric by [`Frame::check`]).
     pub fn numbers(&self, name: &str, rows: &[usize]) -> Option<Vec<f64>> {
         Some(match self.column(name)? {
-            c @ (Cells::Num(_) | Cells::Int(_)) => rows
+            c @ (Cells::Num(_) | Cells::Float(_) | Cells::Int(_)) => rows
                 .iter()
                 .map(|&r| c.number(r).flatten().unwrap_or(f64::NAN))
                 .collect(),
@@ -508,7 +552,7 @@ impl Frame {
     pub fn label_values(&self, name: &str) -> Option<Vec<f64>> {
         let cells = self.column(name)?;
         Some(match cells {
-            c @ (Cells::Num(_) | Cells::Int(_)) => (0..c.len())
+            c @ (Cells::Num(_) | Cells::Float(_) | Cells::Int(_)) => (0..c.len())
                 .map(|r| {
                     c.number(r)
                         .flatten()
@@ -538,6 +582,29 @@ impl Frame {
             .zip(&self.cells)
             .map(|(n, c)| match c {
                 Cells::Num(v) => Column::new(n.as_str().into(), v.as_slice()),
+                Cells::Float(v) => Column::new(n.as_str().into(), v.as_slice()),
+                Cells::Int(v) => Column::new(n.as_str().into(), v.as_slice()),
+                Cells::Text(v) => Column::new(n.as_str().into(), v.as_slice()),
+            })
+            .collect();
+        DataFrame::new_infer_height(cols)
+    }
+
+    /// As [`Frame::frame`], handing each column of numbers without gaps to polars as it is
+    /// (when no one else holds it) rather than copying it.
+    fn into_frame(self) -> Result<DataFrame, PolarsError> {
+        let cols: Vec<Column> = self
+            .columns
+            .into_iter()
+            .zip(self.cells)
+            .map(|(n, c)| match c {
+                Cells::Float(v) => {
+                    let v = Arc::try_unwrap(v).unwrap_or_else(|shared| shared.to_vec());
+                    Float64Chunked::from_vec(n.as_str().into(), v)
+                        .into_series()
+                        .into_column()
+                }
+                Cells::Num(v) => Column::new(n.as_str().into(), v.as_slice()),
                 Cells::Int(v) => Column::new(n.as_str().into(), v.as_slice()),
                 Cells::Text(v) => Column::new(n.as_str().into(), v.as_slice()),
             })
@@ -548,24 +615,40 @@ impl Frame {
     /// The frame as file bytes: "csv" (header, `,`, floats with every digit, empty cells for
     /// gaps, text quoted where it must be) or "parquet".
     pub fn to_bytes(&self, format: &str, path: &Path) -> Result<Vec<u8>, DataError> {
-        let write_err = |e: PolarsError| DataError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let mut df = self.frame().map_err(write_err)?;
-        let mut out = Vec::new();
-        if format == "parquet" {
-            ParquetWriter::new(&mut out)
-                .finish(&mut df)
-                .map_err(write_err)?;
-        } else {
-            CsvWriter::new(&mut out)
-                .include_header(true)
-                .finish(&mut df)
-                .map_err(write_err)?;
-        }
-        Ok(out)
+        let df = self.frame().map_err(|e| write_error(path, e))?;
+        dataframe_bytes(df, format, path)
     }
+
+    /// [`Frame::to_bytes`], consuming the frame: its numbers go to polars without a copy, so
+    /// writing a large share holds it about twice (the numbers, and the file's bytes).
+    pub fn into_bytes(self, format: &str, path: &Path) -> Result<Vec<u8>, DataError> {
+        let df = self.into_frame().map_err(|e| write_error(path, e))?;
+        dataframe_bytes(df, format, path)
+    }
+}
+
+fn write_error(path: &Path, e: PolarsError) -> DataError {
+    DataError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// A polars frame as file bytes, "csv" or "parquet".
+fn dataframe_bytes(mut df: DataFrame, format: &str, path: &Path) -> Result<Vec<u8>, DataError> {
+    let write_err = |e: PolarsError| write_error(path, e);
+    let mut out = Vec::new();
+    if format == "parquet" {
+        ParquetWriter::new(&mut out)
+            .finish(&mut df)
+            .map_err(write_err)?;
+    } else {
+        CsvWriter::new(&mut out)
+            .include_header(true)
+            .finish(&mut df)
+            .map_err(write_err)?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -555,6 +555,24 @@ fn read_frame(
     Ok(body)
 }
 
+/// Which of `channels` have bytes (or an end) to read, waiting up to `wait` for any: one
+/// `poll` for many sites, where a thread each would wake each of them to look.
+pub fn readable<'a>(channels: impl Iterator<Item = &'a Channel>, wait: Duration) -> Vec<bool> {
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<libc::pollfd> = channels
+        .map(|c| libc::pollfd {
+            fd: c.stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = wait.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `fds` is a live, initialised array of `fds.len()` pollfd, and every descriptor
+    // belongs to a channel borrowed for the call. An interrupted poll reports none ready.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    fds.iter().map(|f| n > 0 && f.revents != 0).collect()
+}
+
 /// Fill `buf` by `until`, however the peer spreads its bytes: one deadline for the whole read,
 /// not one per `read()` (a byte every few seconds would otherwise hold a reader for hours).
 fn read_exact_until(
@@ -1011,6 +1029,7 @@ mod tests {
                 c.send(&Message::Task {
                     round: 1,
                     body,
+                    sites: 1,
                     active: Vec::new(),
                 })
                 .unwrap();

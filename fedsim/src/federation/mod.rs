@@ -104,10 +104,13 @@ pub enum Message {
     /// every site together, which every site codes its rows with.
     Levels { levels: Levels },
     /// Coordinator -> agent: one round's request (algorithm-specific bytes).
-    /// `active`: the sites taking part in this round (secure aggregation masks over them).
+    /// `sites`: how many take part in this round (a site's `min_sites` rule counts them).
+    /// `active`: which, under secure aggregation only (the masks are over them); otherwise empty,
+    /// or every task of a round would carry every site's name: quadratic in the sites.
     Task {
         round: u32,
         body: Vec<u8>,
+        sites: u32,
         active: Vec<String>,
     },
     /// Agent -> coordinator: the round's aggregates and how long the site computed.

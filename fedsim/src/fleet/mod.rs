@@ -1,6 +1,7 @@
 //! Where sites run. One trait, one implementation per provider; the federation does not care which.
 
 pub mod faults;
+pub mod hosts;
 pub mod local;
 pub mod package;
 pub mod remote;
@@ -94,7 +95,7 @@ pub trait Fleet {
         })
     }
     /// Agent process ids, per site.
-    fn pids(&self) -> Vec<(String, u32)>;
+    fn pids(&mut self) -> Vec<(String, u32)>;
     /// Where a site keeps its bundle, for people.
     fn location(&self, site: &str) -> Option<String>;
 }
@@ -158,6 +159,18 @@ pub fn for_scenario(
             paths.sites.clone(),
             connect,
         )),
+        // Hosts with many sites (`count`) run them under one supervisor each.
+        Provider::Ssh if scenario.sites.iter().any(|s| s.count > 1) => Box::new(
+            hosts::HostFleet::new(
+                &scenario.sites,
+                name,
+                &run_id,
+                agent_exe.to_path_buf(),
+                SSH_TIMEOUT,
+                progress,
+            )
+            .with_tunnel(scenario.fleet.tunnel()),
+        ),
         Provider::Ssh => Box::new(ssh(scenario.sites.clone())),
         Provider::Vm => Box::new(vm::VmFleet::new(scenario, paths, agent_exe, progress)?),
         Provider::Vagrant => {

@@ -1,5 +1,5 @@
-//! The agent as it travels to a site: this very binary, stripped where `strip` is available and
-//! gzip-compressed. Named by its content hash, so an install is skipped when the site already has
+//! The agent as it travels to a site: the site binary (`fedsim-agent`, or fedsim itself where it
+//! was not installed beside it), stripped where `strip` is available and gzip-compressed. Named by its content hash, so an install is skipped when the site already has
 //! it. Packages are cached per binary (path, size, mtime), since stripping and compressing a
 //! large binary takes seconds.
 
@@ -7,6 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
+
+/// The binary the sites run, for a controller at `exe`: the slim `fedsim-agent` beside it (built
+/// and installed with it), else `exe` itself, which has the same site commands.
+pub fn site_binary(exe: PathBuf) -> PathBuf {
+    let slim = exe.with_file_name(SITE_BINARY);
+    if slim.is_file() {
+        slim
+    } else {
+        exe
+    }
+}
+
+/// The slim site binary's file name.
+pub const SITE_BINARY: &str = "fedsim-agent";
 
 pub struct AgentPackage {
     /// `fedsim-<first 12 hex digits of the shipped binary's sha256>`

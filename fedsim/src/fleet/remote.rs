@@ -30,7 +30,7 @@ const PREREQ: &str = include_str!("../../../provision/prereq.sh");
 pub const KEEP_RUNS: usize = 5;
 
 /// How long a poll for a dead agent may wait for its host.
-const POLL_LIMIT: Duration = Duration::from_secs(2);
+pub(super) const POLL_LIMIT: Duration = Duration::from_secs(2);
 
 pub struct SshFleet {
     specs: Vec<SiteSpec>,
@@ -61,7 +61,7 @@ pub struct SshFleet {
 
 /// The run a site's log says it joined, if that is not `run_id` (the agent logs the Welcome's
 /// run id when it connects; a log without one, from before it joined, belongs to no other run).
-fn other_run(log: &[u8], run_id: &str) -> Option<String> {
+pub(super) fn other_run(log: &[u8], run_id: &str) -> Option<String> {
     let text = String::from_utf8_lossy(log);
     let joined: Vec<String> = text
         .lines()
@@ -70,6 +70,60 @@ fn other_run(log: &[u8], run_id: &str) -> Option<String> {
         .filter_map(|l| l.text("run_id"))
         .collect();
     (!joined.is_empty() && !joined.iter().any(|r| r == run_id)).then(|| joined[0].clone())
+}
+
+/// Run `f` for each of `items` in parallel, each with its connection and its progress bar,
+/// which ends saying how `step` went; every outcome, in order.
+pub(super) fn in_parallel<S: Sync, T: Send>(
+    step: &str,
+    conns: &mut [Option<Ssh>],
+    items: &[S],
+    bars: &[ProgressBar],
+    f: impl Fn(usize, &S, &mut Option<Ssh>, &ProgressBar) -> Result<T, String> + Sync,
+) -> Vec<Result<T, String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .zip(items)
+            .zip(bars)
+            .enumerate()
+            .map(|(i, ((conn, item), bar))| {
+                let f = &f;
+                scope.spawn(move || {
+                    let r = f(i, item, conn, bar);
+                    match &r {
+                        Ok(_) => bar.finish_with_message(format!("{step}: done")),
+                        Err(e) => bar.abandon_with_message(format!("{step}: FAILED: {e}")),
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(format!("{step}: its thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// `step`'s failures, each as (the site to blame, what went wrong), as one error blaming the
+/// first and telling all; None when there were none. Named for the step: a log that cannot be
+/// pulled is no install error.
+pub(super) fn step_error(step: &str, failures: Vec<(String, String)>) -> Option<FleetError> {
+    let site = failures.first()?.0.clone();
+    let reason = failures
+        .iter()
+        .map(|(_, r)| r.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(match step {
+        "logs" => FleetError::Logs { site, reason },
+        "start" | "stop" => FleetError::Start { site, reason },
+        _ => FleetError::Install { site, reason },
+    })
 }
 
 /// What one site's provisioning found.
@@ -160,59 +214,18 @@ impl SshFleet {
         f: impl Fn(usize, &SiteSpec, &mut Option<Ssh>, &ProgressBar) -> Result<T, String> + Sync,
     ) -> Result<Vec<T>, FleetError> {
         let bars: Vec<ProgressBar> = self.specs.iter().map(|s| self.bar(&s.name)).collect();
-        let results: Vec<Result<T, String>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .conns
-                .iter_mut()
-                .zip(&self.specs)
-                .zip(&bars)
-                .enumerate()
-                .map(|(i, ((conn, spec), bar))| {
-                    let f = &f;
-                    scope.spawn(move || {
-                        let r = f(i, spec, conn, bar);
-                        match &r {
-                            Ok(_) => bar.finish_with_message(format!("{step}: done")),
-                            Err(e) => bar.abandon_with_message(format!("{step}: FAILED: {e}")),
-                        }
-                        r
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("provisioning thread panicked".into()))
-                })
-                .collect()
-        });
-        let failures: Vec<String> = results
+        let results = in_parallel(step, &mut self.conns, &self.specs, &bars, f);
+        let failures: Vec<(String, String)> = results
             .iter()
             .zip(&self.specs)
-            .filter_map(|(r, s)| r.as_ref().err().map(|e| format!("{}: {e}", s.name)))
+            .filter_map(|(r, s)| {
+                r.as_ref()
+                    .err()
+                    .map(|e| (s.name.clone(), format!("{}: {e}", s.name)))
+            })
             .collect();
-        if let Some(first) = results
-            .iter()
-            .zip(&self.specs)
-            .find_map(|(r, s)| r.as_ref().err().map(|_| s.name.clone()))
-        {
-            let reason = failures.join("; ");
-            // Named for the step that failed: a log that cannot be pulled is no install error.
-            return Err(match step {
-                "logs" => FleetError::Logs {
-                    site: first,
-                    reason,
-                },
-                "start" | "stop" => FleetError::Start {
-                    site: first,
-                    reason,
-                },
-                _ => FleetError::Install {
-                    site: first,
-                    reason,
-                },
-            });
+        if let Some(e) = step_error(step, failures) {
+            return Err(e);
         }
         Ok(results.into_iter().map(|r| r.expect("checked")).collect())
     }
@@ -267,7 +280,7 @@ fn already_there(ssh: &Ssh, dir: &str, files: &crate::bundle::BundleFiles) -> bo
 /// Put this build on the site, unless the site has it: by its SHA-256, not its name (a file
 /// of that name that answers `--version` proves nothing). Other builds are removed, so builds do
 /// not pile up (each is tens of MB).
-fn install_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String, SshError> {
+pub(super) fn install_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String, SshError> {
     let path = format!(".fedsim/bin/{}", package.name);
     let p = shell_quote(&path);
     let sha = |ssh: &Ssh| -> Result<Option<String>, SshError> {
@@ -419,13 +432,27 @@ impl Fleet for SshFleet {
             .map(|s| dial.of(&s.name).to_string())
             .collect();
         if self.tunnel {
-            for (i, spec) in self.specs.iter().enumerate() {
-                let t =
-                    Tunnel::open(spec, dial.of(&spec.name), self.connect_timeout).map_err(|e| {
-                        FleetError::Start {
-                            site: spec.name.clone(),
-                            reason: e.to_string(),
-                        }
+            // Each tunnel is an SSH login of its own (its session pumps on its own thread): all
+            // at once, since a login to an emulated VM takes about a second.
+            let timeout = self.connect_timeout;
+            let opened: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .specs
+                    .iter()
+                    .map(|spec| {
+                        let to = dial.of(&spec.name);
+                        scope.spawn(move || Tunnel::open(spec, to, timeout))
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join()).collect()
+            });
+            for ((i, spec), t) in self.specs.iter().enumerate().zip(opened) {
+                let t = t
+                    .map_err(|_| "tunnel thread panicked".to_string())
+                    .and_then(|t| t.map_err(|e| e.to_string()))
+                    .map_err(|reason| FleetError::Start {
+                        site: spec.name.clone(),
+                        reason,
                     })?;
                 targets[i] = format!("127.0.0.1:{}", t.remote_port);
                 tracing::info!(phase = "launch", site = %spec.name, remote = %targets[i], "reverse tunnel open");
@@ -616,7 +643,7 @@ impl Fleet for SshFleet {
         Ok(())
     }
 
-    fn pids(&self) -> Vec<(String, u32)> {
+    fn pids(&mut self) -> Vec<(String, u32)> {
         self.specs
             .iter()
             .zip(&self.pids)

@@ -102,6 +102,10 @@ impl Ssh {
             .next()
             .ok_or_else(|| conn("no address".into()))?;
         let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| conn(e.to_string()))?;
+        // Small messages go at once, as OpenSSH does for interactive sessions: with Nagle, a
+        // tunnelled frame behind a window adjust waited for the site's ACK, which a linked VM
+        // delays by its whole latency (a 100 ms link added 128 ms in VMs against 101 ms locally).
+        let _ = tcp.set_nodelay(true);
         let mut sess = Session::new().map_err(|e| conn(e.to_string()))?;
         sess.set_tcp_stream(tcp);
         sess.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
@@ -178,8 +182,26 @@ impl Ssh {
     /// Write `bytes` to `path` (relative to the login directory) with `mode`, via a temporary
     /// name and a rename so a reader never sees half a file. The mode is set at creation.
     pub fn upload(&self, bytes: &[u8], path: &str, mode: i32) -> Result<(), SshError> {
-        let what = format!("upload of {path}");
+        let sftp = self
+            .sess
+            .sftp()
+            .map_err(|e| self.remote(&format!("upload of {path}"), e))?;
+        self.put(&sftp, bytes, path, mode)
+    }
+
+    /// [`Ssh::upload`] for many files over one SFTP session: `(bytes, path, mode)` each.
+    pub fn upload_all(&self, files: &[(&[u8], String, i32)]) -> Result<(), SshError> {
+        let what = format!("upload of {} files", files.len());
         let sftp = self.sess.sftp().map_err(|e| self.remote(&what, e))?;
+        for (bytes, path, mode) in files {
+            self.put(&sftp, bytes, path, *mode)?;
+        }
+        Ok(())
+    }
+
+    /// Write one file through `sftp`, under a temporary name renamed into place.
+    fn put(&self, sftp: &ssh2::Sftp, bytes: &[u8], path: &str, mode: i32) -> Result<(), SshError> {
+        let what = format!("upload of {path}");
         let tmp = format!("{path}.part");
         let mut f = sftp
             .open_mode(

@@ -91,7 +91,9 @@ fn pump(ssh: Ssh, mut listener: ssh2::Listener, coordinator: SocketAddr, stop: &
     while !stop.load(Ordering::Relaxed) {
         let mut busy = false;
         if let Ok(ch) = listener.accept() {
-            match TcpStream::connect(coordinator).and_then(|t| t.set_nonblocking(true).map(|()| t))
+            match TcpStream::connect(coordinator)
+                .and_then(|t| t.set_nodelay(true).map(|()| t))
+                .and_then(|t| t.set_nonblocking(true).map(|()| t))
             {
                 Ok(tcp) => {
                     pairs.push((ch, tcp));

@@ -655,6 +655,7 @@ pub fn parse_ssh_config(text: &str, known_hosts: &Path) -> Result<Vec<SiteSpec>,
                 env: None,
                 cut_command: None,
                 name: host,
+                count: 1,
             })
         })
         .collect()
@@ -776,7 +777,7 @@ impl Fleet for VagrantFleet {
         self.inner.set_quiet(site, true);
         Ok(())
     }
-    fn pids(&self) -> Vec<(String, u32)> {
+    fn pids(&mut self) -> Vec<(String, u32)> {
         self.inner.pids()
     }
     fn location(&self, site: &str) -> Option<String> {

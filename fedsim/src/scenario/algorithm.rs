@@ -290,13 +290,17 @@ pub struct AlgorithmSpec {
     /// external: the largest reply (stdout) a step may write, in bytes (default 16 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reply_bytes: Option<usize>,
+    /// external: keep one local process per site and one aggregate process up for the whole
+    /// analysis, one JSON object per line each way (default false: a process per call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<bool>,
 }
 
 /// Each option belongs to the algorithms that use it; elsewhere it is a mistake worth reporting.
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     use AlgorithmKind::*;
     let a = &s.algorithm;
-    let owners: [(&str, bool, &[AlgorithmKind]); 30] = [
+    let owners: [(&str, bool, &[AlgorithmKind]); 31] = [
         ("time", a.time.is_some(), &[KaplanMeier, Cox]),
         ("event", a.event.is_some(), &[KaplanMeier, Cox]),
         ("ties", a.ties.is_some(), &[Cox]),
@@ -319,6 +323,7 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         ("files", !a.files.is_empty(), &[External]),
         ("max_rounds", a.max_rounds.is_some(), &[External]),
         ("max_reply_bytes", a.max_reply_bytes.is_some(), &[External]),
+        ("persistent", a.persistent.is_some(), &[External]),
         (
             "intercept",
             a.intercept.is_some(),

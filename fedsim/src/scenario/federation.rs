@@ -174,7 +174,7 @@ fn validate_faults(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             .map(|i| format!("site-{i}"))
             .collect()
     } else {
-        s.sites.iter().map(|x| x.name.clone()).collect()
+        s.site_specs().into_iter().map(|x| x.name).collect()
     };
     for (i, fault) in s.faults.iter().enumerate() {
         let key = |k: &str| format!("faults.{i}.{k}");
@@ -203,7 +203,7 @@ fn validate_faults(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
                 return Err(at(&key("delay_secs"), format!("expected seconds >= 0, found {d}")))
             }
             (FaultKind::Kill | FaultKind::Cut | FaultKind::WrongPassword | FaultKind::WrongToken, Some(_)) => return Err(at(&key("delay_secs"), "`delay_secs` applies to kind \"slow\" only".into())),
-            (FaultKind::Cut, None) if !matches!(s.fleet.provider, super::Provider::Vm | super::Provider::Vagrant) && !s.sites.iter().any(|x| x.name == fault.site && x.cut_command.is_some()) => {
+            (FaultKind::Cut, None) if !matches!(s.fleet.provider, super::Provider::Vm | super::Provider::Vagrant) && !s.site_specs().iter().any(|x| x.name == fault.site && x.cut_command.is_some()) => {
                 return Err(at(&key("kind"), "a network cut needs provider \"vm\" or \"vagrant\" (fedsim takes the VM's link down) or the site's `cut_command` in its [[sites]] entry (the ssh test fleet in namespaces writes one); local sites share this host's network".into()))
             }
             _ => {}

@@ -60,7 +60,12 @@ impl Default for FleetSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSpec {
+    /// The site's name; with `count` > 1 the prefix of its sites' names (`<name>-1`..).
     pub name: String,
+    /// Sites on this host (default 1): `count = 250` runs 250 sites there, each its own agent
+    /// process and folder, under one supervisor on the host.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: usize,
     pub host: String,
     #[serde(default = "default_ssh_port")]
     pub port: u16,
@@ -95,19 +100,86 @@ fn default_ssh_port() -> u16 {
     22
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+impl SiteSpec {
+    /// The sites this entry stands for, one spec each (count 1): itself when its count is 1,
+    /// else `<name>-1`..`<name>-<count>` on its host.
+    pub fn expand(&self) -> Vec<SiteSpec> {
+        if self.count <= 1 {
+            return vec![SiteSpec {
+                count: 1,
+                ..self.clone()
+            }];
+        }
+        (1..=self.count)
+            .map(|k| SiteSpec {
+                name: format!("{}-{k}", self.name),
+                count: 1,
+                ..self.clone()
+            })
+            .collect()
+    }
+}
+
+/// One spec per site, in the order of the sites (`[[sites]]` entries expanded by their
+/// `count`), and for each the entry (host) it came from.
+pub fn expand_sites(entries: &[SiteSpec]) -> Vec<(usize, SiteSpec)> {
+    entries
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| e.expand().into_iter().map(move |s| (i, s)))
+        .collect()
+}
+
 /// `[[sites]]`: one per site for provider "ssh", none otherwise; unique, usable names. Then the
 /// coordinator's address.
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     match s.fleet.provider {
         Provider::Ssh => {
-            if s.sites.len() != s.partition.sites {
+            for (i, site) in s.sites.iter().enumerate() {
+                if site.count == 0 {
+                    return Err(at(
+                        &format!("sites.{i}.count"),
+                        "expected the number of sites on this host, 1 or more, found 0".into(),
+                    ));
+                }
+                if site.count > 1 && site.cut_command.is_some() {
+                    return Err(at(
+                        &format!("sites.{i}.cut_command"),
+                        format!("`cut_command` cuts one site's link, but this entry's {} sites share their host's (count = {}): a site to cut needs a host of its own (count = 1)", site.count, site.count),
+                    ));
+                }
+                if site.count > 1 && site.env.is_some() {
+                    return Err(at(
+                        &format!("sites.{i}.env"),
+                        format!("`env` gives one site's credentials, but this entry stands for {} sites (count = {}): give each site with its own credentials its own [[sites]] entry", site.count, site.count),
+                    ));
+                }
+            }
+            let total: usize = s.sites.iter().map(|x| x.count).sum();
+            if total != s.partition.sites {
+                let counted = s.sites.iter().any(|x| x.count != 1);
                 return Err(at(
                     "partition.sites",
-                    format!(
-                        "provider \"ssh\" needs one [[sites]] entry per site: partition.sites = {}, but {} [[sites]] are given",
-                        s.partition.sites,
-                        s.sites.len()
-                    ),
+                    if counted {
+                        format!(
+                            "provider \"ssh\" needs a site on a host for every site: partition.sites = {}, but the [[sites]] entries' counts add up to {total} (each entry is `count` sites, 1 unless given)",
+                            s.partition.sites
+                        )
+                    } else {
+                        format!(
+                            "provider \"ssh\" needs one [[sites]] entry per site (or entries whose `count`s add up to the sites): partition.sites = {}, but {} [[sites]] are given",
+                            s.partition.sites,
+                            s.sites.len()
+                        )
+                    },
                 ));
             }
         }
@@ -124,7 +196,8 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         }
     }
     let mut seen = BTreeSet::new();
-    for (i, site) in s.sites.iter().enumerate() {
+    let expanded = expand_sites(&s.sites);
+    for (i, site) in expanded.iter().map(|(i, x)| (*i, x)) {
         let key = |k: &str| format!("sites.{i}.{k}");
         if !valid_name(&site.name) {
             return Err(at(
@@ -139,7 +212,7 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             return Err(at(
                 &key("name"),
                 format!(
-                    "duplicate site name {:?}: every site needs its own name",
+                    "duplicate site name {:?}: every site needs its own name (an entry with `count` = N names its sites <name>-1..<name>-N)",
                     site.name
                 ),
             ));
@@ -209,4 +282,88 @@ fn valid_name(n: &str) -> bool {
         && n.len() <= 64
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// An ssh scenario for `sites` sites over the `[[sites]]` entries given.
+    fn ssh(sites: usize, entries: &str) -> Result<Scenario, ScenarioError> {
+        let text = format!(
+            "[scenario]\nname = \"s\"\n[data]\ngenerate = {{ kind = \"linear\", rows = 1000, cols = 2 }}\ntarget = \"y\"\n[partition]\nkind = \"horizontal\"\nsites = {sites}\n[algorithm]\nkind = \"linear_regression\"\n[fleet]\nprovider = \"ssh\"\n{entries}"
+        );
+        Scenario::parse(&text, Path::new("shards.toml"))
+    }
+
+    fn host(name: &str, count: Option<usize>, extra: &str) -> String {
+        let count = count.map(|c| format!("count = {c}\n")).unwrap_or_default();
+        format!("[[sites]]\nname = \"{name}\"\n{count}host = \"127.0.0.1\"\nuser = \"u\"\nkey = \"k\"\n{extra}")
+    }
+
+    #[test]
+    fn an_entry_with_a_count_stands_for_that_many_named_sites() {
+        let s = ssh(
+            5,
+            &format!("{}{}", host("a", Some(3), ""), host("b", None, "")),
+        )
+        .unwrap_err();
+        assert!(s.to_string().contains("add up to 4"), "{s}");
+        let s = ssh(
+            4,
+            &format!("{}{}", host("a", Some(3), ""), host("b", None, "")),
+        )
+        .unwrap();
+        assert_eq!(s.site_names(), ["a-1", "a-2", "a-3", "b"]);
+        let groups: Vec<usize> = expand_sites(&s.sites).iter().map(|(h, _)| *h).collect();
+        assert_eq!(groups, [0, 0, 0, 1]);
+        // Written back as it was given: no count where it is 1.
+        let text = toml::to_string(&View { sites: &s.sites }).unwrap();
+        assert_eq!(text.matches("count").count(), 1, "{text}");
+    }
+
+    #[derive(Serialize)]
+    struct View<'a> {
+        sites: &'a [SiteSpec],
+    }
+
+    #[test]
+    fn a_bad_count_is_named_in_the_file() {
+        let e = ssh(
+            2,
+            &format!("{}{}", host("a", Some(0), ""), host("b", Some(2), "")),
+        )
+        .unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.starts_with("shards.toml:")
+                && e.contains("sites.0.count")
+                && e.contains("1 or more, found 0"),
+            "{e}"
+        );
+        let e = ssh(3, &host("a", Some(2), "")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("shards.toml:")
+                && e.contains("partition.sites")
+                && e.contains("partition.sites = 3, but the [[sites]] entries' counts add up to 2"),
+            "{e}"
+        );
+        let e = ssh(2, &host("a", Some(2), "env = \"a.env\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sites.0.env") && e.contains("count = 2"), "{e}");
+        let e = ssh(2, &host("a", Some(2), "cut_command = \"true\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sites.0.cut_command"), "{e}");
+        // `a-1` from an entry with a count, and an entry of that name: one name, twice.
+        let e = ssh(
+            3,
+            &format!("{}{}", host("a", Some(2), ""), host("a-1", None, "")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sites.1.name") && e.contains("duplicate"), "{e}");
+    }
 }

@@ -32,7 +32,7 @@ pub use clock::{parse_instant, ClockMode, ClockSpec, DEFAULT_START};
 pub use compare::CompareSpec;
 pub use data::{DataSpec, Generate, GenerateKind, Missing, DELIMITERS};
 pub use federation::{FaultKind, FaultSpec, FederationSpec, OnDropout};
-pub use fleet::{FleetSpec, Provider, SiteSpec};
+pub use fleet::{expand_sites, FleetSpec, Provider, SiteSpec};
 pub use gui::GuiSpec;
 pub use links::{LinkSpec, Outage, Profile, SiteLink, Sites, PROFILES};
 pub use locate::{parse_located, Locate};
@@ -297,14 +297,24 @@ impl Scenario {
         v
     }
 
-    /// The sites' names, in order: their `[[sites]]` names, else `site-1`, `site-2`, ...
+    /// The sites' names, in order: their `[[sites]]` names (an entry with `count` = N gives
+    /// `<name>-1`..`<name>-N`), else `site-1`, `site-2`, ...
     pub fn site_names(&self) -> Vec<String> {
+        let hosts = self.site_specs();
         (0..self.partition.sites)
             .map(|i| {
-                self.sites
+                hosts
                     .get(i)
                     .map_or_else(|| format!("site-{}", i + 1), |x| x.name.clone())
             })
+            .collect()
+    }
+
+    /// The ssh sites, one spec per site: the `[[sites]]` entries expanded by their `count`.
+    pub fn site_specs(&self) -> Vec<SiteSpec> {
+        fleet::expand_sites(&self.sites)
+            .into_iter()
+            .map(|(_, s)| s)
             .collect()
     }
 

@@ -2,7 +2,7 @@
 //! controller; a thousand sites need more than the usual soft limit of 1024. Like servers do,
 //! fedsim raises its soft limit to the hard one when it starts, and refuses a run the hard limit
 //! cannot carry before anything starts, naming the limit and the fix. Every local site is also a
-//! process of 6 threads, and each thread takes a process ID: past some 4000 sites the kernel's
+//! process of 4 threads, and each thread takes a process ID: past some 5000 sites the kernel's
 //! `pid_max` (32768 by default) is the next wall, refused the same way.
 //!
 //! Measured per site in the controller (`tests/scale.rs` counts them): one socket for a local
@@ -61,6 +61,32 @@ pub fn raise_open_files() -> u64 {
     soft
 }
 
+/// Raise the soft limit on this user's processes to the hard one (a site host's supervisor, whose
+/// hundreds of agents each run a few threads, and every thread counts), and return it.
+pub fn raise_processes() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given; setrlimit reads it, raising the soft
+    // limit no higher than the hard one, which needs no privilege.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NPROC, &mut r) != 0 {
+            return 0;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &raised) == 0 {
+                return r.rlim_max;
+            }
+        }
+    }
+    r.rlim_cur
+}
+
 /// What the machine cannot carry.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
@@ -81,11 +107,13 @@ pub struct TooFewFiles {
     pub hard: u64,
 }
 
-/// Threads of one local site's agent (measured: its main thread, its runtime's and its
-/// frames' readers and writers).
-pub const AGENT_THREADS: u64 = 6;
-/// The controller's threads per local site (its channel's reader and writer), and per linked
-/// site on the real clock (its relay: the listener, and a reader and writer each way).
+/// Threads of one local site's agent with one core to itself, as many sites have (measured by
+/// `fedsim bench --sites`: its frame reader, its worker, its heartbeat, and polars' one
+/// reading thread).
+pub const AGENT_THREADS: u64 = 4;
+/// The controller's threads per local site (its handshake, then its part of each round's
+/// exchange), and per linked site on the real clock (its relay: the listener, and a reader and
+/// writer each way).
 pub const CONTROLLER_THREADS: u64 = 2;
 pub const RELAY_THREADS: u64 = 5;
 /// Threads fedsim needs beside its sites (the runtime, the portal, the logs).
@@ -119,14 +147,7 @@ pub fn tasks() -> Option<(u64, u64)> {
     let read = |p: &str| std::fs::read_to_string(p).ok();
     let pid_max = read("/proc/sys/kernel/pid_max")?.trim().parse().ok()?;
     let threads_max: u64 = read("/proc/sys/kernel/threads-max")?.trim().parse().ok()?;
-    // /proc/loadavg's fourth field: running/total tasks.
-    let used = read("/proc/loadavg")?
-        .split_whitespace()
-        .nth(3)?
-        .split('/')
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let (_, used) = super::proc::tasks_now()?;
     Some((u64::min(pid_max, threads_max), used))
 }
 
@@ -181,18 +202,18 @@ fn check_files(scenario: &Scenario) -> Result<(), TooFewFiles> {
 mod tests {
     use super::*;
 
-    /// At 8 threads a site, 4000 sites fit under the default pid_max of 32768; 5000 do not,
+    /// At 6 threads a site, 5000 sites fit under the default pid_max of 32768; 6000 do not,
     /// and the refusal says how many are needed and how to raise the limit.
     #[test]
-    fn process_ids_are_the_wall_past_four_thousand_sites() {
+    fn process_ids_are_the_wall_past_five_thousand_sites() {
         let per = AGENT_THREADS + CONTROLLER_THREADS;
         let need = |sites: u64| BASE_THREADS + per * sites;
-        assert!(check_tasks(4000, per, need(4000), 32768, 400).is_ok());
-        let e = check_tasks(5000, per, need(5000), 32768, 400)
+        assert!(check_tasks(5000, per, need(5000), 32768, 400).is_ok());
+        let e = check_tasks(6000, per, need(6000), 32768, 400)
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("5000 local sites need about 40064 process IDs (8 threads per site")
+            e.starts_with("6000 local sites need about 36064 process IDs (6 threads per site")
                 && e.contains("32368 free (kernel.pid_max = 32768, 400 in use)")
                 && e.contains("sysctl -w kernel.pid_max="),
             "{e}"

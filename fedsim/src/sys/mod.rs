@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod children;
 pub mod confine;
+pub mod exit;
 pub mod fsio;
 pub mod limits;
 pub mod proc;

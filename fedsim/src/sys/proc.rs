@@ -23,9 +23,13 @@ pub fn peak_rss_kib() -> u64 {
 }
 
 fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+    field(status, "VmHWM:")
+}
+
+/// The number after `key` in a `/proc` file of "Key: value" lines (a trailing "kB" dropped).
+fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -33,10 +37,10 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
 /// memory plus its share of what it shares, so that summing it over processes counts shared
 /// pages (the agents' common binary) once.
 pub fn pss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    field(
+        &std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?,
+        "Pss:",
+    )
 }
 
 /// A program on PATH.
@@ -46,6 +50,23 @@ pub fn which(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     })
+}
+
+/// A process's threads (`Threads:` of `/proc/PID/status`) and open descriptors (the entries
+/// of `/proc/PID/fd`), or None once it is gone.
+pub fn threads_and_fds(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let threads = field(&status, "Threads:")?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some((threads, fds))
+}
+
+/// Tasks on this machine right now: how many are runnable, and how many exist (the fourth
+/// field of `/proc/loadavg`, "runnable/total").
+pub fn tasks_now() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let (runnable, total) = text.split_whitespace().nth(3)?.split_once('/')?;
+    Some((runnable.parse().ok()?, total.parse().ok()?))
 }
 
 #[cfg(test)]

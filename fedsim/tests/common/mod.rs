@@ -64,3 +64,21 @@ pub fn max_rel(got: &[f64], want: &[f64]) -> f64 {
         .map(|(a, b)| (a - b).abs() / b.abs().max(f64::MIN_POSITIVE))
         .fold(0.0, f64::max)
 }
+
+/// Where `.ci/run` puts Snakemake (and the SLURM plugin): a venv outside the clone.
+pub fn venv_bin() -> PathBuf {
+    Path::new(&std::env::var("HOME").expect("HOME is set")).join(".cache/fedsim-venv/bin")
+}
+
+/// PATH for the sweep: this build's fedsim first (the jobs run `fedsim` from PATH, which sbatch
+/// passes on to the node), then the Snakemake venv (the jobs run its Python), then the rest.
+pub fn path_with_fedsim() -> String {
+    let mut paths = vec![Path::new(bin()).parent().unwrap().to_path_buf(), venv_bin()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,5 +1,9 @@
-//! The site agent (`fedsim agent`): reads its own bundle, dials the coordinator, and answers rounds
-//! with aggregates of its partition. It exits when the coordinator says so or goes away.
+//! The site agent (`fedsim-agent agent`, or `fedsim agent`): reads its own bundle, dials the
+//! coordinator, and answers rounds with aggregates of its partition. It exits when the
+//! coordinator says so or goes away.
+
+pub mod cli;
+pub mod supervise;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,6 +34,8 @@ pub enum AgentError {
     Frame(#[from] FrameError),
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("cannot start a thread (the machine's process or memory limits?): {0}")]
+    Threads(String),
 }
 
 /// This process's own peak resident memory in KiB (VmHWM: unlike getrusage's high-water mark,
@@ -38,17 +44,25 @@ pub fn peak_rss_kib() -> u64 {
     crate::sys::proc::peak_rss_kib()
 }
 
-/// Use at most `n` threads for local computations (faer and rayon).
+/// Use at most `n` threads for local computations (faer and rayon) and for reading the data
+/// (polars' own pool). Call before any thread is started: it sets polars' variable.
+///
+/// With one thread no rayon pool is started at all (faer computes in the calling thread): a
+/// thousand sites sharing a machine each get one, and every idle pool thread costs a process
+/// ID and a stack.
 pub fn limit_threads(n: usize) {
     let n = n.max(1);
+    if std::env::var_os("POLARS_MAX_THREADS").is_none() {
+        std::env::set_var("POLARS_MAX_THREADS", n.to_string());
+    }
+    if n == 1 {
+        faer::set_global_parallelism(faer::Par::Seq);
+        return;
+    }
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global();
-    faer::set_global_parallelism(if n == 1 {
-        faer::Par::Seq
-    } else {
-        faer::Par::rayon(n)
-    });
+    faer::set_global_parallelism(faer::Par::rayon(n));
 }
 
 /// Run one agent to the end of its run.
@@ -106,14 +120,19 @@ pub fn run(
     // Heartbeats from a thread of their own, so loading and long local steps still say "alive".
     let (sender, beating) = (ch.sender(), Arc::new(AtomicBool::new(true)));
     let flag = beating.clone();
-    std::thread::spawn(move || {
-        while flag.load(Ordering::Relaxed) {
-            std::thread::sleep(heartbeat);
-            if sender.send(&Message::Heartbeat).is_err() {
-                break;
+    // It only sleeps and sends: a small stack.
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            while flag.load(Ordering::Relaxed) {
+                std::thread::sleep(heartbeat);
+                if sender.send(&Message::Heartbeat).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        })
+        .map_err(|e| AgentError::Threads(e.to_string()))?;
     // The work (data, rounds) on another thread; it raises `stopped` when it cannot go on.
     let (tasks, inbox) = mpsc::channel();
     let (outcome_tx, outcome) = mpsc::channel();
@@ -156,10 +175,13 @@ pub fn run(
         started: Instant::now(),
     };
     let flag = stopped.clone();
-    std::thread::spawn(move || {
-        let _ = outcome_tx.send(worker.run(inbox));
-        flag.store(true, Ordering::Relaxed);
-    });
+    std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || {
+            let _ = outcome_tx.send(worker.run(inbox));
+            flag.store(true, Ordering::Relaxed);
+        })
+        .map_err(|e| AgentError::Threads(e.to_string()))?;
     let result = listen(&mut ch, tasks, heartbeat, &stopped, outcome, dir);
     beating.store(false, Ordering::Relaxed);
     // A user's local step still running (a hung one) ends with the agent.
@@ -188,6 +210,7 @@ enum Inbox {
 struct Task {
     round: u32,
     body: Vec<u8>,
+    sites: u32,
     active: Vec<String>,
 }
 
@@ -207,12 +230,14 @@ fn listen(
             Ok(Message::Task {
                 round,
                 body,
+                sites,
                 active,
             }) => {
                 // A send fails only once the worker has stopped, which `stopped` reports next.
                 let _ = tasks.send(Inbox::Task(Task {
                     round,
                     body,
+                    sites,
                     active,
                 }));
             }
@@ -318,6 +343,8 @@ struct Loaded {
     data: Option<LocalData>,
     /// Under differential privacy: what the site clips this analysis's values and rows to.
     clipping: Option<crate::dp::Clipping>,
+    /// A persistent external local step's process, kept between the analysis's rounds.
+    session: std::cell::RefCell<Option<external::Session>>,
 }
 
 impl Worker {
@@ -491,14 +518,13 @@ impl Worker {
         // The built-in algorithms compute on the design matrix; an external one on the file.
         let mut data = match coded.external() {
             Some(_) => None,
-            None => match config
-                .design(&levels)
-                .encode(frame, &rows, &self.data)
-                .and_then(|t| LocalData::from_table(&t, &coded, &self.data))
-            {
-                Ok(data) => Some(data),
-                Err(e) => return refuse(e.to_string(), inbox),
-            },
+            None => {
+                match LocalData::encoded(&config.design(&levels), frame, &rows, &coded, &self.data)
+                {
+                    Ok(data) => Some(data),
+                    Err(e) => return refuse(e.to_string(), inbox),
+                }
+            }
         };
         // Under differential privacy every value is clipped to its bounds, from here on.
         let clipping = match self
@@ -523,6 +549,7 @@ impl Worker {
             algorithm: algorithms::build(&coded),
             config: coded,
             data,
+            session: Default::default(),
         };
         tracing::info!(phase = "launch", milestone = %Milestone::DataLoaded, rows = rows.len(), "data loaded");
         // Ends when the reading thread returns (the run is over) or the next analysis begins.
@@ -546,6 +573,7 @@ impl Worker {
         Task {
             round,
             body,
+            sites,
             active,
         }: Task,
         algorithm_round: u32,
@@ -570,8 +598,17 @@ impl Worker {
                 .map_err(|e| e.to_string()),
             (None, Some(spec)) => {
                 let dir = self.data.parent().unwrap_or(Path::new("."));
-                external::local_step(spec, dir, &self.data, &self.site, round, &body)
-                    .map(|(reply, _)| reply)
+                let mut session = loaded.session.borrow_mut();
+                external::local_step(
+                    spec,
+                    dir,
+                    &self.data,
+                    &self.site,
+                    round,
+                    &body,
+                    &mut session,
+                )
+                .map(|(reply, _)| reply)
             }
             (None, None) => Err("no data loaded".to_string()),
         };
@@ -593,7 +630,7 @@ impl Worker {
                 .unwrap_or_default(),
             None => vec![("the site's number of rows", loaded.rows as f64)],
         };
-        let refusals = crate::disclosure::check_reply(&self.rules, &counts, active.len());
+        let refusals = crate::disclosure::check_reply(&self.rules, &counts, sites as usize);
         if let Some(refusal) = refusals.into_iter().next() {
             tracing::warn!(phase = "federate", round, rule = %refusal.rule, %refusal, "refused to release the round's reply");
             return send(&Message::Refused { round, refusal });

@@ -26,6 +26,9 @@ use serde_json::{json, Value};
 
 use super::{AlgoError, Estimates, Runner, Step};
 
+mod persistent;
+pub use persistent::Session;
+
 /// What every side needs to know of an external algorithm.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExternalSpec {
@@ -40,6 +43,9 @@ pub struct ExternalSpec {
     pub max_reply_bytes: usize,
     /// How long the aggregate and pooled calls may take.
     pub timeout_secs: f64,
+    /// Local and aggregate steps stay up for the analysis, a line per call ([`Session`]).
+    #[serde(default)]
+    pub persistent: bool,
 }
 
 /// Why a call failed; each says which command, and what it said on stderr.
@@ -86,6 +92,15 @@ pub enum CallError {
     },
     #[error("{role} step cancelled")]
     Cancelled { role: &'static str },
+    #[error(
+        "{role} step (persistent) ended without answering: {how}{}",
+        tail_text(stderr)
+    )]
+    Ended {
+        role: &'static str,
+        how: String,
+        stderr: String,
+    },
 }
 
 fn tail_text(stderr: &str) -> String {
@@ -181,15 +196,10 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Run a command with `input` on stdin and read one JSON value from stdout. `deadline`: kill
-/// the process after that long; `cancelled`: polled, kills the process when it says so.
-pub fn call(
-    p: &Process,
-    input: &Value,
-    limit: usize,
-    deadline: Option<Duration>,
-    cancelled: &dyn Fn() -> bool,
-) -> Result<Answer, CallError> {
+/// Start a step's process under the reaper, in its own process group, dying with the thread
+/// that started it, its stdin, stdout and stderr piped; registered in [`RUNNING`] until the
+/// returned guard drops.
+fn spawn(p: &Process) -> Result<(std::process::Child, Registered), CallError> {
     let (role, cmd, env) = (p.role, p.cmd, &p.env);
     let program = cmd.first().cloned().unwrap_or_default();
     // Under `fedsim reap`, which leaves nothing of the step behind however it detaches.
@@ -215,8 +225,7 @@ pub fn call(
             Ok(())
         });
     }
-    let started = Instant::now();
-    let mut child = command.spawn().map_err(|e| CallError::Start {
+    let child = command.spawn().map_err(|e| CallError::Start {
         role,
         program: program.clone(),
         reason: e.to_string(),
@@ -225,7 +234,47 @@ pub fn call(
     if let Ok(mut groups) = RUNNING.lock() {
         groups.push(pgid);
     }
-    let _registered = Registered(pgid);
+    Ok((child, Registered(pgid)))
+}
+
+/// Log a step's stderr line by line, keeping its last lines in `tail` for an error.
+fn log_stderr(
+    role: &'static str,
+    stderr: std::process::ChildStderr,
+    tail: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
+    let span = tracing::Span::current();
+    std::thread::spawn(move || {
+        let _enter = span.enter();
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            tracing::info!(phase = "federate", step = role, "{line}");
+            let mut t = tail.lock().expect("tail lock");
+            t.push(line);
+            if t.len() > TAIL_LINES {
+                t.remove(0);
+            }
+        }
+    })
+}
+
+/// Run a command with `input` on stdin and read one JSON value from stdout. `deadline`: kill
+/// the process after that long; `cancelled`: polled, kills the process when it says so.
+pub fn call(
+    p: &Process,
+    input: &Value,
+    limit: usize,
+    deadline: Option<Duration>,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Answer, CallError> {
+    let role = p.role;
+    let program = p.cmd.first().cloned().unwrap_or_default();
+    let started = Instant::now();
+    let (mut child, _registered) = spawn(p)?;
+    let pgid = child.id() as i32;
     let body = serde_json::to_vec(input).unwrap_or_default();
     let mut stdin = child.stdin.take().expect("piped");
     let writer = std::thread::spawn(move || {
@@ -244,24 +293,7 @@ pub fn call(
         (r.map(|_| out), over)
     });
     let tail = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stderr = child.stderr.take().expect("piped");
-    let kept = tail.clone();
-    let span = tracing::Span::current();
-    let logger = std::thread::spawn(move || {
-        let _enter = span.enter();
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            tracing::info!(phase = "federate", step = role, "{line}");
-            let mut t = kept.lock().expect("tail lock");
-            t.push(line);
-            if t.len() > TAIL_LINES {
-                t.remove(0);
-            }
-        }
-    });
+    let logger = log_stderr(role, child.stderr.take().expect("piped"), tail.clone());
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
@@ -539,11 +571,16 @@ fn decode(bytes: &[u8], what: &str) -> Result<Value, AlgoError> {
     serde_json::from_slice(bytes).map_err(|e| AlgoError::Protocol(format!("{what}: {e}")))
 }
 
+/// Set in a persistent step's environment: read a line per call until stdin ends.
+pub const PERSISTENT_VAR: &str = "FEDSIM_PERSISTENT";
+
 /// The coordinator's side: one aggregate call per round, its state carried between them.
 pub struct External {
     spec: ExternalSpec,
     state: Value,
     round: usize,
+    /// The aggregate process, when the steps are persistent (started at round 0).
+    session: Option<Session>,
 }
 
 impl External {
@@ -552,24 +589,38 @@ impl External {
             spec,
             state: Value::Null,
             round: 0,
+            session: None,
         }
     }
 
     fn call_aggregate(&mut self, replies: Vec<Value>) -> Result<Step<Vec<u8>>, AlgoError> {
         let input = json!({"round": self.round, "replies": replies, "state": self.state});
-        let answer = call(
-            &Process {
-                role: "aggregate",
-                cmd: &self.spec.aggregate,
-                cwd: &self.spec.workdir,
-                data: None,
-                env: vec![("FEDSIM_ROUND", self.round.to_string())],
-            },
-            &input,
-            self.spec.max_reply_bytes,
-            Some(Duration::from_secs_f64(self.spec.timeout_secs)),
-            &crate::sys::cancel::requested,
-        )
+        let deadline = Some(Duration::from_secs_f64(self.spec.timeout_secs));
+        let process = Process {
+            role: "aggregate",
+            cmd: &self.spec.aggregate,
+            cwd: &self.spec.workdir,
+            data: None,
+            env: vec![("FEDSIM_ROUND", self.round.to_string())],
+        };
+        let answer = if self.spec.persistent {
+            step_in_session(
+                &mut self.session,
+                process,
+                self.spec.max_reply_bytes,
+                &input,
+                deadline,
+                &crate::sys::cancel::requested,
+            )
+        } else {
+            call(
+                &process,
+                &input,
+                self.spec.max_reply_bytes,
+                deadline,
+                &crate::sys::cancel::requested,
+            )
+        }
         .map_err(|e| AlgoError::Numeric(e.to_string()))?;
         tracing::info!(
             phase = "federate",
@@ -666,7 +717,29 @@ impl Runner for External {
     }
 }
 
-/// A site's local step for one round: the reply's bytes and the process's time.
+/// A call through the session in `session`, started with `process` first if there is none: a
+/// persistent step's environment says so, and has no round (the round is in each input).
+fn step_in_session(
+    session: &mut Option<Session>,
+    mut process: Process,
+    limit: usize,
+    input: &Value,
+    deadline: Option<Duration>,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Answer, CallError> {
+    if session.is_none() {
+        process.env.retain(|(k, _)| *k != "FEDSIM_ROUND");
+        process.env.push((PERSISTENT_VAR, "1".into()));
+        *session = Some(Session::start(&process, limit)?);
+    }
+    session
+        .as_mut()
+        .expect("started above")
+        .call(input, deadline, cancelled)
+}
+
+/// A site's local step for one round: the reply's bytes and the process's time. With
+/// persistent steps, `session` keeps the site's process between rounds.
 pub fn local_step(
     spec: &ExternalSpec,
     site_dir: &Path,
@@ -674,24 +747,32 @@ pub fn local_step(
     site: &str,
     round: u32,
     request: &[u8],
+    session: &mut Option<Session>,
 ) -> Result<(Vec<u8>, f64), String> {
     let request = decode(request, "request").map_err(|e| e.to_string())?;
-    let answer = call(
-        &Process {
-            role: "local",
-            cmd: &spec.local,
-            cwd: site_dir,
-            data: Some(data),
-            env: vec![
-                ("FEDSIM_SITE", site.to_string()),
-                ("FEDSIM_ROUND", round.to_string()),
-            ],
-        },
-        &json!({"round": round, "request": request}),
-        spec.max_reply_bytes,
-        None,
-        &|| false,
-    )
+    let process = Process {
+        role: "local",
+        cmd: &spec.local,
+        cwd: site_dir,
+        data: Some(data),
+        env: vec![
+            ("FEDSIM_SITE", site.to_string()),
+            ("FEDSIM_ROUND", round.to_string()),
+        ],
+    };
+    let input = json!({"round": round, "request": request});
+    let answer = if spec.persistent {
+        step_in_session(
+            session,
+            process,
+            spec.max_reply_bytes,
+            &input,
+            None,
+            &|| false,
+        )
+    } else {
+        call(&process, &input, spec.max_reply_bytes, None, &|| false)
+    }
     .map_err(|e| e.to_string())?;
     Ok((answer.bytes, answer.secs))
 }
@@ -740,6 +821,69 @@ mod tests {
             deadline.map(Duration::from_secs_f64),
             &|| false,
         )
+    }
+
+    fn session(script: &str, limit: usize) -> Session {
+        Session::start(
+            &Process {
+                role: "local",
+                cmd: &sh(script),
+                cwd: Path::new("."),
+                data: None,
+                env: vec![],
+            },
+            limit,
+        )
+        .unwrap()
+    }
+
+    /// One process answers every call, a line each; what goes wrong in a call is named, and
+    /// the session answers no more after it.
+    #[test]
+    fn a_session_answers_each_line_from_one_process() {
+        // Counts its calls and says its pid: the same pid three times, the count going up.
+        let mut s = session(
+            "n=0; while read -r line; do n=$((n+1)); echo; echo \"{\\\"n\\\": $n, \\\"pid\\\": $$}\"; done",
+            1000,
+        );
+        let answers: Vec<Value> = (0..3)
+            .map(|_| s.call(&json!({"x": 1}), None, &|| false).unwrap().output)
+            .collect();
+        assert_eq!(
+            answers
+                .iter()
+                .map(|a| a["n"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(answers.iter().all(|a| a["pid"] == answers[0]["pid"]));
+        drop(s);
+
+        let mut s = session(
+            "read -r line; head -c 5000 /dev/zero | tr '\\0' x; echo",
+            1000,
+        );
+        let e = s.call(&json!({}), None, &|| false).unwrap_err();
+        assert!(matches!(e, CallError::TooLarge { limit: 1000, .. }), "{e}");
+        let again = s.call(&json!({}), None, &|| false).unwrap_err().to_string();
+        assert!(again.contains("failed earlier"), "{again}");
+
+        let mut s = session("read -r line; echo 'gone for good' >&2; exit 4", 1000);
+        let e = s.call(&json!({}), None, &|| false).unwrap_err().to_string();
+        assert!(
+            e.contains("ended without answering")
+                && e.contains("exit status: 4")
+                && e.contains("gone for good"),
+            "{e}"
+        );
+
+        let mut s = session("read -r line; sleep 30", 1000);
+        let started = Instant::now();
+        let e = s
+            .call(&json!({}), Some(Duration::from_millis(200)), &|| false)
+            .unwrap_err();
+        assert!(matches!(e, CallError::Timeout { .. }), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
@@ -822,6 +966,7 @@ mod tests {
             max_rounds: 3,
             max_reply_bytes: 1000,
             timeout_secs: 1.0,
+            persistent: false,
         });
         let reply = br#"{"sum": {"n": 3, "s": [1.5, 2.5], "c": [[1, 2], [3, 4]]}}"#;
         let (shape, values) = ext.split(reply).unwrap();
