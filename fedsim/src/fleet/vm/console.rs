@@ -53,15 +53,20 @@ fn level(line: &str) -> &'static str {
 }
 
 /// The SSH host key a VM announced on its serial console (`FEDSIM-HOSTKEY ssh-ed25519 KEY`, by
-/// the image's first-boot unit), the latest if it booted more than once.
+/// the image's first-boot unit), the latest if it booted more than once. Only a whole line whose
+/// key decodes to a whole ed25519 key counts: the console is read while the guest writes it, and
+/// a key cut mid-line, once trusted, fails every login until the boot times out.
 pub fn announced_host_key(console: &str) -> Option<String> {
     let at = console.rfind("FEDSIM-HOSTKEY ")? + "FEDSIM-HOSTKEY ".len();
-    let mut words = console[at..].split_whitespace();
+    let line = &console[at..];
+    let line = &line[..line.find('\n')?];
+    let mut words = line.split_whitespace();
     let (kind, key) = (words.next()?, words.next()?);
-    let key_ok = key
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
-    (kind == "ssh-ed25519" && key_ok && key.len() > 40).then(|| format!("{kind} {key}"))
+    use base64::Engine;
+    let blob = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    // string "ssh-ed25519" (4 + 11 bytes), then string of the 32-byte key (4 + 32).
+    let whole = blob.len() == 51 && blob.get(4..15) == Some(b"ssh-ed25519".as_slice());
+    (kind == "ssh-ed25519" && whole).then(|| format!("{kind} {key}"))
 }
 
 impl ConsoleLog {
@@ -128,6 +133,23 @@ impl Drop for ConsoleLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_whole_announced_key_is_trusted() {
+        let key = "AAAAC3NzaC1lZDI1NTE5AAAAIFFsKm9elL4aRXnXZhCOcstJuW8BdL7dV6UIALlUJ3Dw";
+        let line = format!("boot\r\nFEDSIM-HOSTKEY ssh-ed25519 {key} root@site-1\r\n");
+        assert_eq!(
+            announced_host_key(&line),
+            Some(format!("ssh-ed25519 {key}"))
+        );
+        // Read while the guest was still writing it: not yet.
+        for cut in [line.len() - 2, line.len() - 14, line.len() - 30] {
+            assert_eq!(announced_host_key(&line[..cut]), None, "{}", &line[..cut]);
+        }
+        // A mangled key is no key.
+        let mangled = line.replace(&key[50..], "!!");
+        assert_eq!(announced_host_key(&mangled), None);
+    }
 
     #[test]
     fn console_lines_are_cleaned_and_stamped() {

@@ -123,6 +123,7 @@ fn site_names(s: &Scenario) -> Vec<String> {
 fn ssh_spec(m: &MachineState, key: &Path, known_hosts: &Path) -> SiteSpec {
     SiteSpec {
         name: m.site.clone(),
+        count: 1,
         host: "127.0.0.1".into(),
         port: m.port,
         user: "root".into(),
@@ -170,6 +171,7 @@ fn boot_all(
     let deadline = started + Duration::from_secs_f64(spec.boot_timeout_secs);
     let mut keys: Vec<Option<String>> = vec![None; machines.len()];
     let mut ready = vec![false; machines.len()];
+    let mut refused: Vec<Option<String>> = vec![None; machines.len()];
     while ready.iter().any(|r| !r) {
         if crate::sys::cancel::requested() {
             let e = VmError::Fleet {
@@ -216,9 +218,12 @@ fn boot_all(
                 continue;
             }
             let spec = ssh_spec(&m.state, &image.key, known_hosts);
-            if Ssh::connect(&spec, Duration::from_secs(3)).is_ok() {
-                ready[i] = true;
-                tracing::info!(phase = "provision", site = %m.state.site, secs = started.elapsed().as_secs_f64(), "VM answers SSH");
+            match Ssh::connect(&spec, Duration::from_secs(3)) {
+                Ok(_) => {
+                    ready[i] = true;
+                    tracing::info!(phase = "provision", site = %m.state.site, secs = started.elapsed().as_secs_f64(), "VM answers SSH");
+                }
+                Err(e) => refused[i] = Some(e.to_string()),
             }
         }
         if Instant::now() >= deadline {
@@ -235,8 +240,12 @@ fn boot_all(
             let e = VmError::Boot {
                 site: machines[first].state.site.clone(),
                 reason: format!(
-                    "not answering SSH after {:.0} s ([vm] boot_timeout_secs); every VM started was stopped; its console ended with: {}",
+                    "not answering SSH after {:.0} s ([vm] boot_timeout_secs){}; every VM started was stopped; its console ended with: {}",
                     spec.boot_timeout_secs,
+                    refused[first]
+                        .as_ref()
+                        .map(|e| format!(" (the last login: {e})"))
+                        .unwrap_or_default(),
                     if tail.is_empty() { "(nothing)" } else { tail.as_str() }
                 ),
             };
@@ -471,35 +480,69 @@ impl VmFleet {
             })
     }
 
-    fn ssh(&self, site: &str) -> Option<Ssh> {
-        let m = self.machines.iter().find(|m| m.state.site == site)?;
-        let key = &self.image.as_ref()?.key;
-        Ssh::connect(&ssh_spec(&m.state, key, &self.known_hosts), SSH_TIMEOUT).ok()
-    }
-
     /// Shape each site's link (netem on the guest's interface, for what the site sends), or
-    /// take the shaping off again (`clear`).
+    /// take the shaping off again (`clear`). All sites at once: each is an SSH login, about a
+    /// second to an emulated VM.
     fn shape_links(&self, clear: bool) -> Result<(), FleetError> {
-        for (site, l) in &self.links {
-            let fail = |reason: String| FleetError::Start {
-                site: site.clone(),
-                reason: format!("link conditions: {reason}"),
-            };
-            let ssh = self
-                .ssh(site)
-                .ok_or_else(|| fail("no SSH to the VM".into()))?;
-            let dev = "$(ip -o -4 route show to 10.0.2.0/24 | awk '{print $3; exit}')";
-            let cmd = if clear {
-                format!("tc qdisc del dev {dev} root 2>/dev/null; true")
-            } else {
-                format!("tc qdisc replace dev {dev} root netem {}", l.netem())
-            };
-            let (code, out, err) = ssh.exec(&cmd).map_err(|e| fail(e.to_string()))?;
-            if code != 0 {
-                return Err(fail(format!("{out}{err}").trim().to_string()));
-            }
+        let key = self.image.as_ref().map(|i| i.key.clone());
+        let targets: Vec<(&String, Option<SiteSpec>, String)> = self
+            .links
+            .iter()
+            .map(|(site, l)| {
+                let spec = self
+                    .machines
+                    .iter()
+                    .find(|m| &m.state.site == site)
+                    .zip(key.as_ref())
+                    .map(|(m, key)| ssh_spec(&m.state, key, &self.known_hosts));
+                (site, spec, l.netem())
+            })
+            .collect();
+        let shaped: Vec<Result<(), FleetError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = targets
+                .iter()
+                .map(|(site, spec, netem)| {
+                    scope.spawn(move || {
+                        let fail = |reason: String| FleetError::Start {
+                            site: (*site).clone(),
+                            reason: format!("link conditions: {reason}"),
+                        };
+                        let ssh = spec
+                            .as_ref()
+                            .and_then(|spec| Ssh::connect(spec, SSH_TIMEOUT).ok())
+                            .ok_or_else(|| fail("no SSH to the VM".into()))?;
+                        let dev = "$(ip -o -4 route show to 10.0.2.0/24 | awk '{print $3; exit}')";
+                        let cmd = if clear {
+                            format!("tc qdisc del dev {dev} root 2>/dev/null; true")
+                        } else {
+                            format!("tc qdisc replace dev {dev} root netem {netem}")
+                        };
+                        let (code, out, err) = ssh.exec(&cmd).map_err(|e| fail(e.to_string()))?;
+                        if code != 0 {
+                            return Err(fail(format!("{out}{err}").trim().to_string()));
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(FleetError::Start {
+                            site: "all".into(),
+                            reason: "link thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for ((site, _, _), done) in targets.iter().zip(shaped) {
+            done?;
             if !clear {
-                tracing::info!(phase = "launch", %site, link = %l.describe(), "link conditions applied");
+                if let Some((_, l)) = self.links.iter().find(|(s, _)| s == *site) {
+                    tracing::info!(phase = "launch", %site, link = %l.describe(), "link conditions applied");
+                }
             }
         }
         Ok(())
@@ -622,8 +665,8 @@ impl Fleet for VmFleet {
         Ok(())
     }
 
-    fn pids(&self) -> Vec<(String, u32)> {
-        self.inner.as_ref().map(|i| i.pids()).unwrap_or_default()
+    fn pids(&mut self) -> Vec<(String, u32)> {
+        self.inner.as_mut().map(|i| i.pids()).unwrap_or_default()
     }
 
     fn location(&self, site: &str) -> Option<String> {
