@@ -74,8 +74,6 @@ const CHECKS: [&str; 8] = [
 
 /// What every site is checked against.
 struct Expect<'a> {
-    /// `.fedsim/<scenario>`, relative to the site user's home.
-    dir: String,
     /// `data.<format>`
     data: String,
     /// The agent package this controller would install, or why it cannot make one.
@@ -88,6 +86,9 @@ struct Expect<'a> {
     external: Option<&'a crate::algorithms::external::ExternalSpec>,
 }
 
+/// Sites checked at once.
+const CHECKS_AT_ONCE: usize = 16;
+
 /// Check every site of the scenario, in parallel.
 pub fn check(
     scenario: &Scenario,
@@ -96,7 +97,7 @@ pub fn check(
 ) -> Result<Vec<SiteHealth>, RunError> {
     // The hosts: the scenario's, or the VMs of its fleet that is up (`fedsim fleet up`).
     let sites: Vec<SiteSpec> = match scenario.fleet.provider {
-        Provider::Ssh => scenario.sites.clone(),
+        Provider::Ssh => scenario.site_specs(),
         Provider::Vm => match crate::fleet::vm::FleetState::load(&scenario.scenario.name) {
             Some(state) => {
                 state
@@ -157,8 +158,14 @@ pub fn check(
             addr: addr.to_string(),
             source,
         })?;
+    // A host with many sites keeps each one's bundle in a folder of its own (fleet/hosts.rs).
+    let sharded = scenario.sites.iter().any(|s| s.count > 1);
+    let base = format!(".fedsim/{}", scenario.scenario.name);
+    let site_dir = |spec: &SiteSpec| match sharded {
+        true => format!("{base}/sites/{}", spec.name),
+        false => base.clone(),
+    };
     let expect = Expect {
-        dir: format!(".fedsim/{}", scenario.scenario.name),
         data: format!("data.{}", study.format),
         package: package.as_ref().map_err(Clone::clone),
         coordinator: addr,
@@ -176,18 +183,21 @@ pub fn check(
                 }
             }
         });
-        let handles: Vec<_> = sites
-            .iter()
-            .zip(&expected)
-            .map(|(spec, sha)| {
-                let expect = &expect;
-                scope.spawn(move || check_site(spec, sha, expect))
-            })
-            .collect();
-        let out: Vec<SiteHealth> = handles
-            .into_iter()
-            .map(|h| h.join().expect("check thread"))
-            .collect();
+        // A few logins at a time: a host with hundreds of sites (`count`) would refuse the rest
+        // (sshd's MaxStartups).
+        let mut out: Vec<SiteHealth> = Vec::new();
+        let each: Vec<(&SiteSpec, &String)> = sites.iter().zip(&expected).collect();
+        for chunk in each.chunks(CHECKS_AT_ONCE) {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|&(spec, sha)| {
+                    let expect = &expect;
+                    let dir = site_dir(spec);
+                    scope.spawn(move || check_site(spec, sha, expect, &dir))
+                })
+                .collect();
+            out.extend(handles.into_iter().map(|h| h.join().expect("check thread")));
+        }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = acceptor.join();
         out
@@ -203,7 +213,9 @@ fn row(check: &'static str, state: State, detail: impl Into<String>) -> Row {
     }
 }
 
-fn check_site(spec: &SiteSpec, sha: &str, expect: &Expect) -> SiteHealth {
+/// One site's checks; `dir` holds its bundle (`.fedsim/<scenario>`, or its own folder under it
+/// on a host with many sites), relative to the site user's home.
+fn check_site(spec: &SiteSpec, sha: &str, expect: &Expect, dir: &str) -> SiteHealth {
     let mut rows: Vec<Row> = Vec::new();
     let timeout = Duration::from_secs(5);
     let ssh = match Ssh::connect(spec, timeout) {
@@ -249,8 +261,8 @@ fn check_site(spec: &SiteSpec, sha: &str, expect: &Expect) -> SiteHealth {
     }
     let (agent_row, agent) = check_agent(&ssh, expect);
     rows.push(agent_row);
-    rows.push(check_data(&ssh, spec, sha, expect));
-    rows.push(check_credentials(&ssh, spec, expect));
+    rows.push(check_data(&ssh, spec, sha, expect, dir));
+    rows.push(check_credentials(&ssh, spec, dir));
     rows.push(check_coordinator(&ssh, agent.as_deref(), expect));
     SiteHealth {
         site: spec.name.clone(),
@@ -368,9 +380,9 @@ fn check_agent(ssh: &Ssh, expect: &Expect) -> (Row, Option<String>) {
 /// Every run uploads the data afresh, so a missing or different file is info. What fails is a
 /// site folder the run cannot write: an unwritable ancestor, or a folder of another user (the run
 /// sets its mode 700).
-fn check_data(ssh: &Ssh, spec: &SiteSpec, sha: &str, expect: &Expect) -> Row {
+fn check_data(ssh: &Ssh, spec: &SiteSpec, sha: &str, expect: &Expect, dir: &str) -> Row {
     let name = "data";
-    let (dir, data) = (&expect.dir, &expect.data);
+    let data = &expect.data;
     let file = format!("{dir}/{data}");
     let (qd, qf) = (shell_quote(dir), shell_quote(&file));
     let script = format!(
@@ -444,7 +456,7 @@ sha256sum {qf} 2>/dev/null || echo unreadable"#
 
 /// The run writes a fresh `.env` (mode 600) on every site, so only the controller's side can
 /// fail here: a credentials file the scenario names (`[[sites]] env`) that is missing or bad.
-fn check_credentials(ssh: &Ssh, spec: &SiteSpec, expect: &Expect) -> Row {
+fn check_credentials(ssh: &Ssh, spec: &SiteSpec, dir: &str) -> Row {
     let name = "credentials";
     if let Some(given) = &spec.env {
         if let Err(e) = crate::bundle::token_from_env_file(&spec.name, given) {
@@ -452,10 +464,10 @@ fn check_credentials(ssh: &Ssh, spec: &SiteSpec, expect: &Expect) -> Row {
         }
     }
     use crate::bundle::env::{FILE, TOKEN};
-    let path = format!("{}/{FILE}", expect.dir);
-    let (dir, env) = (shell_quote(&expect.dir), shell_quote(&path));
+    let path = format!("{dir}/{FILE}");
+    let (qdir, env) = (shell_quote(dir), shell_quote(&path));
     let script = format!(
-        "test -e {dir} && ! test -x {dir} && exit 4; test -e {env} || exit 3; stat -c %a {env} && grep -c '^{TOKEN}=' {env}"
+        "test -e {qdir} && ! test -x {qdir} && exit 4; test -e {env} || exit 3; stat -c %a {env} && grep -c '^{TOKEN}=' {env}"
     );
     match ssh.exec(&script) {
         Ok((0, out, _)) => match out.lines().next().unwrap_or("").trim() {
@@ -474,7 +486,7 @@ fn check_credentials(ssh: &Ssh, spec: &SiteSpec, expect: &Expect) -> Row {
         Ok((4, _, _)) => row(
             name,
             State::Info,
-            format!("not checked: {} cannot be entered", expect.dir),
+            format!("not checked: {dir} cannot be entered"),
         ),
         Ok(_) => row(
             name,

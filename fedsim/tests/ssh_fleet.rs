@@ -77,6 +77,25 @@ impl TestFleet {
     }
 
     /// A scenario: `body` plus this fleet's [fleet] and [[sites]].
+    /// The fleet's `[fleet]` and `[[sites]]`, each host made into `per` sites: h1-1..h1-per, ...
+    fn sharded(&self, per: usize) -> String {
+        let fragment = std::fs::read_to_string(self.path("fleet.toml")).unwrap();
+        let mut sharded = String::new();
+        for line in fragment.lines() {
+            match line.strip_prefix("name = \"site-") {
+                Some(rest) => {
+                    let i = rest.trim_end_matches('"');
+                    sharded.push_str(&format!("name = \"h{i}\"\ncount = {per}\n"));
+                }
+                None => {
+                    sharded.push_str(line);
+                    sharded.push('\n');
+                }
+            }
+        }
+        sharded
+    }
+
     fn scenario(&self, name: &str, body: &str) -> PathBuf {
         let fragment = std::fs::read_to_string(self.path("fleet.toml")).unwrap();
         scenario(self.dir.path(), name, &format!("{body}\n{fragment}"))
@@ -969,21 +988,7 @@ fn a_thousand_sites_sharded_over_four_hosts() {
     const PER: usize = 250;
     let fleet = TestFleet::up(HOSTS, "127.0.13", "fedsim-m");
     let work = tempfile::tempdir().unwrap();
-    // The test fleet's [[sites]], one per host, made into 250 sites each: h1-1..h1-250, ...
-    let fragment = std::fs::read_to_string(fleet.path("fleet.toml")).unwrap();
-    let mut sharded = String::new();
-    for line in fragment.lines() {
-        match line.strip_prefix("name = \"site-") {
-            Some(rest) => {
-                let i = rest.trim_end_matches('"');
-                sharded.push_str(&format!("name = \"h{i}\"\ncount = {PER}\n"));
-            }
-            None => {
-                sharded.push_str(line);
-                sharded.push('\n');
-            }
-        }
-    }
+    let sharded = fleet.sharded(PER);
     let sites = HOSTS * PER;
     let body = format!(
         "{}[federation]\nconnect_timeout_secs = 120\nheartbeat_secs = 1\n",
@@ -1064,4 +1069,173 @@ fn a_thousand_sites_sharded_over_four_hosts() {
         let left = pgrep(&format!("{}{i}/.fedsim/bin/fedsim-", fleet.user));
         assert!(left.trim().is_empty(), "host {i}: still running: {left}");
     }
+}
+
+/// Sharded hosts reached through reverse tunnels (one per host, shared by its sites): a site
+/// whose agent is killed is lost and named while its host's other sites finish, and `fedsim
+/// check` then finds every site's own bundle in its own folder on its host.
+#[test]
+fn a_killed_site_on_a_sharded_tunnelled_host_is_lost_alone_and_check_sees_each_site() {
+    let fleet = TestFleet::up(2, "127.0.14", "fedsim-n");
+    let work = tempfile::tempdir().unwrap();
+    let sharded = fleet
+        .sharded(3)
+        .replace("provider = \"ssh\"", "provider = \"ssh\"\ntunnel = true");
+    let body = Ols::on("shk", "diabetes.csv", 6)
+        .seed(7)
+        .extra("[federation]\non_dropout = \"continue\"\nmin_sites = 3\nheartbeat_secs = 0.5\n[[faults]]\nsite = \"h2-2\"\nkind = \"kill\"\nround = 2\n")
+        .toml();
+    let cfg = scenario(fleet.dir.path(), "shk", &format!("{body}\n{sharded}"));
+    let out = work.path().join("shk");
+    let o = run_to(work.path(), &cfg, &out, &[]);
+    assert!(
+        !stderr(&o).contains("could not be injected"),
+        "{}",
+        stderr(&o)
+    );
+    let s = expect_status(&o, &out, Status::Degraded);
+    let lost: Vec<&str> = s.lost_sites.iter().map(|l| l.site.as_str()).collect();
+    assert_eq!(lost, ["h2-2"], "{}", pretty(&s.lost_sites));
+    assert!(
+        s.comparison.as_ref().expect("a comparison").passed,
+        "{}",
+        pretty(&s.comparison)
+    );
+    // Through the tunnels: one reverse forward per host, every site dialing its host's.
+    let (_, dialed) = relays_and_dials(&out, &[]);
+    let tunnels: Vec<String> = merged_log(&out, &[])
+        .iter()
+        .filter(|l| l["message"] == "reverse tunnel open")
+        .filter_map(|l| l["remote"].as_str().map(String::from))
+        .collect();
+    assert_eq!(tunnels.len(), 2, "{tunnels:?}");
+    assert!(
+        !dialed.is_empty() && dialed.iter().all(|d| tunnels.contains(d)),
+        "{dialed:?} not through {tunnels:?}"
+    );
+    // The host's other sites ran to the end.
+    for site in s.sites.iter().filter(|x| x.name != "h2-2") {
+        let exit = site
+            .exit
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}", pretty(site)));
+        assert_eq!(
+            (exit.code, exit.killed),
+            (Some(0), false),
+            "{}",
+            pretty(site)
+        );
+    }
+    no_agent_left(&s);
+
+    let o = fedsim(work.path(), &["check", "-c", cfg.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{table}{}", stderr(&o));
+    for host in 1..=2 {
+        for k in 1..=3 {
+            let site = format!("h{host}-{k}");
+            let block = table
+                .split(&format!(" {site}\n"))
+                .nth(1)
+                .unwrap_or_else(|| panic!("no block for {site}: {table}"));
+            let row = |check: &str| {
+                block
+                    .lines()
+                    .find(|l| l.contains(check))
+                    .unwrap_or_else(|| panic!("no {check} row for {site}: {table}"))
+                    .to_string()
+            };
+            let own = format!(".fedsim/shk/sites/{site}/");
+            assert!(
+                row("data").contains('✔') && row("data").contains(&own),
+                "{table}"
+            );
+            assert!(
+                row("credentials").contains('✔') && row("credentials").contains(&own),
+                "{table}"
+            );
+        }
+    }
+}
+
+/// A host's supervisor killed outright mid-run: its agents go with it (each asked the kernel to
+/// kill it when its supervisor dies), the run loses exactly that host's sites, names them, and
+/// finishes with the other host's.
+#[test]
+fn a_supervisor_killed_mid_run_loses_its_hosts_sites_and_leaves_no_agent() {
+    let fleet = TestFleet::up(2, "127.0.15", "fedsim-o");
+    let work = tempfile::tempdir().unwrap();
+    let body = Ols::on("sup", "diabetes.csv", 6)
+        .seed(7)
+        .extra("[federation]\non_dropout = \"continue\"\nmin_sites = 3\nheartbeat_secs = 0.5\nround_timeout_secs = 60\n[[faults]]\nsite = \"h1-1\"\nkind = \"slow\"\nround = 2\ndelay_secs = 6.0\n")
+        .toml();
+    let cfg = scenario(
+        fleet.dir.path(),
+        "sup",
+        &format!("{body}\n{}", fleet.sharded(3)),
+    );
+    let out = work.path().join("run");
+    let child = run_command(work.path(), &cfg, &out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Host 2's supervisor, once its agents are in round 2 (held there by h1-1's slowness).
+    let runs = fleet.home(2).join(".fedsim/sup/runs/run");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let log = std::fs::read_to_string(runs.join("h2-1/agent.jsonl")).unwrap_or_default();
+        if log.contains("\"round\":2") || log.contains("\"round\": 2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never reached round 2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let supervisor = pgrep(&format!("{}2/.fedsim/bin/fedsim-.* supervise", fleet.user));
+    let pid = supervisor
+        .split_whitespace()
+        .next()
+        .expect("host 2's supervisor");
+    assert!(Command::new("kill")
+        .args(["-KILL", pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    let s = expect_status(&o, &out, Status::Degraded);
+    let mut lost: Vec<&str> = s.lost_sites.iter().map(|l| l.site.as_str()).collect();
+    lost.sort();
+    assert_eq!(lost, ["h2-1", "h2-2", "h2-3"], "{}", pretty(&s.lost_sites));
+    assert!(
+        s.comparison.as_ref().expect("a comparison").passed,
+        "{}",
+        pretty(&s.comparison)
+    );
+    no_agent_left(&s);
+    let left = pgrep(&format!("{}2/.fedsim/bin/fedsim-", fleet.user));
+    assert!(left.trim().is_empty(), "host 2: still running: {left}");
+}
+
+/// A kill fault on an SSH site kills its agent's whole process group (with a command every
+/// POSIX shell takes: dash refused `kill -KILL -- -PID`, so the fault was never injected), and
+/// the run goes on without the site, naming it.
+#[test]
+fn a_kill_fault_on_an_ssh_site_loses_it_and_the_run_goes_on() {
+    let fleet = TestFleet::up(3, "127.0.16", "fedsim-p");
+    let work = tempfile::tempdir().unwrap();
+    let body = ols_body("sshkill", 3)
+        + "[federation]\non_dropout = \"continue\"\nmin_sites = 2\nheartbeat_secs = 0.5\n[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 2\n";
+    let cfg = fleet.scenario("sshkill", &body);
+    let out = work.path().join("run");
+    let o = run_to(work.path(), &cfg, &out, &[]);
+    assert!(
+        !stderr(&o).contains("could not be injected"),
+        "{}",
+        stderr(&o)
+    );
+    let s = expect_status(&o, &out, Status::Degraded);
+    let lost: Vec<&str> = s.lost_sites.iter().map(|l| l.site.as_str()).collect();
+    assert_eq!(lost, ["site-2"], "{}", pretty(&s.lost_sites));
+    assert!(s.comparison.as_ref().expect("a comparison").passed);
+    no_agent_left(&s);
 }

@@ -54,6 +54,15 @@ pub enum FedError {
     },
     #[error("aggregation failed after round {round}: {source}")]
     Algorithm { round: u32, source: AlgoError },
+    /// A fault the scenario asks for could not be made: the run would not be the scenario's,
+    /// so it does not go on as if it were.
+    #[error("the {kind} fault on site {site} in round {round} could not be injected: {reason}")]
+    Fault {
+        site: String,
+        round: u32,
+        kind: String,
+        reason: String,
+    },
     #[error("run cancelled")]
     Cancelled,
     #[error(
@@ -74,7 +83,8 @@ impl FedError {
             FedError::SiteFailed { round, .. }
             | FedError::Refused { round, .. }
             | FedError::SiteLost { round, .. }
-            | FedError::Algorithm { round, .. } => *round,
+            | FedError::Algorithm { round, .. }
+            | FedError::Fault { round, .. } => *round,
             _ => 0,
         }
     }
@@ -211,7 +221,9 @@ pub trait Watch {
     /// A site whose agent is known to be gone (e.g. its process exited), with the reason.
     fn dead_site(&mut self) -> Option<(String, String)>;
     /// Called as each round starts, before the requests go out (fault injection).
-    fn round_starts(&mut self, _round: u32) {}
+    fn round_starts(&mut self, _round: u32) -> Result<(), FedError> {
+        Ok(())
+    }
 }
 
 /// A site the run went on without.
@@ -1153,7 +1165,7 @@ fn drive(
     for round in first.. {
         algorithm_round += 1;
         record.attempt_rounds = algorithm_round;
-        watch.round_starts(record.rounds_before + algorithm_round);
+        watch.round_starts(record.rounds_before + algorithm_round)?;
         // A death among the sites still in the run (a site already dropped may be reported late).
         if let Some((site, reason)) = watch.dead_site().filter(|(site, _)| names.contains(site)) {
             return Err(FedError::SiteLost {

@@ -424,7 +424,7 @@ impl Fleet for HostFleet {
                         reason,
                     })?;
                 ports.insert((h, to), t.remote_port);
-                tracing::info!(phase = "launch", host = %self.hosts[h].spec.host, remote_port = t.remote_port, "reverse tunnel open");
+                tracing::info!(phase = "launch", host = %self.hosts[h].spec.host, remote = %format!("127.0.0.1:{}", t.remote_port), "reverse tunnel open");
                 self.tunnels.push(t);
             }
             for (i, s) in self.sites.iter().enumerate() {
@@ -619,7 +619,7 @@ impl Fleet for HostFleet {
                 let (exits, done) = read(ssh);
                 if done || Instant::now() >= until {
                     if !done {
-                        let _ = ssh.exec(&format!("kill -KILL -- -{sup} 2>/dev/null"));
+                        let _ = ssh.exec(&format!("kill -s KILL -- -{sup} 2>/dev/null"));
                     }
                     return Ok(exits);
                 }
@@ -731,7 +731,7 @@ impl Fleet for HostFleet {
             .as_ref()
             .ok_or_else(|| fail("not connected".into()))?;
         // The agent leads a process group of its own: kill all of it.
-        ssh.run("kill", &format!("kill -KILL -- -{pid}"))
+        ssh.run("kill", &format!("kill -s KILL -- -{pid}"))
             .map(|_| ())
             .map_err(|e| fail(e.to_string()))
     }

@@ -25,9 +25,29 @@ pub fn per_site(provider: Provider) -> u64 {
     }
 }
 
+/// Sites sharded over hosts (`[[sites]] count`) share their host's SSH sessions: per site, its
+/// connection (both ends with a tunnel, whose pump runs in the controller); per host, its
+/// session, its tunnel's session and forward.
+const SHARDED_PER_SITE: u64 = 2;
+const PER_HOST: u64 = 4;
+
+/// What a run of `scenario` needs open at once, at most, and how much of it per site.
+fn files_needed(scenario: &Scenario) -> (u64, u64) {
+    let sites = scenario.partition.sites as u64;
+    if scenario.fleet.provider == Provider::Ssh && scenario.sites.iter().any(|s| s.count > 1) {
+        let hosts = scenario.sites.len() as u64;
+        return (
+            BASE + SHARDED_PER_SITE * sites + PER_HOST * hosts,
+            SHARDED_PER_SITE,
+        );
+    }
+    let per = per_site(scenario.fleet.provider);
+    (BASE + per * sites, per)
+}
+
 /// What a run of `scenario` needs open at once, at most.
 pub fn needed(scenario: &Scenario) -> u64 {
-    BASE + per_site(scenario.fleet.provider) * scenario.partition.sites as u64
+    files_needed(scenario).0
 }
 
 /// The soft and hard limits on open files, as they are now.
@@ -119,11 +139,12 @@ pub const RELAY_THREADS: u64 = 5;
 /// Threads fedsim needs beside its sites (the runtime, the portal, the logs).
 pub const BASE_THREADS: u64 = 64;
 
-/// The local sites need more process IDs (every thread takes one) than the machine has free.
+/// The sites need more process IDs (every thread takes one) than the machine has free.
 #[derive(Debug, thiserror::Error)]
-#[error("{sites} local sites need about {needed} process IDs ({per} threads per site and {BASE_THREADS} for fedsim itself: every thread takes one), but this machine has {free} free (kernel.pid_max = {pid_max}, {used} in use); raise it (as root: `sysctl -w kernel.pid_max=4194304`), or run fewer sites on this machine")]
+#[error("{sites} {provider} sites need about {needed} process IDs ({per} threads per site and {BASE_THREADS} for fedsim itself: every thread takes one), but this machine has {free} free (kernel.pid_max = {pid_max}, {used} in use); raise it (as root: `sysctl -w kernel.pid_max=4194304`), or run fewer sites on this machine")]
 pub struct TooFewTasks {
     pub sites: usize,
+    pub provider: Provider,
     pub needed: u64,
     pub per: u64,
     pub free: u64,
@@ -131,14 +152,18 @@ pub struct TooFewTasks {
     pub used: u64,
 }
 
-/// The threads a run of `scenario` starts on this machine, at most (local sites only: other
-/// providers' sites run elsewhere).
+/// The threads a run of `scenario` starts on this machine, at most: a local site's agent and
+/// the controller's share; for sites over SSH, the controller's share only (their agents run
+/// elsewhere), which only hosts with thousands of sites (`count`) make count. VMs' sites
+/// are few.
 pub fn tasks_needed(scenario: &Scenario) -> Option<(u64, u64)> {
-    if scenario.fleet.provider != Provider::Local {
-        return None;
-    }
+    let agent = match scenario.fleet.provider {
+        Provider::Local => AGENT_THREADS,
+        Provider::Ssh => 0,
+        Provider::Vm | Provider::Vagrant => return None,
+    };
     let relays = !scenario.links.is_empty() && !scenario.clock.simulated();
-    let per = AGENT_THREADS + CONTROLLER_THREADS + if relays { RELAY_THREADS } else { 0 };
+    let per = agent + CONTROLLER_THREADS + if relays { RELAY_THREADS } else { 0 };
     Some((per, BASE_THREADS + per * scenario.partition.sites as u64))
 }
 
@@ -155,14 +180,20 @@ pub fn tasks() -> Option<(u64, u64)> {
 pub fn check(scenario: &Scenario) -> Result<(), LimitError> {
     check_files(scenario)?;
     if let (Some((per, needed)), Some((pid_max, used))) = (tasks_needed(scenario), tasks()) {
-        check_tasks(scenario.partition.sites, per, needed, pid_max, used)?;
+        check_tasks(
+            (scenario.partition.sites, scenario.fleet.provider),
+            per,
+            needed,
+            pid_max,
+            used,
+        )?;
     }
     Ok(())
 }
 
 /// Whether `needed` tasks fit beside the `used` ones under `pid_max`.
 fn check_tasks(
-    sites: usize,
+    (sites, provider): (usize, Provider),
     per: u64,
     needed: u64,
     pid_max: u64,
@@ -172,6 +203,7 @@ fn check_tasks(
     if needed > free {
         return Err(TooFewTasks {
             sites,
+            provider,
             needed,
             per,
             free,
@@ -185,13 +217,13 @@ fn check_tasks(
 /// Raise the soft limit on open files and check that it carries the scenario's sites.
 fn check_files(scenario: &Scenario) -> Result<(), TooFewFiles> {
     let have = raise_open_files();
-    let needed = needed(scenario);
+    let (needed, per) = files_needed(scenario);
     if needed > have {
         return Err(TooFewFiles {
             sites: scenario.partition.sites,
             provider: scenario.fleet.provider,
             needed,
-            per: per_site(scenario.fleet.provider),
+            per,
             hard: open_files().1,
         });
     }
@@ -208,8 +240,8 @@ mod tests {
     fn process_ids_are_the_wall_past_five_thousand_sites() {
         let per = AGENT_THREADS + CONTROLLER_THREADS;
         let need = |sites: u64| BASE_THREADS + per * sites;
-        assert!(check_tasks(5000, per, need(5000), 32768, 400).is_ok());
-        let e = check_tasks(6000, per, need(6000), 32768, 400)
+        assert!(check_tasks((5000, Provider::Local), per, need(5000), 32768, 400).is_ok());
+        let e = check_tasks((6000, Provider::Local), per, need(6000), 32768, 400)
             .unwrap_err()
             .to_string();
         assert!(
