@@ -693,7 +693,15 @@ impl<'a> Run<'a> {
             }
         })?;
         let fleet = self.fleet.insert(fleet);
+        let began = std::time::Instant::now();
         let installed = fleet.install(bundles);
+        if installed.is_ok() {
+            tracing::info!(
+                phase = "provision",
+                secs = began.elapsed().as_secs_f64(),
+                "sites installed"
+            );
+        }
         for s in &mut self.sites {
             s.location = fleet.location(&s.name);
         }

@@ -1087,20 +1087,7 @@ fn a_killed_site_on_a_sharded_tunnelled_host_is_lost_alone_and_check_sees_each_s
         .toml();
     let cfg = scenario(fleet.dir.path(), "shk", &format!("{body}\n{sharded}"));
     let out = work.path().join("shk");
-    let o = run_to(work.path(), &cfg, &out, &[]);
-    assert!(
-        !stderr(&o).contains("could not be injected"),
-        "{}",
-        stderr(&o)
-    );
-    let s = expect_status(&o, &out, Status::Degraded);
-    let lost: Vec<&str> = s.lost_sites.iter().map(|l| l.site.as_str()).collect();
-    assert_eq!(lost, ["h2-2"], "{}", pretty(&s.lost_sites));
-    assert!(
-        s.comparison.as_ref().expect("a comparison").passed,
-        "{}",
-        pretty(&s.comparison)
-    );
+    let s = degraded_without(work.path(), &cfg, &out, &["h2-2"]);
     // Through the tunnels: one reverse forward per host, every site dialing its host's.
     let (_, dialed) = relays_and_dials(&out, &[]);
     let tunnels: Vec<String> = merged_log(&out, &[])
@@ -1202,15 +1189,7 @@ fn a_supervisor_killed_mid_run_loses_its_hosts_sites_and_leaves_no_agent() {
         .unwrap()
         .success());
     let o = child.wait_with_output().unwrap();
-    let s = expect_status(&o, &out, Status::Degraded);
-    let mut lost: Vec<&str> = s.lost_sites.iter().map(|l| l.site.as_str()).collect();
-    lost.sort();
-    assert_eq!(lost, ["h2-1", "h2-2", "h2-3"], "{}", pretty(&s.lost_sites));
-    assert!(
-        s.comparison.as_ref().expect("a comparison").passed,
-        "{}",
-        pretty(&s.comparison)
-    );
+    let s = expect_degraded_without(&o, &out, &["h2-1", "h2-2", "h2-3"]);
     no_agent_left(&s);
     let left = pgrep(&format!("{}2/.fedsim/bin/fedsim-", fleet.user));
     assert!(left.trim().is_empty(), "host 2: still running: {left}");
@@ -1227,15 +1206,25 @@ fn a_kill_fault_on_an_ssh_site_loses_it_and_the_run_goes_on() {
         + "[federation]\non_dropout = \"continue\"\nmin_sites = 2\nheartbeat_secs = 0.5\n[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 2\n";
     let cfg = fleet.scenario("sshkill", &body);
     let out = work.path().join("run");
-    let o = run_to(work.path(), &cfg, &out, &[]);
-    assert!(
-        !stderr(&o).contains("could not be injected"),
-        "{}",
-        stderr(&o)
-    );
-    let s = expect_status(&o, &out, Status::Degraded);
-    let lost: Vec<&str> = s.lost_sites.iter().map(|l| l.site.as_str()).collect();
-    assert_eq!(lost, ["site-2"], "{}", pretty(&s.lost_sites));
-    assert!(s.comparison.as_ref().expect("a comparison").passed);
+    let s = degraded_without(work.path(), &cfg, &out, &["site-2"]);
     no_agent_left(&s);
+}
+
+/// A run of `cfg` that must end degraded, having lost exactly `lost` (each fault made), its
+/// answer still the pooled one of the sites left; its summary.
+fn degraded_without(cwd: &Path, cfg: &Path, out: &Path, lost: &[&str]) -> Summary {
+    expect_degraded_without(&run_to(cwd, cfg, out, &[]), out, lost)
+}
+
+fn expect_degraded_without(o: &std::process::Output, out: &Path, lost: &[&str]) -> Summary {
+    let s = expect_status(o, out, Status::Degraded);
+    let mut gone: Vec<&str> = s.lost_sites.iter().map(|l| l.site.as_str()).collect();
+    gone.sort();
+    assert_eq!(gone, lost, "{}", pretty(&s.lost_sites));
+    assert!(
+        s.comparison.as_ref().expect("a comparison").passed,
+        "{}",
+        pretty(&s.comparison)
+    );
+    s
 }

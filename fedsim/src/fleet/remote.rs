@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::package::AgentPackage;
-use super::ssh::{shell_quote, Ssh, SshError};
+use super::ssh::{last_line, shell_quote, Ssh, SshError};
 use super::tunnel::Tunnel;
 use super::{Dial, Fleet, FleetError, SiteExit};
 use crate::bundle::Bundle;
@@ -42,6 +42,9 @@ pub struct SshFleet {
     agent_exe: PathBuf,
     connect_timeout: Duration,
     conns: Vec<Option<Ssh>>,
+    /// With a tunnel, each site's second login, begun as the install begins and taken up by
+    /// the tunnel at start.
+    tunnel_logins: Vec<Option<std::thread::JoinHandle<Result<Ssh, SshError>>>>,
     pids: Vec<Option<u32>>,
     agent: Option<String>,
     bars: MultiProgress,
@@ -159,6 +162,7 @@ impl SshFleet {
             agent_exe,
             connect_timeout,
             conns: (0..n).map(|_| None).collect(),
+            tunnel_logins: Vec::new(),
             pids: vec![None; n],
             agent: None,
             bars: MultiProgress::with_draw_target(target),
@@ -236,47 +240,186 @@ impl SshFleet {
         }
         Ok(())
     }
+
+    /// Run `cmds[i]` on the i-th site (None: nothing there), all at once over the run's own
+    /// connections, since a new login to an emulated VM takes about a second. A connection that
+    /// fails (a link that was cut and came back) is made again, once. Each outcome.
+    pub fn exec_each(&mut self, cmds: &[Option<String>]) -> Vec<Result<(), String>> {
+        let bars: Vec<ProgressBar> = cmds.iter().map(|_| ProgressBar::hidden()).collect();
+        let timeout = self.connect_timeout;
+        let specs = self.specs.clone();
+        in_parallel("exec", &mut self.conns, cmds, &bars, |i, cmd, conn, _| {
+            let Some(cmd) = cmd else { return Ok(()) };
+            let mut tried = 0;
+            loop {
+                Self::connect(&specs[i], conn, timeout)?;
+                match conn.as_ref().expect("connected").exec(cmd) {
+                    Ok((0, _, _)) => return Ok(()),
+                    Ok((_, out, err)) => return Err(format!("{out}{err}").trim().to_string()),
+                    Err(e) if tried > 0 => return Err(e.to_string()),
+                    Err(_) => {
+                        *conn = None;
+                        tried += 1;
+                    }
+                }
+            }
+        })
+    }
 }
 
 /// Run the prerequisites script on a site.
 pub fn prerequisites(ssh: &Ssh) -> Result<Prereqs, SshError> {
     let (status, out, _) = ssh.exec(&format!("sh -c {}", shell_quote(PREREQ)))?;
-    let value = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or("")
-            .trim()
-            .to_string()
+    Ok(Prereqs::read(status, &out))
+}
+
+/// The value of `KEY=` in a script's `KEY=VALUE` lines, or "".
+fn value_of(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+impl Prereqs {
+    /// What the prerequisites script printed, and how it exited.
+    fn read(status: i32, out: &str) -> Prereqs {
+        Prereqs {
+            arch: value_of(out, "ARCH"),
+            cores: value_of(out, "CORES").parse().unwrap_or(1),
+            missing: (status != 0).then(|| match value_of(out, "MISSING") {
+                m if m.is_empty() => format!("prerequisites script exited {status}"),
+                m => format!("missing on the site: {m}"),
+            }),
+        }
+    }
+}
+
+/// What one login found on a site before its install.
+struct Survey {
+    pre: Prereqs,
+    /// The site holds this agent build, by its SHA-256.
+    agent_there: bool,
+    /// The site holds this bundle: its data by SHA-256 and its `.env` the same.
+    bundle_there: bool,
+}
+
+/// One command that checks a site's prerequisites, makes its folders ready (this run's fresh,
+/// other agent builds and the oldest runs' folders gone) and checksums what it holds, so that an
+/// install to a site that has everything is one round trip: each is about a third of a second to
+/// an emulated VM, and the steps one by one were most of a run on a fleet kept up.
+fn survey(
+    ssh: &Ssh,
+    package: &AgentPackage,
+    dir: &str,
+    work: &str,
+    files: &crate::bundle::BundleFiles,
+) -> Result<Survey, SshError> {
+    use sha2::{Digest, Sha256};
+    let (q, w) = (shell_quote(dir), shell_quote(work));
+    let parents: Vec<String> = files
+        .extra
+        .iter()
+        .filter_map(|(name, _)| {
+            format!("{dir}/{name}")
+                .rsplit_once('/')
+                .map(|(p, _)| shell_quote(p))
+        })
+        .collect();
+    let step =
+        |what: &str, cmd: String| format!("{{ {cmd}; }} || {{ echo 'FAILED={what}'; exit 1; }}\n");
+    let mut script = format!("sh -c {} || exit $?\n", shell_quote(PREREQ));
+    script += &step(
+        "agent directory",
+        format!(
+            "mkdir -p -m 700 .fedsim/bin && chmod 700 .fedsim .fedsim/bin && find .fedsim/bin -maxdepth 1 -name 'fedsim-*' ! -name {} ! -name {} -exec rm -f {{}} +",
+            shell_quote(&package.name),
+            shell_quote(&format!("{}.ok", package.name))
+        ),
+    );
+    // This run's folder, fresh; the bundle's folder as it is; earlier runs' folders beyond the
+    // newest few removed (never the ones of runs still to be read back).
+    script += &step(
+        "site directory",
+        format!(
+            "mkdir -p -m 700 {q} {q}/runs && chmod 700 .fedsim {q} && rm -rf {w} && mkdir -m 700 {w} && (cd {q}/runs && ls -1t | tail -n +{keep} | xargs -r rm -rf)",
+            keep = KEEP_RUNS + 1
+        ),
+    );
+    if !parents.is_empty() {
+        script += &step("algorithm files", format!("mkdir -p {}", parents.join(" ")));
+    }
+    let sum = |path: String| {
+        format!(
+            "$(sha256sum {} 2>/dev/null | cut -d' ' -f1)",
+            shell_quote(&path)
+        )
     };
-    Ok(Prereqs {
-        arch: value("ARCH"),
-        cores: value("CORES").parse().unwrap_or(1),
-        missing: (status != 0).then(|| {
-            let m = value("MISSING");
-            if m.is_empty() {
-                format!("prerequisites script exited {status}")
-            } else {
-                format!("missing on the site: {m}")
-            }
-        }),
+    script += &format!(
+        "{}\necho DATA_SHA={}\necho ENV_SHA={}\n",
+        agent_sum(package),
+        sum(format!("{dir}/{}", files.data_name)),
+        sum(format!("{dir}/{}", crate::bundle::env::FILE)),
+    );
+    let (status, out, err) = ssh.exec(&script)?;
+    let value = |k: &str| value_of(&out, k);
+    let failed = value("FAILED");
+    if !failed.is_empty() {
+        return Err(SshError::Remote {
+            site: ssh.site.clone(),
+            what: failed,
+            reason: format!("exit {status}: {}", last_line(err.trim())),
+        });
+    }
+    let pre = Prereqs::read(status, &out);
+    let hex = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    Ok(Survey {
+        agent_there: value("AGENT_SHA") == package.sha256,
+        bundle_there: value("DATA_SHA") == hex(&files.data)
+            && value("ENV_SHA") == hex(files.env.as_bytes()),
+        pre,
     })
 }
 
-/// The site holds exactly this bundle already: its data by SHA-256, its `.env` byte for byte.
-fn already_there(ssh: &Ssh, dir: &str, files: &crate::bundle::BundleFiles) -> bool {
-    use sha2::{Digest, Sha256};
-    let want = hex::encode(Sha256::digest(&files.data));
-    let data = shell_quote(&format!("{dir}/{}", files.data_name));
-    let env = shell_quote(&format!("{dir}/{}", crate::bundle::env::FILE));
-    let same_data = matches!(
-        ssh.exec(&format!("sha256sum {data} 2>/dev/null")),
-        Ok((0, out, _)) if out.split_whitespace().next() == Some(want.as_str())
-    );
-    same_data
-        && matches!(ssh.exec(&format!("cat {env} 2>/dev/null")), Ok((0, out, _)) if out == files.env)
+/// The file's size, modification time and inode (`stat`), recorded with its SHA-256 once checked.
+const STAMP: &str = "stat -c '%s %Y %i'";
+
+/// A command that prints `AGENT_SHA=` of this build on the site: from the record made when its
+/// SHA-256 was last checked (`<name>.ok`: the SHA-256 and the file's stamp), if the file is
+/// unchanged since, else by `sha256sum` (and then recorded if it is this build). Hashing tens of
+/// MB in an emulated VM takes a second a run.
+fn agent_sum(package: &AgentPackage) -> String {
+    let a = shell_quote(&format!(".fedsim/bin/{}", package.name));
+    let want = &package.sha256;
+    format!(
+        "stamp=$({STAMP} {a} 2>/dev/null); if [ -n \"$stamp\" ] && [ \"$(cat {a}.ok 2>/dev/null)\" = \"{want} $stamp\" ]; then echo AGENT_SHA={want}; else s=$(sha256sum {a} 2>/dev/null | cut -d' ' -f1); echo AGENT_SHA=$s; [ \"$s\" = {want} ] && [ -n \"$stamp\" ] && echo \"$s $stamp\" > {a}.ok; true; fi"
+    )
 }
 
-/// Install the agent binary unless the site already has this exact build; its remote path.
+/// Put this build on a site that does not hold it, and check what landed by its SHA-256.
+fn upload_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String, SshError> {
+    let path = format!(".fedsim/bin/{}", package.name);
+    let p = shell_quote(&path);
+    ssh.upload(&package.gz, &format!("{path}.gz"), 0o700)?;
+    let out = ssh.run(
+        "agent unpack",
+        &format!("rm -f {p}.ok && gunzip -f {p}.gz && chmod 700 {p} && sha256sum {p}"),
+    )?;
+    let landed = out.split_whitespace().next().unwrap_or("missing");
+    if landed != package.sha256 {
+        return Err(SshError::Remote {
+            site: ssh.site.clone(),
+            what: "agent install".into(),
+            reason: format!(
+                "the agent's SHA-256 on the site is {landed}, not {}",
+                package.sha256
+            ),
+        });
+    }
+    Ok(path)
+}
+
 /// Put this build on the site, unless the site has it: by its SHA-256, not its name (a file
 /// of that name that answers `--version` proves nothing). Other builds are removed, so builds do
 /// not pile up (each is tens of MB).
@@ -292,23 +435,7 @@ pub(super) fn install_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String,
         "mkdir -p -m 700 .fedsim/bin && chmod 700 .fedsim .fedsim/bin",
     )?;
     if sha(ssh)?.as_deref() != Some(package.sha256.as_str()) {
-        ssh.upload(&package.gz, &format!("{path}.gz"), 0o700)?;
-        ssh.run(
-            "agent unpack",
-            &format!("gunzip -f {p}.gz && chmod 700 {p}"),
-        )?;
-        let landed = sha(ssh)?;
-        if landed.as_deref() != Some(package.sha256.as_str()) {
-            return Err(SshError::Remote {
-                site: ssh.site.clone(),
-                what: "agent install".into(),
-                reason: format!(
-                    "the agent's SHA-256 on the site is {}, not {}",
-                    landed.unwrap_or_else(|| "missing".into()),
-                    package.sha256
-                ),
-            });
-        }
+        upload_agent(ssh, package)?;
     }
     ssh.run(
         "old agent builds",
@@ -358,59 +485,68 @@ impl Fleet for SshFleet {
         let work = self.work.clone();
         let timeout = self.connect_timeout;
         let local_arch = std::env::consts::ARCH;
+        if self.tunnel {
+            self.tunnel_logins = self
+                .specs
+                .iter()
+                .map(|spec| {
+                    let spec = spec.clone();
+                    std::thread::Builder::new()
+                        .name(format!("login-{}", spec.name))
+                        .spawn(move || Ssh::connect(&spec, timeout))
+                        .ok()
+                })
+                .collect();
+        }
         let paths = self.each("install", |i, spec, conn, bar| {
             bar.set_message("connecting");
             Self::connect(spec, conn, timeout)?;
             let ssh = conn.as_ref().expect("connected");
-            bar.set_message("checking prerequisites");
-            let pre = prerequisites(ssh).map_err(|e| e.to_string())?;
-            if let Some(m) = pre.missing {
+            bar.set_message("checking the site");
+            let files = files[i].as_ref().ok_or("bundle already installed")?;
+            let found = survey(ssh, &package, &dir, &work, files).map_err(|e| e.to_string())?;
+            if let Some(m) = found.pre.missing {
                 return Err(m);
             }
-            if pre.arch != local_arch {
+            if found.pre.arch != local_arch {
                 return Err(format!(
                     "site is {} but the agent is built for {local_arch}",
-                    pre.arch
+                    found.pre.arch
                 ));
             }
-            bar.set_message(format!(
-                "installing the agent ({} MB)",
-                package.gz.len() / 1_000_000
-            ));
-            let agent = install_agent(ssh, &package).map_err(|e| e.to_string())?;
-            let files = files[i].as_ref().ok_or("bundle already installed")?;
-            let (q, w) = (shell_quote(&dir), shell_quote(&work));
-            // This run's folder, fresh; the bundle's folder as it is; earlier runs' folders
-            // beyond the newest few removed (never the ones of runs still to be read back).
-            ssh.run(
-                "site directory",
-                &format!(
-                    "mkdir -p -m 700 {q} {q}/runs && chmod 700 .fedsim {q} && rm -rf {w} && mkdir -m 700 {w} && cd {q}/runs && ls -1t | tail -n +{keep} | xargs -r rm -rf",
-                    keep = KEEP_RUNS + 1
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            // An external algorithm's files: small, always sent as they are now.
-            for (name, bytes) in &files.extra {
-                let path = format!("{dir}/{name}");
-                if let Some((parent, _)) = path.rsplit_once('/') {
-                    ssh.run("algorithm files", &format!("mkdir -p {}", shell_quote(parent)))
-                        .map_err(|e| e.to_string())?;
-                }
-                ssh.upload(bytes, &path, 0o700).map_err(|e| e.to_string())?;
-            }
-            // What an earlier `fedsim prep` put there is used as it is, if it is this bundle.
-            if already_there(ssh, &dir, files) {
+            let agent = if found.agent_there {
+                format!(".fedsim/bin/{}", package.name)
+            } else {
+                bar.set_message(format!(
+                    "installing the agent ({} MB)",
+                    package.gz.len() / 1_000_000
+                ));
+                upload_agent(ssh, &package).map_err(|e| e.to_string())?
+            };
+            // An external algorithm's files (small, always sent as they are now), and the
+            // bundle unless an earlier `fedsim prep` or run put this very one there: one SFTP
+            // session for all.
+            let mut put: Vec<(&[u8], String, i32)> = files
+                .extra
+                .iter()
+                .map(|(name, bytes)| (bytes.as_slice(), format!("{dir}/{name}"), 0o700))
+                .collect();
+            if found.bundle_there {
                 tracing::info!(phase = "provision", site = %spec.name, "data and .env already on the site (from fedsim prep or an earlier run) match the plan by checksum: used as they are");
                 bar.set_message("bundle already there, checksums match");
-                return Ok((agent, pre.cores));
+            } else {
+                bar.set_message("uploading the bundle");
+                put.push((&files.data, format!("{dir}/{}", files.data_name), 0o600));
+                put.push((
+                    files.env.as_bytes(),
+                    format!("{dir}/{}", crate::bundle::env::FILE),
+                    0o600,
+                ));
             }
-            bar.set_message("uploading the bundle");
-            ssh.upload(&files.data, &format!("{dir}/{}", files.data_name), 0o600)
-                .map_err(|e| e.to_string())?;
-            ssh.upload(files.env.as_bytes(), &format!("{dir}/{}", crate::bundle::env::FILE), 0o600)
-                .map_err(|e| e.to_string())?;
-            Ok((agent, pre.cores))
+            if !put.is_empty() {
+                ssh.upload_all(&put).map_err(|e| e.to_string())?;
+            }
+            Ok((agent, found.pre.cores))
         })?;
         self.agent = paths.first().map(|(p, _)| p.clone());
         self.cores = paths.iter().map(|(_, c)| *c).collect();
@@ -435,13 +571,19 @@ impl Fleet for SshFleet {
             // Each tunnel is an SSH login of its own (its session pumps on its own thread): all
             // at once, since a login to an emulated VM takes about a second.
             let timeout = self.connect_timeout;
+            let mut logins = std::mem::take(&mut self.tunnel_logins);
+            logins.resize_with(self.specs.len(), || None);
             let opened: Vec<_> = std::thread::scope(|scope| {
                 let handles: Vec<_> = self
                     .specs
                     .iter()
-                    .map(|spec| {
+                    .zip(logins)
+                    .map(|(spec, login)| {
                         let to = dial.of(&spec.name);
-                        scope.spawn(move || Tunnel::open(spec, to, timeout))
+                        scope.spawn(move || match login.and_then(|l| l.join().ok()) {
+                            Some(Ok(ssh)) => Tunnel::over(ssh, spec, to),
+                            _ => Tunnel::open(spec, to, timeout),
+                        })
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join()).collect()
@@ -543,13 +685,20 @@ impl Fleet for SshFleet {
             let deadline = Instant::now() + grace;
             let mut killed = false;
             let code = loop {
-                if let Ok((0, out, _)) = ssh.exec(&format!("cat {exit_file}")) {
-                    break out.trim().parse::<i32>().ok();
+                // The site waits for the exit code itself, up to the grace left: one round
+                // trip, not one per poll.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ticks = (left.as_secs_f64() / 0.1).ceil() as u64;
+                let wait = format!("i=0; while [ ! -s {exit_file} ] && [ $i -lt {ticks} ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; cat {exit_file}");
+                if let Ok((0, out, _)) = ssh.exec_within(&wait, left + POLL_LIMIT) {
+                    if let Ok(code) = out.trim().parse::<i32>() {
+                        break Some(code);
+                    }
                 }
                 if Instant::now() >= deadline {
                     killed = true;
                     // TERM, half a second to go, then KILL: the whole process group.
-                    let _ = ssh.exec(&format!("kill -TERM -- -{pid} 2>/dev/null; for i in 1 2 3 4 5; do kill -0 -- -{pid} 2>/dev/null || break; sleep 0.1; done; kill -KILL -- -{pid} 2>/dev/null; true"));
+                    let _ = ssh.exec(&format!("kill -s TERM -- -{pid} 2>/dev/null; for i in 1 2 3 4 5; do kill -s 0 -- -{pid} 2>/dev/null || break; sleep 0.1; done; kill -s KILL -- -{pid} 2>/dev/null; true"));
                     break None;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -608,7 +757,7 @@ impl Fleet for SshFleet {
             .as_ref()
             .ok_or_else(|| fail("not connected".into()))?;
         // The agent is the child of the session leader `pid`: kill the whole process group.
-        ssh.run("kill", &format!("kill -KILL -- -{pid}"))
+        ssh.run("kill", &format!("kill -s KILL -- -{pid}"))
             .map(|_| ())
             .map_err(|e| fail(e.to_string()))
     }

@@ -27,7 +27,12 @@ impl Tunnel {
         coordinator: SocketAddr,
         timeout: Duration,
     ) -> Result<Tunnel, SshError> {
-        let ssh = Ssh::connect(spec, timeout)?;
+        Tunnel::over(Ssh::connect(spec, timeout)?, spec, coordinator)
+    }
+
+    /// [`Tunnel::open`] over a login made already (while the site was being installed: a login
+    /// to an emulated VM takes about a second). The session becomes the tunnel's own.
+    pub fn over(ssh: Ssh, spec: &SiteSpec, coordinator: SocketAddr) -> Result<Tunnel, SshError> {
         let (listener, remote_port) = ssh
             .sess
             .channel_forward_listen(0, Some("127.0.0.1"), None)

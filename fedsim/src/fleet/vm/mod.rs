@@ -481,68 +481,34 @@ impl VmFleet {
     }
 
     /// Shape each site's link (netem on the guest's interface, for what the site sends), or
-    /// take the shaping off again (`clear`). All sites at once: each is an SSH login, about a
-    /// second to an emulated VM.
-    fn shape_links(&self, clear: bool) -> Result<(), FleetError> {
-        let key = self.image.as_ref().map(|i| i.key.clone());
-        let targets: Vec<(&String, Option<SiteSpec>, String)> = self
-            .links
+    /// take the shaping off again (`clear`): all sites at once, over the run's SSH connections.
+    fn shape_links(&mut self, clear: bool) -> Result<(), FleetError> {
+        let dev = "$(ip -o -4 route show to 10.0.2.0/24 | awk '{print $3; exit}')";
+        let cmds: Vec<Option<String>> = self
+            .machines
             .iter()
-            .map(|(site, l)| {
-                let spec = self
-                    .machines
-                    .iter()
-                    .find(|m| &m.state.site == site)
-                    .zip(key.as_ref())
-                    .map(|(m, key)| ssh_spec(&m.state, key, &self.known_hosts));
-                (site, spec, l.netem())
+            .map(|m| {
+                let (_, l) = self.links.iter().find(|(s, _)| *s == m.state.site)?;
+                Some(if clear {
+                    format!("tc qdisc del dev {dev} root 2>/dev/null; true")
+                } else {
+                    format!("tc qdisc replace dev {dev} root netem {}", l.netem())
+                })
             })
             .collect();
-        let shaped: Vec<Result<(), FleetError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = targets
-                .iter()
-                .map(|(site, spec, netem)| {
-                    scope.spawn(move || {
-                        let fail = |reason: String| FleetError::Start {
-                            site: (*site).clone(),
-                            reason: format!("link conditions: {reason}"),
-                        };
-                        let ssh = spec
-                            .as_ref()
-                            .and_then(|spec| Ssh::connect(spec, SSH_TIMEOUT).ok())
-                            .ok_or_else(|| fail("no SSH to the VM".into()))?;
-                        let dev = "$(ip -o -4 route show to 10.0.2.0/24 | awk '{print $3; exit}')";
-                        let cmd = if clear {
-                            format!("tc qdisc del dev {dev} root 2>/dev/null; true")
-                        } else {
-                            format!("tc qdisc replace dev {dev} root netem {netem}")
-                        };
-                        let (code, out, err) = ssh.exec(&cmd).map_err(|e| fail(e.to_string()))?;
-                        if code != 0 {
-                            return Err(fail(format!("{out}{err}").trim().to_string()));
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(FleetError::Start {
-                            site: "all".into(),
-                            reason: "link thread panicked".into(),
-                        })
-                    })
-                })
-                .collect()
-        });
-        for ((site, _, _), done) in targets.iter().zip(shaped) {
-            done?;
-            if !clear {
-                if let Some((_, l)) = self.links.iter().find(|(s, _)| s == *site) {
-                    tracing::info!(phase = "launch", %site, link = %l.describe(), "link conditions applied");
-                }
+        let inner = self.inner.as_mut().ok_or(FleetError::Start {
+            site: "all".into(),
+            reason: "install first".into(),
+        })?;
+        let shaped = inner.exec_each(&cmds);
+        for (m, done) in self.machines.iter().zip(shaped) {
+            let site = &m.state.site;
+            done.map_err(|reason| FleetError::Start {
+                site: site.clone(),
+                reason: format!("link conditions: {reason}"),
+            })?;
+            if let (false, Some((_, l))) = (clear, self.links.iter().find(|(s, _)| s == site)) {
+                tracing::info!(phase = "launch", %site, link = %l.describe(), "link conditions applied");
             }
         }
         Ok(())
