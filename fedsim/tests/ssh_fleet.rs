@@ -773,10 +773,9 @@ fn runs_of_one_scenario_keep_their_own_logs_on_the_sites() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("fedsim-")
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            // (`<agent>.ok` records its checked SHA-256 and stamp.)
+            name.starts_with("fedsim-") && !name.ends_with(".ok")
         })
         .expect("an installed agent");
     let real = std::fs::read(&agent).unwrap();
