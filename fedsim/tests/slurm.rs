@@ -607,7 +607,6 @@ fn the_slurm_profile_runs_a_sweep_on_a_real_single_node_slurm() {
         );
         for line in [
             format!("_slurm_rpc_submit_batch_job: JobId={id} "),
-            format!("sched: Allocate JobId={id} NodeList={} ", cluster.node),
             format!("_job_complete: JobId={id} WEXITSTATUS 0"),
         ] {
             assert!(
@@ -615,6 +614,20 @@ fn the_slurm_profile_runs_a_sweep_on_a_real_single_node_slurm() {
                 "job {id}: slurmctld.log lacks {line:?}\n{ctld}"
             );
         }
+        // Allocated on the node by the main scheduler, or by the backfill scheduler when that
+        // pass came first.
+        let allocated = [
+            format!("sched: Allocate JobId={id} NodeList={} ", cluster.node),
+            format!(
+                "sched/backfill: _start_job: Started JobId={id} in {PARTITION} on {}",
+                cluster.node
+            ),
+        ];
+        assert!(
+            allocated.iter().any(|l| ctld.contains(l)),
+            "job {id}: slurmctld.log shows no allocation on {} ({allocated:?})\n{ctld}",
+            cluster.node
+        );
         for line in [
             format!("Launching batch job {id} "),
             format!("launch task StepId={id}.0 "),
