@@ -29,6 +29,10 @@ const PREREQ: &str = include_str!("../../../provision/prereq.sh");
 /// Run directories kept on a site per scenario (older ones are removed at the next install).
 pub const KEEP_RUNS: usize = 5;
 
+/// How long a command that does real work on a site (checksums, unpacking the agent) may take:
+/// ten emulated VMs on two cores took more than the 20 s a plain command gets.
+const WORK_LIMIT: Duration = Duration::from_secs(300);
+
 /// How long a poll for a dead agent may wait for its host.
 pub(super) const POLL_LIMIT: Duration = Duration::from_secs(2);
 
@@ -362,7 +366,7 @@ fn survey(
         sum(format!("{dir}/{}", files.data_name)),
         sum(format!("{dir}/{}", crate::bundle::env::FILE)),
     );
-    let (status, out, err) = ssh.exec(&script)?;
+    let (status, out, err) = ssh.exec_within(&script, WORK_LIMIT)?;
     let value = |k: &str| value_of(&out, k);
     let failed = value("FAILED");
     if !failed.is_empty() {
@@ -402,10 +406,17 @@ fn upload_agent(ssh: &Ssh, package: &AgentPackage) -> Result<String, SshError> {
     let path = format!(".fedsim/bin/{}", package.name);
     let p = shell_quote(&path);
     ssh.upload(&package.gz, &format!("{path}.gz"), 0o700)?;
-    let out = ssh.run(
-        "agent unpack",
+    let (status, out, err) = ssh.exec_within(
         &format!("rm -f {p}.ok && gunzip -f {p}.gz && chmod 700 {p} && sha256sum {p}"),
+        WORK_LIMIT,
     )?;
+    if status != 0 {
+        return Err(SshError::Remote {
+            site: ssh.site.clone(),
+            what: "agent unpack".into(),
+            reason: format!("exit {status}: {}", last_line(err.trim())),
+        });
+    }
     let landed = out.split_whitespace().next().unwrap_or("missing");
     if landed != package.sha256 {
         return Err(SshError::Remote {
