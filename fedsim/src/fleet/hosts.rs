@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::package::AgentPackage;
 use super::remote::{
-    in_parallel, install_agent, other_run, prerequisites, step_error, KEEP_RUNS, POLL_LIMIT,
+    in_parallel, install_agent, other_run, package, prerequisites, step_error, KEEP_RUNS,
+    POLL_LIMIT,
 };
 use super::ssh::{shell_quote, Ssh};
 use super::tunnel::Tunnel;
@@ -279,10 +279,7 @@ fn threads_for(h: usize, hosts: &[Host], remote_cores: usize) -> usize {
 impl Fleet for HostFleet {
     fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
         use sha2::{Digest, Sha256};
-        let package = AgentPackage::build(&self.agent_exe).map_err(|e| FleetError::Install {
-            site: "controller".into(),
-            reason: format!("cannot package the agent: {e}"),
-        })?;
+        let package = package(&self.agent_exe)?;
         let mut files: BTreeMap<String, crate::bundle::BundleFiles> = BTreeMap::new();
         for b in bundles.iter_mut() {
             if let Some(f) = b.files.take() {

@@ -296,6 +296,14 @@ impl Prereqs {
     }
 }
 
+/// This build packaged for the sites; failing that, an install error of the controller's.
+pub(super) fn package(exe: &Path) -> Result<AgentPackage, FleetError> {
+    AgentPackage::build(exe).map_err(|e| FleetError::Install {
+        site: "controller".into(),
+        reason: format!("cannot package the agent: {e}"),
+    })
+}
+
 /// What one login found on a site before its install.
 struct Survey {
     pre: Prereqs,
@@ -483,10 +491,7 @@ fn threads_for(spec: &SiteSpec, all: &[SiteSpec], remote_cores: usize) -> usize 
 
 impl Fleet for SshFleet {
     fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
-        let package = AgentPackage::build(&self.agent_exe).map_err(|e| FleetError::Install {
-            site: "controller".into(),
-            reason: format!("cannot package the agent: {e}"),
-        })?;
+        let package = package(&self.agent_exe)?;
         let files: Vec<_> = bundles.iter_mut().map(|b| b.files.take()).collect();
         let dir = self.dir.clone();
         let work = self.work.clone();
