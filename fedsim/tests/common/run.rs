@@ -216,6 +216,28 @@ pub fn relays_and_dials(run_dir: &Path, sources: &[&str]) -> (Vec<String>, Vec<S
     )
 }
 
+/// The median over a run's answers (round 1 on) of the time a site's answer spent outside its
+/// computing: the link both ways plus the transport's own handling. Robust where the mean is not:
+/// emulated VMs on two cores answer with long, run-to-run different tails of scheduling delay.
+pub fn median_wire(out: &Path) -> f64 {
+    let m = metrics(out);
+    let mut v: Vec<f64> = m
+        .rounds
+        .iter()
+        .filter(|r| r.round > 0)
+        .flat_map(|r| &r.sites)
+        .map(|s| (s.answer_secs - s.compute_secs).max(0.0))
+        .collect();
+    assert!(!v.is_empty(), "no answers in {}", out.display());
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 /// Mean time from request to answer over the algorithm's rounds, of `site` or of every site.
 pub fn mean_answer(out: &Path, site: Option<&str>) -> f64 {
     let m = metrics(out);
