@@ -31,6 +31,7 @@ pub mod logs;
 pub mod metrics;
 pub mod partition;
 pub mod plan;
+pub mod platform;
 pub mod portal;
 pub mod probe;
 pub mod progress;

@@ -1105,10 +1105,20 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
         files.push(f.to_string_lossy().into_owned());
     }
     let command = |c: &Option<Vec<String>>| c.clone().unwrap_or_default();
+    let mut pooled = command(&a.pooled);
+    if let (Some(p), Some(program)) = (&s.platform, pooled.first_mut()) {
+        // A platform App's pooled counterpart runs with the App's Python (flwr's environment,
+        // where the App's packages are) when it names one by its bare name.
+        if let Ok(bin) = crate::platform::flower::find_flwr(p) {
+            if !program.contains('/') && bin.join(&*program).is_file() {
+                *program = bin.join(&*program).display().to_string();
+            }
+        }
+    }
     let spec = ExternalSpec {
         local: command(&a.local),
         aggregate: command(&a.aggregate),
-        pooled: command(&a.pooled),
+        pooled,
         files,
         workdir: workdir.clone(),
         max_rounds: a.max_rounds.unwrap_or(100),
@@ -1120,15 +1130,23 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
         ("aggregate", &spec.aggregate, Vec::new()),
         ("pooled", &spec.pooled, Vec::new()),
     ];
-    if s.fleet.provider == crate::scenario::Provider::Local {
+    if s.platform.is_some() {
+        // A platform's App does the local and aggregate steps; only its pooled command runs here.
+        checks.retain(|(key, _, _)| *key == "pooled");
+    } else if s.fleet.provider == crate::scenario::Provider::Local {
         checks.push(("local", &spec.local, spec.files.clone()));
     }
+    let section = if s.platform.is_some() {
+        "platform"
+    } else {
+        "algorithm"
+    };
     for (key, cmd, shipped) in checks {
         let program = &cmd[0];
         if !program_found(program, &workdir, &shipped) {
             return Err(s
                 .locate(
-                    &format!("algorithm.{key}"),
+                    &format!("{section}.{key}"),
                     format!(
                         "program {program:?} not found ({})",
                         if program.contains('/') {

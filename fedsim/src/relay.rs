@@ -147,7 +147,7 @@ impl Direction {
 
 /// Pump `from` into `to` through the link: a reader that stamps each chunk with its arrival,
 /// and a writer that delivers it then.
-fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction, epoch: Instant) {
+fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction, epoch: Instant, tap: Tap) {
     let (tx, rx) = mpsc::channel::<(Duration, Vec<u8>)>();
     let mut writer = to;
     std::thread::spawn(move || {
@@ -168,6 +168,11 @@ fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction, epoch: Instant) 
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(t) = &tap {
+                    if let Ok(mut f) = t.lock() {
+                        let _ = f.write_all(&buf[..n]);
+                    }
+                }
                 let at = dir.arrival(n, epoch.elapsed());
                 if tx.send((at, buf[..n].to_vec())).is_err() {
                     break;
@@ -176,6 +181,10 @@ fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction, epoch: Instant) 
         }
     }
 }
+
+/// Test hook: every byte the relays carry, both ways, appended to the file `FEDSIM_RECORD_RELAY`
+/// names (what an eavesdropper on the link would see).
+type Tap = Option<Arc<std::sync::Mutex<std::fs::File>>>;
 
 /// The relays of a run's linked sites.
 pub struct Relays {
@@ -194,12 +203,21 @@ impl Relays {
     ) -> std::io::Result<Relays> {
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
+        let tap: Tap = std::env::var_os("FEDSIM_RECORD_RELAY")
+            .and_then(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .ok()
+            })
+            .map(|f| Arc::new(std::sync::Mutex::new(f)));
         let mut addrs = BTreeMap::new();
         for (i, (site, link)) in links.iter().enumerate() {
             let listener = TcpListener::bind(SocketAddr::new(coordinator.ip(), 0))?;
             listener.set_nonblocking(true)?;
             addrs.insert(site.clone(), listener.local_addr()?);
-            let (link, stop, site) = (link.clone(), stop.clone(), site.clone());
+            let (link, stop, site, tap) = (link.clone(), stop.clone(), site.clone(), tap.clone());
             tracing::info!(phase = "launch", %site, link = %link.describe(), relay = %listener.local_addr()?, "link relay listening");
             std::thread::spawn(move || {
                 let mut connection = 0u64;
@@ -220,8 +238,10 @@ impl Relays {
                         (Ok(a), Ok(b)) => (a, b),
                         _ => continue,
                     };
-                    std::thread::spawn(move || pump(inbound, outbound, up, epoch));
-                    std::thread::spawn(move || pump(b, a, down, epoch));
+                    let tap2 = tap.clone();
+                    std::thread::spawn(move || pump(inbound, outbound, up, epoch, tap2));
+                    let tap2 = tap.clone();
+                    std::thread::spawn(move || pump(b, a, down, epoch, tap2));
                 }
                 tracing::debug!(%site, "link relay stopped");
             });

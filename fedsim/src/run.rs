@@ -383,6 +383,8 @@ struct Run<'a> {
     fleet_running: bool,
     enrolment: Option<Enrolment>,
     logs_collected: bool,
+    /// Log sources besides the controller and the sites (a platform's server, its run).
+    extra_logs: Vec<String>,
     /// Disk set aside in the run directory for the summary, should the disk fill.
     reserve: Option<crate::sys::fsio::Reserve>,
     /// Every controller log line carries the run id.
@@ -426,6 +428,7 @@ impl<'a> Run<'a> {
             fleet_running: false,
             enrolment: None,
             logs_collected: false,
+            extra_logs: Vec::new(),
             reserve,
             _span: span,
         }
@@ -455,9 +458,23 @@ impl<'a> Run<'a> {
             let probes = self.stage(Phase::Prep, |r| r.probe())?;
             found.findings.warnings.extend(probes);
         }
+        // A platform's nodes read the data file each bundle has, once installed.
+        let seats: Vec<(String, usize, String)> = bundles
+            .iter()
+            .map(|b| {
+                let data = b.files.as_ref().map(|f| f.data_name.clone());
+                (b.name.clone(), b.rows, data.unwrap_or_default())
+            })
+            .collect();
         self.stage(Phase::Provision, |r| r.provision(&mut bundles))?;
-        self.stage(Phase::Enrol, |r| r.enrol(people))?;
-        let fed = self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?;
+        let fed = match &self.scenario.platform {
+            // The platform brings its own enrolment and federation.
+            Some(spec) => self.stage(Phase::Federate, |r| r.federate_platform(spec, &seats))?,
+            None => {
+                self.stage(Phase::Enrol, |r| r.enrol(people))?;
+                self.stage(Phase::Federate, |r| r.federate(listener, addr, &bundles))?
+            }
+        };
         found.connect_secs = Some(fed.connect_secs);
         found.rounds = fed.rounds;
         found.findings.warnings.extend(fed.warnings);
@@ -892,6 +909,217 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// federate on a platform (`[platform]`): its server at the coordinator, a node per site
+    /// (behind the site's link relay when it has one), the App's run under the scenario's faults;
+    /// then the same App in the platform's own simulation on the same partitions, side by side.
+    fn federate_platform(
+        &mut self,
+        spec: &crate::scenario::PlatformSpec,
+        seats: &[(String, usize, String)],
+    ) -> Result<Federated, Stop> {
+        use crate::platform::{self, flower::Flower, SiteSeat};
+        let scenario = self.scenario;
+        // Each node logs straight into the run's logs; there is no agent log to pull.
+        self.logs_collected = true;
+        let bin = platform::flower::find_flwr(spec).map_err(|e| {
+            self.input_error = true;
+            Stop::failed(e.to_string())
+        })?;
+        let paths = self.dir.fleet_paths();
+        let sites: Vec<SiteSeat> = seats
+            .iter()
+            .enumerate()
+            .map(|(index, (name, _, data))| {
+                let dir = std::path::absolute(paths.sites.join(name))
+                    .unwrap_or_else(|_| paths.sites.join(name));
+                SiteSeat {
+                    name: name.clone(),
+                    index,
+                    sites: seats.len(),
+                    data: dir.join(data),
+                    dir,
+                }
+            })
+            .collect();
+        let root = std::path::absolute(self.dir.path()).unwrap_or_else(|_| self.dir.path().into());
+        let logs = std::path::absolute(self.dir.logs()).unwrap_or_else(|_| self.dir.logs());
+        let failed = |e: platform::PlatformError| match e {
+            platform::PlatformError::Cancelled => Stop::Cancelled,
+            e => Stop::failed(e.to_string()),
+        };
+        let timeout = Duration::from_secs_f64(spec.timeout_secs);
+        self.progress.phase(format!(
+            "federate: the Flower App {} on {} sites",
+            spec.app.display(),
+            sites.len()
+        ));
+        // Linked sites' nodes dial their relay, which forwards to the SuperLink once it is up.
+        let linked: Vec<(String, crate::scenario::SiteLink)> = sites
+            .iter()
+            .filter_map(|s| scenario.link_of(&s.name).map(|l| (s.name.clone(), l)))
+            .collect();
+        let relays = std::sync::Mutex::new(None::<crate::relay::Relays>);
+        let dial = |site: &str, server: SocketAddr| {
+            let mut r = relays.lock().expect("relays");
+            if r.is_none() {
+                match crate::relay::Relays::start(&linked, server, scenario.scenario.seed) {
+                    Ok(started) => *r = Some(started),
+                    Err(e) => {
+                        tracing::warn!(phase = "federate", error = %e, "cannot start the link relays; sites dial the SuperLink directly")
+                    }
+                }
+            }
+            r.as_ref()
+                .map_or(server, |r| r.addrs().get(site).copied().unwrap_or(server))
+        };
+        let fed = &scenario.federation;
+        let go_on = fed.on_dropout == OnDropout::Continue;
+        let mut deployment = Flower::new(spec, bin.clone(), &root, &logs, false, sites.len())
+            .map_err(failed)?
+            .with_min_nodes(if go_on { fed.min_sites } else { sites.len() });
+        self.extra_logs.extend(deployment.log_sources());
+        self.fleet_running = true;
+        let deployed = platform::deploy(
+            &mut deployment,
+            &sites,
+            &dial,
+            &scenario.faults,
+            timeout,
+            !go_on,
+        );
+        drop(deployment);
+        drop(relays);
+        self.fleet_running = false;
+        let lost: Vec<LostSite> = deployed
+            .lost
+            .iter()
+            .map(|(site, round, cause)| LostSite {
+                site: site.clone(),
+                round: *round,
+                cause: cause.clone(),
+            })
+            .collect();
+        let deployed_result = match deployed.result {
+            Err(platform::PlatformError::Cancelled) => return Err(Stop::Cancelled),
+            Err(e) => {
+                let site = lost.first().map(|l| l.site.clone());
+                let mut message = match (&site, &e) {
+                    (Some(s), platform::PlatformError::Timeout(_)) => {
+                        format!("{e} (after {s} was lost: {})", lost[0].cause)
+                    }
+                    _ => e.to_string(),
+                };
+                if !deployed.notes.is_empty() {
+                    message.push_str(&format!("; Flower said: {}", deployed.notes.join("; ")));
+                }
+                return Err(Stop::Failed { site, message });
+            }
+            Ok(r) => r,
+        };
+        // Flower's own simulation of the same App on the same partitions.
+        let mut side = platform::Side {
+            platform: "flower".into(),
+            deployment: Some(deployed_result.clone()),
+            simulation: None,
+            simulation_error: None,
+            max_rel_diff: None,
+        };
+        if spec.simulation {
+            self.progress
+                .phase("federate: the same App in Flower's simulation engine");
+            let mut sim =
+                Flower::new(spec, bin, &root, &logs, true, sites.len()).map_err(failed)?;
+            self.extra_logs.extend(sim.log_sources());
+            let simulated = platform::deploy(&mut sim, &sites, &|_, a| a, &[], timeout, true);
+            match simulated.result {
+                Err(platform::PlatformError::Cancelled) => return Err(Stop::Cancelled),
+                Err(e) => side.simulation_error = Some(e.to_string()),
+                Ok(r) => {
+                    side.max_rel_diff = platform::max_rel_diff(&deployed_result.result, &r.result);
+                    side.simulation = Some(r);
+                }
+            }
+        }
+        let mut warnings = Vec::new();
+        if !deployed.notes.is_empty() {
+            // What Flower did with the lost sites, in its own words.
+            warnings.push(Warning {
+                kind: "platform".into(),
+                message: format!(
+                    "Flower went on without lost sites: {}",
+                    deployed.notes.join("; ")
+                ),
+                site: lost.first().map(|l| l.site.clone()),
+            });
+        }
+        match (&side.simulation_error, side.max_rel_diff) {
+            (Some(e), _) => warnings.push(Warning {
+                kind: "simulation".into(),
+                message: format!("Flower's simulation of the App gave no result: {e}"),
+                site: None,
+            }),
+            (None, Some(d)) if d > scenario.compare.tolerance => warnings.push(Warning {
+                kind: "simulation".into(),
+                message: format!(
+                    "the deployment and Flower's simulation of the same App differ by up to {d:.3e} (relative){}",
+                    if lost.is_empty() { "" } else { ": the deployment lost sites the simulation kept" }
+                ),
+                site: None,
+            }),
+            _ => {}
+        }
+        if let Err(e) = self.dir.write_platform(&side) {
+            tracing::warn!(phase = "federate", error = %e, "platform.json not written");
+        }
+        let survivors: Vec<&(String, usize, String)> = seats
+            .iter()
+            .filter(|(name, _, _)| !lost.iter().any(|l| l.site == *name))
+            .collect();
+        let joined = survivors
+            .iter()
+            .map(|(name, rows, _)| coordinator::JoinedSite {
+                name: name.clone(),
+                pid: 0,
+                rows: *rows as u64,
+                agent_version: "flwr".into(),
+                dropped: 0,
+                levels: Default::default(),
+            })
+            .collect();
+        let mut result = deployed_result.result.clone();
+        result.n = survivors.iter().map(|(_, rows, _)| rows).sum();
+        // Each round's wall time, as the ServerApp measured it.
+        let mut at = 0.0;
+        let rounds = deployed_result
+            .round_ends
+            .iter()
+            .enumerate()
+            .map(|(i, end)| {
+                let r = RoundMetrics {
+                    round: i as u32 + 1,
+                    analysis: None,
+                    wall_secs: end - at,
+                    sites: Vec::new(),
+                };
+                at = *end;
+                r
+            })
+            .collect();
+        Ok(Federated {
+            analyses: vec![Analysed {
+                result: Ok(result),
+                joined,
+                agreed: Default::default(),
+                lost: lost.clone(),
+            }],
+            ended: None,
+            lost,
+            warnings,
+            connect_secs: deployed.connect_secs,
+            rounds,
+        })
+    }
+
     /// What one analysis's result must be read with: a level only one site holds, event times
     /// sent in clear. With several analyses, each warning names its analysis.
     fn analysis_warnings(&self, analysed: &Analysed, plan: &Plan) -> Vec<Warning> {
@@ -1148,13 +1376,20 @@ impl<'a> Run<'a> {
         let head = || SummaryHead {
             scenario: self.scenario.scenario.name.clone(),
             run_id: self.run_id.clone(),
-            algorithm: self
-                .plan
-                .analyses
-                .iter()
-                .map(|p| p.config.kind().as_str())
-                .collect::<Vec<_>>()
-                .join("+"),
+            algorithm: match &self.scenario.platform {
+                // The App is the analysis.
+                Some(p) => format!(
+                    "flower app {}",
+                    p.app.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                None => self
+                    .plan
+                    .analyses
+                    .iter()
+                    .map(|p| p.config.kind().as_str())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            },
         };
         let mut summary = Summary::decide(head(), self.sites.clone(), findings);
         log_end(&summary);
@@ -1170,7 +1405,8 @@ impl<'a> Run<'a> {
         }
         logs::detach();
         let names: Vec<String> = self.sites.iter().map(|s| s.name.clone()).collect();
-        if let Err(e) = self.dir.merge_logs(&names) {
+        let sources: Vec<String> = names.iter().chain(&self.extra_logs).cloned().collect();
+        if let Err(e) = self.dir.merge_logs(&sources) {
             unwritten.push(format!("logs/merged.jsonl: {e}"));
         }
         let analyses: Vec<String> = self.plan.analyses.iter().map(|p| p.name.clone()).collect();

@@ -264,6 +264,16 @@ impl RunDir {
     pub fn write_metrics(&self, metrics: &Metrics) -> Result<(), RunDirError> {
         self.write_json(&self.metrics_json(), metrics)
     }
+    /// A platform's run against its own simulation (`[platform]`): the report's side-by-side.
+    pub fn platform_json(&self) -> PathBuf {
+        self.0.join("platform.json")
+    }
+    pub fn write_platform(&self, p: &crate::platform::Side) -> Result<(), RunDirError> {
+        self.write_json(&self.platform_json(), p)
+    }
+    pub fn read_platform(&self) -> Option<crate::platform::Side> {
+        read_json(&self.platform_json()).ok()
+    }
     pub fn write_projection(&self, p: &crate::clock::Projection) -> Result<(), RunDirError> {
         self.write_json(&self.projection_json(), p)
     }

@@ -7,6 +7,7 @@
 
 mod across;
 pub mod junit;
+mod platform;
 mod plots;
 mod projection;
 mod survival;
@@ -481,6 +482,7 @@ pub fn render(run: &RunView) -> Result<String, ReportError> {
         }
     }
     h.push_str(&projection::section(run));
+    h.push_str(&platform::section(run));
     h.push_str("<h2>Costs</h2><table id=\"metrics\"><tr><th>phase</th><th>seconds</th></tr>");
     for (phase, secs) in &m.phases {
         let _ = write!(h, "<tr><td>{}</td><td>{secs:.3}</td></tr>", esc(phase));

@@ -19,6 +19,7 @@ mod locate;
 mod meta;
 mod overrides;
 mod partition;
+mod platform;
 mod privacy;
 mod vm;
 
@@ -39,6 +40,7 @@ pub use locate::{parse_located, Locate};
 pub use meta::Meta;
 pub use overrides::{FleetFile, Set};
 pub use partition::{PartitionKind, PartitionSpec, Strategy};
+pub use platform::{PlatformKind, PlatformSpec};
 pub use privacy::{DpSpec, Mechanism, OnRefusal, Preset, PrivacySpec, RuleSpec, SiteRules};
 pub use vm::{Accel, VmSpec};
 
@@ -77,6 +79,8 @@ pub struct Scenario {
     pub availability: Vec<AvailabilitySpec>,
     /// Whether the run waits as the study would, or projects it on a simulated clock.
     pub clock: ClockSpec,
+    /// A third-party platform (Flower) run on the sites instead of fedsim's own federation.
+    pub platform: Option<PlatformSpec>,
     /// The file this scenario came from (not a TOML key).
     pub source: PathBuf,
     /// A view of one `[[analysis]]` entry: its index, so errors point at its keys.
@@ -117,17 +121,22 @@ struct ScenarioFile {
     availability: Vec<AvailabilitySpec>,
     #[serde(default, skip_serializing_if = "ClockSpec::is_unset")]
     clock: ClockSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform: Option<PlatformSpec>,
 }
 
 impl TryFrom<ScenarioFile> for Scenario {
     type Error = String;
 
     fn try_from(f: ScenarioFile) -> Result<Scenario, String> {
-        let algorithm = match (f.algorithm, f.analysis.first()) {
-            (Some(a), None) => a,
-            (None, Some(first)) => first.clone(),
-            (None, None) => return Err("missing section [algorithm]: say what the sites compute in [algorithm], or in [[analysis]] entries to run several analyses".into()),
-            (Some(_), Some(_)) => return Err("[algorithm] and [[analysis]] both given: one analysis goes in [algorithm], several in [[analysis]] entries (each with its name)".into()),
+        let algorithm = match (f.algorithm, f.analysis.first(), &f.platform) {
+            // The App computes; fedsim runs its pooled counterpart as the baseline.
+            (None, None, Some(p)) => p.as_algorithm(),
+            (_, _, Some(_)) => return Err("[platform] runs the App's own analysis: leave out [algorithm] and [[analysis]] (the App's pooled counterpart is platform.pooled)".into()),
+            (Some(a), None, None) => a,
+            (None, Some(first), None) => first.clone(),
+            (None, None, None) => return Err("missing section [algorithm]: say what the sites compute in [algorithm], or in [[analysis]] entries to run several analyses".into()),
+            (Some(_), Some(_), None) => return Err("[algorithm] and [[analysis]] both given: one analysis goes in [algorithm], several in [[analysis]] entries (each with its name)".into()),
         };
         Ok(Scenario {
             scenario: f.scenario,
@@ -146,6 +155,7 @@ impl TryFrom<ScenarioFile> for Scenario {
             links: f.links,
             availability: f.availability,
             clock: f.clock,
+            platform: f.platform,
             source: PathBuf::new(),
             view: None,
         })
@@ -159,7 +169,8 @@ impl From<Scenario> for ScenarioFile {
             data: s.data,
             partition: s.partition,
             fleet: s.fleet,
-            algorithm: s.analysis.is_empty().then_some(s.algorithm),
+            // A platform's algorithm is made from `[platform]`, not written.
+            algorithm: (s.analysis.is_empty() && s.platform.is_none()).then_some(s.algorithm),
             analysis: s.analysis,
             compare: s.compare,
             federation: s.federation,
@@ -171,6 +182,7 @@ impl From<Scenario> for ScenarioFile {
             links: s.links,
             availability: s.availability,
             clock: s.clock,
+            platform: s.platform,
         }
     }
 }
@@ -389,6 +401,9 @@ impl Scenario {
         for a in &mut self.availability {
             a.trace = a.trace.as_deref().map(&f);
         }
+        if let Some(p) = &mut self.platform {
+            p.map_paths(&f);
+        }
     }
 
     /// The scenario with every path absolute (against the working directory), as a run records
@@ -448,7 +463,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         }
         _ => s,
     };
-    let sections: [SectionCheck; 13] = [
+    let sections: [SectionCheck; 14] = [
         meta::validate,
         data::validate,
         partition::validate,
@@ -462,6 +477,7 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         clock::validate,
         availability::validate,
         privacy::validate,
+        platform::validate,
     ];
     if s.analysis.is_empty() {
         return sections.iter().try_for_each(|check| check(s, at));

@@ -1,0 +1,489 @@
+//! Flower's deployment engine as a platform: `flower-superlink` at the coordinator (TLS with the
+//! run's certificates unless `insecure`), one `flower-supernode` per site in the site's folder
+//! with `--node-config` naming its partition and data file, and `flwr run` of the App, streamed
+//! into the run's log. The same adapter with `simulation` runs the App in Flower's own simulation
+//! engine (a SuperLink started with `--simulation`) on the same partitions, for the side-by-side.
+//!
+//! The App's side of the contract (docs/flower.md): the ServerApp writes `result.json`
+//! (`{"result": {name: number}, "rounds": [seconds]}`) into the run config's `result-dir`, and
+//! waits for `min-nodes` nodes; a ClientApp reads its rows from the node config's `data-path`, or
+//! in the simulation from `partition-<partition-id>.csv` in `partition-dir`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::certs::{self, Certs};
+use super::procs::{self, Proc};
+use super::{Platform, PlatformError, PlatformResult, SiteSeat};
+use crate::algorithms::Estimates;
+use crate::scenario::PlatformSpec;
+
+/// Where flwr's programs are, as the scenario, `FEDSIM_FLWR`, `PATH` or `.ci/run`'s venv has them.
+pub fn find_flwr(spec: &PlatformSpec) -> Result<PathBuf, PlatformError> {
+    let with_bin = |p: PathBuf| {
+        if p.join("bin").join("flower-superlink").is_file() {
+            p.join("bin")
+        } else {
+            p
+        }
+    };
+    let given = spec
+        .flwr
+        .clone()
+        .or_else(|| std::env::var_os("FEDSIM_FLWR").map(PathBuf::from));
+    let candidates: Vec<PathBuf> = match given {
+        Some(p) => vec![with_bin(p)],
+        None => crate::sys::proc::which("flower-superlink")
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .into_iter()
+            .chain(
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fedsim-flwr/bin")),
+            )
+            .collect(),
+    };
+    candidates
+        .into_iter()
+        .find(|d| {
+            ["flower-superlink", "flower-supernode", "flwr"]
+                .iter()
+                .all(|p| d.join(p).is_file())
+        })
+        .ok_or_else(|| {
+            PlatformError::Missing(
+                "Flower is not installed: no flower-superlink, flower-supernode and flwr in platform.flwr, FEDSIM_FLWR, PATH or ~/.cache/fedsim-flwr; install it with: python3 -m venv ~/.cache/fedsim-flwr && ~/.cache/fedsim-flwr/bin/pip install 'flwr[simulation]==1.42.*' numpy".into(),
+            )
+        })
+}
+
+/// The Flower adapter for one run: the deployment, or (with `simulation`) Flower's simulation.
+pub struct Flower {
+    spec: PlatformSpec,
+    bin: PathBuf,
+    /// `<run>/flower/<deployment|simulation>`: certificates, Flower's homes, the result.
+    dir: PathBuf,
+    /// The run's `logs/`.
+    logs: PathBuf,
+    simulation: bool,
+    sites: usize,
+    certs: Option<Certs>,
+    superlink: Option<Proc>,
+    addr: Option<SocketAddr>,
+    nodes: Vec<(String, Proc)>,
+    run: Option<Proc>,
+    round: Arc<AtomicU32>,
+    /// Flower's words on failures, from the run's stream.
+    notes: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The fewest nodes the ServerApp waits for (all, unless the run may go on without some).
+    min_nodes: usize,
+    submitted: Option<Instant>,
+    finished: Option<Instant>,
+}
+
+impl Flower {
+    pub fn new(
+        spec: &PlatformSpec,
+        bin: PathBuf,
+        run_dir: &Path,
+        logs: &Path,
+        simulation: bool,
+        sites: usize,
+    ) -> Result<Flower, PlatformError> {
+        let dir = run_dir.join("flower").join(if simulation {
+            "simulation"
+        } else {
+            "deployment"
+        });
+        for d in [dir.join("result"), dir.join("home"), logs.to_path_buf()] {
+            std::fs::create_dir_all(&d).map_err(|e| PlatformError::Io {
+                path: d.clone(),
+                source: e,
+            })?;
+        }
+        Ok(Flower {
+            spec: spec.clone(),
+            bin,
+            dir,
+            logs: logs.to_path_buf(),
+            simulation,
+            sites,
+            certs: None,
+            superlink: None,
+            addr: None,
+            nodes: Vec::new(),
+            run: None,
+            round: Arc::new(AtomicU32::new(0)),
+            notes: Default::default(),
+            min_nodes: sites,
+            submitted: None,
+            finished: None,
+        })
+    }
+
+    /// Let the ServerApp go on with as few as `n` nodes (`on_dropout = "continue"`).
+    pub fn with_min_nodes(mut self, n: usize) -> Flower {
+        self.min_nodes = n.clamp(1, self.sites.max(1));
+        self
+    }
+
+    /// The log sources this adapter writes (`logs/<source>.jsonl`).
+    pub fn log_sources(&self) -> Vec<String> {
+        match self.simulation {
+            true => vec!["flower-simulation".into()],
+            false => vec!["flower-superlink".into(), "flwr-run".into()],
+        }
+    }
+
+    fn log(&self, source: &str) -> PathBuf {
+        self.logs.join(format!("{source}.jsonl"))
+    }
+
+    fn partition_dir(&self) -> PathBuf {
+        self.dir.join("partitions")
+    }
+
+    fn program(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// The environment every Flower process gets: its home in the run, flwr's bin first on PATH.
+    fn env(&self, home: &Path) -> Vec<(&'static str, String)> {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        vec![
+            ("HOME", home.display().to_string()),
+            ("FLWR_HOME", home.join(".flwr").display().to_string()),
+            ("PATH", path),
+        ]
+    }
+
+    fn write(&self, path: &Path, text: &str) -> Result<(), PlatformError> {
+        crate::sys::fsio::write_atomic(path, text.as_bytes()).map_err(|e| PlatformError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    }
+
+    /// The run config fedsim hands `flwr run`: the scenario's, then the keys fedsim sets.
+    fn run_config(&self) -> toml::Table {
+        let mut t = self.spec.run_config.clone();
+        let set = |t: &mut toml::Table, k: &str, v: toml::Value| {
+            t.insert(k.to_string(), v);
+        };
+        set(
+            &mut t,
+            "num-server-rounds",
+            toml::Value::Integer(self.spec.rounds.into()),
+        );
+        set(
+            &mut t,
+            "min-nodes",
+            toml::Value::Integer(self.min_nodes as i64),
+        );
+        set(
+            &mut t,
+            "result-dir",
+            toml::Value::String(self.dir.join("result").display().to_string()),
+        );
+        if self.simulation {
+            set(
+                &mut t,
+                "partition-dir",
+                toml::Value::String(self.partition_dir().display().to_string()),
+            );
+        }
+        t
+    }
+}
+
+impl Platform for Flower {
+    fn name(&self) -> &'static str {
+        "flower"
+    }
+
+    fn start_server(&mut self) -> Result<SocketAddr, PlatformError> {
+        let port = procs::free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            // No index to install an App's dependencies from: the environment has them.
+            "--disable-runtime-dependency-installation".into(),
+            "--database".into(),
+            ":flwr-in-memory-state:".into(),
+        ];
+        if self.simulation {
+            args.push("--simulation".into());
+        }
+        if self.spec.insecure {
+            args.push("--insecure".into());
+        } else {
+            let c = certs::make(&self.dir)?;
+            args.extend([
+                "--ssl-certfile".into(),
+                c.server_cert.display().to_string(),
+                "--ssl-keyfile".into(),
+                c.server_key.display().to_string(),
+                "--ssl-ca-certfile".into(),
+                c.ca.display().to_string(),
+            ]);
+            self.certs = Some(c);
+        }
+        let home = self.dir.join("home").join("superlink");
+        let _ = std::fs::create_dir_all(&home);
+        let source = self.log_sources()[0].clone();
+        let mut p = procs::spawn(
+            "flower-superlink",
+            &self.program("flower-superlink"),
+            &args,
+            &self.dir,
+            &self.env(&home),
+            &self.log(&source),
+            None,
+        )?;
+        let up = procs::wait_listening(&mut p, addr, 60);
+        self.superlink = Some(p);
+        up?;
+        tracing::info!(phase = "federate", platform = "flower", %addr, simulation = self.simulation, tls = !self.spec.insecure, "SuperLink up");
+        self.addr = Some(addr);
+        Ok(addr)
+    }
+
+    fn start_site(&mut self, site: &SiteSeat, dial: SocketAddr) -> Result<(), PlatformError> {
+        if self.simulation {
+            // Flower's simulation makes its own nodes: it gets the site's rows as a partition.
+            let dir = self.partition_dir();
+            let _ = std::fs::create_dir_all(&dir);
+            let to = dir.join(format!("partition-{}.csv", site.index));
+            return std::fs::copy(&site.data, &to)
+                .map(|_| ())
+                .map_err(|e| PlatformError::Io {
+                    path: to,
+                    source: e,
+                });
+        }
+        let port = procs::free_port()?;
+        let data = toml::Value::String(site.data.display().to_string());
+        let mut args: Vec<String> = vec![
+            "--superlink".into(),
+            dial.to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--node-config".into(),
+            format!(
+                "partition-id={} num-partitions={} data-path={data}",
+                site.index, site.sites
+            ),
+        ];
+        match &self.certs {
+            Some(c) => args.extend(["--root-certificates".into(), c.ca.display().to_string()]),
+            None => args.push("--insecure".into()),
+        }
+        let home = site.dir.join("flower-home");
+        let _ = std::fs::create_dir_all(&home);
+        let p = procs::spawn(
+            &format!("flower-supernode {}", site.name),
+            &self.program("flower-supernode"),
+            &args,
+            &site.dir,
+            &self.env(&home),
+            &self.logs.join(format!("{}.jsonl", site.name)),
+            None,
+        )?;
+        self.nodes.push((site.name.clone(), p));
+        Ok(())
+    }
+
+    fn start_run(&mut self) -> Result<(), PlatformError> {
+        let addr = self.addr.expect("server started");
+        let home = self.dir.join("home").join("flwr");
+        let flwr_home = home.join(".flwr");
+        std::fs::create_dir_all(&flwr_home).map_err(|e| PlatformError::Io {
+            path: flwr_home.clone(),
+            source: e,
+        })?;
+        // The one SuperLink `flwr run` knows: this run's, in a home of the run's own.
+        let mut conn = toml::Table::new();
+        conn.insert("address".into(), toml::Value::String(addr.to_string()));
+        match &self.certs {
+            Some(c) => conn.insert(
+                "root-certificates".into(),
+                toml::Value::String(c.ca.display().to_string()),
+            ),
+            None => conn.insert("insecure".into(), toml::Value::Boolean(true)),
+        };
+        let mut links = toml::Table::new();
+        links.insert("default".into(), toml::Value::String("fedsim".into()));
+        links.insert("fedsim".into(), toml::Value::Table(conn));
+        let mut config = toml::Table::new();
+        config.insert("superlink".into(), toml::Value::Table(links));
+        self.write(&flwr_home.join("config.toml"), &config.to_string())?;
+        let rc = self.dir.join("run-config.toml");
+        self.write(&rc, &self.run_config().to_string())?;
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            self.spec.app.display().to_string(),
+            "fedsim".into(),
+            "--run-config".into(),
+            rc.display().to_string(),
+            "--stream".into(),
+        ];
+        if self.simulation {
+            args.extend([
+                "--federation-config".into(),
+                format!("num-supernodes={}", self.sites),
+            ]);
+        }
+        // Flower's rounds as the ServerApp logs them: "[ROUND 3/10]".
+        let (round, notes) = (self.round.clone(), self.notes.clone());
+        let on_line: procs::OnLine = Box::new(move |line: &str| {
+            let failed = line.contains("Received error in reply")
+                || (line.contains("aggregate_train: Received") && !line.contains(" 0 failures"));
+            if failed {
+                if let Ok(mut n) = notes.lock() {
+                    if n.len() < 50 {
+                        let at = round.load(Ordering::SeqCst);
+                        let said = line.split_once(':').map_or(line, |(_, rest)| rest).trim();
+                        n.push(format!("round {at}: {said}"));
+                    }
+                }
+            }
+            if let Some(r) = line
+                .split("[ROUND ")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|r| r.trim().parse::<u32>().ok())
+            {
+                round.fetch_max(r, Ordering::SeqCst);
+            }
+        });
+        let source = self.log_sources().last().cloned().expect("a source");
+        let p = procs::spawn(
+            "flwr run",
+            &self.program("flwr"),
+            &args,
+            &self.dir,
+            &self.env(&home),
+            &self.log(&source),
+            Some(on_line),
+        )?;
+        tracing::info!(phase = "federate", platform = "flower", app = %self.spec.app.display(), rounds = self.spec.rounds, simulation = self.simulation, "flwr run submitted");
+        self.submitted = Some(Instant::now());
+        self.run = Some(p);
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Option<Result<(), PlatformError>> {
+        if let Some(s) = self.superlink.as_mut().and_then(Proc::exited) {
+            return Some(Err(PlatformError::Run(format!(
+                "the SuperLink exited during the run ({s}); its log: {}",
+                self.superlink
+                    .as_ref()
+                    .map(|p| p.log.display().to_string())
+                    .unwrap_or_default()
+            ))));
+        }
+        let run = self.run.as_mut()?;
+        let status = run.exited()?;
+        self.finished = Some(Instant::now());
+        if self.dir.join("result").join("result.json").is_file() {
+            return Some(Ok(()));
+        }
+        Some(Err(PlatformError::Run(format!(
+            "flwr run ended ({status}) and the ServerApp wrote no result.json; the run's log: {}",
+            run.log.display()
+        ))))
+    }
+
+    fn round(&self) -> u32 {
+        self.round.load(Ordering::SeqCst)
+    }
+
+    fn dead_site(&mut self) -> Option<(String, String)> {
+        self.nodes.iter_mut().find_map(|(site, p)| {
+            p.exited()
+                .map(|s| (site.clone(), format!("its SuperNode exited ({s})")))
+        })
+    }
+
+    fn kill_site(&mut self, site: &str) -> Result<(), PlatformError> {
+        let (_, p) = self
+            .nodes
+            .iter_mut()
+            .find(|(s, _)| s == site)
+            .ok_or_else(|| PlatformError::Fault {
+                site: site.into(),
+                kind: crate::scenario::FaultKind::Kill,
+                reason: "no such site runs a SuperNode".into(),
+            })?;
+        p.kill();
+        Ok(())
+    }
+
+    fn result(&mut self) -> Result<PlatformResult, PlatformError> {
+        let path = self.dir.join("result").join("result.json");
+        let bad = |m: String| PlatformError::Run(format!("{}: {m}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let named = crate::algorithms::external::parse_result(&v, "the ServerApp")
+            .map_err(|e| bad(e.to_string()))?;
+        let round_ends = v
+            .get("rounds")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
+        let run_secs = match (self.submitted, self.finished) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64(),
+            _ => 0.0,
+        };
+        Ok(PlatformResult {
+            result: Estimates {
+                named,
+                ..Default::default()
+            },
+            round_ends,
+            run_secs,
+            first_round_secs: 0.0,
+            peak_pss_kib: 0,
+        })
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.superlink
+            .iter()
+            .chain(self.nodes.iter().map(|(_, p)| p))
+            .chain(&self.run)
+            .map(|p| p.child.id())
+            .collect()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        let grace = Duration::from_secs(3);
+        // The run first, then the nodes, the SuperLink last (so nodes do not spin reconnecting).
+        if let Some(p) = self.run.take() {
+            p.stop(grace);
+        }
+        for (_, p) in self.nodes.drain(..) {
+            p.stop(grace);
+        }
+        if let Some(p) = self.superlink.take() {
+            p.stop(grace);
+        }
+    }
+}
+
+impl Drop for Flower {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

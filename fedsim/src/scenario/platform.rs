@@ -1,0 +1,134 @@
+//! `[platform]`: a third-party federated platform run on the sites instead of fedsim's own
+//! federation (Flower's deployment engine), its App, and the App's pooled counterpart.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{AlgorithmSpec, Locate, Provider, Scenario, ScenarioError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformKind {
+    /// Flower's deployment engine: `flower-superlink`, one `flower-supernode` per site, `flwr run`.
+    Flower,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSpec {
+    pub kind: PlatformKind,
+    /// The Flower App's directory (its `pyproject.toml` with `[tool.flwr.app]`).
+    pub app: PathBuf,
+    /// Server rounds: the App's `num-server-rounds`.
+    pub rounds: u32,
+    /// The App's pooled counterpart, run in the App's directory on the pooled rows (their file in
+    /// `FEDSIM_DATA`), answering `{"result": {...}}` like the external protocol's `pooled`.
+    pub pooled: Vec<String>,
+    /// More of the App's run config (`[tool.flwr.app.config]` keys), as `flwr run --run-config`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub run_config: toml::Table,
+    /// Where flwr is: a venv or its `bin` folder (default: `FEDSIM_FLWR`, then `PATH`, then
+    /// `~/.cache/fedsim-flwr`, where `.ci/run` installs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flwr: Option<PathBuf>,
+    /// Also run the App in Flower's own simulation engine on the same partitions, and compare.
+    #[serde(default = "yes")]
+    pub simulation: bool,
+    /// Plain HTTP between SuperNodes and the SuperLink: only on loopback, and only if asked for.
+    #[serde(default)]
+    pub insecure: bool,
+    /// How long the whole Flower run may take, start to result.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_timeout() -> f64 {
+    600.0
+}
+
+impl PlatformSpec {
+    /// The analysis the rest of the pipeline sees: an external algorithm whose only command that
+    /// runs is `pooled` (the baseline), in the App's directory. Its `local` and `aggregate` are
+    /// the App's, run by Flower, never by fedsim.
+    pub fn as_algorithm(&self) -> AlgorithmSpec {
+        let mut a: AlgorithmSpec = toml::from_str(
+            "kind = \"external\"\nlocal = [\"flower-clientapp\"]\naggregate = [\"flower-serverapp\"]\npooled = [\"pooled\"]\n",
+        )
+        .expect("a well-formed external algorithm");
+        a.pooled = Some(self.pooled.clone());
+        a.workdir = Some(self.app.clone());
+        a
+    }
+
+    pub(super) fn map_paths(&mut self, f: &impl Fn(&Path) -> PathBuf) {
+        self.app = f(&self.app);
+        self.flwr = self.flwr.as_deref().map(f);
+    }
+}
+
+/// A platform runs on local sites (for now), within sane rounds and time, on loopback only
+/// when insecure.
+pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
+    let Some(p) = &s.platform else {
+        return Ok(());
+    };
+    if p.rounds == 0 || p.rounds > 10_000 {
+        return Err(at(
+            "platform.rounds",
+            format!("expected 1 to 10000 rounds, found {}", p.rounds),
+        ));
+    }
+    if p.pooled.first().is_none_or(|c| c.trim().is_empty()) {
+        return Err(at(
+            "platform.pooled",
+            "expected a command: a program and its arguments, e.g. [\"python3\", \"pooled.py\"]"
+                .into(),
+        ));
+    }
+    if !(p.timeout_secs.is_finite() && p.timeout_secs > 0.0) {
+        return Err(at(
+            "platform.timeout_secs",
+            format!("expected seconds > 0, found {}", p.timeout_secs),
+        ));
+    }
+    if s.fleet.provider != Provider::Local {
+        return Err(at(
+            "fleet.provider",
+            format!(
+                "[platform] kind = \"flower\" runs on local sites in this version, found provider \"{}\"",
+                s.fleet.provider
+            ),
+        ));
+    }
+    for key in [
+        "result-dir",
+        "min-nodes",
+        "partition-dir",
+        "num-server-rounds",
+    ] {
+        if p.run_config.contains_key(key) {
+            return Err(at(
+                &format!("platform.run_config.{key}"),
+                "set by fedsim (see docs/flower.md); leave it out".into(),
+            ));
+        }
+    }
+    if s.clock.simulated() {
+        return Err(at(
+            "clock.mode",
+            "a platform runs on the real clock: Flower keeps its own time".into(),
+        ));
+    }
+    if s.federation.secure_aggregation || s.privacy.dp.is_some() || s.gui.enabled {
+        return Err(at(
+            "platform",
+            "secure aggregation, differential privacy and the portal's GUI are fedsim's own federation's; a Flower App brings its own".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,365 @@
+//! Flower's deployment engine under fedsim (`[platform] kind = "flower"`), with real flwr: the
+//! shipped example on local sites against the pooled fit and against Flower's own simulation, a
+//! site killed mid-run (Flower goes on without it, or the run fails at once, as the scenario
+//! says), a 100 ms link on every site, TLS on the wire (the relay's bytes carry nothing readable;
+//! an insecure run's do, which shows the check can see it), and nothing left running after
+//! success, failure or Ctrl-C. Needs flwr (`.ci/run` installs it into ~/.cache/fedsim-flwr);
+//! says SKIPPED otherwise.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn flwr() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let venv = home.join(".cache/fedsim-flwr/bin");
+    if venv.join("flower-superlink").is_file() {
+        return Some(venv);
+    }
+    eprintln!("SKIPPED: flwr not installed in ~/.cache/fedsim-flwr (.ci/run installs it)");
+    None
+}
+
+/// The shipped example with `extra` lines added, its paths made absolute, in `dir`.
+fn example(dir: &Path, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("resources/config_flower.toml")).unwrap();
+    let text = text
+        .replace(
+            "\"../test_data/",
+            &format!("\"{}/", root().join("test_data").display()),
+        )
+        .replace(
+            "app = \"flower/logreg\"",
+            &format!(
+                "app = \"{}\"",
+                root().join("resources/flower/logreg").display()
+            ),
+        );
+    let path = dir.join("flower.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+/// Nothing of the run in `out` is still running: no process in its folders, no Flower program
+/// naming it.
+fn nothing_left(out: &Path) {
+    let left = leftovers(0, out);
+    assert!(left.is_empty(), "left running: {left:?}");
+    let named = pgrep(&out.display().to_string());
+    assert!(named.trim().is_empty(), "processes naming the run: {named}");
+}
+
+fn platform_json(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("platform.json")).unwrap()).unwrap()
+}
+
+fn named(v: &serde_json::Value) -> Vec<(String, f64)> {
+    v["result"]["named"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, x)| (k.clone(), x.as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn the_example_matches_the_pooled_fit_and_flowers_simulation() {
+    let Some(_) = flwr() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = example(tmp.path(), "");
+    let out = tmp.path().join("run");
+    let o = run_to(tmp.path(), &cfg, &out, &[]);
+    let s = expect_status(&o, &out, Status::Succeeded);
+    assert!(s.algorithm.starts_with("flower app"), "{}", s.algorithm);
+    let c = s.comparison.as_ref().unwrap();
+    assert!(c.passed && c.max_diff < 1e-9, "{}", pretty(c));
+    // Independently of the App's own pooled command: statsmodels' Logit of all the rows.
+    let script = format!(
+        "import json, pandas as pd, statsmodels.api as sm\n\
+         d = pd.read_csv({:?})\n\
+         f = ['mean_radius', 'mean_texture', 'mean_smoothness', 'mean_concavity']\n\
+         fit = sm.Logit(d['target'], sm.add_constant(d[f])).fit(method='newton', tol=1e-12, disp=0)\n\
+         print(json.dumps({{'coef_' + k: v for k, v in fit.params.items()}}))",
+        test_data("breast_cancer.csv").display().to_string()
+    );
+    let py = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "statsmodels: {}", stderr(&py));
+    let want: std::collections::BTreeMap<String, f64> = serde_json::from_slice(&py.stdout).unwrap();
+    let got = &s.results.as_ref().unwrap().named;
+    assert_eq!(got.len(), want.len(), "{}", pretty(got));
+    for (k, w) in &want {
+        let g = got[k].as_f64().unwrap();
+        assert!(
+            (g - w).abs() <= 1e-8 * w.abs(),
+            "{k}: federated {g}, statsmodels {w}"
+        );
+    }
+    // Side by side with Flower's simulation of the same App on the same partitions.
+    let p = platform_json(&out);
+    let (dep, sim) = (&p["deployment"], &p["simulation"]);
+    assert!(p["simulation_error"].is_null(), "{p}");
+    let rounds = |v: &serde_json::Value| v["round_ends"].as_array().unwrap().len();
+    assert_eq!((rounds(dep), rounds(sim)), (10, 10), "{p}");
+    let max = p["max_rel_diff"].as_f64().unwrap();
+    let recomputed = named(dep)
+        .iter()
+        .zip(named(sim))
+        .map(|((a, x), (b, y))| {
+            assert_eq!(*a, b);
+            (x - y).abs() / x.abs().max(y.abs())
+        })
+        .fold(0.0, f64::max);
+    assert!(
+        (max - recomputed).abs() < 1e-18 && max < 1e-10,
+        "{max} {recomputed}"
+    );
+    // Each round's time, from the App, in the metrics and the report's table.
+    let m = metrics(&out);
+    assert_eq!(m.rounds.len(), 10);
+    assert!(m.rounds.iter().all(|r| r.wall_secs > 0.0));
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("Deployment and Flower's simulation"),
+        "report without the table"
+    );
+    // One timeline: the SuperLink, each SuperNode, the run and the simulation, with sources.
+    let log = merged_log(&out, &[]);
+    for source in [
+        "flower-superlink",
+        "flwr-run",
+        "site-1",
+        "site-2",
+        "site-3",
+        "flower-simulation",
+        "controller",
+    ] {
+        assert!(
+            log.iter().any(|l| l["source"] == source),
+            "no line from {source} in the merged log"
+        );
+    }
+    assert!(log
+        .iter()
+        .any(|l| l["source"] == "flwr-run"
+            && l["message"].as_str().unwrap().contains("[ROUND 10/10]")));
+    nothing_left(&out);
+}
+
+#[test]
+fn a_killed_site_is_lost_as_flower_goes_on_without_it_or_the_run_fails() {
+    let Some(_) = flwr() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let kill = "[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 3\n";
+    // Flower goes on with the two left: its round 3 ends once the dead node misses its
+    // heartbeats, the later rounds are the survivors' Newton steps, so the fit is theirs.
+    let cfg = example(
+        tmp.path(),
+        &format!("[federation]\non_dropout = \"continue\"\nmin_sites = 2\n\n{kill}"),
+    );
+    let out = tmp.path().join("continue");
+    let o = run_to(
+        tmp.path(),
+        &cfg,
+        &out,
+        &["--set", "platform.simulation=false"],
+    );
+    let s = expect_status(&o, &out, Status::Degraded);
+    assert_eq!(s.lost_sites.len(), 1, "{}", pretty(&s.lost_sites));
+    assert_eq!(
+        (s.lost_sites[0].site.as_str(), s.lost_sites[0].round),
+        ("site-2", 3)
+    );
+    let c = s.comparison.as_ref().unwrap();
+    assert!(c.passed && c.max_diff < 1e-9, "{}", pretty(c));
+    assert_eq!(s.results.as_ref().unwrap().n, 379, "the survivors' rows");
+    let said = s
+        .warnings
+        .iter()
+        .find(|w| w.kind == "platform")
+        .unwrap_or_else(|| panic!("{}", pretty(&s.warnings)));
+    assert!(
+        said.message.contains("Received 2 results and 1 failures"),
+        "{}",
+        said.message
+    );
+    nothing_left(&out);
+    // Or the run fails as the site is lost, naming it, with nothing left running.
+    let cfg = example(tmp.path(), kill);
+    let out = tmp.path().join("fail");
+    let o = run_to(
+        tmp.path(),
+        &cfg,
+        &out,
+        &["--set", "platform.simulation=false"],
+    );
+    let s = expect_status(&o, &out, Status::Failed);
+    let e = s.error.unwrap();
+    assert_eq!(e.site.as_deref(), Some("site-2"));
+    assert!(e.message.contains("on_dropout"), "{}", e.message);
+    nothing_left(&out);
+}
+
+#[test]
+fn a_link_slows_each_flower_exchange_and_tls_hides_what_crosses_it() {
+    let Some(_) = flwr() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // Two sites, six rounds, not yet the pooled fit (these runs do not judge it).
+    let short = [
+        "--set",
+        "platform.simulation=false",
+        "--set",
+        "platform.rounds=6",
+        "--set",
+        "partition.sites=2",
+        "--set",
+        "compare.tolerance=1",
+    ];
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let median_round = |out: &Path| {
+        // The rounds after the first (which starts each node's first ClientApp).
+        median(
+            metrics(out)
+                .rounds
+                .iter()
+                .skip(1)
+                .map(|r| r.wall_secs)
+                .collect(),
+        )
+    };
+    // A SuperNode's exchanges with the SuperLink, from its own log: pulling a message
+    // ("Receiving" to "Received successfully") and pushing the reply ("Sending" to "Sent").
+    let exchanges = |out: &Path| {
+        let stamp = |l: &serde_json::Value| {
+            chrono::DateTime::parse_from_rfc3339(l["timestamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_micros() as f64
+                / 1e6
+        };
+        let mut took = Vec::new();
+        for site in ["site-1", "site-2"] {
+            let text = std::fs::read_to_string(out.join(format!("logs/{site}.jsonl"))).unwrap();
+            let mut began = None;
+            for l in text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            {
+                let m = l["message"].as_str().unwrap();
+                if m.contains("Receiving:") || m.contains("Sending:") {
+                    began = Some(stamp(&l));
+                } else if m.contains("Received successfully") || m.contains("Sent successfully") {
+                    if let Some(b) = began.take() {
+                        took.push(stamp(&l) - b);
+                    }
+                }
+            }
+        }
+        assert!(
+            took.len() >= 20,
+            "{}: {} exchanges",
+            out.display(),
+            took.len()
+        );
+        median(took)
+    };
+    let plain = tmp.path().join("plain");
+    let cfg = example(tmp.path(), "");
+    expect_status(
+        &run_to(tmp.path(), &cfg, &plain, &short),
+        &plain,
+        Status::Succeeded,
+    );
+    let linked = "[[links]]\nsites = \"*\"\ndelay_ms = 100.0\n";
+    let cfg = example(tmp.path(), linked);
+    let out = tmp.path().join("linked");
+    let tap = tmp.path().join("wire.bin");
+    let o = run_command(tmp.path(), &cfg, &out)
+        .args(short)
+        .env("FEDSIM_RECORD_RELAY", &tap)
+        .output()
+        .unwrap();
+    expect_status(&o, &out, Status::Succeeded);
+    let (before, after) = (median_round(&plain), median_round(&out));
+    let (quick, slow) = (exchanges(&plain), exchanges(&out));
+    eprintln!(
+        "behind 100 ms links: a SuperNode's exchange {quick:.3} s -> {slow:.3} s, a round {before:.3} s -> {after:.3} s"
+    );
+    // Each exchange is a new TLS connection and its request: several round trips.
+    assert!(
+        slow - quick > 0.2,
+        "a 100 ms link adds at least two round trips to each exchange: {quick} -> {slow}"
+    );
+    // Flower's round is paced by polling (the SuperNode for messages, its SuperExec for a
+    // ClientApp, the ServerApp for replies, about 2 s each here), which absorbs the link's
+    // time: the round grows by less than the exchanges do.
+    assert!(
+        after - before < 2.0 * (slow - quick) + 0.3,
+        "rounds {before} -> {after}, exchanges {quick} -> {slow}"
+    );
+    // What crossed the links: TLS records, nothing readable of Flower's messages.
+    let wire = std::fs::read(&tap).unwrap();
+    assert!(
+        wire.len() > 10_000,
+        "the relays carried {} bytes",
+        wire.len()
+    );
+    let seen = |needle: &str| wire.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for plain_text in ["num-examples", "HTTP/1.1", "POST ", "arrays"] {
+        assert!(
+            !seen(plain_text),
+            "{plain_text:?} crossed the link in clear"
+        );
+    }
+    assert_eq!(wire[0], 0x16, "a TLS handshake record first");
+    // The same run with platform.insecure: the check sees Flower's messages in clear.
+    let out = tmp.path().join("insecure");
+    let clear = tmp.path().join("clear.bin");
+    let o = run_command(tmp.path(), &cfg, &out)
+        .args(short)
+        .args(["--set", "platform.insecure=true"])
+        .env("FEDSIM_RECORD_RELAY", &clear)
+        .output()
+        .unwrap();
+    expect_status(&o, &out, Status::Succeeded);
+    let clear = std::fs::read(&clear).unwrap();
+    assert!(
+        clear.windows(12).any(|w| w == b"num-examples"),
+        "an insecure run's messages are readable on the link"
+    );
+    nothing_left(tmp.path());
+}
+
+#[test]
+fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
+    let Some(_) = flwr() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = example(tmp.path(), "");
+    let out = tmp.path().join("run");
+    let mut child = run_command(tmp.path(), &cfg, &out).spawn().unwrap();
+    // Wait for round 2 of the deployment, then Ctrl-C.
+    let until = Instant::now() + Duration::from_secs(180);
+    loop {
+        let log = std::fs::read_to_string(out.join("logs/flwr-run.jsonl")).unwrap_or_default();
+        if log.contains("[ROUND 2/") {
+            break;
+        }
+        assert!(Instant::now() < until, "round 2 never came");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let supernodes = pgrep(&format!("flower-supernode.*{}", out.display()));
+    assert!(!supernodes.trim().is_empty(), "the SuperNodes run");
+    let sent = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    eprintln!("stopped {:.2} s after Ctrl-C", sent.elapsed().as_secs_f64());
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert_eq!(summary(&out).status, Status::Cancelled);
+    nothing_left(&out);
+}

@@ -1,0 +1,1 @@
+"""Logistic regression with FedAvg in numpy: fedsim's example Flower App."""
