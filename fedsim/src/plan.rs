@@ -1136,6 +1136,29 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
     } else if s.fleet.provider == crate::scenario::Provider::Local {
         checks.push(("local", &spec.local, spec.files.clone()));
     }
+    if let Some(p) = &s.platform {
+        let project = p.app.join("pyproject.toml");
+        let text = std::fs::read_to_string(&project).unwrap_or_default();
+        if !text.contains("[tool.flwr.app]") {
+            return Err(s
+                .locate(
+                    "platform.app",
+                    format!(
+                        "expected a Flower App's folder: {} {}",
+                        project.display(),
+                        if project.is_file() {
+                            "has no [tool.flwr.app] table"
+                        } else {
+                            "does not exist"
+                        }
+                    ),
+                )
+                .into());
+        }
+        if let Err(e) = crate::platform::flower::find_flwr(p) {
+            return Err(s.locate("platform.flwr", e.to_string()).into());
+        }
+    }
     let section = if s.platform.is_some() {
         "platform"
     } else {

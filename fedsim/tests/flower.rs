@@ -147,6 +147,19 @@ fn the_example_matches_the_pooled_fit_and_flowers_simulation() {
         .iter()
         .any(|l| l["source"] == "flwr-run"
             && l["message"].as_str().unwrap().contains("[ROUND 10/10]")));
+    // SuperNode authentication: each site's key registered, none joins unregistered.
+    let superlink = |needle: &str| {
+        log.iter()
+            .filter(|l| {
+                l["source"] == "flower-superlink" && l["message"].as_str().unwrap().contains(needle)
+            })
+            .count()
+    };
+    assert_eq!(
+        superlink("[ControlServicer.RegisterNode] Created node_id"),
+        3
+    );
+    assert_eq!(superlink("SuperNode authentication is disabled"), 0);
     nothing_left(&out);
 }
 
@@ -362,4 +375,37 @@ fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
     assert_eq!(status.code(), Some(130), "{status}");
     assert_eq!(summary(&out).status, Status::Cancelled);
     nothing_left(&out);
+}
+
+#[test]
+fn a_platform_scenario_that_cannot_run_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = example(tmp.path(), "");
+    let sub = tmp.path().join("both");
+    std::fs::create_dir(&sub).unwrap();
+    let both = example(&sub, "[algorithm]\nkind = \"svd\"\nk = 1\n");
+    let cases: [(&Path, &[&str], &str); 6] = [
+        (&cfg, &["--set", "platform.app=nowhere"], "platform.app"),
+        (
+            &cfg,
+            &["--set", "platform.flwr=/nonexistent"],
+            "Flower is not installed",
+        ),
+        (
+            &cfg,
+            &["--set", "platform.run_config.min-nodes=3"],
+            "set by fedsim",
+        ),
+        (&cfg, &["--set", "platform.pooled=[]"], "platform.pooled"),
+        (&cfg, &["--set", "clock.mode=\"simulated\""], "clock.mode"),
+        (&both, &[], "leave out [algorithm]"),
+    ];
+    for (i, (cfg, extra, says)) in cases.into_iter().enumerate() {
+        let out = tmp.path().join(format!("run{i}"));
+        let o = run_to(tmp.path(), cfg, &out, extra);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {e}");
+        assert!(e.contains(says), "{extra:?}: {e}");
+        assert!(!out.exists(), "{extra:?}: {} written", out.display());
+    }
 }

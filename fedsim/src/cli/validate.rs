@@ -44,9 +44,16 @@ pub fn exec(a: Args) -> Exit {
         } else {
             format!("{} rows", plan.frame.rows())
         };
+        // A platform's App is the analysis; `external` is only its pooled counterpart.
+        let kind = match &s.platform {
+            Some(p) => format!(
+                "the Flower App {}",
+                p.app.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            None => plan.config.kind().as_str().to_string(),
+        };
         format!(
-            "{} on {rows}, {} features",
-            plan.config.kind().as_str(),
+            "{kind} on {rows}, {} features",
             plan.analysis().features.len()
         )
     };

@@ -169,6 +169,85 @@ impl Flower {
         })
     }
 
+    /// The home `flwr` (the CLI) runs in: the run's own, whose config knows one SuperLink.
+    fn cli_home(&self) -> PathBuf {
+        self.dir.join("home").join("flwr")
+    }
+
+    /// Write the CLI's config: this run's SuperLink, trusted through the run's CA.
+    fn write_cli_config(&self, addr: SocketAddr) -> Result<(), PlatformError> {
+        let flwr_home = self.cli_home().join(".flwr");
+        std::fs::create_dir_all(&flwr_home).map_err(|e| PlatformError::Io {
+            path: flwr_home.clone(),
+            source: e,
+        })?;
+        let mut conn = toml::Table::new();
+        conn.insert("address".into(), toml::Value::String(addr.to_string()));
+        match &self.certs {
+            Some(c) => conn.insert(
+                "root-certificates".into(),
+                toml::Value::String(c.ca.display().to_string()),
+            ),
+            None => conn.insert("insecure".into(), toml::Value::Boolean(true)),
+        };
+        let mut links = toml::Table::new();
+        links.insert("default".into(), toml::Value::String("fedsim".into()));
+        links.insert("fedsim".into(), toml::Value::Table(conn));
+        let mut config = toml::Table::new();
+        config.insert("superlink".into(), toml::Value::Table(links));
+        self.write(&flwr_home.join("config.toml"), &config.to_string())
+    }
+
+    /// A key pair made at the site (OpenSSH ECDSA P-384, as Flower reads it), its public half
+    /// registered with the SuperLink; returns the private key's path, which stays at the site.
+    fn enrol_node(&self, site: &SiteSeat) -> Result<PathBuf, PlatformError> {
+        let failed = |reason: String| PlatformError::Start {
+            what: format!("the SuperNode key of {}", site.name),
+            reason,
+        };
+        let key = site.dir.join("flower-node-key");
+        let public = site.dir.join("flower-node-key.pub");
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(&public);
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-b", "384", "-N", "", "-C"])
+            .arg(&site.name)
+            .arg("-f")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("ssh-keygen: {e}")))?;
+        if !made.status.success() {
+            return Err(failed(format!(
+                "ssh-keygen: {}",
+                String::from_utf8_lossy(&made.stderr).trim()
+            )));
+        }
+        let home = self.cli_home();
+        let mut cmd = std::process::Command::new(self.program("flwr"));
+        cmd.args(["supernode", "register"])
+            .arg(&public)
+            .arg("fedsim")
+            .args(["--name", &site.name])
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(self.env(&home))
+            .env("FLWR_TELEMETRY_ENABLED", "0")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null());
+        crate::sys::children::die_with_parent(&mut cmd);
+        let out = cmd
+            .output()
+            .map_err(|e| failed(format!("flwr supernode register: {e}")))?;
+        if !out.status.success() {
+            return Err(failed(format!(
+                "flwr supernode register: {}",
+                procs::strip_ansi(String::from_utf8_lossy(&out.stdout).trim())
+            )));
+        }
+        Ok(key)
+    }
+
     /// The run config fedsim hands `flwr run`: the scenario's, then the keys fedsim sets.
     fn run_config(&self) -> toml::Table {
         let mut t = self.spec.run_config.clone();
@@ -233,6 +312,10 @@ impl Platform for Flower {
                 c.ca.display().to_string(),
             ]);
             self.certs = Some(c);
+            if !self.simulation {
+                // Only SuperNodes whose keys the run registered may join.
+                args.push("--enable-supernode-auth".into());
+            }
         }
         let home = self.dir.join("home").join("superlink");
         let _ = std::fs::create_dir_all(&home);
@@ -251,6 +334,7 @@ impl Platform for Flower {
         up?;
         tracing::info!(phase = "federate", platform = "flower", %addr, simulation = self.simulation, tls = !self.spec.insecure, "SuperLink up");
         self.addr = Some(addr);
+        self.write_cli_config(addr)?;
         Ok(addr)
     }
 
@@ -281,7 +365,15 @@ impl Platform for Flower {
             ),
         ];
         match &self.certs {
-            Some(c) => args.extend(["--root-certificates".into(), c.ca.display().to_string()]),
+            Some(c) => {
+                let key = self.enrol_node(site)?;
+                args.extend([
+                    "--root-certificates".into(),
+                    c.ca.display().to_string(),
+                    "--auth-supernode-private-key".into(),
+                    key.display().to_string(),
+                ]);
+            }
             None => args.push("--insecure".into()),
         }
         let home = site.dir.join("flower-home");
@@ -300,29 +392,7 @@ impl Platform for Flower {
     }
 
     fn start_run(&mut self) -> Result<(), PlatformError> {
-        let addr = self.addr.expect("server started");
-        let home = self.dir.join("home").join("flwr");
-        let flwr_home = home.join(".flwr");
-        std::fs::create_dir_all(&flwr_home).map_err(|e| PlatformError::Io {
-            path: flwr_home.clone(),
-            source: e,
-        })?;
-        // The one SuperLink `flwr run` knows: this run's, in a home of the run's own.
-        let mut conn = toml::Table::new();
-        conn.insert("address".into(), toml::Value::String(addr.to_string()));
-        match &self.certs {
-            Some(c) => conn.insert(
-                "root-certificates".into(),
-                toml::Value::String(c.ca.display().to_string()),
-            ),
-            None => conn.insert("insecure".into(), toml::Value::Boolean(true)),
-        };
-        let mut links = toml::Table::new();
-        links.insert("default".into(), toml::Value::String("fedsim".into()));
-        links.insert("fedsim".into(), toml::Value::Table(conn));
-        let mut config = toml::Table::new();
-        config.insert("superlink".into(), toml::Value::Table(links));
-        self.write(&flwr_home.join("config.toml"), &config.to_string())?;
+        let home = self.cli_home();
         let rc = self.dir.join("run-config.toml");
         self.write(&rc, &self.run_config().to_string())?;
         let mut args: Vec<String> = vec![

@@ -469,6 +469,8 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         partition::validate,
         fleet::validate,
         federation::validate,
+        // Before the algorithm made from it, so its errors name its own keys.
+        platform::validate,
         algorithm::validate,
         gui::validate,
         compare::validate,
@@ -477,7 +479,6 @@ fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
         clock::validate,
         availability::validate,
         privacy::validate,
-        platform::validate,
     ];
     if s.analysis.is_empty() {
         return sections.iter().try_for_each(|check| check(s, at));
