@@ -88,8 +88,11 @@ fn on_the_real_clock_a_slower_site_computes_four_times_as_long() {
     let others = (computed("site-1") + computed("site-3")) / 2.0;
     let slow = computed("site-2");
     eprintln!("site-2 computed {slow:.4} s, the others {others:.4} s each");
+    // Four times in theory; at least twice here: three agents share two cores (and CI runs other
+    // tests beside them), so whose computing waits for a core varies (CI saw 2.7x once), while an
+    // agent that did not stretch would compute about as long as the others.
     assert!(
-        slow > 3.0 * others && slow < 8.0 * others,
+        slow > 2.0 * others && slow < 8.0 * others,
         "site-2 computed {slow} s, the others {others} s each"
     );
 }

@@ -384,7 +384,13 @@ fn a_platform_scenario_that_cannot_run_is_refused_before_anything_is_written() {
     let sub = tmp.path().join("both");
     std::fs::create_dir(&sub).unwrap();
     let both = example(&sub, "[algorithm]\nkind = \"svd\"\nk = 1\n");
-    let cases: [(&Path, &[&str], &str); 6] = [
+    let slow = tmp.path().join("slow");
+    std::fs::create_dir(&slow).unwrap();
+    let slow = example(
+        &slow,
+        "[[faults]]\nsite = \"site-1\"\nkind = \"slow\"\nround = 2\ndelay_secs = 1.0\n",
+    );
+    let cases: [(&Path, &[&str], &str); 7] = [
         (&cfg, &["--set", "platform.app=nowhere"], "platform.app"),
         (
             &cfg,
@@ -399,6 +405,7 @@ fn a_platform_scenario_that_cannot_run_is_refused_before_anything_is_written() {
         (&cfg, &["--set", "platform.pooled=[]"], "platform.pooled"),
         (&cfg, &["--set", "clock.mode=\"simulated\""], "clock.mode"),
         (&both, &[], "leave out [algorithm]"),
+        (&slow, &[], "faults.0.kind"),
     ];
     for (i, (cfg, extra, says)) in cases.into_iter().enumerate() {
         let out = tmp.path().join(format!("run{i}"));

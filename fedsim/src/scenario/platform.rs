@@ -118,6 +118,20 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             ));
         }
     }
+    if let Some((i, f)) = s
+        .faults
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.kind != super::FaultKind::Kill)
+    {
+        return Err(at(
+            &format!("faults.{i}.kind"),
+            format!(
+                "a platform's site can be killed (kind = \"kill\"), not \"{}\" in this version",
+                f.kind.as_str()
+            ),
+        ));
+    }
     if s.clock.simulated() {
         return Err(at(
             "clock.mode",
