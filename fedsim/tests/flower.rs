@@ -84,11 +84,20 @@ fn the_example_matches_the_pooled_fit_and_flowers_simulation() {
          print(json.dumps({{'coef_' + k: v for k, v in fit.params.items()}}))",
         test_data("breast_cancer.csv").display().to_string()
     );
-    let py = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "statsmodels: {}", stderr(&py));
+    // The first python3 on PATH that has statsmodels (.ci/run installs it for the one it finds
+    // first; the snakemake venv's comes before it in the tests).
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let py = std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .filter(|p| p.is_file())
+        .filter_map(|p| {
+            std::process::Command::new(p)
+                .args(["-c", &script])
+                .output()
+                .ok()
+        })
+        .find(|o| o.status.success())
+        .expect("a python3 with statsmodels and pandas (.ci/run installs them)");
     let want: std::collections::BTreeMap<String, f64> = serde_json::from_slice(&py.stdout).unwrap();
     let got = &s.results.as_ref().unwrap().named;
     assert_eq!(got.len(), want.len(), "{}", pretty(got));
