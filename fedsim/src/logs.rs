@@ -13,6 +13,47 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+/// A line another program printed, as log text: terminal escapes (colours), carriage returns
+/// and other controls removed, trailing space trimmed. A VM's console and a platform's
+/// processes are logged through it.
+pub fn plain_text(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for n in chars.by_ref() {
+                        if n.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// A log line for a line another program printed, stamped now: `timestamp`, `level`, `message`;
+/// the caller adds the fields that say where it came from.
+pub fn stamped(level: &str, message: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "timestamp".into(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .into(),
+    );
+    m.insert("level".into(), level.into());
+    m.insert("message".into(), message.into());
+    m
+}
+
 /// A milestone in a site's (or the coordinator's) life that the merged log's clock correction
 /// and the report's timeline rely on. Logged as the `milestone` field next to a human message,
 /// so rewording the message changes nothing; matched as this enum, one definition for both ends.

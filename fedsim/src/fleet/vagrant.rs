@@ -576,7 +576,7 @@ fn clean(text: &str) -> String {
     text.lines()
         .map(|l| {
             l.split('\r')
-                .map(super::vm::console::clean)
+                .map(crate::logs::plain_text)
                 .rfind(|p| !p.trim().is_empty())
                 .unwrap_or_default()
         })

@@ -242,7 +242,7 @@ impl Flower {
         if !out.status.success() {
             return Err(failed(format!(
                 "flwr supernode register: {}",
-                procs::strip_ansi(String::from_utf8_lossy(&out.stdout).trim())
+                crate::logs::plain_text(String::from_utf8_lossy(&out.stdout).trim())
             )));
         }
         Ok(key)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::PlatformError;
 use crate::sys::children;
 
-/// Called with each line a process prints (ANSI colours taken out).
+/// Called with each line a process prints (as `logs::plain_text` has it).
 pub type OnLine = Box<dyn Fn(&str) + Send + Sync>;
 
 /// One running process of the platform.
@@ -77,19 +77,16 @@ pub fn spawn(
         readers.push(std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
+                let line = crate::logs::plain_text(&line);
                 if line.trim().is_empty() {
                     continue;
                 }
                 if let Some(f) = &on_line {
                     f(&line);
                 }
-                let v = serde_json::json!({
-                    "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    "level": level_of(&line),
-                    "message": line.trim(),
-                    "process": what,
-                });
+                let mut v = crate::logs::stamped(level_of(&line), line.trim());
+                v.insert("process".into(), what.clone().into());
+                let v = serde_json::Value::Object(v);
                 if let Ok(mut f) = file.lock() {
                     let _ = writeln!(f, "{v}");
                 }
@@ -161,25 +158,6 @@ fn level_of(line: &str) -> &'static str {
     }
 }
 
-/// The line without terminal colour codes.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// A free loopback port, as the kernel hands one out.
 pub fn free_port() -> Result<u16, PlatformError> {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -219,16 +197,5 @@ pub fn wait_listening(
             });
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn colour_codes_are_taken_out() {
-        assert_eq!(
-            super::strip_ansi("\u{1b}[92mINFO \u{1b}[0m:      [ROUND 2/10]"),
-            "INFO :      [ROUND 2/10]"
-        );
     }
 }

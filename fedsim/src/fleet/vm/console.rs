@@ -18,31 +18,6 @@ pub fn jsonl(console: &Path) -> PathBuf {
     console.with_file_name("console.jsonl")
 }
 
-/// A console line as text: terminal escapes, carriage returns and other controls removed.
-pub(crate) fn clean(line: &str) -> String {
-    // Escape sequences and carriage returns from the guest's terminal handling.
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => {
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    for n in chars.by_ref() {
-                        if n.is_ascii_alphabetic() {
-                            break;
-                        }
-                    }
-                }
-            }
-            '\r' => {}
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out.trim_end().to_string()
-}
-
 fn level(line: &str) -> &'static str {
     let l = line.to_ascii_lowercase();
     if l.contains("kernel panic") || l.contains("[failed]") || l.contains("failed to start") {
@@ -97,17 +72,14 @@ impl ConsoleLog {
                     }
                     while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = partial.drain(..=nl).collect();
-                        let text = clean(&String::from_utf8_lossy(&line));
+                        let text = crate::logs::plain_text(&String::from_utf8_lossy(&line));
                         if text.is_empty() {
                             continue;
                         }
-                        let v = serde_json::json!({
-                            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                            "level": level(&text),
-                            "message": text,
-                            "site": site,
-                            "phase": "console",
-                        });
+                        let mut v = crate::logs::stamped(level(&text), &text);
+                        v.insert("site".into(), site.clone().into());
+                        v.insert("phase".into(), "console".into());
+                        let v = serde_json::Value::Object(v);
                         let _ = writeln!(out, "{v}");
                     }
                     if done {
@@ -154,7 +126,7 @@ mod tests {
     #[test]
     fn console_lines_are_cleaned_and_stamped() {
         assert_eq!(
-            clean("\u{1b}[0;32m  OK  \u{1b}[0m] Started ssh\r\n"),
+            crate::logs::plain_text("\u{1b}[0;32m  OK  \u{1b}[0m] Started ssh\r\n"),
             "  OK  ] Started ssh"
         );
         assert_eq!(level("[FAILED] Failed to start x"), "WARN");
