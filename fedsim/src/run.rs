@@ -1089,20 +1089,15 @@ impl<'a> Run<'a> {
         let mut result = deployed_result.result.clone();
         result.n = survivors.iter().map(|(_, rows, _)| rows).sum();
         // Each round's wall time, as the ServerApp measured it.
-        let mut at = 0.0;
         let rounds = deployed_result
-            .round_ends
-            .iter()
+            .round_secs()
+            .into_iter()
             .enumerate()
-            .map(|(i, end)| {
-                let r = RoundMetrics {
-                    round: i as u32 + 1,
-                    analysis: None,
-                    wall_secs: end - at,
-                    sites: Vec::new(),
-                };
-                at = *end;
-                r
+            .map(|(i, wall_secs)| RoundMetrics {
+                round: i as u32 + 1,
+                analysis: None,
+                wall_secs,
+                sites: Vec::new(),
             })
             .collect();
         Ok(Federated {

@@ -81,6 +81,18 @@ pub struct PlatformResult {
     pub peak_pss_kib: u64,
 }
 
+impl PlatformResult {
+    /// Each round's own seconds (from the previous round's end).
+    pub fn round_secs(&self) -> Vec<f64> {
+        let starts = std::iter::once(0.0).chain(self.round_ends.iter().copied());
+        self.round_ends
+            .iter()
+            .zip(starts)
+            .map(|(end, start)| end - start)
+            .collect()
+    }
+}
+
 /// How a run on a platform ended, one adapter or another.
 pub trait Platform {
     /// The platform's name in logs and the report.

@@ -50,61 +50,37 @@ pub(super) fn section(run: &RunView) -> String {
             show(b)
         );
     }
-    let rounds = |r: Option<&crate::platform::PlatformResult>| {
-        r.map(|r| {
-            let mut at = 0.0;
-            r.round_ends
-                .iter()
-                .map(|e| {
-                    let d = e - at;
-                    at = *e;
-                    d
-                })
-                .collect::<Vec<f64>>()
-        })
-        .unwrap_or_default()
+    type Of = fn(&crate::platform::PlatformResult) -> f64;
+    let rd = dep.map(|r| r.round_secs()).unwrap_or_default();
+    let rs = sim.map(|r| r.round_secs()).unwrap_or_default();
+    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    // One quantity on both sides, with the deployment's multiple of the simulation's.
+    let mut row = |label: &str, d: Option<f64>, s: Option<f64>, digits: usize| {
+        let show = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.digits$}"));
+        let ratio = match (d, s) {
+            (Some(d), Some(s)) if s > 0.0 => format!("deployment {:.1}×", d / s),
+            _ => "-".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{label}</td><td>{}</td><td>{}</td><td>{ratio}</td></tr>",
+            show(d),
+            show(s)
+        );
     };
-    let mean = |v: &[f64]| match v.len() {
-        0 => "-".to_string(),
-        n => format!("{:.3}", v.iter().sum::<f64>() / n as f64),
-    };
-    let (rd, rs) = (rounds(dep), rounds(sim));
-    let ratio = |a: &str, b: &str| match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(a), Ok(b)) if b > 0.0 => format!("{:.1}×", a / b),
-        _ => "-".into(),
-    };
-    let (md, ms) = (mean(&rd), mean(&rs));
+    let both = |f: Of| (dep.map(f), sim.map(f));
+    row("mean round (s)", mean(&rd), mean(&rs), 3);
+    let (d, s) = both(|r| r.first_round_secs);
+    row("start to the first round's end (s)", d, s, 2);
+    let (d, s) = both(|r| r.peak_pss_kib as f64 / 1024.0);
+    row("peak memory, every process (PSS, MiB)", d, s, 0);
+    let (d, s) = both(|r| r.run_secs);
+    row("run, submitted to result (s)", d, s, 2);
     let _ = write!(
         h,
-        "<tr><td>rounds</td><td>{}</td><td>{}</td><td></td></tr><tr><td>mean round (s)</td><td>{md}</td><td>{ms}</td><td>deployment {}</td></tr>",
+        "<tr><td>rounds</td><td>{}</td><td>{}</td><td></td></tr><tr><td>bytes per round</td><td colspan=\"3\">not reported by Flower</td></tr></table>",
         rd.len(),
-        rs.len(),
-        ratio(&md, &ms)
-    );
-    let secs = |r: Option<&crate::platform::PlatformResult>| {
-        r.map_or("-".to_string(), |r| format!("{:.2}", r.run_secs))
-    };
-    let first = |r: Option<&crate::platform::PlatformResult>| {
-        r.map_or("-".to_string(), |r| format!("{:.2}", r.first_round_secs))
-    };
-    let (fd, fs) = (first(dep), first(sim));
-    let mib = |r: Option<&crate::platform::PlatformResult>| {
-        r.map_or("-".to_string(), |r| {
-            format!("{:.0}", r.peak_pss_kib as f64 / 1024.0)
-        })
-    };
-    let (pd, ps) = (mib(dep), mib(sim));
-    let _ = write!(
-        h,
-        "<tr><td>start to the first round's end (s)</td><td>{fd}</td><td>{fs}</td><td>deployment {}</td></tr><tr><td>peak memory, every process (PSS, MiB)</td><td>{pd}</td><td>{ps}</td><td>deployment {}</td></tr>",
-        ratio(&fd, &fs),
-        ratio(&pd, &ps)
-    );
-    let (sd, ss) = (secs(dep), secs(sim));
-    let _ = write!(
-        h,
-        "<tr><td>run, submitted to result (s)</td><td>{sd}</td><td>{ss}</td><td>deployment {}</td></tr><tr><td>bytes per round</td><td colspan=\"3\">not reported by Flower</td></tr></table>",
-        ratio(&sd, &ss)
+        rs.len()
     );
     if !rd.is_empty() {
         h.push_str("<table id=\"platform-rounds\"><tr><th>round</th><th>deployment (s)</th><th>simulation (s)</th></tr>");
