@@ -1105,20 +1105,10 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
         files.push(f.to_string_lossy().into_owned());
     }
     let command = |c: &Option<Vec<String>>| c.clone().unwrap_or_default();
-    let mut pooled = command(&a.pooled);
-    if let (Some(p), Some(program)) = (&s.platform, pooled.first_mut()) {
-        // A platform App's pooled counterpart runs with the App's Python (flwr's environment,
-        // where the App's packages are) when it names one by its bare name.
-        if let Ok(bin) = crate::platform::flower::find_flwr(p) {
-            if !program.contains('/') && bin.join(&*program).is_file() {
-                *program = bin.join(&*program).display().to_string();
-            }
-        }
-    }
-    let spec = ExternalSpec {
+    let mut spec = ExternalSpec {
         local: command(&a.local),
         aggregate: command(&a.aggregate),
-        pooled,
+        pooled: command(&a.pooled),
         files,
         workdir: workdir.clone(),
         max_rounds: a.max_rounds.unwrap_or(100),
@@ -1126,16 +1116,6 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
         timeout_secs: s.federation.round_timeout_secs,
         persistent: a.persistent.unwrap_or(false),
     };
-    let mut checks = vec![
-        ("aggregate", &spec.aggregate, Vec::new()),
-        ("pooled", &spec.pooled, Vec::new()),
-    ];
-    if s.platform.is_some() {
-        // A platform's App does the local and aggregate steps; only its pooled command runs here.
-        checks.retain(|(key, _, _)| *key == "pooled");
-    } else if s.fleet.provider == crate::scenario::Provider::Local {
-        checks.push(("local", &spec.local, spec.files.clone()));
-    }
     if let Some(p) = &s.platform {
         let project = p.app.join("pyproject.toml");
         let text = std::fs::read_to_string(&project).unwrap_or_default();
@@ -1155,9 +1135,25 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
                 )
                 .into());
         }
-        if let Err(e) = crate::platform::flower::find_flwr(p) {
-            return Err(s.locate("platform.flwr", e.to_string()).into());
+        let bin = crate::platform::flower::find_flwr(p)
+            .map_err(|e| PlanError::from(s.locate("platform.flwr", e.to_string())))?;
+        // The App's pooled counterpart runs with the App's Python (flwr's environment, where
+        // the App's packages are) when it names one by its bare name.
+        if let Some(program) = spec.pooled.first_mut() {
+            if !program.contains('/') && bin.join(&*program).is_file() {
+                *program = bin.join(&*program).display().to_string();
+            }
         }
+    }
+    let mut checks = vec![
+        ("aggregate", &spec.aggregate, Vec::new()),
+        ("pooled", &spec.pooled, Vec::new()),
+    ];
+    if s.platform.is_some() {
+        // A platform's App does the local and aggregate steps; only its pooled command runs here.
+        checks.retain(|(key, _, _)| *key == "pooled");
+    } else if s.fleet.provider == crate::scenario::Provider::Local {
+        checks.push(("local", &spec.local, spec.files.clone()));
     }
     let section = if s.platform.is_some() {
         "platform"
