@@ -102,8 +102,11 @@ impl Flower {
                 source: e,
             })?;
         }
+        // `flwr run` works in the run's folder: the App's path must not be relative to ours.
+        let mut spec = spec.clone();
+        spec.app = std::path::absolute(&spec.app).unwrap_or(spec.app);
         Ok(Flower {
-            spec: spec.clone(),
+            spec,
             bin,
             dir,
             logs: logs.to_path_buf(),
