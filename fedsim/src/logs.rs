@@ -54,6 +54,31 @@ pub fn stamped(level: &str, message: &str) -> serde_json::Map<String, serde_json
     m
 }
 
+/// A line another program printed, as one JSON log line whose `process` is `what` (None for a
+/// line with nothing on it). The level is the one the line states (`ERROR`, `WARNING`, as Flower
+/// and uvicorn print them), else info. The platform's processes here and on the sites log so.
+pub fn program_line(what: &str, line: &str) -> Option<serde_json::Value> {
+    let line = plain_text(line);
+    let text = line.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut v = stamped(level_of(text), text);
+    v.insert("process".into(), what.into());
+    Some(serde_json::Value::Object(v))
+}
+
+/// The level a program's line states, else info.
+fn level_of(line: &str) -> &'static str {
+    if line.starts_with("ERROR") || line.contains(" ERROR ") || line.starts_with("Traceback") {
+        "ERROR"
+    } else if line.starts_with("WARNING") || line.contains(" WARNING ") {
+        "WARN"
+    } else {
+        "INFO"
+    }
+}
+
 /// A milestone in a site's (or the coordinator's) life that the merged log's clock correction
 /// and the report's timeline rely on. Logged as the `milestone` field next to a human message,
 /// so rewording the message changes nothing; matched as this enum, one definition for both ends.

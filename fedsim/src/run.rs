@@ -458,14 +458,28 @@ impl<'a> Run<'a> {
             let probes = self.stage(Phase::Prep, |r| r.probe())?;
             found.findings.warnings.extend(probes);
         }
-        // A platform's nodes read the data file each bundle has, once installed.
-        let seats: Vec<(String, usize, String)> = bundles
-            .iter()
-            .map(|b| {
-                let data = b.files.as_ref().map(|f| f.data_name.clone());
-                (b.name.clone(), b.rows, data.unwrap_or_default())
-            })
-            .collect();
+        // A platform's nodes read the data file each bundle has, once installed; its own
+        // simulation gets the same rows (taken before the install takes the files).
+        let paths = self.dir.fleet_paths();
+        let sites_dir = std::path::absolute(&paths.sites).unwrap_or(paths.sites);
+        let seats: Vec<crate::platform::SiteSeat> = match self.scenario.platform {
+            None => Vec::new(),
+            Some(_) => bundles
+                .iter()
+                .enumerate()
+                .map(|(index, b)| crate::platform::SiteSeat {
+                    name: b.name.clone(),
+                    index,
+                    sites: bundles.len(),
+                    data_name: b.files.as_ref().map(|f| f.data_name.clone()).unwrap_or_default(),
+                    dir: sites_dir.join(&b.name),
+                    rows: b.rows,
+                    data: std::sync::Arc::new(
+                        b.files.as_ref().map(|f| f.data.clone()).unwrap_or_default(),
+                    ),
+                })
+                .collect(),
+        };
         self.stage(Phase::Provision, |r| r.provision(&mut bundles))?;
         let fed = match &self.scenario.platform {
             // The platform brings its own enrolment and federation.
@@ -915,37 +929,27 @@ impl<'a> Run<'a> {
     fn federate_platform(
         &mut self,
         spec: &crate::scenario::PlatformSpec,
-        seats: &[(String, usize, String)],
+        seats: &[crate::platform::SiteSeat],
     ) -> Result<Federated, Stop> {
         use crate::platform::{self, flower::Flower, SiteSeat};
         let scenario = self.scenario;
-        // Each node logs straight into the run's logs; there is no agent log to pull.
-        self.logs_collected = true;
+        let local = scenario.fleet.provider == crate::scenario::Provider::Local;
+        // A local node logs straight into the run's logs; a remote one's log is pulled as an
+        // agent's is.
+        self.logs_collected = local;
         let bin = platform::flower::find_flwr(spec).map_err(|e| {
             self.input_error = true;
             Stop::failed(e.to_string())
         })?;
-        let paths = self.dir.fleet_paths();
-        let sites: Vec<SiteSeat> = seats
-            .iter()
-            .enumerate()
-            .map(|(index, (name, _, data))| {
-                let dir = std::path::absolute(paths.sites.join(name))
-                    .unwrap_or_else(|_| paths.sites.join(name));
-                SiteSeat {
-                    name: name.clone(),
-                    index,
-                    sites: seats.len(),
-                    data: dir.join(data),
-                    dir,
-                }
-            })
-            .collect();
+        let sites = seats;
         let root = std::path::absolute(self.dir.path()).unwrap_or_else(|_| self.dir.path().into());
         let logs = std::path::absolute(self.dir.logs()).unwrap_or_else(|_| self.dir.logs());
         let failed = |e: platform::PlatformError| match e {
             platform::PlatformError::Cancelled => Stop::Cancelled,
-            e => Stop::failed(e.to_string()),
+            e => Stop::Failed {
+                site: e.site().map(str::to_string),
+                message: e.to_string(),
+            },
         };
         let timeout = Duration::from_secs_f64(spec.timeout_secs);
         self.progress.phase(format!(
@@ -977,6 +981,12 @@ impl<'a> Run<'a> {
         let mut deployment = Flower::new(spec, bin.clone(), &root, &logs, false, sites.len())
             .map_err(failed)?
             .with_min_nodes(if go_on { fed.min_sites } else { sites.len() });
+        if !local {
+            let fleet = self.fleet.as_mut().ok_or_else(|| Stop::failed("no fleet"))?;
+            let names = sites.iter().map(|s| s.name.clone()).collect();
+            deployment = deployment
+                .on_remote_sites(platform::nodes::RemoteSites::new(fleet.as_mut(), names));
+        }
         self.extra_logs.extend(deployment.log_sources());
         self.fleet_running = true;
         let deployed = platform::deploy(
@@ -1002,7 +1012,10 @@ impl<'a> Run<'a> {
         let deployed_result = match deployed.result {
             Err(platform::PlatformError::Cancelled) => return Err(Stop::Cancelled),
             Err(e) => {
-                let site = lost.first().map(|l| l.site.clone());
+                let site = e
+                    .site()
+                    .map(str::to_string)
+                    .or_else(|| lost.first().map(|l| l.site.clone()));
                 let mut message = match (&site, &e) {
                     (Some(s), platform::PlatformError::Timeout(_)) => {
                         format!("{e} (after {s} was lost: {})", lost[0].cause)
@@ -1071,23 +1084,23 @@ impl<'a> Run<'a> {
         if let Err(e) = self.dir.write_platform(&side) {
             tracing::warn!(phase = "federate", error = %e, "platform.json not written");
         }
-        let survivors: Vec<&(String, usize, String)> = seats
+        let survivors: Vec<&SiteSeat> = seats
             .iter()
-            .filter(|(name, _, _)| !lost.iter().any(|l| l.site == *name))
+            .filter(|s| !lost.iter().any(|l| l.site == s.name))
             .collect();
         let joined = survivors
             .iter()
-            .map(|(name, rows, _)| coordinator::JoinedSite {
-                name: name.clone(),
+            .map(|s| coordinator::JoinedSite {
+                name: s.name.clone(),
                 pid: 0,
-                rows: *rows as u64,
+                rows: s.rows as u64,
                 agent_version: "flwr".into(),
                 dropped: 0,
                 levels: Default::default(),
             })
             .collect();
         let mut result = deployed_result.result.clone();
-        result.n = survivors.iter().map(|(_, rows, _)| rows).sum();
+        result.n = survivors.iter().map(|s| s.rows).sum();
         // Each round's wall time, as the ServerApp measured it.
         let rounds = deployed_result
             .round_secs()

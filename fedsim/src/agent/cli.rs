@@ -50,6 +50,13 @@ pub struct SuperviseArgs {
 
 #[derive(clap::Args)]
 pub struct ReapArgs {
+    /// Keep what the program prints (stdout and stderr) in FILE as JSON log lines, stamped as
+    /// they come: a platform's node on a site logs so.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// The `process` those lines name (default: the program's name).
+    #[arg(long, requires = "log")]
+    process: Option<String>,
     /// The program and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
@@ -125,7 +132,15 @@ pub fn reach(a: ReachArgs) -> ExitCode {
 
 /// `reap PROGRAM ARGS...`: the step's own exit code is passed on; it is not one of fedsim's.
 pub fn reap(a: ReapArgs) -> ExitCode {
-    exit::passed_on(crate::sys::reaper::run(&a.command[0], &a.command[1..]))
+    let log = a.log.map(|file| {
+        let what = a.process.unwrap_or_else(|| a.command[0].clone());
+        (file, what)
+    });
+    exit::passed_on(crate::sys::reaper::run(
+        &a.command[0],
+        &a.command[1..],
+        log.as_ref().map(|(f, w)| (f.as_path(), w.as_str())),
+    ))
 }
 
 /// `supervise --spec FILE`: start the agents of this host's sites and see them to their end.

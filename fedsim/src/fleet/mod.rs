@@ -96,6 +96,35 @@ pub trait Fleet {
     }
     /// Agent process ids, per site.
     fn pids(&mut self) -> Vec<(String, u32)>;
+    /// Run `scripts[i]` with `sh` in the i-th site's folder for this run (None: nothing there),
+    /// with `FEDSIM_BUNDLE` (the bundle's folder), `FEDSIM_ROOT` (fedsim's folder on the site)
+    /// and `FEDSIM_AGENT` (the installed agent) set; what each printed, or why it failed. A
+    /// third-party platform's nodes are set up so, on fleets that install over SSH.
+    fn run_each(&mut self, scripts: &[Option<String>]) -> Vec<Result<String, String>> {
+        scripts
+            .iter()
+            .map(|_| Err("this provider cannot run a platform's nodes".to_string()))
+            .collect()
+    }
+    /// Put `files[i]` (bytes, a path relative to the site's folder for this run, a mode) on
+    /// the i-th site.
+    fn put_each(&mut self, files: &[Vec<(Vec<u8>, String, i32)>]) -> Vec<Result<(), String>> {
+        files
+            .iter()
+            .map(|_| Err("this provider cannot run a platform's nodes".to_string()))
+            .collect()
+    }
+    /// Start `sh SCRIPT TARGET` on every site instead of the agent, detached, in the site's
+    /// folder for this run (with the variables of `run_each`), TARGET being the address it
+    /// dials (its tunnel's end on the site, when the fleet tunnels). Its log is `NODE.jsonl`
+    /// there, what `collect_logs` pulls; `dead_site`, `kill`, `cut` and `stop` then act on it.
+    fn start_script(&mut self, dial: &Dial, script: &str) -> Result<(), FleetError> {
+        let _ = (dial, script);
+        Err(FleetError::Start {
+            site: "all".into(),
+            reason: "this provider cannot run a platform's nodes".into(),
+        })
+    }
     /// Where a site keeps its bundle, for people.
     fn location(&self, site: &str) -> Option<String>;
 }

@@ -61,6 +61,24 @@ pub struct SshFleet {
     /// Sites not to poll for now (a VM whose link is cut): their silence is the coordinator's to
     /// notice, by heartbeats, not an SSH call's to wait out.
     quiet: Vec<bool>,
+    /// What runs on the sites: `agent`, or a platform's `node` (`start_script`). Its files in
+    /// the run's folder are named for it: `.jsonl` (log), `.out`, `.exit`.
+    program: &'static str,
+}
+
+/// The environment mark of everything a site starts for a run (`FEDSIM_SITE_RUN=<run>/<site>`),
+/// so that what leaves the process group (a platform's detached workers) is still found.
+fn mark(run_id: &str, site: &str) -> String {
+    format!("FEDSIM_SITE_RUN={run_id}/{site}")
+}
+
+/// A command that kills, on the site, every process carrying `mark` (its environment read from
+/// /proc by one grep), what a group kill misses.
+fn sweep(mark: &str) -> String {
+    format!(
+        "for f in $(grep -lzxF {m} /proc/[0-9]*/environ 2>/dev/null); do p=${{f#/proc/}}; kill -s KILL \"${{p%/environ}}\" 2>/dev/null; done; true",
+        m = shell_quote(mark)
+    )
 }
 
 /// The run a site's log says it joined, if that is not `run_id` (the agent logs the Welcome's
@@ -173,6 +191,7 @@ impl SshFleet {
             tunnels: Vec::new(),
             cut: vec![false; n],
             quiet: vec![false; n],
+            program: "agent",
         }
     }
 
@@ -197,6 +216,56 @@ impl SshFleet {
     pub fn with_tunnel(mut self, tunnel: bool) -> Self {
         self.tunnel = tunnel;
         self
+    }
+
+    /// Where each site's program dials: its address in `dial`, or with a tunnel the tunnel's end
+    /// on the site (the tunnels opened here, kept until `stop`).
+    fn targets(&mut self, dial: &Dial) -> Result<Vec<String>, FleetError> {
+        let mut targets: Vec<String> = self
+            .specs
+            .iter()
+            .map(|s| dial.of(&s.name).to_string())
+            .collect();
+        if self.tunnel {
+            // Each tunnel is an SSH login of its own (its session pumps on its own thread): all
+            // at once, since a login to an emulated VM takes about a second.
+            let timeout = self.connect_timeout;
+            let opened: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .specs
+                    .iter()
+                    .map(|spec| {
+                        let to = dial.of(&spec.name);
+                        // Logged in here, after the links are shaped: with the login made
+                        // during the install instead, a VM's link added 0.22 s a round against
+                        // 0.10 s on local sites (tests/vm_agreement.rs; cause not found).
+                        scope.spawn(move || Tunnel::open(spec, to, timeout))
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join()).collect()
+            });
+            for ((i, spec), t) in self.specs.iter().enumerate().zip(opened) {
+                let t = t
+                    .map_err(|_| "tunnel thread panicked".to_string())
+                    .and_then(|t| t.map_err(|e| e.to_string()))
+                    .map_err(|reason| FleetError::Start {
+                        site: spec.name.clone(),
+                        reason,
+                    })?;
+                targets[i] = format!("127.0.0.1:{}", t.remote_port);
+                tracing::info!(phase = "launch", site = %spec.name, remote = %targets[i], "reverse tunnel open");
+                self.tunnels.push(t);
+            }
+        }
+        Ok(targets)
+    }
+
+    /// The agent this install put on the sites.
+    fn installed_agent(&self) -> Result<String, FleetError> {
+        self.agent.clone().ok_or(FleetError::Start {
+            site: "all".into(),
+            reason: "install first".into(),
+        })
     }
 
     fn bar(&self, site: &str) -> ProgressBar {
@@ -244,17 +313,33 @@ impl SshFleet {
     /// Run `cmds[i]` on the i-th site (None: nothing there), all at once over the run's own
     /// connections, since a new login to an emulated VM takes about a second. A connection that
     /// fails (a link that was cut and came back) is made again, once. Each outcome.
-    pub fn exec_each(&mut self, cmds: &[Option<String>]) -> Vec<Result<(), String>> {
+    pub fn exec_each(&mut self, cmds: &[Option<String>]) -> Vec<Result<String, String>> {
+        self.exec_each_within(cmds, None)
+    }
+
+    /// [`SshFleet::exec_each`], each command given up to `limit` (else a plain command's).
+    fn exec_each_within(
+        &mut self,
+        cmds: &[Option<String>],
+        limit: Option<Duration>,
+    ) -> Vec<Result<String, String>> {
         let bars: Vec<ProgressBar> = cmds.iter().map(|_| ProgressBar::hidden()).collect();
         let timeout = self.connect_timeout;
         let specs = self.specs.clone();
         in_parallel("exec", &mut self.conns, cmds, &bars, |i, cmd, conn, _| {
-            let Some(cmd) = cmd else { return Ok(()) };
+            let Some(cmd) = cmd else {
+                return Ok(String::new());
+            };
             let mut tried = 0;
             loop {
                 Self::connect(&specs[i], conn, timeout)?;
-                match conn.as_ref().expect("connected").exec(cmd) {
-                    Ok((0, _, _)) => return Ok(()),
+                let ssh = conn.as_ref().expect("connected");
+                let done = match limit {
+                    Some(l) => ssh.exec_within(cmd, l),
+                    None => ssh.exec(cmd),
+                };
+                match done {
+                    Ok((0, out, _)) => return Ok(out),
                     Ok((_, out, err)) => return Err(format!("{out}{err}").trim().to_string()),
                     Err(e) if tried > 0 => return Err(e.to_string()),
                     Err(_) => {
@@ -553,50 +638,13 @@ impl Fleet for SshFleet {
     }
 
     fn start(&mut self, dial: &Dial) -> Result<(), FleetError> {
-        let agent = self.agent.clone().ok_or(FleetError::Start {
-            site: "all".into(),
-            reason: "install first".into(),
-        })?;
+        let agent = self.installed_agent()?;
+        let targets = self.targets(dial)?;
         let (dir, work) = (self.dir.clone(), self.work.clone());
         let all = self.specs.clone();
         let cores = self.cores.clone();
         let connect_secs = self.connect_timeout.as_secs_f64().max(30.0);
-        let mut targets: Vec<String> = self
-            .specs
-            .iter()
-            .map(|s| dial.of(&s.name).to_string())
-            .collect();
-        if self.tunnel {
-            // Each tunnel is an SSH login of its own (its session pumps on its own thread): all
-            // at once, since a login to an emulated VM takes about a second.
-            let timeout = self.connect_timeout;
-            let opened: Vec<_> = std::thread::scope(|scope| {
-                let handles: Vec<_> = self
-                    .specs
-                    .iter()
-                    .map(|spec| {
-                        let to = dial.of(&spec.name);
-                        // Logged in here, after the links are shaped: with the login made
-                        // during the install instead, a VM's link added 0.22 s a round against
-                        // 0.10 s on local sites (tests/vm_agreement.rs; cause not found).
-                        scope.spawn(move || Tunnel::open(spec, to, timeout))
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join()).collect()
-            });
-            for ((i, spec), t) in self.specs.iter().enumerate().zip(opened) {
-                let t = t
-                    .map_err(|_| "tunnel thread panicked".to_string())
-                    .and_then(|t| t.map_err(|e| e.to_string()))
-                    .map_err(|reason| FleetError::Start {
-                        site: spec.name.clone(),
-                        reason,
-                    })?;
-                targets[i] = format!("127.0.0.1:{}", t.remote_port);
-                tracing::info!(phase = "launch", site = %spec.name, remote = %targets[i], "reverse tunnel open");
-                self.tunnels.push(t);
-            }
-        }
+        let run_id = self.run_id.clone();
         let pids = self.each("start", |i, spec, conn, bar| {
             let ssh = conn.as_ref().ok_or("not connected")?;
             let threads = threads_for(spec, &all, cores[i]);
@@ -606,13 +654,14 @@ impl Fleet for SshFleet {
             // in a subshell that holds the channel open until the agent exits.
             // It runs in this run's folder (its log, output and exit land there) on the bundle.
             let cmd = format!(
-                "cd {w} || exit 1; setsid nohup sh -c '\"$0\" agent --dir \"$4\" --log agent.jsonl --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} \"$HOME\"/{d} < /dev/null > /dev/null 2>&1 & echo $!",
+                "cd {w} || exit 1; export {m}; setsid nohup sh -c '\"$0\" agent --dir \"$4\" --log agent.jsonl --coordinator \"$1\" --threads \"$2\" --connect-timeout \"$3\" > agent.out 2>&1; echo $? > agent.exit' \"$HOME\"/{a} {c} {t} {s} \"$HOME\"/{d} < /dev/null > /dev/null 2>&1 & echo $!",
                 w = shell_quote(&work),
                 d = shell_quote(&dir),
                 a = shell_quote(&agent),
                 c = shell_quote(&targets[i]),
                 t = threads,
                 s = connect_secs,
+                m = shell_quote(&mark(&run_id, &spec.name)),
             );
             let out = ssh.run("agent start", &cmd).map_err(|e| e.to_string())?;
             out.trim().parse::<u32>().map_err(|_| format!("agent start printed {:?}, not a pid", out.trim()))
@@ -638,7 +687,10 @@ impl Fleet for SshFleet {
             // coordinator's heartbeats decide, within their own four periods).
             let asked = Instant::now();
             match ssh.exec_within(
-                &format!("cat {d}/agent.exit 2>/dev/null && tail -n 3 {d}/agent.out"),
+                &format!(
+                    "cat {d}/{p}.exit 2>/dev/null && tail -n 3 {d}/{p}.out",
+                    p = self.program
+                ),
                 POLL_LIMIT,
             ) {
                 Ok((0, out, _)) if !out.trim().is_empty() => {
@@ -647,7 +699,11 @@ impl Fleet for SshFleet {
                     let tail: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
                     return Some((
                         self.specs[i].name.clone(),
-                        format!("agent exited early (code {code}): {}", tail.join(" | ")),
+                        format!(
+                            "{} exited early (code {code}): {}",
+                            self.program,
+                            tail.join(" | ")
+                        ),
                     ));
                 }
                 Ok(_) => {}
@@ -670,14 +726,15 @@ impl Fleet for SshFleet {
         let dir = self.work.clone();
         let pids = self.pids.clone();
         let known = self.exits.clone();
+        let (program, run_id) = (self.program, self.run_id.clone());
         let exits = self.each("stop", |i, spec, conn, bar| {
             if let Some(exit) = &known[i] {
                 return Ok(exit.clone());
             }
             let Some(pid) = pids[i] else { return Err("not started".into()) };
             let ssh = conn.as_ref().ok_or("not connected")?;
-            bar.set_message("waiting for the agent to exit");
-            let exit_file = format!("{}/agent.exit", shell_quote(&dir));
+            bar.set_message(format!("waiting for the {program} to exit"));
+            let exit_file = format!("{}/{program}.exit", shell_quote(&dir));
             let deadline = Instant::now() + grace;
             let mut killed = false;
             let code = loop {
@@ -693,8 +750,9 @@ impl Fleet for SshFleet {
                 }
                 if Instant::now() >= deadline {
                     killed = true;
-                    // TERM, half a second to go, then KILL: the whole process group.
-                    let _ = ssh.exec(&format!("kill -s TERM -- -{pid} 2>/dev/null; for i in 1 2 3 4 5; do kill -s 0 -- -{pid} 2>/dev/null || break; sleep 0.1; done; kill -s KILL -- -{pid} 2>/dev/null; true"));
+                    // TERM, half a second to go, then KILL: the whole process group, and what
+                    // left it.
+                    let _ = ssh.exec(&format!("kill -s TERM -- -{pid} 2>/dev/null; for i in 1 2 3 4 5; do kill -s 0 -- -{pid} 2>/dev/null || break; sleep 0.1; done; kill -s KILL -- -{pid} 2>/dev/null; {}", sweep(&mark(&run_id, &spec.name))));
                     break None;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -717,6 +775,7 @@ impl Fleet for SshFleet {
     fn collect_logs(&mut self, dest: &Path) -> Result<Vec<String>, FleetError> {
         let dir = self.work.clone();
         let run_id = self.run_id.clone();
+        let program = self.program;
         let dest = dest.to_path_buf();
         let timeout = self.connect_timeout;
         let cut = self.cut.clone();
@@ -728,12 +787,12 @@ impl Fleet for SshFleet {
             Self::connect(spec, conn, timeout)?;
             let ssh = conn.as_ref().expect("connected");
             let log = ssh
-                .download(&format!("{dir}/agent.jsonl"))
-                .map_err(|e| format!("cannot download its log {dir}/agent.jsonl: {e}"))?;
+                .download(&format!("{dir}/{program}.jsonl"))
+                .map_err(|e| format!("cannot download its log {dir}/{program}.jsonl: {e}"))?;
             // The agent logs the run it joined: a log of another run is never merged.
             if let Some(other) = other_run(&log, &run_id) {
                 return Err(format!(
-                    "its log {dir}/agent.jsonl belongs to run {other}, not {run_id}"
+                    "its log {dir}/{program}.jsonl belongs to run {other}, not {run_id}"
                 ));
             }
             crate::sys::fsio::write_atomic(&dest.join(format!("{}.jsonl", spec.name)), &log)
@@ -752,8 +811,10 @@ impl Fleet for SshFleet {
         let ssh = self.conns[i]
             .as_ref()
             .ok_or_else(|| fail("not connected".into()))?;
-        // The agent is the child of the session leader `pid`: kill the whole process group.
-        ssh.run("kill", &format!("kill -s KILL -- -{pid}"))
+        // The agent is the child of the session leader `pid`: kill the whole process group, and
+        // what left it.
+        let sweep = sweep(&mark(&self.run_id, site));
+        ssh.run("kill", &format!("kill -s KILL -- -{pid}; {sweep}"))
             .map(|_| ())
             .map_err(|e| fail(e.to_string()))
     }
@@ -785,6 +846,81 @@ impl Fleet for SshFleet {
         });
         self.conns[i] = None;
         self.cut[i] = true;
+        Ok(())
+    }
+
+    fn run_each(&mut self, scripts: &[Option<String>]) -> Vec<Result<String, String>> {
+        let Ok(agent) = self.installed_agent() else {
+            return scripts.iter().map(|_| Err("install first".into())).collect();
+        };
+        let cmds: Vec<Option<String>> = scripts
+            .iter()
+            .map(|script| {
+                script.as_ref().map(|script| {
+                    format!(
+                        "cd {w} || exit 1; FEDSIM_BUNDLE=\"$HOME\"/{d} FEDSIM_ROOT=\"$HOME\"/.fedsim FEDSIM_AGENT=\"$HOME\"/{a} sh -c {s}",
+                        w = shell_quote(&self.work),
+                        d = shell_quote(&self.dir),
+                        a = shell_quote(&agent),
+                        s = shell_quote(script),
+                    )
+                })
+            })
+            .collect();
+        self.exec_each_within(&cmds, Some(WORK_LIMIT))
+    }
+
+    fn put_each(&mut self, files: &[Vec<(Vec<u8>, String, i32)>]) -> Vec<Result<(), String>> {
+        let bars: Vec<ProgressBar> = files.iter().map(|_| ProgressBar::hidden()).collect();
+        let (timeout, work, specs) = (self.connect_timeout, self.work.clone(), self.specs.clone());
+        in_parallel("upload", &mut self.conns, files, &bars, |i, files, conn, _| {
+            if files.is_empty() {
+                return Ok(());
+            }
+            Self::connect(&specs[i], conn, timeout)?;
+            let ssh = conn.as_ref().expect("connected");
+            let mut parents: Vec<String> = files
+                .iter()
+                .filter_map(|(_, p, _)| p.rsplit_once('/').map(|(d, _)| format!("{work}/{d}")))
+                .collect();
+            parents.dedup();
+            if !parents.is_empty() {
+                let quoted: Vec<String> = parents.iter().map(|p| shell_quote(p)).collect();
+                ssh.run("folders", &format!("mkdir -p {}", quoted.join(" ")))
+                    .map_err(|e| e.to_string())?;
+            }
+            let put: Vec<(&[u8], String, i32)> = files
+                .iter()
+                .map(|(bytes, path, mode)| (bytes.as_slice(), format!("{work}/{path}"), *mode))
+                .collect();
+            ssh.upload_all(&put).map_err(|e| e.to_string())
+        })
+    }
+
+    fn start_script(&mut self, dial: &Dial, script: &str) -> Result<(), FleetError> {
+        let agent = self.installed_agent()?;
+        let targets = self.targets(dial)?;
+        self.program = "node";
+        let (dir, work, run_id) = (self.dir.clone(), self.work.clone(), self.run_id.clone());
+        let pids = self.each("start", |i, spec, conn, bar| {
+            let ssh = conn.as_ref().ok_or("not connected")?;
+            bar.set_message("starting the node");
+            // Detached as the agent is (see `start`), its exit code written last.
+            let cmd = format!(
+                "cd {w} || exit 1; export {m} FEDSIM_BUNDLE=\"$HOME\"/{d} FEDSIM_ROOT=\"$HOME\"/.fedsim FEDSIM_AGENT=\"$HOME\"/{a}; setsid nohup sh -c 'sh \"$0\" \"$1\" > node.out 2>&1; echo $? > node.exit' {s} {t} < /dev/null > /dev/null 2>&1 & echo $!",
+                w = shell_quote(&work),
+                m = shell_quote(&mark(&run_id, &spec.name)),
+                d = shell_quote(&dir),
+                a = shell_quote(&agent),
+                s = shell_quote(script),
+                t = shell_quote(&targets[i]),
+            );
+            let out = ssh.run("node start", &cmd).map_err(|e| e.to_string())?;
+            out.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("node start printed {:?}, not a pid", out.trim()))
+        })?;
+        self.pids = pids.into_iter().map(Some).collect();
         Ok(())
     }
 

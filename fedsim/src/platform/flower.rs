@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::certs::{self, Certs};
+use super::nodes::RemoteSites;
 use super::procs::{self, Proc};
 use super::{Platform, PlatformError, PlatformResult, SiteSeat};
 use crate::algorithms::Estimates;
@@ -59,7 +60,7 @@ pub fn find_flwr(spec: &PlatformSpec) -> Result<PathBuf, PlatformError> {
 }
 
 /// The Flower adapter for one run: the deployment, or (with `simulation`) Flower's simulation.
-pub struct Flower {
+pub struct Flower<'f> {
     spec: PlatformSpec,
     bin: PathBuf,
     /// `<run>/flower/<deployment|simulation>`: certificates, Flower's homes, the result.
@@ -80,9 +81,13 @@ pub struct Flower {
     min_nodes: usize,
     submitted: Option<Instant>,
     finished: Option<Instant>,
+    /// Sites reached over SSH (`ssh`, `vm`): their nodes run there, through the fleet.
+    remote: Option<RemoteSites<'f>>,
+    /// Remote nodes were started (and are to be stopped).
+    remote_started: bool,
 }
 
-impl Flower {
+impl<'f> Flower<'f> {
     pub fn new(
         spec: &PlatformSpec,
         bin: PathBuf,
@@ -90,7 +95,7 @@ impl Flower {
         logs: &Path,
         simulation: bool,
         sites: usize,
-    ) -> Result<Flower, PlatformError> {
+    ) -> Result<Flower<'f>, PlatformError> {
         let dir = run_dir.join("flower").join(if simulation {
             "simulation"
         } else {
@@ -122,11 +127,19 @@ impl Flower {
             min_nodes: sites,
             submitted: None,
             finished: None,
+            remote: None,
+            remote_started: false,
         })
     }
 
+    /// Run the SuperNodes on sites reached over SSH, through the fleet that installed them.
+    pub fn on_remote_sites(mut self, sites: RemoteSites<'f>) -> Flower<'f> {
+        self.remote = Some(sites);
+        self
+    }
+
     /// Let the ServerApp go on with as few as `n` nodes (`on_dropout = "continue"`).
-    pub fn with_min_nodes(mut self, n: usize) -> Flower {
+    pub fn with_min_nodes(mut self, n: usize) -> Flower<'f> {
         self.min_nodes = n.clamp(1, self.sites.max(1));
         self
     }
@@ -226,12 +239,22 @@ impl Flower {
                 String::from_utf8_lossy(&made.stderr).trim()
             )));
         }
+        self.register_key(&site.name, &public)?;
+        Ok(key)
+    }
+
+    /// Register a site's public key with the SuperLink: only registered SuperNodes may join.
+    fn register_key(&self, site: &str, public: &Path) -> Result<(), PlatformError> {
+        let failed = |reason: String| PlatformError::Start {
+            what: format!("the SuperNode key of {site}"),
+            reason,
+        };
         let home = self.cli_home();
         let mut cmd = std::process::Command::new(self.program("flwr"));
         cmd.args(["supernode", "register"])
             .arg(&public)
             .arg("fedsim")
-            .args(["--name", &site.name])
+            .args(["--name", site])
             .current_dir(&self.dir)
             .env_clear()
             .envs(self.env(&home))
@@ -248,7 +271,7 @@ impl Flower {
                 crate::logs::plain_text(String::from_utf8_lossy(&out.stdout).trim())
             )));
         }
-        Ok(key)
+        Ok(())
     }
 
     /// The run config fedsim hands `flwr run`: the scenario's, then the keys fedsim sets.
@@ -281,9 +304,182 @@ impl Flower {
         }
         t
     }
+
+    /// Start one local site's SuperNode in its folder.
+    fn start_site(&mut self, site: &SiteSeat, dial: SocketAddr) -> Result<(), PlatformError> {
+        let port = procs::free_port()?;
+        let data = toml::Value::String(site.dir.join(&site.data_name).display().to_string());
+        let mut args: Vec<String> = vec![
+            "--superlink".into(),
+            dial.to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--node-config".into(),
+            format!(
+                "partition-id={} num-partitions={} data-path={data}",
+                site.index, site.sites
+            ),
+        ];
+        match &self.certs {
+            Some(c) => {
+                let key = self.enrol_node(site)?;
+                args.extend([
+                    "--root-certificates".into(),
+                    c.ca.display().to_string(),
+                    "--auth-supernode-private-key".into(),
+                    key.display().to_string(),
+                ]);
+            }
+            None => args.push("--insecure".into()),
+        }
+        let home = site.dir.join("flower-home");
+        let _ = std::fs::create_dir_all(&home);
+        let p = procs::spawn(
+            &format!("flower-supernode {}", site.name),
+            &self.program("flower-supernode"),
+            &args,
+            &site.dir,
+            &self.env(&home),
+            &self.logs.join(format!("{}.jsonl", site.name)),
+            None,
+        )?;
+        self.nodes.push((site.name.clone(), p));
+        Ok(())
+    }
+
+    /// What the sites' venv installs: the App's own dependencies, flwr pinned to the version
+    /// the SuperLink runs (an App may ask for extras the sites do not need, like simulation).
+    fn requirements(&self, python: &Path) -> Result<Vec<String>, PlatformError> {
+        let out = std::process::Command::new(python)
+            .args(["-c", "import importlib.metadata as m; print(m.version('flwr'))"])
+            .output()
+            .map_err(|e| PlatformError::Missing(format!("{}: {e}", python.display())))?;
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || version.is_empty() {
+            return Err(PlatformError::Missing(format!(
+                "{} has no flwr: the sites' venv is made from the controller's Flower",
+                python.display()
+            )));
+        }
+        let pyproject = self.spec.app.join("pyproject.toml");
+        let text = std::fs::read_to_string(&pyproject).map_err(|e| PlatformError::Io {
+            path: pyproject.clone(),
+            source: e,
+        })?;
+        let doc: toml::Table = toml::from_str(&text).map_err(|e| {
+            PlatformError::Missing(format!("{}: {e}", pyproject.display()))
+        })?;
+        let deps = doc
+            .get("project")
+            .and_then(|p| p.get("dependencies"))
+            .and_then(|d| d.as_array())
+            .map(|d| d.iter().filter_map(|x| x.as_str()).map(str::to_string).collect())
+            .unwrap_or_else(Vec::<String>::new);
+        let is_flwr = |d: &str| {
+            let name: String = d
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
+            name.eq_ignore_ascii_case("flwr")
+        };
+        Ok(std::iter::once(format!("flwr=={version}"))
+            .chain(deps.into_iter().filter(|d| !is_flwr(d)))
+            .collect())
+    }
+
+    /// Start the SuperNodes on sites reached over SSH: the venv (installed once per site from
+    /// the controller's wheels), the run's CA, a key made at each site (its public half
+    /// registered here), and a script that runs the SuperNode under the site's reaper.
+    fn start_remote(
+        &mut self,
+        sites: &[SiteSeat],
+        dial: &dyn Fn(&str) -> SocketAddr,
+    ) -> Result<(), PlatformError> {
+        use crate::fleet::ssh::shell_quote;
+        let python = ["python3", "python"]
+            .iter()
+            .map(|p| self.bin.join(p))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                PlatformError::Missing(format!(
+                    "no python3 beside flwr in {}: the sites' wheels are downloaded with it",
+                    self.bin.display()
+                ))
+            })?;
+        let requirements = self.requirements(&python)?;
+        let server = self.addr.ok_or_else(|| PlatformError::Run("start the SuperLink first".into()))?;
+        let ca = match &self.certs {
+            Some(c) => Some(std::fs::read(&c.ca).map_err(|e| PlatformError::Io {
+                path: c.ca.clone(),
+                source: e,
+            })?),
+            None => None,
+        };
+        let remote = self.remote.as_mut().expect("remote sites");
+        let houses = remote.ensure_venvs(&python, &requirements)?;
+        if let Some(ca) = &ca {
+            let files: Vec<_> = sites
+                .iter()
+                .map(|_| vec![(ca.clone(), "flower-ca.pem".to_string(), 0o644)])
+                .collect();
+            remote.put_each("sending the run's CA certificate", &files)?;
+        }
+        let scripts: Vec<Option<String>> = sites
+            .iter()
+            .zip(&houses)
+            .map(|(site, house)| {
+                let venv = super::nodes::venv(house);
+                let data = format!("$FEDSIM_BUNDLE/{}", site.data_name);
+                let secure = match ca {
+                    Some(_) => "--root-certificates flower-ca.pem --auth-supernode-private-key flower-node-key",
+                    None => "--insecure",
+                };
+                let node = format!(
+                    "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])')\nexec \"$FEDSIM_AGENT\" reap --log node.jsonl --process {process} -- env HOME=\"$PWD/flower-home\" FLWR_HOME=\"$PWD/flower-home/.flwr\" PATH={venv}/bin:\"$PATH\" LANG=C.UTF-8 FLWR_TELEMETRY_ENABLED=0 PYTHONUNBUFFERED=1 NO_COLOR=1 {venv}/bin/flower-supernode --superlink \"$1\" --port \"$port\" --node-config \"partition-id={i} num-partitions={n} data-path=\\\"{data}\\\"\" {secure}\n",
+                    process = shell_quote(&format!("flower-supernode {}", site.name)),
+                    i = site.index,
+                    n = site.sites,
+                );
+                let key = match ca {
+                    Some(_) => format!(
+                        "rm -f flower-node-key flower-node-key.pub\nssh-keygen -q -t ecdsa -b 384 -N '' -C {c} -f flower-node-key < /dev/null\necho \"PUB=$(cat flower-node-key.pub)\"\n",
+                        c = shell_quote(&site.name)
+                    ),
+                    None => String::new(),
+                };
+                Some(format!(
+                    "set -e\numask 077\nmkdir -p flower-home\ncat > node.sh <<'FEDSIM_NODE'\n{node}FEDSIM_NODE\n{key}"
+                ))
+            })
+            .collect();
+        let outs = remote.run_each("making the SuperNode's key", &scripts)?;
+        if ca.is_some() {
+            let keys = self.dir.join("keys");
+            let _ = std::fs::create_dir_all(&keys);
+            for (site, out) in sites.iter().zip(&outs) {
+                let public = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("PUB="))
+                    .filter(|k| k.starts_with("ecdsa-sha2-nistp384 "))
+                    .ok_or_else(|| PlatformError::Site {
+                        site: site.name.clone(),
+                        what: "the SuperNode's key".into(),
+                        reason: format!("ssh-keygen on the site gave no public key: {}", out.trim()),
+                    })?;
+                let path = keys.join(format!("{}.pub", site.name));
+                self.write(&path, &format!("{public}\n"))?;
+                self.register_key(&site.name, &path)?;
+            }
+        }
+        self.remote_started = true;
+        let remote = self.remote.as_mut().expect("remote sites");
+        remote.start("node.sh", server, dial)?;
+        tracing::info!(phase = "federate", platform = "flower", sites = sites.len(), "SuperNodes started on the sites");
+        Ok(())
+    }
 }
 
-impl Platform for Flower {
+impl Platform for Flower<'_> {
     fn name(&self) -> &'static str {
         "flower"
     }
@@ -341,57 +537,42 @@ impl Platform for Flower {
         Ok(addr)
     }
 
-    fn start_site(&mut self, site: &SiteSeat, dial: SocketAddr) -> Result<(), PlatformError> {
+    fn start_sites(
+        &mut self,
+        sites: &[SiteSeat],
+        dial: &dyn Fn(&str) -> SocketAddr,
+    ) -> Result<(), PlatformError> {
         if self.simulation {
-            // Flower's simulation makes its own nodes: it gets the site's rows as a partition.
+            // Flower's simulation makes its own nodes: it gets each site's rows as a partition.
             let dir = self.partition_dir();
             let _ = std::fs::create_dir_all(&dir);
-            let to = dir.join(format!("partition-{}.csv", site.index));
-            return std::fs::copy(&site.data, &to)
-                .map(|_| ())
-                .map_err(|e| PlatformError::Io {
-                    path: to,
-                    source: e,
-                });
-        }
-        let port = procs::free_port()?;
-        let data = toml::Value::String(site.data.display().to_string());
-        let mut args: Vec<String> = vec![
-            "--superlink".into(),
-            dial.to_string(),
-            "--port".into(),
-            port.to_string(),
-            "--node-config".into(),
-            format!(
-                "partition-id={} num-partitions={} data-path={data}",
-                site.index, site.sites
-            ),
-        ];
-        match &self.certs {
-            Some(c) => {
-                let key = self.enrol_node(site)?;
-                args.extend([
-                    "--root-certificates".into(),
-                    c.ca.display().to_string(),
-                    "--auth-supernode-private-key".into(),
-                    key.display().to_string(),
-                ]);
+            for site in sites {
+                let to = dir.join(format!("partition-{}.csv", site.index));
+                crate::sys::fsio::write_atomic(&to, &site.data)
+                    .map_err(|e| PlatformError::Io { path: to, source: e })?;
             }
-            None => args.push("--insecure".into()),
+            return Ok(());
         }
-        let home = site.dir.join("flower-home");
-        let _ = std::fs::create_dir_all(&home);
-        let p = procs::spawn(
-            &format!("flower-supernode {}", site.name),
-            &self.program("flower-supernode"),
-            &args,
-            &site.dir,
-            &self.env(&home),
-            &self.logs.join(format!("{}.jsonl", site.name)),
-            None,
-        )?;
-        self.nodes.push((site.name.clone(), p));
+        if self.remote.is_some() {
+            return self.start_remote(sites, dial);
+        }
+        for site in sites {
+            crate::sys::cancel::check().map_err(|_| PlatformError::Cancelled)?;
+            self.start_site(site, dial(&site.name))?;
+        }
         Ok(())
+    }
+
+    fn cut_site(&mut self, site: &str) -> Result<(), PlatformError> {
+        let fault = |reason: String| PlatformError::Fault {
+            site: site.into(),
+            kind: crate::scenario::FaultKind::Cut,
+            reason,
+        };
+        match self.remote.as_mut() {
+            Some(r) => r.fleet().cut(site).map_err(|e| fault(e.to_string())),
+            None => Err(fault("local sites have no network of their own to cut".into())),
+        }
     }
 
     fn start_run(&mut self) -> Result<(), PlatformError> {
@@ -478,6 +659,12 @@ impl Platform for Flower {
     }
 
     fn dead_site(&mut self) -> Option<(String, String)> {
+        if let Some(r) = self.remote.as_mut() {
+            return r
+                .fleet()
+                .dead_site()
+                .map(|(site, why)| (site, format!("its SuperNode ended: {why}")));
+        }
         self.nodes.iter_mut().find_map(|(site, p)| {
             p.exited()
                 .map(|s| (site.clone(), format!("its SuperNode exited ({s})")))
@@ -485,6 +672,13 @@ impl Platform for Flower {
     }
 
     fn kill_site(&mut self, site: &str) -> Result<(), PlatformError> {
+        if let Some(r) = self.remote.as_mut() {
+            return r.fleet().kill(site).map_err(|e| PlatformError::Fault {
+                site: site.into(),
+                kind: crate::scenario::FaultKind::Kill,
+                reason: e.to_string(),
+            });
+        }
         let (_, p) = self
             .nodes
             .iter_mut()
@@ -549,13 +743,20 @@ impl Platform for Flower {
         for (_, p) in self.nodes.drain(..) {
             p.stop(grace);
         }
+        if let (Some(r), true) = (self.remote.as_mut(), self.remote_started) {
+            // The nodes never end by themselves: TERM at once (their reapers take every
+            // worker along), KILL what is left.
+            self.remote_started = false;
+            let exits = r.fleet().stop(Duration::ZERO);
+            tracing::info!(phase = "federate", platform = "flower", sites = exits.len(), "SuperNodes on the sites stopped");
+        }
         if let Some(p) = self.superlink.take() {
             p.stop(grace);
         }
     }
 }
 
-impl Drop for Flower {
+impl Drop for Flower<'_> {
     fn drop(&mut self) {
         self.stop();
     }

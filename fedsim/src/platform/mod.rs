@@ -6,7 +6,9 @@
 
 pub mod certs;
 pub mod flower;
+pub mod nodes;
 mod procs;
+pub mod wheelhouse;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,8 +49,24 @@ pub enum PlatformError {
         kind: FaultKind,
         reason: String,
     },
+    #[error("{what} on {site}: {reason}")]
+    Site {
+        site: String,
+        what: String,
+        reason: String,
+    },
     #[error("cancelled")]
     Cancelled,
+}
+
+impl PlatformError {
+    /// The site to blame, when one is.
+    pub fn site(&self) -> Option<&str> {
+        match self {
+            PlatformError::Site { site, .. } | PlatformError::Fault { site, .. } => Some(site),
+            _ => None,
+        }
+    }
 }
 
 /// A site as the platform sees it: its name, its place among the sites, its rows' file.
@@ -58,10 +76,15 @@ pub struct SiteSeat {
     /// 0-based, in the order of the sites.
     pub index: usize,
     pub sites: usize,
-    /// The site's data file (on the site).
-    pub data: PathBuf,
-    /// The site's folder, where its node runs.
+    /// The name of the site's data file in its bundle.
+    pub data_name: String,
+    /// The site's folder on this machine, where a local site's node runs and its bundle is.
     pub dir: PathBuf,
+    /// How many rows the site holds.
+    pub rows: usize,
+    /// The site's data file as its bundle has it: the platform's own simulation gets it as a
+    /// partition here, wherever the site runs.
+    pub data: std::sync::Arc<Vec<u8>>,
 }
 
 /// What a finished platform run handed back: its named result and when each round ended.
@@ -99,8 +122,20 @@ pub trait Platform {
     fn name(&self) -> &'static str;
     /// Start the server side at the coordinator; returns the address sites dial.
     fn start_server(&mut self) -> Result<SocketAddr, PlatformError>;
-    /// Start one site's node, dialling `dial` (the server, or its link's relay).
-    fn start_site(&mut self, site: &SiteSeat, dial: SocketAddr) -> Result<(), PlatformError>;
+    /// Start every site's node, each dialling `dial(site)` (the server, or its link's relay).
+    fn start_sites(
+        &mut self,
+        sites: &[SiteSeat],
+        dial: &dyn Fn(&str) -> SocketAddr,
+    ) -> Result<(), PlatformError>;
+    /// Cut one site's network (fault injection), where its provider can.
+    fn cut_site(&mut self, site: &str) -> Result<(), PlatformError> {
+        Err(PlatformError::Fault {
+            site: site.into(),
+            kind: FaultKind::Cut,
+            reason: "sites on this provider cannot be cut".into(),
+        })
+    }
     /// Submit the App's run.
     fn start_run(&mut self) -> Result<(), PlatformError>;
     /// Whether the run has ended: Some(Ok(())) when it finished, Some(Err) when it broke.
@@ -151,17 +186,15 @@ pub fn deploy(
     let mut peak_pss_kib = 0u64;
     let result = (|| {
         let server = p.start_server()?;
-        for s in sites {
-            cancel::check().map_err(|_| PlatformError::Cancelled)?;
-            p.start_site(s, dial(&s.name, server))?;
-        }
+        cancel::check().map_err(|_| PlatformError::Cancelled)?;
+        p.start_sites(sites, &|site| dial(site, server))?;
         connect_secs = began.elapsed().as_secs_f64();
         p.start_run()?;
         let submitted = began.elapsed().as_secs_f64();
         let mut sampled = Instant::now() - Duration::from_secs(1);
         let mut pending: Vec<&FaultSpec> = faults
             .iter()
-            .filter(|f| matches!(f.kind, FaultKind::Kill))
+            .filter(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Cut))
             .collect();
         let deadline = Instant::now() + timeout;
         loop {
@@ -184,9 +217,19 @@ pub fn deploy(
             let round = p.round();
             while let Some(i) = pending.iter().position(|f| f.round.max(1) <= round) {
                 let f = pending.remove(i);
-                tracing::warn!(phase = "federate", site = %f.site, round, fault = "kill", "fault: killing the site's node");
-                p.kill_site(&f.site)?;
-                lost.push((f.site.clone(), round, "killed by a fault".to_string()));
+                let cause = match f.kind {
+                    FaultKind::Cut => {
+                        tracing::warn!(phase = "federate", site = %f.site, round, fault = "cut", "fault: cutting the site's network");
+                        p.cut_site(&f.site)?;
+                        "its network cut by a fault"
+                    }
+                    _ => {
+                        tracing::warn!(phase = "federate", site = %f.site, round, fault = "kill", "fault: killing the site's node");
+                        p.kill_site(&f.site)?;
+                        "killed by a fault"
+                    }
+                };
+                lost.push((f.site.clone(), round, cause.to_string()));
             }
             if let Some((site, why)) = p.dead_site() {
                 if !lost.iter().any(|(s, _, _)| *s == site) {

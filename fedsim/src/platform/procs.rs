@@ -77,16 +77,12 @@ pub fn spawn(
         readers.push(std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                let line = crate::logs::plain_text(&line);
-                if line.trim().is_empty() {
+                let Some(v) = crate::logs::program_line(&what, &line) else {
                     continue;
-                }
+                };
                 if let Some(f) = &on_line {
-                    f(&line);
+                    f(&crate::logs::plain_text(&line));
                 }
-                let mut v = crate::logs::stamped(level_of(&line), line.trim());
-                v.insert("process".into(), what.clone().into());
-                let v = serde_json::Value::Object(v);
                 if let Ok(mut f) = file.lock() {
                     let _ = writeln!(f, "{v}");
                 }
@@ -143,18 +139,6 @@ impl Proc {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-    }
-}
-
-/// The level a Flower or uvicorn line states (`INFO :`, `WARNING :`, `ERROR :`), else info.
-fn level_of(line: &str) -> &'static str {
-    let head = line.trim_start();
-    if head.starts_with("ERROR") || head.contains(" ERROR ") || head.starts_with("Traceback") {
-        "ERROR"
-    } else if head.starts_with("WARNING") || head.contains(" WARNING ") {
-        "WARN"
-    } else {
-        "INFO"
     }
 }
 

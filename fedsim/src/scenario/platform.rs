@@ -96,13 +96,46 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             format!("expected seconds > 0, found {}", p.timeout_secs),
         ));
     }
-    if s.fleet.provider != Provider::Local {
+    match s.fleet.provider {
+        Provider::Local | Provider::Vm => {}
+        Provider::Ssh if s.sites.iter().any(|x| x.count > 1) => {
+            return Err(at(
+                "sites.count",
+                "a platform runs one node per SSH host entry; list each site as its own [[sites]] (count = 1)".into(),
+            ))
+        }
+        Provider::Ssh => {
+            // The SuperLink listens on this machine's loopback: a host elsewhere reaches it
+            // through the tunnel.
+            let loopback = |h: &str| {
+                h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+            };
+            if let (false, Some(far)) = (
+                s.fleet.tunnel(),
+                s.sites.iter().find(|x| !loopback(&x.host)),
+            ) {
+                return Err(at(
+                    "fleet.tunnel",
+                    format!(
+                        "site {} ({}) is not on this machine: a platform's nodes reach the SuperLink through SSH tunnels; set [fleet] tunnel = true",
+                        far.name, far.host
+                    ),
+                ));
+            }
+        }
+        other => {
+            return Err(at(
+                "fleet.provider",
+                format!(
+                    "[platform] kind = \"flower\" runs on local, ssh and vm sites, found provider \"{other}\""
+                ),
+            ))
+        }
+    }
+    if p.insecure && s.fleet.provider != Provider::Local {
         return Err(at(
-            "fleet.provider",
-            format!(
-                "[platform] kind = \"flower\" runs on local sites in this version, found provider \"{}\"",
-                s.fleet.provider
-            ),
+            "platform.insecure",
+            "plain HTTP only between processes of this machine (local sites); sites on SSH hosts or VMs get TLS".into(),
         ));
     }
     for key in [
@@ -118,17 +151,18 @@ pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
             ));
         }
     }
-    if let Some((i, f)) = s
-        .faults
-        .iter()
-        .enumerate()
-        .find(|(_, f)| f.kind != super::FaultKind::Kill)
-    {
+    let cuttable = s.fleet.provider != Provider::Local;
+    if let Some((i, f)) = s.faults.iter().enumerate().find(|(_, f)| match f.kind {
+        super::FaultKind::Kill => false,
+        super::FaultKind::Cut => !cuttable,
+        _ => true,
+    }) {
         return Err(at(
             &format!("faults.{i}.kind"),
             format!(
-                "a platform's site can be killed (kind = \"kill\"), not \"{}\" in this version",
-                f.kind.as_str()
+                "a platform's site can be killed (kind = \"kill\"), or cut on ssh and vm sites (kind = \"cut\"), not \"{}\"{}",
+                f.kind.as_str(),
+                if f.kind == super::FaultKind::Cut { " on local sites" } else { "" }
             ),
         ));
     }

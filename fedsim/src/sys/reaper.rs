@@ -9,8 +9,9 @@
 //! Where `PR_SET_CHILD_SUBREAPER` is refused (not Linux), the step still runs, in its own process
 //! group, and only that group is killed; docs/external-protocol.md says so.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -53,7 +54,9 @@ extern "C" fn on_stop(_: libc::c_int) {
 
 /// The reaper's own life: run `program args`, then make sure no descendant is left. Returns the
 /// exit code to leave with.
-pub fn run(program: &str, args: &[String]) -> i32 {
+/// With `log` (a file, the `process` to name), what the program prints is kept there as JSON
+/// log lines instead of passed on.
+pub fn run(program: &str, args: &[String], log: Option<(&Path, &str)>) -> i32 {
     // SAFETY: prctl, signal and the handler (an atomic store) are async-signal-safe.
     let subreaper = unsafe {
         libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
@@ -64,12 +67,35 @@ pub fn run(program: &str, args: &[String]) -> i32 {
     if !subreaper {
         eprintln!("fedsim reap: this system does not offer child subreapers; only the step's process group will be stopped");
     }
-    let mut child = match Command::new(program).args(args).spawn() {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let file = match log.map(|(path, _)| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open the log {}: {e}", path.display()))
+    }) {
+        Some(Err(e)) => {
+            eprintln!("fedsim reap: {e}");
+            return 1;
+        }
+        Some(Ok(f)) => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            Some(Arc::new(Mutex::new(f)))
+        }
+        None => None,
+    };
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot start {program}: {e}");
             return 127;
         }
+    };
+    let readers = match (file, log) {
+        (Some(file), Some((_, what))) => log_lines(&mut child, &file, what),
+        _ => Vec::new(),
     };
     let code = loop {
         if STOP.load(Ordering::SeqCst) {
@@ -93,7 +119,42 @@ pub fn run(program: &str, args: &[String]) -> i32 {
         std::thread::sleep(Duration::from_millis(5));
     };
     kill_descendants();
+    // Every writer of the pipes is gone now: the readers see their end.
+    for r in readers {
+        let _ = r.join();
+    }
     code
+}
+
+/// Threads that keep each line `child` prints in `file`, as JSON log lines naming `what`.
+fn log_lines(
+    child: &mut std::process::Child,
+    file: &Arc<Mutex<std::fs::File>>,
+    what: &str,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let outs: Vec<Box<dyn Read + Send>> = [
+        child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child.stderr.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    outs.into_iter()
+        .map(|out| {
+            let (file, what) = (file.clone(), what.to_string());
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(v) = crate::logs::program_line(&what, &line) {
+                        if let Ok(mut f) = file.lock() {
+                            let _ = writeln!(f, "{v}");
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// Reap children that have exited, without waiting.

@@ -635,6 +635,31 @@ impl Fleet for VmFleet {
         self.inner.as_mut().map(|i| i.pids()).unwrap_or_default()
     }
 
+    fn run_each(&mut self, scripts: &[Option<String>]) -> Vec<Result<String, String>> {
+        match self.inner.as_mut() {
+            Some(i) => i.run_each(scripts),
+            None => scripts.iter().map(|_| Err("install first".into())).collect(),
+        }
+    }
+
+    fn put_each(&mut self, files: &[Vec<(Vec<u8>, String, i32)>]) -> Vec<Result<(), String>> {
+        match self.inner.as_mut() {
+            Some(i) => i.put_each(files),
+            None => files.iter().map(|_| Err("install first".into())).collect(),
+        }
+    }
+
+    fn start_script(&mut self, dial: &Dial, script: &str) -> Result<(), FleetError> {
+        self.shape_links(false)?;
+        self.inner
+            .as_mut()
+            .ok_or(FleetError::Start {
+                site: "all".into(),
+                reason: "install first".into(),
+            })?
+            .start_script(dial, script)
+    }
+
     fn location(&self, site: &str) -> Option<String> {
         let m = self.machines.iter().find(|m| m.state.site == site)?;
         Some(format!(
