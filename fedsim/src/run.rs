@@ -471,7 +471,11 @@ impl<'a> Run<'a> {
                     name: b.name.clone(),
                     index,
                     sites: bundles.len(),
-                    data_name: b.files.as_ref().map(|f| f.data_name.clone()).unwrap_or_default(),
+                    data_name: b
+                        .files
+                        .as_ref()
+                        .map(|f| f.data_name.clone())
+                        .unwrap_or_default(),
                     dir: sites_dir.join(&b.name),
                     rows: b.rows,
                     data: std::sync::Arc::new(
@@ -982,16 +986,23 @@ impl<'a> Run<'a> {
             .map_err(failed)?
             .with_min_nodes(if go_on { fed.min_sites } else { sites.len() });
         if !local {
-            let fleet = self.fleet.as_mut().ok_or_else(|| Stop::failed("no fleet"))?;
+            let fleet = self
+                .fleet
+                .as_mut()
+                .ok_or_else(|| Stop::failed("no fleet"))?;
             let names = sites.iter().map(|s| s.name.clone()).collect();
-            deployment = deployment
-                .on_remote_sites(platform::nodes::RemoteSites::new(fleet.as_mut(), names));
+            // As long as an agent would wait for the coordinator.
+            let give_up = scenario.federation.connect_timeout_secs.max(30.0);
+            deployment = deployment.on_remote_sites(
+                platform::nodes::RemoteSites::new(fleet.as_mut(), names),
+                give_up,
+            );
         }
         self.extra_logs.extend(deployment.log_sources());
         self.fleet_running = true;
         let deployed = platform::deploy(
             &mut deployment,
-            &sites,
+            sites,
             &dial,
             &scenario.faults,
             timeout,
@@ -1043,7 +1054,7 @@ impl<'a> Run<'a> {
             let mut sim =
                 Flower::new(spec, bin, &root, &logs, true, sites.len()).map_err(failed)?;
             self.extra_logs.extend(sim.log_sources());
-            let simulated = platform::deploy(&mut sim, &sites, &|_, a| a, &[], timeout, true);
+            let simulated = platform::deploy(&mut sim, sites, &|_, a| a, &[], timeout, true);
             match simulated.result {
                 Err(platform::PlatformError::Cancelled) => return Err(Stop::Cancelled),
                 Err(e) => side.simulation_error = Some(e.to_string()),
@@ -1059,7 +1070,7 @@ impl<'a> Run<'a> {
             warnings.push(Warning {
                 kind: "platform".into(),
                 message: format!(
-                    "Flower went on without lost sites: {}",
+                    "Flower ended rounds without some sites' replies: {}",
                     deployed.notes.join("; ")
                 ),
                 site: lost.first().map(|l| l.site.clone()),

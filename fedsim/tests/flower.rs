@@ -12,36 +12,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn flwr() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from)?;
-    let venv = home.join(".cache/fedsim-flwr/bin");
-    if venv.join("flower-superlink").is_file() {
-        return Some(venv);
-    }
-    eprintln!("SKIPPED: flwr not installed in ~/.cache/fedsim-flwr (.ci/run installs it)");
-    None
-}
-
-/// The shipped example with `extra` lines added, its paths made absolute, in `dir`.
-fn example(dir: &Path, extra: &str) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("resources/config_flower.toml")).unwrap();
-    let text = text
-        .replace(
-            "\"../test_data/",
-            &format!("\"{}/", root().join("test_data").display()),
-        )
-        .replace(
-            "app = \"flower/logreg\"",
-            &format!(
-                "app = \"{}\"",
-                root().join("resources/flower/logreg").display()
-            ),
-        );
-    let path = dir.join("flower.toml");
-    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
-    path
-}
-
 /// Nothing of the run in `out` is still running: no process in its folders, no Flower program
 /// naming it.
 fn nothing_left(out: &Path) {
@@ -66,7 +36,7 @@ fn named(v: &serde_json::Value) -> Vec<(String, f64)> {
 
 #[test]
 fn the_example_matches_the_pooled_fit_and_flowers_simulation() {
-    let Some(_) = flwr() else { return };
+    let Some(_) = flwr_installed() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let cfg = example(tmp.path(), "");
     let out = tmp.path().join("run");
@@ -174,7 +144,7 @@ fn the_example_matches_the_pooled_fit_and_flowers_simulation() {
 
 #[test]
 fn a_killed_site_is_lost_as_flower_goes_on_without_it_or_the_run_fails() {
-    let Some(_) = flwr() else { return };
+    let Some(_) = flwr_installed() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let kill = "[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 3\n";
     // Flower goes on with the two left: its round 3 ends once the dead node misses its
@@ -228,7 +198,7 @@ fn a_killed_site_is_lost_as_flower_goes_on_without_it_or_the_run_fails() {
 
 #[test]
 fn a_link_slows_each_flower_exchange_and_tls_hides_what_crosses_it() {
-    let Some(_) = flwr() else { return };
+    let Some(_) = flwr_installed() else { return };
     let tmp = tempfile::tempdir().unwrap();
     // Two sites, six rounds, not yet the pooled fit (these runs do not judge it).
     let short = [
@@ -360,7 +330,7 @@ fn a_link_slows_each_flower_exchange_and_tls_hides_what_crosses_it() {
 
 #[test]
 fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
-    let Some(_) = flwr() else { return };
+    let Some(_) = flwr_installed() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let cfg = example(tmp.path(), "");
     let out = tmp.path().join("run");
@@ -386,6 +356,128 @@ fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
     nothing_left(&out);
 }
 
+/// What the run's log says of the wheels: whether they were sent to the sites.
+fn wheels_sent(out: &Path) -> bool {
+    std::fs::read_to_string(out.join("logs/controller.jsonl"))
+        .unwrap()
+        .contains("sending the platform's wheels")
+}
+
+#[test]
+fn the_example_on_ssh_sites_installs_flower_once_and_a_killed_node_is_lost() {
+    let Some(_) = flwr_installed() else { return };
+    let fleet = TestFleet::up(3, "127.0.4", "fedsim-fl");
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet_toml = fleet.path("fleet.toml");
+    let fleet_arg = fleet_toml.to_str().unwrap();
+    let out = tmp.path().join("ssh");
+    // The shipped scenario as docs/flower.md has it: named relatively, from the project's folder.
+    let o = run_to(
+        &root(),
+        Path::new("resources/config_flower.toml"),
+        &out,
+        &["--fleet", fleet_arg, "--set", "platform.simulation=false"],
+    );
+    let s = expect_status(&o, &out, Status::Succeeded);
+    let c = s.comparison.as_ref().unwrap();
+    assert!(c.passed && c.max_diff < 1e-9, "{}", pretty(c));
+    assert!(wheels_sent(&out), "a fresh host gets the wheels");
+    let merged = std::fs::read_to_string(out.join("logs/merged.jsonl")).unwrap();
+    for i in 1..=3 {
+        let home = fleet.home(i);
+        // Flower installed in the site's own venv, from the wheels the controller sent.
+        let venvs: Vec<PathBuf> = std::fs::read_dir(home.join(".fedsim/venvs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        assert_eq!(venvs.len(), 1, "{venvs:?}");
+        assert!(venvs[0].join("bin/flower-supernode").is_file());
+        assert!(venvs[0].join(".ok").is_file());
+        // The node's key was made at the site and stays there; the controller has its public
+        // half only.
+        let work = home.join(".fedsim/flower-logreg/runs/ssh");
+        let key = std::fs::metadata(work.join("flower-node-key")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+            0o600
+        );
+        let public = out.join(format!("flower/deployment/keys/site-{i}.pub"));
+        assert!(std::fs::read_to_string(&public)
+            .unwrap()
+            .starts_with("ecdsa-sha2-nistp384 "));
+        // Its SuperNode's lines, pulled from the site into the one timeline.
+        let log = std::fs::read_to_string(out.join(format!("logs/site-{i}.jsonl"))).unwrap();
+        let tag = format!("\"process\":\"flower-supernode site-{i}\"");
+        assert!(
+            log.contains(&tag) && log.contains("Sent successfully"),
+            "{log}"
+        );
+        assert!(merged.contains(&tag), "site-{i} not in the merged log");
+        // Nothing of the run left on the host: no node, superexec or ClientApp.
+        let user = format!("fedsim-fl{i}");
+        let left = std::process::Command::new("pgrep")
+            .args(["-u", &user, "-f", "flower|[.]fedsim/"])
+            .output()
+            .unwrap();
+        assert!(
+            left.stdout.is_empty(),
+            "left on {user}: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
+    let private = std::process::Command::new("find")
+        .arg(&out)
+        .args(["-name", "flower-node-key"])
+        .output()
+        .unwrap();
+    assert!(
+        private.stdout.is_empty(),
+        "a site's private key at the controller"
+    );
+    nothing_left(&out);
+
+    // Again, site-2's node killed in round 3: the venvs are reused (no wheels sent) and Flower
+    // goes on with the two left.
+    let cfg = example(
+        tmp.path(),
+        "[federation]\non_dropout = \"continue\"\nmin_sites = 2\n\n[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 3\n",
+    );
+    let out = tmp.path().join("ssh-kill");
+    let o = run_to(
+        tmp.path(),
+        &cfg,
+        &out,
+        &["--fleet", fleet_arg, "--set", "platform.simulation=false"],
+    );
+    let s = expect_status(&o, &out, Status::Degraded);
+    assert!(
+        !wheels_sent(&out),
+        "the sites' venvs are reused by checksum"
+    );
+    assert_eq!(s.lost_sites.len(), 1, "{}", pretty(&s.lost_sites));
+    assert_eq!(
+        (s.lost_sites[0].site.as_str(), s.lost_sites[0].round),
+        ("site-2", 3)
+    );
+    let c = s.comparison.as_ref().unwrap();
+    assert!(c.passed && c.max_diff < 1e-9, "{}", pretty(c));
+    assert_eq!(s.results.as_ref().unwrap().n, 379, "the survivors' rows");
+    for i in 1..=3 {
+        let left = std::process::Command::new("pgrep")
+            .args(["-u", &format!("fedsim-fl{i}"), "-f", "flower|[.]fedsim/"])
+            .output()
+            .unwrap();
+        assert!(
+            left.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
+    nothing_left(&out);
+}
+
 #[test]
 fn a_platform_scenario_that_cannot_run_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
@@ -399,7 +491,22 @@ fn a_platform_scenario_that_cannot_run_is_refused_before_anything_is_written() {
         &slow,
         "[[faults]]\nsite = \"site-1\"\nkind = \"slow\"\nround = 2\ndelay_secs = 1.0\n",
     );
-    let cases: [(&Path, &[&str], &str); 7] = [
+    let cases: [(&Path, &[&str], &str); 9] = [
+        (
+            &cfg,
+            &["--set", "fleet.provider=\"vagrant\""],
+            "fleet.provider",
+        ),
+        (
+            &cfg,
+            &[
+                "--set",
+                "fleet.provider=\"vm\"",
+                "--set",
+                "platform.insecure=true",
+            ],
+            "platform.insecure",
+        ),
         (&cfg, &["--set", "platform.app=nowhere"], "platform.app"),
         (
             &cfg,

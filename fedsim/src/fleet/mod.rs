@@ -99,8 +99,14 @@ pub trait Fleet {
     /// Run `scripts[i]` with `sh` in the i-th site's folder for this run (None: nothing there),
     /// with `FEDSIM_BUNDLE` (the bundle's folder), `FEDSIM_ROOT` (fedsim's folder on the site)
     /// and `FEDSIM_AGENT` (the installed agent) set; what each printed, or why it failed. A
-    /// third-party platform's nodes are set up so, on fleets that install over SSH.
-    fn run_each(&mut self, scripts: &[Option<String>]) -> Vec<Result<String, String>> {
+    /// third-party platform's nodes are set up so, on fleets that install over SSH. Each may
+    /// take up to `limit`.
+    fn run_each(
+        &mut self,
+        scripts: &[Option<String>],
+        limit: Duration,
+    ) -> Vec<Result<String, String>> {
+        let _ = limit;
         scripts
             .iter()
             .map(|_| Err("this provider cannot run a platform's nodes".to_string()))
@@ -116,7 +122,7 @@ pub trait Fleet {
     }
     /// Start `sh SCRIPT TARGET` on every site instead of the agent, detached, in the site's
     /// folder for this run (with the variables of `run_each`), TARGET being the address it
-    /// dials (its tunnel's end on the site, when the fleet tunnels). Its log is `NODE.jsonl`
+    /// dials (its tunnel's end on the site, when the fleet tunnels). Its log is `node.jsonl`
     /// there, what `collect_logs` pulls; `dead_site`, `kill`, `cut` and `stop` then act on it.
     fn start_script(&mut self, dial: &Dial, script: &str) -> Result<(), FleetError> {
         let _ = (dial, script);

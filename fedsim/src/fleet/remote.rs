@@ -849,9 +849,16 @@ impl Fleet for SshFleet {
         Ok(())
     }
 
-    fn run_each(&mut self, scripts: &[Option<String>]) -> Vec<Result<String, String>> {
+    fn run_each(
+        &mut self,
+        scripts: &[Option<String>],
+        limit: Duration,
+    ) -> Vec<Result<String, String>> {
         let Ok(agent) = self.installed_agent() else {
-            return scripts.iter().map(|_| Err("install first".into())).collect();
+            return scripts
+                .iter()
+                .map(|_| Err("install first".into()))
+                .collect();
         };
         let cmds: Vec<Option<String>> = scripts
             .iter()
@@ -867,34 +874,41 @@ impl Fleet for SshFleet {
                 })
             })
             .collect();
-        self.exec_each_within(&cmds, Some(WORK_LIMIT))
+        self.exec_each_within(&cmds, Some(limit))
     }
 
     fn put_each(&mut self, files: &[Vec<(Vec<u8>, String, i32)>]) -> Vec<Result<(), String>> {
         let bars: Vec<ProgressBar> = files.iter().map(|_| ProgressBar::hidden()).collect();
         let (timeout, work, specs) = (self.connect_timeout, self.work.clone(), self.specs.clone());
-        in_parallel("upload", &mut self.conns, files, &bars, |i, files, conn, _| {
-            if files.is_empty() {
-                return Ok(());
-            }
-            Self::connect(&specs[i], conn, timeout)?;
-            let ssh = conn.as_ref().expect("connected");
-            let mut parents: Vec<String> = files
-                .iter()
-                .filter_map(|(_, p, _)| p.rsplit_once('/').map(|(d, _)| format!("{work}/{d}")))
-                .collect();
-            parents.dedup();
-            if !parents.is_empty() {
-                let quoted: Vec<String> = parents.iter().map(|p| shell_quote(p)).collect();
-                ssh.run("folders", &format!("mkdir -p {}", quoted.join(" ")))
-                    .map_err(|e| e.to_string())?;
-            }
-            let put: Vec<(&[u8], String, i32)> = files
-                .iter()
-                .map(|(bytes, path, mode)| (bytes.as_slice(), format!("{work}/{path}"), *mode))
-                .collect();
-            ssh.upload_all(&put).map_err(|e| e.to_string())
-        })
+        in_parallel(
+            "upload",
+            &mut self.conns,
+            files,
+            &bars,
+            |i, files, conn, _| {
+                if files.is_empty() {
+                    return Ok(());
+                }
+                Self::connect(&specs[i], conn, timeout)?;
+                let ssh = conn.as_ref().expect("connected");
+                let mut parents: Vec<String> = files
+                    .iter()
+                    .filter_map(|(_, p, _)| p.rsplit_once('/').map(|(d, _)| format!("{work}/{d}")))
+                    .collect();
+                parents.sort();
+                parents.dedup();
+                if !parents.is_empty() {
+                    let quoted: Vec<String> = parents.iter().map(|p| shell_quote(p)).collect();
+                    ssh.run("folders", &format!("mkdir -p {}", quoted.join(" ")))
+                        .map_err(|e| e.to_string())?;
+                }
+                let put: Vec<(&[u8], String, i32)> = files
+                    .iter()
+                    .map(|(bytes, path, mode)| (bytes.as_slice(), format!("{work}/{path}"), *mode))
+                    .collect();
+                ssh.upload_all(&put).map_err(|e| e.to_string())
+            },
+        )
     }
 
     fn start_script(&mut self, dial: &Dial, script: &str) -> Result<(), FleetError> {

@@ -85,6 +85,9 @@ pub struct Flower<'f> {
     remote: Option<RemoteSites<'f>>,
     /// Remote nodes were started (and are to be stopped).
     remote_started: bool,
+    /// How long a remote node keeps trying to reach the SuperLink before it gives up: a site
+    /// whose link was cut, which fedsim can no longer reach to stop, ends by itself.
+    give_up_secs: f64,
 }
 
 impl<'f> Flower<'f> {
@@ -129,12 +132,15 @@ impl<'f> Flower<'f> {
             finished: None,
             remote: None,
             remote_started: false,
+            give_up_secs: 60.0,
         })
     }
 
-    /// Run the SuperNodes on sites reached over SSH, through the fleet that installed them.
-    pub fn on_remote_sites(mut self, sites: RemoteSites<'f>) -> Flower<'f> {
+    /// Run the SuperNodes on sites reached over SSH, through the fleet that installed them;
+    /// a node that cannot reach the SuperLink for `give_up_secs` exits.
+    pub fn on_remote_sites(mut self, sites: RemoteSites<'f>, give_up_secs: f64) -> Flower<'f> {
         self.remote = Some(sites);
+        self.give_up_secs = give_up_secs;
         self
     }
 
@@ -252,7 +258,7 @@ impl<'f> Flower<'f> {
         let home = self.cli_home();
         let mut cmd = std::process::Command::new(self.program("flwr"));
         cmd.args(["supernode", "register"])
-            .arg(&public)
+            .arg(public)
             .arg("fedsim")
             .args(["--name", site])
             .current_dir(&self.dir)
@@ -351,7 +357,10 @@ impl<'f> Flower<'f> {
     /// the SuperLink runs (an App may ask for extras the sites do not need, like simulation).
     fn requirements(&self, python: &Path) -> Result<Vec<String>, PlatformError> {
         let out = std::process::Command::new(python)
-            .args(["-c", "import importlib.metadata as m; print(m.version('flwr'))"])
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('flwr'))",
+            ])
             .output()
             .map_err(|e| PlatformError::Missing(format!("{}: {e}", python.display())))?;
         let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -366,15 +375,19 @@ impl<'f> Flower<'f> {
             path: pyproject.clone(),
             source: e,
         })?;
-        let doc: toml::Table = toml::from_str(&text).map_err(|e| {
-            PlatformError::Missing(format!("{}: {e}", pyproject.display()))
-        })?;
-        let deps = doc
+        let doc: toml::Table = toml::from_str(&text)
+            .map_err(|e| PlatformError::Missing(format!("{}: {e}", pyproject.display())))?;
+        let deps: Vec<String> = doc
             .get("project")
             .and_then(|p| p.get("dependencies"))
             .and_then(|d| d.as_array())
-            .map(|d| d.iter().filter_map(|x| x.as_str()).map(str::to_string).collect())
-            .unwrap_or_else(Vec::<String>::new);
+            .map(|d| {
+                d.iter()
+                    .filter_map(|x| x.as_str())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         let is_flwr = |d: &str| {
             let name: String = d
                 .chars()
@@ -407,7 +420,9 @@ impl<'f> Flower<'f> {
                 ))
             })?;
         let requirements = self.requirements(&python)?;
-        let server = self.addr.ok_or_else(|| PlatformError::Run("start the SuperLink first".into()))?;
+        let server = self
+            .addr
+            .ok_or_else(|| PlatformError::Run("start the SuperLink first".into()))?;
         let ca = match &self.certs {
             Some(c) => Some(std::fs::read(&c.ca).map_err(|e| PlatformError::Io {
                 path: c.ca.clone(),
@@ -416,7 +431,16 @@ impl<'f> Flower<'f> {
             None => None,
         };
         let remote = self.remote.as_mut().expect("remote sites");
-        let houses = remote.ensure_venvs(&python, &requirements)?;
+        // What a SuperNode, its SuperExec and a ClientApp import.
+        let warm = [
+            "flwr.supernode.cli",
+            "flwr.supercore.cli",
+            "flwr.supernode.runtime.run_clientapp",
+            "flwr.clientapp",
+            "flwr.app",
+            "numpy",
+        ];
+        let houses = remote.ensure_venvs(&python, &requirements, &warm)?;
         if let Some(ca) = &ca {
             let files: Vec<_> = sites
                 .iter()
@@ -435,10 +459,11 @@ impl<'f> Flower<'f> {
                     None => "--insecure",
                 };
                 let node = format!(
-                    "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])')\nexec \"$FEDSIM_AGENT\" reap --log node.jsonl --process {process} -- env HOME=\"$PWD/flower-home\" FLWR_HOME=\"$PWD/flower-home/.flwr\" PATH={venv}/bin:\"$PATH\" LANG=C.UTF-8 FLWR_TELEMETRY_ENABLED=0 PYTHONUNBUFFERED=1 NO_COLOR=1 {venv}/bin/flower-supernode --superlink \"$1\" --port \"$port\" --node-config \"partition-id={i} num-partitions={n} data-path=\\\"{data}\\\"\" {secure}\n",
+                    "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])')\nexec \"$FEDSIM_AGENT\" reap --log node.jsonl --process {process} -- env HOME=\"$PWD/flower-home\" FLWR_HOME=\"$PWD/flower-home/.flwr\" PATH={venv}/bin:\"$PATH\" LANG=C.UTF-8 FLWR_TELEMETRY_ENABLED=0 PYTHONUNBUFFERED=1 NO_COLOR=1 {venv}/bin/flower-supernode --superlink \"$1\" --port \"$port\" --max-wait-time {wait} --node-config \"partition-id={i} num-partitions={n} data-path=\\\"{data}\\\"\" {secure}\n",
                     process = shell_quote(&format!("flower-supernode {}", site.name)),
                     i = site.index,
                     n = site.sites,
+                    wait = self.give_up_secs.ceil(),
                 );
                 let key = match ca {
                     Some(_) => format!(
@@ -464,7 +489,10 @@ impl<'f> Flower<'f> {
                     .ok_or_else(|| PlatformError::Site {
                         site: site.name.clone(),
                         what: "the SuperNode's key".into(),
-                        reason: format!("ssh-keygen on the site gave no public key: {}", out.trim()),
+                        reason: format!(
+                            "ssh-keygen on the site gave no public key: {}",
+                            out.trim()
+                        ),
                     })?;
                 let path = keys.join(format!("{}.pub", site.name));
                 self.write(&path, &format!("{public}\n"))?;
@@ -474,7 +502,12 @@ impl<'f> Flower<'f> {
         self.remote_started = true;
         let remote = self.remote.as_mut().expect("remote sites");
         remote.start("node.sh", server, dial)?;
-        tracing::info!(phase = "federate", platform = "flower", sites = sites.len(), "SuperNodes started on the sites");
+        tracing::info!(
+            phase = "federate",
+            platform = "flower",
+            sites = sites.len(),
+            "SuperNodes started on the sites"
+        );
         Ok(())
     }
 }
@@ -548,8 +581,10 @@ impl Platform for Flower<'_> {
             let _ = std::fs::create_dir_all(&dir);
             for site in sites {
                 let to = dir.join(format!("partition-{}.csv", site.index));
-                crate::sys::fsio::write_atomic(&to, &site.data)
-                    .map_err(|e| PlatformError::Io { path: to, source: e })?;
+                crate::sys::fsio::write_atomic(&to, &site.data).map_err(|e| PlatformError::Io {
+                    path: to,
+                    source: e,
+                })?;
             }
             return Ok(());
         }
@@ -571,7 +606,9 @@ impl Platform for Flower<'_> {
         };
         match self.remote.as_mut() {
             Some(r) => r.fleet().cut(site).map_err(|e| fault(e.to_string())),
-            None => Err(fault("local sites have no network of their own to cut".into())),
+            None => Err(fault(
+                "local sites have no network of their own to cut".into(),
+            )),
         }
     }
 
@@ -595,17 +632,34 @@ impl Platform for Flower<'_> {
         }
         // Flower's rounds as the ServerApp logs them: "[ROUND 3/10]".
         let (round, notes) = (self.round.clone(), self.notes.clone());
+        let nodes = self.sites;
+        // Whether the round in progress has aggregated replies: a round with none (its
+        // round-timeout passed first) prints no `aggregate_train` line at all.
+        let aggregated = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let on_line: procs::OnLine = Box::new(move |line: &str| {
-            let failed = line.contains("Received error in reply")
-                || (line.contains("aggregate_train: Received") && !line.contains(" 0 failures"));
-            if failed {
+            let note = |text: String| {
                 if let Ok(mut n) = notes.lock() {
                     if n.len() < 50 {
-                        let at = round.load(Ordering::SeqCst);
-                        let said = line.split_once(':').map_or(line, |(_, rest)| rest).trim();
-                        n.push(format!("round {at}: {said}"));
+                        n.push(text);
                     }
                 }
+            };
+            if line.contains("aggregate_train: Received") {
+                aggregated.store(true, Ordering::SeqCst);
+            }
+            // A round that ended with failures, or with fewer replies than nodes (its
+            // round-timeout passed first).
+            let failed = line.contains("Received error in reply")
+                || line
+                    .split_once("aggregate_train: Received ")
+                    .is_some_and(|(_, rest)| {
+                        let replies = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+                        !rest.contains(" 0 failures") || replies.is_some_and(|r: usize| r < nodes)
+                    });
+            if failed {
+                let at = round.load(Ordering::SeqCst);
+                let said = line.split_once(':').map_or(line, |(_, rest)| rest).trim();
+                note(format!("round {at}: {said}"));
             }
             if let Some(r) = line
                 .split("[ROUND ")
@@ -613,6 +667,12 @@ impl Platform for Flower<'_> {
                 .and_then(|r| r.split('/').next())
                 .and_then(|r| r.trim().parse::<u32>().ok())
             {
+                if !aggregated.swap(false, Ordering::SeqCst) {
+                    note(format!(
+                        "round {}: no site replied within the round's timeout",
+                        r.saturating_sub(1)
+                    ));
+                }
                 round.fetch_max(r, Ordering::SeqCst);
             }
         });
@@ -748,7 +808,12 @@ impl Platform for Flower<'_> {
             // worker along), KILL what is left.
             self.remote_started = false;
             let exits = r.fleet().stop(Duration::ZERO);
-            tracing::info!(phase = "federate", platform = "flower", sites = exits.len(), "SuperNodes on the sites stopped");
+            tracing::info!(
+                phase = "federate",
+                platform = "flower",
+                sites = exits.len(),
+                "SuperNodes on the sites stopped"
+            );
         }
         if let Some(p) = self.superlink.take() {
             p.stop(grace);

@@ -7,10 +7,18 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use super::wheelhouse::{self, Target, Wheelhouse};
 use super::PlatformError;
 use crate::fleet::{Dial, Fleet};
+
+/// How long a step on the sites may take (a probe, a key): emulated VMs on two cores are slow.
+const STEP_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long installing the venv may take: 2 min 40 s in each of two emulated VMs at once here
+/// (about 8 s on this machine itself).
+const INSTALL_LIMIT: Duration = Duration::from_secs(1200);
 
 /// Where the venv of a wheelhouse is on a site (a shell expression, under `run_each`).
 pub fn venv(house: &Wheelhouse) -> String {
@@ -34,7 +42,17 @@ impl<'f> RemoteSites<'f> {
         step: &str,
         scripts: &[Option<String>],
     ) -> Result<Vec<String>, PlatformError> {
-        let outs = self.fleet.run_each(scripts);
+        self.run_each_within(step, scripts, STEP_LIMIT)
+    }
+
+    /// [`RemoteSites::run_each`], each script given up to `limit`.
+    fn run_each_within(
+        &mut self,
+        step: &str,
+        scripts: &[Option<String>],
+        limit: Duration,
+    ) -> Result<Vec<String>, PlatformError> {
+        let outs = self.fleet.run_each(scripts, limit);
         self.first_failure(step, &outs)?;
         Ok(outs.into_iter().map(|o| o.unwrap_or_default()).collect())
     }
@@ -49,7 +67,11 @@ impl<'f> RemoteSites<'f> {
         self.first_failure(step, &outs)
     }
 
-    fn first_failure<T>(&self, step: &str, outs: &[Result<T, String>]) -> Result<(), PlatformError> {
+    fn first_failure<T>(
+        &self,
+        step: &str,
+        outs: &[Result<T, String>],
+    ) -> Result<(), PlatformError> {
         let failed: Vec<(&String, &String)> = self
             .names
             .iter()
@@ -86,11 +108,14 @@ impl<'f> RemoteSites<'f> {
     }
 
     /// Each site's wheelhouse, installed into its venv unless the site has that venv already:
-    /// the wheels are sent only to the sites that lack it.
+    /// the wheels are sent only to the sites that lack it. `warm`: modules imported once after
+    /// the install, so their bytecode is compiled then and not by every process the platform
+    /// starts (in an emulated VM the first import of flwr took about 90 s).
     pub fn ensure_venvs(
         &mut self,
         python: &Path,
         requirements: &[String],
+        warm: &[&str],
     ) -> Result<Vec<Wheelhouse>, PlatformError> {
         let targets = self.targets()?;
         let mut houses: Vec<Wheelhouse> = Vec::with_capacity(targets.len());
@@ -118,23 +143,28 @@ impl<'f> RemoteSites<'f> {
                 let mut put = Vec::new();
                 if *lacks {
                     for w in &h.wheels {
-                        let bytes = std::fs::read(h.dir.join(w)).map_err(|e| PlatformError::Io {
-                            path: h.dir.join(w),
-                            source: e,
-                        })?;
+                        let bytes =
+                            std::fs::read(h.dir.join(w)).map_err(|e| PlatformError::Io {
+                                path: h.dir.join(w),
+                                source: e,
+                            })?;
                         put.push((bytes, format!("wheels/{w}"), 0o600));
                     }
                 }
                 files.push(put);
             }
-            tracing::info!(phase = "provision", sites = lacking.iter().filter(|l| **l).count(), "sending the platform's wheels to the sites that lack its venv");
+            tracing::info!(
+                phase = "provision",
+                sites = lacking.iter().filter(|l| **l).count(),
+                "sending the platform's wheels to the sites that lack its venv"
+            );
             self.put_each("sending the platform's wheels", &files)?;
             let install: Vec<Option<String>> = houses
                 .iter()
                 .zip(&lacking)
-                .map(|(h, lacks)| lacks.then(|| install_script(h)))
+                .map(|(h, lacks)| lacks.then(|| install_script(h, warm)))
                 .collect();
-            self.run_each("installing the platform's venv", &install)?;
+            self.run_each_within("installing the platform's venv", &install, INSTALL_LIMIT)?;
         }
         Ok(houses)
     }
@@ -174,7 +204,7 @@ impl<'f> RemoteSites<'f> {
 /// wheel into a venv made without pip (Debian's python3 has no ensurepip unless python3-venv
 /// is installed). Under a lock, since sites of one account share `~/.fedsim`; the other venvs
 /// go (each is about 200 MB).
-fn install_script(h: &Wheelhouse) -> String {
+fn install_script(h: &Wheelhouse, warm: &[&str]) -> String {
     let pip = h
         .wheels
         .iter()
@@ -186,10 +216,17 @@ fn install_script(h: &Wheelhouse) -> String {
         .map(|r| crate::fleet::ssh::shell_quote(r))
         .collect();
     format!(
-        "set -e\nmkdir -p \"$FEDSIM_ROOT\"/venvs\nexec 9>\"$FEDSIM_ROOT\"/venvs/.lock\nflock 9\nv={v}\nif [ ! -f \"$v\"/.ok ]; then\n  rm -rf \"$v\"\n  python3 -m venv --without-pip \"$v\"\n  if ! \"$v\"/bin/python wheels/{pip}/pip install --quiet --no-index --disable-pip-version-check --find-links wheels {reqs} > pip.log 2>&1; then tail -n 5 pip.log >&2; exit 1; fi\n  touch \"$v\"/.ok\nfi\nrm -rf wheels\nfind \"$FEDSIM_ROOT\"/venvs -mindepth 1 -maxdepth 1 -type d ! -name {id} -exec rm -rf {{}} +\n[ -f \"$v\"/.ok ]\n",
+        "set -e\nmkdir -p \"$FEDSIM_ROOT\"/venvs\nexec 9>\"$FEDSIM_ROOT\"/venvs/.lock\nflock 9\nv={v}\nif [ ! -f \"$v\"/.ok ]; then\n  rm -rf \"$v\"\n  python3 -m venv --without-pip \"$v\"\n  if ! \"$v\"/bin/python wheels/{pip}/pip install --quiet --no-compile --no-index --disable-pip-version-check --find-links wheels {reqs} > pip.log 2>&1; then tail -n 5 pip.log >&2; exit 1; fi\n  {warm}\n  touch \"$v\"/.ok\nfi\nrm -rf wheels\nfind \"$FEDSIM_ROOT\"/venvs -mindepth 1 -maxdepth 1 -type d ! -name {id} -exec rm -rf {{}} +\n[ -f \"$v\"/.ok ]\n",
         v = venv(h),
         pip = pip,
         reqs = reqs.join(" "),
         id = h.id,
+        warm = match warm.is_empty() {
+            true => "true".to_string(),
+            false => format!(
+                "\"$v\"/bin/python -c {}",
+                crate::fleet::ssh::shell_quote(&format!("import {}", warm.join(", ")))
+            ),
+        },
     )
 }

@@ -191,15 +191,21 @@ fn download(
     std::fs::write(&pins, constraints).map_err(|e| failed(format!("{}: {e}", pins.display())))?;
     tracing::info!(phase = "provision", python = %target.python, arch = %target.arch, requirements = ?requirements, "downloading the sites' Python wheels (once, kept in the cache)");
     let mut cmd = Command::new(python);
-    cmd.args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check"])
-        .arg("--dest")
-        .arg(&part)
-        .args(["--only-binary=:all:", "--constraint"])
-        .arg(&pins)
-        .args(target.pip_args())
-        .args(requirements)
-        // The site's installer: pip itself, run from its wheel.
-        .arg("pip");
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+    ])
+    .arg("--dest")
+    .arg(&part)
+    .args(["--only-binary=:all:", "--constraint"])
+    .arg(&pins)
+    .args(target.pip_args())
+    .args(requirements)
+    // The site's installer: pip itself, run from its wheel.
+    .arg("pip");
     crate::sys::children::die_with_parent(&mut cmd);
     let out = cmd
         .output()

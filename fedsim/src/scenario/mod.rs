@@ -261,6 +261,12 @@ impl Scenario {
         if let Some(files) = &self.data.files {
             self.partition.sites = files.len();
         }
+        if self.vm.memory_mib.is_none() {
+            self.vm.memory_mib = Some(match self.platform {
+                Some(_) => vm::PLATFORM_MEMORY_MIB,
+                None => vm::DEFAULT_MEMORY_MIB,
+            });
+        }
         for a in std::iter::once(&mut self.algorithm).chain(&mut self.analysis) {
             if a.kind == AlgorithmKind::External && a.workdir.is_none() {
                 a.workdir = Some(PathBuf::from("."));

@@ -71,8 +71,8 @@ impl PlatformSpec {
     }
 }
 
-/// A platform runs on local sites (for now), within sane rounds and time, on loopback only
-/// when insecure.
+/// A platform runs on local, ssh (one node per host entry, tunnelled unless on loopback) or vm
+/// sites, within sane rounds and time, insecure only on local sites.
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     let Some(p) = &s.platform else {
         return Ok(());

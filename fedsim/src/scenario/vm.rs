@@ -27,9 +27,10 @@ impl Accel {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmSpec {
-    /// Memory per VM.
-    #[serde(default = "default_memory")]
-    pub memory_mib: u32,
+    /// Memory per VM: 256 MiB unless said, 1024 MiB for a platform's nodes (the scenario as
+    /// resolved says which).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
     #[serde(default = "default_cpus")]
     pub cpus: u32,
     #[serde(default)]
@@ -43,7 +44,7 @@ pub struct VmSpec {
 impl Default for VmSpec {
     fn default() -> Self {
         VmSpec {
-            memory_mib: default_memory(),
+            memory_mib: None,
             cpus: default_cpus(),
             accel: Accel::Auto,
             boot_timeout_secs: default_boot_timeout(),
@@ -51,8 +52,17 @@ impl Default for VmSpec {
     }
 }
 
-fn default_memory() -> u32 {
-    256
+/// A site's VM: its agent is small.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+/// A platform's node in a VM: Flower's SuperNode, its SuperExec and a ClientApp (each a Python
+/// with numpy and gRPC) thrashed 256 MiB until the guest stopped answering SSH.
+pub const PLATFORM_MEMORY_MIB: u32 = 1024;
+
+impl VmSpec {
+    /// The memory each VM gets.
+    pub fn memory(&self) -> u32 {
+        self.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB)
+    }
 }
 fn default_cpus() -> u32 {
     1
@@ -64,11 +74,20 @@ fn default_boot_timeout() -> f64 {
 /// Sane VM sizes.
 pub(super) fn validate(s: &Scenario, at: &Locate) -> Result<(), ScenarioError> {
     let v = &s.vm;
-    if !(64..=65536).contains(&v.memory_mib) {
-        return Err(at(
-            "vm.memory_mib",
-            format!("expected 64 to 65536 MiB, found {}", v.memory_mib),
-        ));
+    match v.memory_mib {
+        Some(m) if !(64..=65536).contains(&m) => {
+            return Err(at(
+                "vm.memory_mib",
+                format!("expected 64 to 65536 MiB, found {m}"),
+            ))
+        }
+        Some(m) if m < PLATFORM_MEMORY_MIB && s.platform.is_some() && s.fleet.provider == super::Provider::Vm => {
+            return Err(at(
+                "vm.memory_mib",
+                format!("a platform's node needs {PLATFORM_MEMORY_MIB} MiB or more in each VM (Flower's SuperNode, its SuperExec and a ClientApp thrash a smaller one), found {m}; leave it out to get {PLATFORM_MEMORY_MIB}"),
+            ))
+        }
+        _ => {}
     }
     if !(1..=64).contains(&v.cpus) {
         return Err(at("vm.cpus", format!("expected 1 to 64, found {}", v.cpus)));

@@ -11,9 +11,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The fedsim binary steps are run under, once `main` has said which it is (a library user or a
@@ -134,8 +134,14 @@ fn log_lines(
 ) -> Vec<std::thread::JoinHandle<()>> {
     use std::io::{BufRead, BufReader, Read, Write};
     let outs: Vec<Box<dyn Read + Send>> = [
-        child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child.stderr.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()

@@ -1,14 +1,16 @@
 //! Helpers shared by the end-to-end tests: real binaries, real data, independent references.
 //! By concern: `run` runs fedsim and reads what a run wrote (its summary and metrics typed, as
-//! the crate writes them), `procs` looks for what a run may have left running, `scenarios` writes
+//! the crate writes them), `fleet` is the SSH test fleet, `procs` looks for what a run may have left running, `scenarios` writes
 //! scenario texts. Paths and the independent references are here.
 // Each test binary uses some of these; what one leaves unused is no warning there.
 #![allow(dead_code, unused_imports)]
 
+mod fleet;
 mod procs;
 mod run;
 mod scenarios;
 
+pub use fleet::*;
 pub use procs::*;
 pub use run::*;
 pub use scenarios::*;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::test_data;
+use super::{root, test_data};
 
 /// Write a scenario into `dir` and return its path.
 pub fn scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -105,4 +105,35 @@ impl Ols {
     pub fn write(&self, dir: &Path, file: &str) -> PathBuf {
         scenario(dir, file, &self.toml())
     }
+}
+
+/// Where `.ci/run` installs flwr, if it is there (else says SKIPPED).
+pub fn flwr_installed() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let venv = home.join(".cache/fedsim-flwr/bin");
+    if venv.join("flower-superlink").is_file() {
+        return Some(venv);
+    }
+    eprintln!("SKIPPED: flwr not installed in ~/.cache/fedsim-flwr (.ci/run installs it)");
+    None
+}
+
+/// The shipped Flower example with `extra` lines added, its paths made absolute, in `dir`.
+pub fn example(dir: &Path, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("resources/config_flower.toml")).unwrap();
+    let text = text
+        .replace(
+            "\"../test_data/",
+            &format!("\"{}/", root().join("test_data").display()),
+        )
+        .replace(
+            "app = \"flower/logreg\"",
+            &format!(
+                "app = \"{}\"",
+                root().join("resources/flower/logreg").display()
+            ),
+        );
+    let path = dir.join("flower.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
 }

@@ -111,7 +111,17 @@ impl Machine {
         cmd.arg("-name")
             .arg(site)
             .args(["-accel", accel, "-machine", "q35"])
-            .args(["-m", &spec.memory_mib.to_string()])
+            // Every instruction set the accelerator offers: qemu's default CPU (qemu64) lacks
+            // SSE4.2 and AVX, and today's Python wheels (numpy 2) die on it with SIGILL.
+            .args([
+                "-cpu",
+                if accel.starts_with("kvm") {
+                    "host"
+                } else {
+                    "max"
+                },
+            ])
+            .args(["-m", &spec.memory().to_string()])
             .args(["-smp", &spec.cpus.to_string()])
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
             .arg("-serial")

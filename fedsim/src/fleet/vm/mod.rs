@@ -635,10 +635,17 @@ impl Fleet for VmFleet {
         self.inner.as_mut().map(|i| i.pids()).unwrap_or_default()
     }
 
-    fn run_each(&mut self, scripts: &[Option<String>]) -> Vec<Result<String, String>> {
+    fn run_each(
+        &mut self,
+        scripts: &[Option<String>],
+        limit: Duration,
+    ) -> Vec<Result<String, String>> {
         match self.inner.as_mut() {
-            Some(i) => i.run_each(scripts),
-            None => scripts.iter().map(|_| Err("install first".into())).collect(),
+            Some(i) => i.run_each(scripts, limit),
+            None => scripts
+                .iter()
+                .map(|_| Err("install first".into()))
+                .collect(),
         }
     }
 

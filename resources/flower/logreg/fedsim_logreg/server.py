@@ -60,6 +60,7 @@ def main(grid: Grid, context: Context) -> None:
         grid=grid,
         initial_arrays=ArrayRecord([w0]),
         num_rounds=int(cfg["num-server-rounds"]),
+        timeout=float(cfg["round-timeout"]),
         evaluate_fn=at_round_end,
     )
     w = result.arrays.to_numpy_ndarrays()[0]
