@@ -1135,8 +1135,9 @@ fn external_spec(s: &Scenario) -> Result<ExternalSpec, PlanError> {
                 )
                 .into());
         }
-        let bin = crate::platform::flower::find_flwr(p)
-            .map_err(|e| PlanError::from(s.locate("platform.flwr", e.to_string())))?;
+        let bin = p
+            .flwr_bin()
+            .map_err(|e| PlanError::from(s.locate("platform.flwr", e)))?;
         // The App's pooled counterpart runs with the App's Python (flwr's environment, where
         // the App's packages are) when it names one by its bare name.
         if let Some(program) = spec.pooled.first_mut() {

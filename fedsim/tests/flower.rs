@@ -161,14 +161,7 @@ fn a_killed_site_is_lost_as_flower_goes_on_without_it_or_the_run_fails() {
         &["--set", "platform.simulation=false"],
     );
     let s = expect_status(&o, &out, Status::Degraded);
-    assert_eq!(s.lost_sites.len(), 1, "{}", pretty(&s.lost_sites));
-    assert_eq!(
-        (s.lost_sites[0].site.as_str(), s.lost_sites[0].round),
-        ("site-2", 3)
-    );
-    let c = s.comparison.as_ref().unwrap();
-    assert!(c.passed && c.max_diff < 1e-9, "{}", pretty(c));
-    assert_eq!(s.results.as_ref().unwrap().n, 379, "the survivors' rows");
+    lost_site_2_in_round_3(&s);
     let said = s
         .warnings
         .iter()
@@ -356,6 +349,18 @@ fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
     nothing_left(&out);
 }
 
+/// The run lost site-2 in round 3 and its fit is the two survivors' pooled one.
+fn lost_site_2_in_round_3(s: &Summary) {
+    assert_eq!(s.lost_sites.len(), 1, "{}", pretty(&s.lost_sites));
+    assert_eq!(
+        (s.lost_sites[0].site.as_str(), s.lost_sites[0].round),
+        ("site-2", 3)
+    );
+    let c = s.comparison.as_ref().unwrap();
+    assert!(c.passed && c.max_diff < 1e-9, "{}", pretty(c));
+    assert_eq!(s.results.as_ref().unwrap().n, 379, "the survivors' rows");
+}
+
 /// What the run's log says of the wheels: whether they were sent to the sites.
 fn wheels_sent(out: &Path) -> bool {
     std::fs::read_to_string(out.join("logs/controller.jsonl"))
@@ -456,14 +461,7 @@ fn the_example_on_ssh_sites_installs_flower_once_and_a_killed_node_is_lost() {
         !wheels_sent(&out),
         "the sites' venvs are reused by checksum"
     );
-    assert_eq!(s.lost_sites.len(), 1, "{}", pretty(&s.lost_sites));
-    assert_eq!(
-        (s.lost_sites[0].site.as_str(), s.lost_sites[0].round),
-        ("site-2", 3)
-    );
-    let c = s.comparison.as_ref().unwrap();
-    assert!(c.passed && c.max_diff < 1e-9, "{}", pretty(c));
-    assert_eq!(s.results.as_ref().unwrap().n, 379, "the survivors' rows");
+    lost_site_2_in_round_3(&s);
     for i in 1..=3 {
         let left = std::process::Command::new("pgrep")
             .args(["-u", &format!("fedsim-fl{i}"), "-f", "flower|[.]fedsim/"])

@@ -132,14 +132,14 @@ pub fn reach(a: ReachArgs) -> ExitCode {
 
 /// `reap PROGRAM ARGS...`: the step's own exit code is passed on; it is not one of fedsim's.
 pub fn reap(a: ReapArgs) -> ExitCode {
-    let log = a.log.map(|file| {
-        let what = a.process.unwrap_or_else(|| a.command[0].clone());
-        (file, what)
+    let what = a.process.unwrap_or_else(|| a.command[0].clone());
+    let format: crate::sys::reaper::LineFormat = std::sync::Arc::new(move |line| {
+        crate::logs::program_line(&what, line).map(|v| v.to_string())
     });
     exit::passed_on(crate::sys::reaper::run(
         &a.command[0],
         &a.command[1..],
-        log.as_ref().map(|(f, w)| (f.as_path(), w.as_str())),
+        a.log.as_deref().map(|f| (f, format)),
     ))
 }
 

@@ -22,41 +22,9 @@ use super::{Platform, PlatformError, PlatformResult, SiteSeat};
 use crate::algorithms::Estimates;
 use crate::scenario::PlatformSpec;
 
-/// Where flwr's programs are, as the scenario, `FEDSIM_FLWR`, `PATH` or `.ci/run`'s venv has them.
+/// Where flwr's programs are ([`PlatformSpec::flwr_bin`]), as a platform error.
 pub fn find_flwr(spec: &PlatformSpec) -> Result<PathBuf, PlatformError> {
-    let with_bin = |p: PathBuf| {
-        if p.join("bin").join("flower-superlink").is_file() {
-            p.join("bin")
-        } else {
-            p
-        }
-    };
-    let given = spec
-        .flwr
-        .clone()
-        .or_else(|| std::env::var_os("FEDSIM_FLWR").map(PathBuf::from));
-    let candidates: Vec<PathBuf> = match given {
-        Some(p) => vec![with_bin(p)],
-        None => crate::sys::proc::which("flower-superlink")
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .into_iter()
-            .chain(
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fedsim-flwr/bin")),
-            )
-            .collect(),
-    };
-    candidates
-        .into_iter()
-        .find(|d| {
-            ["flower-superlink", "flower-supernode", "flwr"]
-                .iter()
-                .all(|p| d.join(p).is_file())
-        })
-        .ok_or_else(|| {
-            PlatformError::Missing(
-                "Flower is not installed: no flower-superlink, flower-supernode and flwr in platform.flwr, FEDSIM_FLWR, PATH or ~/.cache/fedsim-flwr; install it with: python3 -m venv ~/.cache/fedsim-flwr && ~/.cache/fedsim-flwr/bin/pip install 'flwr[simulation]==1.42.*' numpy".into(),
-            )
-        })
+    spec.flwr_bin().map_err(PlatformError::Missing)
 }
 
 /// The Flower adapter for one run: the deployment, or (with `simulation`) Flower's simulation.

@@ -65,6 +65,45 @@ impl PlatformSpec {
         a
     }
 
+    /// Where flwr's programs are: `flwr`, else `FEDSIM_FLWR`, `PATH` or `.ci/run`'s venv; why
+    /// not, when none has them.
+    pub fn flwr_bin(&self) -> Result<PathBuf, String> {
+        let with_bin = |p: PathBuf| {
+            if p.join("bin").join("flower-superlink").is_file() {
+                p.join("bin")
+            } else {
+                p
+            }
+        };
+        let given = self
+            .flwr
+            .clone()
+            .or_else(|| std::env::var_os("FEDSIM_FLWR").map(PathBuf::from));
+        let candidates: Vec<PathBuf> = match given {
+            Some(p) => vec![with_bin(p)],
+            // The folders of PATH, then the venv `.ci/run` makes.
+            None => std::env::var_os("PATH")
+                .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(
+                    std::env::var_os("HOME")
+                        .map(|h| PathBuf::from(h).join(".cache/fedsim-flwr/bin")),
+                )
+                .collect(),
+        };
+        candidates
+            .into_iter()
+            .find(|d| {
+                ["flower-superlink", "flower-supernode", "flwr"]
+                    .iter()
+                    .all(|p| d.join(p).is_file())
+            })
+            .ok_or_else(|| {
+                    "Flower is not installed: no flower-superlink, flower-supernode and flwr in platform.flwr, FEDSIM_FLWR, PATH or ~/.cache/fedsim-flwr; install it with: python3 -m venv ~/.cache/fedsim-flwr && ~/.cache/fedsim-flwr/bin/pip install 'flwr[simulation]==1.42.*' numpy".to_string()
+            })
+    }
+
     pub(super) fn map_paths(&mut self, f: &impl Fn(&Path) -> PathBuf) {
         self.app = f(&self.app);
         self.flwr = self.flwr.as_deref().map(f);

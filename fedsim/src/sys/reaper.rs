@@ -54,9 +54,12 @@ extern "C" fn on_stop(_: libc::c_int) {
 
 /// The reaper's own life: run `program args`, then make sure no descendant is left. Returns the
 /// exit code to leave with.
-/// With `log` (a file, the `process` to name), what the program prints is kept there as JSON
-/// log lines instead of passed on.
-pub fn run(program: &str, args: &[String], log: Option<(&Path, &str)>) -> i32 {
+/// Makes one log line of a line the program printed (None: keep nothing of it).
+pub type LineFormat = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// With `log` (a file, how to write each line), what the program prints is kept there instead
+/// of passed on.
+pub fn run(program: &str, args: &[String], log: Option<(&Path, LineFormat)>) -> i32 {
     // SAFETY: prctl, signal and the handler (an atomic store) are async-signal-safe.
     let subreaper = unsafe {
         libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
@@ -69,7 +72,7 @@ pub fn run(program: &str, args: &[String], log: Option<(&Path, &str)>) -> i32 {
     }
     let mut cmd = Command::new(program);
     cmd.args(args);
-    let file = match log.map(|(path, _)| {
+    let file = match log.as_ref().map(|(path, _)| {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -94,7 +97,7 @@ pub fn run(program: &str, args: &[String], log: Option<(&Path, &str)>) -> i32 {
         }
     };
     let readers = match (file, log) {
-        (Some(file), Some((_, what))) => log_lines(&mut child, &file, what),
+        (Some(file), Some((_, format))) => log_lines(&mut child, &file, format),
         _ => Vec::new(),
     };
     let code = loop {
@@ -126,11 +129,11 @@ pub fn run(program: &str, args: &[String], log: Option<(&Path, &str)>) -> i32 {
     code
 }
 
-/// Threads that keep each line `child` prints in `file`, as JSON log lines naming `what`.
+/// Threads that keep each line `child` prints in `file`, as `format` makes it.
 fn log_lines(
     child: &mut std::process::Child,
     file: &Arc<Mutex<std::fs::File>>,
-    what: &str,
+    format: LineFormat,
 ) -> Vec<std::thread::JoinHandle<()>> {
     use std::io::{BufRead, BufReader, Read, Write};
     let outs: Vec<Box<dyn Read + Send>> = [
@@ -148,11 +151,11 @@ fn log_lines(
     .collect();
     outs.into_iter()
         .map(|out| {
-            let (file, what) = (file.clone(), what.to_string());
+            let (file, format) = (file.clone(), format.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(v) = crate::logs::program_line(&what, &line) {
+                    if let Some(v) = format(&line) {
                         if let Ok(mut f) = file.lock() {
                             let _ = writeln!(f, "{v}");
                         }

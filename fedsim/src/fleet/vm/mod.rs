@@ -515,6 +515,17 @@ impl VmFleet {
     }
 }
 
+impl VmFleet {
+    /// The installed fleet, its links' conditions applied: what starts anything on the sites.
+    fn shaped(&mut self) -> Result<&mut SshFleet, FleetError> {
+        self.shape_links(false)?;
+        self.inner.as_mut().ok_or(FleetError::Start {
+            site: "all".into(),
+            reason: "install first".into(),
+        })
+    }
+}
+
 impl Fleet for VmFleet {
     fn install(&mut self, bundles: &mut [Bundle]) -> Result<(), FleetError> {
         self.ensure_booted()?;
@@ -539,14 +550,7 @@ impl Fleet for VmFleet {
     }
 
     fn start(&mut self, dial: &Dial) -> Result<(), FleetError> {
-        self.shape_links(false)?;
-        self.inner
-            .as_mut()
-            .ok_or(FleetError::Start {
-                site: "all".into(),
-                reason: "install first".into(),
-            })?
-            .start(dial)
+        self.shaped()?.start(dial)
     }
 
     fn dead_site(&mut self) -> Option<(String, String)> {
@@ -657,14 +661,7 @@ impl Fleet for VmFleet {
     }
 
     fn start_script(&mut self, dial: &Dial, script: &str) -> Result<(), FleetError> {
-        self.shape_links(false)?;
-        self.inner
-            .as_mut()
-            .ok_or(FleetError::Start {
-                site: "all".into(),
-                reason: "install first".into(),
-            })?
-            .start_script(dial, script)
+        self.shaped()?.start_script(dial, script)
     }
 
     fn location(&self, site: &str) -> Option<String> {
