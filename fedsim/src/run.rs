@@ -933,7 +933,7 @@ impl<'a> Run<'a> {
     fn federate_platform(
         &mut self,
         spec: &crate::scenario::PlatformSpec,
-        seats: &[crate::platform::SiteSeat],
+        sites: &[crate::platform::SiteSeat],
     ) -> Result<Federated, Stop> {
         use crate::platform::{self, flower::Flower, SiteSeat};
         let scenario = self.scenario;
@@ -945,7 +945,6 @@ impl<'a> Run<'a> {
             self.input_error = true;
             Stop::failed(e.to_string())
         })?;
-        let sites = seats;
         let root = std::path::absolute(self.dir.path()).unwrap_or_else(|_| self.dir.path().into());
         let logs = std::path::absolute(self.dir.logs()).unwrap_or_else(|_| self.dir.logs());
         let failed = |e: platform::PlatformError| match e {
@@ -1095,7 +1094,7 @@ impl<'a> Run<'a> {
         if let Err(e) = self.dir.write_platform(&side) {
             tracing::warn!(phase = "federate", error = %e, "platform.json not written");
         }
-        let survivors: Vec<&SiteSeat> = seats
+        let survivors: Vec<&SiteSeat> = sites
             .iter()
             .filter(|s| !lost.iter().any(|l| l.site == s.name))
             .collect();

@@ -349,6 +349,20 @@ fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
     nothing_left(&out);
 }
 
+/// Nothing of a run left on the i-th test host: no node, SuperExec, ClientApp or agent.
+fn nothing_left_on_host(i: usize) {
+    let user = format!("fedsim-fl{i}");
+    let left = std::process::Command::new("pgrep")
+        .args(["-u", &user, "-f", "flower|[.]fedsim/"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left on {user}: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
 /// The run lost site-2 in round 3 and its fit is the two survivors' pooled one.
 fn lost_site_2_in_round_3(s: &Summary) {
     assert_eq!(s.lost_sites.len(), 1, "{}", pretty(&s.lost_sites));
@@ -420,17 +434,7 @@ fn the_example_on_ssh_sites_installs_flower_once_and_a_killed_node_is_lost() {
             "{log}"
         );
         assert!(merged.contains(&tag), "site-{i} not in the merged log");
-        // Nothing of the run left on the host: no node, superexec or ClientApp.
-        let user = format!("fedsim-fl{i}");
-        let left = std::process::Command::new("pgrep")
-            .args(["-u", &user, "-f", "flower|[.]fedsim/"])
-            .output()
-            .unwrap();
-        assert!(
-            left.stdout.is_empty(),
-            "left on {user}: {}",
-            String::from_utf8_lossy(&left.stdout)
-        );
+        nothing_left_on_host(i);
     }
     let private = std::process::Command::new("find")
         .arg(&out)
@@ -463,15 +467,7 @@ fn the_example_on_ssh_sites_installs_flower_once_and_a_killed_node_is_lost() {
     );
     lost_site_2_in_round_3(&s);
     for i in 1..=3 {
-        let left = std::process::Command::new("pgrep")
-            .args(["-u", &format!("fedsim-fl{i}"), "-f", "flower|[.]fedsim/"])
-            .output()
-            .unwrap();
-        assert!(
-            left.stdout.is_empty(),
-            "{}",
-            String::from_utf8_lossy(&left.stdout)
-        );
+        nothing_left_on_host(i);
     }
     nothing_left(&out);
 }

@@ -73,6 +73,13 @@ impl Dial {
     }
 }
 
+/// A file for a site: its bytes (shared: the same wheels go to many sites), its path relative
+/// to the site's folder for this run, its mode.
+pub type SiteFile = (std::sync::Arc<[u8]>, String, i32);
+
+/// What a fleet that installs no other program than the agent says when asked to.
+const NO_NODES: &str = "this provider cannot run a platform's nodes";
+
 pub trait Fleet {
     /// Put each bundle on its site (data and `.env`). Takes the files out of the bundles, so
     /// the controller holds no site's token afterwards.
@@ -107,18 +114,11 @@ pub trait Fleet {
         limit: Duration,
     ) -> Vec<Result<String, String>> {
         let _ = limit;
-        scripts
-            .iter()
-            .map(|_| Err("this provider cannot run a platform's nodes".to_string()))
-            .collect()
+        scripts.iter().map(|_| Err(NO_NODES.to_string())).collect()
     }
-    /// Put `files[i]` (bytes, a path relative to the site's folder for this run, a mode) on
-    /// the i-th site.
-    fn put_each(&mut self, files: &[Vec<(Vec<u8>, String, i32)>]) -> Vec<Result<(), String>> {
-        files
-            .iter()
-            .map(|_| Err("this provider cannot run a platform's nodes".to_string()))
-            .collect()
+    /// Put `files[i]` on the i-th site.
+    fn put_each(&mut self, files: &[Vec<SiteFile>]) -> Vec<Result<(), String>> {
+        files.iter().map(|_| Err(NO_NODES.to_string())).collect()
     }
     /// Start `sh SCRIPT TARGET` on every site instead of the agent, detached, in the site's
     /// folder for this run (with the variables of `run_each`), TARGET being the address it
@@ -128,7 +128,7 @@ pub trait Fleet {
         let _ = (dial, script);
         Err(FleetError::Start {
             site: "all".into(),
-            reason: "this provider cannot run a platform's nodes".into(),
+            reason: NO_NODES.into(),
         })
     }
     /// Where a site keeps its bundle, for people.

@@ -260,6 +260,16 @@ impl SshFleet {
         Ok(targets)
     }
 
+    /// The variables a platform's steps and node get on a site (see `Fleet::run_each`), as shell
+    /// assignments.
+    fn site_env(&self, agent: &str) -> String {
+        format!(
+            "FEDSIM_BUNDLE=\"$HOME\"/{d} FEDSIM_ROOT=\"$HOME\"/.fedsim FEDSIM_AGENT=\"$HOME\"/{a}",
+            d = shell_quote(&self.dir),
+            a = shell_quote(agent),
+        )
+    }
+
     /// The agent this install put on the sites.
     fn installed_agent(&self) -> Result<String, FleetError> {
         self.agent.clone().ok_or(FleetError::Start {
@@ -865,10 +875,9 @@ impl Fleet for SshFleet {
             .map(|script| {
                 script.as_ref().map(|script| {
                     format!(
-                        "cd {w} || exit 1; FEDSIM_BUNDLE=\"$HOME\"/{d} FEDSIM_ROOT=\"$HOME\"/.fedsim FEDSIM_AGENT=\"$HOME\"/{a} sh -c {s}",
+                        "cd {w} || exit 1; {env} sh -c {s}",
                         w = shell_quote(&self.work),
-                        d = shell_quote(&self.dir),
-                        a = shell_quote(&agent),
+                        env = self.site_env(&agent),
                         s = shell_quote(script),
                     )
                 })
@@ -877,7 +886,7 @@ impl Fleet for SshFleet {
         self.exec_each_within(&cmds, Some(limit))
     }
 
-    fn put_each(&mut self, files: &[Vec<(Vec<u8>, String, i32)>]) -> Vec<Result<(), String>> {
+    fn put_each(&mut self, files: &[Vec<super::SiteFile>]) -> Vec<Result<(), String>> {
         let bars: Vec<ProgressBar> = files.iter().map(|_| ProgressBar::hidden()).collect();
         let (timeout, work, specs) = (self.connect_timeout, self.work.clone(), self.specs.clone());
         in_parallel(
@@ -904,7 +913,7 @@ impl Fleet for SshFleet {
                 }
                 let put: Vec<(&[u8], String, i32)> = files
                     .iter()
-                    .map(|(bytes, path, mode)| (bytes.as_slice(), format!("{work}/{path}"), *mode))
+                    .map(|(bytes, path, mode)| (&bytes[..], format!("{work}/{path}"), *mode))
                     .collect();
                 ssh.upload_all(&put).map_err(|e| e.to_string())
             },
@@ -915,17 +924,19 @@ impl Fleet for SshFleet {
         let agent = self.installed_agent()?;
         let targets = self.targets(dial)?;
         self.program = "node";
-        let (dir, work, run_id) = (self.dir.clone(), self.work.clone(), self.run_id.clone());
+        let (env, work, run_id) = (
+            self.site_env(&agent),
+            self.work.clone(),
+            self.run_id.clone(),
+        );
         let pids = self.each("start", |i, spec, conn, bar| {
             let ssh = conn.as_ref().ok_or("not connected")?;
             bar.set_message("starting the node");
             // Detached as the agent is (see `start`), its exit code written last.
             let cmd = format!(
-                "cd {w} || exit 1; export {m} FEDSIM_BUNDLE=\"$HOME\"/{d} FEDSIM_ROOT=\"$HOME\"/.fedsim FEDSIM_AGENT=\"$HOME\"/{a}; setsid nohup sh -c 'sh \"$0\" \"$1\" > node.out 2>&1; echo $? > node.exit' {s} {t} < /dev/null > /dev/null 2>&1 & echo $!",
+                "cd {w} || exit 1; export {m} {env}; setsid nohup sh -c 'sh \"$0\" \"$1\" > node.out 2>&1; echo $? > node.exit' {s} {t} < /dev/null > /dev/null 2>&1 & echo $!",
                 w = shell_quote(&work),
                 m = shell_quote(&mark(&run_id, &spec.name)),
-                d = shell_quote(&dir),
-                a = shell_quote(&agent),
                 s = shell_quote(script),
                 t = shell_quote(&targets[i]),
             );

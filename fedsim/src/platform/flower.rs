@@ -392,10 +392,12 @@ impl<'f> Flower<'f> {
             .addr
             .ok_or_else(|| PlatformError::Run("start the SuperLink first".into()))?;
         let ca = match &self.certs {
-            Some(c) => Some(std::fs::read(&c.ca).map_err(|e| PlatformError::Io {
-                path: c.ca.clone(),
-                source: e,
-            })?),
+            Some(c) => Some(std::sync::Arc::<[u8]>::from(std::fs::read(&c.ca).map_err(
+                |e| PlatformError::Io {
+                    path: c.ca.clone(),
+                    source: e,
+                },
+            )?)),
             None => None,
         };
         let remote = self.remote.as_mut().expect("remote sites");

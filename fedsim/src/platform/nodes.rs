@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::wheelhouse::{self, Target, Wheelhouse};
 use super::PlatformError;
-use crate::fleet::{Dial, Fleet};
+use crate::fleet::{Dial, Fleet, SiteFile};
 
 /// How long a step on the sites may take (a probe, a key): emulated VMs on two cores are slow.
 const STEP_LIMIT: Duration = Duration::from_secs(300);
@@ -58,11 +58,7 @@ impl<'f> RemoteSites<'f> {
     }
 
     /// Put `files[i]` on the i-th site (paths relative to its folder for this run).
-    pub fn put_each(
-        &mut self,
-        step: &str,
-        files: &[Vec<(Vec<u8>, String, i32)>],
-    ) -> Result<(), PlatformError> {
+    pub fn put_each(&mut self, step: &str, files: &[Vec<SiteFile>]) -> Result<(), PlatformError> {
         let outs = self.fleet.put_each(files);
         self.first_failure(step, &outs)
     }
@@ -138,21 +134,18 @@ impl<'f> RemoteSites<'f> {
         let have = self.run_each("looking for the platform's venv", &check)?;
         let lacking: Vec<bool> = have.iter().map(|o| !o.contains("HAVE=1")).collect();
         if lacking.iter().any(|l| *l) {
-            let mut files = Vec::with_capacity(houses.len());
-            for (h, lacks) in houses.iter().zip(&lacking) {
-                let mut put = Vec::new();
-                if *lacks {
-                    for w in &h.wheels {
-                        let bytes =
-                            std::fs::read(h.dir.join(w)).map_err(|e| PlatformError::Io {
-                                path: h.dir.join(w),
-                                source: e,
-                            })?;
-                        put.push((bytes, format!("wheels/{w}"), 0o600));
-                    }
-                }
-                files.push(put);
-            }
+            let files: Vec<Vec<SiteFile>> = houses
+                .iter()
+                .zip(&lacking)
+                .map(|(h, lacks)| match lacks {
+                    true => h
+                        .wheels
+                        .iter()
+                        .map(|(w, bytes)| (bytes.clone(), format!("wheels/{w}"), 0o600))
+                        .collect(),
+                    false => Vec::new(),
+                })
+                .collect();
             tracing::info!(
                 phase = "provision",
                 sites = lacking.iter().filter(|l| **l).count(),
@@ -208,6 +201,7 @@ fn install_script(h: &Wheelhouse, warm: &[&str]) -> String {
     let pip = h
         .wheels
         .iter()
+        .map(|(w, _)| w)
         .find(|w| w.starts_with("pip-"))
         .expect("ensure checked the wheelhouse has pip");
     let reqs: Vec<String> = h

@@ -85,9 +85,8 @@ impl Target {
 /// Wheels for one [`Target`], in the controller's cache.
 #[derive(Debug, Clone)]
 pub struct Wheelhouse {
-    pub dir: PathBuf,
-    /// The wheel files, by name.
-    pub wheels: Vec<String>,
+    /// The wheel files, by name, with their bytes (read once, to digest them, and sent as read).
+    pub wheels: Vec<(String, std::sync::Arc<[u8]>)>,
     /// A digest of every wheel (name and bytes): the site's venv is named for it, so a site
     /// that has it installed installs nothing.
     pub id: String,
@@ -152,25 +151,26 @@ pub fn ensure(
     if !dir.join("complete").is_file() {
         download(python, target, requirements, &constraints, &dir)?;
     }
-    let mut wheels: Vec<String> = std::fs::read_dir(&dir)
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|e| failed(format!("{}: {e}", dir.display())))?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".whl"))
         .collect();
-    wheels.sort();
-    if !wheels.iter().any(|w| w.starts_with("pip-")) {
+    names.sort();
+    if !names.iter().any(|w| w.starts_with("pip-")) {
         return Err(failed(format!("{} holds no pip wheel", dir.display())));
     }
     let mut h = Sha256::new();
-    for w in &wheels {
-        let bytes = std::fs::read(dir.join(w)).map_err(|e| failed(format!("{w}: {e}")))?;
+    let mut wheels = Vec::with_capacity(names.len());
+    for w in names {
+        let bytes = std::fs::read(dir.join(&w)).map_err(|e| failed(format!("{w}: {e}")))?;
         h.update(w.as_bytes());
         h.update(Sha256::digest(&bytes));
+        wheels.push((w, bytes.into()));
     }
     Ok(Wheelhouse {
         id: hex::encode(h.finalize())[..16].to_string(),
-        dir,
         wheels,
         requirements: requirements.to_vec(),
     })

@@ -653,7 +653,7 @@ impl Fleet for VmFleet {
         }
     }
 
-    fn put_each(&mut self, files: &[Vec<(Vec<u8>, String, i32)>]) -> Vec<Result<(), String>> {
+    fn put_each(&mut self, files: &[Vec<super::SiteFile>]) -> Vec<Result<(), String>> {
         match self.inner.as_mut() {
             Some(i) => i.put_each(files),
             None => files.iter().map(|_| Err("install first".into())).collect(),
