@@ -426,6 +426,78 @@ fn a_step_that_detaches_leaves_nothing_behind() {
     assert!(!alive(pid), "the detached process {pid} outlived the run");
 }
 
+/// `fedsim reap --lease`: a program on a site fedsim can no longer reach (its link cut) is
+/// stopped, with everything it started, when the controller's lease goes unheard; and at once
+/// when the lease ends.
+#[test]
+fn the_reaper_stops_its_program_when_the_lease_goes_unheard_or_ends() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    for ends in [false, true] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let log = tmp.path().join(format!("node-{ends}.jsonl"));
+        let pid = tmp.path().join(format!("worker-{ends}.pid"));
+        let began = Instant::now();
+        let mut reaper = std::process::Command::new(bin())
+            .args(["reap", "--log"])
+            .arg(&log)
+            .args(["--lease", &addr, "--lease-secs", "2", "--", "sh", "-c"])
+            .arg(format!(
+                "(setsid sleep 300 & echo $! > {}); sleep 300",
+                pid.display()
+            ))
+            .spawn()
+            .unwrap();
+        // The controller's side: a byte a second for 3 s, then silence (a cut link) or the end.
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut last = Instant::now();
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_secs(1));
+            conn.write_all(b".").unwrap();
+            last = Instant::now();
+        }
+        if ends {
+            drop(conn);
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = reaper.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < until, "the reaper ignored its lease");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let took = last.elapsed().as_secs_f64();
+        assert_eq!(status.code(), Some(143), "{status}");
+        // Heard for 3 s, so not stopped early; then within the 2 s unheard, or at once.
+        assert!(began.elapsed().as_secs_f64() >= 3.0);
+        assert!(
+            if ends {
+                took < 1.0
+            } else {
+                (1.5..4.0).contains(&took)
+            },
+            "stopped {took:.2} s after the lease {}",
+            if ends { "ended" } else { "went quiet" }
+        );
+        let said = std::fs::read_to_string(&log).unwrap();
+        let why = if ends {
+            "the controller ended the lease: stopping"
+        } else {
+            "the controller's lease went unheard for 2 s: stopping"
+        };
+        assert!(said.contains(why), "{said}");
+        let worker: u32 = std::fs::read_to_string(&pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!alive(worker), "the detached worker outlived its reaper");
+    }
+}
+
 /// The moments scenario with `persistent = true`, each site's local step a wrapper that says
 /// its process id on stderr (and, at site `bad`, does `how` first) before it becomes the
 /// example's own step.

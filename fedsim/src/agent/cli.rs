@@ -57,6 +57,14 @@ pub struct ReapArgs {
     /// The `process` those lines name (default: the program's name).
     #[arg(long, requires = "log")]
     process: Option<String>,
+    /// Hold the controller's lease at ADDR (a tunnel's end on this site): when it is not heard
+    /// for `--lease-secs`, or ends, the program and all it started are stopped. fedsim cannot
+    /// reach a site whose link was cut to stop what runs there; this is how that ends.
+    #[arg(long, value_name = "ADDR")]
+    lease: Option<std::net::SocketAddr>,
+    /// How long the lease may go unheard.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, requires = "lease")]
+    lease_secs: f64,
     /// The program and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
@@ -136,10 +144,17 @@ pub fn reap(a: ReapArgs) -> ExitCode {
     let format: crate::sys::reaper::LineFormat = std::sync::Arc::new(move |line| {
         crate::logs::program_line(&what, line).map(|v| v.to_string())
     });
+    let lease = a.lease.map(|addr| {
+        (
+            addr,
+            Duration::from_secs_f64(a.lease_secs.clamp(1.0, 86_400.0)),
+        )
+    });
     exit::passed_on(crate::sys::reaper::run(
         &a.command[0],
         &a.command[1..],
         a.log.as_deref().map(|f| (f, format)),
+        lease,
     ))
 }
 

@@ -120,10 +120,12 @@ pub trait Fleet {
     fn put_each(&mut self, files: &[Vec<SiteFile>]) -> Vec<Result<(), String>> {
         files.iter().map(|_| Err(NO_NODES.to_string())).collect()
     }
-    /// Start `sh SCRIPT TARGET` on every site instead of the agent, detached, in the site's
+    /// Start `sh SCRIPT TARGET LEASE` on every site instead of the agent, detached, in the site's
     /// folder for this run (with the variables of `run_each`), TARGET being the address it
-    /// dials (its tunnel's end on the site, when the fleet tunnels). Its log is `node.jsonl`
-    /// there, what `collect_logs` pulls; `dead_site`, `kill`, `cut` and `stop` then act on it.
+    /// dials (its tunnel's end on the site, when the fleet tunnels) and LEASE where the
+    /// controller's lease is heard (`fedsim reap --lease`; "" without a tunnel). Its log is
+    /// `node.jsonl` there, what `collect_logs` pulls; `dead_site`, `kill`, `cut` and `stop` then
+    /// act on it.
     fn start_script(&mut self, dial: &Dial, script: &str) -> Result<(), FleetError> {
         let _ = (dial, script);
         Err(FleetError::Start {

@@ -219,12 +219,13 @@ impl SshFleet {
     }
 
     /// Where each site's program dials: its address in `dial`, or with a tunnel the tunnel's end
-    /// on the site (the tunnels opened here, kept until `stop`).
-    fn targets(&mut self, dial: &Dial) -> Result<Vec<String>, FleetError> {
-        let mut targets: Vec<String> = self
+    /// on the site (the tunnels opened here, kept until `stop`); and with a tunnel, where the
+    /// controller's lease is heard on the site.
+    fn targets(&mut self, dial: &Dial) -> Result<Vec<(String, String)>, FleetError> {
+        let mut targets: Vec<(String, String)> = self
             .specs
             .iter()
-            .map(|s| dial.of(&s.name).to_string())
+            .map(|s| (dial.of(&s.name).to_string(), String::new()))
             .collect();
         if self.tunnel {
             // Each tunnel is an SSH login of its own (its session pumps on its own thread): all
@@ -252,8 +253,11 @@ impl SshFleet {
                         site: spec.name.clone(),
                         reason,
                     })?;
-                targets[i] = format!("127.0.0.1:{}", t.remote_port);
-                tracing::info!(phase = "launch", site = %spec.name, remote = %targets[i], "reverse tunnel open");
+                targets[i] = (
+                    format!("127.0.0.1:{}", t.remote_port),
+                    format!("127.0.0.1:{}", t.lease_port),
+                );
+                tracing::info!(phase = "launch", site = %spec.name, remote = %targets[i].0, "reverse tunnel open");
                 self.tunnels.push(t);
             }
         }
@@ -668,7 +672,7 @@ impl Fleet for SshFleet {
                 w = shell_quote(&work),
                 d = shell_quote(&dir),
                 a = shell_quote(&agent),
-                c = shell_quote(&targets[i]),
+                c = shell_quote(&targets[i].0),
                 t = threads,
                 s = connect_secs,
                 m = shell_quote(&mark(&run_id, &spec.name)),
@@ -932,13 +936,15 @@ impl Fleet for SshFleet {
         let pids = self.each("start", |i, spec, conn, bar| {
             let ssh = conn.as_ref().ok_or("not connected")?;
             bar.set_message("starting the node");
-            // Detached as the agent is (see `start`), its exit code written last.
+            // Detached as the agent is (see `start`), its exit code written last. The script gets
+            // where to dial and, through a tunnel, where the lease is heard (else "").
             let cmd = format!(
-                "cd {w} || exit 1; export {m} {env}; setsid nohup sh -c 'sh \"$0\" \"$1\" > node.out 2>&1; echo $? > node.exit' {s} {t} < /dev/null > /dev/null 2>&1 & echo $!",
+                "cd {w} || exit 1; export {m} {env}; setsid nohup sh -c 'sh \"$0\" \"$1\" \"$2\" > node.out 2>&1; echo $? > node.exit' {s} {t} {l} < /dev/null > /dev/null 2>&1 & echo $!",
                 w = shell_quote(&work),
                 m = shell_quote(&mark(&run_id, &spec.name)),
                 s = shell_quote(script),
-                t = shell_quote(&targets[i]),
+                t = shell_quote(&targets[i].0),
+                l = shell_quote(&targets[i].1),
             );
             let out = ssh.run("node start", &cmd).map_err(|e| e.to_string())?;
             out.trim()

@@ -4,17 +4,20 @@
 //! descendant whose parent dies is handed to it rather than to init. When the step exits, or the
 //! reaper is told to stop (SIGTERM, SIGINT, or its parent dying: `PR_SET_PDEATHSIG` is SIGTERM,
 //! which it can catch), it kills its children until none is left, so detached ones too, and exits
-//! with the step's status (128 + signal for a step killed by one).
+//! with the step's status (128 + signal for a step killed by one). A platform's node on a remote
+//! site is also stopped when the controller's lease (`--lease`, through the site's tunnel) ends
+//! or goes unheard: its parent is no fedsim process there.
 //!
 //! Where `PR_SET_CHILD_SUBREAPER` is refused (not Linux), the step still runs, in its own process
 //! group, and only that group is killed; docs/external-protocol.md says so.
 
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The fedsim binary steps are run under, once `main` has said which it is (a library user or a
 /// unit test has none: its steps run directly).
@@ -58,8 +61,14 @@ extern "C" fn on_stop(_: libc::c_int) {
 pub type LineFormat = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// With `log` (a file, how to write each line), what the program prints is kept there instead
-/// of passed on.
-pub fn run(program: &str, args: &[String], log: Option<(&Path, LineFormat)>) -> i32 {
+/// of passed on. With `lease` (an address, how long it may go unheard), the program is stopped
+/// when the lease there ends or is not heard for that long ([`hold_lease`]).
+pub fn run(
+    program: &str,
+    args: &[String],
+    log: Option<(&Path, LineFormat)>,
+    lease: Option<(SocketAddr, Duration)>,
+) -> i32 {
     // SAFETY: prctl, signal and the handler (an atomic store) are async-signal-safe.
     let subreaper = unsafe {
         libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
@@ -96,6 +105,24 @@ pub fn run(program: &str, args: &[String], log: Option<(&Path, LineFormat)>) -> 
             return 127;
         }
     };
+    if let Some((addr, within)) = lease {
+        let say: Box<dyn Fn(&str) + Send> = match (&file, &log) {
+            (Some(file), Some((_, format))) => {
+                let (file, format) = (file.clone(), format.clone());
+                Box::new(move |why: &str| {
+                    use std::io::Write;
+                    if let (Some(v), Ok(mut f)) = (
+                        format(&format!("fedsim reap: {why}: stopping")),
+                        file.lock(),
+                    ) {
+                        let _ = writeln!(f, "{v}");
+                    }
+                })
+            }
+            _ => Box::new(|why: &str| eprintln!("fedsim reap: {why}: stopping")),
+        };
+        hold_lease(addr, within, say);
+    }
     let readers = match (file, log) {
         (Some(file), Some((_, format))) => log_lines(&mut child, &file, format),
         _ => Vec::new(),
@@ -127,6 +154,51 @@ pub fn run(program: &str, args: &[String], log: Option<(&Path, LineFormat)>) -> 
         let _ = r.join();
     }
     code
+}
+
+/// Hold the lease at `addr` on a thread of its own: connect (trying for `within`), then read its
+/// bytes; when none comes for `within`, or it ends, `say` why and stop the program as SIGTERM
+/// would.
+fn hold_lease(addr: SocketAddr, within: Duration, say: Box<dyn Fn(&str) + Send>) {
+    use std::io::{ErrorKind, Read};
+    let _ = std::thread::Builder::new()
+        .name("lease".into())
+        .spawn(move || {
+            let began = Instant::now();
+            let why = loop {
+                match TcpStream::connect_timeout(&addr, within) {
+                    Ok(mut conn) => {
+                        let _ = conn.set_read_timeout(Some(within));
+                        let mut buf = [0u8; 64];
+                        break loop {
+                            match conn.read(&mut buf) {
+                                Ok(0) => break "the controller ended the lease".to_string(),
+                                Ok(_) => {}
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        ErrorKind::WouldBlock | ErrorKind::TimedOut
+                                    ) =>
+                                {
+                                    break format!(
+                                        "the controller's lease went unheard for {} s",
+                                        within.as_secs_f64()
+                                    )
+                                }
+                                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                                Err(e) => break format!("the controller's lease broke: {e}"),
+                            }
+                        };
+                    }
+                    Err(e) if began.elapsed() >= within => {
+                        break format!("cannot reach the controller's lease at {addr}: {e}")
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(500)),
+                }
+            };
+            say(&why);
+            STOP.store(true, Ordering::SeqCst);
+        });
 }
 
 /// Threads that keep each line `child` prints in `file`, as `format` makes it.
