@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -147,7 +147,14 @@ impl Direction {
 
 /// Pump `from` into `to` through the link: a reader that stamps each chunk with its arrival,
 /// and a writer that delivers it then.
-fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction, epoch: Instant, tap: Tap) {
+fn pump(
+    mut from: TcpStream,
+    to: TcpStream,
+    mut dir: Direction,
+    epoch: Instant,
+    tap: Tap,
+    carried: Arc<AtomicU64>,
+) {
     let (tx, rx) = mpsc::channel::<(Duration, Vec<u8>)>();
     let mut writer = to;
     std::thread::spawn(move || {
@@ -168,6 +175,7 @@ fn pump(mut from: TcpStream, to: TcpStream, mut dir: Direction, epoch: Instant, 
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                carried.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(t) = &tap {
                     if let Ok(mut f) = t.lock() {
                         let _ = f.write_all(&buf[..n]);
@@ -190,6 +198,8 @@ type Tap = Option<Arc<std::sync::Mutex<std::fs::File>>>;
 pub struct Relays {
     addrs: BTreeMap<String, SocketAddr>,
     stop: Arc<AtomicBool>,
+    /// Bytes carried so far, every site together: to the coordinator, and back.
+    carried: [Arc<AtomicU64>; 2],
 }
 
 impl Relays {
@@ -213,12 +223,16 @@ impl Relays {
             })
             .map(|f| Arc::new(std::sync::Mutex::new(f)));
         let mut addrs = BTreeMap::new();
+        let carried: [Arc<AtomicU64>; 2] = Default::default();
         for (i, (site, link)) in links.iter().enumerate() {
             let listener = TcpListener::bind(SocketAddr::new(coordinator.ip(), 0))?;
             listener.set_nonblocking(true)?;
             addrs.insert(site.clone(), listener.local_addr()?);
             let (link, stop, site, tap) = (link.clone(), stop.clone(), site.clone(), tap.clone());
-            tracing::info!(phase = "launch", %site, link = %link.describe(), relay = %listener.local_addr()?, "link relay listening");
+            let [up_bytes, down_bytes] = carried.clone();
+            let shape = Some(link.describe()).filter(|d| !d.is_empty());
+            let shape = shape.unwrap_or_else(|| "none (counts bytes only)".into());
+            tracing::info!(phase = "launch", %site, link = %shape, relay = %listener.local_addr()?, "link relay listening");
             std::thread::spawn(move || {
                 let mut connection = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -238,20 +252,33 @@ impl Relays {
                         (Ok(a), Ok(b)) => (a, b),
                         _ => continue,
                     };
-                    let tap2 = tap.clone();
-                    std::thread::spawn(move || pump(inbound, outbound, up, epoch, tap2));
-                    let tap2 = tap.clone();
-                    std::thread::spawn(move || pump(b, a, down, epoch, tap2));
+                    let (tap2, count) = (tap.clone(), up_bytes.clone());
+                    std::thread::spawn(move || pump(inbound, outbound, up, epoch, tap2, count));
+                    let (tap2, count) = (tap.clone(), down_bytes.clone());
+                    std::thread::spawn(move || pump(b, a, down, epoch, tap2, count));
                 }
                 tracing::debug!(%site, "link relay stopped");
             });
         }
-        Ok(Relays { addrs, stop })
+        Ok(Relays {
+            addrs,
+            stop,
+            carried,
+        })
     }
 
     /// Where each linked site dials instead of the coordinator.
     pub fn addrs(&self) -> BTreeMap<String, SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// The bytes the relays have carried so far, every site together, as each end read them:
+    /// (to the coordinator, back to the sites).
+    pub fn carried(&self) -> (u64, u64) {
+        (
+            self.carried[0].load(Ordering::Relaxed),
+            self.carried[1].load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -267,6 +294,26 @@ mod tests {
 
     fn direction(link: SiteLink) -> Direction {
         Direction::new(&link, 1, 0, 1, Way::Up)
+    }
+
+    /// A relay with no link to shape passes every byte as it comes, and counts them each way.
+    #[test]
+    fn a_relay_counts_the_bytes_it_carries_each_way() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let coordinator = server.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let (mut c, _) = server.accept().unwrap();
+            let mut got = vec![0u8; 50_000];
+            c.read_exact(&mut got).unwrap();
+            c.write_all(&got[..20_000]).unwrap();
+        });
+        let relays = Relays::start(&[("s".into(), SiteLink::default())], coordinator, 1).unwrap();
+        let mut site = TcpStream::connect(relays.addrs()["s"]).unwrap();
+        site.write_all(&[7u8; 50_000]).unwrap();
+        let mut back = vec![0u8; 20_000];
+        site.read_exact(&mut back).unwrap();
+        echo.join().unwrap();
+        assert_eq!(relays.carried(), (50_000, 20_000));
     }
 
     /// Half the round trip each way, the rate's serialisation, chunks in order.

@@ -960,24 +960,37 @@ impl<'a> Run<'a> {
             spec.app.display(),
             sites.len()
         ));
-        // Linked sites' nodes dial their relay, which forwards to the SuperLink once it is up.
-        let linked: Vec<(String, crate::scenario::SiteLink)> = sites
+        // Every node dials a relay of its own, which forwards to the SuperLink once it is up and
+        // counts the bytes each way; a local or ssh site's relay also carries its link (a VM's
+        // link is shaped in the guest).
+        let relayed: Vec<(String, crate::scenario::SiteLink)> = sites
             .iter()
-            .filter_map(|s| scenario.link_of(&s.name).map(|l| (s.name.clone(), l)))
+            .map(|s| {
+                let link = match scenario.fleet.provider {
+                    crate::scenario::Provider::Vm => None,
+                    _ => scenario.link_of(&s.name),
+                };
+                (s.name.clone(), link.unwrap_or_default())
+            })
             .collect();
         let relays = std::sync::Mutex::new(None::<crate::relay::Relays>);
         let dial = |site: &str, server: SocketAddr| {
             let mut r = relays.lock().expect("relays");
             if r.is_none() {
-                match crate::relay::Relays::start(&linked, server, scenario.scenario.seed) {
+                match crate::relay::Relays::start(&relayed, server, scenario.scenario.seed) {
                     Ok(started) => *r = Some(started),
                     Err(e) => {
-                        tracing::warn!(phase = "federate", error = %e, "cannot start the link relays; sites dial the SuperLink directly")
+                        tracing::warn!(phase = "federate", error = %e, "cannot start the sites' relays; sites dial the SuperLink directly, unshaped and uncounted")
                     }
                 }
             }
             r.as_ref()
                 .map_or(server, |r| r.addrs().get(site).copied().unwrap_or(server))
+        };
+        let carried = || relays.lock().expect("relays").as_ref().map(|r| r.carried());
+        let wires = platform::Wires {
+            dial: &dial,
+            carried: &carried,
         };
         let fed = &scenario.federation;
         let go_on = fed.on_dropout == OnDropout::Continue;
@@ -1002,7 +1015,7 @@ impl<'a> Run<'a> {
         let deployed = platform::deploy(
             &mut deployment,
             sites,
-            &dial,
+            &wires,
             &scenario.faults,
             timeout,
             !go_on,
@@ -1053,7 +1066,14 @@ impl<'a> Run<'a> {
             let mut sim =
                 Flower::new(spec, bin, &root, &logs, true, sites.len()).map_err(failed)?;
             self.extra_logs.extend(sim.log_sources());
-            let simulated = platform::deploy(&mut sim, sites, &|_, a| a, &[], timeout, true);
+            let simulated = platform::deploy(
+                &mut sim,
+                sites,
+                &platform::Wires::direct(),
+                &[],
+                timeout,
+                true,
+            );
             match simulated.result {
                 Err(platform::PlatformError::Cancelled) => return Err(Stop::Cancelled),
                 Err(e) => side.simulation_error = Some(e.to_string()),

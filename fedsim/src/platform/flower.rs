@@ -429,7 +429,7 @@ impl<'f> Flower<'f> {
                     None => "--insecure",
                 };
                 let node = format!(
-                    "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])')\nexec \"$FEDSIM_AGENT\" reap --log node.jsonl --process {process} -- env HOME=\"$PWD/flower-home\" FLWR_HOME=\"$PWD/flower-home/.flwr\" PATH={venv}/bin:\"$PATH\" LANG=C.UTF-8 FLWR_TELEMETRY_ENABLED=0 PYTHONUNBUFFERED=1 NO_COLOR=1 {venv}/bin/flower-supernode --superlink \"$1\" --port \"$port\" --max-wait-time {wait} --node-config \"partition-id={i} num-partitions={n} data-path=\\\"{data}\\\"\" {secure}\n",
+                    "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])')\nexec \"$FEDSIM_AGENT\" reap --log node.jsonl ${{2:+--lease \"$2\" --lease-secs {wait}}} --process {process} -- env HOME=\"$PWD/flower-home\" FLWR_HOME=\"$PWD/flower-home/.flwr\" PATH={venv}/bin:\"$PATH\" LANG=C.UTF-8 FLWR_TELEMETRY_ENABLED=0 PYTHONUNBUFFERED=1 NO_COLOR=1 {venv}/bin/flower-supernode --superlink \"$1\" --port \"$port\" --max-wait-time {wait} --node-config \"partition-id={i} num-partitions={n} data-path=\\\"{data}\\\"\" {secure}\n",
                     process = shell_quote(&format!("flower-supernode {}", site.name)),
                     i = site.index,
                     n = site.sites,
@@ -748,6 +748,7 @@ impl Platform for Flower<'_> {
             run_secs,
             first_round_secs: 0.0,
             peak_pss_kib: 0,
+            round_bytes: Vec::new(),
         })
     }
 

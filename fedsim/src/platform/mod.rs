@@ -102,6 +102,20 @@ pub struct PlatformResult {
     /// sampled twice a second.
     #[serde(default)]
     pub peak_pss_kib: u64,
+    /// The bytes each round put on the sites' wires, as the relays every node dials through
+    /// counted them (TLS records and all), from one round's start line to the next; empty
+    /// where nothing counted (the simulation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_bytes: Vec<RoundBytes>,
+}
+
+/// One round's bytes, every site together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundBytes {
+    /// From the sites to the server.
+    pub up: u64,
+    /// From the server to the sites.
+    pub down: u64,
 }
 
 impl PlatformResult {
@@ -168,6 +182,23 @@ pub struct Deployed {
     pub notes: Vec<String>,
 }
 
+/// How the sites reach the server: where each dials (given the server's address), and the bytes
+/// carried so far (up, down), when something on the way counts them.
+pub struct Wires<'w> {
+    pub dial: &'w dyn Fn(&str, SocketAddr) -> SocketAddr,
+    pub carried: &'w dyn Fn() -> Option<(u64, u64)>,
+}
+
+impl Wires<'_> {
+    /// Straight to the server, uncounted.
+    pub fn direct() -> Wires<'static> {
+        Wires {
+            dial: &|_, a| a,
+            carried: &|| None,
+        }
+    }
+}
+
 /// Drive a platform through one run on `sites`: server, nodes, run, faults as their rounds come,
 /// the end (finished, broken, timed out or cancelled), the result; and stop it, whatever happened.
 /// `fail_on_loss`: a lost site ends the run at once (`on_dropout = "fail"`); otherwise the
@@ -175,7 +206,7 @@ pub struct Deployed {
 pub fn deploy(
     p: &mut dyn Platform,
     sites: &[SiteSeat],
-    dial: &dyn Fn(&str, SocketAddr) -> SocketAddr,
+    wires: &Wires,
     faults: &[FaultSpec],
     timeout: Duration,
     fail_on_loss: bool,
@@ -187,7 +218,7 @@ pub fn deploy(
     let result = (|| {
         let server = p.start_server()?;
         cancel::check().map_err(|_| PlatformError::Cancelled)?;
-        p.start_sites(sites, &|site| dial(site, server))?;
+        p.start_sites(sites, &|site| (wires.dial)(site, server))?;
         connect_secs = began.elapsed().as_secs_f64();
         p.start_run()?;
         let submitted = began.elapsed().as_secs_f64();
@@ -197,6 +228,8 @@ pub fn deploy(
             .filter(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Cut))
             .collect();
         let deadline = Instant::now() + timeout;
+        // The bytes carried when each round started, and at the end.
+        let mut marks: Vec<(u64, u64)> = Vec::new();
         loop {
             if cancel::requested() {
                 return Err(PlatformError::Cancelled);
@@ -211,10 +244,14 @@ pub fn deploy(
             }
             if let Some(end) = p.poll() {
                 end?;
+                marks.extend((wires.carried)());
                 break;
             }
             // Each fault once, as its round starts.
             let round = p.round();
+            if let Some(now) = (wires.carried)() {
+                marks.resize(round as usize, now);
+            }
             while let Some(i) = pending.iter().position(|f| f.round.max(1) <= round) {
                 let f = pending.remove(i);
                 let cause = match f.kind {
@@ -249,6 +286,13 @@ pub fn deploy(
         }
         let mut r = p.result()?;
         r.peak_pss_kib = peak_pss_kib;
+        r.round_bytes = marks
+            .windows(2)
+            .map(|w| RoundBytes {
+                up: w[1].0 - w[0].0,
+                down: w[1].1 - w[0].1,
+            })
+            .collect();
         r.first_round_secs = submitted + r.round_ends.first().copied().unwrap_or(0.0);
         Ok(r)
     })();

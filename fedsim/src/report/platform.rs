@@ -1,6 +1,7 @@
 //! The report's "Deployment and Flower's simulation": a platform's App as it ran deployed on the
 //! sites and as Flower's own simulation engine ran it on the same partitions, side by side: the
-//! results, each round's time, the whole run. Flower reports no bytes; the table says so.
+//! results, each round's time and bytes, the whole run. Flower reports no bytes: the deployment's
+//! are what the relays its nodes dial through counted; the simulation has no wire.
 
 use std::fmt::Write as _;
 
@@ -76,19 +77,45 @@ pub(super) fn section(run: &RunView) -> String {
     row("peak memory, every process (PSS, MiB)", d, s, 0);
     let (d, s) = both(|r| r.run_secs);
     row("run, submitted to result (s)", d, s, 2);
+    let bytes = dep.map(|r| r.round_bytes.as_slice()).unwrap_or_default();
+    let per_round = match bytes.len() {
+        0 => "not counted (Flower reports none)".to_string(),
+        n => {
+            let (up, down) = bytes
+                .iter()
+                .fold((0, 0), |(u, d), b| (u + b.up, d + b.down));
+            format!(
+                "{} up, {} down (mean of {n}, on the wire, TLS included)",
+                kib(up / n as u64),
+                kib(down / n as u64)
+            )
+        }
+    };
     let _ = write!(
         h,
-        "<tr><td>rounds</td><td>{}</td><td>{}</td><td></td></tr><tr><td>bytes per round</td><td colspan=\"3\">not reported by Flower</td></tr></table>",
+        "<tr><td>rounds</td><td>{}</td><td>{}</td><td></td></tr><tr><td>bytes per round</td><td>{per_round}</td><td>- (no wire)</td><td></td></tr></table>",
         rd.len(),
         rs.len()
     );
     if !rd.is_empty() {
-        h.push_str("<table id=\"platform-rounds\"><tr><th>round</th><th>deployment (s)</th><th>simulation (s)</th></tr>");
+        h.push_str("<table id=\"platform-rounds\"><tr><th>round</th><th>deployment (s)</th><th>simulation (s)</th><th>deployment, up</th><th>deployment, down</th></tr>");
         for (i, d) in rd.iter().enumerate() {
             let s = rs.get(i).map_or("-".into(), |s| format!("{s:.3}"));
-            let _ = write!(h, "<tr><td>{}</td><td>{d:.3}</td><td>{s}</td></tr>", i + 1);
+            let (up, down) = bytes
+                .get(i)
+                .map_or(("-".into(), "-".into()), |b| (kib(b.up), kib(b.down)));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{d:.3}</td><td>{s}</td><td>{up}</td><td>{down}</td></tr>",
+                i + 1
+            );
         }
         h.push_str("</table>");
     }
     h
+}
+
+/// Bytes as KiB, for the table.
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
