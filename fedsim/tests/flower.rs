@@ -2,9 +2,9 @@
 //! shipped example on local sites against the pooled fit and against Flower's own simulation, a
 //! site killed mid-run (Flower goes on without it, or the run fails at once, as the scenario
 //! says), a 100 ms link on every site, TLS on the wire (the relay's bytes carry nothing readable;
-//! an insecure run's do, which shows the check can see it), and nothing left running after
-//! success, failure or Ctrl-C. Needs flwr (`.ci/run` installs it into ~/.cache/fedsim-flwr);
-//! says SKIPPED otherwise.
+//! an insecure run's do, which shows the check can see it), a SuperNode the run did not enrol
+//! refused, and nothing left running after success, failure or Ctrl-C. Needs flwr (`.ci/run`
+//! installs it into ~/.cache/fedsim-flwr); says SKIPPED otherwise.
 
 mod common;
 
@@ -97,14 +97,30 @@ fn the_example_matches_the_pooled_fit_and_flowers_simulation() {
         (max - recomputed).abs() < 1e-18 && max < 1e-10,
         "{max} {recomputed}"
     );
+    // Each round's bytes on the sites' wires, as the relays the nodes dial counted them: a like
+    // amount each round (the same messages, polls and heartbeats); the simulation has no wire.
+    let totals: Vec<u64> = dep["round_bytes"]
+        .as_array()
+        .expect("the deployment's bytes per round")
+        .iter()
+        .map(|b| {
+            let (up, down) = (b["up"].as_u64().unwrap(), b["down"].as_u64().unwrap());
+            assert!(up > 1000 && down > 1000, "{b}");
+            up + down
+        })
+        .collect();
+    assert_eq!(totals.len(), 10, "{p}");
+    let (least, most) = (totals.iter().min().unwrap(), totals.iter().max().unwrap());
+    assert!(*most < 3 * least, "{totals:?}");
+    assert!(sim.get("round_bytes").is_none(), "{p}");
     // Each round's time, from the App, in the metrics and the report's table.
     let m = metrics(&out);
     assert_eq!(m.rounds.len(), 10);
     assert!(m.rounds.iter().all(|r| r.wall_secs > 0.0));
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
-        report.contains("Deployment and Flower's simulation"),
-        "report without the table"
+        report.contains("Deployment and Flower's simulation") && report.contains("KiB up"),
+        "report without the table or its bytes"
     );
     // One timeline: the SuperLink, each SuperNode, the run and the simulation, with sources.
     let log = merged_log(&out, &[]);
@@ -149,29 +165,9 @@ fn a_killed_site_is_lost_as_flower_goes_on_without_it_or_the_run_fails() {
     let kill = "[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 3\n";
     // Flower goes on with the two left: its round 3 ends once the dead node misses its
     // heartbeats, the later rounds are the survivors' Newton steps, so the fit is theirs.
-    let cfg = example(
-        tmp.path(),
-        &format!("[federation]\non_dropout = \"continue\"\nmin_sites = 2\n\n{kill}"),
-    );
-    let out = tmp.path().join("continue");
-    let o = run_to(
-        tmp.path(),
-        &cfg,
-        &out,
-        &["--set", "platform.simulation=false"],
-    );
-    let s = expect_status(&o, &out, Status::Degraded);
-    lost_site_2_in_round_3(&s);
-    let said = s
-        .warnings
-        .iter()
-        .find(|w| w.kind == "platform")
-        .unwrap_or_else(|| panic!("{}", pretty(&s.warnings)));
-    assert!(
-        said.message.contains("Received 2 results and 1 failures"),
-        "{}",
-        said.message
-    );
+    let (s, out) = site_2_lost_in_round_3(tmp.path(), "continue", "kill", "", &[]);
+    let said = flowers_words(&s);
+    assert!(said.contains("Received 2 results and 1 failures"), "{said}");
     nothing_left(&out);
     // Or the run fails as the site is lost, naming it, with nothing left running.
     let cfg = example(tmp.path(), kill);
@@ -295,6 +291,19 @@ fn a_link_slows_each_flower_exchange_and_tls_hides_what_crosses_it() {
         "the relays carried {} bytes",
         wire.len()
     );
+    // The bytes per round are the relays' own: together, less than all they carried (the
+    // handshakes before round 1 are no round's), and most of it.
+    let counted: u64 = platform_json(&out)["deployment"]["round_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["up"].as_u64().unwrap() + b["down"].as_u64().unwrap())
+        .sum();
+    let all = wire.len() as u64;
+    assert!(
+        counted <= all && counted > all / 2,
+        "rounds {counted} bytes, the wire {all}"
+    );
     let seen = |needle: &str| wire.windows(needle.len()).any(|w| w == needle.as_bytes());
     for plain_text in ["num-examples", "HTTP/1.1", "POST ", "arrays"] {
         assert!(
@@ -321,25 +330,86 @@ fn a_link_slows_each_flower_exchange_and_tls_hides_what_crosses_it() {
     nothing_left(tmp.path());
 }
 
+/// A SuperNode that fedsim did not enrol, dialling the run's SuperLink with the run's CA (so TLS
+/// lets it in) and a key of its own: Flower must refuse to activate it.
+fn an_unregistered_supernode_is_refused(bin: &Path, out: &Path) {
+    let config =
+        std::fs::read_to_string(out.join("flower/deployment/home/flwr/.flwr/config.toml")).unwrap();
+    let addr = config
+        .lines()
+        .find_map(|l| l.strip_prefix("address = "))
+        .expect("the SuperLink's address")
+        .trim_matches('"');
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("intruder");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-b", "384", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut intruder = std::process::Command::new(bin.join("flower-supernode"))
+        .args(["--superlink", addr, "--port", &port.to_string()])
+        .arg("--root-certificates")
+        .arg(out.join("flower/deployment/ca.pem"))
+        .arg("--auth-supernode-private-key")
+        .arg(&key)
+        .args(["--max-wait-time", "20"])
+        .env("HOME", dir.path())
+        .env("FLWR_HOME", dir.path().join(".flwr"))
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env("FLWR_TELEMETRY_ENABLED", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while intruder.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = intruder.kill();
+            panic!("an unregistered SuperNode was not refused within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = intruder.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "{said}");
+    assert!(said.contains("Failed to activate SuperNode"), "{said}");
+    let superlink = std::fs::read_to_string(out.join("logs/flower-superlink.jsonl")).unwrap();
+    assert!(
+        superlink.contains("Attempted to register SuperNode with public key"),
+        "the SuperLink's log says nothing of the refusal"
+    );
+}
+
 #[test]
-fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
-    let Some(_) = flwr_installed() else { return };
+fn ctrl_c_mid_run_leaves_nothing_and_an_unregistered_supernode_is_refused() {
+    let Some(bin) = flwr_installed() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let cfg = example(tmp.path(), "");
     let out = tmp.path().join("run");
     let mut child = run_command(tmp.path(), &cfg, &out).spawn().unwrap();
     // Wait for round 2 of the deployment, then Ctrl-C.
-    let until = Instant::now() + Duration::from_secs(180);
-    loop {
-        let log = std::fs::read_to_string(out.join("logs/flwr-run.jsonl")).unwrap_or_default();
-        if log.contains("[ROUND 2/") {
-            break;
-        }
-        assert!(Instant::now() < until, "round 2 never came");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_round_2(&out);
     let supernodes = pgrep(&format!("flower-supernode.*{}", out.display()));
     assert!(!supernodes.trim().is_empty(), "the SuperNodes run");
+    an_unregistered_supernode_is_refused(&bin, &out);
     let sent = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -349,18 +419,69 @@ fn ctrl_c_mid_run_leaves_no_superlink_supernode_or_clientapp() {
     nothing_left(&out);
 }
 
-/// Nothing of a run left on the i-th test host: no node, SuperExec, ClientApp or agent.
-fn nothing_left_on_host(i: usize) {
-    let user = format!("fedsim-fl{i}");
-    let left = std::process::Command::new("pgrep")
-        .args(["-u", &user, "-f", "flower|[.]fedsim/"])
+/// Until the deployment in `out` is in round 2.
+fn wait_for_round_2(out: &Path) {
+    let until = Instant::now() + Duration::from_secs(300);
+    loop {
+        let log = std::fs::read_to_string(out.join("logs/flwr-run.jsonl")).unwrap_or_default();
+        if log.contains("[ROUND 2/") {
+            break;
+        }
+        assert!(Instant::now() < until, "round 2 never came");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The processes of `user` whose command line matches `pattern`.
+fn pgrep_user(user: &str, pattern: &str) -> String {
+    let o = std::process::Command::new("pgrep")
+        .args(["-a", "-u", user, "-f", pattern])
         .output()
         .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "left on {user}: {}",
-        String::from_utf8_lossy(&left.stdout)
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Nothing of a run left on the test host of `user`: no node, SuperExec, ClientApp or agent.
+fn nothing_left_on_host(user: &str) {
+    let left = pgrep_user(user, "flower|[.]fedsim/");
+    assert!(left.is_empty(), "left on {user}: {left}");
+}
+
+/// The example run to `dir/name` with site-2 struck by a `kind` fault in round 3 and
+/// `on_dropout = "continue"` (`extra`: more of the scenario; `args`: more of the command): it is
+/// degraded, having lost site-2 in round 3, with the survivors' fit.
+fn site_2_lost_in_round_3(
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    extra: &str,
+    args: &[&str],
+) -> (Summary, PathBuf) {
+    let cfg = example(
+        dir,
+        &format!(
+            "[federation]\non_dropout = \"continue\"\nmin_sites = 2\n\n[[faults]]\nsite = \"site-2\"\nkind = \"{kind}\"\nround = 3\n\n{extra}"
+        ),
     );
+    let out = dir.join(name);
+    let o = run_command(dir, &cfg, &out)
+        .args(args)
+        .args(["--set", "platform.simulation=false"])
+        .output()
+        .unwrap();
+    let s = expect_status(&o, &out, Status::Degraded);
+    lost_site_2_in_round_3(&s);
+    (s, out)
+}
+
+/// What Flower said of the lost site, as the run's `platform` warning has it.
+fn flowers_words(s: &Summary) -> String {
+    s.warnings
+        .iter()
+        .find(|w| w.kind == "platform")
+        .unwrap_or_else(|| panic!("no platform warning: {}", pretty(&s.warnings)))
+        .message
+        .clone()
 }
 
 /// The run lost site-2 in round 3 and its fit is the two survivors' pooled one.
@@ -434,7 +555,7 @@ fn the_example_on_ssh_sites_installs_flower_once_and_a_killed_node_is_lost() {
             "{log}"
         );
         assert!(merged.contains(&tag), "site-{i} not in the merged log");
-        nothing_left_on_host(i);
+        nothing_left_on_host(&format!("fedsim-fl{i}"));
     }
     let private = std::process::Command::new("find")
         .arg(&out)
@@ -449,25 +570,37 @@ fn the_example_on_ssh_sites_installs_flower_once_and_a_killed_node_is_lost() {
 
     // Again, site-2's node killed in round 3: the venvs are reused (no wheels sent) and Flower
     // goes on with the two left.
-    let cfg = example(
-        tmp.path(),
-        "[federation]\non_dropout = \"continue\"\nmin_sites = 2\n\n[[faults]]\nsite = \"site-2\"\nkind = \"kill\"\nround = 3\n",
-    );
-    let out = tmp.path().join("ssh-kill");
-    let o = run_to(
-        tmp.path(),
-        &cfg,
-        &out,
-        &["--fleet", fleet_arg, "--set", "platform.simulation=false"],
-    );
-    let s = expect_status(&o, &out, Status::Degraded);
+    let (_, out) =
+        site_2_lost_in_round_3(tmp.path(), "ssh-kill", "kill", "", &["--fleet", fleet_arg]);
     assert!(
         !wheels_sent(&out),
         "the sites' venvs are reused by checksum"
     );
-    lost_site_2_in_round_3(&s);
     for i in 1..=3 {
-        nothing_left_on_host(i);
+        nothing_left_on_host(&format!("fedsim-fl{i}"));
+    }
+    nothing_left(&out);
+
+    // Again, stopped by Ctrl-C in round 2: nothing is left on any host.
+    let out = tmp.path().join("ssh-ctrl-c");
+    let mut child = run_command(&root(), Path::new("resources/config_flower.toml"), &out)
+        .args(["--fleet", fleet_arg, "--set", "platform.simulation=false"])
+        .spawn()
+        .unwrap();
+    wait_for_round_2(&out);
+    for i in 1..=3 {
+        let user = format!("fedsim-fl{i}");
+        assert!(
+            !pgrep_user(&user, "flower-supernode").is_empty(),
+            "no SuperNode runs as {user}"
+        );
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert_eq!(summary(&out).status, Status::Cancelled);
+    for i in 1..=3 {
+        nothing_left_on_host(&format!("fedsim-fl{i}"));
     }
     nothing_left(&out);
 }
@@ -525,4 +658,63 @@ fn a_platform_scenario_that_cannot_run_is_refused_before_anything_is_written() {
         assert!(e.contains(says), "{extra:?}: {e}");
         assert!(!out.exists(), "{extra:?}: {} written", out.display());
     }
+}
+
+#[test]
+fn a_cut_link_loses_the_site_and_its_node_gives_up_by_itself() {
+    let Some(_) = flwr_installed() else { return };
+    // Each site in a network namespace of its own, its node reaching the SuperLink through the
+    // SSH tunnel; site-2's link is taken down in round 3.
+    let fleet = TestFleet::up_netns(3, "8", "fedsim-fc");
+    let tmp = tempfile::tempdir().unwrap();
+    let sites = std::fs::read_to_string(fleet.path("fleet.toml"))
+        .unwrap()
+        .replace(
+            "provider = \"ssh\"\n",
+            "provider = \"ssh\"\ntunnel = true\n",
+        );
+    let (s, out) = site_2_lost_in_round_3(tmp.path(), "cut", "cut", &sites, &[]);
+    let ended = Instant::now();
+    assert!(
+        s.lost_sites[0].cause.contains("cut"),
+        "{}",
+        pretty(&s.lost_sites)
+    );
+    // What Flower did, in its words: the rounds went on with fewer replies.
+    let said = flowers_words(&s);
+    assert!(said.contains("Received 2 results and 1 failures"), "{said}");
+    eprintln!(
+        "Flower on the cut: {said}; rounds (s): {}",
+        platform_json(&out)["deployment"]["round_ends"]
+    );
+    for user in ["fedsim-fc1", "fedsim-fc3"] {
+        nothing_left_on_host(user);
+    }
+    // fedsim cannot reach the cut site to stop its node: the node gives up by itself, after the
+    // connect timeout (30 s) without the SuperLink.
+    let until = ended + Duration::from_secs(120);
+    while !pgrep_user("fedsim-fc2", "flower|[.]fedsim/").is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the cut site's node still runs 120 s after the run: {}",
+            pgrep_user("fedsim-fc2", "flower|[.]fedsim/")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "the cut site's node ended {:.1} s after the run",
+        ended.elapsed().as_secs_f64()
+    );
+    // Stopped by its reaper, once the controller's lease went unheard through the cut tunnel.
+    let log = std::fs::read_to_string(
+        fleet
+            .home(2)
+            .join(".fedsim/flower-logreg/runs/cut/node.jsonl"),
+    )
+    .unwrap();
+    assert!(
+        log.contains("the controller's lease went unheard for 30 s: stopping"),
+        "{log}"
+    );
+    nothing_left(&out);
 }
