@@ -278,10 +278,13 @@ fn a_link_slows_each_flower_exchange_and_tls_hides_what_crosses_it() {
         "a 100 ms link adds at least two round trips to each exchange: {quick} -> {slow}"
     );
     // Flower's round is paced by polling (the SuperNode for messages, its SuperExec for a
-    // ClientApp, the ServerApp for replies, about 2 s each here), which absorbs the link's
-    // time: the round grows by less than the exchanges do.
+    // ClientApp, the ServerApp for replies, about 2 s each here). The link's time on the
+    // round's path (two exchanges: the message pulled, the reply pushed) either hides in those
+    // waits or pushes a step past one: the round grows by nothing up to that time and a
+    // polling period of each waiting side (measured: 6.33 -> 6.35 s, and 6.39 -> 9.33 s).
+    let grew = after - before;
     assert!(
-        after - before < 2.0 * (slow - quick) + 0.3,
+        grew > -0.5 && grew < 2.0 * (slow - quick) + 4.5,
         "rounds {before} -> {after}, exchanges {quick} -> {slow}"
     );
     // What crossed the links: TLS records, nothing readable of Flower's messages.
