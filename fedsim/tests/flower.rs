@@ -435,15 +435,6 @@ fn wait_for_round_2(out: &Path) {
     }
 }
 
-/// The processes of `user` whose command line matches `pattern`.
-fn pgrep_user(user: &str, pattern: &str) -> String {
-    let o = std::process::Command::new("pgrep")
-        .args(["-a", "-u", user, "-f", pattern])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// Nothing of a run left on the test host of `user`: no node, SuperExec, ClientApp or agent.
 fn nothing_left_on_host(user: &str) {
     let left = pgrep_user(user, "flower|[.]fedsim/");

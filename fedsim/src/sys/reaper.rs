@@ -110,13 +110,7 @@ pub fn run(
             (Some(file), Some((_, format))) => {
                 let (file, format) = (file.clone(), format.clone());
                 Box::new(move |why: &str| {
-                    use std::io::Write;
-                    if let (Some(v), Ok(mut f)) = (
-                        format(&format!("fedsim reap: {why}: stopping")),
-                        file.lock(),
-                    ) {
-                        let _ = writeln!(f, "{v}");
-                    }
+                    append(&file, &format, &format!("fedsim reap: {why}: stopping"))
                 })
             }
             _ => Box::new(|why: &str| eprintln!("fedsim reap: {why}: stopping")),
@@ -156,49 +150,55 @@ pub fn run(
     code
 }
 
-/// Hold the lease at `addr` on a thread of its own: connect (trying for `within`), then read its
-/// bytes; when none comes for `within`, or it ends, `say` why and stop the program as SIGTERM
-/// would.
+/// Hold the lease at `addr` on a thread of its own; when it ends or goes unheard, `say` why and
+/// stop the program as SIGTERM would.
 fn hold_lease(addr: SocketAddr, within: Duration, say: Box<dyn Fn(&str) + Send>) {
-    use std::io::{ErrorKind, Read};
     let _ = std::thread::Builder::new()
         .name("lease".into())
         .spawn(move || {
-            let began = Instant::now();
-            let why = loop {
-                match TcpStream::connect_timeout(&addr, within) {
-                    Ok(mut conn) => {
-                        let _ = conn.set_read_timeout(Some(within));
-                        let mut buf = [0u8; 64];
-                        break loop {
-                            match conn.read(&mut buf) {
-                                Ok(0) => break "the controller ended the lease".to_string(),
-                                Ok(_) => {}
-                                Err(e)
-                                    if matches!(
-                                        e.kind(),
-                                        ErrorKind::WouldBlock | ErrorKind::TimedOut
-                                    ) =>
-                                {
-                                    break format!(
-                                        "the controller's lease went unheard for {} s",
-                                        within.as_secs_f64()
-                                    )
-                                }
-                                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                                Err(e) => break format!("the controller's lease broke: {e}"),
-                            }
-                        };
-                    }
-                    Err(e) if began.elapsed() >= within => {
-                        break format!("cannot reach the controller's lease at {addr}: {e}")
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(500)),
-                }
-            };
-            say(&why);
+            say(&lease_lost(addr, within));
             STOP.store(true, Ordering::SeqCst);
         });
+}
+
+/// Connect to the lease at `addr` (trying for `within`), then read its bytes until none comes
+/// for `within` or it ends; returns why it was lost.
+fn lease_lost(addr: SocketAddr, within: Duration) -> String {
+    use std::io::{ErrorKind, Read};
+    let began = Instant::now();
+    let mut conn = loop {
+        match TcpStream::connect_timeout(&addr, within) {
+            Ok(conn) => break conn,
+            Err(e) if began.elapsed() >= within => {
+                return format!("cannot reach the controller's lease at {addr}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    let _ = conn.set_read_timeout(Some(within));
+    let mut buf = [0u8; 64];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return "the controller ended the lease".into(),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return format!(
+                    "the controller's lease went unheard for {} s",
+                    within.as_secs_f64()
+                )
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return format!("the controller's lease broke: {e}"),
+        }
+    }
+}
+
+/// Append `line`, as `format` makes it (if it keeps it), to the log `file`.
+fn append(file: &Mutex<std::fs::File>, format: &LineFormat, line: &str) {
+    use std::io::Write;
+    if let (Some(v), Ok(mut f)) = (format(line), file.lock()) {
+        let _ = writeln!(f, "{v}");
+    }
 }
 
 /// Threads that keep each line `child` prints in `file`, as `format` makes it.
@@ -207,7 +207,7 @@ fn log_lines(
     file: &Arc<Mutex<std::fs::File>>,
     format: LineFormat,
 ) -> Vec<std::thread::JoinHandle<()>> {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufRead, BufReader, Read};
     let outs: Vec<Box<dyn Read + Send>> = [
         child
             .stdout
@@ -227,11 +227,7 @@ fn log_lines(
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(v) = format(&line) {
-                        if let Ok(mut f) = file.lock() {
-                            let _ = writeln!(f, "{v}");
-                        }
-                    }
+                    append(&file, &format, &line);
                 }
             })
         })

@@ -97,6 +97,15 @@ pub fn pgrep(pattern: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The processes of `user` whose command line matches `pattern`, each with its command line.
+pub fn pgrep_user(user: &str, pattern: &str) -> String {
+    let out = std::process::Command::new("pgrep")
+        .args(["-a", "-u", user, "-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The browsers' scratch folders (profile and downloads) in the temporary directory now.
 pub fn browser_scratch() -> std::collections::BTreeSet<std::path::PathBuf> {
     std::fs::read_dir(std::env::temp_dir())
